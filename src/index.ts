@@ -1,0 +1,34 @@
+/**
+ * codemode: a sandboxed code-mode execution engine for LLM agents.
+ *
+ * Named exports only; each layer adds its public surface here.
+ *
+ * @module
+ */
+
+export { CodemodeError, isCodemodeError, describeError } from './errors.js';
+export type { CodemodeErrorCode } from './errors.js';
+export { createLogger, setLogLevel, getLogLevel } from './log.js';
+export type { Logger, LogLevel as LoggerLevel } from './log.js';
+export {
+  DEFAULT_TIMEOUT_MS,
+  DEFAULT_MEMORY_MB,
+  DEFAULT_MAX_RESULT_BYTES,
+  DEFAULT_MAX_LOG_LINES,
+  DEFAULT_MAX_LOG_BYTES,
+  DEFAULT_MAX_PENDING_HOST_CALLS,
+} from './sandbox/types.js';
+export type {
+  SandboxLimits,
+  SandboxLimitsInput,
+  SandboxProvider,
+  SandboxError,
+  SandboxErrorKind,
+  RunOutcome,
+  RunOptions,
+  RunStats,
+  LogEntry,
+  HostFunction,
+  HostFunctions,
+  HostCallContext,
+} from './sandbox/types.js';
