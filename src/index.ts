@@ -32,3 +32,16 @@ export type {
   HostFunctions,
   HostCallContext,
 } from './sandbox/types.js';
+
+// proxy: upstream connections (stdio / Streamable HTTP / SSE) and the forwarding MCP server.
+export {
+  UpstreamConfigSchema,
+  StdioUpstreamConfigSchema,
+  HttpUpstreamConfigSchema,
+  parseUpstreamConfig,
+  describeUpstream,
+  isStdioConfig,
+} from './proxy/config.js';
+export type { UpstreamConfig, StdioUpstreamConfig, HttpUpstreamConfig, HttpTransportKind } from './proxy/config.js';
+export { connectUpstream, isSessionExpiredError, DEFAULT_CONNECT_TIMEOUT_MS } from './proxy/upstream.js';
+export type { ConnectUpstreamOptions, UpstreamConnection } from './proxy/upstream.js';

@@ -1,0 +1,506 @@
+/**
+ * Connecting to an upstream MCP server, failing loudly.
+ *
+ * `connectUpstream` starts or reaches the server, runs `initialize`, and returns a connected SDK `Client`.
+ * Every way this can go wrong becomes a `CodemodeError` whose code says which class of failure it is and
+ * whose message names the cause and what to do:
+ *
+ * | failure                                             | code                   | typical time |
+ * |-----------------------------------------------------|------------------------|--------------|
+ * | nothing listening (ECONNREFUSED, DNS failure)       | `UPSTREAM_UNAVAILABLE` | < 50 ms      |
+ * | wrong path, e.g. the server root instead of `/mcp`  | `UPSTREAM_UNAVAILABLE` | < 100 ms     |
+ * | 401 / 403                                           | `UPSTREAM_AUTH`        | < 50 ms      |
+ * | an HTML page, or JSON that is not JSON-RPC          | `UPSTREAM_PROTOCOL`    | < 50 ms      |
+ * | a JSON-RPC error answer to `initialize`             | `UPSTREAM_PROTOCOL`    | (cause is the upstream `McpError`) |
+ * | stdio command not found / not executable            | `UPSTREAM_UNAVAILABLE` | < 50 ms      |
+ * | stdio command exits before answering                | `UPSTREAM_UNAVAILABLE` | its run time |
+ * | accepts the connection but never answers            | `UPSTREAM_TIMEOUT`     | `connectTimeoutMs` (default 30 s) |
+ *
+ * @module
+ */
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport, SseError } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { FetchLike, Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { ErrorCode, InitializeResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type {
+  ClientCapabilities,
+  Implementation,
+  InitializeRequest,
+  InitializeResult,
+  JSONRPCMessage,
+  MessageExtraInfo,
+} from '@modelcontextprotocol/sdk/types.js';
+import { CodemodeError, describeError } from '../errors.js';
+import type { CodemodeErrorCode } from '../errors.js';
+import { createLogger } from '../log.js';
+import { describeUpstream, httpTransportOf, isStdioConfig, parseUpstreamConfig } from './config.js';
+import type { HttpUpstreamConfig, StdioUpstreamConfig, UpstreamConfig } from './config.js';
+import { StdioUpstreamTransport } from './stdio-transport.js';
+
+const log = createLogger('proxy');
+
+/**
+ * How long `connectUpstream` waits for an upstream to answer `initialize`: 30 s. Long enough for an
+ * `npx -y some-server` that downloads its package on first start, short enough that a hung upstream is
+ * reported before a typical host gives up (hosts commonly wait 60 s).
+ */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+
+/** The identity codemode presents upstream when no downstream `initialize` is being forwarded. */
+export const DEFAULT_CLIENT_INFO: Implementation = { name: 'codemode', version: '0.1.0' };
+
+export interface ConnectUpstreamOptions {
+  /** Client identity sent in `initialize`. Ignored when `initialize` is given. */
+  clientInfo?: Implementation;
+  /** Client capabilities sent in `initialize`. Ignored when `initialize` is given. */
+  capabilities?: ClientCapabilities;
+  /**
+   * Forward these `initialize` params verbatim (protocol version, capabilities, clientInfo, `_meta`) instead
+   * of codemode's own. The proxy uses this so the upstream sees the real downstream client.
+   */
+  initialize?: InitializeRequest['params'];
+  /** Milliseconds to wait for the `initialize` answer. Default `DEFAULT_CONNECT_TIMEOUT_MS`. */
+  connectTimeoutMs?: number;
+  /** Aborts the connection attempt (rejects with `CodemodeError('ABORTED')`). */
+  signal?: AbortSignal;
+  /** HTTP only: OAuth client provider (SDK `OAuthClientProvider`) used on 401. */
+  authProvider?: OAuthClientProvider;
+  /** HTTP only: the fetch implementation, e.g. one that goes through HTTP(S)_PROXY. */
+  fetch?: FetchLike;
+  /** HTTP only: extra headers merged over `config.headers` (e.g. allowlisted downstream headers). */
+  headers?: Record<string, string>;
+  /**
+   * Stdio only: start the child with our whole environment (plus `config.env`). Default `false`: only a
+   * minimal set (PATH, HOME, USER, SHELL, TERM, LOGNAME) plus `config.env`, like other MCP hosts, so secrets
+   * in our environment do not leak into every server.
+   */
+  inheritEnv?: boolean;
+  /** Stdio only: receives the child's stderr. Default: written through to our stderr. */
+  onStderr?: (chunk: string) => void;
+  /** Called on each fresh `Client` before it connects: install request/notification handlers here. */
+  configure?: (client: Client) => void;
+}
+
+/** A live upstream session. */
+export interface UpstreamConnection {
+  /** The connected SDK client. Set `client.onclose` to learn when the upstream goes away. */
+  readonly client: Client;
+  /** The transport actually used (`auto` resolves to `http` or `sse`). */
+  readonly kind: 'stdio' | 'http' | 'sse';
+  /** The upstream's `initialize` answer, exactly as received (capabilities, serverInfo, instructions, ...). */
+  readonly initializeResult: InitializeResult;
+  /** The validated config. */
+  readonly config: UpstreamConfig;
+  /** The upstream's Mcp-Session-Id (Streamable HTTP only). */
+  readonly sessionId: string | undefined;
+  /** Terminates the upstream session (HTTP DELETE, or ends the child process). Idempotent, never throws. */
+  close(): Promise<void>;
+}
+
+/**
+ * A transport wrapper that rewrites the outgoing `initialize` params and records the raw `initialize`
+ * result. The SDK `Client` always sends its own protocol version and identity; a proxy has to send the
+ * downstream's, and return the upstream's answer untouched (including fields the SDK schema strips).
+ */
+class InitializeTap implements Transport {
+  onclose?: (() => void) | undefined;
+  onerror?: ((error: Error) => void) | undefined;
+  onmessage?: (<T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void) | undefined;
+  rawResult: Record<string, unknown> | undefined;
+  #initId: string | number | undefined;
+
+  readonly inner: Transport;
+  readonly override: InitializeRequest['params'] | undefined;
+
+  constructor(inner: Transport, override: InitializeRequest['params'] | undefined) {
+    this.inner = inner;
+    this.override = override;
+    inner.onclose = () => this.onclose?.();
+    inner.onerror = (error) => this.onerror?.(error);
+    inner.onmessage = (message, extra) => {
+      if (this.#initId !== undefined && 'id' in message && message.id === this.#initId && 'result' in message) {
+        this.rawResult = message.result as Record<string, unknown>;
+        this.#initId = undefined;
+      }
+      this.onmessage?.(message, extra);
+    };
+  }
+
+  get sessionId(): string | undefined {
+    return this.inner.sessionId;
+  }
+
+  setProtocolVersion(version: string): void {
+    this.inner.setProtocolVersion?.(version);
+  }
+
+  start(): Promise<void> {
+    return this.inner.start();
+  }
+
+  send(message: JSONRPCMessage, options?: TransportSendOptions): Promise<void> {
+    if ('method' in message && message.method === 'initialize' && 'id' in message) {
+      this.#initId = message.id;
+      if (this.override !== undefined) message = { ...message, params: this.override };
+    }
+    return this.inner.send(message, options);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+interface Attempt {
+  kind: 'stdio' | 'http' | 'sse';
+  transport: Transport;
+  stdio?: StdioUpstreamTransport;
+}
+
+function stdioEnv(config: StdioUpstreamConfig, inheritEnv: boolean): Record<string, string> {
+  const base: Record<string, string> = {};
+  const source = inheritEnv ? process.env : getDefaultEnvironment();
+  for (const [k, v] of Object.entries(source)) if (v !== undefined) base[k] = v;
+  return { ...base, ...(config.env ?? {}) };
+}
+
+function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', options: ConnectUpstreamOptions): Transport {
+  const headers = { ...(config.headers ?? {}), ...(options.headers ?? {}) };
+  const url = new URL(config.url);
+  const requestInit: RequestInit = { headers };
+  if (kind === 'http') {
+    return new StreamableHTTPClientTransport(url, {
+      requestInit,
+      ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
+      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+    });
+  }
+  return new SSEClientTransport(url, {
+    requestInit,
+    // EventSource does its own GET; it needs the headers (and fetch) too, or an auth header is lost.
+    eventSourceInit: {
+      fetch: (input, init) =>
+        (options.fetch ?? fetch)(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), ...headers } }),
+    },
+    ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
+    ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+  });
+}
+
+function errnoCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function httpStatusOf(err: unknown): number | undefined {
+  if (err instanceof StreamableHTTPError || err instanceof SseError) {
+    return typeof err.code === 'number' && err.code > 0 ? err.code : undefined;
+  }
+  return undefined;
+}
+
+const NETWORK_CODES: Record<string, string> = {
+  ECONNREFUSED: 'nothing is listening there (connection refused)',
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name could not be resolved (DNS lookup failed)',
+  ECONNRESET: 'the connection was reset',
+  EHOSTUNREACH: 'the host is unreachable',
+  ENETUNREACH: 'the network is unreachable',
+  ETIMEDOUT: 'the TCP connection timed out',
+  UND_ERR_SOCKET: 'the connection closed unexpectedly',
+  UND_ERR_CONNECT_TIMEOUT: 'the TCP connection timed out',
+  CERT_HAS_EXPIRED: 'its TLS certificate has expired',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'its TLS certificate is self-signed',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'its TLS certificate cannot be verified',
+};
+
+interface ClassifyContext {
+  label: string;
+  kind: 'stdio' | 'http' | 'sse';
+  timeoutMs: number;
+  stdio?: StdioUpstreamTransport | undefined;
+  /** For `auto`: the Streamable HTTP failure that made us try SSE. */
+  httpFailure?: unknown;
+}
+
+function err(code: CodemodeErrorCode, message: string, cause: unknown): CodemodeError {
+  return new CodemodeError(code, message, { cause });
+}
+
+function statusText(status: number): string {
+  const names: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 406: 'Not Acceptable', 415: 'Unsupported Media Type', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+  return names[status] ?? '';
+}
+
+/** Turns whatever a connection attempt threw into a `CodemodeError` that names the cause. */
+export function classifyConnectError(error: unknown, ctx: ClassifyContext): CodemodeError {
+  if (error instanceof CodemodeError) return error;
+  const { label } = ctx;
+  const detail = describeError(error);
+
+  if (ctx.stdio !== undefined) {
+    const t = ctx.stdio;
+    const tail = t.stderrTail === '' ? '' : ` Its stderr ended with: ${JSON.stringify(t.stderrTail.slice(-600))}`;
+    if (t.spawnError !== undefined) {
+      const code = t.spawnError.code;
+      const why =
+        code === 'ENOENT'
+          ? 'the command was not found. Check that it is installed and on PATH (or give an absolute path)'
+          : code === 'EACCES'
+            ? 'the command is not executable (permission denied)'
+            : `it could not be started (${code ?? t.spawnError.message})`;
+      return err('UPSTREAM_UNAVAILABLE', `Could not start upstream \`${label}\`: ${why}.`, error);
+    }
+    if (error instanceof McpError && error.code === ErrorCode.RequestTimeout) {
+      const bad =
+        t.firstBadLine !== undefined
+          ? ` It wrote output to stdout that is not JSON-RPC (${t.firstBadLine}); MCP stdio servers must log to stderr only.`
+          : '';
+      return err(
+        bad === '' ? 'UPSTREAM_TIMEOUT' : 'UPSTREAM_PROTOCOL',
+        `Upstream \`${label}\` started but did not answer initialize within ${ctx.timeoutMs} ms.${bad} Check that it is an MCP stdio server, or raise connectTimeoutMs.${tail}`,
+        error,
+      );
+    }
+    if (t.exitInfo !== undefined) {
+      const how = t.exitInfo.signal !== null ? `was killed by ${t.exitInfo.signal}` : `exited with code ${t.exitInfo.code ?? 'unknown'}`;
+      const bad = t.firstBadLine !== undefined ? ` It wrote non-JSON-RPC output to stdout (${t.firstBadLine}).` : '';
+      return err('UPSTREAM_UNAVAILABLE', `Upstream \`${label}\` ${how} before answering initialize.${bad}${tail}`, error);
+    }
+  }
+
+  if (error instanceof McpError) {
+    if (error.code === ErrorCode.RequestTimeout) {
+      return err(
+        'UPSTREAM_TIMEOUT',
+        `Upstream ${label} accepted the connection but did not answer initialize within ${ctx.timeoutMs} ms. Check that it is a healthy MCP server, or raise connectTimeoutMs.`,
+        error,
+      );
+    }
+    if (error.code === ErrorCode.ConnectionClosed) {
+      return err('UPSTREAM_UNAVAILABLE', `Upstream ${label} closed the connection before answering initialize.`, error);
+    }
+    return err('UPSTREAM_PROTOCOL', `Upstream ${label} refused initialize: ${error.message}`, error);
+  }
+
+  if (error instanceof UnauthorizedError) {
+    return err(
+      'UPSTREAM_AUTH',
+      `Upstream ${label} requires authorization (${error.message}). Complete the OAuth flow or pass an Authorization header.`,
+      error,
+    );
+  }
+
+  const status = httpStatusOf(error);
+  if (status !== undefined) {
+    const prefix = `Upstream ${label} answered HTTP ${status}${statusText(status) === '' ? '' : ` ${statusText(status)}`}`;
+    if (status === 401 || status === 403) {
+      return err(
+        'UPSTREAM_AUTH',
+        `${prefix}: authorization was ${status === 401 ? 'required and not accepted' : 'denied'}. Check the token or credentials (an Authorization header, or OAuth).`,
+        error,
+      );
+    }
+    if (status === 404 || status === 405) {
+      const httpStatus = httpStatusOf(ctx.httpFailure);
+      const both = httpStatus !== undefined ? ` (Streamable HTTP POST: ${httpStatus}; legacy SSE GET: ${status})` : '';
+      const path = new URL(label).pathname;
+      const hint =
+        path === '/' || path === ''
+          ? ' This looks like the server root: MCP endpoints usually live at /mcp (or /sse for legacy servers).'
+          : ' Check the path: MCP endpoints usually live at /mcp (or /sse for legacy servers).';
+      return err('UPSTREAM_UNAVAILABLE', `${prefix}: there is no MCP endpoint at this URL${both}.${hint}`, error);
+    }
+    if (status >= 500) {
+      return err('UPSTREAM_UNAVAILABLE', `${prefix}: the server failed. ${detail}`, error);
+    }
+    return err('UPSTREAM_PROTOCOL', `${prefix} to initialize, which is not a valid MCP answer. ${detail}`, error);
+  }
+
+  if (error instanceof StreamableHTTPError && /Unexpected content type/i.test(error.message)) {
+    return err(
+      'UPSTREAM_PROTOCOL',
+      `Upstream ${label} is not an MCP server: it answered initialize with ${error.message.replace(/^.*Unexpected content type:\s*/i, 'content type ')} instead of JSON-RPC (application/json or text/event-stream).`,
+      error,
+    );
+  }
+
+  const net = errnoCode(error);
+  if (net !== undefined && net in NETWORK_CODES) {
+    return err('UPSTREAM_UNAVAILABLE', `Cannot reach upstream ${label}: ${NETWORK_CODES[net]} (${net}). Is the server running?`, error);
+  }
+
+  // Zod (JSON-RPC schema) and JSON syntax errors come from a body that is not JSON-RPC.
+  if (error instanceof SyntaxError || (error instanceof Error && (error.name === 'ZodError' || error.name === '$ZodError'))) {
+    return err(
+      'UPSTREAM_PROTOCOL',
+      `Upstream ${label} is not an MCP server: its answer to initialize is not a JSON-RPC message (${detail.slice(0, 200)}).`,
+      error,
+    );
+  }
+  if (error instanceof Error && /protocol version is not supported/i.test(error.message)) {
+    return err('UPSTREAM_PROTOCOL', `Upstream ${label}: ${error.message}.`, error);
+  }
+  if (error instanceof TypeError && /fetch failed/i.test(error.message)) {
+    return err('UPSTREAM_UNAVAILABLE', `Cannot reach upstream ${label}: ${describeError(error.cause ?? error)}.`, error);
+  }
+  return err('UPSTREAM_UNAVAILABLE', `Connecting to upstream ${label} failed: ${detail}`, error);
+}
+
+/** True for an error that says the upstream's HTTP session is gone (404, or 400 from servers that say so). */
+export function isSessionExpiredError(error: unknown): boolean {
+  const status = httpStatusOf(error);
+  if (status === 404) return true;
+  // server-everything and other SDK-based servers answer 400 "No valid session ID" for a session they
+  // don't know (for example after a restart), where the spec says 404.
+  if (status === 400) return /session/i.test(describeError(error));
+  return false;
+}
+
+async function attemptConnect(
+  attempt: Attempt,
+  options: ConnectUpstreamOptions,
+  timeoutMs: number,
+): Promise<{ client: Client; tap: InitializeTap }> {
+  const init = options.initialize;
+  const client = new Client(init?.clientInfo ?? options.clientInfo ?? DEFAULT_CLIENT_INFO, {
+    capabilities: init?.capabilities ?? options.capabilities ?? {},
+  });
+  options.configure?.(client);
+  const tap = new InitializeTap(attempt.transport, init);
+  await client.connect(tap, {
+    timeout: timeoutMs,
+    ...(options.signal !== undefined ? { signal: options.signal } : {}),
+  });
+  return { client, tap };
+}
+
+function withDeadline<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), ms);
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/**
+ * Connects to an upstream MCP server and completes `initialize`.
+ *
+ * Rejects with `CodemodeError` (`UPSTREAM_UNAVAILABLE`, `UPSTREAM_TIMEOUT`, `UPSTREAM_AUTH`,
+ * `UPSTREAM_PROTOCOL`, `INVALID_CONFIG` or `ABORTED`) whose message names the cause; `cause` holds the
+ * original error (an upstream `McpError`, the SDK's `UnauthorizedError`, a spawn error, ...).
+ *
+ * @example
+ * ```ts
+ * const up = await connectUpstream({ url: 'http://127.0.0.1:3000/mcp' });
+ * try {
+ *   const { tools } = await up.client.listTools();
+ * } finally {
+ *   await up.close();
+ * }
+ * ```
+ */
+export async function connectUpstream(config: UpstreamConfig | unknown, options: ConnectUpstreamOptions = {}): Promise<UpstreamConnection> {
+  const cfg = parseUpstreamConfig(config);
+  const label = describeUpstream(cfg);
+  const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new CodemodeError('INVALID_ARGUMENT', `connectTimeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`);
+  }
+  if (options.signal?.aborted) throw new CodemodeError('ABORTED', `Connecting to upstream ${label} was aborted.`);
+  const started = Date.now();
+
+  const run = async (attempt: Attempt, budgetMs: number, httpFailure?: unknown): Promise<UpstreamConnection> => {
+    let client: Client | undefined;
+    try {
+      // The Client's own request timeout covers a silent upstream; the outer deadline also covers a fetch
+      // or spawn that never settles, so no attempt outlives its budget.
+      const connected = await withDeadline(
+        attemptConnect(attempt, options, budgetMs),
+        budgetMs + 250,
+        () => new McpError(ErrorCode.RequestTimeout, 'Request timed out'),
+      );
+      client = connected.client;
+      const raw = connected.tap.rawResult;
+      const parsed = InitializeResultSchema.safeParse(raw);
+      if (!parsed.success) {
+        throw new CodemodeError('UPSTREAM_PROTOCOL', `Upstream ${label} sent an invalid initialize result: ${parsed.error.message.slice(0, 300)}`);
+      }
+      return makeConnection(cfg, attempt, client, { ...(raw as InitializeResult) });
+    } catch (error) {
+      // Classify first: closing the transport changes what it reports (a timed-out child then "exits").
+      const classified = classifyConnectError(error, { label, kind: attempt.kind, timeoutMs, stdio: attempt.stdio, httpFailure });
+      attempt.stdio?.kill();
+      await attempt.transport.close().catch(() => undefined);
+      if (options.signal?.aborted) throw new CodemodeError('ABORTED', `Connecting to upstream ${label} was aborted.`, { cause: error });
+      throw classified;
+    }
+  };
+
+  if (isStdioConfig(cfg)) {
+    const stdio = new StdioUpstreamTransport({
+      command: cfg.command,
+      args: cfg.args ?? [],
+      env: stdioEnv(cfg, options.inheritEnv ?? false),
+      cwd: cfg.cwd,
+      onStderr: options.onStderr,
+    });
+    return run({ kind: 'stdio', transport: stdio, stdio }, timeoutMs);
+  }
+
+  const choice = httpTransportOf(cfg);
+  if (choice === 'sse') return run({ kind: 'sse', transport: makeHttpTransport(cfg, 'sse', options) }, timeoutMs);
+  try {
+    return await run({ kind: 'http', transport: makeHttpTransport(cfg, 'http', options) }, timeoutMs);
+  } catch (error) {
+    const status = httpStatusOf((error as CodemodeError).cause);
+    if (choice !== 'auto' || (status !== 404 && status !== 405)) throw error;
+    const remaining = Math.max(1, timeoutMs - (Date.now() - started));
+    log.debug('Streamable HTTP refused, trying legacy SSE', { url: cfg.url, status });
+    return run({ kind: 'sse', transport: makeHttpTransport(cfg, 'sse', options) }, remaining, (error as CodemodeError).cause);
+  }
+}
+
+function makeConnection(config: UpstreamConfig, attempt: Attempt, client: Client, initializeResult: InitializeResult): UpstreamConnection {
+  let closing: Promise<void> | undefined;
+  const transport = attempt.transport;
+  return {
+    client,
+    kind: attempt.kind,
+    initializeResult,
+    config,
+    get sessionId() {
+      return transport.sessionId;
+    },
+    close() {
+      closing ??= (async () => {
+        try {
+          if (transport instanceof StreamableHTTPClientTransport && transport.sessionId !== undefined) {
+            // Tell the server the session is over so it frees it; never wait long for a dying upstream.
+            await withDeadline(transport.terminateSession(), 1000, () => new Error('terminate timed out')).catch(() => undefined);
+          }
+        } finally {
+          await client.close().catch(() => undefined);
+        }
+      })();
+      return closing;
+    },
+  };
+}
