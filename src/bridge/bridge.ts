@@ -1,0 +1,250 @@
+/**
+ * codemode-remote's core: newline-delimited JSON-RPC on a local stdio pair, forwarded message by
+ * message to one remote MCP session over Streamable HTTP (or legacy SSE).
+ *
+ * Why message-level rather than an SDK Server+Client pair: forwarding raw messages passes every
+ * feature through (sampling, elicitation, roots, logging, progress, cancellation, list-changed)
+ * without re-declaring handlers, keeps ids and `_meta` intact, and avoids loading the SDK's schema
+ * modules, which dominate start-up time.
+ *
+ * @module
+ */
+
+import type { Readable, Writable } from 'node:stream';
+import { describeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import type { BridgeConfig } from './config.js';
+import type { JsonRpcId, JsonRpcMessage } from './jsonrpc.js';
+import { RpcCode, UpstreamError, errorResponse, isRequest, isResponse } from './jsonrpc.js';
+import type { AuthHooks } from './upstream.js';
+import { Upstream } from './upstream.js';
+
+const log = createLogger('remote');
+
+/** Largest line accepted from the host; anything longer is a broken host, not a message. */
+const MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+export interface BridgeIo {
+  input: Readable;
+  output: Writable;
+}
+
+export interface Bridge {
+  /** Resolves with the exit code once the bridge has shut down. */
+  readonly done: Promise<number>;
+  /** Closes the upstream session (HTTP DELETE) and ends the bridge. Idempotent. */
+  close(exitCode?: number): Promise<number>;
+}
+
+/** Compiles `--ignore-tool` globs (`*`, `?`) into one matcher. */
+export function toolMatcher(globs: readonly string[]): (name: string) => boolean {
+  if (globs.length === 0) return () => false;
+  const res = globs.map((g) => new RegExp(`^${g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`));
+  return (name) => res.some((re) => re.test(name));
+}
+
+/**
+ * Starts a bridge on `io` (the process's stdin/stdout in the CLI). Nothing touches the upstream
+ * until the host sends `initialize`: there is no probe session.
+ *
+ * @example
+ * ```ts
+ * const bridge = startBridge(config, { input: process.stdin, output: process.stdout });
+ * process.on('SIGTERM', () => void bridge.close(0));
+ * process.exitCode = await bridge.done;
+ * ```
+ */
+export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: () => Promise<AuthHooks>): Bridge {
+  const shutdown = new AbortController();
+  const ignored = toolMatcher(config.ignoreTools);
+  const toolsListIds = new Set<JsonRpcId>();
+  let upstream: Upstream | undefined;
+  let state: 'idle' | 'connecting' | 'ready' | 'closed' = 'idle';
+  let queued: JsonRpcMessage[] = [];
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<number>((r) => (resolveDone = r));
+  let closing: Promise<number> | undefined;
+  let authHooks: AuthHooks | undefined;
+
+  const write = (message: JsonRpcMessage): void => {
+    if (state === 'closed' && message.error === undefined) return;
+    if (!io.output.writable) return;
+    io.output.write(`${JSON.stringify(message)}\n`);
+  };
+
+  const fromUpstream = (message: JsonRpcMessage): void => {
+    if (message.id !== undefined && message.id !== null && toolsListIds.delete(message.id) && Array.isArray(message.result?.tools)) {
+      message.result.tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || !ignored(t.name));
+    }
+    write(message);
+  };
+
+  const close = (exitCode = 0): Promise<number> => {
+    closing ??= (async () => {
+      state = 'closed';
+      shutdown.abort();
+      try {
+        await upstream?.close();
+      } catch (err) {
+        log.debug('closing the upstream failed', { error: describeError(err) });
+      } finally {
+        io.input.removeListener('data', onData);
+        resolveDone(exitCode);
+      }
+      return exitCode;
+    })();
+    return closing;
+  };
+
+  const makeUpstream = (mode: 'http' | 'sse'): Upstream =>
+    new Upstream({ url: config.url, headers: config.headers, mode, auth: authHooks, onMessage: fromUpstream, log });
+
+  const connect = async (init: JsonRpcMessage & { id: JsonRpcId }): Promise<JsonRpcMessage> => {
+    if (config.auth !== undefined && authFactory !== undefined) authHooks = await authFactory();
+    const signal = shutdown.signal;
+    const deadline = config.connectTimeoutMs;
+    if (config.transport !== 'sse') {
+      upstream = makeUpstream('http');
+      try {
+        return await upstream.request(init, deadline, signal);
+      } catch (err) {
+        const status = err instanceof UpstreamError ? err.status : undefined;
+        if (config.transport === 'http' || (status !== 404 && status !== 405) || signal.aborted) throw err;
+        log.info(`Streamable HTTP answered ${status}; trying the legacy SSE transport once`);
+        const http = upstream;
+        upstream = makeUpstream('sse');
+        await http.close();
+        try {
+          await upstream.connectSse(deadline, signal);
+        } catch (sseErr) {
+          throw new UpstreamError((err as UpstreamError).code, `${(err as Error).message} (the SSE fallback failed too: ${describeError(sseErr)})`, { cause: err, status });
+        }
+        return await upstream.request(init, deadline, signal);
+      }
+    }
+    upstream = makeUpstream('sse');
+    await upstream.connectSse(deadline, signal);
+    return upstream.request(init, deadline, signal);
+  };
+
+  const forward = (message: JsonRpcMessage): void => {
+    const up = upstream;
+    if (up === undefined) return;
+    if (isRequest(message)) {
+      if (message.method === 'tools/call' && typeof message.params?.name === 'string' && ignored(message.params.name)) {
+        write(errorResponse(message.id, RpcCode.InvalidParams, `Tool ${message.params.name} not found (hidden by --ignore-tool)`));
+        return;
+      }
+      if (message.method === 'tools/list') toolsListIds.add(message.id);
+    }
+    up.send(message).then(
+      () => {
+        if (message.method === 'notifications/initialized') up.openGetStream();
+      },
+      (err: unknown) => {
+        if (state === 'closed') return;
+        if (isRequest(message)) {
+          toolsListIds.delete(message.id);
+          const rpcCode = err instanceof UpstreamError ? err.rpcCode : RpcCode.InternalError;
+          write(errorResponse(message.id, rpcCode, `codemode-remote: ${describeError(err)}`));
+        } else {
+          log.warn(`could not forward ${message.method ?? (isResponse(message) ? 'a response' : 'a message')}`, { error: describeError(err) });
+        }
+      },
+    );
+  };
+
+  const handle = (message: JsonRpcMessage): void => {
+    if (state === 'closed') return;
+    if (message.method === 'initialize' && isRequest(message)) {
+      if (state !== 'idle') {
+        write(errorResponse(message.id, RpcCode.InvalidRequest, 'codemode-remote: initialize was already received'));
+        return;
+      }
+      state = 'connecting';
+      const started = performance.now();
+      connect(message).then(
+        (response) => {
+          if (state === 'closed') return;
+          write(response);
+          if (response.error !== undefined) {
+            log.error('the upstream refused initialize', { error: response.error.message });
+            void close(1);
+            return;
+          }
+          state = 'ready';
+          log.debug('connected', { ms: Math.round(performance.now() - started), session: upstream?.sessionId, transport: upstream?.mode });
+          const pending = queued;
+          queued = [];
+          for (const m of pending) forward(m);
+        },
+        (err: unknown) => {
+          if (state === 'closed') return;
+          const message_ = `codemode-remote could not connect to ${config.url.href}: ${describeError(err)}`;
+          log.error(message_);
+          const code = err instanceof UpstreamError ? err.code : 'UPSTREAM_UNAVAILABLE';
+          write(errorResponse(message.id, err instanceof UpstreamError ? err.rpcCode : RpcCode.InternalError, message_, { reason: code, url: config.url.href }));
+          void close(1);
+        },
+      );
+      return;
+    }
+    if (state === 'idle' || state === 'connecting') {
+      if (state === 'idle' && isRequest(message) && message.method !== 'ping') {
+        write(errorResponse(message.id, RpcCode.InvalidRequest, `codemode-remote: ${message.method} before initialize`));
+        return;
+      }
+      if (state === 'idle' && isRequest(message)) {
+        write({ jsonrpc: '2.0', id: message.id, result: {} });
+        return;
+      }
+      queued.push(message);
+      return;
+    }
+    forward(message);
+  };
+
+  const onLine = (line: string): void => {
+    if (line.trim() === '') return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      write(errorResponse(null, RpcCode.ParseError, 'codemode-remote: a line on stdin is not JSON'));
+      return;
+    }
+    for (const item of Array.isArray(parsed) ? parsed : [parsed]) {
+      if (typeof item !== 'object' || item === null || (item as JsonRpcMessage).jsonrpc !== '2.0') {
+        write(errorResponse(null, RpcCode.InvalidRequest, 'codemode-remote: not a JSON-RPC 2.0 message'));
+        continue;
+      }
+      handle(item as JsonRpcMessage);
+    }
+  };
+
+  let buffer = '';
+  const onData = (chunk: Buffer | string): void => {
+    buffer += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      onLine(line);
+    }
+    if (buffer.length > MAX_LINE_BYTES) {
+      log.error('a line on stdin exceeds 64 MiB; closing');
+      void close(1);
+    }
+  };
+  io.input.on('data', onData);
+  // stdin EOF is the host saying goodbye, in every state: connecting, waiting for a login, mid-call.
+  io.input.once('end', () => {
+    if (buffer.trim() !== '') onLine(buffer);
+    buffer = '';
+    void close(0);
+  });
+  io.input.once('error', () => void close(0));
+  io.output.on('error', () => void close(0));
+
+  return { done, close };
+}

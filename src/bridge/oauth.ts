@@ -1,0 +1,331 @@
+/**
+ * The OAuth flow of codemode-remote, built on the MCP SDK's client auth (RFC 9728 protected-resource
+ * discovery, RFC 8414 / OIDC metadata, dynamic client registration, PKCE S256, refresh). This file
+ * supplies what the SDK leaves to the application: an `OAuthClientProvider` over the token store, a
+ * loopback callback server, the browser (or headless hand-off), and cross-process leases so
+ * concurrent bridges run one login and one refresh between them.
+ *
+ * Loaded lazily by `auth.ts`: a bridge that never sees a 401 never loads it.
+ *
+ * @module
+ */
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { OAuthClientProvider, OAuthDiscoveryState } from '@modelcontextprotocol/sdk/client/auth.js';
+import { auth as sdkAuth, extractWWWAuthenticateParams, refreshAuthorization } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import { CodemodeError, describeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import type { FlowContext } from './auth.js';
+import { UpstreamError } from './jsonrpc.js';
+import type { StoredState, StoredTokens } from './token-store.js';
+
+const log = createLogger('remote');
+const CALLBACK_PATH = '/oauth/callback';
+const REFRESH_LEASE_TIMEOUT_MS = 30_000;
+
+function tokensPatch(tokens: OAuthTokens): Partial<StoredState> {
+  return {
+    tokens: tokens as StoredTokens,
+    expiresAt: typeof tokens.expires_in === 'number' ? Date.now() + tokens.expires_in * 1000 : undefined,
+  };
+}
+
+interface CallbackServer {
+  port: number;
+  redirectUrl: string;
+  waitForCode(state: string, timeoutMs: number, signal: AbortSignal): Promise<string>;
+  close(): void;
+}
+
+/** The loopback server the browser is redirected to. Binds 127.0.0.1 only. */
+async function startCallbackServer(port: number, host: string): Promise<CallbackServer> {
+  let deliver: ((params: URLSearchParams) => void) | undefined;
+  const early: URLSearchParams[] = [];
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (url.pathname !== CALLBACK_PATH) {
+      res.writeHead(404).end();
+      return;
+    }
+    const failed = url.searchParams.has('error');
+    res.writeHead(failed ? 400 : 200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(
+      failed
+        ? '<!doctype html><title>codemode-remote</title><p>Authorization failed. You can close this window; details are in the terminal.</p>'
+        : '<!doctype html><title>codemode-remote</title><p>Authorized. You can close this window and return to your MCP client.</p>',
+    );
+    if (deliver !== undefined) deliver(url.searchParams);
+    else early.push(url.searchParams);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const actual = (server.address() as AddressInfo).port;
+  return {
+    port: actual,
+    redirectUrl: `http://${host}:${actual}${CALLBACK_PATH}`,
+    waitForCode(state, timeoutMs, signal) {
+      return new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new CodemodeError('AUTH_FAILED', `no authorization arrived within ${Math.round(timeoutMs / 1000)} s (raise --auth-timeout, or open the printed URL)`)), timeoutMs);
+        const onAbort = (): void => reject(new CodemodeError('ABORTED', 'authorization cancelled: the bridge is shutting down'));
+        signal.addEventListener('abort', onAbort, { once: true });
+        deliver = (params) => {
+          if (params.get('state') !== state) {
+            log.warn('ignored an OAuth callback with a foreign state parameter');
+            return;
+          }
+          clearTimeout(timer);
+          signal.removeEventListener('abort', onAbort);
+          const error = params.get('error');
+          const code = params.get('code');
+          if (error !== null) reject(new CodemodeError('AUTH_FAILED', `the authorization server denied access: ${error}${params.get('error_description') ? ` (${params.get('error_description')})` : ''}`));
+          else if (code === null) reject(new CodemodeError('AUTH_FAILED', 'the OAuth callback carried no code'));
+          else resolve(code);
+        };
+        for (const p of early.splice(0)) deliver(p);
+      });
+    },
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** Shows the authorization URL: always on stderr, plus a browser or the named command. */
+function presentAuthorizationUrl(url: URL, ctx: FlowContext): void {
+  process.stderr.write(`codemode-remote: authorization required. Open this URL to sign in:\n${url.href}\n`);
+  const { openCommand, headless } = ctx.auth;
+  if (openCommand !== undefined) {
+    // The URL is one quoted argument; single quotes inside it are closed, escaped and reopened.
+    const child = spawn(`${openCommand} '${url.href.replace(/'/g, `'\\''`)}'`, { shell: true, stdio: ['ignore', 'ignore', 'inherit'], detached: false });
+    child.on('error', (err) => log.warn('--open-command failed', { error: describeError(err) }));
+    child.unref();
+    return;
+  }
+  if (headless) return;
+  const [cmd, args] =
+    process.platform === 'darwin' ? ['open', [url.href]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '""', url.href]] : ['xdg-open', [url.href]];
+  try {
+    const child = spawn(cmd, args as string[], { stdio: 'ignore', detached: true });
+    child.on('error', () => log.info('could not open a browser; open the URL above yourself'));
+    child.unref();
+  } catch {
+    log.info('could not open a browser; open the URL above yourself');
+  }
+}
+
+class BridgeOAuthProvider implements OAuthClientProvider {
+  private verifier: string | undefined;
+  readonly oauthState = randomBytes(16).toString('base64url');
+  authorizationUrl: URL | undefined;
+  readonly clientMetadataUrl: string | undefined;
+
+  constructor(
+    private readonly ctx: FlowContext,
+    private current: StoredState,
+    private readonly redirect: string | undefined,
+  ) {
+    this.clientMetadataUrl = ctx.auth.clientMetadataUrl;
+  }
+
+  get stored(): StoredState {
+    return this.current;
+  }
+
+  private save(patch: Partial<StoredState>): void {
+    this.current = this.ctx.store.update(patch);
+  }
+
+  get redirectUrl(): string | undefined {
+    return this.redirect;
+  }
+
+  get clientMetadata(): OAuthClientMetadata {
+    return {
+      client_name: 'codemode-remote',
+      redirect_uris: this.redirect === undefined ? [] : [this.redirect],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+      ...(this.ctx.auth.scope !== undefined ? { scope: this.ctx.auth.scope } : {}),
+    };
+  }
+
+  state(): string {
+    return this.oauthState;
+  }
+
+  clientInformation(): OAuthClientInformationMixed | undefined {
+    const info = this.current.clientInformation ?? this.ctx.auth.staticClientInfo;
+    if (info === undefined) return undefined;
+    // A dynamically registered client is bound to its redirect URI; a new callback port needs a new registration.
+    const uris = (info as { redirect_uris?: unknown }).redirect_uris;
+    if (this.ctx.auth.staticClientInfo === undefined && Array.isArray(uris) && this.redirect !== undefined && !uris.includes(this.redirect)) return undefined;
+    return info as OAuthClientInformationMixed;
+  }
+
+  saveClientInformation(info: OAuthClientInformationMixed): void {
+    this.save({ clientInformation: info as Record<string, unknown> });
+  }
+
+  tokens(): OAuthTokens | undefined {
+    return this.current.tokens as OAuthTokens | undefined;
+  }
+
+  saveTokens(tokens: OAuthTokens): void {
+    this.save(tokensPatch(tokens));
+  }
+
+  redirectToAuthorization(url: URL): void {
+    this.authorizationUrl = url;
+  }
+
+  saveCodeVerifier(verifier: string): void {
+    // Kept in memory only: it belongs to this process's login, so another bridge cannot clobber it.
+    this.verifier = verifier;
+  }
+
+  codeVerifier(): string {
+    if (this.verifier === undefined) throw new CodemodeError('AUTH_FAILED', 'no PKCE verifier: the authorization was not started by this process');
+    return this.verifier;
+  }
+
+  invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery'): void {
+    if (scope === 'verifier') {
+      this.verifier = undefined;
+      return;
+    }
+    const patch: Partial<StoredState> = {};
+    if (scope === 'all' || scope === 'tokens') Object.assign(patch, { tokens: undefined, expiresAt: undefined });
+    if (scope === 'all' || scope === 'client') patch.clientInformation = undefined;
+    if (scope === 'all' || scope === 'discovery') patch.discoveryState = undefined;
+    this.save(patch);
+  }
+
+  saveDiscoveryState(state: OAuthDiscoveryState): void {
+    this.save({ discoveryState: state as unknown as Record<string, unknown> });
+  }
+
+  discoveryState(): OAuthDiscoveryState | undefined {
+    return this.current.discoveryState as OAuthDiscoveryState | undefined;
+  }
+
+  async validateResourceURL(serverUrl: string | URL, resource?: string): Promise<URL | undefined> {
+    if (this.ctx.auth.resource !== undefined) return new URL(this.ctx.auth.resource);
+    if (resource === undefined) return undefined;
+    // RFC 8707 / RFC 9728: the advertised resource must be the server itself or a prefix of it.
+    const server = new URL(serverUrl);
+    const advertised = new URL(resource);
+    const prefix = advertised.pathname.endsWith('/') ? advertised.pathname : `${advertised.pathname}/`;
+    if (advertised.origin !== server.origin || !(server.pathname === advertised.pathname || server.pathname.startsWith(prefix) || advertised.pathname === '/')) {
+      throw new CodemodeError('AUTH_FAILED', `the protected-resource metadata names ${resource}, which does not match ${server.href}; refusing to send tokens for another resource (use --resource to override)`);
+    }
+    return advertised;
+  }
+}
+
+/**
+ * Runs after a 401 (or 403 insufficient_scope): refresh if possible, otherwise a full browser
+ * authorization. Holds the cross-process login lease; if another bridge finished a login while we
+ * waited for the lease, its tokens are used and no second login starts.
+ */
+export async function authorize(ctx: FlowContext, current: StoredState, res: Response, signal: AbortSignal): Promise<StoredState> {
+  const { resourceMetadataUrl, scope, error } = extractWWWAuthenticateParams(res);
+  await res.body?.cancel().catch(() => undefined);
+  const sent = current.tokens?.access_token;
+  const release = await ctx.store.lease('login', { timeoutMs: ctx.auth.authTimeoutMs + 10_000, signal });
+  let callback: CallbackServer | undefined;
+  try {
+    let fresh = ctx.store.read();
+    if (fresh.tokens?.access_token !== undefined && fresh.tokens.access_token !== sent && error !== 'insufficient_scope') {
+      log.info('using tokens another codemode-remote process obtained');
+      return fresh;
+    }
+    if (error === 'insufficient_scope') {
+      // Step-up: the current grant is too narrow, and a refresh would return the same scopes.
+      fresh = ctx.store.update({ tokens: undefined, expiresAt: undefined });
+    }
+    callback = await openCallback(ctx, fresh);
+    if (callback.port !== fresh.callbackPort) fresh = ctx.store.update({ callbackPort: callback.port });
+    const provider = new BridgeOAuthProvider(ctx, fresh, callback.redirectUrl);
+    const options = { serverUrl: ctx.config.url, resourceMetadataUrl, scope: scope ?? ctx.auth.scope };
+    let result = await withAuthErrors(() => sdkAuth(provider, options));
+    if (result === 'REDIRECT') {
+      const url = provider.authorizationUrl;
+      if (url === undefined) throw new CodemodeError('AUTH_FAILED', 'the OAuth flow asked for a redirect but produced no URL');
+      presentAuthorizationUrl(url, ctx);
+      const code = await callback.waitForCode(provider.oauthState, ctx.auth.authTimeoutMs, signal);
+      result = await withAuthErrors(() => sdkAuth(provider, { ...options, authorizationCode: code }));
+    }
+    if (result !== 'AUTHORIZED') throw new CodemodeError('AUTH_FAILED', 'authorization did not complete');
+    log.info('authorized');
+    return provider.stored;
+  } finally {
+    callback?.close();
+    release();
+  }
+}
+
+async function openCallback(ctx: FlowContext, state: StoredState): Promise<CallbackServer> {
+  const explicit = ctx.auth.callbackPort;
+  const remembered = state.callbackPort;
+  try {
+    return await startCallbackServer(explicit ?? remembered ?? 0, ctx.auth.callbackHost);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    if (explicit !== undefined) {
+      throw new UpstreamError('AUTH_FAILED', `the OAuth callback port ${explicit} is in use by another program; pass a different callback port or omit it`, { cause: err });
+    }
+    // The remembered port is taken by someone else: a free port plus a new client registration.
+    log.info(`callback port ${remembered} is in use; using a free port`);
+    return startCallbackServer(0, ctx.auth.callbackHost);
+  }
+}
+
+async function withAuthErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof CodemodeError) throw err;
+    throw new UpstreamError('AUTH_FAILED', `OAuth failed: ${describeError(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Proactive refresh before expiry. Holds the cross-process refresh lease and re-reads the store
+ * under it: if another bridge already rotated the refresh token, its result is used instead of
+ * spending the (now invalid) old refresh token.
+ */
+export async function refresh(ctx: FlowContext, current: StoredState, signal: AbortSignal): Promise<StoredState> {
+  const release = await ctx.store.lease('refresh', { timeoutMs: REFRESH_LEASE_TIMEOUT_MS, signal });
+  try {
+    const fresh = ctx.store.read();
+    if (fresh.tokens?.access_token !== undefined && fresh.tokens.access_token !== current.tokens?.access_token) return fresh;
+    const refreshToken = fresh.tokens?.refresh_token;
+    const discovery = fresh.discoveryState as OAuthDiscoveryState | undefined;
+    const client = (fresh.clientInformation ?? ctx.auth.staticClientInfo) as OAuthClientInformationMixed | undefined;
+    if (refreshToken === undefined || discovery?.authorizationServerUrl === undefined || client === undefined) {
+      throw new CodemodeError('AUTH_FAILED', 'cannot refresh: no refresh token, client or authorization-server metadata stored');
+    }
+    const resource = ctx.auth.resource ?? discovery.resourceMetadata?.resource;
+    const tokens = await refreshAuthorization(discovery.authorizationServerUrl, {
+      metadata: discovery.authorizationServerMetadata,
+      clientInformation: client,
+      refreshToken,
+      resource: resource === undefined ? undefined : new URL(resource),
+    });
+    log.debug('tokens refreshed');
+    return ctx.store.update(tokensPatch(tokens));
+  } finally {
+    release();
+  }
+}

@@ -1,0 +1,547 @@
+/**
+ * The bridge's upstream side: a message-level MCP client transport for Streamable HTTP and legacy
+ * SSE. It moves JSON-RPC messages without interpreting them, which is why everything (sampling,
+ * elicitation, roots, progress, cancellation, list-changed) is forwarded for free. It owns the
+ * session: the session id and protocol-version headers, transparent re-initialization when the
+ * upstream forgets the session (expiry, restart), the standalone GET stream, resumption with
+ * Last-Event-ID, and the DELETE on close.
+ *
+ * @module
+ */
+
+import type { Logger } from '../log.js';
+import { describeError } from '../errors.js';
+import type { JsonRpcId, JsonRpcMessage } from './jsonrpc.js';
+import { RpcCode, UpstreamError, errorResponse } from './jsonrpc.js';
+import { readSse } from './sse.js';
+
+/** What the OAuth layer offers the transport. Loaded lazily; absent when OAuth is off. */
+export interface AuthHooks {
+  /** The Authorization header to send, refreshing proactively when the token is about to expire. */
+  header(signal: AbortSignal): Promise<string | undefined>;
+  /** The header from the tokens at hand, with no network work (used while shutting down). */
+  currentHeader(): string | undefined;
+  /** Reacts to a 401 (or a 403 insufficient_scope): refresh or authorize. Throws when it cannot. */
+  unauthorized(res: Response, signal: AbortSignal): Promise<void>;
+}
+
+export interface UpstreamOptions {
+  url: URL;
+  headers: Record<string, string>;
+  mode: 'http' | 'sse';
+  auth: AuthHooks | undefined;
+  /** Every message from the upstream that is not an answer to the transport's own requests. */
+  onMessage: (message: JsonRpcMessage) => void;
+  log: Logger;
+}
+
+/** Streams reconnect at most this often in a row before the transport stops trying. */
+const MAX_STREAM_RECONNECTS = 5;
+const DEFAULT_RECONNECT_MS = 1_000;
+const DELETE_TIMEOUT_MS = 300;
+const REINIT_TIMEOUT_MS = 15_000;
+
+/** Maps a fetch() rejection to a message that names the cause. */
+export function classifyFetchError(err: unknown, url: URL, what: string): UpstreamError {
+  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+  const code = cause?.code ?? (err as { code?: string })?.code;
+  const name = (err as { name?: string })?.name;
+  const where = `${url.host}`;
+  if (name === 'TimeoutError') return new UpstreamError('UPSTREAM_TIMEOUT', `${what}: ${url.href} did not answer in time`, { cause: err });
+  switch (code) {
+    case 'ECONNREFUSED':
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: connection refused by ${where}: nothing is listening there. Is the server running, and is the port right?`, { cause: err });
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_NONAME':
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: cannot resolve host ${url.hostname} (DNS ${code}). Check the URL.`, { cause: err });
+    case 'ECONNRESET':
+    case 'UND_ERR_SOCKET':
+    case 'EPIPE':
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: the connection to ${where} was reset (${code}); the server may have restarted`, { cause: err });
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'ETIMEDOUT':
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: ${where} is unreachable (${code})`, { cause: err });
+    default:
+      if (typeof code === 'string' && /CERT|SSL|TLS/.test(code)) {
+        return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: TLS failure talking to ${where} (${code}: ${cause?.message ?? ''})`, { cause: err });
+      }
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: request to ${url.href} failed: ${cause?.message ?? describeError(err)}`, { cause: err });
+  }
+}
+
+async function bodySnippet(res: Response): Promise<string> {
+  try {
+    const text = (await res.text()).replace(/\s+/g, ' ').trim();
+    return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+  } catch {
+    return '';
+  }
+}
+
+function isJson(contentType: string): boolean {
+  return /^application\/(?:[\w.+-]*\+)?json\b/i.test(contentType);
+}
+
+/**
+ * A message-level client transport. `send` delivers one message; answers arrive through
+ * `onMessage` (or through `request`'s promise for the transport's own requests).
+ *
+ * @example
+ * ```ts
+ * const up = new Upstream({ url, headers: {}, mode: 'http', auth: undefined, onMessage: write, log });
+ * const init = await up.request(initializeMessage, 30_000, signal);
+ * ```
+ */
+export class Upstream {
+  sessionId: string | undefined;
+  protocolVersion: string | undefined;
+  /** Set once initialize succeeded; replayed to recover a lost session. */
+  private initParams: JsonRpcMessage['params'] | undefined;
+  private readonly waiters = new Map<JsonRpcId, (m: JsonRpcMessage) => void>();
+  private readonly controller = new AbortController();
+  private recovering: Promise<void> | undefined;
+  private getStreamRunning = false;
+  private sseEndpoint: URL | undefined;
+  private internalIds = 0;
+  private closed = false;
+
+  constructor(private readonly opts: UpstreamOptions) {}
+
+  get mode(): 'http' | 'sse' {
+    return this.opts.mode;
+  }
+
+  private get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  private async headers(extra: Record<string, string>, signal: AbortSignal): Promise<Headers> {
+    const h = new Headers(this.opts.headers);
+    for (const [k, v] of Object.entries(extra)) h.set(k, v);
+    if (this.sessionId !== undefined) h.set('mcp-session-id', this.sessionId);
+    if (this.protocolVersion !== undefined) h.set('mcp-protocol-version', this.protocolVersion);
+    if (this.opts.auth !== undefined) {
+      const auth = await this.opts.auth.header(signal);
+      if (auth !== undefined) h.set('authorization', auth);
+    }
+    return h;
+  }
+
+  private dispatch(message: JsonRpcMessage): void {
+    if (message.id !== undefined && message.id !== null && message.method === undefined) {
+      const waiter = this.waiters.get(message.id);
+      if (waiter !== undefined) {
+        this.waiters.delete(message.id);
+        waiter(message);
+        return;
+      }
+    }
+    this.opts.onMessage(message);
+  }
+
+  private dispatchText(text: string, url: URL): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new UpstreamError('UPSTREAM_PROTOCOL', `${url.href} sent a body that is not JSON: ${text.slice(0, 120)}`);
+    }
+    for (const m of Array.isArray(parsed) ? parsed : [parsed]) {
+      if (typeof m !== 'object' || m === null || (m as JsonRpcMessage).jsonrpc !== '2.0') {
+        throw new UpstreamError('UPSTREAM_PROTOCOL', `${url.href} sent JSON that is not JSON-RPC 2.0: ${text.slice(0, 120)}`);
+      }
+      this.dispatch(m as JsonRpcMessage);
+    }
+  }
+
+  /**
+   * Sends a request the transport answers itself (initialize, re-initialize) and waits for its
+   * response, at most `timeoutMs`.
+   */
+  async request(message: JsonRpcMessage & { id: JsonRpcId }, timeoutMs: number, signal: AbortSignal): Promise<JsonRpcMessage> {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const both = AbortSignal.any([signal, timeout, this.signal]);
+    const answered = new Promise<JsonRpcMessage>((resolve, reject) => {
+      this.waiters.set(message.id, resolve);
+      both.addEventListener(
+        'abort',
+        () => {
+          this.waiters.delete(message.id);
+          reject(
+            timeout.aborted
+              ? new UpstreamError('UPSTREAM_TIMEOUT', `${this.opts.url.href} accepted the connection but did not answer ${message.method ?? 'the request'} within ${Math.round(timeoutMs / 1000)} s (raise --connect-timeout if the server is just slow)`)
+              : new UpstreamError('ABORTED', 'cancelled: the bridge is shutting down'),
+          );
+        },
+        { once: true },
+      );
+    });
+    answered.catch(() => undefined);
+    try {
+      await this.send(message, both);
+    } catch (err) {
+      this.waiters.delete(message.id);
+      if (both.aborted) return answered;
+      throw err;
+    }
+    const response = await answered;
+    if (message.method === 'initialize' && response.result !== undefined) {
+      this.initParams = message.params;
+      const version = response.result.protocolVersion;
+      if (typeof version === 'string') this.protocolVersion = version;
+    }
+    return response;
+  }
+
+  /** Delivers one message upstream. Retries once after re-authorizing or recovering the session. */
+  async send(message: JsonRpcMessage, signal: AbortSignal = this.signal): Promise<void> {
+    if (this.closed) throw new UpstreamError('CLOSED', 'the upstream connection is closed');
+    if (this.opts.mode === 'sse') return this.sendSse(message, signal);
+    let authRetried = false;
+    let sessionRetried = false;
+    const isInit = message.method === 'initialize';
+    for (;;) {
+      if (this.recovering !== undefined && !isInit) await this.recovering;
+      const sentSession = this.sessionId;
+      const url = this.opts.url;
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          method: 'POST',
+          headers: await this.headers({ 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, signal),
+          body: JSON.stringify(message),
+          signal: AbortSignal.any([signal, this.signal]),
+        });
+      } catch (err) {
+        if (err instanceof UpstreamError) throw err;
+        throw classifyFetchError(err, url, isInit ? 'cannot connect' : `${message.method ?? 'message'} failed`);
+      }
+      if (res.status === 401 || (res.status === 403 && /insufficient_scope/.test(res.headers.get('www-authenticate') ?? ''))) {
+        if (this.opts.auth === undefined) {
+          const text = await bodySnippet(res);
+          throw new UpstreamError(
+            'UPSTREAM_AUTH',
+            `${url.href} requires authorization (HTTP ${res.status}) and OAuth is off (--auth none, or an Authorization header was given): check the credentials you pass${text ? ` (server said: ${text})` : ''}`,
+            { status: res.status },
+          );
+        }
+        if (authRetried) {
+          await res.body?.cancel();
+          throw new UpstreamError('UPSTREAM_AUTH', `${url.href} still answers HTTP ${res.status} after authorizing: the account may lack access`, { status: res.status });
+        }
+        authRetried = true;
+        await this.opts.auth.unauthorized(res, signal);
+        continue;
+      }
+      if (!isInit && sentSession !== undefined && (res.status === 404 || res.status === 400)) {
+        const text = await bodySnippet(res);
+        // 404 is the spec's "session expired". Some servers answer a stale session with 400 after a
+        // restart; re-initializing is the only way forward for either (mcp-remote never recovers from 400).
+        if (res.status === 404 || /session/i.test(text)) {
+          if (sessionRetried) throw new UpstreamError('UPSTREAM_UNAVAILABLE', `the upstream rejected the session again after re-initializing (HTTP ${res.status}: ${text})`, { status: res.status });
+          sessionRetried = true;
+          this.opts.log.info('upstream session expired; re-initializing', { status: res.status });
+          await this.recoverSession(sentSession, signal);
+          continue;
+        }
+        throw new UpstreamError('UPSTREAM_PROTOCOL', `${url.href} rejected ${message.method ?? 'a message'} with HTTP 400: ${text}`, { status: 400, rpcCode: RpcCode.InternalError });
+      }
+      return this.handlePostResponse(res, message, url);
+    }
+  }
+
+  private async handlePostResponse(res: Response, message: JsonRpcMessage, url: URL): Promise<void> {
+    const isInit = message.method === 'initialize';
+    if (!res.ok) {
+      const text = await bodySnippet(res);
+      if (isInit && (res.status === 404 || res.status === 405)) {
+        throw new UpstreamError(
+          'UPSTREAM_PROTOCOL',
+          `${url.href} answered HTTP ${res.status} to an MCP POST: this URL is not an MCP endpoint (wrong path? MCP servers usually serve /mcp)`,
+          { status: res.status },
+        );
+      }
+      if (res.status === 403) throw new UpstreamError('UPSTREAM_AUTH', `${url.href} refused access (HTTP 403)${text ? `: ${text}` : ''}`, { status: 403 });
+      throw new UpstreamError(res.status >= 500 ? 'UPSTREAM_UNAVAILABLE' : 'UPSTREAM_PROTOCOL', `${url.href} answered HTTP ${res.status}${text ? `: ${text}` : ''}`, { status: res.status });
+    }
+    if (isInit) {
+      const sid = res.headers.get('mcp-session-id');
+      if (sid !== null) this.sessionId = sid;
+    }
+    if (res.status === 202 || res.status === 204) {
+      await res.body?.cancel();
+      return;
+    }
+    const contentType = res.headers.get('content-type') ?? '';
+    if (isJson(contentType)) {
+      const text = await res.text();
+      if (text.trim() !== '') this.dispatchText(text, url);
+      return;
+    }
+    if (/^text\/event-stream/i.test(contentType) && res.body !== null) {
+      const requestId = message.method !== undefined && message.id !== undefined && message.id !== null ? message.id : undefined;
+      void this.consumeStream(res.body, url, requestId);
+      return;
+    }
+    const text = await bodySnippet(res);
+    throw new UpstreamError(
+      'UPSTREAM_PROTOCOL',
+      `${url.href} answered HTTP ${res.status} with ${contentType || 'no content type'}, not MCP (JSON or an event stream): is this an MCP endpoint?${text ? ` Body: ${text}` : ''}`,
+      { status: res.status },
+    );
+  }
+
+  /**
+   * Reads a POST's event stream. If it ends before answering `requestId`, resumes with a GET and
+   * Last-Event-ID after the server's retry interval (SEP-1699); without an event id the request
+   * fails with a clear error instead of hanging.
+   */
+  private async consumeStream(body: ReadableStream<Uint8Array>, url: URL, requestId: JsonRpcId | undefined): Promise<void> {
+    let lastEventId: string | undefined;
+    let retryMs = DEFAULT_RECONNECT_MS;
+    let answered = false;
+    const onEvent = (ev: { event: string; data: string; id: string | undefined; retry: number | undefined }): void => {
+      if (ev.id !== undefined) lastEventId = ev.id;
+      if (ev.retry !== undefined) retryMs = ev.retry;
+      if (ev.event !== 'message' || ev.data.trim() === '') return;
+      try {
+        const parsed = JSON.parse(ev.data) as JsonRpcMessage;
+        if (requestId !== undefined && parsed.id === requestId && parsed.method === undefined) answered = true;
+        this.dispatch(parsed);
+      } catch (err) {
+        this.opts.log.warn('upstream sent an event that is not JSON; dropped', { error: describeError(err) });
+      }
+    };
+    let stream: ReadableStream<Uint8Array> | undefined = body;
+    for (let attempt = 0; stream !== undefined && attempt <= MAX_STREAM_RECONNECTS; attempt++) {
+      try {
+        await readSse(stream, onEvent, this.signal);
+      } catch (err) {
+        if (this.closed) return;
+        this.opts.log.debug('upstream event stream broke', { error: describeError(err) });
+      }
+      stream = undefined;
+      if (this.closed || answered || requestId === undefined) return;
+      if (lastEventId === undefined) break;
+      await new Promise((r) => setTimeout(r, retryMs));
+      if (this.closed) return;
+      try {
+        const res = await fetch(url, {
+          method: 'GET',
+          headers: await this.headers({ accept: 'text/event-stream', 'last-event-id': lastEventId }, this.signal),
+          signal: this.signal,
+        });
+        if (res.ok && res.body !== null) stream = res.body;
+        else await res.body?.cancel();
+      } catch (err) {
+        this.opts.log.debug('resuming the event stream failed', { error: describeError(err) });
+      }
+    }
+    if (!answered && requestId !== undefined && !this.closed) {
+      this.dispatch(errorResponse(requestId, RpcCode.ConnectionClosed, `the upstream closed the response stream before answering (${url.href})`));
+    }
+  }
+
+  /** Re-runs initialize with the host's original parameters after the upstream lost the session. */
+  private recoverSession(lostSession: string, signal: AbortSignal): Promise<void> {
+    if (this.sessionId !== lostSession) return Promise.resolve(); // another request already recovered
+    this.recovering ??= (async () => {
+      try {
+        this.sessionId = undefined;
+        const id = `codemode-remote-reinit-${++this.internalIds}`;
+        const res = await this.request({ jsonrpc: '2.0', id, method: 'initialize', params: this.initParams }, REINIT_TIMEOUT_MS, signal);
+        if (res.error !== undefined) throw new UpstreamError('UPSTREAM_PROTOCOL', `re-initializing the upstream session failed: ${res.error.message}`);
+        await this.send({ jsonrpc: '2.0', method: 'notifications/initialized' }, signal);
+        this.opts.log.info('upstream session recovered', { session: this.sessionId });
+        this.openGetStream();
+      } finally {
+        this.recovering = undefined;
+      }
+    })();
+    return this.recovering;
+  }
+
+  /**
+   * Opens the standalone GET stream that carries server-initiated requests and notifications
+   * (sampling, elicitation, list-changed). 405 means the server has none; that is fine.
+   */
+  openGetStream(): void {
+    if (this.opts.mode !== 'http' || this.getStreamRunning || this.closed) return;
+    this.getStreamRunning = true;
+    void (async () => {
+      let failures = 0;
+      let lastEventId: string | undefined;
+      let retryMs = DEFAULT_RECONNECT_MS;
+      try {
+        while (!this.closed && failures <= MAX_STREAM_RECONNECTS) {
+          const session = this.sessionId;
+          let res: Response;
+          try {
+            const extra: Record<string, string> = { accept: 'text/event-stream' };
+            if (lastEventId !== undefined) extra['last-event-id'] = lastEventId;
+            res = await fetch(this.opts.url, { method: 'GET', headers: await this.headers(extra, this.signal), signal: this.signal });
+          } catch (err) {
+            if (this.closed) return;
+            failures++;
+            this.opts.log.debug('GET stream failed', { error: describeError(err) });
+            await new Promise((r) => setTimeout(r, retryMs * failures));
+            continue;
+          }
+          if (res.status === 405 || res.status === 501) {
+            await res.body?.cancel();
+            return;
+          }
+          if ((res.status === 404 || res.status === 400) && session !== undefined) {
+            await res.body?.cancel();
+            this.getStreamRunning = false;
+            await this.recoverSession(session, this.signal).catch((err: unknown) => this.opts.log.warn('could not recover the upstream session', { error: describeError(err) }));
+            return;
+          }
+          if (!res.ok || res.body === null) {
+            await res.body?.cancel();
+            failures++;
+            this.opts.log.debug('GET stream refused', { status: res.status });
+            await new Promise((r) => setTimeout(r, retryMs * failures));
+            continue;
+          }
+          failures = 0;
+          try {
+            await readSse(
+              res.body,
+              (ev) => {
+                if (ev.id !== undefined) lastEventId = ev.id;
+                if (ev.retry !== undefined) retryMs = ev.retry;
+                if (ev.event !== 'message' || ev.data.trim() === '') return;
+                try {
+                  this.dispatch(JSON.parse(ev.data) as JsonRpcMessage);
+                } catch {
+                  this.opts.log.warn('upstream sent an event that is not JSON; dropped');
+                }
+              },
+              this.signal,
+            );
+          } catch (err) {
+            if (this.closed) return;
+            this.opts.log.debug('GET stream broke', { error: describeError(err) });
+          }
+          failures++;
+          if (!this.closed) await new Promise((r) => setTimeout(r, retryMs));
+        }
+      } finally {
+        this.getStreamRunning = false;
+      }
+    })();
+  }
+
+  // ---- legacy HTTP+SSE transport (2024-11-05) ----
+
+  /** Connects the legacy SSE stream and waits for its `endpoint` event. */
+  async connectSse(timeoutMs: number, signal: AbortSignal, authRetried = false): Promise<void> {
+    const url = this.opts.url;
+    const both = AbortSignal.any([signal, this.signal, AbortSignal.timeout(timeoutMs)]);
+    let res: Response;
+    try {
+      res = await fetch(url, { method: 'GET', headers: await this.headers({ accept: 'text/event-stream' }, both), signal: both });
+    } catch (err) {
+      throw classifyFetchError(err, url, 'cannot connect (SSE)');
+    }
+    if (res.status === 401 && this.opts.auth !== undefined && !authRetried) {
+      await this.opts.auth.unauthorized(res, signal);
+      return this.connectSse(timeoutMs, signal, true);
+    }
+    if (!res.ok || res.body === null) {
+      const text = await bodySnippet(res);
+      if (res.status === 401 || res.status === 403) throw new UpstreamError('UPSTREAM_AUTH', `${url.href} refused the SSE connection (HTTP ${res.status})${text ? `: ${text}` : ''}`, { status: res.status });
+      throw new UpstreamError('UPSTREAM_PROTOCOL', `${url.href} answered HTTP ${res.status} to an SSE GET: not an MCP endpoint (wrong path?)`, { status: res.status });
+    }
+    const contentType = res.headers.get('content-type') ?? '';
+    if (!/^text\/event-stream/i.test(contentType)) {
+      await res.body.cancel();
+      throw new UpstreamError('UPSTREAM_PROTOCOL', `${url.href} answered the SSE GET with ${contentType || 'no content type'}, not an event stream: is this an MCP endpoint?`);
+    }
+    const endpoint = new Promise<URL>((resolve, reject) => {
+      both.addEventListener('abort', () => reject(new UpstreamError('UPSTREAM_TIMEOUT', `${url.href} opened an SSE stream but sent no endpoint event in time`)), { once: true });
+      void readSse(
+        res.body!,
+        (ev) => {
+          if (ev.event === 'endpoint') {
+            try {
+              const target = new URL(ev.data.trim(), url);
+              if (target.origin !== url.origin) throw new Error(`endpoint origin ${target.origin} differs from ${url.origin}`);
+              resolve(target);
+            } catch (err) {
+              reject(new UpstreamError('UPSTREAM_PROTOCOL', `bad SSE endpoint event: ${describeError(err)}`));
+            }
+          } else if (ev.event === 'message' && ev.data.trim() !== '') {
+            try {
+              this.dispatch(JSON.parse(ev.data) as JsonRpcMessage);
+            } catch {
+              this.opts.log.warn('upstream sent an event that is not JSON; dropped');
+            }
+          }
+        },
+        this.signal,
+      )
+        .catch(() => undefined)
+        .then(() => {
+          reject(new UpstreamError('UPSTREAM_UNAVAILABLE', `${url.href} closed the SSE stream`));
+          if (!this.closed && this.sseEndpoint !== undefined) this.opts.log.warn('the upstream SSE stream closed; requests will fail until the bridge restarts');
+          this.sseEndpoint = undefined;
+        });
+    });
+    this.sseEndpoint = await endpoint;
+  }
+
+  private async sendSse(message: JsonRpcMessage, signal: AbortSignal): Promise<void> {
+    const endpoint = this.sseEndpoint;
+    if (endpoint === undefined) throw new UpstreamError('UPSTREAM_UNAVAILABLE', 'the upstream SSE stream is closed');
+    let res: Response;
+    try {
+      res = await fetch(endpoint, {
+        method: 'POST',
+        headers: await this.headers({ 'content-type': 'application/json' }, signal),
+        body: JSON.stringify(message),
+        signal: AbortSignal.any([signal, this.signal]),
+      });
+    } catch (err) {
+      throw classifyFetchError(err, endpoint, `${message.method ?? 'message'} failed`);
+    }
+    if (!res.ok) {
+      const text = await bodySnippet(res);
+      throw new UpstreamError(res.status === 401 || res.status === 403 ? 'UPSTREAM_AUTH' : 'UPSTREAM_PROTOCOL', `${endpoint.href} answered HTTP ${res.status}${text ? `: ${text}` : ''}`, { status: res.status });
+    }
+    if (message.method === 'initialize') this.initParams = message.params;
+    await res.body?.cancel();
+  }
+
+  /**
+   * Ends the session: DELETE it upstream (bounded by a short timeout so shutdown stays fast) and
+   * abort every stream and request. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const session = this.sessionId;
+    try {
+      if (session !== undefined && this.opts.mode === 'http') {
+        const headers = new Headers(this.opts.headers);
+        headers.set('mcp-session-id', session);
+        if (this.protocolVersion !== undefined) headers.set('mcp-protocol-version', this.protocolVersion);
+        // No token refresh here: closing must not start network work it cannot finish.
+        const auth = this.opts.auth?.currentHeader();
+        if (auth !== undefined) headers.set('authorization', auth);
+        const res = await fetch(this.opts.url, { method: 'DELETE', headers, signal: AbortSignal.timeout(DELETE_TIMEOUT_MS) });
+        await res.body?.cancel();
+        this.opts.log.debug('upstream session deleted', { status: res.status });
+      }
+    } catch (err) {
+      this.opts.log.debug('DELETE of the upstream session failed', { error: describeError(err) });
+    } finally {
+      this.controller.abort();
+      for (const [id, waiter] of this.waiters) waiter(errorResponse(id, RpcCode.ConnectionClosed, 'the bridge is shutting down'));
+      this.waiters.clear();
+    }
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * Command-line parsing for `codemode-remote`. Pure: takes argv and an environment, returns either a
+ * validated bridge configuration or a usage error (exit code 2). No I/O except reading the files
+ * named by `--header-file` and `--static-oauth-client-info @file`.
+ *
+ * @module
+ */
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { BridgeConfig } from '../bridge/config.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_AUTH_TIMEOUT_MS, DEFAULT_REFRESH_THRESHOLD_S } from '../bridge/config.js';
+
+/** A usage problem: the CLI prints the message and exits with code 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export type ParsedRemoteArgs =
+  | { kind: 'help' }
+  | { kind: 'version' }
+  | { kind: 'run'; config: BridgeConfig };
+
+export const REMOTE_HELP = `Usage: codemode-remote <url> [callback-port] [options]
+
+Bridges a local stdio MCP client (an MCP host that can only launch commands) to a remote MCP
+server over Streamable HTTP (or legacy SSE). stdout carries only JSON-RPC; logs go to stderr.
+Flags may come before or after the URL.
+
+Connection:
+  --transport <auto|http|sse>     auto (default): Streamable HTTP, falling back to SSE once on 404/405
+  --header "Name: Value"          extra request header (repeatable); \${VAR} is expanded from the
+                                  environment, a missing variable is an error.
+                                  "Authorization:\${TOKEN}" (no space) is the Windows-safe form
+  --header-file <path>            read headers from a file, one "Name: Value" per line (# comments)
+  --connect-timeout <seconds>     give up on initialize after this long (default ${DEFAULT_CONNECT_TIMEOUT_MS / 1000})
+  --allow-http                    allow plain http:// to non-loopback hosts (loopback is always allowed)
+  --ignore-tool <glob>            hide tools whose name matches (repeatable; * and ? wildcards)
+
+OAuth (started on a 401 from the server):
+  --auth <oauth|none>             oauth (default) or none. An Authorization header turns OAuth off
+                                  unless --auth oauth is given explicitly
+  [callback-port]                 port of the local OAuth callback server (default: remembered or free)
+  --host <host>                   callback host name used in the redirect URI (default localhost;
+                                  IPv6 literals are bracketed). The server always binds 127.0.0.1
+  --auth-timeout <seconds>        how long to wait for the browser login (default ${DEFAULT_AUTH_TIMEOUT_MS / 1000})
+  --resource <uri>                RFC 8707 resource to request; also isolates token storage
+  --static-oauth-client-info <json|@file>
+                                  pre-registered client: {"client_id": "...", "client_secret": "..."}
+  --client-metadata-url <https-url>
+                                  client ID metadata document to use as client_id when the
+                                  authorization server supports it (instead of registering)
+  --scope <scopes>                scopes to request when the server advertises none
+  --open-command <command>        run this command with the authorization URL as its last argument
+                                  instead of opening a browser (headless hosts, CI)
+  --headless                      never open a browser; only print the authorization URL to stderr
+                                  (also CODEMODE_REMOTE_HEADLESS=1)
+  --refresh-threshold <seconds>   refresh tokens this long before they expire (default ${DEFAULT_REFRESH_THRESHOLD_S})
+
+Output:
+  --debug                         verbose logs on stderr
+  --silent                        no logs (mutually exclusive with --debug)
+  -h, --help                      show this help
+  -v, --version                   print the version
+
+Environment:
+  CODEMODE_CONFIG_DIR             token storage (default ~/.config/codemode/remote)
+  HTTP_PROXY, HTTPS_PROXY, NO_PROXY
+                                  route upstream requests through a proxy
+  CODEMODE_REMOTE_HEADLESS=1      same as --headless
+
+Exit codes: 0 clean shutdown (stdin closed, SIGINT, SIGTERM), 1 the upstream failed (the host's
+initialize received a JSON-RPC error naming the cause first), 2 usage error.
+`;
+
+const OPTIONS = {
+  transport: { type: 'string' },
+  header: { type: 'string', multiple: true },
+  'header-file': { type: 'string', multiple: true },
+  'connect-timeout': { type: 'string' },
+  'allow-http': { type: 'boolean' },
+  'ignore-tool': { type: 'string', multiple: true },
+  auth: { type: 'string' },
+  host: { type: 'string' },
+  'auth-timeout': { type: 'string' },
+  resource: { type: 'string' },
+  'static-oauth-client-info': { type: 'string' },
+  scope: { type: 'string' },
+  'client-metadata-url': { type: 'string' },
+  'open-command': { type: 'string' },
+  headless: { type: 'boolean' },
+  'refresh-threshold': { type: 'string' },
+  debug: { type: 'boolean' },
+  silent: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+
+/** True for hosts that never leave the machine: plain http to them is not a credential leak. */
+export function isLoopbackHost(hostname: string): boolean {
+  return LOOPBACK.has(hostname.toLowerCase()) || /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname.toLowerCase().endsWith('.localhost');
+}
+
+/**
+ * Expands `${VAR}` from `env`. A missing variable is an error rather than an empty string, because a
+ * silently empty `Authorization: Bearer ` header fails far from its cause.
+ */
+export function expandVars(text: string, env: NodeJS.ProcessEnv, where: string): string {
+  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+    const value = env[name];
+    if (value === undefined) throw new UsageError(`${where}: environment variable ${name} is not set (referenced as \${${name}})`);
+    return value;
+  });
+}
+
+const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * Parses one `Name: Value` header. The space after the colon is optional so `Authorization:${TOKEN}`
+ * works where a host splits arguments on spaces (Windows).
+ */
+export function parseHeader(raw: string, env: NodeJS.ProcessEnv, where: string): [string, string] {
+  const colon = raw.indexOf(':');
+  if (colon <= 0) throw new UsageError(`${where}: expected "Name: Value", got ${JSON.stringify(raw)}`);
+  const name = raw.slice(0, colon).trim();
+  if (!TOKEN_RE.test(name)) throw new UsageError(`${where}: ${JSON.stringify(name)} is not a valid header name`);
+  const value = expandVars(raw.slice(colon + 1).trim(), env, where);
+  if (/[\r\n\0]/.test(value)) throw new UsageError(`${where}: the value of ${name} contains a line break or NUL`);
+  return [name, value];
+}
+
+function parseSeconds(value: string | undefined, flag: string, fallbackMs: number, allowZero = false): number {
+  if (value === undefined) return fallbackMs;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) {
+    throw new UsageError(`--${flag}: expected a positive number of seconds, got ${JSON.stringify(value)}`);
+  }
+  return Math.round(n * 1000);
+}
+
+function parseStaticClient(value: string, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  let text = value;
+  if (value.startsWith('@')) {
+    try {
+      text = readFileSync(value.slice(1), 'utf8');
+    } catch (err) {
+      throw new UsageError(`--static-oauth-client-info: cannot read ${value.slice(1)}: ${(err as Error).message}`);
+    }
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(expandVars(text, env, '--static-oauth-client-info'));
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`--static-oauth-client-info: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || typeof (parsed as { client_id?: unknown }).client_id !== 'string') {
+    throw new UsageError('--static-oauth-client-info: expected a JSON object with a string "client_id"');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function parseClientMetadataUrl(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--client-metadata-url: not a URL: ${JSON.stringify(value)}`);
+  }
+  if (url.protocol !== 'https:' || url.pathname === '/') throw new UsageError('--client-metadata-url: must be an https:// URL with a path');
+  return url.href;
+}
+
+/**
+ * Parses `codemode-remote` arguments.
+ *
+ * @example
+ * ```ts
+ * const parsed = parseRemoteArgs(['https://example.com/mcp', '--header', 'X-Team: a'], process.env);
+ * if (parsed.kind === 'run') console.error(parsed.config.url.href);
+ * ```
+ */
+export function parseRemoteArgs(argv: readonly string[], env: NodeJS.ProcessEnv): ParsedRemoteArgs {
+  let values: Record<string, string | boolean | string[] | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true }));
+  } catch (err) {
+    // parseArgs's messages name the flag ("Unknown option '--x'"); keep them, drop its advice about "--".
+    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+  }
+  if (values.help === true) return { kind: 'help' };
+  if (values.version === true) return { kind: 'version' };
+
+  if (positionals.length === 0) throw new UsageError('missing <url>: codemode-remote <url> [callback-port] [options]');
+  if (positionals.length > 2) throw new UsageError(`too many arguments: ${positionals.slice(2).map((p) => JSON.stringify(p)).join(' ')}`);
+  const [rawUrl, rawPort] = positionals as [string, string | undefined];
+
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    throw new UsageError(`not a URL: ${JSON.stringify(rawUrl)} (expected e.g. https://example.com/mcp)`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UsageError(`unsupported URL scheme ${url.protocol} (use https:// or http://)`);
+  const allowHttp = values['allow-http'] === true;
+  if (url.protocol === 'http:' && !allowHttp && !isLoopbackHost(url.hostname)) {
+    throw new UsageError(`refusing plain http:// to ${url.hostname}: tokens and headers would travel unencrypted. Use https:// or pass --allow-http`);
+  }
+
+  let callbackPort: number | undefined;
+  if (rawPort !== undefined) {
+    const n = Number(rawPort);
+    if (!/^\d+$/.test(rawPort) || n < 1 || n > 65535) throw new UsageError(`callback-port: expected a port number 1-65535, got ${JSON.stringify(rawPort)}`);
+    callbackPort = n;
+  }
+
+  const transport = (values.transport as string | undefined) ?? 'auto';
+  if (transport !== 'auto' && transport !== 'http' && transport !== 'sse') {
+    throw new UsageError(`--transport: expected auto, http or sse, got ${JSON.stringify(transport)}`);
+  }
+  const authFlag = values.auth as string | undefined;
+  if (authFlag !== undefined && authFlag !== 'oauth' && authFlag !== 'none') {
+    throw new UsageError(`--auth: expected oauth or none, got ${JSON.stringify(authFlag)}`);
+  }
+  if (values.debug === true && values.silent === true) throw new UsageError('--debug and --silent are mutually exclusive');
+
+  const headers: Record<string, string> = {};
+  const addHeader = ([name, value]: [string, string]): void => {
+    const existing = Object.keys(headers).find((k) => k.toLowerCase() === name.toLowerCase());
+    if (existing !== undefined) delete headers[existing];
+    headers[name] = value;
+  };
+  for (const file of (values['header-file'] as string[] | undefined) ?? []) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`--header-file: cannot read ${file}: ${(err as Error).message}`);
+    }
+    text.split(/\r?\n/).forEach((line, i) => {
+      const trimmed = line.trim();
+      if (trimmed === '' || trimmed.startsWith('#')) return;
+      addHeader(parseHeader(trimmed, env, `--header-file ${file}:${i + 1}`));
+    });
+  }
+  for (const raw of (values.header as string[] | undefined) ?? []) addHeader(parseHeader(raw, env, '--header'));
+  const hasAuthorization = Object.keys(headers).some((k) => k.toLowerCase() === 'authorization');
+
+  let host = (values.host as string | undefined) ?? 'localhost';
+  if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`;
+  try {
+    new URL(`http://${host}:1/`);
+  } catch {
+    throw new UsageError(`--host: ${JSON.stringify(values.host)} is not a valid host name`);
+  }
+
+  let resource: string | undefined;
+  if (values.resource !== undefined) {
+    try {
+      resource = new URL(values.resource as string).href;
+    } catch {
+      throw new UsageError(`--resource: not a URL: ${JSON.stringify(values.resource)}`);
+    }
+  }
+
+  const ignoreTools = (values['ignore-tool'] as string[] | undefined) ?? [];
+  for (const glob of ignoreTools) if (glob === '') throw new UsageError('--ignore-tool: empty pattern');
+
+  const headlessEnv = env.CODEMODE_REMOTE_HEADLESS;
+  const config: BridgeConfig = {
+    url,
+    transport,
+    headers,
+    connectTimeoutMs: parseSeconds(values['connect-timeout'] as string | undefined, 'connect-timeout', DEFAULT_CONNECT_TIMEOUT_MS),
+    ignoreTools,
+    auth:
+      authFlag === 'none' || (authFlag === undefined && hasAuthorization)
+        ? undefined
+        : {
+            callbackPort,
+            callbackHost: host,
+            authTimeoutMs: parseSeconds(values['auth-timeout'] as string | undefined, 'auth-timeout', DEFAULT_AUTH_TIMEOUT_MS),
+            resource,
+            staticClientInfo:
+              values['static-oauth-client-info'] === undefined ? undefined : parseStaticClient(values['static-oauth-client-info'] as string, env),
+            scope: values.scope as string | undefined,
+            clientMetadataUrl: parseClientMetadataUrl(values['client-metadata-url'] as string | undefined),
+            openCommand: values['open-command'] as string | undefined,
+            headless: values.headless === true || (headlessEnv !== undefined && headlessEnv !== '' && headlessEnv !== '0'),
+            refreshThresholdMs: parseSeconds(values['refresh-threshold'] as string | undefined, 'refresh-threshold', DEFAULT_REFRESH_THRESHOLD_S * 1000, true),
+            configDir: env.CODEMODE_CONFIG_DIR,
+          },
+    logLevel: values.debug === true ? 'debug' : values.silent === true ? 'silent' : undefined,
+  };
+  return { kind: 'run', config };
+}
