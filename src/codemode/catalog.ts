@@ -1,0 +1,154 @@
+/**
+ * The tool catalog: every source's tools under deterministic identifiers, with the lookups the sandbox
+ * API and discovery need. Built once per `CodeMode` (and again on `refresh()`).
+ *
+ * @module
+ */
+
+import { CodemodeError } from '../errors.js';
+import { toIdentifier } from './naming.js';
+import type { ToolDefinition, ToolSource } from './types.js';
+
+/** One tool in the catalog. */
+export interface CatalogEntry {
+  readonly source: ToolSource;
+  /** The source's name, as given. */
+  readonly namespace: string;
+  /** The namespace's identifier in `tools.<ns>`. */
+  readonly namespaceId: string;
+  /** The tool's identifier in `tools.<ns>.<tool>`. */
+  readonly toolId: string;
+  /** `namespace.tool` with the original names: what records, spans and errors show. */
+  readonly qualifiedName: string;
+  /** `namespaceId.toolId`: the path under `tools`. */
+  readonly path: string;
+  readonly tool: ToolDefinition;
+}
+
+/** Result of resolving a name passed to `callTool`. */
+export type Resolution = { entry: CatalogEntry } | { error: string };
+
+export class Catalog {
+  readonly entries: readonly CatalogEntry[];
+  readonly sources: readonly ToolSource[];
+  /** Every accepted spelling of a tool name; `null` marks a spelling that is ambiguous. */
+  private readonly aliases = new Map<string, CatalogEntry | null>();
+  private readonly byQualified = new Map<string, CatalogEntry>();
+
+  private constructor(sources: readonly ToolSource[], entries: CatalogEntry[]) {
+    this.sources = sources;
+    this.entries = entries;
+    for (const entry of entries) {
+      this.byQualified.set(entry.qualifiedName, entry);
+      // Exact qualified spellings win over everything, so they are set unconditionally.
+      this.aliases.set(entry.qualifiedName, entry);
+      this.aliases.set(entry.path, entry);
+    }
+    for (const entry of entries) {
+      for (const alias of [entry.tool.name, entry.toolId]) {
+        if (this.byQualified.has(alias)) continue;
+        const seen = this.aliases.get(alias);
+        if (seen === undefined) this.aliases.set(alias, entry);
+        else if (seen !== entry) this.aliases.set(alias, null);
+      }
+    }
+  }
+
+  /**
+   * Lists every source's tools and checks that identifiers are unique.
+   *
+   * @throws CodemodeError `TOOL_NAME_COLLISION` when two namespaces or two tools of one namespace map to
+   * the same identifier; `INVALID_CONFIG` when a source has no name or two sources share one.
+   */
+  static async load(sources: readonly ToolSource[], signal?: AbortSignal): Promise<Catalog> {
+    const namespaces = new Map<string, string>();
+    for (const source of sources) {
+      if (typeof source.name !== 'string' || source.name === '') {
+        throw new CodemodeError('INVALID_CONFIG', 'Every tool source needs a non-empty name: it becomes the namespace in tools.<name>.');
+      }
+      const id = toIdentifier(source.name);
+      const other = namespaces.get(id);
+      if (other !== undefined) {
+        throw new CodemodeError(
+          'TOOL_NAME_COLLISION',
+          other === source.name
+            ? `Two tool sources are both named "${source.name}". Give each source a distinct name.`
+            : `Tool sources "${other}" and "${source.name}" both become the namespace identifier "${id}". Rename one of them.`,
+        );
+      }
+      namespaces.set(id, source.name);
+    }
+    const lists = await Promise.all(
+      sources.map(async (source) => {
+        try {
+          return await source.listTools({ signal });
+        } catch (err) {
+          throw new CodemodeError('UPSTREAM_UNAVAILABLE', `Listing the tools of "${source.name}" failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        }
+      }),
+    );
+    const entries: CatalogEntry[] = [];
+    sources.forEach((source, i) => {
+      const namespaceId = toIdentifier(source.name);
+      const ids = new Map<string, string>();
+      for (const tool of lists[i] ?? []) {
+        const toolId = toIdentifier(tool.name);
+        const other = ids.get(toolId);
+        if (other !== undefined) {
+          throw new CodemodeError(
+            'TOOL_NAME_COLLISION',
+            other === tool.name
+              ? `Source "${source.name}" lists the tool "${tool.name}" twice. Tool names must be unique within a source.`
+              : `Tools "${other}" and "${tool.name}" of source "${source.name}" both become the identifier tools.${namespaceId}.${toolId}. Rename or hide one of them.`,
+          );
+        }
+        ids.set(toolId, tool.name);
+        entries.push({
+          source,
+          namespace: source.name,
+          namespaceId,
+          toolId,
+          qualifiedName: `${source.name}.${tool.name}`,
+          path: `${namespaceId}.${toolId}`,
+          tool,
+        });
+      }
+    });
+    return new Catalog(sources, entries);
+  }
+
+  /**
+   * Finds a tool by `namespace.tool` (upstream names or identifiers), or by a bare tool name when only one
+   * source has it.
+   */
+  resolve(name: string): Resolution {
+    const hit = this.aliases.get(name);
+    if (hit) return { entry: hit };
+    if (hit === null) {
+      const options = this.entries.filter((e) => e.tool.name === name || e.toolId === name).map((e) => `"${e.qualifiedName}"`);
+      return { error: `Tool name "${name}" is ambiguous: it exists in several sources. Use one of ${options.join(', ')}.` };
+    }
+    const near = this.entries
+      .filter((e) => e.qualifiedName.toLowerCase().includes(name.toLowerCase().split('.').pop() ?? name.toLowerCase()))
+      .slice(0, 3)
+      .map((e) => `"${e.qualifiedName}"`);
+    return {
+      error: `Unknown tool "${name}".${near.length > 0 ? ` Did you mean ${near.join(', ')}?` : ''} Use search() or get_schema to find tool names.`,
+    };
+  }
+
+  /** Looks up tools by qualified name, path or unambiguous bare name; names that match nothing are returned too. */
+  lookup(names: readonly string[]): { found: CatalogEntry[]; notFound: string[] } {
+    const found: CatalogEntry[] = [];
+    const notFound: string[] = [];
+    for (const name of names) {
+      const hit = this.aliases.get(name);
+      if (hit) {
+        if (!found.includes(hit)) found.push(hit);
+      } else if (hit === null) {
+        for (const e of this.entries) if ((e.tool.name === name || e.toolId === name) && !found.includes(e)) found.push(e);
+      } else notFound.push(name);
+    }
+    return { found, notFound };
+  }
+}

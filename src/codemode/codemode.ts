@@ -1,0 +1,565 @@
+/**
+ * `CodeMode`: runs one block of model-written JavaScript in a sandbox where tools are async functions,
+ * with a cap on tool calls, bounded concurrency, cancellation that reaches upstream servers, tracing, and
+ * results shaped for a model to read.
+ *
+ * @module
+ */
+
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { Span } from '@opentelemetry/api';
+import pLimit from 'p-limit';
+import type { LimitFunction } from 'p-limit';
+import { CodemodeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import type { HostCallContext, HostFunctions, RunOutcome, SandboxLimitsInput, SandboxProvider } from '../sandbox/types.js';
+import { ATTR, ERROR_TYPE_TOOL_ERROR, getTracer, injectTraceContext } from '../telemetry/index.js';
+import { Catalog } from './catalog.js';
+import type { CatalogEntry } from './catalog.js';
+import { generateDeclarations } from './declarations.js';
+import { normalizeCode } from './normalize.js';
+import { SearchIndex, summarize } from './search.js';
+import type { SearchDetail, SearchOptions, ToolSummary } from './search.js';
+import {
+  GUEST_ERROR_CLASSES,
+  shapeToolResult,
+  ToolCallLimitError,
+  ToolError,
+  toolErrorFromFailure,
+  toolErrorFromResult,
+} from './tool-errors.js';
+import type { ExecuteError, ExecuteResult, ToolCallRecord, ToolSource } from './types.js';
+
+const log = createLogger('codemode');
+
+/** Default cap on tool calls per execution (FastMCP's default; every attempt counts). */
+export const DEFAULT_MAX_TOOL_CALLS = 50;
+/** Default cap on tool calls in flight at once within one execution. */
+export const DEFAULT_MAX_CONCURRENT_TOOL_CALLS = 10;
+/** Cap on per-call records kept for one execution (the count in stats stays exact). */
+const MAX_CALL_RECORDS = 1_000;
+
+/** Creates the default sandbox; supplied by the module that knows the sandbox implementation. */
+export type SandboxFactory = (limits: SandboxLimitsInput) => SandboxProvider | Promise<SandboxProvider>;
+
+export interface CodeModeOptions {
+  /** Where tools come from: `mcpClientSource(...)`, `localTools(...)`, or your own `ToolSource`. */
+  sources: readonly ToolSource[];
+  /** The sandbox. Defaults to an `IsolatedVmSandbox` with `limits`; a given sandbox is not closed by `close()`. */
+  sandbox?: SandboxProvider;
+  /** Limits of the default sandbox (`undefined`: 30 s and 100 MB; `null`: none). Ignored with `sandbox`. */
+  limits?: SandboxLimitsInput;
+  /** Tool calls per execution, counting every attempt (failed and unknown ones too). Default 50; `null`: no cap. */
+  maxToolCalls?: number | null;
+  /** Tool calls in flight at once per execution. Default 10; `null`: no bound beyond the sandbox's. */
+  maxConcurrentToolCalls?: number | null;
+  /**
+   * Timeout of one upstream call in ms. Default: none of its own; the execution's wall-clock limit ends
+   * it (and cancels it upstream).
+   */
+  toolCallTimeoutMs?: number | null;
+}
+
+export interface ExecuteOptions {
+  /** Aborting disposes the isolate, cancels in-flight upstream calls, and resolves with kind `aborted`. */
+  signal?: AbortSignal;
+}
+
+function validateCount(name: string, value: number | null | undefined, fallback: number | null): number | null {
+  if (value === undefined) return fallback;
+  if (value === null) return null;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new CodemodeError('INVALID_CONFIG', `${name} must be a positive integer or null (no limit), got ${String(value)}.`);
+  }
+  return value;
+}
+
+let defaultSandboxFactory: SandboxFactory | undefined;
+
+/**
+ * Registers how `CodeMode` builds its default sandbox. The package entry point registers the isolated-vm
+ * sandbox; embedders with their own `SandboxProvider` pass it as the `sandbox` option instead.
+ */
+export function setDefaultSandboxFactory(factory: SandboxFactory): void {
+  defaultSandboxFactory = factory;
+}
+
+interface PendingCall {
+  record: ToolCallRecord;
+  started: number;
+}
+
+/** The mutable state of one execution. */
+class Execution {
+  attempts = 0;
+  settled = false;
+  readonly records: ToolCallRecord[] = [];
+  readonly pending = new Set<PendingCall>();
+  /** Calls cancelled because the run ended while they were in flight. */
+  readonly cancelled: PendingCall[] = [];
+  droppedRecords = 0;
+  readonly limiter: LimitFunction | undefined;
+
+  constructor(
+    readonly mode: CodeMode,
+    readonly span: Span,
+    readonly maxToolCalls: number | null,
+    maxConcurrent: number | null,
+  ) {
+    this.limiter = maxConcurrent === null ? undefined : pLimit(maxConcurrent);
+  }
+
+  record(entry: ToolCallRecord): ToolCallRecord {
+    if (this.records.length < MAX_CALL_RECORDS) this.records.push(entry);
+    else this.droppedRecords++;
+    return entry;
+  }
+
+  /** Counts an attempt; past the cap the call is refused before it reaches any tool. */
+  admit(label: string): void {
+    if (this.settled) throw new Error('This execution has finished; tool calls after it returned are refused.');
+    this.attempts++;
+    if (this.maxToolCalls !== null && this.attempts > this.maxToolCalls) {
+      this.record({ tool: label, ok: false, ms: 0, reason: 'limit' });
+      throw new ToolCallLimitError(this.maxToolCalls, label);
+    }
+  }
+
+  /**
+   * Runs one upstream call with concurrency bound, a CLIENT span, trace context in `_meta`, and a record.
+   * `invoke` gets the `_meta` to send.
+   */
+  async run<T>(
+    label: string,
+    spanName: string,
+    attributes: Record<string, string>,
+    ctx: HostCallContext,
+    invoke: (meta: Record<string, unknown>) => Promise<T>,
+    classify: (value: T) => { ok: boolean },
+  ): Promise<T> {
+    const started = performance.now();
+    const pendingCall: PendingCall = { record: { tool: label, ok: false, ms: 0 }, started };
+    this.pending.add(pendingCall);
+    const task = async (): Promise<T> => {
+      if (ctx.signal.aborted) throw new Error('cancelled before it started');
+      const parent = trace.setSpan(context.active(), this.span);
+      const span = getTracer().startSpan(spanName, { kind: SpanKind.CLIENT, attributes }, parent);
+      try {
+        const value = await invoke(injectTraceContext({}, trace.setSpan(parent, span)));
+        const { ok } = classify(value);
+        if (!ok) {
+          span.setAttribute(ATTR.ERROR_TYPE, ERROR_TYPE_TOOL_ERROR);
+          span.setStatus({ code: SpanStatusCode.ERROR });
+        }
+        return value;
+      } catch (err) {
+        const type = ctx.signal.aborted ? 'cancelled' : err instanceof ToolError ? ERROR_TYPE_TOOL_ERROR : errorType(err);
+        span.setAttribute(ATTR.ERROR_TYPE, type);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+        throw err;
+      } finally {
+        span.end();
+      }
+    };
+    let ok = false;
+    try {
+      const value = await (this.limiter ? this.limiter(task) : task());
+      ok = classify(value).ok;
+      return value;
+    } finally {
+      this.pending.delete(pendingCall);
+      // A call that outlives the execution was already recorded as cancelled at settle time.
+      if (!this.settled) {
+        pendingCall.record.ok = ok;
+        pendingCall.record.ms = Math.round(performance.now() - started);
+        if (!ok && ctx.signal.aborted) {
+          // The sandbox aborts a call's signal as the run ends, possibly just before settle() runs.
+          pendingCall.record.reason = 'cancelled';
+          this.cancelled.push(pendingCall);
+        }
+        this.record(pendingCall.record);
+      }
+    }
+  }
+
+  /** Marks the execution finished; calls still in flight are recorded as cancelled. */
+  settle(): PendingCall[] {
+    this.settled = true;
+    const left = [...this.pending];
+    this.cancelled.push(...left);
+    for (const call of left) {
+      call.record.ok = false;
+      call.record.reason = 'cancelled';
+      call.record.ms = Math.round(performance.now() - call.started);
+      this.record(call.record);
+    }
+    this.pending.clear();
+    return this.cancelled;
+  }
+}
+
+function errorType(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'number' || typeof code === 'string' ? String(code) : err.name || 'Error';
+  }
+  return 'Error';
+}
+
+function isPlainArgs(value: unknown): value is Record<string, unknown> | undefined {
+  return value === undefined || (typeof value === 'object' && value !== null && !Array.isArray(value));
+}
+
+/**
+ * The code-mode engine. Build it with `CodeMode.create`, which lists every source's tools and rejects
+ * identifier collisions.
+ *
+ * @example
+ * ```ts
+ * const mode = await CodeMode.create({ sources: [mcpClientSource('everything', client)] });
+ * const result = await mode.execute(`
+ *   const a = await tools.everything.get_sum({ a: 1, b: 2 });
+ *   return a;
+ * `);
+ * if (result.ok) console.log(result.value);
+ * await mode.close();
+ * ```
+ */
+export class CodeMode {
+  readonly maxToolCalls: number | null;
+  readonly maxConcurrentToolCalls: number | null;
+  private readonly options: CodeModeOptions;
+  private catalogState: Catalog;
+  private index: SearchIndex;
+  private sandbox: SandboxProvider | undefined;
+  private sandboxPromise: Promise<SandboxProvider> | undefined;
+  private readonly ownsSandbox: boolean;
+  private closed = false;
+  private readonly toolCallTimeoutMs: number | undefined;
+
+  private constructor(options: CodeModeOptions, catalog: Catalog) {
+    this.options = options;
+    this.maxToolCalls = validateCount('maxToolCalls', options.maxToolCalls, DEFAULT_MAX_TOOL_CALLS);
+    this.maxConcurrentToolCalls = validateCount('maxConcurrentToolCalls', options.maxConcurrentToolCalls, DEFAULT_MAX_CONCURRENT_TOOL_CALLS);
+    const timeout = options.toolCallTimeoutMs;
+    if (timeout !== undefined && timeout !== null && (!Number.isFinite(timeout) || timeout <= 0)) {
+      throw new CodemodeError('INVALID_CONFIG', `toolCallTimeoutMs must be a positive number of milliseconds or null, got ${String(timeout)}.`);
+    }
+    this.toolCallTimeoutMs = timeout ?? undefined;
+    this.catalogState = catalog;
+    this.index = new SearchIndex(catalog.entries);
+    this.sandbox = options.sandbox;
+    this.ownsSandbox = options.sandbox === undefined;
+  }
+
+  /**
+   * Lists the sources' tools and builds the engine.
+   *
+   * @throws CodemodeError `TOOL_NAME_COLLISION`, `INVALID_CONFIG`, or `UPSTREAM_UNAVAILABLE` when a source
+   * cannot list its tools.
+   */
+  static async create(options: CodeModeOptions): Promise<CodeMode> {
+    if (options === null || typeof options !== 'object' || !Array.isArray(options.sources)) {
+      throw new CodemodeError('INVALID_CONFIG', 'CodeMode.create needs { sources: ToolSource[] }.');
+    }
+    // Validate the numeric options before contacting any source.
+    validateCount('maxToolCalls', options.maxToolCalls, DEFAULT_MAX_TOOL_CALLS);
+    validateCount('maxConcurrentToolCalls', options.maxConcurrentToolCalls, DEFAULT_MAX_CONCURRENT_TOOL_CALLS);
+    const catalog = await Catalog.load(options.sources);
+    return new CodeMode(options, catalog);
+  }
+
+  /** The current catalog (read-only). */
+  get catalog(): Catalog {
+    return this.catalogState;
+  }
+
+  /** Lists every source's tools again (after a `tools/list_changed`). Collisions throw and keep the old catalog. */
+  async refresh(): Promise<void> {
+    this.assertOpen();
+    const catalog = await Catalog.load(this.options.sources);
+    this.catalogState = catalog;
+    this.index = new SearchIndex(catalog.entries);
+  }
+
+  /** True when some source serves resources / prompts. */
+  get hasResources(): boolean {
+    return this.catalogState.sources.some((s) => typeof s.readResource === 'function');
+  }
+
+  get hasPrompts(): boolean {
+    return this.catalogState.sources.some((s) => typeof s.getPrompt === 'function');
+  }
+
+  /**
+   * TypeScript declarations of the in-sandbox API: the preamble (`ToolError`, `callTool`, ...) and
+   * `tools`, for all tools or the named ones.
+   */
+  declarations(toolNames?: readonly string[]): string {
+    const entries = toolNames === undefined ? this.catalogState.entries : this.catalogState.lookup(toolNames).found;
+    return generateDeclarations(entries, { resources: this.hasResources, prompts: this.hasPrompts });
+  }
+
+  /** Ranks tools for a query (BM25 over names, descriptions and parameter names). */
+  search(query: string, options?: SearchOptions): ToolSummary[] {
+    if (typeof query !== 'string') throw new CodemodeError('INVALID_ARGUMENT', 'search(query) needs a string query.');
+    return this.index.search(query, options);
+  }
+
+  /**
+   * Declarations and summaries of the named tools, plus the names that matched nothing.
+   *
+   * @example
+   * ```ts
+   * const { declarations, notFound } = mode.getSchema(['everything.echo', 'nope']);
+   * ```
+   */
+  getSchema(names: readonly string[], detail: SearchDetail = 'detailed'): { declarations: string; tools: ToolSummary[]; notFound: string[] } {
+    if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
+      throw new CodemodeError('INVALID_ARGUMENT', 'getSchema(names) needs an array of tool names.');
+    }
+    const { found, notFound } = this.catalogState.lookup(names);
+    return {
+      declarations: found.length > 0 ? generateDeclarations(found, { preamble: false }) : '',
+      tools: found.map((e) => summarize(e, detail)),
+      notFound,
+    };
+  }
+
+  /**
+   * Runs a block of code. The code is the body of an async function (or `async () => {...}`, a fenced
+   * block, or TypeScript); `return` gives the value. Guest failures resolve with `ok: false`.
+   */
+  async execute(code: string, options: ExecuteOptions = {}): Promise<ExecuteResult> {
+    this.assertOpen();
+    if (typeof code !== 'string') throw new CodemodeError('INVALID_ARGUMENT', 'execute(code) needs the code as a string.');
+    const sandbox = await this.getSandbox();
+    const catalog = this.catalogState;
+    const span = getTracer().startSpan('codemode.execute', { attributes: { 'codemode.code.length': code.length } });
+    const execution = new Execution(this, span, this.maxToolCalls, this.maxConcurrentToolCalls);
+    try {
+      const normalized = normalizeCode(code);
+      if (normalized.typescript) span.setAttribute('codemode.code.typescript', true);
+      const hostFunctions = this.hostFunctions(catalog, execution);
+      let outcome: RunOutcome;
+      let leftover: PendingCall[] = [];
+      try {
+        const runOptions = { hostFunctions, errorClasses: [...GUEST_ERROR_CLASSES], ...(options.signal ? { signal: options.signal } : {}) };
+        outcome = await context.with(trace.setSpan(context.active(), span), () => sandbox.run(normalized.code, runOptions));
+      } finally {
+        // Calls still in flight are recorded as cancelled even if the sandbox failed as a host bug.
+        leftover = execution.settle();
+      }
+      const warnings: string[] = [];
+      if (leftover.length > 0) {
+        const names = [...new Set(leftover.map((c) => c.record.tool))].slice(0, 5).join(', ');
+        const one = leftover.length === 1;
+        warnings.push(
+          outcome.ok
+            ? `${leftover.length} tool call${one ? ' was' : 's were'} still running when the code returned and ${one ? 'was' : 'were'} cancelled (${names}). ` +
+                `Did you forget an \`await\`? Use \`await\` or \`await Promise.all([...])\` on every tool call whose result you need.`
+            : `${leftover.length} tool call${one ? ' was' : 's were'} still running when the execution ended and ${one ? 'was' : 'were'} cancelled (${names}).`,
+        );
+      }
+      if (execution.droppedRecords > 0) warnings.push(`${execution.droppedRecords} further tool calls are not listed in toolCalls.`);
+      const stats = {
+        durationMs: Math.round(outcome.stats.durationMs * 100) / 100,
+        queuedMs: Math.round(outcome.stats.queuedMs * 100) / 100,
+        toolCalls: execution.attempts,
+        droppedLogLines: outcome.stats.droppedLogLines,
+      };
+      span.setAttributes({ 'codemode.tool_calls': execution.attempts, 'codemode.duration_ms': stats.durationMs });
+      if (outcome.ok) {
+        span.setAttribute('codemode.outcome', 'ok');
+        return { ok: true, value: outcome.value, logs: outcome.logs, toolCalls: execution.records, warnings, stats };
+      }
+      const error = this.mapError(outcome.error, normalized.mapPosition);
+      span.setAttributes({ 'codemode.outcome': error.kind, [ATTR.ERROR_TYPE]: error.kind });
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+      return { ok: false, error, logs: outcome.logs, toolCalls: execution.records, warnings, stats };
+    } catch (err) {
+      span.setAttribute('codemode.outcome', 'internal');
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    } finally {
+      span.end();
+    }
+  }
+
+  private mapError(
+    raw: Extract<RunOutcome, { ok: false }>['error'],
+    mapPosition: (line: number, column: number) => { line: number; column: number },
+  ): ExecuteError {
+    const error: ExecuteError = { kind: raw.kind, message: raw.message };
+    if (raw.name !== undefined) error.name = raw.name;
+    if (raw.kind === 'runtime' && raw.name === 'ToolCallLimitError') error.kind = 'tool_call_limit';
+    if (raw.line !== undefined) {
+      const pos = mapPosition(raw.line, raw.column ?? 1);
+      error.line = pos.line;
+      if (raw.column !== undefined) error.column = pos.column;
+    }
+    if (raw.name === 'ToolError' && raw.data !== undefined) {
+      if (typeof raw.data.tool === 'string') error.tool = raw.data.tool;
+      if (raw.data.structuredContent !== undefined) error.structuredContent = raw.data.structuredContent;
+    }
+    return error;
+  }
+
+  private hostFunctions(catalog: Catalog, execution: Execution): HostFunctions {
+    const tools: HostFunctions = {};
+    for (const entry of catalog.entries) {
+      const ns = (tools[entry.namespaceId] ??= {}) as HostFunctions;
+      ns[entry.toolId] = (args, ctx) => this.callEntry(execution, entry.qualifiedName, entry, args[0], ctx);
+    }
+    const fns: HostFunctions = {
+      tools,
+      callTool: (args, ctx) => {
+        const name = args[0];
+        const label = typeof name === 'string' ? name : String(name);
+        if (typeof name !== 'string') {
+          execution.admit(label);
+          execution.record({ tool: label, ok: false, ms: 0, reason: 'unknown_tool' });
+          throw new ToolError(`callTool(name, args) needs the tool name as a string, got ${typeof name}.`, { tool: label });
+        }
+        const resolved = catalog.resolve(name);
+        if ('error' in resolved) {
+          execution.admit(label);
+          execution.record({ tool: label, ok: false, ms: 0, reason: 'unknown_tool' });
+          throw new ToolError(resolved.error, { tool: label });
+        }
+        return this.callEntry(execution, resolved.entry.qualifiedName, resolved.entry, args[1], ctx);
+      },
+    };
+    const resourceSources = catalog.sources.filter((s) => typeof s.readResource === 'function');
+    if (resourceSources.length > 0) {
+      fns.resources = { read: (args, ctx) => this.readResource(execution, resourceSources, args[0], args[1], ctx) };
+    }
+    const promptSources = catalog.sources.filter((s) => typeof s.getPrompt === 'function');
+    if (promptSources.length > 0) {
+      fns.prompts = { get: (args, ctx) => this.getPrompt(execution, promptSources, args[0], args[1], ctx) };
+    }
+    return fns;
+  }
+
+  private async callEntry(execution: Execution, label: string, entry: CatalogEntry, rawArgs: unknown, ctx: HostCallContext): Promise<unknown> {
+    execution.admit(label);
+    if (!isPlainArgs(rawArgs)) {
+      execution.record({ tool: label, ok: false, ms: 0, reason: 'invalid_arguments' });
+      throw new ToolError(`${label}: arguments must be an object, got ${Array.isArray(rawArgs) ? 'an array' : rawArgs === null ? 'null' : typeof rawArgs}.`, { tool: label });
+    }
+    const args = rawArgs ?? {};
+    const attributes: Record<string, string> = { [ATTR.MCP_METHOD]: 'tools/call', [ATTR.TOOL_NAME]: entry.tool.name };
+    if (entry.source.transport) attributes[ATTR.NETWORK_TRANSPORT] = entry.source.transport;
+    const local = entry.source.transport === undefined;
+    try {
+      const output = await execution.run(
+        label,
+        `tools/call ${entry.tool.name}`,
+        attributes,
+        ctx,
+        (meta) => entry.source.callTool(entry.tool.name, args, { signal: ctx.signal, meta, ...(this.toolCallTimeoutMs !== undefined ? { timeoutMs: this.toolCallTimeoutMs } : {}) }),
+        (out) => ({ ok: !('mcp' in out && out.mcp.isError === true) }),
+      );
+      if ('value' in output) return output.value;
+      if (output.mcp.isError === true) throw toolErrorFromResult(label, output.mcp);
+      return shapeToolResult(output.mcp);
+    } catch (err) {
+      if (err instanceof ToolError) throw err;
+      if (ctx.signal.aborted) throw new ToolError(`${label}: cancelled because the execution ended.`, { tool: label }, { cause: err });
+      log.debug('tool call failed', { tool: label, error: err instanceof Error ? err.message : String(err) });
+      throw toolErrorFromFailure(label, entry.namespace, err, local);
+    }
+  }
+
+  private async readResource(execution: Execution, sources: ToolSource[], uri: unknown, server: unknown, ctx: HostCallContext): Promise<unknown> {
+    const label = `resources/read ${String(uri)}`;
+    execution.admit(label);
+    if (typeof uri !== 'string' || uri === '') {
+      execution.record({ tool: label, ok: false, ms: 0, reason: 'invalid_arguments' });
+      throw new ToolError('resources.read(uri) needs the resource URI as a string.', { tool: label });
+    }
+    const candidates = this.pickSources(sources, server, 'resources.read', label, execution);
+    const attributes = { [ATTR.MCP_METHOD]: 'resources/read', [ATTR.MCP_RESOURCE_URI]: uri };
+    let lastError: unknown;
+    for (const source of candidates) {
+      try {
+        const result = await execution.run(label, 'resources/read', attributes, ctx, (meta) => source.readResource!(uri, { signal: ctx.signal, meta }), () => ({ ok: true }));
+        return result.contents;
+      } catch (err) {
+        lastError = err;
+        if (ctx.signal.aborted) break;
+      }
+    }
+    throw toolErrorFromFailure(label, candidates.length === 1 ? candidates[0]!.name : candidates.map((s) => s.name).join('", "'), lastError, false);
+  }
+
+  private async getPrompt(execution: Execution, sources: ToolSource[], name: unknown, rawArgs: unknown, ctx: HostCallContext): Promise<unknown> {
+    const label = `prompts/get ${String(name)}`;
+    execution.admit(label);
+    if (typeof name !== 'string' || name === '' || !isPlainArgs(rawArgs)) {
+      execution.record({ tool: label, ok: false, ms: 0, reason: 'invalid_arguments' });
+      throw new ToolError('prompts.get(name, args) needs the prompt name as a string and args as an object of strings.', { tool: label });
+    }
+    const args: Record<string, string> = {};
+    for (const [k, v] of Object.entries(rawArgs ?? {})) args[k] = typeof v === 'string' ? v : JSON.stringify(v);
+    // "namespace.prompt" routes to that namespace; a bare name goes to every prompt source in turn.
+    let candidates = sources;
+    let promptName = name;
+    const dot = sources.find((s) => name.startsWith(`${s.name}.`));
+    if (dot) {
+      candidates = [dot];
+      promptName = name.slice(dot.name.length + 1);
+    }
+    const attributes = { [ATTR.MCP_METHOD]: 'prompts/get', [ATTR.GEN_AI_PROMPT_NAME]: promptName };
+    let lastError: unknown;
+    for (const source of candidates) {
+      try {
+        return await execution.run(label, `prompts/get ${promptName}`, attributes, ctx, (meta) => source.getPrompt!(promptName, args, { signal: ctx.signal, meta }), () => ({ ok: true }));
+      } catch (err) {
+        lastError = err;
+        if (ctx.signal.aborted) break;
+      }
+    }
+    throw toolErrorFromFailure(label, candidates.map((s) => s.name).join('", "'), lastError, false);
+  }
+
+  private pickSources(sources: ToolSource[], server: unknown, api: string, label: string, execution: Execution): ToolSource[] {
+    if (server === undefined || server === null) return sources;
+    const match = sources.find((s) => s.name === server);
+    if (!match) {
+      execution.record({ tool: label, ok: false, ms: 0, reason: 'unknown_tool' });
+      throw new ToolError(`${api}: no source named ${JSON.stringify(server)} serves this. Sources that do: ${sources.map((s) => `"${s.name}"`).join(', ')}.`, { tool: label });
+    }
+    return [match];
+  }
+
+  private async getSandbox(): Promise<SandboxProvider> {
+    if (this.sandbox) return this.sandbox;
+    this.sandboxPromise ??= (async () => {
+      if (!defaultSandboxFactory) {
+        throw new CodemodeError('INVALID_CONFIG', 'No sandbox: pass { sandbox } to CodeMode.create, or import CodeMode from the package entry point, which registers the isolated-vm sandbox.');
+      }
+      const sandbox = await defaultSandboxFactory(this.options.limits);
+      this.sandbox = sandbox;
+      return sandbox;
+    })();
+    return this.sandboxPromise;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new CodemodeError('CLOSED', 'This CodeMode is closed; create a new one.');
+  }
+
+  /** Closes the default sandbox (a sandbox passed in stays open; sources are never closed here). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const sandbox = this.ownsSandbox ? this.sandbox : undefined;
+    this.sandbox = undefined;
+    try {
+      await sandbox?.close?.();
+    } catch (err) {
+      log.warn('closing the sandbox failed', { error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * Turns what a model submits into the body of an async function, the form the sandbox runs:
+ * markdown fences are stripped, `async () => { ... }` and function forms are called, TypeScript is
+ * stripped (with `amaro`, loaded only when the code is not plain JavaScript), and a trailing expression
+ * becomes the return value.
+ *
+ * Every edit keeps line numbers and records column shifts, so error positions map back to the code as
+ * submitted.
+ *
+ * @module
+ */
+
+import { parse } from 'acorn';
+import type { Node, Program } from 'acorn';
+import { createRequire } from 'node:module';
+
+export interface NormalizedCode {
+  /** The function body to run. */
+  code: string;
+  /** True when TypeScript syntax was stripped. */
+  typescript: boolean;
+  /** Maps a 1-based position in `code` back to the submitted text. */
+  mapPosition(line: number, column: number): { line: number; column: number };
+}
+
+interface Insertion {
+  /** Offset in the (fence-stripped) source where text was inserted. */
+  at: number;
+  text: string;
+}
+
+const PARSE_OPTIONS = {
+  ecmaVersion: 'latest',
+  sourceType: 'script',
+  allowReturnOutsideFunction: true,
+  allowAwaitOutsideFunction: true,
+  locations: false,
+} as const;
+
+/** The code inside the first markdown fence, and how many lines precede it; `undefined` without a fence. */
+function stripFence(text: string): { code: string; lineOffset: number } | undefined {
+  const match = /(^|\n)[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n([\s\S]*?)(?:\n[ \t]*\2[ \t]*(?=\n|$)|$)/.exec(text);
+  if (!match) return undefined;
+  const before = text.slice(0, match.index + (match[1]?.length ?? 0));
+  const lineOffset = before.split('\n').length; // the fence line itself shifts the body by one more
+  return { code: match[4] ?? '', lineOffset };
+}
+
+function tryParse(code: string): Program | undefined {
+  try {
+    return parse(code, PARSE_OPTIONS);
+  } catch {
+    return undefined;
+  }
+}
+
+type StripTypes = (code: string) => string;
+let stripTypes: StripTypes | undefined;
+
+/**
+ * amaro costs ~100 ms to load, so it is required on first use only. Its strip-only mode replaces types
+ * with whitespace, which keeps every position. It parses a module, where top-level `return` is illegal,
+ * so the body is wrapped in an async function on the same line and unwrapped after.
+ */
+function loadStripper(): StripTypes {
+  if (stripTypes) return stripTypes;
+  const require = createRequire(import.meta.url);
+  const amaro = require('amaro') as { transformSync(code: string, options: { mode: 'strip-only' }): { code: string } };
+  const prefix = '(async function () {';
+  const suffix = '\n});';
+  stripTypes = (code: string) => {
+    const out = amaro.transformSync(`${prefix}${code}${suffix}`, { mode: 'strip-only' }).code;
+    if (!out.startsWith(prefix) || !out.endsWith(suffix)) throw new Error('unexpected strip output');
+    return out.slice(prefix.length, out.length - suffix.length);
+  };
+  return stripTypes;
+}
+
+function isFunctionNode(node: Node | null | undefined): boolean {
+  return node?.type === 'ArrowFunctionExpression' || node?.type === 'FunctionExpression';
+}
+
+/**
+ * Normalizes submitted code. Code that does not parse even after TypeScript stripping is returned as is,
+ * so the sandbox reports the syntax error with its real position.
+ *
+ * @example
+ * ```ts
+ * normalizeCode('```js\nconst x = await tools.a.b({})\nx.items\n```').code;
+ * // 'const x = await tools.a.b({})\nreturn (x.items);'
+ * ```
+ */
+export function normalizeCode(submitted: string): NormalizedCode {
+  // A text that opens with a fence is fenced (it may even parse: ``` is an empty tagged template).
+  // Otherwise fences are looked for only when the text is not JavaScript, so code that merely contains
+  // one (say, in a comment) is left alone.
+  let program = /^\s*(`{3,}|~{3,})/.test(submitted) ? undefined : tryParse(submitted);
+  const fence = program === undefined ? stripFence(submitted) : undefined;
+  if (program === undefined && fence === undefined) program = tryParse(submitted);
+  let source = fence ? fence.code : submitted;
+  const lineOffset = fence ? fence.lineOffset : 0;
+  let typescript = false;
+
+  if (fence) program = tryParse(source);
+  if (program === undefined) {
+    try {
+      const stripped = loadStripper()(source);
+      const reparsed = tryParse(stripped);
+      if (reparsed !== undefined) {
+        source = stripped;
+        program = reparsed;
+        typescript = true;
+      }
+    } catch {
+      // Not valid TypeScript either: let the sandbox report the syntax error.
+    }
+  }
+
+  const insertions: Insertion[] = [];
+  if (program !== undefined) {
+    const body = program.body;
+    const last = body[body.length - 1];
+    // Statement bounds, not the expression's: acorn's expression node excludes enclosing parentheses.
+    const end = last === undefined ? 0 : source[last.end - 1] === ';' ? last.end - 1 : last.end;
+    if (body.length === 1 && last?.type === 'ExpressionStatement' && isFunctionNode((last as Node & { expression: Node }).expression)) {
+      // `async () => { ... }` or `async function () { ... }`: call it and return what it returns.
+      insertions.push({ at: last.start, text: 'return await (' }, { at: end, text: ')()' });
+    } else if (body.length === 1 && last?.type === 'FunctionDeclaration') {
+      const name = (last as Node & { id: { name: string } | null }).id?.name;
+      if (name) insertions.push({ at: last.end, text: `;return await ${name}();` });
+    } else if (last?.type === 'ExpressionStatement' && !('directive' in last && typeof last.directive === 'string')) {
+      insertions.push({ at: last.start, text: 'return (' }, { at: end, text: ')' });
+    }
+  }
+
+  let code = source;
+  for (const ins of [...insertions].sort((a, b) => b.at - a.at)) code = code.slice(0, ins.at) + ins.text + code.slice(ins.at);
+
+  // Column shifts per line of the output, from insertions on that line.
+  const lineStarts = [0];
+  for (let i = 0; i < source.length; i++) if (source[i] === '\n') lineStarts.push(i + 1);
+  const lineOf = (offset: number) => {
+    let line = 0;
+    while (line + 1 < lineStarts.length && lineStarts[line + 1]! <= offset) line++;
+    return line;
+  };
+  const shifts = insertions.map((ins) => ({ line: lineOf(ins.at) + 1, column: ins.at - lineStarts[lineOf(ins.at)]! + 1, length: ins.text.length }));
+
+  return {
+    code,
+    typescript,
+    mapPosition(line, column) {
+      // Walk this line's insertions left to right; `consumed` is inserted text before the output column.
+      let consumed = 0;
+      for (const shift of shifts.filter((s) => s.line === line).sort((a, b) => a.column - b.column)) {
+        const outStart = shift.column + consumed;
+        if (column < outStart) break;
+        if (column < outStart + shift.length) return { line: line + lineOffset, column: shift.column };
+        consumed += shift.length;
+      }
+      return { line: line + lineOffset, column: Math.max(1, column - consumed) };
+    },
+  };
+}
