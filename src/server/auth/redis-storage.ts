@@ -9,7 +9,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { CodemodeError, describeError } from '../../errors.js';
+import { createLogger } from '../../log.js';
 import type { OAuthStorage, ReleaseLock } from './storage.js';
+
+const log = createLogger('oauth');
 
 /** Deletes the lock only if we still own it, so a late release cannot drop another holder's lease. */
 const RELEASE_SCRIPT = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -55,17 +58,22 @@ export class RedisOAuthStorage implements OAuthStorage {
   static async connect(options: RedisOAuthStorageOptions): Promise<RedisOAuthStorage> {
     const { createClient } = await import('redis');
     const timeout = options.connectTimeoutMs ?? DEFAULT_REDIS_CONNECT_TIMEOUT_MS;
+    let connected = false;
     const client = createClient({
       url: options.url,
-      // Fail fast instead of reconnecting forever when the first connect fails.
-      socket: { connectTimeout: timeout, reconnectStrategy: (retries: number) => (retries > 5 ? false : Math.min(100 * 2 ** retries, 2000)) },
+      // While disconnected, fail requests at once (a 500 the client retries) instead of queueing them unboundedly.
+      disableOfflineQueue: true,
+      // The first connect fails fast (a wrong URL should not hang start-up); later drops reconnect with backoff.
+      socket: { connectTimeout: timeout, reconnectStrategy: (retries: number) => (connected ? Math.min(50 * 2 ** retries, 2000) : false) },
     });
     let lastError: unknown;
     client.on('error', (err: unknown) => {
       lastError = err;
+      if (connected) log.warn('Redis OAuth storage connection error; reconnecting', { error: describeError(err) });
     });
     try {
       await client.connect();
+      connected = true;
     } catch (err) {
       await client.destroy?.();
       throw new CodemodeError(

@@ -83,9 +83,11 @@ export class MemoryOAuthStorage implements OAuthStorage {
   }
 
   async take(key: string): Promise<string | undefined> {
-    const value = await this.get(key);
+    // No await between read and delete: that is what makes it atomic within the process.
+    const entry = this.#entries.get(key);
     this.#entries.delete(key);
-    return value;
+    if (entry === undefined || (entry.expiresAt !== undefined && entry.expiresAt <= Date.now())) return undefined;
+    return entry.value;
   }
 
   async delete(key: string): Promise<void> {

@@ -1,0 +1,93 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FileOAuthStorage, RedisOAuthStorage } from '../../../src/server/auth/index.js';
+import type { OAuthStorage } from '../../../src/server/auth/index.js';
+import { startIdp } from '../../fixtures/idp-server.js';
+import { TestOAuthProvider, connectWithLogin, sleep, startLoadBalancer, startProtectedServer, startRedis, whoami } from './harness.js';
+
+let redis: { url: string; close(): Promise<void> } | undefined;
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis?.close();
+});
+
+/** Each instance gets its own storage handle (its own Redis connection, or its own view of the directory). */
+const storages: Record<string, () => Promise<{ make(): Promise<OAuthStorage>; close(): Promise<void> }>> = {
+  redis: async () => {
+    const prefix = `mi${Math.random().toString(36).slice(2)}:`;
+    return { make: () => RedisOAuthStorage.connect({ url: redis!.url, keyPrefix: prefix }), close: async () => undefined };
+  },
+  file: async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'codemode-oauth-mi-'));
+    return { make: async () => new FileOAuthStorage(dir), close: async () => rmSync(dir, { recursive: true, force: true }) };
+  },
+};
+
+for (const [name, storageFactory] of Object.entries(storages)) {
+  describe(`OAuth proxy: two instances behind a load balancer sharing ${name} storage`, () => {
+    const cleanups: Array<() => Promise<void>> = [];
+    afterEach(async () => {
+      for (const fn of cleanups.splice(0).reverse()) await fn();
+    });
+
+    it('login spans both instances; each accepts the other’s tokens and sees the other’s single refresh', async () => {
+      const idp = await startIdp({ accessTokenTtlSeconds: 2, issueRefreshTokens: true, refreshDelayMs: 200 });
+      cleanups.push(() => idp.close());
+      const shared = await storageFactory();
+      cleanups.push(() => shared.close());
+      const lb = await startLoadBalancer();
+      cleanups.push(() => lb.close());
+      const instances = [];
+      for (let i = 0; i < 2; i++) {
+        const storage = await shared.make();
+        cleanups.push(() => storage.close());
+        const instance = await startProtectedServer(idp, { publicUrl: lb.url, storage });
+        cleanups.push(() => instance.close());
+        lb.backends.push(instance.url);
+        instances.push(instance);
+      }
+
+      // Round robin: registration, authorize, the IdP callback, the token exchange and the MCP calls alternate instances.
+      const provider = new TestOAuthProvider();
+      const client = await connectWithLogin(`${lb.url}/mcp`, provider);
+      cleanups.push(() => client.close());
+      expect(provider.logins).toBe(1);
+      expect(lb.hits[0]).toBeGreaterThan(2);
+      expect(lb.hits[1]).toBeGreaterThan(2);
+
+      // The same token works on each instance directly.
+      const token = provider.tokens()!.access_token;
+      for (const instance of instances) {
+        const info = await instance.proxy.verifyAccessToken(token);
+        expect(info.extra?.subject).toBe('user-42');
+      }
+
+      // Idle past the upstream lifetime, then a burst across both instances: exactly one upstream refresh.
+      await sleep(2_300);
+      const burst = await Promise.all(Array.from({ length: 10 }, () => whoami(client)));
+      expect(burst.every((r) => r.status === 200)).toBe(true);
+      expect(idp.counts.refreshes).toBe(1);
+      expect(idp.counts.refusedRefreshes).toBe(0);
+
+      // Both instances now hand out the refreshed upstream token without refreshing again.
+      const [a, b] = await Promise.all(instances.map((instance) => instance.proxy.verifyAccessToken(token)));
+      expect(a!.extra?.upstreamAccessToken).toBe(b!.extra?.upstreamAccessToken);
+      expect(idp.isValidAccessToken(String(a!.extra?.upstreamAccessToken))).toBe(true);
+      for (let i = 0; i < 4; i++) expect((await whoami(client)).status).toBe(200);
+      expect(idp.counts.refreshes).toBe(1);
+
+      // A refresh done by instance A alone is picked up by instance B.
+      await sleep(2_300);
+      const refreshedByA = await instances[0]!.proxy.verifyAccessToken(token);
+      expect(idp.counts.refreshes).toBe(2);
+      const seenByB = await instances[1]!.proxy.verifyAccessToken(token);
+      expect(seenByB.extra?.upstreamAccessToken).toBe(refreshedByA.extra?.upstreamAccessToken);
+      expect(idp.counts.refreshes).toBe(2);
+      expect(provider.logins).toBe(1);
+    });
+  });
+}
