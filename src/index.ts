@@ -32,6 +32,9 @@ export type {
   HostFunctions,
   HostCallContext,
 } from './sandbox/types.js';
+export { IsolatedVmSandbox, PreparedIsolate, prepareIsolate, liveIsolateCount, UNLIMITED_MEMORY_MB } from './sandbox/isolated-vm-sandbox.js';
+export type { IsolatedVmSandboxOptions, RunWithPreparedOptions } from './sandbox/isolated-vm-sandbox.js';
+export { resolveLimits, DEFAULT_LIMITS } from './sandbox/limits.js';
 
 // proxy: upstream connections (stdio / Streamable HTTP / SSE) and the forwarding MCP server.
 export {

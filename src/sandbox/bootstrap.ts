@@ -1,0 +1,423 @@
+/**
+ * The guest half of the sandbox: JavaScript source that runs inside every fresh isolate before user code.
+ *
+ * It is a function expression taking the two host bridges (isolated-vm References). It keeps them, and
+ * every builtin it relies on, in its closure, so user code can neither reach an isolated-vm object nor
+ * change the bridge's behaviour by patching `JSON`, `Object.prototype`, `Promise.prototype.then`, `Error`
+ * and friends. It returns one function, `start(configJson, userFn)`, which the host calls exactly once.
+ *
+ * Rules for editing this file (they are what keep the guest out):
+ * - Use only builtins captured at the top (`ReflectApply(captured, thisArg, args)` for methods).
+ * - Objects handed to isolated-vm or to `Object.defineProperty` have null prototypes, so a polluted
+ *   `Object.prototype` can't add options or turn a data descriptor into an accessor.
+ * - Never write into a fresh ordinary array or object by assignment to a key that may be missing
+ *   (a setter on the prototype would run); array literals and null-prototype objects are safe.
+ *
+ * @module
+ */
+
+/** Filename the user's code is compiled under; stack frames in it map 1:1 to the user's lines and columns. */
+export const USER_FILENAME = 'codemode-user.js';
+/** Filename of this bootstrap, visible in guest stack traces. */
+export const BOOTSTRAP_FILENAME = 'codemode-bootstrap.js';
+
+/** Tags of the array `start()` resolves with: `[tag, droppedLogLines, payload]`. */
+export type StartTag = 'ok' | 'undefined' | 'error' | 'unserializable' | 'output_limit';
+
+/**
+ * The guest bootstrap. `hostCall.apply(undefined, [index, argsJson])` resolves with a JSON envelope
+ * string; `log.applyIgnored(undefined, [level, message])` is fire-and-forget.
+ */
+export const BOOTSTRAP_SOURCE = String.raw`(function (hostCallRef, logRef) {
+'use strict';
+const G = globalThis;
+const ObjectCreate = Object.create;
+const ObjectKeys = Object.keys;
+const ObjectDefineProperty = Object.defineProperty;
+const ObjectGetPrototypeOf = Object.getPrototypeOf;
+const ObjectGetOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
+const ObjectHasOwn = Object.hasOwn;
+const ObjectProto = Object.prototype;
+const ArrayIsArray = Array.isArray;
+const JSONStringify = JSON.stringify;
+const JSONParse = JSON.parse;
+const ReflectApply = Reflect.apply;
+const ErrorCtor = Error;
+const TypeErrorCtor = TypeError;
+const StringCtor = String;
+const NumberIsFinite = Number.isFinite;
+const StringSlice = String.prototype.slice;
+const RegExpExec = RegExp.prototype.exec;
+const SymbolToString = Symbol.prototype.toString;
+const DateGetTime = Date.prototype.getTime;
+const DateToISOString = Date.prototype.toISOString;
+const MapSize = ObjectGetOwnPropertyDescriptor(Map.prototype, 'size').get;
+const SetSize = ObjectGetOwnPropertyDescriptor(Set.prototype, 'size').get;
+const MapEntries = Map.prototype.entries;
+const SetValues = Set.prototype.values;
+const MapIterNext = ObjectGetPrototypeOf(new Map().entries()).next;
+const SetIterNext = ObjectGetPrototypeOf(new Set().values()).next;
+const WeakMapHas = WeakMap.prototype.has;
+const WeakSetHas = WeakSet.prototype.has;
+const TypedArrayTag = ObjectGetOwnPropertyDescriptor(ObjectGetPrototypeOf(Uint8Array.prototype), Symbol.toStringTag).get;
+const ArrayBufferByteLength = ObjectGetOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength').get;
+const DataViewByteLength = ObjectGetOwnPropertyDescriptor(DataView.prototype, 'byteLength').get;
+const PromiseCtor = Promise;
+const refApply = hostCallRef.apply;
+const refApplyIgnored = logRef.applyIgnored;
+const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+// WebAssembly.Memory is not counted by the isolate's memory limit. SharedArrayBuffer and Atomics serve no
+// purpose in a single-threaded guest and Atomics.wait can block the thread; remove all three.
+delete G.WebAssembly;
+delete G.SharedArrayBuffer;
+delete G.Atomics;
+
+const desc = (value, enumerable) => {
+  const d = ObjectCreate(null);
+  d.value = value;
+  d.writable = true;
+  d.configurable = true;
+  d.enumerable = enumerable === true;
+  return d;
+};
+const defineValue = (obj, key, value, enumerable) => { ObjectDefineProperty(obj, key, desc(value, enumerable)); };
+const slice = (s, a, b) => ReflectApply(StringSlice, s, [a, b]);
+const isIdent = (k) => { IDENT.lastIndex = 0; return ReflectApply(RegExpExec, IDENT, [k]) !== null; };
+const tryBrand = (getter, v) => { try { ReflectApply(getter, v, []); return true; } catch { return false; } };
+const isDate = (v) => tryBrand(DateGetTime, v);
+const isMap = (v) => tryBrand(MapSize, v);
+const isSet = (v) => tryBrand(SetSize, v);
+const typedArrayName = (v) => ReflectApply(TypedArrayTag, v, []);
+const isArrayBuffer = (v) => tryBrand(ArrayBufferByteLength, v);
+const isDataView = (v) => tryBrand(DataViewByteLength, v);
+const isWeak = (v) => {
+  try { ReflectApply(WeakMapHas, v, [ObjectProto]); return 'WeakMap'; } catch {}
+  try { ReflectApply(WeakSetHas, v, [ObjectProto]); return 'WeakSet'; } catch {}
+  return undefined;
+};
+const isPromise = (v) => { try { return v instanceof PromiseCtor; } catch { return false; } };
+const isError = (v) => { try { return v instanceof ErrorCtor; } catch { return false; } };
+
+// ---- per-run state (one run per isolate) ----
+let started = false;
+let settled = false;
+let pending = 0;
+let maxPending = 0;
+let maxResultChars = 0;
+let logLinesLeft = 0;
+let logCharsLeft = 0;
+let droppedLogLines = 0;
+const errorClasses = ObjectCreate(null);
+
+// ---- JSON copy with clear errors ----
+const OUTPUT_LIMIT = ObjectCreate(null);
+const MAX_DEPTH = 200;
+const childPath = (path, key) => isIdent(key) ? path + '.' + key : path + '[' + JSONStringify(key) + ']';
+// Serializes v as JSON text. Throws TypeError naming the path of anything JSON can't represent faithfully
+// (functions, symbols, BigInt, cycles, Maps, Promises...), or OUTPUT_LIMIT once the text passes maxChars.
+const toJSONText = (root, rootPath, maxChars) => {
+  const ancestors = ObjectCreate(null);
+  const ancestorPaths = ObjectCreate(null);
+  let depth = 0;
+  let out = '';
+  const emit = (s) => { out += s; if (out.length > maxChars) throw OUTPUT_LIMIT; };
+  const fail = (path, what) => { throw new TypeErrorCtor(path + ' ' + what); };
+  const walk = (v, path) => {
+    switch (typeof v) {
+      case 'string': emit(JSONStringify(v)); return;
+      case 'number': emit(NumberIsFinite(v) ? StringCtor(v) : 'null'); return;
+      case 'boolean': emit(v ? 'true' : 'false'); return;
+      case 'undefined': emit('null'); return;
+      case 'function': fail(path, 'is a function, which JSON cannot represent; return data, not functions');
+      case 'symbol': fail(path, 'is a symbol, which JSON cannot represent; convert it to a string first');
+      case 'bigint': fail(path, 'is a BigInt (' + StringCtor(v) + 'n), which JSON cannot represent; convert it to a string or number first');
+    }
+    if (v === null) { emit('null'); return; }
+    for (let i = 0; i < depth; i++) {
+      if (ancestors[i] === v) fail(path, 'is a circular reference to ' + ancestorPaths[i] + '; JSON cannot represent cycles');
+    }
+    if (depth >= MAX_DEPTH) fail(path, 'is nested more than ' + MAX_DEPTH + ' levels deep');
+    ancestors[depth] = v;
+    ancestorPaths[depth] = path;
+    depth++;
+    try {
+      if (ArrayIsArray(v)) {
+        const n = v.length;
+        emit('[');
+        for (let i = 0; i < n; i++) {
+          if (i > 0) emit(',');
+          walk(v[i], path + '[' + i + ']');
+        }
+        emit(']');
+        return;
+      }
+      const proto = ObjectGetPrototypeOf(v);
+      if (proto !== ObjectProto && proto !== null) {
+        if (isDate(v)) { emit(NumberIsFinite(ReflectApply(DateGetTime, v, [])) ? JSONStringify(ReflectApply(DateToISOString, v, [])) : 'null'); return; }
+        if (isPromise(v)) fail(path, 'is a Promise; did you forget an await?');
+        if (isMap(v)) fail(path, 'is a Map, which JSON cannot represent; convert it first, e.g. Object.fromEntries(map)');
+        if (isSet(v)) fail(path, 'is a Set, which JSON cannot represent; convert it first, e.g. [...set]');
+        const weak = isWeak(v);
+        if (weak !== undefined) fail(path, 'is a ' + weak + ', which JSON cannot represent');
+        const ta = typedArrayName(v);
+        if (ta !== undefined) fail(path, 'is a ' + ta + ', which JSON cannot represent; convert it first, e.g. Array.from(bytes)');
+        if (isArrayBuffer(v) || isDataView(v)) fail(path, 'is binary data (ArrayBuffer/DataView), which JSON cannot represent; convert it first');
+      }
+      const errorLike = isError(v);
+      const keys = ObjectKeys(v);
+      emit('{');
+      let first = true;
+      if (errorLike) {
+        // JSON would turn an Error into {}: keep what a reader needs.
+        emit('"name":');
+        walk(StringCtor(v.name), path + '.name');
+        emit(',"message":');
+        walk(StringCtor(v.message), path + '.message');
+        first = false;
+      }
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i];
+        if (errorLike && (key === 'name' || key === 'message')) continue;
+        const x = v[key];
+        if (x === undefined) continue;
+        if (!first) emit(',');
+        first = false;
+        emit(JSONStringify(key));
+        emit(':');
+        walk(x, childPath(path, key));
+      }
+      emit('}');
+    } finally {
+      depth--;
+    }
+  };
+  walk(root, rootPath);
+  return out;
+};
+
+// ---- console formatting (readable, circular-safe, bounded) ----
+const quote = (s) => "'" + s + "'";
+const inspect = (value) => {
+  let budget = 2000;
+  const seen = ObjectCreate(null);
+  let depth = 0;
+  const go = (v, top) => {
+    if (--budget < 0) return '…';
+    switch (typeof v) {
+      case 'string': return top ? v : quote(v);
+      case 'number': case 'boolean': case 'undefined': return StringCtor(v);
+      case 'bigint': return StringCtor(v) + 'n';
+      case 'symbol': return ReflectApply(SymbolToString, v, []);
+      case 'function': {
+        let name = '';
+        try { name = StringCtor(v.name); } catch {}
+        return name ? '[Function: ' + name + ']' : '[Function (anonymous)]';
+      }
+    }
+    if (v === null) return 'null';
+    for (let i = 0; i < depth; i++) if (seen[i] === v) return '[Circular]';
+    if (isError(v)) {
+      let stack;
+      try { stack = v.stack; } catch {}
+      if (typeof stack === 'string') return stack;
+      try { return StringCtor(v.name) + ': ' + StringCtor(v.message); } catch { return '[Error]'; }
+    }
+    if (isDate(v)) return NumberIsFinite(ReflectApply(DateGetTime, v, [])) ? ReflectApply(DateToISOString, v, []) : 'Invalid Date';
+    if (isPromise(v)) return 'Promise {}';
+    const isArr = ArrayIsArray(v);
+    if (depth >= 3) return isArr ? '[Array]' : '[Object]';
+    seen[depth++] = v;
+    try {
+      let out = '';
+      let count = 0;
+      const add = (s) => { out += (count++ === 0 ? ' ' : ', ') + s; };
+      if (isArr) {
+        const n = v.length;
+        for (let i = 0; i < n && i < 100; i++) add(go(v[i], false));
+        if (n > 100) add('... ' + (n - 100) + ' more items');
+        return count === 0 ? '[]' : '[' + out + ' ]';
+      }
+      if (isMap(v)) {
+        const it = ReflectApply(MapEntries, v, []);
+        for (let i = 0; i < 100; i++) {
+          const step = ReflectApply(MapIterNext, it, []);
+          if (step.done) break;
+          add(go(step.value[0], false) + ' => ' + go(step.value[1], false));
+        }
+        return 'Map(' + ReflectApply(MapSize, v, []) + ') {' + (count === 0 ? '}' : out + ' }');
+      }
+      if (isSet(v)) {
+        const it = ReflectApply(SetValues, v, []);
+        for (let i = 0; i < 100; i++) {
+          const step = ReflectApply(SetIterNext, it, []);
+          if (step.done) break;
+          add(go(step.value, false));
+        }
+        return 'Set(' + ReflectApply(SetSize, v, []) + ') {' + (count === 0 ? '}' : out + ' }');
+      }
+      const ta = typedArrayName(v);
+      if (ta !== undefined) return ta + '(' + v.length + ')';
+      const keys = ObjectKeys(v);
+      for (let i = 0; i < keys.length && i < 100; i++) {
+        const k = keys[i];
+        add((isIdent(k) ? k : quote(k)) + ': ' + go(v[k], false));
+      }
+      if (keys.length > 100) add('... ' + (keys.length - 100) + ' more keys');
+      return count === 0 ? '{}' : '{' + out + ' }';
+    } finally {
+      depth--;
+    }
+  };
+  return go(value, true);
+};
+const formatArgs = (args) => {
+  let out = '';
+  for (let i = 0; i < args.length; i++) {
+    let piece;
+    try { piece = inspect(args[i]); } catch { piece = '[uninspectable value]'; }
+    out += i === 0 ? piece : ' ' + piece;
+  }
+  return out;
+};
+const makeLogger = (level) => function (...args) {
+  if (logLinesLeft <= 0 || logCharsLeft <= 0) {
+    // Tell the host once, so a run that ends by timeout still reports the truncation.
+    if (droppedLogLines++ === 0) ReflectApply(refApplyIgnored, logRef, [undefined, ['', '']]);
+    return;
+  }
+  let message = formatArgs(args);
+  if (message.length > logCharsLeft) message = slice(message, 0, logCharsLeft);
+  logLinesLeft--;
+  logCharsLeft -= message.length;
+  ReflectApply(refApplyIgnored, logRef, [undefined, [level, message]]);
+};
+const guestConsole = ObjectCreate(ObjectProto);
+for (const level of ['log', 'info', 'warn', 'error', 'debug']) defineValue(guestConsole, level, makeLogger(level), true);
+defineValue(G, 'console', guestConsole, false);
+
+// ---- host functions ----
+const callOptions = ObjectCreate(null);
+callOptions.result = ObjectCreate(null);
+callOptions.result.promise = true;
+callOptions.result.copy = true;
+const toGuestError = (e) => {
+  const name = ObjectHasOwn(e, 'name') && typeof e.name === 'string' ? e.name : 'Error';
+  const message = ObjectHasOwn(e, 'message') && typeof e.message === 'string' ? e.message : '';
+  const Cls = errorClasses[name];
+  const err = Cls !== undefined ? new Cls(message) : new ErrorCtor(message);
+  if (Cls === undefined && name !== 'Error') defineValue(err, 'name', name, false);
+  const data = ObjectHasOwn(e, 'data') ? e.data : null;
+  if (data !== null && typeof data === 'object' && !ArrayIsArray(data)) {
+    const keys = ObjectKeys(data);
+    for (let i = 0; i < keys.length; i++) defineValue(err, keys[i], data[keys[i]], true);
+  }
+  return err;
+};
+const makeHostFunction = (index, label, name) => {
+  const f = async function (...args) {
+    if (settled) throw new ErrorCtor(label + ': the run has already ended, so host calls are refused');
+    if (pending >= maxPending) {
+      throw new ErrorCtor(label + ': too many host calls pending at once (limit ' + maxPending + '); await some before starting more');
+    }
+    const argsJson = toJSONText(args, label + ' arguments', maxResultChars);
+    pending++;
+    let envelope;
+    try {
+      envelope = await ReflectApply(refApply, hostCallRef, [undefined, [index, argsJson], callOptions]);
+    } finally {
+      pending--;
+    }
+    const parsed = JSONParse(envelope);
+    if (parsed.ok === true) return ObjectHasOwn(parsed, 'value') ? parsed.value : undefined;
+    throw toGuestError(parsed.error);
+  };
+  defineValue(f, 'name', name, false);
+  return f;
+};
+const makeErrorClass = (name) => {
+  const Cls = class extends ErrorCtor {};
+  defineValue(Cls, 'name', name, false);
+  defineValue(Cls.prototype, 'name', name, false);
+  return Cls;
+};
+
+// ---- describing what the user's code threw ----
+const describeThrown = (err) => {
+  const info = ObjectCreate(null);
+  let errorLike = false;
+  try { errorLike = err !== null && typeof err === 'object' && typeof err.message === 'string'; } catch {}
+  if (errorLike) {
+    try { info.name = StringCtor(err.name); } catch { info.name = 'Error'; }
+    try { info.message = StringCtor(err.message); } catch { info.message = ''; }
+    try { if (typeof err.stack === 'string') info.stack = err.stack; } catch {}
+    try {
+      const data = ObjectCreate(null);
+      let any = false;
+      const keys = ObjectKeys(err);
+      for (let i = 0; i < keys.length && i < 50; i++) {
+        const k = keys[i];
+        if (k === 'name' || k === 'message' || k === 'stack') continue;
+        try { toJSONText(err[k], 'data', 65536); data[k] = err[k]; any = true; } catch {}
+      }
+      if (any) info.data = data;
+    } catch {}
+  } else {
+    info.nonError = true;
+    let text;
+    try { text = inspect(err); } catch { text = '[uninspectable value]'; }
+    info.message = 'Uncaught (not an Error): ' + (text.length > 1000 ? slice(text, 0, 1000) + '…' : text);
+  }
+  try { return toJSONText(info, 'error', 1e6); } catch { return '{"message":"the thrown value could not be described"}'; }
+};
+
+const start = async (configJson, userFn) => {
+  if (started) throw new ErrorCtor('codemode sandbox: start() may run once per isolate');
+  started = true;
+  const config = JSONParse(configJson);
+  maxPending = config.maxPending;
+  maxResultChars = config.maxResultChars;
+  logLinesLeft = config.maxLogLines;
+  logCharsLeft = config.maxLogChars;
+  const classes = config.errorClasses;
+  for (let i = 0; i < classes.length; i++) {
+    const Cls = makeErrorClass(classes[i]);
+    errorClasses[classes[i]] = Cls;
+    defineValue(G, classes[i], Cls, false);
+  }
+  const fns = config.functions;
+  for (let i = 0; i < fns.length; i++) {
+    const path = fns[i];
+    let target = G;
+    for (let j = 0; j < path.length - 1; j++) {
+      const seg = path[j];
+      let next = ObjectHasOwn(target, seg) ? target[seg] : undefined;
+      if (next === null || typeof next !== 'object') {
+        next = ObjectCreate(ObjectProto);
+        defineValue(target, seg, next, target !== G);
+      }
+      target = next;
+    }
+    const name = path[path.length - 1];
+    let label = path[0];
+    for (let j = 1; j < path.length; j++) label = childPath(label, path[j]);
+    defineValue(target, name, makeHostFunction(i, label, name), target !== G);
+  }
+  let value;
+  try {
+    value = await ReflectApply(userFn, undefined, []);
+  } catch (err) {
+    settled = true;
+    return ['error', droppedLogLines, describeThrown(err)];
+  }
+  settled = true;
+  if (value === undefined) return ['undefined', droppedLogLines, ''];
+  try {
+    return ['ok', droppedLogLines, toJSONText(value, 'result', maxResultChars)];
+  } catch (err) {
+    if (err === OUTPUT_LIMIT) return ['output_limit', droppedLogLines, ''];
+    return ['unserializable', droppedLogLines, describeThrown(err)];
+  }
+};
+return start;
+})`;

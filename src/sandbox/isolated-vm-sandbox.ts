@@ -1,0 +1,808 @@
+/**
+ * `IsolatedVmSandbox`: runs untrusted JavaScript in a fresh V8 isolate per run (isolated-vm), with host
+ * functions, captured console output and hard limits. See docs/sandbox.md for the guest's view.
+ *
+ * Design (ARCHITECTURE §4; every point is a measured pitfall):
+ * - One isolate per run, disposed when the run settles. A host timer disposes it at the wall-clock limit,
+ *   because isolated-vm's own `timeout` does not cover code that resumes after an awaited host call.
+ * - The guest reaches the host only through two References held in the bootstrap's closure
+ *   (see bootstrap.ts); nothing isolated-vm is reachable from `globalThis`.
+ * - Host calls answer with JSON envelope strings and never reject across the boundary.
+ * - Isolate creation + bootstrap (`prepareIsolate`) is a separate step from running code, so callers
+ *   (and this class's warm spares) can pay for it ahead of time.
+ *
+ * @module
+ */
+
+import { availableParallelism } from 'node:os';
+import ivm from 'isolated-vm';
+import pLimit from 'p-limit';
+import type { LimitFunction } from 'p-limit';
+import { CodemodeError, describeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE, USER_FILENAME } from './bootstrap.js';
+import type { StartTag } from './bootstrap.js';
+import { resolveLimits } from './limits.js';
+import type {
+  HostCallContext,
+  HostFunction,
+  HostFunctions,
+  LogEntry,
+  LogLevel,
+  RunOptions,
+  RunOutcome,
+  RunStats,
+  SandboxError,
+  SandboxLimits,
+  SandboxLimitsInput,
+  SandboxProvider,
+} from './types.js';
+
+const log = createLogger('sandbox');
+
+/**
+ * Heap size used when `memoryMb` is `null`. isolated-vm always needs some limit; this one is far above
+ * anything a code-mode script needs, so in practice it means "no sandbox-imposed cap".
+ */
+export const UNLIMITED_MEMORY_MB = 4096;
+/** Stand-in for "no limit" in numbers sent to the guest (JSON has no Infinity). */
+const NO_LIMIT = Number.MAX_SAFE_INTEGER;
+/** How deep `hostFunctions` namespaces may nest. */
+const MAX_NAMESPACE_DEPTH = 8;
+const LOG_LEVELS: ReadonlySet<string> = new Set<LogLevel>(['log', 'info', 'warn', 'error', 'debug']);
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+/** Null-prototype copy of an option bag: isolated-vm reads options through the prototype chain. */
+function bag<const T extends object>(fields: T): T {
+  return Object.assign(Object.create(null) as T, fields);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Live isolate accounting (hygiene tests assert on it)
+
+let liveIsolates = 0;
+
+/**
+ * Isolates created by this module and not yet disposed, across all sandboxes in this process (warm spares
+ * included). Useful for leak checks and health metrics.
+ */
+export function liveIsolateCount(): number {
+  return liveIsolates;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Per-run host state
+
+interface RunState {
+  readonly functions: readonly HostFunction[];
+  readonly limits: Readonly<SandboxLimits>;
+  settled: boolean;
+  hostCalls: number;
+  pending: number;
+  controller: AbortController | undefined;
+  readonly logs: LogEntry[];
+  logBytes: number;
+  hostDroppedLogLines: number;
+  guestTruncatedLogs: boolean;
+}
+
+function okEnvelope(value: unknown, label: string): string {
+  if (value === undefined) return '{"ok":true}';
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (err) {
+    return errorEnvelope(new Error(`${label} returned a value that cannot be copied into the sandbox: ${describeError(err)}`));
+  }
+  return json === undefined ? '{"ok":true}' : `{"ok":true,"value":${json}}`;
+}
+
+function errorEnvelope(err: unknown): string {
+  const error: { name: string; message: string; data?: unknown } = { name: 'Error', message: '' };
+  if (err instanceof Error) {
+    error.name = typeof err.name === 'string' && err.name !== '' ? err.name : 'Error';
+    error.message = typeof err.message === 'string' ? err.message : String(err.message);
+    const desc = Object.getOwnPropertyDescriptor(err, 'data');
+    if (desc !== undefined && desc.enumerable === true && 'value' in desc) {
+      const data: unknown = desc.value;
+      if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+        try {
+          // Only data that survives a JSON round trip crosses.
+          error.data = JSON.parse(JSON.stringify(data)) as unknown;
+        } catch {
+          /* data that can't be copied is dropped; the message still crosses */
+        }
+      }
+    }
+  } else {
+    error.message = describeError(err);
+  }
+  try {
+    return JSON.stringify({ ok: false, error });
+  } catch {
+    return '{"ok":false,"error":{"name":"Error","message":"host function failed"}}';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Prepared isolates
+
+type StartFn = (configJson: string, userFn: unknown) => Promise<[StartTag, number, string]>;
+
+/**
+ * A fresh isolate with its context bootstrapped: the guest globals are in place and the host bridges are
+ * wired, but no user code has run. Use it for exactly one run; dispose it if unused.
+ */
+export class PreparedIsolate {
+  /** @internal */ readonly isolate: ivm.Isolate;
+  /** @internal */ context: ivm.Context | undefined;
+  /** @internal */ start: ivm.Reference<StartFn> | undefined;
+  /** @internal */ state: RunState | undefined;
+  /** @internal */ used = false;
+  /** @internal */ disposedByUs = false;
+  readonly memoryMb: number | null;
+  #disposed = false;
+  readonly #refs: ivm.Reference<unknown>[] = [];
+
+  /** @internal */
+  constructor(memoryMb: number | null) {
+    this.memoryMb = memoryMb;
+    this.isolate = new ivm.Isolate(bag({ memoryLimit: memoryMb ?? UNLIMITED_MEMORY_MB }));
+    liveIsolates++;
+  }
+
+  /** True once disposed, by us or by isolated-vm (out of memory). */
+  get disposed(): boolean {
+    return this.#disposed || this.isolate.isDisposed;
+  }
+
+  /** @internal */
+  track<T>(ref: ivm.Reference<T>): ivm.Reference<T> {
+    this.#refs.push(ref as ivm.Reference<unknown>);
+    return ref;
+  }
+
+  /** Disposes the isolate. Idempotent; never calls isolated-vm's dispose twice, nor after it disposed itself. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    liveIsolates--;
+    if (!this.isolate.isDisposed) {
+      this.disposedByUs = true;
+      try {
+        this.isolate.dispose();
+      } catch (err) {
+        log.debug('isolate dispose failed', { error: describeError(err) });
+      }
+    }
+    for (const ref of this.#refs) {
+      try {
+        ref.release();
+      } catch {
+        /* already released with the isolate */
+      }
+    }
+    this.#refs.length = 0;
+  }
+}
+
+let bootstrapCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
+
+/**
+ * Creates an isolate and context and runs the bootstrap, ready for one `run`. This is the expensive part
+ * of a run (about 1-2 ms); a process pool can call it ahead of time and pass the result to
+ * `IsolatedVmSandbox.run` via `RunWithPreparedOptions.prepared`.
+ *
+ * @example
+ * ```ts
+ * const prepared = await prepareIsolate(resolveLimits({ memoryMb: 64 }));
+ * const outcome = await sandbox.run('return 1', { prepared });
+ * ```
+ */
+export async function prepareIsolate(limits: Readonly<SandboxLimits>): Promise<PreparedIsolate> {
+  const prepared = new PreparedIsolate(limits.memoryMb);
+  try {
+    const { isolate } = prepared;
+    const context = await isolate.createContext();
+    prepared.context = context;
+    const cached = bootstrapCache;
+    const script = await isolate.compileScript(
+      BOOTSTRAP_SOURCE,
+      cached !== undefined
+        ? bag({ filename: BOOTSTRAP_FILENAME, cachedData: cached })
+        : bag({ filename: BOOTSTRAP_FILENAME, produceCachedData: true }),
+    );
+    if (cached === undefined) {
+      const produced = (script as unknown as { cachedData?: ivm.ExternalCopy<ArrayBuffer> }).cachedData;
+      if (produced !== undefined) bootstrapCache = produced;
+    }
+    const factory = (await script.run(context, bag({ reference: true, release: true }))) as ivm.Reference<
+      (hostCall: unknown, log: unknown) => StartFn
+    >;
+    const hostCall = prepared.track(
+      new ivm.Reference(async (index: number, argsJson: string): Promise<string> => hostCallFromGuest(prepared, index, argsJson)),
+    );
+    const logRef = prepared.track(
+      new ivm.Reference((level: unknown, message: unknown): void => logFromGuest(prepared, level, message)),
+    );
+    const start = (await factory.apply(undefined, [hostCall, logRef], bag({ result: bag({ reference: true }) }))) as unknown as ivm.Reference<StartFn>;
+    factory.release();
+    prepared.start = prepared.track(start);
+    return prepared;
+  } catch (err) {
+    prepared.dispose();
+    throw new CodemodeError('SANDBOX_INTERNAL', `Could not prepare a sandbox isolate: ${describeError(err)}`, { cause: err });
+  }
+}
+
+async function hostCallFromGuest(prepared: PreparedIsolate, index: number, argsJson: string): Promise<string> {
+  // Whatever happens here must resolve with an envelope: a rejection would cross the boundary (and an
+  // immediate one was measured to crash Node with an unhandled rejection).
+  try {
+    const state = prepared.state;
+    if (state === undefined || state.settled) {
+      return errorEnvelope(new Error('The sandbox run has ended; host calls after that are refused.'));
+    }
+    const fn = state.functions[index];
+    if (typeof fn !== 'function') return errorEnvelope(new Error('Unknown host function.'));
+    const maxPending = state.limits.maxPendingHostCalls;
+    if (maxPending !== null && state.pending >= maxPending) {
+      return errorEnvelope(new Error(`Too many host calls pending at once (limit ${maxPending}); await some before starting more.`));
+    }
+    let args: unknown;
+    try {
+      args = JSON.parse(argsJson);
+    } catch {
+      return errorEnvelope(new Error('Host call arguments were not valid JSON.'));
+    }
+    state.hostCalls++;
+    state.pending++;
+    state.controller ??= new AbortController();
+    const context: HostCallContext = { signal: state.controller.signal };
+    try {
+      const value: unknown = await fn(Array.isArray(args) ? args : [], context);
+      return okEnvelope(value, fn.name || 'host function');
+    } catch (err) {
+      return errorEnvelope(err);
+    } finally {
+      state.pending--;
+    }
+  } catch (err) {
+    return errorEnvelope(err);
+  }
+}
+
+function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknown): void {
+  const state = prepared.state;
+  if (state === undefined || state.settled) return;
+  if (level === '') {
+    // The guest's own cap dropped a line (it sends this marker once).
+    state.guestTruncatedLogs = true;
+    return;
+  }
+  if (typeof level !== 'string' || !LOG_LEVELS.has(level) || typeof message !== 'string') return;
+  const { maxLogLines, maxLogBytes } = state.limits;
+  const bytes = Buffer.byteLength(message);
+  if ((maxLogLines !== null && state.logs.length >= maxLogLines) || (maxLogBytes !== null && state.logBytes + bytes > maxLogBytes)) {
+    state.hostDroppedLogLines++;
+    return;
+  }
+  state.logBytes += bytes;
+  state.logs.push({ level: level as LogLevel, message });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Host function tree
+
+interface FlatFunctions {
+  paths: string[][];
+  functions: HostFunction[];
+}
+
+function flattenHostFunctions(tree: HostFunctions | undefined): FlatFunctions {
+  const out: FlatFunctions = { paths: [], functions: [] };
+  if (tree === undefined) return out;
+  const visit = (node: HostFunctions, path: string[]): void => {
+    if (path.length > MAX_NAMESPACE_DEPTH) {
+      throw new CodemodeError('INVALID_ARGUMENT', `hostFunctions nest deeper than ${MAX_NAMESPACE_DEPTH} levels at ${path.join('.')}.`);
+    }
+    for (const key of Object.keys(node)) {
+      const value = node[key];
+      const here = [...path, key];
+      if (key === '') throw new CodemodeError('INVALID_ARGUMENT', `hostFunctions has an empty name under "${path.join('.')}".`);
+      if (typeof value === 'function') {
+        out.paths.push(here);
+        out.functions.push(value);
+      } else if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+        visit(value, here);
+      } else {
+        throw new CodemodeError('INVALID_ARGUMENT', `hostFunctions.${here.join('.')} must be a function or a namespace object.`);
+      }
+    }
+  };
+  if (tree === null || typeof tree !== 'object') throw new CodemodeError('INVALID_ARGUMENT', 'hostFunctions must be an object.');
+  visit(tree, []);
+  return out;
+}
+
+function validateErrorClasses(names: readonly string[] | undefined): string[] {
+  if (names === undefined) return [];
+  if (!Array.isArray(names)) throw new CodemodeError('INVALID_ARGUMENT', 'errorClasses must be an array of names.');
+  for (const name of names) {
+    if (typeof name !== 'string' || !IDENTIFIER.test(name)) {
+      throw new CodemodeError('INVALID_ARGUMENT', `errorClasses entry ${JSON.stringify(name)} is not a valid identifier.`);
+    }
+    if (Object.hasOwn(globalThis, name)) {
+      throw new CodemodeError('INVALID_ARGUMENT', `errorClasses entry "${name}" would shadow a standard global; pick another name.`);
+    }
+  }
+  return [...new Set(names)];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Outcomes
+
+const USER_POSITION = new RegExp(`${USER_FILENAME.replace(/[.]/g, '\\.')}:(\\d+):(\\d+)`);
+const SYNTAX_POSITION = new RegExp(`\\s*\\[${USER_FILENAME.replace(/[.]/g, '\\.')}:(\\d+):(\\d+)\\]\\s*$`);
+
+function wrapUserCode(code: string): string {
+  // The wrapper's first line is compiled at lineOffset -1, so the user's first line is line 1; user lines
+  // start at column 0, so columns need no mapping. The trailing newline keeps a final `// comment` inert.
+  return `(async function () {\n${code}\n})`;
+}
+
+function syntaxError(err: unknown, code: string): SandboxError {
+  const raw = err instanceof Error ? err.message : describeError(err);
+  const match = SYNTAX_POSITION.exec(raw);
+  const message = match ? raw.slice(0, match.index) : raw;
+  const error: SandboxError = { kind: 'syntax', name: 'SyntaxError', message };
+  if (match) {
+    const lines = code.split('\n');
+    const line = Number(match[1]);
+    if (line > lines.length) {
+      // The parser only noticed at our wrapper's closing line: the user's code ended too early.
+      error.message = `${message} at the end of the code; check for a missing closing brace, bracket or parenthesis`;
+      error.line = lines.length;
+      error.column = (lines[lines.length - 1] ?? '').length + 1;
+    } else {
+      error.line = Math.max(1, line);
+      error.column = Number(match[2]);
+    }
+  }
+  return error;
+}
+
+function cleanStack(stack: string): string {
+  return stack
+    .split('\n')
+    // Keep the guest's frames only: not the bootstrap's, not isolated-vm's boundary, not the host's.
+    .filter((line) => !line.includes(BOOTSTRAP_FILENAME) && !line.includes('<isolated-vm') && !/\(?(file|node):/.test(line))
+    .join('\n');
+}
+
+interface GuestErrorInfo {
+  name?: string;
+  message?: string;
+  stack?: string;
+  data?: Record<string, unknown>;
+  nonError?: boolean;
+}
+
+function runtimeError(payload: string): SandboxError {
+  let info: GuestErrorInfo;
+  try {
+    info = JSON.parse(payload) as GuestErrorInfo;
+  } catch {
+    info = { message: 'the guest threw a value that could not be described' };
+  }
+  const message = typeof info.message === 'string' ? info.message : '';
+  if (info.name === 'RangeError' && message === 'Array buffer allocation failed') {
+    // isolated-vm counts ArrayBuffer memory against the limit and refuses allocations past it.
+    return { kind: 'memory', message: 'Out of memory: an ArrayBuffer/typed array allocation exceeded the memory limit.' };
+  }
+  const error: SandboxError = { kind: 'runtime', message };
+  if (typeof info.name === 'string') error.name = info.name;
+  if (typeof info.stack === 'string') {
+    error.stack = cleanStack(info.stack);
+    const pos = USER_POSITION.exec(info.stack);
+    if (pos) {
+      error.line = Number(pos[1]);
+      error.column = Number(pos[2]);
+    }
+  }
+  if (info.data !== undefined && typeof info.data === 'object' && info.data !== null) error.data = info.data;
+  return error;
+}
+
+function unhandledRejectionError(err: unknown): SandboxError {
+  const error: SandboxError = {
+    kind: 'runtime',
+    message: `Unhandled promise rejection: ${describeError(err)}. A promise rejected and nothing awaited or caught it; await every call (or add .catch).`,
+  };
+  if (err instanceof Error) {
+    if (typeof err.name === 'string') error.name = err.name;
+    if (typeof err.stack === 'string') {
+      error.stack = cleanStack(err.stack);
+      const pos = USER_POSITION.exec(err.stack);
+      if (pos) {
+        error.line = Number(pos[1]);
+        error.column = Number(pos[2]);
+      }
+    }
+  }
+  return error;
+}
+
+function limitMessage(kind: 'timeout' | 'memory' | 'aborted', limits: Readonly<SandboxLimits>): string {
+  switch (kind) {
+    case 'timeout':
+      return `The code ran longer than the ${limits.timeoutMs} ms time limit and was stopped. Make it do less per run or raise timeoutMs.`;
+    case 'memory':
+      return `The code exceeded the ${limits.memoryMb ?? UNLIMITED_MEMORY_MB} MB memory limit and was stopped. Work with less data at once or raise memoryMb.`;
+    case 'aborted':
+      return 'The run was aborted by the caller.';
+  }
+}
+
+function isMemoryFailure(err: unknown, prepared: PreparedIsolate): boolean {
+  const message = err instanceof Error ? err.message : String(err);
+  if (message.includes('memory limit')) return true;
+  // After an await, an out-of-memory disposal surfaces as an abandoned promise: the isolate is gone and we
+  // did not dispose it.
+  return prepared.isolate.isDisposed && !prepared.disposedByUs;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The provider
+
+/** Options of `IsolatedVmSandbox`. */
+export interface IsolatedVmSandboxOptions {
+  /** Limits of every run (see `SandboxLimitsInput`). Copied and frozen at construction. */
+  limits?: SandboxLimitsInput;
+  /** How many isolates may run at once; further runs queue. Default: `os.availableParallelism()`. */
+  maxConcurrency?: number;
+  /**
+   * Isolates prepared ahead of time, so a run skips isolate creation and bootstrap. Default 1; 0 turns it
+   * off. Each spare holds about 1-2 MB.
+   */
+  warmIsolates?: number;
+}
+
+/** `RunOptions` plus an isolate prepared ahead of time (for process pools). */
+export interface RunWithPreparedOptions extends RunOptions {
+  /** An unused isolate from `prepareIsolate()` or `IsolatedVmSandbox.prepare()`; the run takes ownership. */
+  prepared?: PreparedIsolate;
+}
+
+type Interrupt = 'timeout' | 'aborted';
+
+/**
+ * The in-process sandbox: each run gets a fresh V8 isolate with its own heap limit, wall-clock limit,
+ * console capture and host functions.
+ *
+ * @example
+ * ```ts
+ * const sandbox = new IsolatedVmSandbox({ limits: { timeoutMs: 5_000 }, maxConcurrency: 2 });
+ * const outcome = await sandbox.run('const r = await lookup("x"); console.log(r); return r.n + 1', {
+ *   hostFunctions: { lookup: async ([key]) => ({ key, n: 41 }) },
+ * });
+ * if (outcome.ok) console.log(outcome.value); // 42
+ * else console.error(outcome.error.kind, outcome.error.message);
+ * await sandbox.close();
+ * ```
+ */
+export class IsolatedVmSandbox implements SandboxProvider {
+  /** This instance's own frozen copy of its limits. */
+  readonly limits: Readonly<SandboxLimits>;
+  readonly maxConcurrency: number;
+  readonly #limit: LimitFunction;
+  readonly #warm: number;
+  readonly #spares: PreparedIsolate[] = [];
+  #refilling = 0;
+  #closed = false;
+  readonly #cancels = new Set<(kind: Interrupt) => void>();
+  readonly #inflight = new Set<Promise<unknown>>();
+
+  constructor(options: IsolatedVmSandboxOptions = {}) {
+    this.limits = resolveLimits(options.limits);
+    const concurrency = options.maxConcurrency ?? availableParallelism();
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new CodemodeError('INVALID_CONFIG', `maxConcurrency must be a positive integer; got ${String(options.maxConcurrency)}.`);
+    }
+    this.maxConcurrency = concurrency;
+    this.#limit = pLimit(concurrency);
+    const warm = options.warmIsolates ?? 1;
+    if (!Number.isInteger(warm) || warm < 0) {
+      throw new CodemodeError('INVALID_CONFIG', `warmIsolates must be a non-negative integer; got ${String(options.warmIsolates)}.`);
+    }
+    this.#warm = warm;
+    this.#refill();
+  }
+
+  /** Prepares an isolate with this sandbox's limits, for a later `run(code, { prepared })`. */
+  prepare(): Promise<PreparedIsolate> {
+    if (this.#closed) return Promise.reject(new CodemodeError('CLOSED', 'The sandbox is closed.'));
+    return prepareIsolate(this.limits);
+  }
+
+  /** Runs `code` as the body of an async function. Resolves for every guest outcome. */
+  run(code: string, options: RunWithPreparedOptions = {}): Promise<RunOutcome> {
+    if (this.#closed) {
+      options.prepared?.dispose();
+      return Promise.reject(new CodemodeError('CLOSED', 'The sandbox is closed; create a new one to run code.'));
+    }
+    if (typeof code !== 'string') {
+      options.prepared?.dispose();
+      return Promise.reject(new CodemodeError('INVALID_ARGUMENT', 'Sandbox code must be a string.'));
+    }
+    let flat: FlatFunctions;
+    let errorClasses: string[];
+    try {
+      flat = flattenHostFunctions(options.hostFunctions);
+      errorClasses = validateErrorClasses(options.errorClasses);
+    } catch (err) {
+      options.prepared?.dispose();
+      return Promise.reject(err as Error);
+    }
+    const enqueued = performance.now();
+    const { signal, prepared } = options;
+    if (signal?.aborted === true) {
+      prepared?.dispose();
+      return Promise.resolve(this.#interruptedOutcome('aborted', [], emptyStats(0, 0)));
+    }
+    const promise = new Promise<RunOutcome>((resolve, reject) => {
+      let started = false;
+      let cancelledWhileQueued = false;
+      const cancelQueued = (): void => {
+        if (started || cancelledWhileQueued) return;
+        cancelledWhileQueued = true;
+        this.#cancels.delete(cancelQueued);
+        prepared?.dispose();
+        resolve(this.#interruptedOutcome('aborted', [], emptyStats(0, performance.now() - enqueued)));
+      };
+      this.#cancels.add(cancelQueued);
+      signal?.addEventListener('abort', cancelQueued, { once: true });
+      this.#limit(async () => {
+        if (cancelledWhileQueued) return; // frees the slot at once
+        started = true;
+        this.#cancels.delete(cancelQueued);
+        signal?.removeEventListener('abort', cancelQueued);
+        const queuedMs = performance.now() - enqueued;
+        try {
+          resolve(await this.#execute(code, flat, errorClasses, signal, queuedMs, prepared));
+        } catch (err) {
+          reject(err as Error);
+        }
+      }).catch(reject);
+    });
+    this.#inflight.add(promise);
+    const forget = (): void => {
+      this.#inflight.delete(promise);
+    };
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  /** Aborts queued and running runs, disposes warm isolates, and waits for runs to settle. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) {
+      await Promise.allSettled([...this.#inflight]);
+      return;
+    }
+    this.#closed = true;
+    try {
+      for (const cancel of [...this.#cancels]) cancel('aborted');
+    } finally {
+      for (const spare of this.#spares.splice(0)) spare.dispose();
+    }
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  #refill(): void {
+    while (!this.#closed && this.#spares.length + this.#refilling < this.#warm) {
+      this.#refilling++;
+      prepareIsolate(this.limits).then(
+        (prepared) => {
+          this.#refilling--;
+          if (this.#closed) prepared.dispose();
+          else this.#spares.push(prepared);
+        },
+        (err: unknown) => {
+          this.#refilling--;
+          log.warn('could not prepare a warm isolate', { error: describeError(err) });
+        },
+      );
+    }
+  }
+
+  async #take(prepared: PreparedIsolate | undefined): Promise<PreparedIsolate> {
+    if (prepared !== undefined) {
+      if (prepared.used || prepared.disposed || prepared.start === undefined) {
+        throw new CodemodeError('INVALID_ARGUMENT', 'The prepared isolate was already used or disposed; prepare a new one per run.');
+      }
+      if (prepared.memoryMb !== this.limits.memoryMb) {
+        prepared.dispose();
+        throw new CodemodeError('INVALID_ARGUMENT', 'The prepared isolate was made with a different memory limit than this sandbox.');
+      }
+      return prepared;
+    }
+    // Refilling is left to the end of the run: creating an isolate blocks this thread for about a
+    // millisecond, which would land on the run that just took the spare.
+    return this.#spares.pop() ?? prepareIsolate(this.limits);
+  }
+
+  #interruptedOutcome(kind: Interrupt | 'memory', logs: LogEntry[], stats: RunStats): RunOutcome {
+    return { ok: false, error: { kind, message: limitMessage(kind, this.limits) }, logs, stats };
+  }
+
+  async #execute(
+    code: string,
+    flat: FlatFunctions,
+    errorClasses: string[],
+    signal: AbortSignal | undefined,
+    queuedMs: number,
+    given: PreparedIsolate | undefined,
+  ): Promise<RunOutcome> {
+    const startedAt = performance.now();
+    const limits = this.limits;
+    const state: RunState = {
+      functions: flat.functions,
+      limits,
+      settled: false,
+      hostCalls: 0,
+      pending: 0,
+      controller: undefined,
+      logs: [],
+      logBytes: 0,
+      hostDroppedLogLines: 0,
+      guestTruncatedLogs: false,
+    };
+
+    let interrupted: Interrupt | undefined;
+    let wake: ((kind: Interrupt) => void) | undefined;
+    const interruptPromise = new Promise<Interrupt>((resolve) => {
+      wake = resolve;
+    });
+    let prepared: PreparedIsolate | undefined;
+    const interrupt = (kind: Interrupt): void => {
+      if (interrupted !== undefined || state.settled) return;
+      interrupted = kind;
+      // Dispose at once: it stops synchronous loops, pending awaits and Atomics-style waits alike.
+      prepared?.dispose();
+      wake?.(kind);
+    };
+    const onAbort = (): void => interrupt('aborted');
+    const timer = limits.timeoutMs !== null ? setTimeout(() => interrupt('timeout'), limits.timeoutMs) : undefined;
+    signal?.addEventListener('abort', onAbort, { once: true });
+    this.#cancels.add(interrupt);
+
+    const stats = (): RunStats => ({
+      durationMs: performance.now() - startedAt,
+      queuedMs,
+      hostCalls: state.hostCalls,
+      pendingHostCalls: state.pending,
+      droppedLogLines: state.hostDroppedLogLines,
+    });
+
+    let inGuest = false;
+    const work = async (): Promise<RunOutcome> => {
+      prepared = await this.#take(given);
+      prepared.used = true;
+      if (interrupted !== undefined) {
+        prepared.dispose();
+        return this.#interruptedOutcome(interrupted, state.logs, stats());
+      }
+      prepared.state = state;
+      const { isolate, context, start } = prepared;
+      if (context === undefined || start === undefined) throw new CodemodeError('SANDBOX_INTERNAL', 'Prepared isolate is incomplete.');
+      let script: ivm.Script;
+      try {
+        script = await isolate.compileScript(wrapUserCode(code), bag({ filename: USER_FILENAME, lineOffset: -1 }));
+      } catch (err) {
+        if (isolate.isDisposed) throw err;
+        return { ok: false, error: syntaxError(err, code), logs: state.logs, stats: stats() };
+      }
+      // From here on, a rejection that is not a limit is the guest's doing: isolated-vm rejects the call
+      // when guest code leaves a promise rejection unhandled.
+      inGuest = true;
+      const userFn = (await script.run(context, bag({ reference: true, release: true }))) as ivm.Reference<unknown>;
+      const config = JSON.stringify({
+        functions: flat.paths,
+        errorClasses,
+        maxPending: limits.maxPendingHostCalls ?? NO_LIMIT,
+        maxResultChars: limits.maxResultBytes ?? NO_LIMIT,
+        maxLogLines: limits.maxLogLines ?? NO_LIMIT,
+        maxLogChars: limits.maxLogBytes ?? NO_LIMIT,
+      });
+      const [tag, guestDropped, payload] = (await start.apply(
+        undefined,
+        [config, userFn.derefInto()],
+        bag({ result: bag({ promise: true, copy: true }) }),
+      )) as unknown as [StartTag, number, string];
+      userFn.release();
+      state.settled = true;
+      state.hostDroppedLogLines += guestDropped;
+      switch (tag) {
+        case 'undefined':
+          return { ok: true, value: undefined, logs: state.logs, stats: stats() };
+        case 'ok': {
+          if (limits.maxResultBytes !== null && Buffer.byteLength(payload) > limits.maxResultBytes) {
+            return { ok: false, error: outputLimitError(limits.maxResultBytes), logs: state.logs, stats: stats() };
+          }
+          return { ok: true, value: JSON.parse(payload) as unknown, logs: state.logs, stats: stats() };
+        }
+        case 'output_limit':
+          return { ok: false, error: outputLimitError(limits.maxResultBytes ?? NO_LIMIT), logs: state.logs, stats: stats() };
+        case 'unserializable': {
+          const error = runtimeError(payload);
+          error.message = `The return value cannot be copied out of the sandbox: ${error.message}`;
+          delete error.stack;
+          return { ok: false, error, logs: state.logs, stats: stats() };
+        }
+        case 'error':
+          return { ok: false, error: runtimeError(payload), logs: state.logs, stats: stats() };
+      }
+    };
+
+    const guarded = work().catch((err: unknown): RunOutcome => {
+      if (interrupted !== undefined) return this.#interruptedOutcome(interrupted, state.logs, stats());
+      if (err instanceof CodemodeError) throw err;
+      if (prepared !== undefined && isMemoryFailure(err, prepared)) {
+        return this.#interruptedOutcome('memory', state.logs, stats());
+      }
+      if (inGuest && !(prepared?.disposed ?? true)) {
+        return { ok: false, error: unhandledRejectionError(err), logs: state.logs, stats: stats() };
+      }
+      return {
+        ok: false,
+        error: { kind: 'internal', message: `The sandbox failed: ${describeError(err)}` },
+        logs: state.logs,
+        stats: stats(),
+      };
+    });
+
+    try {
+      const outcome = await Promise.race([
+        guarded,
+        interruptPromise.then((kind) => this.#interruptedOutcome(kind, state.logs, stats())),
+      ]);
+      state.settled = true;
+      outcome.stats.pendingHostCalls = state.pending;
+      outcome.logs = finishLogs(outcome.logs, outcome.stats, state.guestTruncatedLogs, limits);
+      return outcome;
+    } finally {
+      state.settled = true;
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      this.#cancels.delete(interrupt);
+      state.controller?.abort(new CodemodeError('ABORTED', 'The sandbox run ended while this host call was in flight.'));
+      prepared?.dispose();
+      if (this.#spares.length + this.#refilling < this.#warm) setImmediate(() => this.#refill());
+      // The losing side of the race settles later; it must not become an unhandled rejection.
+      guarded.catch(() => undefined);
+    }
+  }
+}
+
+function outputLimitError(maxBytes: number): SandboxError {
+  return {
+    kind: 'output_limit',
+    message: `The return value is larger than the ${maxBytes}-byte limit (maxResultBytes). Return less data, for example a filtered or summarized subset.`,
+  };
+}
+
+function emptyStats(durationMs: number, queuedMs: number): RunStats {
+  return { durationMs, queuedMs, hostCalls: 0, pendingHostCalls: 0, droppedLogLines: 0 };
+}
+
+/** Appends the truncation marker when the log caps dropped anything. */
+function finishLogs(logs: LogEntry[], stats: RunStats, guestTruncated: boolean, limits: Readonly<SandboxLimits>): LogEntry[] {
+  if (stats.droppedLogLines > 0 || guestTruncated) {
+    const count = stats.droppedLogLines > 0 ? `${stats.droppedLogLines} line(s)` : 'further lines';
+    logs.push({
+      level: 'warn',
+      message: `[console output truncated: ${count} dropped; limits are ${limits.maxLogLines ?? 'unlimited'} lines and ${limits.maxLogBytes ?? 'unlimited'} bytes]`,
+    });
+  }
+  return logs;
+}

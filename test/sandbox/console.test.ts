@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { failure, sandbox, value } from './helpers.js';
+
+describe('console (issue 2, point 4)', () => {
+  it('captures log/info/warn/error/debug with their level, in order', async () => {
+    const outcome = await sandbox().run(
+      'console.log("a", 1); console.info("b"); console.warn("c"); console.error("d"); console.debug("e"); return 0',
+    );
+    expect(value(outcome)).toBe(0);
+    expect(outcome.logs).toEqual([
+      { level: 'log', message: 'a 1' },
+      { level: 'info', message: 'b' },
+      { level: 'warn', message: 'c' },
+      { level: 'error', message: 'd' },
+      { level: 'debug', message: 'e' },
+    ]);
+  });
+
+  it('formats objects readably and survives circular structures', async () => {
+    const outcome = await sandbox().run(`
+      const o = { name: 'x', list: [1, 'two', null, undefined], nested: { deep: { deeper: { deepest: 1 } } }, 'odd-key': true };
+      o.self = o;
+      console.log(o);
+      console.log(new Map([['k', 1]]), new Set([1]), [1n, Symbol('s')], () => 1, function named() {});
+      console.log(new Error('boom').message, new Date(0));
+      const big = []; for (let i = 0; i < 150; i++) big.push(i);
+      console.log(big);
+    `);
+    expect(outcome.ok).toBe(true);
+    const [first, second, third, fourth] = outcome.logs.map((l) => l.message);
+    expect(first).toBe("{ name: 'x', list: [ 1, 'two', null, undefined ], nested: { deep: { deeper: [Object] } }, 'odd-key': true, self: [Circular] }");
+    expect(second).toBe("Map(1) { 'k' => 1 } Set(1) { 1 } [ 1n, Symbol(s) ] [Function (anonymous)] [Function: named]");
+    expect(third).toBe('boom 1970-01-01T00:00:00.000Z');
+    expect(fourth).toMatch(/^\[ 0, 1, 2, .* 99, \.\.\. 50 more items \]$/);
+  });
+
+  it('logs an Error with its stack', async () => {
+    const outcome = await sandbox().run('console.error(new TypeError("bad"))');
+    expect(outcome.logs[0]?.message).toMatch(/^TypeError: bad\n\s+at codemode-user\.js:1:15/);
+  });
+
+  it('a throwing getter or Proxy in a logged object does not break the run', async () => {
+    const outcome = await sandbox().run(`
+      console.log({ get bad() { throw new Error('getter') } });
+      console.log(new Proxy({}, { ownKeys() { throw new Error('trap') } }));
+      return 'still running';
+    `);
+    expect(value(outcome)).toBe('still running');
+    expect(outcome.logs).toHaveLength(2);
+  });
+
+  it('caps lines, with a truncation marker', async () => {
+    const outcome = await sandbox({ limits: { maxLogLines: 5 } }).run('for (let i = 0; i < 100; i++) console.log("line", i); return 1');
+    expect(value(outcome)).toBe(1);
+    expect(outcome.logs.slice(0, 5).map((l) => l.message)).toEqual(['line 0', 'line 1', 'line 2', 'line 3', 'line 4']);
+    expect(outcome.logs).toHaveLength(6);
+    expect(outcome.logs[5]).toMatchObject({ level: 'warn' });
+    expect(outcome.logs[5]?.message).toMatch(/console output truncated: 95 line\(s\) dropped/);
+    expect(outcome.stats.droppedLogLines).toBe(95);
+  });
+
+  it('caps bytes, with a truncation marker', async () => {
+    const outcome = await sandbox({ limits: { maxLogBytes: 1000 } }).run('for (let i = 0; i < 100; i++) console.log("x".repeat(300)); return 1');
+    const kept = outcome.logs.filter((l) => !l.message.startsWith('[console output truncated'));
+    const bytes = kept.reduce((n, l) => n + Buffer.byteLength(l.message), 0);
+    expect(bytes).toBeLessThanOrEqual(1000);
+    expect(kept.length).toBeGreaterThanOrEqual(3);
+    expect(outcome.logs.at(-1)?.message).toMatch(/console output truncated/);
+    expect(outcome.stats.droppedLogLines).toBeGreaterThan(90);
+  });
+
+  it('multi-byte output counts in bytes against the cap', async () => {
+    const outcome = await sandbox({ limits: { maxLogBytes: 300 } }).run('for (let i = 0; i < 10; i++) console.log("€".repeat(50)); return 1');
+    const kept = outcome.logs.filter((l) => !l.message.startsWith('[console output truncated'));
+    expect(kept.reduce((n, l) => n + Buffer.byteLength(l.message), 0)).toBeLessThanOrEqual(300);
+    expect(outcome.logs.at(-1)?.message).toMatch(/console output truncated/);
+  });
+
+  it('a log flood that ends in a timeout still returns the capped logs and the marker', async () => {
+    const outcome = await sandbox({ limits: { timeoutMs: 200, maxLogLines: 10 } }).run('let i = 0; while (true) console.log(i++)');
+    expect(failure(outcome).kind).toBe('timeout');
+    expect(outcome.logs.length).toBe(11);
+    expect(outcome.logs[10]?.message).toMatch(/console output truncated/);
+  });
+
+  it('logs written before an error are kept', async () => {
+    const outcome = await sandbox().run('console.log("before"); throw new Error("x")');
+    expect(failure(outcome).kind).toBe('runtime');
+    expect(outcome.logs).toEqual([{ level: 'log', message: 'before' }]);
+  });
+});

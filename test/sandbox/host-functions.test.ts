@@ -1,0 +1,247 @@
+import { describe, expect, it } from 'vitest';
+import type { HostCallContext } from '../../src/sandbox/types.js';
+import { failure, sandbox, value } from './helpers.js';
+
+describe('host functions (issue 2, point 3)', () => {
+  it('appear as async functions, optionally nested in namespaces', async () => {
+    const out = value(
+      await sandbox().run(
+        `const p = tools.github.search('q');
+         return [typeof tools.github.search, p instanceof Promise, await p, await add(2, 3), tools.github.search.name];`,
+        {
+          hostFunctions: {
+            add: ([a, b]) => (a as number) + (b as number),
+            tools: { github: { search: async ([q]) => ({ q, hits: 2 }) } },
+          },
+        },
+      ),
+    );
+    expect(out).toEqual(['function', true, { q: 'q', hits: 2 }, 5, 'search']);
+  });
+
+  it('calls made together run concurrently on the host', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const slow = async (): Promise<number> => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await new Promise((r) => setTimeout(r, 100));
+      inFlight--;
+      return 1;
+    };
+    const started = performance.now();
+    const out = value(await sandbox().run('const r = await Promise.all([slow(), slow(), slow(), slow()]); return r.length', { hostFunctions: { slow } }));
+    expect(out).toBe(4);
+    expect(maxInFlight).toBe(4);
+    expect(performance.now() - started).toBeLessThan(350);
+  });
+
+  it('arguments and results cross as copies, never references', async () => {
+    let received: unknown;
+    const shared = { n: 1, list: [1] };
+    const out = value(
+      await sandbox().run(
+        `const arg = { n: 1, inner: { k: 'v' } };
+         await keep(arg);
+         arg.inner.k = 'changed in guest';
+         const got = await give();
+         got.n = 99; got.list.push(2);
+         return { again: await give(), got };`,
+        {
+          hostFunctions: {
+            keep: ([a]) => {
+              received = a;
+            },
+            give: () => shared,
+          },
+        },
+      ),
+    );
+    expect(received).toEqual({ n: 1, inner: { k: 'v' } });
+    expect(shared).toEqual({ n: 1, list: [1] });
+    expect(out).toEqual({ again: { n: 1, list: [1] }, got: { n: 99, list: [1, 2] } });
+  });
+
+  it('rejects non-JSON arguments inside the guest, naming the argument', async () => {
+    let called = false;
+    const error = failure(
+      await sandbox().run('await tools.x.y(1, { cb() {} })', {
+        hostFunctions: {
+          tools: {
+            x: {
+              y: () => {
+                called = true;
+              },
+            },
+          },
+        },
+      }),
+    );
+    expect(called).toBe(false);
+    expect(error.kind).toBe('runtime');
+    expect(error.message).toContain('tools.x.y arguments[1].cb is a function');
+  });
+
+  it('host errors reach the guest as catchable Errors with message, name and data', async () => {
+    const fail = (): never => {
+      const err = new Error('upstream said no') as Error & { data?: unknown };
+      err.name = 'ToolError';
+      err.data = { tool: 'gh.search', status: 403 };
+      throw err;
+    };
+    const out = value(
+      await sandbox().run(
+        `try { await fail(); } catch (e) {
+           return { isError: e instanceof Error, isToolError: e instanceof ToolError, name: e.name, message: e.message,
+                    tool: e.tool, status: e.status, ctor: e.constructor.name };
+         }`,
+        { hostFunctions: { fail }, errorClasses: ['ToolError'] },
+      ),
+    );
+    expect(out).toEqual({ isError: true, isToolError: true, name: 'ToolError', message: 'upstream said no', tool: 'gh.search', status: 403, ctor: 'ToolError' });
+  });
+
+  it('without errorClasses the name still crosses on a plain Error', async () => {
+    const out = value(
+      await sandbox().run('try { await fail() } catch (e) { return [e instanceof Error, e.name, e.message] }', {
+        hostFunctions: {
+          fail: () => {
+            throw new TypeError('typed');
+          },
+        },
+      }),
+    );
+    expect(out).toEqual([true, 'TypeError', 'typed']);
+  });
+
+  it('an uncaught host error fails the run with the error name, message, data and the user line', async () => {
+    const fail = async (): Promise<never> => {
+      throw Object.assign(new Error('nope'), { name: 'ToolError', data: { tool: 't' } });
+    };
+    const error = failure(await sandbox().run('const a = 1;\nawait fail();', { hostFunctions: { fail }, errorClasses: ['ToolError'] }));
+    expect(error).toMatchObject({ kind: 'runtime', name: 'ToolError', message: 'nope', data: { tool: 't' }, line: 2 });
+  });
+
+  it('no host behaviour produces an unhandled rejection or crash', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const hostFunctions = {
+        syncThrow: () => {
+          throw new Error('sync');
+        },
+        immediateReject: () => Promise.reject(new Error('immediate')),
+        throwString: () => {
+          throw 'just a string';
+        },
+        throwNull: () => {
+          throw null;
+        },
+        rejectUndefined: () => Promise.reject(undefined),
+        badResult: () => ({ big: 1n }),
+        cyclic: () => {
+          const o: Record<string, unknown> = {};
+          o.self = o;
+          return o;
+        },
+        throwsWeirdError: () => {
+          const e = new Error('weird');
+          Object.defineProperty(e, 'data', { get: () => { throw new Error('getter'); }, enumerable: true });
+          throw e;
+        },
+      };
+      const out = value(
+        await sandbox().run(
+          `const out = [];
+           for (const name of ['syncThrow', 'immediateReject', 'throwString', 'throwNull', 'rejectUndefined', 'badResult', 'cyclic', 'throwsWeirdError']) {
+             try { await globalThis[name](); out.push(name + ': no error'); } catch (e) { out.push(name + ': ' + (e instanceof Error) + ' ' + e.message); }
+           }
+           return out;`,
+          { hostFunctions },
+        ),
+      );
+      expect(out).toEqual([
+        'syncThrow: true sync',
+        'immediateReject: true immediate',
+        'throwString: true just a string',
+        'throwNull: true null',
+        'rejectUndefined: true undefined',
+        expect.stringMatching(/^badResult: true badResult returned a value that cannot be copied into the sandbox/),
+        expect.stringMatching(/^cyclic: true cyclic returned a value that cannot be copied/),
+        'throwsWeirdError: true weird',
+      ]);
+      // Fire-and-forget calls that reject after the run ended must not surface either.
+      value(await sandbox().run('immediateReject(); syncThrow(); return 1', { hostFunctions }));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('host calls receive a signal that aborts when the run ends, and stats count calls', async () => {
+    let seen: AbortSignal | undefined;
+    const hang = (_args: unknown[], ctx: HostCallContext): Promise<never> => {
+      seen = ctx.signal;
+      return new Promise(() => undefined);
+    };
+    const outcome = await sandbox().run('hang(); await quick(); return "done"', { hostFunctions: { hang, quick: () => 1 } });
+    expect(value(outcome)).toBe('done');
+    expect(outcome.stats.hostCalls).toBe(2);
+    expect(outcome.stats.pendingHostCalls).toBe(1);
+    expect(seen?.aborted).toBe(true);
+  });
+
+  it('no host call starts after the run has settled', async () => {
+    let calls = 0;
+    const outcome = await sandbox().run(
+      // The guest keeps a reference and tries again from a late microtask chain.
+      'const f = count; Promise.resolve().then(async () => { for (let i = 0; i < 100; i++) await null; await f().catch(() => {}); }); return 1',
+      {
+        hostFunctions: {
+          count: () => {
+            calls++;
+          },
+        },
+      },
+    );
+    expect(value(outcome)).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(calls).toBe(0);
+  });
+
+  it('caps pending host calls; the call past the cap throws inside the guest', async () => {
+    const sb = sandbox({ limits: { maxPendingHostCalls: 3 } });
+    let started = 0;
+    const out = value(
+      await sb.run(
+        `const ps = [wait(), wait(), wait()];
+         let err;
+         try { await wait(); } catch (e) { err = e.message; }
+         await Promise.all(ps);
+         await wait();
+         return err;`,
+        {
+          hostFunctions: {
+            wait: async () => {
+              started++;
+              await new Promise((r) => setTimeout(r, 10));
+            },
+          },
+        },
+      ),
+    );
+    expect(out).toMatch(/too many host calls pending at once \(limit 3\)/);
+    expect(started).toBe(4);
+  });
+
+  it('rejects malformed hostFunctions and errorClasses as host bugs', async () => {
+    const sb = sandbox();
+    await expect(sb.run('1', { hostFunctions: { x: 5 as never } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(sb.run('1', { errorClasses: ['not an identifier'] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(sb.run('1', { errorClasses: ['TypeError'] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});

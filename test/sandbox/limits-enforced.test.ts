@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import type { HostCallContext } from '../../src/sandbox/types.js';
+import { failure, sandbox, value } from './helpers.js';
+
+const LIMIT_MS = 300;
+
+async function timed(promise: Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await promise;
+  return performance.now() - started;
+}
+
+describe('wall clock (issue 2, point 5)', () => {
+  const hung = (_args: unknown[], _ctx: HostCallContext): Promise<never> => new Promise(() => undefined);
+  it.each([
+    ['a synchronous loop', 'while (true) {}'],
+    ['a loop after an awaited host call', 'await ping(); for (;;) {}'],
+    ['a never-resolving promise', 'await new Promise(() => {})'],
+    ['a hung host call', 'await hung()'],
+    ['a catastrophic regex', 'return /^(a+)+$/.test("a".repeat(40) + "b")'],
+    ['a loop that catches everything', 'for (;;) { try { while (true) {} } catch {} }'],
+  ])('stops %s with kind timeout within 100 ms of the limit', async (_label, code) => {
+    const sb = sandbox({ limits: { timeoutMs: LIMIT_MS } });
+    let outcome;
+    const ms = await timed((async () => (outcome = await sb.run(code, { hostFunctions: { ping: () => 1, hung } })))());
+    expect(failure(outcome!).kind).toBe('timeout');
+    expect(failure(outcome!).message).toMatch(/300 ms time limit/);
+    expect(ms).toBeGreaterThanOrEqual(LIMIT_MS - 5);
+    expect(ms).toBeLessThan(LIMIT_MS + 100);
+  });
+
+  it('a hung host call gets an aborted signal at the timeout', async () => {
+    let signal: AbortSignal | undefined;
+    const outcome = await sandbox({ limits: { timeoutMs: 100 } }).run('await hang()', {
+      hostFunctions: {
+        hang: (_args, ctx) => {
+          signal = ctx.signal;
+          return new Promise(() => undefined);
+        },
+      },
+    });
+    expect(failure(outcome).kind).toBe('timeout');
+    expect(outcome.stats.pendingHostCalls).toBe(1);
+    expect(signal?.aborted).toBe(true);
+  });
+});
+
+describe('memory (issue 2, point 6)', () => {
+  const mem = { memoryMb: 32, timeoutMs: 20_000 };
+  it.each([
+    ['a heap bomb before any await', 'const a = []; while (true) a.push({ x: Math.random(), y: [1, 2, 3] })'],
+    ['a heap bomb after an await', 'await ping(); const a = []; while (true) a.push({ x: Math.random(), y: [1, 2, 3] })'],
+    ['typed arrays', 'const a = []; for (let i = 0; i < 100; i++) a.push(new Uint8Array(8 * 1024 * 1024)); return a.length'],
+    ['typed arrays after an await', 'await ping(); const a = []; for (let i = 0; i < 100; i++) a.push(new Float64Array(1024 * 1024)); return a.length'],
+    ['one huge ArrayBuffer', 'return new ArrayBuffer(512 * 1024 * 1024).byteLength'],
+    ['string growth', 'const parts = []; for (let i = 0; ; i++) parts.push("x".repeat(4096) + i)'],
+  ])('%s gives kind memory', async (_label, code) => {
+    const outcome = await sandbox({ limits: mem }).run(code, { hostFunctions: { ping: () => 1 } });
+    const error = failure(outcome);
+    expect(error.kind).toBe('memory');
+    expect(error.message).toMatch(/memory limit/);
+  });
+
+  it('WebAssembly, SharedArrayBuffer and Atomics are unavailable', async () => {
+    expect(value(await sandbox().run('return [typeof WebAssembly, typeof SharedArrayBuffer, typeof Atomics, "WebAssembly" in globalThis]'))).toEqual([
+      'undefined',
+      'undefined',
+      'undefined',
+      false,
+    ]);
+  });
+
+  it('host RSS stays bounded across repeated memory blowups', async () => {
+    const sb = sandbox({ limits: { memoryMb: 64, timeoutMs: 20_000 } });
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    for (let i = 0; i < 4; i++) {
+      const code = i % 2 === 0 ? 'const a = []; while (true) a.push(new Uint8Array(1 << 20))' : 'const a = []; while (true) a.push([Math.random()])';
+      expect(failure(await sb.run(code)).kind).toBe('memory');
+      peak = Math.max(peak, process.memoryUsage().rss);
+    }
+    // The limit is 64 MB; isolated-vm documents up to 2-3x overshoot for a determined attacker.
+    expect((peak - before) / 2 ** 20).toBeLessThan(64 * 3);
+  });
+});
+
+describe('abort (issue 2, point 7)', () => {
+  it('aborting gives kind aborted within 50 ms and aborts in-flight host calls', async () => {
+    const sb = sandbox();
+    const controller = new AbortController();
+    let hostSignal: AbortSignal | undefined;
+    let entered!: () => void;
+    const inHost = new Promise<void>((r) => (entered = r));
+    const running = sb.run('await hang()', {
+      signal: controller.signal,
+      hostFunctions: {
+        hang: (_args, ctx) => {
+          hostSignal = ctx.signal;
+          entered();
+          return new Promise(() => undefined);
+        },
+      },
+    });
+    await inHost;
+    expect(hostSignal?.aborted).toBe(false);
+    const started = performance.now();
+    controller.abort();
+    const outcome = await running;
+    expect(performance.now() - started).toBeLessThan(50);
+    expect(failure(outcome).kind).toBe('aborted');
+    expect(hostSignal?.aborted).toBe(true);
+  });
+
+  it('aborting a CPU-bound run stops it within 50 ms', async () => {
+    const controller = new AbortController();
+    const running = sandbox().run('while (true) {}', { signal: controller.signal });
+    await new Promise((r) => setTimeout(r, 50));
+    const started = performance.now();
+    controller.abort();
+    expect(failure(await running).kind).toBe('aborted');
+    expect(performance.now() - started).toBeLessThan(50);
+  });
+
+  it('an already-aborted signal never starts the run', async () => {
+    let called = false;
+    const outcome = await sandbox().run('await f()', {
+      signal: AbortSignal.abort(),
+      hostFunctions: {
+        f: () => {
+          called = true;
+        },
+      },
+    });
+    expect(failure(outcome).kind).toBe('aborted');
+    expect(called).toBe(false);
+  });
+
+  it('a run waiting in the queue can be aborted, and frees nothing it never took', async () => {
+    const sb = sandbox({ maxConcurrency: 1, limits: { timeoutMs: 2_000 } });
+    const blocker = new AbortController();
+    const first = sb.run('while (true) {}', { signal: blocker.signal });
+    const queued = new AbortController();
+    let ran = false;
+    const second = sb.run('await mark(); return 2', {
+      signal: queued.signal,
+      hostFunctions: {
+        mark: () => {
+          ran = true;
+        },
+      },
+    });
+    await new Promise((r) => setTimeout(r, 30));
+    const started = performance.now();
+    queued.abort();
+    const outcome = await second;
+    expect(performance.now() - started).toBeLessThan(50);
+    expect(failure(outcome).kind).toBe('aborted');
+    blocker.abort();
+    expect(failure(await first).kind).toBe('aborted');
+    // The queue still works afterwards.
+    expect(value(await sb.run('return 3'))).toBe(3);
+    expect(ran).toBe(false);
+  });
+});
