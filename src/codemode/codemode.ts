@@ -39,9 +39,6 @@ export const DEFAULT_MAX_CONCURRENT_TOOL_CALLS = 10;
 /** Cap on per-call records kept for one execution (the count in stats stays exact). */
 const MAX_CALL_RECORDS = 1_000;
 
-/** Creates the default sandbox; supplied by the module that knows the sandbox implementation. */
-export type SandboxFactory = (limits: SandboxLimitsInput) => SandboxProvider | Promise<SandboxProvider>;
-
 export interface CodeModeOptions {
   /** Where tools come from: `mcpClientSource(...)`, `localTools(...)`, or your own `ToolSource`. */
   sources: readonly ToolSource[];
@@ -72,16 +69,6 @@ function validateCount(name: string, value: number | null | undefined, fallback:
     throw new CodemodeError('INVALID_CONFIG', `${name} must be a positive integer or null (no limit), got ${String(value)}.`);
   }
   return value;
-}
-
-let defaultSandboxFactory: SandboxFactory | undefined;
-
-/**
- * Registers how `CodeMode` builds its default sandbox. The package entry point registers the isolated-vm
- * sandbox; embedders with their own `SandboxProvider` pass it as the `sandbox` option instead.
- */
-export function setDefaultSandboxFactory(factory: SandboxFactory): void {
-  defaultSandboxFactory = factory;
 }
 
 interface PendingCall {
@@ -535,14 +522,16 @@ export class CodeMode {
 
   private async getSandbox(): Promise<SandboxProvider> {
     if (this.sandbox) return this.sandbox;
-    this.sandboxPromise ??= (async () => {
-      if (!defaultSandboxFactory) {
-        throw new CodemodeError('INVALID_CONFIG', 'No sandbox: pass { sandbox } to CodeMode.create, or import CodeMode from the package entry point, which registers the isolated-vm sandbox.');
+    // Loaded on first use: isolated-vm is a native module, and embedders with their own provider never need it.
+    this.sandboxPromise ??= import('../sandbox/isolated-vm-sandbox.js').then(({ IsolatedVmSandbox }) => {
+      const sandbox = new IsolatedVmSandbox(this.options.limits !== undefined ? { limits: this.options.limits } : {});
+      if (this.closed) {
+        void sandbox.close();
+        throw new CodemodeError('CLOSED', 'This CodeMode was closed while its sandbox was starting.');
       }
-      const sandbox = await defaultSandboxFactory(this.options.limits);
       this.sandbox = sandbox;
       return sandbox;
-    })();
+    });
     return this.sandboxPromise;
   }
 

@@ -1,0 +1,276 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as z from 'zod';
+import { CodeMode } from '../../src/codemode/codemode.js';
+import { localTools } from '../../src/codemode/sources.js';
+import { ToolError } from '../../src/codemode/tool-errors.js';
+import { isCodemodeError } from '../../src/errors.js';
+import { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+
+/** Host-side counters of the local tools, reset per test where it matters. */
+const seen = { ping: 0, slowStarted: 0, slowAborted: 0, inFlight: 0, maxInFlight: 0 };
+
+function source() {
+  return localTools('local', [
+    { name: 'ping', description: 'Answers pong.', handler: () => (seen.ping++, 'pong') },
+    { name: 'add', input: { a: z.number(), b: z.number() }, output: z.object({ sum: z.number() }), handler: ({ a, b }) => ({ sum: (a as number) + (b as number) }) },
+    {
+      name: 'boom',
+      handler: () => {
+        throw new ToolError('local.boom: exploded', { tool: 'local.boom', structuredContent: { code: 42 } });
+      },
+    },
+    {
+      name: 'throws-plain',
+      handler: () => {
+        throw new Error('plain failure');
+      },
+    },
+    {
+      name: 'slow',
+      input: { ms: z.number() },
+      handler: async ({ ms }, { signal }) => {
+        seen.slowStarted++;
+        seen.inFlight++;
+        seen.maxInFlight = Math.max(seen.maxInFlight, seen.inFlight);
+        try {
+          await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(resolve, ms as number);
+            signal.addEventListener('abort', () => {
+              clearTimeout(timer);
+              seen.slowAborted++;
+              reject(new Error('aborted'));
+            });
+          });
+          return 'done';
+        } finally {
+          seen.inFlight--;
+        }
+      },
+    },
+  ]);
+}
+
+function reset() {
+  for (const key of Object.keys(seen) as Array<keyof typeof seen>) seen[key] = 0;
+}
+
+describe('CodeMode.execute with local tools', () => {
+  let sandbox: IsolatedVmSandbox;
+  let mode: CodeMode;
+
+  beforeAll(async () => {
+    sandbox = new IsolatedVmSandbox({ limits: { timeoutMs: 10_000 } });
+    mode = await CodeMode.create({ sources: [source()], sandbox });
+  });
+
+  afterAll(async () => {
+    await mode?.close();
+    await sandbox?.close();
+  });
+
+  it('calls tools through tools.<ns>.<tool> and callTool, shaping values', async () => {
+    const result = await mode.execute(`
+      const a = await tools.local.ping();
+      const b = await tools.local.add({ a: 2, b: 3 });
+      const c = await callTool('local.add', { a: 1, b: 1 });
+      const d = await callTool('add', { a: 0, b: 5 });
+      console.log('got', a);
+      return { a, b, c, d };
+    `);
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    if (!result.ok) return;
+    expect(result.value).toEqual({ a: 'pong', b: { sum: 5 }, c: { sum: 2 }, d: { sum: 5 } });
+    expect(result.logs).toEqual([{ level: 'log', message: 'got pong' }]);
+    expect(result.toolCalls.map((c) => [c.tool, c.ok])).toEqual([
+      ['local.ping', true],
+      ['local.add', true],
+      ['local.add', true],
+      ['local.add', true],
+    ]);
+    expect(result.stats.toolCalls).toBe(4);
+  });
+
+  it('accepts arrow functions, fences, TypeScript, and a trailing expression', async () => {
+    const arrow = await mode.execute('async () => { return await tools.local.add({ a: 1, b: 2 }); }');
+    expect(arrow).toMatchObject({ ok: true, value: { sum: 3 } });
+    const fenced = await mode.execute('```js\nconst r = await tools.local.add({ a: 2, b: 2 })\nr.sum\n```');
+    expect(fenced).toMatchObject({ ok: true, value: 4 });
+    const ts = await mode.execute('interface S { sum: number }\nconst r = (await tools.local.add({ a: 5, b: 5 })) as S;\nconst n: number = r.sum;\nn * 2');
+    expect(ts).toMatchObject({ ok: true, value: 20 });
+  });
+
+  it('reports runtime and syntax errors at positions in the submitted code', async () => {
+    const runtime = await mode.execute('```js\nconst x = 1;\nconst y = null;\ny.foo\n```');
+    expect(runtime.ok).toBe(false);
+    if (runtime.ok) return;
+    expect(runtime.error).toMatchObject({ kind: 'runtime', name: 'TypeError', line: 4 });
+    const syntax = await mode.execute('const a = 1;\nconst = 2;');
+    expect(syntax.ok).toBe(false);
+    if (syntax.ok) return;
+    expect(syntax.error.kind).toBe('syntax');
+    expect(syntax.error.line).toBe(2);
+  });
+
+  it('makes tool failures catchable ToolErrors carrying tool and structuredContent', async () => {
+    const result = await mode.execute(`
+      const out = [];
+      try { await tools.local.boom(); } catch (e) {
+        out.push({ isToolError: e instanceof ToolError, isError: e instanceof Error, name: e.name, message: e.message, tool: e.tool, sc: e.structuredContent });
+      }
+      try { await tools.local.throws_plain(); } catch (e) { out.push({ isToolError: e instanceof ToolError, message: e.message, tool: e.tool }); }
+      try { await tools.local.add({ a: 'x', b: 1 }); } catch (e) { out.push({ isToolError: e instanceof ToolError, message: e.message }); }
+      try { await callTool('nope', {}); } catch (e) { out.push({ isToolError: e instanceof ToolError, message: e.message }); }
+      try { await tools.local.add([1, 2]); } catch (e) { out.push({ message: e.message }); }
+      return out;
+    `);
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    if (!result.ok) return;
+    const [boom, plain, invalid, unknown, badArgs] = result.value as Array<Record<string, unknown>>;
+    expect(boom).toEqual({ isToolError: true, isError: true, name: 'ToolError', message: 'local.boom: exploded', tool: 'local.boom', sc: { code: 42 } });
+    expect(plain).toEqual({ isToolError: true, message: 'local.throws-plain: plain failure', tool: 'local.throws-plain' });
+    expect(invalid!.isToolError).toBe(true);
+    expect(invalid!.message).toMatch(/invalid arguments/);
+    expect(unknown!.isToolError).toBe(true);
+    expect(unknown!.message).toMatch(/Unknown tool "nope"/);
+    expect(badArgs!.message).toMatch(/arguments must be an object/);
+    expect(result.toolCalls.map((c) => c.reason ?? 'ok')).toEqual(['ok', 'ok', 'ok', 'unknown_tool', 'invalid_arguments']);
+    expect(result.toolCalls.map((c) => c.ok)).toEqual([false, false, false, false, false]);
+  });
+
+  it('reports an uncaught ToolError with its tool and structured content', async () => {
+    const result = await mode.execute('await tools.local.boom();');
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.error).toMatchObject({ kind: 'runtime', name: 'ToolError', tool: 'local.boom', structuredContent: { code: 42 } });
+  });
+
+  it('runs exactly 50 host calls when 51 are attempted sequentially; call 51 throws a catchable ToolCallLimitError', async () => {
+    reset();
+    const result = await mode.execute(`
+      let done = 0;
+      for (let i = 0; i < 51; i++) {
+        try { await tools.local.ping(); done++; }
+        catch (e) { return { done, name: e.name, isLimit: e instanceof ToolCallLimitError, isToolError: e instanceof ToolError, limit: e.limit, message: e.message }; }
+      }
+      return { done };
+    `);
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    if (!result.ok) return;
+    expect(result.value).toMatchObject({ done: 50, name: 'ToolCallLimitError', isLimit: true, isToolError: false, limit: 50 });
+    expect((result.value as { message: string }).message).toMatch(/at most 50 tool calls/);
+    expect(seen.ping).toBe(50);
+    expect(result.stats.toolCalls).toBe(51);
+    expect(result.toolCalls.at(-1)).toMatchObject({ tool: 'local.ping', ok: false, reason: 'limit' });
+  });
+
+  it('runs exactly 50 host calls when 51 are attempted with Promise.all', async () => {
+    reset();
+    const result = await mode.execute(`
+      const settled = await Promise.allSettled(Array.from({ length: 51 }, () => tools.local.ping()));
+      return { ok: settled.filter((s) => s.status === 'fulfilled').length, rejected: settled.filter((s) => s.status === 'rejected').map((s) => s.reason.name) };
+    `);
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    expect(result.ok && result.value).toEqual({ ok: 50, rejected: ['ToolCallLimitError'] });
+    expect(seen.ping).toBe(50);
+  });
+
+  it('counts failed and unknown calls toward the cap, and reports an uncaught limit error as tool_call_limit', async () => {
+    reset();
+    const result = await mode.execute(`
+      for (let i = 0; i < 10; i++) { try { await callTool('missing.tool', {}); } catch {} }
+      for (let i = 0; i < 10; i++) { try { await tools.local.boom(); } catch {} }
+      for (let i = 0; i < 31; i++) await tools.local.ping();
+    `);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.error.kind).toBe('tool_call_limit');
+    expect(result.error.message).toMatch(/at most 50/);
+    expect(seen.ping).toBe(30);
+  });
+
+  it('lifts the cap with maxToolCalls: null and honours a custom cap', async () => {
+    reset();
+    const unlimited = await CodeMode.create({ sources: [source()], sandbox, maxToolCalls: null });
+    const three = await CodeMode.create({ sources: [source()], sandbox, maxToolCalls: 3 });
+    try {
+      const many = await unlimited.execute('for (let i = 0; i < 120; i++) await tools.local.ping(); return 1');
+      expect(many).toMatchObject({ ok: true, value: 1 });
+      expect(seen.ping).toBe(120);
+      const capped = await three.execute('for (let i = 0; i < 4; i++) await tools.local.ping();');
+      expect(capped.ok).toBe(false);
+      expect(!capped.ok && capped.error.message).toMatch(/at most 3 tool calls/);
+      expect(seen.ping).toBe(123);
+    } finally {
+      await unlimited.close();
+      await three.close();
+    }
+    await expect(CodeMode.create({ sources: [], sandbox, maxToolCalls: 0 })).rejects.toThrow(/positive integer or null/);
+  });
+
+  it('bounds parallel calls with maxConcurrentToolCalls', async () => {
+    reset();
+    const bounded = await CodeMode.create({ sources: [source()], sandbox, maxConcurrentToolCalls: 3 });
+    try {
+      const result = await bounded.execute('return (await Promise.all(Array.from({ length: 10 }, () => tools.local.slow({ ms: 30 })))).length');
+      expect(result).toMatchObject({ ok: true, value: 10 });
+      expect(seen.maxInFlight).toBe(3);
+    } finally {
+      await bounded.close();
+    }
+    reset();
+    const result = await mode.execute('return (await Promise.all(Array.from({ length: 8 }, () => tools.local.slow({ ms: 30 })))).length');
+    expect(result).toMatchObject({ ok: true, value: 8 });
+    expect(seen.maxInFlight).toBe(8);
+  });
+
+  it('cancels calls still pending when the block returns, and hints at a forgotten await', async () => {
+    reset();
+    const result = await mode.execute('tools.local.slow({ ms: 5000 }); tools.local.slow({ ms: 5000 }); return "early"');
+    expect(result).toMatchObject({ ok: true, value: 'early' });
+    if (!result.ok) return;
+    expect(result.warnings.join(' ')).toMatch(/2 tool calls were still running.*cancelled.*forget an `await`/);
+    expect(result.toolCalls).toEqual([
+      expect.objectContaining({ tool: 'local.slow', ok: false, reason: 'cancelled' }),
+      expect.objectContaining({ tool: 'local.slow', ok: false, reason: 'cancelled' }),
+    ]);
+    await expect.poll(() => seen.slowAborted).toBe(2);
+  });
+
+  it('aborts through the signal: disposes the run, cancels the in-flight call, resolves with kind aborted', async () => {
+    reset();
+    const controller = new AbortController();
+    const started = performance.now();
+    const pending = mode.execute('await tools.local.slow({ ms: 20000 }); return 1', { signal: controller.signal });
+    await expect.poll(() => seen.slowStarted).toBe(1);
+    controller.abort();
+    const result = await pending;
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error.kind).toBe('aborted');
+    await expect.poll(() => seen.slowAborted).toBe(1);
+    expect(result.toolCalls).toEqual([expect.objectContaining({ tool: 'local.slow', ok: false, reason: 'cancelled' })]);
+  });
+
+  it('refuses misuse with typed errors', async () => {
+    await expect(mode.execute(42 as unknown as string)).rejects.toSatisfy((e: unknown) => isCodemodeError(e, 'INVALID_ARGUMENT'));
+    const closed = await CodeMode.create({ sources: [source()], sandbox });
+    await closed.close();
+    await closed.close();
+    await expect(closed.execute('return 1')).rejects.toSatisfy((e: unknown) => isCodemodeError(e, 'CLOSED'));
+  });
+});
+
+describe('CodeMode with the default sandbox', () => {
+  it('creates an IsolatedVmSandbox with the given limits and closes it', async () => {
+    const mode = await CodeMode.create({ sources: [source()], limits: { timeoutMs: 300 } });
+    try {
+      const ok = await mode.execute('return await tools.local.ping()');
+      expect(ok).toMatchObject({ ok: true, value: 'pong' });
+      const slow = await mode.execute('while (true) {}');
+      expect(slow.ok).toBe(false);
+      expect(!slow.ok && slow.error.kind).toBe('timeout');
+    } finally {
+      await mode.close();
+    }
+  });
+});
