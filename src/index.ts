@@ -48,3 +48,7 @@ export {
 export type { UpstreamConfig, StdioUpstreamConfig, HttpUpstreamConfig, HttpTransportKind } from './proxy/config.js';
 export { connectUpstream, isSessionExpiredError, DEFAULT_CONNECT_TIMEOUT_MS } from './proxy/upstream.js';
 export type { ConnectUpstreamOptions, UpstreamConnection } from './proxy/upstream.js';
+export { createProxy, DEFAULT_IDLE_TIMEOUT_MS } from './proxy/proxy.js';
+export type { Proxy, ProxyOptions, ProxySession } from './proxy/proxy.js';
+export { serveProxyHttp } from './proxy/http.js';
+export type { ProxyHttpServer, ServeProxyHttpOptions } from './proxy/http.js';

@@ -10,13 +10,68 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { ReadBuffer, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
+import { deserializeMessage, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describeError } from '../errors.js';
 
 /** How much of the child's stderr is kept for error messages. */
 export const STDERR_TAIL_BYTES = 4096;
+/**
+ * Largest single message accepted from a stdio upstream: 256 MiB. The SDK's own reader stops at 10 MiB and
+ * re-concatenates its buffer on every chunk; large tool results must pass, so this reader keeps chunks
+ * and joins them once per line.
+ */
+export const STDIO_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
+
+/** Splits a byte stream into newline-terminated JSON-RPC messages. */
+class LineReader {
+  #chunks: Buffer[] = [];
+  #size = 0;
+  readonly #lines: string[] = [];
+
+  append(chunk: Buffer): void {
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+      const piece = chunk.subarray(start, nl);
+      const line = this.#chunks.length === 0 ? piece.toString('utf8') : Buffer.concat([...this.#chunks, piece]).toString('utf8');
+      this.#chunks = [];
+      this.#size = 0;
+      this.#lines.push(line.endsWith('\r') ? line.slice(0, -1) : line);
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      this.#size += chunk.length - start;
+      if (this.#size > STDIO_MAX_MESSAGE_BYTES) {
+        this.#chunks = [];
+        this.#size = 0;
+        throw new Error(`stdio upstream sent a message larger than ${STDIO_MAX_MESSAGE_BYTES} bytes`);
+      }
+      this.#chunks.push(chunk.subarray(start));
+    }
+  }
+
+  /** The next message, `null` when none is complete; throws (after consuming it) on a line that is not JSON-RPC. */
+  readMessage(): JSONRPCMessage | null {
+    for (;;) {
+      const line = this.#lines.shift();
+      if (line === undefined) return null;
+      if (line.trim() === '') continue;
+      try {
+        return deserializeMessage(line);
+      } catch {
+        throw new Error(`not a JSON-RPC message: ${JSON.stringify(line.slice(0, 200))}`);
+      }
+    }
+  }
+
+  clear(): void {
+    this.#chunks = [];
+    this.#size = 0;
+    this.#lines.length = 0;
+  }
+}
+
 /** How long `close()` waits after closing stdin before it sends SIGTERM, and again before SIGKILL. */
 export const STDIO_CLOSE_GRACE_MS = 2000;
 
@@ -48,10 +103,11 @@ export class StdioUpstreamTransport implements Transport {
   firstBadLine: string | undefined;
 
   readonly #options: StdioTransportOptions;
-  readonly #readBuffer = new ReadBuffer();
+  readonly #readBuffer = new LineReader();
   #child: ChildProcess | undefined;
   #stderrTail = '';
   #closed = false;
+  #deferred = false;
   #exited: Promise<void> | undefined;
 
   constructor(options: StdioTransportOptions) {
@@ -118,7 +174,23 @@ export class StdioUpstreamTransport implements Transport {
   }
 
   #onStdout(chunk: Buffer): void {
-    this.#readBuffer.append(chunk);
+    try {
+      this.#readBuffer.append(chunk);
+    } catch (err) {
+      this.onerror?.(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (!this.#deferred) this.#drain();
+  }
+
+  /**
+   * Delivers buffered messages. After a notification, the rest wait for the next macrotask: the SDK runs
+   * notification handlers a microtask later but responses at once, so a progress notification followed
+   * by its response in the same chunk would otherwise reach the protocol after the response (and be
+   * dropped as "unknown progress token").
+   */
+  #drain(): void {
+    this.#deferred = false;
     for (;;) {
       let message: JSONRPCMessage | null;
       try {
@@ -129,8 +201,13 @@ export class StdioUpstreamTransport implements Transport {
         this.onerror?.(err instanceof Error ? err : new Error(String(err)));
         continue;
       }
-      if (message === null) break;
+      if (message === null) return;
       this.onmessage?.(message);
+      if (!('id' in message) && !this.#closed) {
+        this.#deferred = true;
+        setImmediate(() => this.#drain());
+        return;
+      }
     }
   }
 

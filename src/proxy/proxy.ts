@@ -1,0 +1,463 @@
+/**
+ * The forwarding MCP server: `createProxy(target, options)`.
+ *
+ * Each downstream session gets its own upstream session. Nothing touches the upstream until the
+ * downstream sends `initialize`; that request is answered only after the upstream answered its own
+ * `initialize` (with the downstream's params), and with the upstream's result, so capabilities,
+ * instructions and serverInfo are mirrored and every upstream failure becomes the JSON-RPC error answer
+ * to `initialize`. Everything else (requests, notifications, server-to-client requests, progress,
+ * cancellation, ping) is forwarded both ways without reinterpretation.
+ *
+ * @module
+ */
+
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import { ErrorCode, InitializeRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type {
+  InitializeRequest,
+  InitializeResult,
+  JSONRPCRequest,
+  Notification,
+  Progress,
+  RequestId,
+  ServerNotification,
+  ServerRequest,
+} from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { CodemodeError, describeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { describeUpstream, parseUpstreamConfig } from './config.js';
+import type { UpstreamConfig } from './config.js';
+import { connectUpstream, isSessionExpiredError } from './upstream.js';
+import type { ConnectUpstreamOptions, UpstreamConnection } from './upstream.js';
+
+const log = createLogger('proxy');
+
+/** Forwarded requests are not capped: the largest timer Node accepts (~24.8 days) stands in for "none". */
+const NO_TIMEOUT_MS = 2_147_483_647;
+
+/** Default idle timeout of a downstream session with no traffic and nothing in flight: 30 minutes. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
+
+/** Any JSON object: results are forwarded as received, not re-validated (the SDK's strict tool-result
+ * validation would throw on upstream `structuredContent` it considers invalid). */
+const AnyResult = z.looseObject({});
+
+export interface ProxyOptions
+  extends Pick<ConnectUpstreamOptions, 'connectTimeoutMs' | 'authProvider' | 'fetch' | 'inheritEnv' | 'onStderr' | 'headers'> {
+  /**
+   * Milliseconds a forwarded request may run, reset by every progress notification. Default `null`:
+   * no cap (the downstream client decides when to give up, and its cancellation is forwarded).
+   */
+  requestTimeoutMs?: number | null;
+  /**
+   * Close a downstream session (and its upstream session) after this long without traffic and with
+   * nothing in flight. Default `DEFAULT_IDLE_TIMEOUT_MS`; `null` disables it.
+   */
+  idleTimeoutMs?: number | null;
+  /** Tool-name globs (`*`, `?`) hidden from `tools/list`; calling a hidden tool is refused. */
+  ignoreTools?: readonly string[];
+  /**
+   * Downstream HTTP request header names (case-insensitive) copied to the upstream HTTP session, taken
+   * from the downstream `initialize` request. Default none: `Authorization`, cookies and the rest of the
+   * caller's headers never reach the upstream unless listed here.
+   */
+  forwardHeaders?: readonly string[];
+}
+
+/** One downstream session and its upstream session. */
+export interface ProxySession {
+  /** The MCP server facing the downstream client. */
+  readonly server: Server;
+  /** The upstream connection, once the downstream initialized (and while it is alive). */
+  readonly upstream: UpstreamConnection | undefined;
+  /** Closes both sides. Idempotent. */
+  close(): Promise<void>;
+  /** Resolves when the session closed, for whatever reason. */
+  readonly closed: Promise<void>;
+}
+
+/** A lazy proxy to one upstream MCP server. */
+export interface Proxy {
+  /** The validated upstream config. */
+  readonly target: UpstreamConfig;
+  /** Serves one downstream session over `transport`. The upstream is contacted on `initialize`. */
+  connect(transport: Transport): Promise<ProxySession>;
+  /** Number of open sessions. */
+  readonly sessionCount: number;
+  /** Closes every session. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * An error whose `message` goes on the wire as-is. The SDK prefixes `McpError` messages with
+ * "MCP error <code>: "; re-throwing an upstream `McpError` would send the prefix and the downstream client
+ * would add its own, doubling it.
+ */
+class WireError extends Error {
+  readonly code: number;
+  readonly data: unknown;
+  constructor(code: number, message: string, data?: unknown) {
+    super(message);
+    this.code = code;
+    this.data = data;
+  }
+}
+
+function rawMessage(error: McpError): string {
+  const prefix = `MCP error ${error.code}: `;
+  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
+}
+
+/** Compiles tool-name globs: `*` is any run of characters, `?` one character; everything else is literal. */
+export function compileToolGlobs(globs: readonly string[]): (name: string) => string | undefined {
+  const compiled = globs.map((glob) => {
+    const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+    return { glob, re: new RegExp(`^${source}$`) };
+  });
+  return (name) => compiled.find((c) => c.re.test(name))?.glob;
+}
+
+/** The low-level server with capability checks off: the upstream, not the proxy, decides what it supports. */
+class ForwardingServer extends Server {
+  protected override assertCapabilityForMethod(): void {}
+  protected override assertNotificationCapability(): void {}
+  protected override assertRequestHandlerCapability(): void {}
+}
+
+class Session implements ProxySession {
+  readonly server: ForwardingServer;
+  readonly closed: Promise<void>;
+  #resolveClosed!: () => void;
+  #upstream: UpstreamConnection | undefined;
+  #connecting: Promise<UpstreamConnection> | undefined;
+  #initParams: InitializeRequest['params'] | undefined;
+  #headers: Record<string, string> = {};
+  #closing: Promise<void> | undefined;
+  /** Downstream requests currently forwarded upstream, oldest first. */
+  readonly #inflight: RequestId[] = [];
+  #idleTimer: NodeJS.Timeout | undefined;
+  readonly #proxy: ProxyImpl;
+
+  constructor(proxy: ProxyImpl) {
+    this.#proxy = proxy;
+    this.closed = new Promise<void>((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    this.server = new ForwardingServer({ name: 'codemode-proxy', version: '0.1.0' }, { capabilities: {} });
+    const server = this.server;
+    // Forwarded, not answered locally.
+    server.removeRequestHandler('ping');
+    server.removeRequestHandler('logging/setLevel');
+    server.setRequestHandler(InitializeRequestSchema, async (request, extra) => {
+      this.#touch();
+      if (this.#initParams !== undefined) throw new McpError(ErrorCode.InvalidRequest, 'This session is already initialized');
+      this.#initParams = request.params;
+      this.#headers = pickHeaders(extra.requestInfo?.headers, this.#proxy.options.forwardHeaders ?? []);
+      const upstream = await this.#ensureUpstream();
+      return upstream.initializeResult as InitializeResult & Record<string, unknown>;
+    });
+    server.fallbackRequestHandler = async (request, extra) => {
+      this.#touch();
+      if (request.method === 'ping' && this.#upstream === undefined) return {};
+      if (this.#initParams === undefined) {
+        throw new McpError(ErrorCode.InvalidRequest, `Received ${request.method} before initialize`);
+      }
+      if (request.method === 'tools/call') {
+        const name = (request.params as { name?: unknown } | undefined)?.name;
+        const hiddenBy = typeof name === 'string' ? this.#proxy.isHidden(name) : undefined;
+        if (hiddenBy !== undefined) {
+          throw new WireError(ErrorCode.InvalidParams, `Tool "${String(name)}" is not available through this proxy (hidden by ignoreTools pattern "${hiddenBy}").`);
+        }
+      }
+      const result = await this.#forward(request as JSONRPCRequest, extra.requestId, extra.signal, extra.sendNotification, extra._meta?.progressToken);
+      if (request.method === 'tools/list' && Array.isArray(result.tools)) {
+        return { ...result, tools: (result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || this.#proxy.isHidden(t.name) === undefined) };
+      }
+      return result;
+    };
+    server.fallbackNotificationHandler = async (notification) => {
+      this.#touch();
+      const upstream = this.#upstream;
+      if (upstream === undefined) return;
+      await upstream.client.notification(notification as Notification).catch((error: unknown) => {
+        log.debug('could not forward notification upstream', { method: notification.method, error: describeError(error) });
+      });
+    };
+    server.onerror = (error) => log.debug('downstream transport error', { error: describeError(error) });
+    server.onclose = () => {
+      void this.close();
+    };
+  }
+
+  get upstream(): UpstreamConnection | undefined {
+    return this.#upstream;
+  }
+
+  /** Connects (or reconnects) the upstream once, however many requests wait for it. */
+  #ensureUpstream(): Promise<UpstreamConnection> {
+    if (this.#upstream !== undefined) return Promise.resolve(this.#upstream);
+    if (this.#closing !== undefined) return Promise.reject(new WireError(ErrorCode.ConnectionClosed, 'The proxy session is closed'));
+    this.#connecting ??= this.#connect().finally(() => {
+      this.#connecting = undefined;
+    });
+    return this.#connecting;
+  }
+
+  async #connect(): Promise<UpstreamConnection> {
+    const { options, target } = this.#proxy;
+    let connection: UpstreamConnection;
+    try {
+      connection = await connectUpstream(target, {
+        ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+        ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
+        ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+        ...(options.inheritEnv !== undefined ? { inheritEnv: options.inheritEnv } : {}),
+        ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
+        headers: { ...(options.headers ?? {}), ...this.#headers },
+        ...(this.#initParams !== undefined ? { initialize: this.#initParams } : {}),
+        configure: (client) => this.#wireUpstream(client),
+      });
+    } catch (error) {
+      if (error instanceof CodemodeError && error.cause instanceof McpError && error.code === 'UPSTREAM_PROTOCOL') {
+        // The upstream answered initialize with a JSON-RPC error: pass it on as it was.
+        throw new WireError(error.cause.code, rawMessage(error.cause), error.cause.data);
+      }
+      throw toWireError(error, 'initialize');
+    }
+    if (this.#closing !== undefined) {
+      await connection.close();
+      throw new WireError(ErrorCode.ConnectionClosed, 'The proxy session closed while the upstream was connecting');
+    }
+    this.#upstream = connection;
+    const client = connection.client;
+    client.onclose = () => {
+      // An upstream that goes away (a stdio child exiting) is reconnected on the next request.
+      if (this.#upstream === connection) {
+        this.#upstream = undefined;
+        if (this.#closing === undefined) log.warn('upstream closed; it will be reconnected on the next request', { upstream: describeUpstream(target) });
+      }
+    };
+    return connection;
+  }
+
+  /** Installs the upstream-to-downstream forwarding on a fresh upstream client, before it connects. */
+  #wireUpstream(client: Client): void {
+    client.removeRequestHandler('ping');
+    client.fallbackRequestHandler = async (request, extra) => {
+      const related = this.#related();
+      try {
+        return await this.server.request({ method: request.method, params: request.params } as ServerRequest, AnyResult, {
+          signal: extra.signal,
+          timeout: NO_TIMEOUT_MS,
+          ...(related !== undefined ? { relatedRequestId: related } : {}),
+        });
+      } catch (error) {
+        throw toWireError(error, request.method);
+      }
+    };
+    client.fallbackNotificationHandler = async (notification) => {
+      const related = this.#related();
+      await this.server
+        .notification(notification as ServerNotification, related !== undefined ? { relatedRequestId: related } : undefined)
+        .catch((error: unknown) => log.debug('could not forward notification downstream', { method: notification.method, error: describeError(error) }));
+    };
+    client.onerror = (error) => log.debug('upstream transport error', { error: describeError(error) });
+  }
+
+  /**
+   * The downstream request an upstream-initiated message belongs to. The upstream ties a log message or an
+   * elicitation to its request through its HTTP stream, which a client transport does not expose, so the
+   * newest forwarded request stands in. Sending it on that request's stream (instead of the standalone
+   * GET stream, which a client may not have opened yet) is what makes it arrive.
+   */
+  #related(): RequestId | undefined {
+    return this.#inflight.at(-1);
+  }
+
+  async #forward(
+    request: JSONRPCRequest,
+    requestId: RequestId,
+    signal: AbortSignal,
+    sendNotification: (n: ServerNotification) => Promise<void>,
+    progressToken: string | number | undefined,
+  ): Promise<Record<string, unknown>> {
+    const timeout = this.#proxy.options.requestTimeoutMs ?? null;
+    const options: RequestOptions = {
+      signal,
+      timeout: timeout ?? NO_TIMEOUT_MS,
+      resetTimeoutOnProgress: true,
+      ...(progressToken !== undefined
+        ? {
+            // The SDK replaces the token with its own upstream id; put the downstream's back on the way down.
+            onprogress: (progress: Progress) => {
+              void sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } }).catch(() => undefined);
+            },
+          }
+        : {}),
+    };
+    const message = { method: request.method, params: request.params } as ServerRequest;
+    this.#inflight.push(requestId);
+    try {
+      let upstream = await this.#ensureUpstream();
+      try {
+        return await upstream.client.request(message, AnyResult, options);
+      } catch (error) {
+        if (!isSessionExpiredError(error) || signal.aborted) throw error;
+        // The upstream forgot our session (expired, or it restarted): initialize again and retry once.
+        // Safe to retry: the upstream refused the request before running it.
+        log.info('upstream session expired; re-initializing and retrying once', { method: request.method, error: describeError(error) });
+        if (this.#upstream === upstream) this.#upstream = undefined;
+        void upstream.close();
+        upstream = await this.#ensureUpstream();
+        return await upstream.client.request(message, AnyResult, options);
+      }
+    } catch (error) {
+      throw toWireError(error, request.method);
+    } finally {
+      const i = this.#inflight.lastIndexOf(requestId);
+      if (i >= 0) this.#inflight.splice(i, 1);
+      this.#touch();
+    }
+  }
+
+  #touch(): void {
+    if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+    const idle = this.#proxy.options.idleTimeoutMs === undefined ? DEFAULT_IDLE_TIMEOUT_MS : this.#proxy.options.idleTimeoutMs;
+    if (idle === null || this.#closing !== undefined) return;
+    this.#idleTimer = setTimeout(() => {
+      if (this.#inflight.length > 0) {
+        this.#touch();
+        return;
+      }
+      log.info('closing idle proxy session', { idleMs: idle });
+      void this.close();
+    }, idle);
+    this.#idleTimer.unref();
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+      try {
+        const pending = this.#connecting;
+        const upstream = this.#upstream ?? (await pending?.catch(() => undefined));
+        this.#upstream = undefined;
+        await upstream?.close();
+      } finally {
+        try {
+          await this.server.close();
+        } finally {
+          this.#proxy.forget(this);
+          this.#resolveClosed();
+        }
+      }
+    })();
+    return this.#closing;
+  }
+
+  /** Starts the idle clock when the downstream transport connects (a client that never initializes). */
+  start(): void {
+    this.#touch();
+  }
+}
+
+function pickHeaders(headers: Record<string, string | string[] | undefined> | undefined, allow: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (headers === undefined || allow.length === 0) return out;
+  const wanted = new Set(allow.map((h) => h.toLowerCase()));
+  for (const [name, value] of Object.entries(headers)) {
+    if (!wanted.has(name.toLowerCase()) || value === undefined) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
+}
+
+/** Maps anything thrown while forwarding to the error the downstream receives. */
+function toWireError(error: unknown, method: string): WireError {
+  if (error instanceof WireError) return error;
+  if (error instanceof McpError) {
+    if (error.code === ErrorCode.ConnectionClosed && rawMessage(error) === 'Connection closed') {
+      return new WireError(ErrorCode.InternalError, `The upstream closed the connection while handling ${method}.`);
+    }
+    if (error.code === ErrorCode.RequestTimeout && rawMessage(error) === 'Request timed out') {
+      return new WireError(ErrorCode.RequestTimeout, `The upstream did not answer ${method} in time (requestTimeoutMs).`, error.data);
+    }
+    return new WireError(error.code, rawMessage(error), error.data);
+  }
+  if (error instanceof CodemodeError) {
+    return new WireError(ErrorCode.InternalError, error.message, { reason: error.code });
+  }
+  return new WireError(ErrorCode.InternalError, `Forwarding ${method} upstream failed: ${describeError(error)}`);
+}
+
+class ProxyImpl implements Proxy {
+  readonly target: UpstreamConfig;
+  readonly options: ProxyOptions;
+  readonly #sessions = new Set<Session>();
+  readonly #hidden: (name: string) => string | undefined;
+  #closed = false;
+
+  constructor(target: UpstreamConfig, options: ProxyOptions) {
+    this.target = target;
+    this.options = options;
+    this.#hidden = compileToolGlobs(options.ignoreTools ?? []);
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  isHidden(name: string): string | undefined {
+    return this.#hidden(name);
+  }
+
+  async connect(transport: Transport): Promise<ProxySession> {
+    if (this.#closed) throw new CodemodeError('CLOSED', 'This proxy is closed');
+    const session = new Session(this);
+    this.#sessions.add(session);
+    try {
+      await session.server.connect(transport);
+    } catch (error) {
+      await session.close();
+      throw error;
+    }
+    session.start();
+    return session;
+  }
+
+  forget(session: Session): void {
+    this.#sessions.delete(session);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#sessions].map((s) => s.close()));
+  }
+}
+
+/**
+ * Creates a lazy proxy to `target` (validated now; contacted only when a downstream client initializes).
+ *
+ * @example
+ * ```ts
+ * import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+ * const proxy = createProxy({ url: 'http://127.0.0.1:3000/mcp' }, { ignoreTools: ['delete_*'] });
+ * await proxy.connect(new StdioServerTransport());
+ * ```
+ */
+export function createProxy(target: UpstreamConfig | unknown, options: ProxyOptions = {}): Proxy {
+  const config = parseUpstreamConfig(target, 'proxy target');
+  for (const [key, value] of [
+    ['requestTimeoutMs', options.requestTimeoutMs],
+    ['idleTimeoutMs', options.idleTimeoutMs],
+  ] as const) {
+    if (value !== undefined && value !== null && (!Number.isFinite(value) || value <= 0 || value > NO_TIMEOUT_MS)) {
+      throw new CodemodeError('INVALID_ARGUMENT', `${key} must be a positive number of milliseconds up to ${NO_TIMEOUT_MS}, or null for none; got ${String(value)}`);
+    }
+  }
+  return new ProxyImpl(config, options);
+}
