@@ -76,6 +76,12 @@ export interface OAuthProxyOptions {
   resourceName?: string;
   /** The SDK's per-IP rate limits on /authorize, /token, /register. `false` turns them off (tests). */
   rateLimit?: false;
+  /**
+   * Show a consent page naming the client and its redirect URI before forwarding to the upstream IdP.
+   * Default true. The MCP security guidance requires it for proxies with one static upstream client:
+   * without it, any dynamically registered client could silently ride a user's existing IdP consent.
+   */
+  consent?: boolean;
   /** Put the upstream access token into `AuthInfo.extra.upstreamAccessToken` for tools that call the IdP's API. Default true. */
   exposeUpstreamToken?: boolean;
 }
@@ -109,6 +115,10 @@ interface SessionRecord {
 
 interface TransactionRecord {
   clientId: string;
+  /** False until the user approved this client on the consent page. */
+  approved: boolean;
+  /** SHA-256 of the cookie that ties the login to the browser that started it. */
+  browserBinding?: string;
   redirectUri: string;
   codeChallenge: string;
   state?: string;
@@ -169,6 +179,43 @@ function joseReason(err: unknown): string {
   return 'Token is invalid';
 }
 
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Pages are framed by nobody (clickjacking on a consent button) and run no script. */
+function sendPage(res: Response, status: number, html: string): void {
+  res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'");
+  res.setHeader('X-Frame-Options', 'DENY');
+  res.setHeader('Cache-Control', 'no-store');
+  res.status(status).type('html').send(html);
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>` +
+    '<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}code{word-break:break-all}button{margin-right:.5rem;padding:.4rem 1rem}</style>' +
+    `</head><body>${body}</body></html>`;
+}
+
+function messagePage(message: string): string {
+  return page('codemode sign-in', `<h1>codemode sign-in</h1><p>${escapeHtml(message)}</p>`);
+}
+
+function consentPage(client: OAuthClientInformationFull, txn: TransactionRecord, txnId: string, action: string): string {
+  // client_name is chosen by whoever registered the client: show it, but lead with where the tokens go.
+  const name = typeof client.client_name === 'string' && client.client_name !== '' ? client.client_name : client.client_id;
+  const scopes = txn.scopes.length > 0 ? `<p>Scopes: <code>${escapeHtml(txn.scopes.join(' '))}</code></p>` : '';
+  return page(
+    'Authorize MCP client',
+    '<h1>Authorize MCP client?</h1>' +
+      `<p>An application calling itself <strong>${escapeHtml(name)}</strong> wants to use this codemode server as you.</p>` +
+      `<p>Tokens will be sent to <code>${escapeHtml(txn.redirectUri)}</code>. Approve only if you started this sign-in from that application.</p>` +
+      scopes +
+      `<form method="post" action="${escapeHtml(action)}"><input type="hidden" name="txn" value="${escapeHtml(txnId)}">` +
+      '<button type="submit" name="action" value="approve">Approve</button><button type="submit" name="action" value="deny">Deny</button></form>',
+  );
+}
+
 class OAuthProxyProvider implements OAuthServerProvider {
   readonly #storage: OAuthStorage;
   readonly #keys: SigningKeys;
@@ -181,11 +228,13 @@ class OAuthProxyProvider implements OAuthServerProvider {
   readonly #thresholdMs: number;
   readonly #scopesSupported: string[] | undefined;
   readonly #exposeUpstream: boolean;
+  readonly #consent: boolean;
+  readonly #consentPath: string;
   /** In-process queue per session, in front of the storage lease, so local waiters don't poll the store. */
   readonly #localLocks = new Map<string, Promise<void>>();
   #closed = false;
 
-  constructor(options: OAuthProxyOptions, storage: OAuthStorage, keys: SigningKeys, upstream: UpstreamClient, callbackUrl: string) {
+  constructor(options: OAuthProxyOptions, storage: OAuthStorage, keys: SigningKeys, upstream: UpstreamClient, callbackUrl: string, consentPath: string) {
     this.#storage = storage;
     this.#keys = keys;
     this.#upstream = upstream;
@@ -197,6 +246,8 @@ class OAuthProxyProvider implements OAuthServerProvider {
     this.#thresholdMs = positiveSeconds('tokenExpiryThresholdSeconds', options.tokenExpiryThresholdSeconds, 0, true) * 1000;
     this.#scopesSupported = options.scopesSupported;
     this.#exposeUpstream = options.exposeUpstreamToken !== false;
+    this.#consent = options.consent !== false;
+    this.#consentPath = consentPath;
   }
 
   close(): void {
@@ -263,28 +314,86 @@ class OAuthProxyProvider implements OAuthServerProvider {
     this.#checkScopes(scopes);
     const txnId = randomToken();
     const upstreamVerifier = this.#upstream.usesPkce ? randomToken(48) : undefined;
+    // With consent on, the login is bound to this browser by a cookie: a consent form or callback
+    // replayed from another browser (an attacker who started the flow himself) is refused.
+    const nonce = this.#consent ? randomToken(24) : undefined;
     const txn: TransactionRecord = {
       clientId: client.client_id,
       redirectUri: params.redirectUri,
       codeChallenge: params.codeChallenge,
       scopes,
+      approved: !this.#consent,
       ...(params.state !== undefined && { state: params.state }),
       ...(params.resource !== undefined && { resource: params.resource.href }),
       ...(upstreamVerifier !== undefined && { upstreamVerifier }),
+      ...(nonce !== undefined && { browserBinding: sha256(nonce) }),
     };
     await this.#write(`txn:${txnId}`, txn, TRANSACTION_TTL_MS);
-    let url: string;
+    if (nonce === undefined) {
+      res.redirect(302, await this.#upstreamUrl(txnId, txn));
+      return;
+    }
+    res.append('Set-Cookie', this.#bindingCookie(txnId, nonce, TRANSACTION_TTL_MS / 1000));
+    sendPage(res, 200, consentPage(client, txn, txnId, this.#consentPath));
+  }
+
+  #cookieName(txnId: string): string {
+    return `codemode_oauth_${txnId.slice(0, 16)}`;
+  }
+
+  #bindingCookie(txnId: string, value: string, maxAgeS: number): string {
+    const secure = this.#issuer.startsWith('https:') ? '; Secure' : '';
+    return `${this.#cookieName(txnId)}=${value}; Max-Age=${maxAgeS}; Path=/; HttpOnly; SameSite=Lax${secure}`;
+  }
+
+  #boundToThisBrowser(req: Request, txnId: string, txn: TransactionRecord): boolean {
+    if (txn.browserBinding === undefined) return true;
+    const name = this.#cookieName(txnId);
+    for (const part of (req.headers.cookie ?? '').split(';')) {
+      const [k, ...v] = part.trim().split('=');
+      if (k === name && sha256(v.join('=')) === txn.browserBinding) return true;
+    }
+    return false;
+  }
+
+  async #upstreamUrl(txnId: string, txn: TransactionRecord): Promise<string> {
     try {
-      url = await this.#upstream.authorizeUrl({
+      return await this.#upstream.authorizeUrl({
         redirectUri: this.#callbackUrl,
         state: txnId,
-        ...(upstreamVerifier !== undefined && { codeChallenge: sha256(upstreamVerifier) }),
+        ...(txn.upstreamVerifier !== undefined && { codeChallenge: sha256(txn.upstreamVerifier) }),
       });
     } catch (err) {
       log.error('cannot start upstream login', { error: describeError(err) });
       throw new TemporarilyUnavailableError('The upstream identity provider is unavailable; try again later');
     }
-    res.redirect(302, url);
+  }
+
+  /** POST of the consent page: approve forwards to the upstream IdP, deny returns access_denied to the client. */
+  async handleConsent(req: Request, res: Response): Promise<void> {
+    res.setHeader('Cache-Control', 'no-store');
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const txnId = typeof body.txn === 'string' ? body.txn : '';
+    const txn = txnId === '' ? undefined : await this.#read<TransactionRecord>(`txn:${txnId}`);
+    if (txn === undefined) {
+      sendPage(res, 400, messagePage('This sign-in request expired or was already used. Start the sign-in again from your MCP client.'));
+      return;
+    }
+    if (!this.#boundToThisBrowser(req, txnId, txn)) {
+      sendPage(res, 403, messagePage('This approval did not come from the browser that started the sign-in. Start the sign-in again from your MCP client.'));
+      return;
+    }
+    if (body.action !== 'approve') {
+      await this.#storage.delete(`txn:${txnId}`);
+      const back = new URL(txn.redirectUri);
+      back.searchParams.set('error', 'access_denied');
+      back.searchParams.set('error_description', 'The user denied access');
+      if (txn.state !== undefined) back.searchParams.set('state', txn.state);
+      res.redirect(302, back.href);
+      return;
+    }
+    await this.#write(`txn:${txnId}`, { ...txn, approved: true }, TRANSACTION_TTL_MS);
+    res.redirect(302, await this.#upstreamUrl(txnId, txn));
   }
 
   /** The IdP callback: finish the upstream login, store the upstream tokens, send the client its code. */
@@ -294,9 +403,14 @@ class OAuthProxyProvider implements OAuthServerProvider {
     const state = typeof q.state === 'string' ? q.state : undefined;
     const txn = state === undefined || state === '' ? undefined : await this.#take<TransactionRecord>(`txn:${state}`);
     if (txn === undefined) {
-      res.status(400).type('text/plain').send('This login link expired or was already used. Start the sign-in again from your MCP client.');
+      sendPage(res, 400, messagePage('This login link expired or was already used. Start the sign-in again from your MCP client.'));
       return;
     }
+    if (!txn.approved || !this.#boundToThisBrowser(req, state!, txn)) {
+      sendPage(res, 403, messagePage('This sign-in was not approved in this browser. Start the sign-in again from your MCP client.'));
+      return;
+    }
+    if (txn.browserBinding !== undefined) res.append('Set-Cookie', this.#bindingCookie(state!, '', 0));
     const back = new URL(txn.redirectUri);
     if (txn.state !== undefined) back.searchParams.set('state', txn.state);
     const fail = (error: string, description: string): void => {
@@ -620,7 +734,8 @@ export function createOAuthProxy(options: OAuthProxyOptions): OAuthProxy {
   const callbackPath = options.callbackPath ?? '/oauth/callback';
   if (!callbackPath.startsWith('/')) throw new CodemodeError('INVALID_CONFIG', `oauth.callbackPath must start with "/", got ${JSON.stringify(callbackPath)}`);
   const callbackUrl = new URL(callbackPath, issuer.origin).href;
-  const provider = new OAuthProxyProvider(options, storage, keys, upstream, callbackUrl);
+  const consentPath = `${callbackPath.replace(/\/[^/]*$/, '')}/consent`;
+  const provider = new OAuthProxyProvider(options, storage, keys, upstream, callbackUrl, consentPath);
 
   const rateLimit = options.rateLimit === false ? ({ rateLimit: false } as const) : {};
   let sdkRouter: RequestHandler;
@@ -662,6 +777,9 @@ export function createOAuthProxy(options: OAuthProxyOptions): OAuthProxy {
   for (const path of metadataPaths) router.get(path, sendMetadata);
   router.get(callbackPath, (req, res, next) => {
     provider.handleCallback(req, res).catch(next);
+  });
+  router.post(consentPath, express.urlencoded({ extended: false, limit: '4kb' }), (req, res, next) => {
+    provider.handleConsent(req, res).catch(next);
   });
 
   const resourceMetadataUrl = getOAuthProtectedResourceMetadataUrl(resource);

@@ -49,14 +49,14 @@ export interface ProtectedServer {
  */
 export async function startProtectedServer(
   idp: IdpFixture,
-  overrides: Partial<OAuthProxyOptions> & { publicUrl?: string } = {},
+  overrides: Partial<OAuthProxyOptions> & { publicUrl?: string; issuerPath?: string } = {},
 ): Promise<ProtectedServer> {
   const http = createServer();
   const port = await listen(http);
   const url = overrides.publicUrl ?? `http://127.0.0.1:${port}`;
-  const { publicUrl: _ignored, ...rest } = overrides;
+  const { publicUrl: _ignored, issuerPath, ...rest } = overrides;
   const proxy = createOAuthProxy({
-    issuerUrl: url,
+    issuerUrl: `${url}${issuerPath ?? ''}`,
     resourceUrl: `${url}/mcp`,
     upstream: { type: 'oidc', issuer: idp.url, clientId: idp.clientId, clientSecret: idp.clientSecret, scopes: ['openid', 'profile'] },
     signingKey: SIGNING_KEY,
@@ -137,9 +137,16 @@ export class TestOAuthProvider implements OAuthClientProvider {
     if (scope === 'all' || scope === 'client') this.#client = undefined;
   }
 
+  /** What the "user" clicks on the consent page. */
+  consentAction: 'approve' | 'deny' = 'approve';
+  consentPages = 0;
+  /** The browser's cookies, by name (one origin in these tests). */
+  readonly cookies = new Map<string, string>();
+
   async redirectToAuthorization(authorizationUrl: URL): Promise<void> {
     this.logins++;
     let next = authorizationUrl.href;
+    let init: RequestInit = {};
     for (let hop = 0; hop < 10; hop++) {
       if (next.startsWith(this.redirectUrl)) {
         const back = new URL(next);
@@ -148,14 +155,37 @@ export class TestOAuthProvider implements OAuthClientProvider {
         this.pendingCode = back.searchParams.get('code') ?? undefined;
         return;
       }
-      const res = await fetch(next, { redirect: 'manual' });
-      await res.body?.cancel();
+      const headers = new Headers(init.headers);
+      if (this.cookies.size > 0) headers.set('cookie', [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '));
+      const res = await fetch(next, { ...init, headers, redirect: 'manual' });
+      for (const line of res.headers.getSetCookie()) {
+        const [pair] = line.split(';');
+        const [name, ...value] = (pair ?? '').split('=');
+        if (name !== undefined && name !== '') this.cookies.set(name.trim(), value.join('='));
+      }
       const location = res.headers.get('location');
+      if (res.status === 200 && (res.headers.get('content-type') ?? '').includes('text/html')) {
+        const form = parseConsentForm(await res.text());
+        this.consentPages++;
+        next = new URL(form.action, next).href;
+        init = { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ txn: form.txn, action: this.consentAction }).toString() };
+        continue;
+      }
+      await res.body?.cancel();
       if (res.status < 300 || res.status >= 400 || location === null) throw new Error(`login stopped at ${next} with HTTP ${res.status}`);
       next = new URL(location, next).href;
+      init = {};
     }
     throw new Error('too many redirects during login');
   }
+}
+
+/** Reads the consent form's action and hidden transaction id. */
+export function parseConsentForm(html: string): { action: string; txn: string } {
+  const action = /<form method="post" action="([^"]+)"/.exec(html)?.[1];
+  const txn = /name="txn" value="([^"]+)"/.exec(html)?.[1];
+  if (action === undefined || txn === undefined) throw new Error(`no consent form in page: ${html.slice(0, 200)}`);
+  return { action: action.replace(/&#(\d+);/g, (_m, code: string) => String.fromCharCode(Number(code))), txn };
 }
 
 /** Connects an SDK client, doing the whole login if the server asks for one. */
