@@ -7,7 +7,7 @@
  */
 
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { Span } from '@opentelemetry/api';
+import type { Context, Span } from '@opentelemetry/api';
 import pLimit from 'p-limit';
 import type { LimitFunction } from 'p-limit';
 import { CodemodeError } from '../errors.js';
@@ -90,6 +90,7 @@ class Execution {
   constructor(
     readonly mode: CodeMode,
     readonly span: Span,
+    readonly parentContext: Context,
     readonly maxToolCalls: number | null,
     maxConcurrent: number | null,
   ) {
@@ -129,7 +130,7 @@ class Execution {
     this.pending.add(pendingCall);
     const task = async (): Promise<T> => {
       if (ctx.signal.aborted) throw new Error('cancelled before it started');
-      const parent = trace.setSpan(context.active(), this.span);
+      const parent = trace.setSpan(this.parentContext, this.span);
       const span = getTracer().startSpan(spanName, { kind: SpanKind.CLIENT, attributes }, parent);
       try {
         const value = await invoke(injectTraceContext({}, trace.setSpan(parent, span)));
@@ -320,10 +321,12 @@ export class CodeMode {
   async execute(code: string, options: ExecuteOptions = {}): Promise<ExecuteResult> {
     this.assertOpen();
     if (typeof code !== 'string') throw new CodemodeError('INVALID_ARGUMENT', 'execute(code) needs the code as a string.');
+    // Captured before the first await: the caller's span is the parent even without an async context manager.
+    const parentContext = context.active();
     const sandbox = await this.getSandbox();
     const catalog = this.catalogState;
-    const span = getTracer().startSpan('codemode.execute', { attributes: { 'codemode.code.length': code.length } });
-    const execution = new Execution(this, span, this.maxToolCalls, this.maxConcurrentToolCalls);
+    const span = getTracer().startSpan('codemode.execute', { attributes: { 'codemode.code.length': code.length } }, parentContext);
+    const execution = new Execution(this, span, parentContext, this.maxToolCalls, this.maxConcurrentToolCalls);
     try {
       const normalized = normalizeCode(code);
       if (normalized.typescript) span.setAttribute('codemode.code.typescript', true);
@@ -332,7 +335,7 @@ export class CodeMode {
       let leftover: PendingCall[] = [];
       try {
         const runOptions = { hostFunctions, errorClasses: [...GUEST_ERROR_CLASSES], ...(options.signal ? { signal: options.signal } : {}) };
-        outcome = await context.with(trace.setSpan(context.active(), span), () => sandbox.run(normalized.code, runOptions));
+        outcome = await context.with(trace.setSpan(parentContext, span), () => sandbox.run(normalized.code, runOptions));
       } finally {
         // Calls still in flight are recorded as cancelled even if the sandbox failed as a host bug.
         leftover = execution.settle();
