@@ -4,7 +4,8 @@
  * It is a function expression taking the two host bridges (isolated-vm References). It keeps them, and
  * every builtin it relies on, in its closure, so user code can neither reach an isolated-vm object nor
  * change the bridge's behaviour by patching `JSON`, `Object.prototype`, `Promise.prototype.then`, `Error`
- * and friends. It returns one function, `start(configJson, userFn)`, which the host calls exactly once.
+ * and friends. It returns `[start, settleCall]`: the host calls `start(configJson, userFn)` exactly once,
+ * and answers host calls through `settleCall(id, envelope)`.
  *
  * Rules for editing this file (they are what keep the guest out):
  * - Use only builtins captured at the top (`ReflectApply(captured, thisArg, args)` for methods).
@@ -25,8 +26,8 @@ export const BOOTSTRAP_FILENAME = 'codemode-bootstrap.js';
 export type StartTag = 'ok' | 'undefined' | 'error' | 'unserializable' | 'output_limit';
 
 /**
- * The guest bootstrap. `hostCall.apply(undefined, [index, argsJson])` resolves with a JSON envelope
- * string; `log.applyIgnored(undefined, [level, message])` is fire-and-forget.
+ * The guest bootstrap. Both bridges are fire-and-forget from the guest's side:
+ * `hostCall.applyIgnored(undefined, [id, index, argsJson])` and `log.applyIgnored(undefined, [level, message])`.
  */
 export const BOOTSTRAP_SOURCE = String.raw`(function (hostCallRef, logRef) {
 'use strict';
@@ -63,7 +64,6 @@ const TypedArrayTag = ObjectGetOwnPropertyDescriptor(ObjectGetPrototypeOf(Uint8A
 const ArrayBufferByteLength = ObjectGetOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength').get;
 const DataViewByteLength = ObjectGetOwnPropertyDescriptor(DataView.prototype, 'byteLength').get;
 const PromiseCtor = Promise;
-const refApply = hostCallRef.apply;
 const refApplyIgnored = logRef.applyIgnored;
 const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
@@ -297,10 +297,11 @@ for (const level of ['log', 'info', 'warn', 'error', 'debug']) defineValue(guest
 defineValue(G, 'console', guestConsole, false);
 
 // ---- host functions ----
-const callOptions = ObjectCreate(null);
-callOptions.result = ObjectCreate(null);
-callOptions.result.promise = true;
-callOptions.result.copy = true;
+// Calls are push-based: the guest posts [id, index, argsJson] with applyIgnored, and the host answers by
+// calling settleCall(id, envelope). The promise the guest awaits is one this closure made with the
+// captured Promise constructor, so no patched "then" (or other guest code) sits between host and guest.
+const calls = ObjectCreate(null);
+let nextCallId = 0;
 const toGuestError = (e) => {
   const name = ObjectHasOwn(e, 'name') && typeof e.name === 'string' ? e.name : 'Error';
   const message = ObjectHasOwn(e, 'message') && typeof e.message === 'string' ? e.message : '';
@@ -314,23 +315,55 @@ const toGuestError = (e) => {
   }
   return err;
 };
+const settleCall = (id, envelope) => {
+  const entry = calls[id];
+  if (entry === undefined) return;
+  delete calls[id];
+  pending--;
+  let parsed;
+  try { parsed = JSONParse(envelope); } catch { entry.reject(new ErrorCtor('malformed reply from the host')); return; }
+  if (parsed.ok === true) {
+    entry.resolve(ObjectHasOwn(parsed, 'value') ? parsed.value : undefined);
+  } else {
+    // The Error itself is made in the awaiting wrapper below, so its stack runs through the user's code.
+    const box = ObjectCreate(null);
+    box[HOST_FAILURE] = parsed.error;
+    entry.reject(box);
+  }
+};
+const HOST_FAILURE = Symbol('hostFailure');
 const makeHostFunction = (index, label, name) => {
+  const send = (args) =>
+    new PromiseCtor((resolve, reject) => {
+      if (settled) { reject(new ErrorCtor(label + ': the run has already ended, so host calls are refused')); return; }
+      if (pending >= maxPending) {
+        reject(new ErrorCtor(label + ': too many host calls pending at once (limit ' + maxPending + '); await some before starting more'));
+        return;
+      }
+      let argsJson;
+      try {
+        argsJson = toJSONText(args, label + ' arguments', maxResultChars);
+      } catch (err) {
+        reject(err === OUTPUT_LIMIT ? new ErrorCtor(label + ': arguments are larger than the ' + maxResultChars + '-byte limit') : err);
+        return;
+      }
+      const id = ++nextCallId;
+      const entry = ObjectCreate(null);
+      entry.resolve = resolve;
+      entry.reject = reject;
+      calls[id] = entry;
+      pending++;
+      ReflectApply(refApplyIgnored, hostCallRef, [undefined, [id, index, argsJson]]);
+    });
   const f = async function (...args) {
-    if (settled) throw new ErrorCtor(label + ': the run has already ended, so host calls are refused');
-    if (pending >= maxPending) {
-      throw new ErrorCtor(label + ': too many host calls pending at once (limit ' + maxPending + '); await some before starting more');
-    }
-    const argsJson = toJSONText(args, label + ' arguments', maxResultChars);
-    pending++;
-    let envelope;
     try {
-      envelope = await ReflectApply(refApply, hostCallRef, [undefined, [index, argsJson], callOptions]);
-    } finally {
-      pending--;
+      return await send(args);
+    } catch (err) {
+      if (err !== null && typeof err === 'object' && ObjectGetPrototypeOf(err) === null && ObjectHasOwn(err, HOST_FAILURE)) {
+        throw toGuestError(err[HOST_FAILURE]);
+      }
+      throw err;
     }
-    const parsed = JSONParse(envelope);
-    if (parsed.ok === true) return ObjectHasOwn(parsed, 'value') ? parsed.value : undefined;
-    throw toGuestError(parsed.error);
   };
   defineValue(f, 'name', name, false);
   return f;
@@ -419,5 +452,5 @@ const start = async (configJson, userFn) => {
     return ['unserializable', droppedLogLines, describeThrown(err)];
   }
 };
-return start;
+return [start, settleCall];
 })`;

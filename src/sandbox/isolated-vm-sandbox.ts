@@ -128,6 +128,7 @@ function errorEnvelope(err: unknown): string {
 // Prepared isolates
 
 type StartFn = (configJson: string, userFn: unknown) => Promise<[StartTag, number, string]>;
+type SettleFn = (id: number, envelope: string) => void;
 
 /**
  * A fresh isolate with its context bootstrapped: the guest globals are in place and the host bridges are
@@ -137,6 +138,7 @@ export class PreparedIsolate {
   /** @internal */ readonly isolate: ivm.Isolate;
   /** @internal */ context: ivm.Context | undefined;
   /** @internal */ start: ivm.Reference<StartFn> | undefined;
+  /** @internal */ settle: ivm.Reference<SettleFn> | undefined;
   /** @internal */ state: RunState | undefined;
   /** @internal */ used = false;
   /** @internal */ disposedByUs = false;
@@ -220,14 +222,20 @@ export async function prepareIsolate(limits: Readonly<SandboxLimits>): Promise<P
       (hostCall: unknown, log: unknown) => StartFn
     >;
     const hostCall = prepared.track(
-      new ivm.Reference(async (index: number, argsJson: string): Promise<string> => hostCallFromGuest(prepared, index, argsJson)),
+      new ivm.Reference((id: number, index: number, argsJson: string): void => {
+        void hostCallFromGuest(prepared, id, index, argsJson);
+      }),
     );
     const logRef = prepared.track(
       new ivm.Reference((level: unknown, message: unknown): void => logFromGuest(prepared, level, message)),
     );
-    const start = (await factory.apply(undefined, [hostCall, logRef], bag({ result: bag({ reference: true }) }))) as unknown as ivm.Reference<StartFn>;
+    const pair = (await factory.apply(undefined, [hostCall, logRef], bag({ result: bag({ reference: true }) }))) as unknown as ivm.Reference<
+      [StartFn, SettleFn]
+    >;
     factory.release();
-    prepared.start = prepared.track(start);
+    prepared.start = prepared.track((await pair.get(0, bag({ reference: true }))) as unknown as ivm.Reference<StartFn>);
+    prepared.settle = prepared.track((await pair.get(1, bag({ reference: true }))) as unknown as ivm.Reference<SettleFn>);
+    pair.release();
     return prepared;
   } catch (err) {
     prepared.dispose();
@@ -235,41 +243,49 @@ export async function prepareIsolate(limits: Readonly<SandboxLimits>): Promise<P
   }
 }
 
-async function hostCallFromGuest(prepared: PreparedIsolate, index: number, argsJson: string): Promise<string> {
-  // Whatever happens here must resolve with an envelope: a rejection would cross the boundary (and an
-  // immediate one was measured to crash Node with an unhandled rejection).
+/** Answers a guest call. Never throws: the guest is waiting on `id` and gets an envelope either way. */
+function reply(prepared: PreparedIsolate, id: number, envelope: string): void {
+  const settle = prepared.settle;
+  if (settle === undefined || prepared.disposed) return;
   try {
-    const state = prepared.state;
-    if (state === undefined || state.settled) {
-      return errorEnvelope(new Error('The sandbox run has ended; host calls after that are refused.'));
-    }
-    const fn = state.functions[index];
-    if (typeof fn !== 'function') return errorEnvelope(new Error('Unknown host function.'));
-    const maxPending = state.limits.maxPendingHostCalls;
-    if (maxPending !== null && state.pending >= maxPending) {
-      return errorEnvelope(new Error(`Too many host calls pending at once (limit ${maxPending}); await some before starting more.`));
-    }
-    let args: unknown;
-    try {
-      args = JSON.parse(argsJson);
-    } catch {
-      return errorEnvelope(new Error('Host call arguments were not valid JSON.'));
-    }
-    state.hostCalls++;
-    state.pending++;
+    settle.applyIgnored(undefined, [id, envelope]);
+  } catch {
+    /* the isolate went away meanwhile */
+  }
+}
+
+async function hostCallFromGuest(prepared: PreparedIsolate, id: number, index: number, argsJson: string): Promise<void> {
+  const state = prepared.state;
+  if (state === undefined || state.settled) {
+    reply(prepared, id, errorEnvelope(new Error('The sandbox run has ended; host calls after that are refused.')));
+    return;
+  }
+  const fn = state.functions[index];
+  if (typeof fn !== 'function' || typeof argsJson !== 'string') {
+    reply(prepared, id, errorEnvelope(new Error('Unknown host function.')));
+    return;
+  }
+  const maxPending = state.limits.maxPendingHostCalls;
+  if (maxPending !== null && state.pending >= maxPending) {
+    reply(prepared, id, errorEnvelope(new Error(`Too many host calls pending at once (limit ${maxPending}); await some before starting more.`)));
+    return;
+  }
+  let envelope: string;
+  state.hostCalls++;
+  state.pending++;
+  try {
+    const args: unknown = JSON.parse(argsJson);
     state.controller ??= new AbortController();
     const context: HostCallContext = { signal: state.controller.signal };
-    try {
-      const value: unknown = await fn(Array.isArray(args) ? args : [], context);
-      return okEnvelope(value, fn.name || 'host function');
-    } catch (err) {
-      return errorEnvelope(err);
-    } finally {
-      state.pending--;
-    }
+    // `await` inside try: a sync throw, a rejection and a thrown non-Error all become error envelopes.
+    const value: unknown = await fn(Array.isArray(args) ? args : [], context);
+    envelope = okEnvelope(value, fn.name || 'host function');
   } catch (err) {
-    return errorEnvelope(err);
+    envelope = errorEnvelope(err);
+  } finally {
+    state.pending--;
   }
+  reply(prepared, id, envelope);
 }
 
 function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknown): void {
