@@ -11,13 +11,13 @@
  */
 
 import type { Readable, Writable } from 'node:stream';
-import { describeError } from '../errors.js';
+import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { BridgeConfig } from './config.js';
 import type { JsonRpcId, JsonRpcMessage } from './jsonrpc.js';
 import { RpcCode, UpstreamError, errorResponse, isRequest, isResponse } from './jsonrpc.js';
 import type { AuthHooks } from './upstream.js';
-import { Upstream } from './upstream.js';
+import { GET_STREAM_WAIT_MS, Upstream } from './upstream.js';
 
 const log = createLogger('remote');
 
@@ -65,6 +65,8 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
   const done = new Promise<number>((r) => (resolveDone = r));
   let closing: Promise<number> | undefined;
   let authHooks: AuthHooks | undefined;
+  // Messages after `initialized` wait until the standalone GET stream is open (or refused).
+  let gate: Promise<unknown> = Promise.resolve();
 
   const write = (message: JsonRpcMessage): void => {
     if (state === 'closed' && message.error === undefined) return;
@@ -137,10 +139,15 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       }
       if (message.method === 'tools/list') toolsListIds.add(message.id);
     }
-    up.send(message).then(
-      () => {
-        if (message.method === 'notifications/initialized') up.openGetStream();
-      },
+    let sent: Promise<void>;
+    if (message.method === 'notifications/initialized') {
+      sent = up.send(message);
+      gate = sent.then(() => Promise.race([up.openGetStream(), new Promise((r) => setTimeout(r, GET_STREAM_WAIT_MS).unref())])).catch(() => undefined);
+    } else {
+      sent = gate.then(() => up.send(message));
+    }
+    sent.then(
+      () => undefined,
       (err: unknown) => {
         if (state === 'closed') return;
         if (isRequest(message)) {
@@ -182,7 +189,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
           if (state === 'closed') return;
           const message_ = `codemode-remote could not connect to ${config.url.href}: ${describeError(err)}`;
           log.error(message_);
-          const code = err instanceof UpstreamError ? err.code : 'UPSTREAM_UNAVAILABLE';
+          const code = err instanceof CodemodeError ? err.code : 'UPSTREAM_UNAVAILABLE';
           write(errorResponse(message.id, err instanceof UpstreamError ? err.rpcCode : RpcCode.InternalError, message_, { reason: code, url: config.url.href }));
           void close(1);
         },

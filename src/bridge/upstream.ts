@@ -40,6 +40,8 @@ const MAX_STREAM_RECONNECTS = 5;
 const DEFAULT_RECONNECT_MS = 1_000;
 const DELETE_TIMEOUT_MS = 300;
 const REINIT_TIMEOUT_MS = 15_000;
+/** How long requests wait for the standalone GET stream to open before going out anyway. */
+export const GET_STREAM_WAIT_MS = 2_000;
 
 /** Maps a fetch() rejection to a message that names the cause. */
 export function classifyFetchError(err: unknown, url: URL, what: string): UpstreamError {
@@ -355,7 +357,7 @@ export class Upstream {
         if (res.error !== undefined) throw new UpstreamError('UPSTREAM_PROTOCOL', `re-initializing the upstream session failed: ${res.error.message}`);
         await this.send({ jsonrpc: '2.0', method: 'notifications/initialized' }, signal);
         this.opts.log.info('upstream session recovered', { session: this.sessionId });
-        this.openGetStream();
+        await Promise.race([this.openGetStream(), new Promise((r) => setTimeout(r, GET_STREAM_WAIT_MS).unref())]);
       } finally {
         this.recovering = undefined;
       }
@@ -367,9 +369,13 @@ export class Upstream {
    * Opens the standalone GET stream that carries server-initiated requests and notifications
    * (sampling, elicitation, list-changed). 405 means the server has none; that is fine.
    */
-  openGetStream(): void {
-    if (this.opts.mode !== 'http' || this.getStreamRunning || this.closed) return;
+  openGetStream(): Promise<void> {
+    if (this.opts.mode !== 'http' || this.getStreamRunning || this.closed) return Promise.resolve();
     this.getStreamRunning = true;
+    // Resolves once the first GET has its answer (stream open, or refused): servers drop
+    // server-to-client requests sent before the stream exists, so callers wait for this.
+    let markReady!: () => void;
+    const ready = new Promise<void>((r) => (markReady = r));
     void (async () => {
       let failures = 0;
       let lastEventId: string | undefined;
@@ -383,13 +389,16 @@ export class Upstream {
             if (lastEventId !== undefined) extra['last-event-id'] = lastEventId;
             res = await fetch(this.opts.url, { method: 'GET', headers: await this.headers(extra, this.signal), signal: this.signal });
           } catch (err) {
+            markReady();
             if (this.closed) return;
             failures++;
             this.opts.log.debug('GET stream failed', { error: describeError(err) });
             await new Promise((r) => setTimeout(r, retryMs * failures));
             continue;
           }
-          if (res.status === 405 || res.status === 501) {
+          // 405: the server offers no standalone stream. 404 without a session: a stateless server with none.
+          markReady();
+          if (res.status === 405 || res.status === 501 || (res.status === 404 && session === undefined)) {
             await res.body?.cancel();
             return;
           }
@@ -431,8 +440,10 @@ export class Upstream {
         }
       } finally {
         this.getStreamRunning = false;
+        markReady();
       }
     })();
+    return ready;
   }
 
   // ---- legacy HTTP+SSE transport (2024-11-05) ----

@@ -1,0 +1,128 @@
+/**
+ * Conformance client driver for codemode-remote: `conformance client --command "node
+ * test/conformance/bridge-driver.ts" --scenario <name>` appends the scenario's server URL. The
+ * driver plays an MCP host: it spawns the built bridge, speaks JSON-RPC over its stdio (initialize,
+ * tools/list, one tools/call), then closes stdin. It also plays the browser during OAuth: the bridge
+ * runs `bridge-driver.ts --open <url>` through --open-command, which follows the authorization
+ * server's redirect to the bridge's callback.
+ *
+ * Node builtins only, so Node runs it directly with type stripping.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+
+if (args[0] === '--open') {
+  // The "browser": the conformance authorization server auto-approves with a redirect to the callback.
+  const res = await fetch(args[1]!, { redirect: 'follow', signal: AbortSignal.timeout(15_000) });
+  await res.text();
+  process.exit(res.ok ? 0 : 1);
+}
+
+const url = args.at(-1);
+if (url === undefined) {
+  process.stderr.write('usage: bridge-driver.ts <server-url>\n');
+  process.exit(2);
+}
+const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? '{}') as { client_id?: string; client_secret?: string };
+const bin = process.env.CODEMODE_REMOTE_BIN ?? resolve(here, '../../dist/cli/codemode-remote.js');
+const configDir = mkdtempSync(join(tmpdir(), 'codemode-remote-conf-'));
+const bridgeArgs = [
+  bin,
+  url,
+  '--open-command',
+  `"${process.execPath}" "${fileURLToPath(import.meta.url)}" --open`,
+  '--auth-timeout',
+  '20',
+  '--connect-timeout',
+  '20',
+  '--client-metadata-url',
+  'https://conformance-test.local/client-metadata.json',
+];
+if (process.env.MCP_CONFORMANCE_SCENARIO === 'auth/pre-registration' && context.client_id !== undefined) {
+  bridgeArgs.push('--static-oauth-client-info', JSON.stringify({ client_id: context.client_id, client_secret: context.client_secret }));
+}
+
+const child = spawn(process.execPath, bridgeArgs, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, CODEMODE_CONFIG_DIR: configDir } });
+const waiters = new Map<number, (m: Record<string, unknown>) => void>();
+let buffer = '';
+child.stdout.setEncoding('utf8');
+child.stdout.on('data', (chunk: string) => {
+  buffer += chunk;
+  let nl: number;
+  while ((nl = buffer.indexOf('\n')) !== -1) {
+    const line = buffer.slice(0, nl);
+    buffer = buffer.slice(nl + 1);
+    const message = JSON.parse(line) as Record<string, unknown>;
+    if (process.env.BRIDGE_DRIVER_DEBUG === "1") process.stderr.write(`driver <- ${line.slice(0, 300)}\n`);
+    const id = message.id as number | undefined;
+    if (message.method !== undefined && id !== undefined) {
+      // A server-to-client request (sampling, elicitation, roots): answer so nothing hangs.
+      // Elicitation: accept with the schema's defaults, as a host's form would be pre-filled.
+      const params = message.params as { requestedSchema?: { properties?: Record<string, { default?: unknown }> } } | undefined;
+      const defaults = Object.fromEntries(
+        Object.entries(params?.requestedSchema?.properties ?? {}).flatMap(([k, p]) => (p.default === undefined ? [] : [[k, p.default]])),
+      );
+      const result = message.method === 'elicitation/create' ? { action: 'accept', content: defaults } : message.method === 'roots/list' ? { roots: [] } : {};
+      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id, result })}\n`);
+    } else if (id !== undefined) waiters.get(id)?.(message);
+  }
+});
+
+let nextId = 1;
+function request(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const id = nextId++;
+  return new Promise((resolve_, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${method}: no answer within 25 s`)), 25_000);
+    waiters.set(id, (m) => {
+      clearTimeout(timer);
+      waiters.delete(id);
+      if (m.error !== undefined) reject(new Error(`${method}: ${JSON.stringify(m.error)}`));
+      else resolve_(m.result as Record<string, unknown>);
+    });
+    child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id, method, params })}\n`);
+  });
+}
+
+function sampleArgs(schema: { properties?: Record<string, { type?: string }> } | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, prop] of Object.entries(schema?.properties ?? {})) {
+    out[name] = prop.type === 'number' || prop.type === 'integer' ? 2 : prop.type === 'boolean' ? true : 'x';
+  }
+  return out;
+}
+
+let exitCode = 0;
+try {
+  await request('initialize', { protocolVersion: '2025-11-25', capabilities: { sampling: {}, elicitation: {} }, clientInfo: { name: 'codemode-remote-conformance-driver', version: '1.0.0' } });
+  child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
+  const listed = (await request('tools/list', {})) as { tools?: Array<{ name: string; inputSchema?: { properties?: Record<string, { type?: string }> } }> };
+  const tool = listed.tools?.[0];
+  if (tool !== undefined) await request('tools/call', { name: tool.name, arguments: sampleArgs(tool.inputSchema) });
+} catch (err) {
+  process.stderr.write(`bridge-driver: ${(err as Error).message}\n`);
+  exitCode = 1;
+} finally {
+  child.stdin.end();
+  const code = await new Promise<number | null>((r) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      r(null);
+    }, 5_000);
+    child.once('exit', (c) => {
+      clearTimeout(timer);
+      r(c);
+    });
+  });
+  if (code === null) {
+    process.stderr.write('bridge-driver: the bridge did not exit within 5 s of stdin EOF\n');
+    exitCode = 1;
+  }
+  rmSync(configDir, { recursive: true, force: true });
+}
+process.exit(exitCode);
