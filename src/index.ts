@@ -52,3 +52,39 @@ export { createProxy, DEFAULT_IDLE_TIMEOUT_MS } from './proxy/proxy.js';
 export type { Proxy, ProxyOptions, ProxySession } from './proxy/proxy.js';
 export { serveProxyHttp } from './proxy/http.js';
 export type { ProxyHttpServer, ServeProxyHttpOptions } from './proxy/http.js';
+
+// codemode: the code-mode engine (catalog, declarations, discovery, execute) and its MCP-facing tools.
+export { CodeMode, DEFAULT_MAX_TOOL_CALLS, DEFAULT_MAX_CONCURRENT_TOOL_CALLS } from './codemode/codemode.js';
+export type { CodeModeOptions, ExecuteOptions } from './codemode/codemode.js';
+export { mcpClientSource, localTools } from './codemode/sources.js';
+export type { McpClientSourceOptions, LocalTool, LocalToolContext } from './codemode/sources.js';
+export { ToolError, ToolCallLimitError } from './codemode/tool-errors.js';
+export type { ToolErrorData } from './codemode/tool-errors.js';
+export type {
+  ToolSource,
+  ToolDefinition,
+  ToolCallOutput,
+  SourceCallOptions,
+  JsonSchema,
+  ExecuteResult,
+  ExecuteError,
+  ExecuteErrorKind,
+  ExecuteStats,
+  ToolCallRecord,
+} from './codemode/types.js';
+export { DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT } from './codemode/search.js';
+export type { SearchDetail, SearchOptions, ToolSummary, ParameterSummary } from './codemode/search.js';
+export { schemaToTs } from './codemode/schema-to-ts.js';
+export { toIdentifier } from './codemode/naming.js';
+export {
+  createCodeModeTools,
+  formatExecuteResult,
+  executeDescription,
+  DEFAULT_MAX_RESULT_TEXT_CHARS,
+  DEFAULT_MAX_LOG_TEXT_CHARS,
+  DEFAULT_INLINE_DECLARATIONS_MAX_CHARS,
+} from './codemode/mcp-tools.js';
+export type { CodeModeTool, CodeModeToolsOptions, ToolHandlerExtra } from './codemode/mcp-tools.js';
+
+// telemetry: OpenTelemetry helpers (tracer, MCP semconv attributes, trace context in params._meta).
+export { getTracer, injectTraceContext, extractTraceContext, TRACER_NAME, ATTR, ERROR_TYPE_TOOL_ERROR } from './telemetry/index.js';
