@@ -1,6 +1,10 @@
 /**
  * Test helpers for the proxy tests: throw-away HTTP servers on 127.0.0.1 and paths to fixtures.
  */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -61,4 +65,59 @@ export async function timeRejection(fn: () => Promise<unknown>): Promise<{ error
     return { error, ms: performance.now() - start };
   }
   return { error: undefined, ms: performance.now() - start };
+}
+
+
+export const FIXTURE_ENV = { NODE_COMPILE_CACHE: join(tmpdir(), 'codemode-compile-cache') };
+
+/** The conformance fixture as a stdio upstream config. */
+export function fixtureStdioConfig(): { command: string; args: string[]; env: Record<string, string> } {
+  return { command: NODE, args: ['--experimental-strip-types', '--no-warnings', CONFORMANCE_SERVER, '--stdio'], env: FIXTURE_ENV };
+}
+
+export interface ChildServer {
+  child: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Spawns `args` and waits until its output matches `ready` (first group: the URL). */
+export async function spawnServer(args: string[], ready: RegExp, env: Record<string, string> = {}, timeoutMs = 15_000): Promise<ChildServer> {
+  const child = spawn(NODE, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...FIXTURE_ENV, ...env } });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}`)), timeoutMs);
+    const onData = (c: Buffer): void => {
+      out += c.toString();
+      const m = ready.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve(m[1] ?? '');
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}: ${out}`));
+    });
+  });
+  let stopped: Promise<void> | undefined;
+  return {
+    child,
+    url,
+    stop() {
+      stopped ??= new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      });
+      return stopped;
+    },
+  };
+}
+
+/** The conformance fixture over Streamable HTTP on 127.0.0.1 (`port` 0 = any). */
+export function startFixtureHttp(port = 0): Promise<ChildServer> {
+  return spawnServer(['--experimental-strip-types', '--no-warnings', CONFORMANCE_SERVER, '--port', String(port)], /listening on (http:\S+)/);
 }
