@@ -49,6 +49,8 @@ const SESSION_RETENTION_GRACE_MS = 60_000;
 /** The refresh lease outlives the upstream request timeout (10 s), so a slow refresh is not run twice. */
 const REFRESH_LOCK_TTL_MS = 20_000;
 const REFRESH_LOCK_POLL_MS = 25;
+/** How long past the refresh-token lifetime an unused registered client is kept. */
+const CLIENT_IDLE_EXTRA_S = 7 * 24 * 3600;
 
 /**
  * Options of {@link createOAuthProxy}.
@@ -283,11 +285,19 @@ class OAuthProxyProvider implements OAuthServerProvider {
 
   // ---- clients (dynamic registration, shared across instances through the storage) ----
 
+  /**
+   * Registered clients expire when unused for this long (longer than any refresh token they could hold),
+   * so open registration cannot grow the store without bound. Each token issue extends it.
+   */
+  #clientTtlMs(): number {
+    return (this.#refreshTtlS + CLIENT_IDLE_EXTRA_S) * 1000;
+  }
+
   readonly clientsStore: OAuthRegisteredClientsStore = {
     getClient: async (clientId: string) => this.#read<OAuthClientInformationFull>(`client:${clientId}`),
     registerClient: async (client) => {
       const full = client as OAuthClientInformationFull;
-      await this.#write(`client:${full.client_id}`, full, undefined);
+      await this.#write(`client:${full.client_id}`, full, this.#clientTtlMs());
       return full;
     },
   };
@@ -547,6 +557,8 @@ class OAuthProxyProvider implements OAuthServerProvider {
           retainUntil = Math.max(retainUntil, now + refreshTtlS * 1000);
         }
       }
+      const registered = await this.#read<OAuthClientInformationFull>(`client:${clientId}`);
+      if (registered !== undefined) await this.#write(`client:${clientId}`, registered, this.#clientTtlMs());
       // The upstream token must outlive every codemode token that references it.
       retainUntil += SESSION_RETENTION_GRACE_MS;
       if (retainUntil > session.retainUntil) {
@@ -568,6 +580,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
         issuer: this.#issuer,
         audience: this.#audience,
         requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        typ: 'at+jwt', // RFC 9068: an ID token or other JWT signed with the same key is not an access token
       }));
     } catch (err) {
       throw new InvalidTokenError(joseReason(err));
