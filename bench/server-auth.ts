@@ -37,7 +37,9 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-async function measure(name: string, makeStorage: () => Promise<import('../src/server/auth/index.ts').OAuthStorage>, refreshEveryCall: boolean, runs: number): Promise<void> {
+type Storage = Awaited<ReturnType<typeof RedisOAuthStorage.connect>> | InstanceType<typeof MemoryOAuthStorage>;
+
+async function measure(name: string, makeStorage: () => Promise<Storage>, refreshEveryCall: boolean, runs: number): Promise<void> {
   const idp = await startIdp({ accessTokenTtlSeconds: 300, issueRefreshTokens: true });
   const storage = await makeStorage();
   const server = await startProtectedServer(idp, { storage, consent: false, ...(refreshEveryCall && { tokenExpiryThresholdSeconds: 3600 }) });
