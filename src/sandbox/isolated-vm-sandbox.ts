@@ -62,6 +62,18 @@ function bag<const T extends object>(fields: T): T {
 
 let liveIsolates = 0;
 
+/** The isolate class; replaceable only so hygiene tests can count real `dispose()` calls (isolated-vm's prototype is frozen). */
+let IsolateClass: typeof ivm.Isolate = ivm.Isolate;
+
+/** @internal Test seam: swap in a subclass of `ivm.Isolate`. Returns a function that restores the original. */
+export function setIsolateClassForTesting(cls: typeof ivm.Isolate): () => void {
+  const previous = IsolateClass;
+  IsolateClass = cls;
+  return () => {
+    IsolateClass = previous;
+  };
+}
+
 /**
  * Isolates created by this module and not yet disposed, across all sandboxes in this process (warm spares
  * included). Useful for leak checks and health metrics.
@@ -149,7 +161,7 @@ export class PreparedIsolate {
   /** @internal */
   constructor(memoryMb: number | null) {
     this.memoryMb = memoryMb;
-    this.isolate = new ivm.Isolate(bag({ memoryLimit: memoryMb ?? UNLIMITED_MEMORY_MB }));
+    this.isolate = new IsolateClass(bag({ memoryLimit: memoryMb ?? UNLIMITED_MEMORY_MB }));
     liveIsolates++;
   }
 
@@ -174,7 +186,7 @@ export class PreparedIsolate {
       try {
         this.isolate.dispose();
       } catch (err) {
-        log.debug('isolate dispose failed', { error: describeError(err) });
+        log.warn('isolate dispose failed', { error: describeError(err) });
       }
     }
     for (const ref of this.#refs) {
@@ -688,7 +700,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
       wake?.(kind);
     };
     const onAbort = (): void => interrupt('aborted');
-    const timer = limits.timeoutMs !== null ? setTimeout(() => interrupt('timeout'), limits.timeoutMs) : undefined;
+    let timer: NodeJS.Timeout | undefined;
     signal?.addEventListener('abort', onAbort, { once: true });
     this.#cancels.add(interrupt);
 
@@ -701,13 +713,19 @@ export class IsolatedVmSandbox implements SandboxProvider {
     });
 
     let inGuest = false;
+    // Taking an isolate is our overhead, not the guest's: the wall clock starts once it is ready. An
+    // interrupt that arrives meanwhile waits for it (a few ms at most), so that no run ever resolves
+    // while an isolate it created is still alive.
+    const taking = this.#take(given).then((p) => {
+      prepared = p;
+      p.used = true;
+      if (interrupted !== undefined) p.dispose();
+      else if (limits.timeoutMs !== null) timer = setTimeout(() => interrupt('timeout'), limits.timeoutMs);
+      return p;
+    });
     const work = async (): Promise<RunOutcome> => {
-      prepared = await this.#take(given);
-      prepared.used = true;
-      if (interrupted !== undefined) {
-        prepared.dispose();
-        return this.#interruptedOutcome(interrupted, state.logs, stats());
-      }
+      const prepared = await taking;
+      if (interrupted !== undefined) return this.#interruptedOutcome(interrupted, state.logs, stats());
       prepared.state = state;
       const { isolate, context, start } = prepared;
       if (context === undefined || start === undefined) throw new CodemodeError('SANDBOX_INTERNAL', 'Prepared isolate is incomplete.');
@@ -780,7 +798,10 @@ export class IsolatedVmSandbox implements SandboxProvider {
     try {
       const outcome = await Promise.race([
         guarded,
-        interruptPromise.then((kind) => this.#interruptedOutcome(kind, state.logs, stats())),
+        interruptPromise.then(async (kind) => {
+          await taking.catch(() => undefined);
+          return this.#interruptedOutcome(kind, state.logs, stats());
+        }),
       ]);
       state.settled = true;
       outcome.stats.pendingHostCalls = state.pending;

@@ -1,0 +1,738 @@
+/**
+ * `ProcessPool`: sandbox worker processes (child_process, `--no-node-snapshot`, each hosting isolated-vm)
+ * with crash containment, outside wall-clock enforcement, recycling and warm starts. `ProcessSandbox`
+ * runs code on it; several sandboxes (for example one per session) may share one pool.
+ *
+ * This module never loads isolated-vm: the parent needs neither the native addon nor
+ * `--no-node-snapshot`. Host functions stay here and are called on the worker's behalf.
+ *
+ * @module
+ */
+
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { CodemodeError, describeError } from '../../errors.js';
+import type { CodemodeErrorCode } from '../../errors.js';
+import { createLogger } from '../../log.js';
+import { DEFAULT_MEMORY_MB } from '../types.js';
+import type { HostFunction, RunOutcome, RunStats, SandboxLimits } from '../types.js';
+import type { FromWorker, ToWorker, WireHostError, WorkerConfig } from './protocol.js';
+
+const log = createLogger('sandbox-pool');
+
+/** Default extra time a worker gets past a run's `timeoutMs` (or after an abort) before it is killed. */
+export const DEFAULT_KILL_GRACE_MS = 1_000;
+/** Default number of runs after which a worker is replaced. */
+export const DEFAULT_MAX_RUNS_PER_WORKER = 1_000;
+/** Default RSS (MB) past which a worker is replaced after its current runs. */
+export const DEFAULT_MAX_RSS_MB = 1_024;
+/** Consecutive worker start failures after which the pool gives up (instead of respawning in a loop). */
+const MAX_START_FAILURES = 3;
+/** How long a worker may take to start before it counts as a failed start. */
+const START_TIMEOUT_MS = 30_000;
+
+/**
+ * When this module runs from TypeScript sources (tests, `--experimental-strip-types`), the worker is a
+ * `.ts` file whose imports say `.js` (the `nodenext` convention). Node's type stripping does not map
+ * those, so the worker gets this resolve hook: a relative `.js` import that does not exist is retried as
+ * `.ts`. The built package (dist/) never needs it.
+ */
+const TS_RESOLVE_HOOK = `data:text/javascript,${encodeURIComponent(
+  'import { registerHooks } from "node:module";' +
+    'registerHooks({ resolve(specifier, context, next) {' +
+    '  try { return next(specifier, context); } catch (err) {' +
+    '    if (err && err.code === "ERR_MODULE_NOT_FOUND" && /^\\.\\.?\\//.test(specifier) && specifier.endsWith(".js"))' +
+    '      return next(specifier.slice(0, -3) + ".ts", context);' +
+    '    throw err;' +
+    '  }' +
+    '} });',
+)}`;
+
+const FROM_SOURCES = import.meta.url.endsWith('.ts');
+const WORKER_PATH = fileURLToPath(new URL(FROM_SOURCES ? './worker.ts' : './worker.js', import.meta.url));
+const WORKER_EXEC_ARGV = [
+  '--no-node-snapshot',
+  ...(FROM_SOURCES ? ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', '--import', TS_RESOLVE_HOOK] : []),
+];
+/** What a worker inherits from our environment: nothing that could be a credential. */
+const WORKER_ENV_KEYS = ['PATH', 'TZ', 'LANG', 'LC_ALL', 'TMPDIR', 'SYSTEMROOT', 'CODEMODE_LOG_LEVEL'];
+
+/** @internal Exposed for tests that start a TypeScript parent process the same way. */
+export const SOURCE_EXEC_ARGV: readonly string[] = WORKER_EXEC_ARGV;
+
+/** Options of `ProcessPool`. */
+export interface ProcessPoolOptions {
+  /** Worker processes serving runs. Default: the core count (`os.availableParallelism()`), at most 8. */
+  size?: number;
+  /**
+   * Runs one worker serves at once. Default 1: a crash then fails exactly one run. Raise it when runs mostly
+   * wait on tool calls; a worker killed for one overrunning run takes its siblings down (kind `crashed`).
+   */
+  concurrencyPerWorker?: number;
+  /**
+   * Started, idle workers kept beside the pool, promoted at once when a worker dies or is recycled, so a
+   * crash costs no process start on anyone's critical path. Default 1; 0 turns it off.
+   */
+  standbyWorkers?: number;
+  /** Replace a worker after this many runs. Default 1000; `null`: never. */
+  maxRunsPerWorker?: number | null;
+  /** Replace a worker, after its current runs, once its RSS passes this many MB. Default 1024; `null`: never. */
+  maxRssMb?: number | null;
+  /**
+   * Extra time past a run's `timeoutMs` (and after an abort) before the parent SIGKILLs an unresponsive
+   * worker. Default 1000 ms.
+   */
+  killGraceMs?: number;
+  /** Memory limit of the isolate a fresh worker prepares before its first run. Default 100 (MB). */
+  warmMemoryMb?: number | null;
+}
+
+/** A snapshot of the pool, for health checks and tests. */
+export interface ProcessPoolStats {
+  /** Serving workers that are ready. */
+  ready: number;
+  /** Workers starting (serving or standby). */
+  starting: number;
+  /** Ready standby workers. */
+  standby: number;
+  /** Runs on workers right now. */
+  running: number;
+  /** Runs waiting for a worker. */
+  queued: number;
+  /** Process ids of the serving workers (ready or starting). */
+  pids: number[];
+  /** Workers that died without being asked to (crash, signal, kill for an overrun). */
+  crashed: number;
+  /** Workers replaced by the recycling policy (run count, RSS). */
+  recycled: number;
+  /** Milliseconds from the last worker loss to the pool being back at full strength. */
+  lastRecoveryMs: number | undefined;
+}
+
+/** @internal One run as the pool sees it. */
+export interface PoolJob {
+  code: string;
+  limits: Readonly<SandboxLimits>;
+  functions: readonly HostFunction[];
+  paths: string[][];
+  errorClasses: string[];
+  signal: AbortSignal | undefined;
+}
+
+interface Job extends PoolJob {
+  readonly id: number;
+  readonly enqueuedAt: number;
+  startedAt: number | undefined;
+  worker: WorkerHandle | undefined;
+  settled: boolean;
+  hostCalls: number;
+  pending: number;
+  controller: AbortController | undefined;
+  timer: NodeJS.Timeout | undefined;
+  onAbort: (() => void) | undefined;
+  resolve(outcome: RunOutcome): void;
+  reject(err: Error): void;
+}
+
+interface WorkerHandle {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  role: 'serving' | 'standby' | 'retiring';
+  ready: boolean;
+  /** We are stopping or killing it: no new runs, not counted as capacity. */
+  doomed: boolean;
+  /** Why we killed it, if we did: decides the message its other runs get. */
+  killedFor: string | undefined;
+  dead: boolean;
+  readonly jobs: Map<number, Job>;
+  runs: number;
+  readonly exited: Promise<void>;
+  startTimer: NodeJS.Timeout | undefined;
+}
+
+function positiveInt(name: string, value: number | undefined, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min) {
+    throw new CodemodeError('INVALID_CONFIG', `${name} must be an integer >= ${min}; got ${String(value)}.`);
+  }
+  return value;
+}
+
+function optionalPositive(name: string, value: number | null | undefined, fallback: number): number | null {
+  if (value === undefined) return fallback;
+  if (value === null) return null;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new CodemodeError('INVALID_CONFIG', `${name} must be a positive number or null; got ${String(value)}.`);
+  }
+  return value;
+}
+
+function emptyStats(durationMs: number, queuedMs: number): RunStats {
+  return { durationMs, queuedMs, hostCalls: 0, pendingHostCalls: 0, droppedLogLines: 0 };
+}
+
+/** The error as the guest will see it, following IsolatedVmSandbox's rules (name, message, own `data`). */
+function wireError(err: unknown): WireHostError {
+  const error: WireHostError = { name: 'Error', message: '' };
+  if (err instanceof Error) {
+    error.name = typeof err.name === 'string' && err.name !== '' ? err.name : 'Error';
+    error.message = typeof err.message === 'string' ? err.message : String(err.message);
+    const desc = Object.getOwnPropertyDescriptor(err, 'data');
+    if (desc !== undefined && desc.enumerable === true && 'value' in desc) {
+      const data: unknown = desc.value;
+      if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+        try {
+          error.data = JSON.parse(JSON.stringify(data)) as Record<string, unknown>;
+        } catch {
+          /* data that can't be copied is dropped; the message still crosses */
+        }
+      }
+    }
+  } else {
+    error.message = describeError(err);
+  }
+  return error;
+}
+
+function replyFor(call: number, value: unknown, label: string): ToWorker {
+  if (value === undefined) return { t: 'reply', call, ok: true };
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (err) {
+    return {
+      t: 'reply',
+      call,
+      ok: false,
+      error: wireError(new Error(`${label} returned a value that cannot be copied into the sandbox: ${describeError(err)}`)),
+    };
+  }
+  return json === undefined ? { t: 'reply', call, ok: true } : { t: 'reply', call, ok: true, json };
+}
+
+/**
+ * A pool of sandbox worker processes. Each worker hosts isolated-vm; host functions stay in this process
+ * and are relayed over IPC, so workers hold no credentials or connections.
+ *
+ * - A worker that dies mid-run (SIGKILL, SIGSEGV, V8 fatal error, `abort()`) fails only its own runs, with
+ *   kind `crashed`; a standby worker takes its place at once and a new standby starts in the background.
+ * - The parent enforces the wall clock too: a worker that has not reported `timeoutMs + killGraceMs` after
+ *   a run started is SIGKILLed and replaced.
+ * - Workers are recycled after `maxRunsPerWorker` runs, or when their RSS passes `maxRssMb`.
+ * - Each worker keeps a fresh isolate prepared before a run arrives (an isolate is never reused).
+ * - Workers exit on their own when this process goes away (their IPC channel closes).
+ *
+ * @example
+ * ```ts
+ * const pool = new ProcessPool({ size: 2 });
+ * const a = new ProcessSandbox({ pool, limits: { timeoutMs: 5_000 } });
+ * const b = new ProcessSandbox({ pool, limits: { memoryMb: 64 } });
+ * await pool.ready();
+ * console.log(await a.run('return 1 + 1'));
+ * await Promise.all([a.close(), b.close()]);
+ * await pool.close();
+ * ```
+ */
+export class ProcessPool {
+  readonly size: number;
+  readonly concurrencyPerWorker: number;
+  readonly standbyWorkers: number;
+  readonly maxRunsPerWorker: number | null;
+  readonly maxRssMb: number | null;
+  readonly killGraceMs: number;
+  readonly warmMemoryMb: number | null;
+  readonly #workers = new Set<WorkerHandle>();
+  readonly #queue: Job[] = [];
+  readonly #readyWaiters: { resolve(): void; reject(err: Error): void }[] = [];
+  #nextJob = 0;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #broken: CodemodeError | undefined;
+  #startFailures = 0;
+  #crashed = 0;
+  #recycled = 0;
+  #lostAt: number | undefined;
+  #lastRecoveryMs: number | undefined;
+
+  constructor(options: ProcessPoolOptions = {}) {
+    this.size = positiveInt('size', options.size, Math.max(1, Math.min(availableParallelism(), 8)));
+    this.concurrencyPerWorker = positiveInt('concurrencyPerWorker', options.concurrencyPerWorker, 1);
+    this.standbyWorkers = positiveInt('standbyWorkers', options.standbyWorkers, 1, 0);
+    const maxRuns = optionalPositive('maxRunsPerWorker', options.maxRunsPerWorker, DEFAULT_MAX_RUNS_PER_WORKER);
+    if (maxRuns !== null && !Number.isInteger(maxRuns)) {
+      throw new CodemodeError('INVALID_CONFIG', `maxRunsPerWorker must be an integer or null; got ${maxRuns}.`);
+    }
+    this.maxRunsPerWorker = maxRuns;
+    this.maxRssMb = optionalPositive('maxRssMb', options.maxRssMb, DEFAULT_MAX_RSS_MB);
+    this.killGraceMs = optionalPositive('killGraceMs', options.killGraceMs, DEFAULT_KILL_GRACE_MS) ?? DEFAULT_KILL_GRACE_MS;
+    this.warmMemoryMb = options.warmMemoryMb === undefined ? DEFAULT_MEMORY_MB : options.warmMemoryMb;
+    this.#balance();
+  }
+
+  /** Resolves once `size` workers are started and ready. Rejects if workers fail to start or the pool closes. */
+  ready(): Promise<void> {
+    if (this.#broken) return Promise.reject(this.#broken);
+    if (this.#closed) return Promise.reject(new CodemodeError('CLOSED', 'The process pool is closed.'));
+    if (this.#full()) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
+  }
+
+  /** A snapshot of the pool's workers and runs. */
+  stats(): ProcessPoolStats {
+    let ready = 0;
+    let starting = 0;
+    let standby = 0;
+    let running = 0;
+    const pids: number[] = [];
+    for (const w of this.#workers) {
+      running += w.jobs.size;
+      if (w.doomed || w.dead || w.role === 'retiring') continue;
+      if (!w.ready) starting++;
+      else if (w.role === 'serving') ready++;
+      else standby++;
+      if (w.role === 'serving') pids.push(w.pid);
+    }
+    return {
+      ready,
+      starting,
+      standby,
+      running,
+      queued: this.#queue.length,
+      pids,
+      crashed: this.#crashed,
+      recycled: this.#recycled,
+      lastRecoveryMs: this.#lastRecoveryMs,
+    };
+  }
+
+  /** Process ids of every live worker (serving, standby, starting or retiring); for leak checks. */
+  allPids(): number[] {
+    return [...this.#workers].filter((w) => !w.dead).map((w) => w.pid);
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * @internal Runs one job on a worker (queued until one is free). Resolves with the outcome; rejects
+   * with a CodemodeError for host-side failures.
+   */
+  submit(spec: PoolJob): Promise<RunOutcome> {
+    if (this.#closed) return Promise.reject(new CodemodeError('CLOSED', 'The process pool is closed; create a new one to run code.'));
+    if (this.#broken) return Promise.reject(this.#broken);
+    return new Promise<RunOutcome>((resolve, reject) => {
+      const job: Job = {
+        ...spec,
+        id: ++this.#nextJob,
+        enqueuedAt: performance.now(),
+        startedAt: undefined,
+        worker: undefined,
+        settled: false,
+        hostCalls: 0,
+        pending: 0,
+        controller: undefined,
+        timer: undefined,
+        onAbort: undefined,
+        resolve,
+        reject,
+      };
+      if (spec.signal !== undefined) {
+        job.onAbort = () => this.#abortJob(job, 'The run was aborted by the caller.');
+        spec.signal.addEventListener('abort', job.onAbort, { once: true });
+      }
+      this.#queue.push(job);
+      this.#pump();
+    });
+  }
+
+  /** Aborts queued and running runs, then stops every worker (SIGKILL after `killGraceMs`). Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    const closedError = new CodemodeError('CLOSED', 'The process pool was closed.');
+    for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(closedError);
+    const running: Promise<unknown>[] = [];
+    for (const job of [...this.#queue]) this.#abortJob(job, 'The sandbox was closed before this run started.');
+    for (const w of this.#workers) {
+      for (const job of w.jobs.values()) {
+        running.push(
+          new Promise<void>((r) => {
+            const { resolve, reject } = job;
+            job.resolve = (o) => (resolve(o), r());
+            job.reject = (e) => (reject(e), r());
+          }),
+        );
+        this.#abortJob(job, 'The sandbox was closed while this run was in progress.');
+      }
+    }
+    // Runs settle within killGraceMs: the worker answers the abort, or is killed (which settles them too).
+    await Promise.allSettled(running);
+    await Promise.allSettled([...this.#workers].map((w) => this.#stop(w)));
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Workers
+
+  #full(): boolean {
+    let ready = 0;
+    for (const w of this.#workers) if (w.role === 'serving' && w.ready && !w.doomed) ready++;
+    return ready >= this.size;
+  }
+
+  /** Keeps `size` serving workers (promoting standbys first) and `standbyWorkers` standbys. */
+  #balance(): void {
+    if (this.#closed || this.#broken) return;
+    let serving = 0;
+    let standby = 0;
+    for (const w of this.#workers) {
+      if (w.doomed || w.dead) continue;
+      if (w.role === 'serving') serving++;
+      else if (w.role === 'standby') standby++;
+    }
+    // Promote ready standbys first: they are the zero-wait replacement.
+    for (const w of this.#workers) {
+      if (serving >= this.size) break;
+      if (w.role === 'standby' && w.ready && !w.doomed && !w.dead) {
+        w.role = 'serving';
+        serving++;
+        standby--;
+      }
+    }
+    while (serving < this.size) {
+      this.#spawn('serving');
+      serving++;
+    }
+    while (standby < this.standbyWorkers) {
+      this.#spawn('standby');
+      standby++;
+    }
+    if (this.#full()) {
+      if (this.#lostAt !== undefined) {
+        this.#lastRecoveryMs = performance.now() - this.#lostAt;
+        this.#lostAt = undefined;
+      }
+      for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve();
+    }
+  }
+
+  #spawn(role: 'serving' | 'standby'): void {
+    const env: Record<string, string> = {};
+    for (const key of WORKER_ENV_KEYS) {
+      const value = process.env[key];
+      if (value !== undefined) env[key] = value;
+    }
+    const config: WorkerConfig = { warmMemoryMb: this.warmMemoryMb };
+    let child: ChildProcess;
+    try {
+      child = fork(WORKER_PATH, [JSON.stringify(config)], {
+        execArgv: WORKER_EXEC_ARGV,
+        env,
+        // stdout is the protocol in stdio modes: a worker never gets it. stderr carries its logs.
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        serialization: 'json',
+      });
+    } catch (err) {
+      this.#startFailed(`could not spawn a worker: ${describeError(err)}`);
+      return;
+    }
+    let exited!: () => void;
+    const worker: WorkerHandle = {
+      child,
+      pid: child.pid ?? -1,
+      role,
+      ready: false,
+      doomed: false,
+      killedFor: undefined,
+      dead: false,
+      jobs: new Map(),
+      runs: 0,
+      exited: new Promise<void>((r) => (exited = r)),
+      startTimer: undefined,
+    };
+    this.#workers.add(worker);
+    worker.startTimer = setTimeout(() => {
+      if (!worker.ready) this.#kill(worker, 'start timeout');
+    }, START_TIMEOUT_MS);
+    worker.startTimer.unref();
+    child.on('message', (message: FromWorker) => {
+      try {
+        this.#onMessage(worker, message);
+      } catch (err) {
+        log.error('handling a worker message failed', { pid: worker.pid, error: describeError(err) });
+      }
+    });
+    child.on('error', (err) => {
+      log.debug('worker process error', { pid: worker.pid, error: describeError(err) });
+    });
+    child.once('exit', (code, signal) => {
+      try {
+        this.#onExit(worker, code, signal);
+      } finally {
+        exited();
+      }
+    });
+    child.unref();
+  }
+
+  #send(worker: WorkerHandle, message: ToWorker): void {
+    if (worker.dead || !worker.child.connected) return;
+    try {
+      worker.child.send(message, undefined, undefined, (err) => {
+        if (err) log.debug('sending to a worker failed', { pid: worker.pid, error: describeError(err) });
+      });
+    } catch (err) {
+      log.debug('sending to a worker failed', { pid: worker.pid, error: describeError(err) });
+    }
+  }
+
+  /** Keeps this process alive only while a worker starts or runs something for us. */
+  #updateRef(worker: WorkerHandle): void {
+    const channel = worker.child.channel;
+    if (channel == null) return;
+    if (!worker.ready || worker.jobs.size > 0) channel.ref();
+    else channel.unref();
+  }
+
+  #onMessage(worker: WorkerHandle, message: FromWorker): void {
+    switch (message.t) {
+      case 'ready':
+        worker.ready = true;
+        clearTimeout(worker.startTimer);
+        this.#startFailures = 0;
+        this.#updateRef(worker);
+        if (this.#closed || worker.doomed) {
+          void this.#stop(worker);
+          return;
+        }
+        this.#balance();
+        this.#pump();
+        return;
+      case 'call':
+        this.#onCall(worker, message);
+        return;
+      case 'done':
+      case 'failed': {
+        const job = worker.jobs.get(message.id);
+        worker.jobs.delete(message.id);
+        worker.runs++;
+        if (job !== undefined) {
+          if (message.t === 'done') {
+            const outcome = message.outcome;
+            outcome.stats.queuedMs += (job.startedAt ?? job.enqueuedAt) - job.enqueuedAt;
+            this.#settle(job, outcome);
+          } else {
+            this.#settle(job, new CodemodeError(message.code as CodemodeErrorCode, message.message));
+          }
+        }
+        this.#afterRun(worker, message.rss);
+        this.#pump();
+        return;
+      }
+    }
+  }
+
+  #afterRun(worker: WorkerHandle, rss: number): void {
+    if (worker.role !== 'retiring' && !worker.doomed) {
+      let reason: string | undefined;
+      if (this.maxRunsPerWorker !== null && worker.runs >= this.maxRunsPerWorker) reason = `${worker.runs} runs`;
+      else if (this.maxRssMb !== null && rss > this.maxRssMb * 2 ** 20) reason = `RSS ${Math.round(rss / 2 ** 20)} MB`;
+      if (reason !== undefined) {
+        log.debug('recycling a sandbox worker', { pid: worker.pid, reason });
+        this.#recycled++;
+        worker.role = 'retiring';
+        this.#lostAt ??= performance.now();
+        this.#balance();
+      }
+    }
+    if (worker.role === 'retiring' && worker.jobs.size === 0) void this.#stop(worker);
+    else this.#updateRef(worker);
+  }
+
+  #onCall(worker: WorkerHandle, message: Extract<FromWorker, { t: 'call' }>): void {
+    const job = worker.jobs.get(message.id);
+    if (job === undefined || job.settled) {
+      this.#send(worker, {
+        t: 'reply',
+        call: message.call,
+        ok: false,
+        error: { name: 'Error', message: 'The sandbox run has ended; host calls after that are refused.' },
+      });
+      return;
+    }
+    const fn = job.functions[message.fn];
+    if (typeof fn !== 'function' || !Array.isArray(message.args)) {
+      this.#send(worker, { t: 'reply', call: message.call, ok: false, error: { name: 'Error', message: 'Unknown host function.' } });
+      return;
+    }
+    job.controller ??= new AbortController();
+    const context = { signal: job.controller.signal };
+    job.hostCalls++;
+    job.pending++;
+    void (async () => {
+      let reply: ToWorker;
+      try {
+        // `await` inside try: a sync throw, a rejection and a thrown non-Error all become error replies.
+        const value: unknown = await fn(message.args, context);
+        reply = replyFor(message.call, value, fn.name || 'host function');
+      } catch (err) {
+        reply = { t: 'reply', call: message.call, ok: false, error: wireError(err) };
+      } finally {
+        job.pending--;
+      }
+      // A late answer to a settled run or a dead worker goes nowhere; the worker forgets such calls too.
+      if (!job.settled) this.#send(worker, reply);
+    })();
+  }
+
+  #onExit(worker: WorkerHandle, code: number | null, signal: NodeJS.Signals | null): void {
+    worker.dead = true;
+    clearTimeout(worker.startTimer);
+    this.#workers.delete(worker);
+    const how = signal !== null ? `signal ${signal}` : `exit code ${String(code)}`;
+    const expected = worker.doomed && worker.killedFor === undefined;
+    if (!expected) {
+      this.#crashed++;
+      if (worker.role === 'serving') this.#lostAt ??= performance.now();
+      log.warn('a sandbox worker process died', { pid: worker.pid, how, reason: worker.killedFor, runs: worker.jobs.size });
+    }
+    for (const job of worker.jobs.values()) {
+      const message =
+        worker.killedFor !== undefined
+          ? `The sandbox process running this code was killed (${worker.killedFor}, another run on the same process) before the run finished. This run did nothing wrong; run it again.`
+          : `The sandbox process running this code died (${how}) before the run finished. Other runs were not affected and a fresh process replaced it; run the code again if it should have succeeded.`;
+      this.#settle(job, this.#failedOutcome(job, 'crashed', message));
+    }
+    worker.jobs.clear();
+    if (!worker.ready && !worker.doomed && !this.#closed) this.#startFailed(`a worker exited during start-up (${how})`);
+    this.#balance();
+    this.#pump();
+  }
+
+  #startFailed(reason: string): void {
+    this.#startFailures++;
+    log.warn('a sandbox worker failed to start', { reason, failures: this.#startFailures });
+    if (this.#startFailures < MAX_START_FAILURES) return;
+    this.#broken = new CodemodeError(
+      'SANDBOX_INTERNAL',
+      `Sandbox worker processes keep failing to start (${reason}). Check that isolated-vm loads under this Node (node --no-node-snapshot) and see the worker's stderr.`,
+    );
+    for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(this.#broken);
+    for (const job of this.#queue.splice(0)) this.#settle(job, this.#broken);
+  }
+
+  /** Stops a worker politely (closing its channel makes it exit), then with SIGKILL after the grace. */
+  async #stop(worker: WorkerHandle): Promise<void> {
+    if (worker.dead) return;
+    worker.doomed = true;
+    try {
+      if (worker.child.connected) worker.child.disconnect();
+    } catch {
+      /* already disconnected */
+    }
+    const timer = setTimeout(() => this.#kill(worker, undefined), this.killGraceMs);
+    timer.unref();
+    await worker.exited;
+    clearTimeout(timer);
+  }
+
+  /** SIGKILLs a worker; its runs settle when the exit is seen. `reason` set means it misbehaved. */
+  #kill(worker: WorkerHandle, reason: string | undefined): void {
+    if (worker.dead) return;
+    worker.doomed = true;
+    if (reason !== undefined) worker.killedFor ??= reason;
+    try {
+      worker.child.kill('SIGKILL');
+    } catch (err) {
+      log.warn('could not kill a sandbox worker', { pid: worker.pid, error: describeError(err) });
+    }
+    // Capacity comes back now, not when the exit event arrives.
+    this.#balance();
+  }
+
+  // -------------------------------------------------------------------------------------------------------
+  // Runs
+
+  #pump(): void {
+    while (this.#queue.length > 0 && !this.#closed) {
+      let best: WorkerHandle | undefined;
+      for (const w of this.#workers) {
+        if (w.role !== 'serving' || !w.ready || w.doomed || w.dead) continue;
+        if (w.jobs.size >= this.concurrencyPerWorker) continue;
+        if (best === undefined || w.jobs.size < best.jobs.size) best = w;
+      }
+      if (best === undefined) return;
+      const job = this.#queue.shift()!;
+      this.#dispatch(job, best);
+    }
+  }
+
+  #dispatch(job: Job, worker: WorkerHandle): void {
+    job.worker = worker;
+    job.startedAt = performance.now();
+    worker.jobs.set(job.id, job);
+    this.#updateRef(worker);
+    const { timeoutMs } = job.limits;
+    if (timeoutMs !== null) {
+      job.timer = setTimeout(() => {
+        if (job.settled) return;
+        const message = `The code ran longer than the ${timeoutMs} ms time limit and its sandbox process did not stop it within ${this.killGraceMs} ms more, so the process was killed. Make it do less per run or raise timeoutMs.`;
+        this.#settle(job, this.#failedOutcome(job, 'timeout', message));
+        this.#kill(worker, `a run overran its ${timeoutMs} ms time limit`);
+      }, timeoutMs + this.killGraceMs);
+    }
+    this.#send(worker, {
+      t: 'run',
+      id: job.id,
+      code: job.code,
+      limits: job.limits,
+      paths: job.paths,
+      errorClasses: job.errorClasses,
+    });
+  }
+
+  #abortJob(job: Job, message: string): void {
+    if (job.settled) return;
+    const worker = job.worker;
+    if (worker === undefined) {
+      const index = this.#queue.indexOf(job);
+      if (index >= 0) this.#queue.splice(index, 1);
+      this.#settle(job, this.#failedOutcome(job, 'aborted', message));
+      return;
+    }
+    this.#send(worker, { t: 'abort', id: job.id });
+    // The worker answers within milliseconds; one that doesn't is hung and gets killed.
+    clearTimeout(job.timer);
+    job.timer = setTimeout(() => {
+      if (job.settled) return;
+      this.#settle(job, this.#failedOutcome(job, 'aborted', message));
+      this.#kill(worker, 'a run did not stop when aborted');
+    }, this.killGraceMs);
+  }
+
+  #failedOutcome(job: Job, kind: 'crashed' | 'timeout' | 'aborted', message: string): RunOutcome {
+    const now = performance.now();
+    const stats = emptyStats(job.startedAt !== undefined ? now - job.startedAt : 0, (job.startedAt ?? now) - job.enqueuedAt);
+    stats.hostCalls = job.hostCalls;
+    stats.pendingHostCalls = job.pending;
+    return { ok: false, error: { kind, message }, logs: [], stats };
+  }
+
+  #settle(job: Job, result: RunOutcome | Error): void {
+    if (job.settled) return;
+    job.settled = true;
+    clearTimeout(job.timer);
+    if (job.onAbort !== undefined) job.signal?.removeEventListener('abort', job.onAbort);
+    // In-flight host calls learn that their run is over (as in-process), before the caller hears of it.
+    job.controller?.abort(new CodemodeError('ABORTED', 'The sandbox run ended while this host call was in flight.'));
+    if (result instanceof Error) job.reject(result);
+    else job.resolve(result);
+  }
+}

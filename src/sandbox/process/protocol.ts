@@ -1,0 +1,50 @@
+/**
+ * The IPC protocol between a `ProcessPool` (parent) and its worker processes. Messages travel over Node's
+ * `child_process` IPC channel with its default JSON serialization, so every field is plain JSON.
+ *
+ * The parent keeps the host functions: a worker knows only their paths and names, and relays each guest
+ * call back as a `call` message. Workers therefore hold no credentials and no connections.
+ *
+ * @module
+ */
+
+import type { RunOutcome, SandboxLimits } from '../types.js';
+
+/** A host error as it crosses to the worker: what `IsolatedVmSandbox` copies into the guest. */
+export interface WireHostError {
+  name: string;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+/** Parent -> worker. */
+export type ToWorker =
+  | {
+      t: 'run';
+      id: number;
+      code: string;
+      limits: SandboxLimits;
+      /** Paths of the host functions (namespaces first), in index order. */
+      paths: string[][];
+      errorClasses: string[];
+    }
+  | { t: 'abort'; id: number }
+  /** The answer to a `call`: `json` is the JSON text of the value (absent for `undefined`). */
+  | { t: 'reply'; call: number; ok: true; json?: string }
+  | { t: 'reply'; call: number; ok: false; error: WireHostError };
+
+/** Worker -> parent. */
+export type FromWorker =
+  /** Sent once, after isolated-vm loaded and the first warm isolate is prepared. */
+  | { t: 'ready' }
+  | { t: 'call'; id: number; call: number; fn: number; args: unknown[] }
+  /** A run settled. `rss` is the worker's resident set size in bytes right after it. */
+  | { t: 'done'; id: number; outcome: RunOutcome; rss: number }
+  /** `run()` rejected in the worker (a host-side error such as invalid arguments), with its code. */
+  | { t: 'failed'; id: number; code: string; message: string; rss: number };
+
+/** Startup configuration, passed to the worker as its single argv entry (JSON). */
+export interface WorkerConfig {
+  /** Memory limit of the isolate kept warm before the first run (`null`: isolated-vm's unlimited stand-in). */
+  warmMemoryMb: number | null;
+}

@@ -1,0 +1,182 @@
+/**
+ * Entry point of a sandbox worker process (spawned by `ProcessPool`, never imported). It hosts
+ * isolated-vm through the in-process `IsolatedVmSandbox`, so results, logs and error kinds are exactly the
+ * in-process ones; only host calls differ: they are relayed to the parent over IPC.
+ *
+ * Warm starts: the worker keeps one prepared isolate (fresh isolate + bootstrapped context) per memory
+ * limit it has seen last, hands it to the next run, and prepares the next one after the run's result is
+ * on its way. An isolate is never reused between runs.
+ *
+ * The worker exits when its IPC channel closes: the parent closed it, exited, or was killed.
+ *
+ * @module
+ */
+
+import { CodemodeError, describeError } from '../../errors.js';
+import { createLogger } from '../../log.js';
+import { IsolatedVmSandbox, prepareIsolate } from '../isolated-vm-sandbox.js';
+import type { PreparedIsolate } from '../isolated-vm-sandbox.js';
+import { resolveLimits } from '../limits.js';
+import type { HostCallContext, HostFunctions } from '../types.js';
+import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
+
+const log = createLogger('sandbox-worker');
+
+if (typeof process.send !== 'function') {
+  log.error('this is the codemode sandbox worker; it runs only as a child of ProcessPool (no IPC channel found)');
+  process.exit(2);
+}
+
+// The parent going away (close, exit, SIGKILL) closes the channel: nothing is left to serve.
+process.on('disconnect', () => process.exit(0));
+
+function send(message: FromWorker): void {
+  if (!process.connected) return;
+  try {
+    process.send?.(message, undefined, undefined, () => undefined);
+  } catch {
+    /* the channel closed meanwhile; 'disconnect' ends the process */
+  }
+}
+
+const config = ((): WorkerConfig => {
+  try {
+    return JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
+  } catch {
+    return { warmMemoryMb: 100 };
+  }
+})();
+
+// ---------------------------------------------------------------------------------------------------------
+// Warm isolates: at most one per memory limit, most recent limits only (a pool normally serves one).
+
+const MAX_WARM_KINDS = 2;
+const spares = new Map<number | null, PreparedIsolate>();
+const preparing = new Set<number | null>();
+
+function takeSpare(memoryMb: number | null): PreparedIsolate | undefined {
+  const spare = spares.get(memoryMb);
+  spares.delete(memoryMb);
+  return spare !== undefined && !spare.disposed ? spare : undefined;
+}
+
+async function refill(memoryMb: number | null): Promise<void> {
+  if (spares.has(memoryMb) || preparing.has(memoryMb)) return;
+  preparing.add(memoryMb);
+  try {
+    const prepared = await prepareIsolate(resolveLimits({ memoryMb }));
+    spares.set(memoryMb, prepared);
+    while (spares.size > MAX_WARM_KINDS) {
+      const oldest = spares.keys().next().value as number | null;
+      spares.get(oldest)?.dispose();
+      spares.delete(oldest);
+    }
+  } catch (err) {
+    log.warn('could not prepare a warm isolate', { error: describeError(err) });
+  } finally {
+    preparing.delete(memoryMb);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Host calls relayed to the parent
+
+interface PendingCall {
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+}
+
+const calls = new Map<number, PendingCall>();
+const runs = new Map<number, AbortController>();
+let nextCall = 0;
+
+function relayed(runId: number, index: number): (args: unknown[], context: HostCallContext) => Promise<unknown> {
+  return (args, context) =>
+    new Promise<unknown>((resolve, reject) => {
+      const call = ++nextCall;
+      calls.set(call, { resolve, reject });
+      // The run ended (the parent aborts the real call's signal itself): forget the answer, if any comes.
+      context.signal.addEventListener('abort', () => calls.delete(call), { once: true });
+      send({ t: 'call', id: runId, call, fn: index, args });
+    });
+}
+
+function hostTree(runId: number, paths: string[][]): HostFunctions {
+  const root: HostFunctions = {};
+  paths.forEach((path, index) => {
+    let node = root;
+    for (const key of path.slice(0, -1)) {
+      let next = node[key];
+      if (next === undefined || typeof next === 'function') {
+        next = {};
+        node[key] = next;
+      }
+      node = next;
+    }
+    node[path[path.length - 1] ?? ''] = relayed(runId, index);
+  });
+  return root;
+}
+
+function onReply(message: Extract<ToWorker, { t: 'reply' }>): void {
+  const pending = calls.get(message.call);
+  if (pending === undefined) return;
+  calls.delete(message.call);
+  if (message.ok) {
+    pending.resolve(message.json === undefined ? undefined : (JSON.parse(message.json) as unknown));
+    return;
+  }
+  // Rebuilt so that IsolatedVmSandbox copies the same name, message and data into the guest.
+  const err = new Error(message.error.message);
+  err.name = message.error.name;
+  if (message.error.data !== undefined) Object.assign(err, { data: message.error.data });
+  pending.reject(err);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Runs
+
+async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
+  const { id, code, limits, paths, errorClasses } = message;
+  const controller = new AbortController();
+  runs.set(id, controller);
+  let sandbox: IsolatedVmSandbox | undefined;
+  try {
+    sandbox = new IsolatedVmSandbox({ limits, warmIsolates: 0, maxConcurrency: 1 });
+    const prepared = takeSpare(sandbox.limits.memoryMb);
+    const outcome = await sandbox.run(code, {
+      hostFunctions: hostTree(id, paths),
+      errorClasses,
+      signal: controller.signal,
+      ...(prepared !== undefined ? { prepared } : {}),
+    });
+    send({ t: 'done', id, outcome, rss: process.memoryUsage.rss() });
+  } catch (err) {
+    const code = err instanceof CodemodeError ? err.code : 'SANDBOX_INTERNAL';
+    send({ t: 'failed', id, code, message: describeError(err), rss: process.memoryUsage.rss() });
+  } finally {
+    runs.delete(id);
+    void sandbox?.close();
+    // After the result is on its way: preparing an isolate blocks this thread for a millisecond or two.
+    const memoryMb = limits.memoryMb;
+    setImmediate(() => void refill(memoryMb));
+  }
+}
+
+process.on('message', (raw: unknown) => {
+  const message = raw as ToWorker;
+  switch (message.t) {
+    case 'run':
+      void onRun(message);
+      break;
+    case 'abort':
+      runs.get(message.id)?.abort();
+      break;
+    case 'reply':
+      onReply(message);
+      break;
+  }
+});
+
+await refill(config.warmMemoryMb);
+send({ t: 'ready' });
