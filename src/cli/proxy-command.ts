@@ -1,0 +1,219 @@
+/**
+ * `codemode proxy`: serve any MCP server over the other transport, through the fail-loudly proxy.
+ *
+ *   codemode proxy http://127.0.0.1:3000/mcp            remote server, served over stdio (default for a URL)
+ *   codemode proxy --http --port 8080 -- npx -y server  stdio server, served over Streamable HTTP (default for a command)
+ *
+ * @module
+ */
+
+import { parseArgs } from 'node:util';
+import { CodemodeError, describeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { parseUpstreamConfig } from '../proxy/config.js';
+import type { UpstreamConfig } from '../proxy/config.js';
+import type { ProxyOptions } from '../proxy/proxy.js';
+
+const log = createLogger('proxy');
+
+export const PROXY_HELP = `Usage:
+  codemode proxy <url> [options]                 serve a remote MCP server over stdio (default) or --http
+  codemode proxy [options] -- <command> [args...] serve a stdio MCP server over Streamable HTTP (default) or --stdio
+
+Every upstream failure (nothing listening, wrong path, 401/403, not an MCP server, command not found or
+exiting, no answer) is returned as the JSON-RPC error answer to the client's initialize, naming the cause.
+
+Downstream (what this process serves):
+  --stdio                    serve over stdin/stdout
+  --http                     serve Streamable HTTP at http://HOST:PORT/mcp
+  --host <host>              interface for --http (default 127.0.0.1; loopback gets Host-header checks)
+  --port <port>              port for --http (default 0: any free port; the URL is printed on stderr)
+
+Upstream:
+  --transport <t>            for a URL: auto (Streamable HTTP, falling back to SSE on 404/405), http, sse
+  --header "Name: Value"     header sent upstream (repeatable); \${VAR} is expanded from the environment
+  --connect-timeout <ms>     how long to wait for the upstream's initialize answer (default 30000)
+  --request-timeout <ms>     cap per forwarded request, reset by progress (default: none)
+  --idle-timeout <ms>        close an HTTP session idle this long (default 1800000; 0 = never)
+  --ignore-tool <glob>       hide matching tools (repeatable; * and ?)
+  --forward-header <name>    copy this downstream HTTP header upstream (repeatable; default: none are)
+
+  -h, --help                 show this help
+
+Exit codes: 0 after a clean shutdown (stdin EOF in --stdio mode, SIGINT/SIGTERM), 1 on failure, 2 on bad usage.
+Logs go to stderr (CODEMODE_LOG_LEVEL=debug|info|warn|error|silent).`;
+
+interface ParsedProxyArgs {
+  target: UpstreamConfig;
+  mode: 'stdio' | 'http';
+  host: string;
+  port: number;
+  options: ProxyOptions;
+}
+
+function usage(message: string): CodemodeError {
+  return new CodemodeError('INVALID_ARGUMENT', message);
+}
+
+function parseMs(flag: string, value: string | undefined, allowZero = false): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || (!allowZero && n === 0)) throw usage(`--${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer number of milliseconds, got "${value}"`);
+  return n;
+}
+
+function expandVars(value: string, flag: string): string {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+    const v = process.env[name];
+    if (v === undefined) throw usage(`${flag}: environment variable ${name} is not set`);
+    return v;
+  });
+}
+
+/** Parses `codemode proxy` arguments (after the subcommand). Throws `CodemodeError('INVALID_ARGUMENT')`. */
+export function parseProxyArgs(argv: readonly string[]): ParsedProxyArgs | 'help' {
+  const dashdash = argv.indexOf('--');
+  const own = dashdash === -1 ? [...argv] : argv.slice(0, dashdash);
+  const command = dashdash === -1 ? [] : argv.slice(dashdash + 1);
+  let values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: own,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        stdio: { type: 'boolean' },
+        http: { type: 'boolean' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        transport: { type: 'string' },
+        header: { type: 'string', multiple: true },
+        'connect-timeout': { type: 'string' },
+        'request-timeout': { type: 'string' },
+        'idle-timeout': { type: 'string' },
+        'ignore-tool': { type: 'string', multiple: true },
+        'forward-header': { type: 'string', multiple: true },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    throw usage(describeError(error));
+  }
+  if (values.help === true) return 'help';
+  if (values.stdio === true && values.http === true) throw usage('--stdio and --http are mutually exclusive');
+
+  let target: UpstreamConfig;
+  if (command.length > 0) {
+    if (positionals.length > 0) throw usage(`give either a URL or "-- command", not both (got ${positionals.join(' ')})`);
+    if (values.transport !== undefined || values.header !== undefined) throw usage('--transport and --header apply to a URL upstream, not to a command');
+    const [cmd, ...args] = command;
+    // The command runs with our environment: the user started it from this shell on purpose.
+    target = parseUpstreamConfig({ command: cmd, args }, 'command');
+  } else {
+    if (positionals.length === 0) throw usage('missing upstream: give a URL, or "-- command [args...]"');
+    if (positionals.length > 1) throw usage(`expected one URL, got: ${positionals.join(' ')} (use "--" before a command)`);
+    const headers: Record<string, string> = {};
+    for (const h of values.header ?? []) {
+      const i = h.indexOf(':');
+      if (i <= 0) throw usage(`--header must look like "Name: Value", got "${h}"`);
+      headers[h.slice(0, i).trim()] = expandVars(h.slice(i + 1).trim(), '--header');
+    }
+    target = parseUpstreamConfig(
+      {
+        url: positionals[0],
+        ...(Object.keys(headers).length > 0 ? { headers } : {}),
+        ...(values.transport !== undefined ? { transport: values.transport } : {}),
+      },
+      'url',
+    );
+  }
+  const isCommand = 'command' in target;
+  const mode: 'stdio' | 'http' = values.stdio === true ? 'stdio' : values.http === true ? 'http' : isCommand ? 'http' : 'stdio';
+  if (mode === 'stdio' && (values.host !== undefined || values.port !== undefined)) throw usage('--host and --port apply to --http only');
+  const port = values.port === undefined ? 0 : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw usage(`--port must be 0-65535, got "${values.port}"`);
+  const connectTimeoutMs = parseMs('connect-timeout', values['connect-timeout']);
+  const requestTimeoutMs = parseMs('request-timeout', values['request-timeout']);
+  const idle = parseMs('idle-timeout', values['idle-timeout'], true);
+  const options: ProxyOptions = {
+    inheritEnv: true,
+    ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
+    ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
+    ...(idle !== undefined ? { idleTimeoutMs: idle === 0 ? null : idle } : {}),
+    ...(values['ignore-tool'] !== undefined ? { ignoreTools: values['ignore-tool'] } : {}),
+    ...(values['forward-header'] !== undefined ? { forwardHeaders: values['forward-header'] } : {}),
+  };
+  return { target, mode, host: values.host ?? '127.0.0.1', port, options };
+}
+
+/**
+ * Runs `codemode proxy` with the arguments after the subcommand and resolves with the exit code when the
+ * proxy has shut down (stdin EOF in stdio mode, SIGINT/SIGTERM in both modes).
+ *
+ * @example
+ * ```ts
+ * process.exitCode = await runProxyCommand(process.argv.slice(3));
+ * ```
+ */
+export async function runProxyCommand(argv: string[]): Promise<number> {
+  let parsed: ParsedProxyArgs | 'help';
+  try {
+    parsed = parseProxyArgs(argv);
+  } catch (error) {
+    process.stderr.write(`codemode proxy: ${describeError(error)}\nRun "codemode proxy --help" for usage.\n`);
+    return 2;
+  }
+  if (parsed === 'help') {
+    process.stdout.write(`${PROXY_HELP}\n`);
+    return 0;
+  }
+  // Loaded here, not at the top: `--help` and usage errors stay instant.
+  const { createProxy } = await import('../proxy/proxy.js');
+  const proxy = createProxy(parsed.target, parsed.options);
+
+  let stop!: (code: number) => void;
+  const stopped = new Promise<number>((resolve) => {
+    stop = resolve;
+  });
+  let shuttingDown = false;
+  const shutdown = (code: number, why: string): void => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.debug('shutting down', { why });
+    stop(code);
+  };
+  const onSignal = (signal: NodeJS.Signals): void => shutdown(0, signal);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  let closeServer: () => Promise<void> = () => proxy.close();
+  try {
+    if (parsed.mode === 'stdio') {
+      const { StdioServerTransport } = await import('@modelcontextprotocol/sdk/server/stdio.js');
+      const session = await proxy.connect(new StdioServerTransport());
+      // The SDK's stdio server transport does not notice stdin EOF; the host closing stdin means "exit".
+      process.stdin.once('end', () => shutdown(0, 'stdin closed'));
+      process.stdin.once('close', () => shutdown(0, 'stdin closed'));
+      void session.closed.then(() => shutdown(0, 'session closed'));
+    } else {
+      const { serveProxyHttp } = await import('../proxy/http.js');
+      const server = await serveProxyHttp(proxy, { host: parsed.host, port: parsed.port });
+      closeServer = () => server.close();
+      log.info(`proxy for ${'url' in parsed.target ? parsed.target.url : parsed.target.command} listening on ${server.url}`);
+    }
+  } catch (error) {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    process.stderr.write(`codemode proxy: ${describeError(error)}\n`);
+    await proxy.close().catch(() => undefined);
+    return 1;
+  }
+
+  const code = await stopped;
+  process.removeListener('SIGINT', onSignal);
+  process.removeListener('SIGTERM', onSignal);
+  // Never hang on a dying upstream at exit.
+  await Promise.race([closeServer().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
+  return code;
+}

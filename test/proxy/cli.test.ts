@@ -1,0 +1,129 @@
+/**
+ * `codemode proxy` as a process: spawned through a test-only entry (test/fixtures/proxy-cli-entry.ts) that
+ * calls runProxyCommand, with real stdio and Streamable HTTP clients on both sides.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { parseProxyArgs } from '../../src/cli/proxy-command.js';
+import { CONFORMANCE_SERVER, FIXTURE_ENV, NODE, freePort, spawnServer, startFixtureHttp, timeRejection } from './helpers.js';
+
+const ENTRY = fileURLToPath(new URL('../fixtures/proxy-cli-entry.ts', import.meta.url));
+const LOADER = fileURLToPath(new URL('../fixtures/proxy-ts-loader.mjs', import.meta.url));
+const CLI = ['--experimental-strip-types', '--no-warnings', '--import', LOADER, ENTRY];
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.().catch(() => undefined);
+});
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(NODE, [...CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...FIXTURE_ENV } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const textOf = (r: unknown): string => ((r as CallToolResult).content[0] as { text: string }).text;
+
+describe('codemode proxy: arguments', () => {
+  it('--help documents every flag and exits 0', async () => {
+    const { code, stdout } = await run(['--help']);
+    expect(code).toBe(0);
+    for (const flag of ['--stdio', '--http', '--host', '--port', '--transport', '--header', '--connect-timeout', '--request-timeout', '--idle-timeout', '--ignore-tool', '--forward-header', '--help']) {
+      expect(stdout).toContain(flag);
+    }
+  });
+
+  it('bad usage exits 2 with a message on stderr', async () => {
+    for (const args of [[], ['--stdio', '--http', 'http://x/mcp'], ['http://x/mcp', '--port', 'abc', '--http'], ['--bogus'], ['a', 'b'], ['not a url']]) {
+      const { code, stderr, stdout } = await run(args);
+      expect(code, args.join(' ')).toBe(2);
+      expect(stderr).toMatch(/^codemode proxy: /);
+      expect(stdout).toBe('');
+    }
+  });
+
+  it('parses both forms and picks the other transport by default', () => {
+    expect(parseProxyArgs(['http://127.0.0.1:1/mcp', '--header', 'Authorization: Bearer t', '--ignore-tool', 'x_*'])).toMatchObject({
+      mode: 'stdio',
+      target: { url: 'http://127.0.0.1:1/mcp', headers: { Authorization: 'Bearer t' } },
+      options: { ignoreTools: ['x_*'] },
+    });
+    expect(parseProxyArgs(['--port', '9000', '--', 'npx', '-y', 'srv', '--flag'])).toMatchObject({ mode: 'http', port: 9000, target: { command: 'npx', args: ['-y', 'srv', '--flag'] } });
+    expect(() => parseProxyArgs(['http://h/mcp', '--header', 'X: ${CODEMODE_SURELY_UNSET_VAR}'])).toThrow(/CODEMODE_SURELY_UNSET_VAR is not set/);
+  });
+});
+
+describe('codemode proxy: end to end', () => {
+  it('serves a Streamable HTTP server over stdio, and exits 0 on stdin EOF', async () => {
+    const up = await startFixtureHttp();
+    cleanups.push(() => up.stop());
+    const transport = new StdioClientTransport({ command: NODE, args: [...CLI, up.url], stderr: 'pipe', env: { ...FIXTURE_ENV, PATH: process.env.PATH ?? '' } });
+    const client = new Client({ name: 't', version: '1' });
+    await client.connect(transport);
+    cleanups.push(() => client.close());
+    expect(client.getServerVersion()?.name).toBe('codemode-conformance-fixture');
+    expect(textOf(await client.callTool({ name: 'echo', arguments: { text: 'via stdio' } }))).toBe('via stdio');
+    const pid = transport.pid;
+    expect(pid).toBeTypeOf('number');
+    const exited = new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        try {
+          process.kill(pid!, 0);
+        } catch {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 20);
+    });
+    const start = performance.now();
+    await client.close(); // closes stdin first
+    await exited;
+    // Under 1.5 s: the SDK client escalates to SIGTERM only after 2 s, so this is the EOF path.
+    expect(performance.now() - start).toBeLessThan(1500);
+  });
+
+  it('fails loudly in stdio mode: initialize is answered with the cause', async () => {
+    const port = await freePort();
+    const client = new Client({ name: 't', version: '1' });
+    const transport = new StdioClientTransport({ command: NODE, args: [...CLI, `http://127.0.0.1:${port}/mcp`], stderr: 'pipe', env: { ...FIXTURE_ENV, PATH: process.env.PATH ?? '' } });
+    cleanups.push(() => client.close());
+    const { error } = await timeRejection(() => client.connect(transport));
+    expect(error).toBeInstanceOf(McpError);
+    expect((error as McpError).message).toMatch(/Cannot reach upstream http:\/\/127\.0\.0\.1:\d+\/mcp: nothing is listening there/);
+  });
+
+  it('serves a stdio server over Streamable HTTP, and exits 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const server = await spawnServer(
+      [...CLI, '--http', '--port', String(port), '--ignore-tool', 'delete_*', '--', NODE, '--experimental-strip-types', '--no-warnings', CONFORMANCE_SERVER, '--stdio'],
+      /listening on (http:\S+)/,
+    );
+    cleanups.push(() => server.stop());
+    expect(server.url).toBe(`http://127.0.0.1:${port}/mcp`);
+    const client = new Client({ name: 't', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(server.url)));
+    expect((await client.listTools()).tools.map((t) => t.name)).not.toContain('delete_everything');
+    expect(textOf(await client.callTool({ name: 'echo', arguments: { text: 'via http' } }))).toBe('via http');
+    await client.close();
+    const code = await new Promise<number | null>((resolve) => {
+      server.child.once('exit', (c) => resolve(c));
+      server.child.kill('SIGTERM');
+    });
+    expect(code).toBe(0);
+  });
+});
