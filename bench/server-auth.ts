@@ -23,10 +23,10 @@ registerHooks({
   },
 });
 
-const { startIdp } = await import('../test/fixtures/idp-server.ts');
-const { startProtectedServer, startRedis, hasRedisServer, TestOAuthProvider, connectWithLogin } = await import('../test/server/auth/harness.ts');
-const { RedisOAuthStorage, MemoryOAuthStorage } = await import('../src/server/auth/index.ts');
-const { setLogLevel } = await import('../src/log.ts');
+const { startIdp } = await import('../test/fixtures/idp-server.js');
+const { startProtectedServer, startRedis, hasRedisServer, TestOAuthProvider, connectWithLogin } = await import('../test/server/auth/harness.js');
+const { RedisOAuthStorage, MemoryOAuthStorage } = await import('../src/server/auth/index.js');
+const { setLogLevel } = await import('../src/log.js');
 setLogLevel('error');
 
 const RUNS = Math.max(50, Number(process.argv[2] ?? 2000));
