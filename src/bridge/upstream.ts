@@ -198,14 +198,14 @@ export class Upstream {
   }
 
   /** Delivers one message upstream. Retries once after re-authorizing or recovering the session. */
-  async send(message: JsonRpcMessage, signal: AbortSignal = this.signal): Promise<void> {
+  async send(message: JsonRpcMessage, signal: AbortSignal = this.signal, duringRecovery = false): Promise<void> {
     if (this.closed) throw new UpstreamError('CLOSED', 'the upstream connection is closed');
     if (this.opts.mode === 'sse') return this.sendSse(message, signal);
     let authRetried = false;
     let sessionRetried = false;
     const isInit = message.method === 'initialize';
     for (;;) {
-      if (this.recovering !== undefined && !isInit) await this.recovering;
+      if (this.recovering !== undefined && !isInit && !duringRecovery) await this.recovering.catch(() => undefined);
       const sentSession = this.sessionId;
       const url = this.opts.url;
       let res: Response;
@@ -355,7 +355,7 @@ export class Upstream {
         const id = `codemode-remote-reinit-${++this.internalIds}`;
         const res = await this.request({ jsonrpc: '2.0', id, method: 'initialize', params: this.initParams }, REINIT_TIMEOUT_MS, signal);
         if (res.error !== undefined) throw new UpstreamError('UPSTREAM_PROTOCOL', `re-initializing the upstream session failed: ${res.error.message}`);
-        await this.send({ jsonrpc: '2.0', method: 'notifications/initialized' }, signal);
+        await this.send({ jsonrpc: '2.0', method: 'notifications/initialized' }, signal, true);
         this.opts.log.info('upstream session recovered', { session: this.sessionId });
         await Promise.race([this.openGetStream(), new Promise((r) => setTimeout(r, GET_STREAM_WAIT_MS).unref())]);
       } finally {
