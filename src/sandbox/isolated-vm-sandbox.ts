@@ -700,7 +700,8 @@ export class IsolatedVmSandbox implements SandboxProvider {
       wake?.(kind);
     };
     const onAbort = (): void => interrupt('aborted');
-    let timer: NodeJS.Timeout | undefined;
+    // The wall clock runs from the moment the run leaves the queue, isolate creation included.
+    const timer = limits.timeoutMs !== null ? setTimeout(() => interrupt('timeout'), limits.timeoutMs) : undefined;
     signal?.addEventListener('abort', onAbort, { once: true });
     this.#cancels.add(interrupt);
 
@@ -713,14 +714,12 @@ export class IsolatedVmSandbox implements SandboxProvider {
     });
 
     let inGuest = false;
-    // Taking an isolate is our overhead, not the guest's: the wall clock starts once it is ready. An
-    // interrupt that arrives meanwhile waits for it (a few ms at most), so that no run ever resolves
-    // while an isolate it created is still alive.
+    // An interrupt that arrives while the isolate is still being created waits for it (a few ms at
+    // most), so that no run ever resolves while an isolate it created is still alive.
     const taking = this.#take(given).then((p) => {
       prepared = p;
       p.used = true;
       if (interrupted !== undefined) p.dispose();
-      else if (limits.timeoutMs !== null) timer = setTimeout(() => interrupt('timeout'), limits.timeoutMs);
       return p;
     });
     const work = async (): Promise<RunOutcome> => {

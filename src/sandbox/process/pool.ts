@@ -340,6 +340,12 @@ export class ProcessPool {
         resolve,
         reject,
       };
+      if (spec.signal?.aborted === true) {
+        // Never started: nothing to undo.
+        job.settled = true;
+        resolve({ ok: false, error: { kind: 'aborted', message: 'The run was aborted by the caller.' }, logs: [], stats: emptyStats(0, 0) });
+        return;
+      }
       if (spec.signal !== undefined) {
         job.onAbort = () => this.#abortJob(job, 'The run was aborted by the caller.');
         spec.signal.addEventListener('abort', job.onAbort, { once: true });
@@ -632,6 +638,8 @@ export class ProcessPool {
   async #stop(worker: WorkerHandle): Promise<void> {
     if (worker.dead) return;
     worker.doomed = true;
+    // Whoever awaits this (close()) is waiting for the exit: keep the process alive until it comes.
+    worker.child.ref();
     try {
       if (worker.child.connected) worker.child.disconnect();
     } catch {
