@@ -88,3 +88,18 @@ export type { CodeModeTool, CodeModeToolsOptions, ToolHandlerExtra } from './cod
 
 // telemetry: OpenTelemetry helpers (tracer, MCP semconv attributes, trace context in params._meta).
 export { getTracer, injectTraceContext, extractTraceContext, TRACER_NAME, ATTR, ERROR_TYPE_TOOL_ERROR } from './telemetry/index.js';
+
+// server/auth: OAuth proxy for `codemode serve --http` (upstream IdP login, sessions that survive idle time).
+export {
+  createOAuthProxy,
+  createOAuthProxyFromConfig,
+  parseOAuthConfig,
+  OAuthConfigSchema,
+  MemoryOAuthStorage,
+  FileOAuthStorage,
+  RedisOAuthStorage,
+  UpstreamGrantRevokedError,
+  DEFAULT_ACCESS_TOKEN_EXPIRY_SECONDS,
+  DEFAULT_REFRESH_TOKEN_EXPIRY_SECONDS,
+} from './server/auth/index.js';
+export type { OAuthProxy, OAuthProxyOptions, OAuthConfig, OAuthStorage, UpstreamConfig as OAuthUpstreamConfig } from './server/auth/index.js';
