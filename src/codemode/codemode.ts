@@ -87,13 +87,15 @@ class Execution {
   droppedRecords = 0;
   readonly limiter: LimitFunction | undefined;
 
-  constructor(
-    readonly mode: CodeMode,
-    readonly span: Span,
-    readonly parentContext: Context,
-    readonly maxToolCalls: number | null,
-    maxConcurrent: number | null,
-  ) {
+  readonly span: Span;
+  readonly parentContext: Context;
+  readonly maxToolCalls: number | null;
+
+  // Plain fields rather than parameter properties, so the source runs under Node's type stripping.
+  constructor(span: Span, parentContext: Context, maxToolCalls: number | null, maxConcurrent: number | null) {
+    this.span = span;
+    this.parentContext = parentContext;
+    this.maxToolCalls = maxToolCalls;
     this.limiter = maxConcurrent === null ? undefined : pLimit(maxConcurrent);
   }
 
@@ -326,7 +328,7 @@ export class CodeMode {
     const sandbox = await this.getSandbox();
     const catalog = this.catalogState;
     const span = getTracer().startSpan('codemode.execute', { attributes: { 'codemode.code.length': code.length } }, parentContext);
-    const execution = new Execution(this, span, parentContext, this.maxToolCalls, this.maxConcurrentToolCalls);
+    const execution = new Execution(span, parentContext, this.maxToolCalls, this.maxConcurrentToolCalls);
     try {
       const normalized = normalizeCode(code);
       if (normalized.typescript) span.setAttribute('codemode.code.typescript', true);
