@@ -49,6 +49,9 @@ const SESSION_RETENTION_GRACE_MS = 60_000;
 /** The refresh lease outlives the upstream request timeout (10 s), so a slow refresh is not run twice. */
 const REFRESH_LOCK_TTL_MS = 20_000;
 const REFRESH_LOCK_POLL_MS = 25;
+/** After a rejected refresh, re-read storage this many times, this far apart, before ending the session. */
+const REREAD_ATTEMPTS = 4;
+const REREAD_INTERVAL_MS = 100;
 /** How long past the refresh-token lifetime an unused registered client is kept. */
 const CLIENT_IDLE_EXTRA_S = 7 * 24 * 3600;
 
@@ -627,9 +630,16 @@ class OAuthProxyProvider implements OAuthServerProvider {
       try {
         fresh = await this.#upstream.refresh(refreshToken);
       } catch (err) {
-        // Re-read before giving up: another instance may have refreshed (and rotated the refresh token) meanwhile.
-        const again = await this.#read<SessionRecord>(`sess:${sid}`);
-        if (again !== undefined && again.upstream.accessToken !== current.upstream.accessToken && !this.#needsRefresh(again)) return again;
+        // Re-read before giving up: another instance may have refreshed (and rotated the refresh token)
+        // meanwhile, e.g. after our lease lapsed. A rejected refresh token is the tell-tale sign, and that
+        // instance may still be saving, so look a few times, briefly.
+        const looks = err instanceof UpstreamGrantRevokedError ? REREAD_ATTEMPTS : 1;
+        for (let look = 0; look < looks; look++) {
+          if (look > 0) await new Promise((resolve) => setTimeout(resolve, REREAD_INTERVAL_MS));
+          const again = await this.#read<SessionRecord>(`sess:${sid}`);
+          if (again === undefined) break;
+          if (again.upstream.accessToken !== current.upstream.accessToken && !this.#needsRefresh(again)) return again;
+        }
         if (err instanceof UpstreamGrantRevokedError) {
           log.warn('upstream refresh token rejected; session ended', { subject: current.subject, reason: err.message });
           await this.#storage.delete(`sess:${sid}`);

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FileOAuthStorage, RedisOAuthStorage } from '../../../src/server/auth/index.js';
+import { FileOAuthStorage, MemoryOAuthStorage, RedisOAuthStorage } from '../../../src/server/auth/index.js';
 import type { OAuthStorage } from '../../../src/server/auth/index.js';
 import { startIdp } from '../../fixtures/idp-server.js';
 import { TestOAuthProvider, connectWithLogin, sleep, startLoadBalancer, startProtectedServer, startRedis, whoami } from './harness.js';
@@ -91,3 +91,38 @@ for (const [name, storageFactory] of Object.entries(storages)) {
     });
   });
 }
+
+describe('OAuth proxy: a refresh that loses a race re-reads storage before giving up', () => {
+  it('two instances whose lock lapsed both refresh; the one the IdP refuses picks up the winner’s token instead of a 401', async () => {
+    const idp = await startIdp({ accessTokenTtlSeconds: 2, issueRefreshTokens: true, refreshDelayMs: 150 });
+    const base = new MemoryOAuthStorage();
+    // Every tryLock succeeds: stands for a lease that expired while its holder was still refreshing.
+    const lockless: OAuthStorage = {
+      get: (k) => base.get(k),
+      set: (k, v, ttl) => base.set(k, v, ttl),
+      take: (k) => base.take(k),
+      delete: (k) => base.delete(k),
+      tryLock: async () => async () => undefined,
+      close: () => base.close(),
+    };
+    const a = await startProtectedServer(idp, { storage: lockless, consent: false });
+    const b = await startProtectedServer(idp, { storage: lockless, consent: false, publicUrl: a.url });
+    try {
+      const provider = new TestOAuthProvider();
+      const client = await connectWithLogin(a.mcpUrl, provider);
+      await client.close();
+      const token = provider.tokens()!.access_token;
+      await sleep(2_300);
+      const [fromA, fromB] = await Promise.all([a.proxy.verifyAccessToken(token), b.proxy.verifyAccessToken(token)]);
+      expect(idp.counts.refreshes).toBe(1);
+      expect(idp.counts.refusedRefreshes).toBe(1);
+      expect(fromA.extra?.upstreamAccessToken).toBe(fromB.extra?.upstreamAccessToken);
+      expect(idp.isValidAccessToken(String(fromA.extra?.upstreamAccessToken))).toBe(true);
+    } finally {
+      await a.close();
+      await b.close();
+      await base.close();
+      await idp.close();
+    }
+  });
+});
