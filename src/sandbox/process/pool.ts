@@ -271,11 +271,14 @@ export class ProcessPool {
     this.#balance();
   }
 
-  /** Resolves once `size` workers are started and ready. Rejects if workers fail to start or the pool closes. */
+  /**
+   * Resolves once `size` serving workers and the standby workers are started and ready (runs submitted
+   * before that simply queue). Rejects if workers fail to start or the pool closes.
+   */
   ready(): Promise<void> {
     if (this.#broken) return Promise.reject(this.#broken);
     if (this.#closed) return Promise.reject(new CodemodeError('CLOSED', 'The process pool is closed.'));
-    if (this.#full()) return Promise.resolve();
+    if (this.#full() && this.#standbysReady()) return Promise.resolve();
     return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
   }
 
@@ -425,8 +428,14 @@ export class ProcessPool {
         this.#lastRecoveryMs = performance.now() - this.#lostAt;
         this.#lostAt = undefined;
       }
-      for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve();
+      if (this.#standbysReady()) for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve();
     }
+  }
+
+  #standbysReady(): boolean {
+    let ready = 0;
+    for (const w of this.#workers) if (w.role === 'standby' && w.ready && !w.doomed) ready++;
+    return ready >= this.standbyWorkers;
   }
 
   #spawn(role: 'serving' | 'standby'): void {

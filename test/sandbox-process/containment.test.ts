@@ -1,0 +1,157 @@
+import { describe, expect, it } from 'vitest';
+import type { HostCallContext } from '../../src/sandbox/types.js';
+import { alive, failure, latch, startSandbox, value, waitFor } from './helpers.js';
+
+describe('a worker dying mid-run (issue 8, containment)', () => {
+  it.each(['SIGKILL', 'SIGSEGV', 'SIGABRT'] as const)('%s: that run fails as crashed, the next succeeds, the pool is full again', async (sig) => {
+    const sb = await startSandbox({ size: 1, standbyWorkers: 1 });
+    const [pid] = sb.pool.stats().pids;
+    const inHost = latch();
+    let hostSignal: AbortSignal | undefined;
+    const running = sb.run('await hang()', {
+      hostFunctions: {
+        hang: (_args: unknown[], ctx: HostCallContext) => {
+          hostSignal = ctx.signal;
+          inHost.open();
+          return new Promise(() => undefined);
+        },
+      },
+    });
+    await inHost.promise;
+    process.kill(pid!, sig);
+    const error = failure(await running);
+    expect(error.kind).toBe('crashed');
+    expect(error.message).toContain(`signal ${sig}`);
+    expect(error.message).toMatch(/run the code again/);
+    // The dead worker's pending host call learns its run is over.
+    expect(hostSignal?.aborted).toBe(true);
+    // The standby took over at once: the next run needs no process start.
+    expect(value(await sb.run('return 1 + 1'))).toBe(2);
+    const stats = sb.pool.stats();
+    expect(stats.pids).toHaveLength(1);
+    expect(stats.pids[0]).not.toBe(pid);
+    expect(stats.crashed).toBe(1);
+    expect(stats.lastRecoveryMs).toBeLessThan(50);
+    expect(alive(pid!)).toBe(false);
+    // A new standby is started in the background.
+    await waitFor(() => sb.pool.stats().standby === 1, 20_000, 'a new standby worker');
+  });
+
+  it('a crash fails only the runs on that worker; runs on other workers are unaffected', async () => {
+    const sb = await startSandbox({ size: 2, standbyWorkers: 0 });
+    const bothIn = { a: latch(), b: latch() };
+    const release = latch();
+    const hostFunctions = {
+      enter: ([who]: unknown[]) => {
+        bothIn[who as 'a' | 'b'].open();
+        return release.promise.then(() => who);
+      },
+    };
+    const a = sb.run('return await enter("a")', { hostFunctions });
+    const b = sb.run('console.log("b here"); return await enter("b")', { hostFunctions });
+    await Promise.all([bothIn.a.promise, bothIn.b.promise]);
+    const [victim, survivor] = sb.pool.stats().pids;
+    expect(survivor).toBeDefined();
+    process.kill(victim!, 'SIGKILL');
+    await waitFor(() => !sb.pool.stats().pids.includes(victim!), 5_000, 'the victim to be noticed');
+    release.open();
+    const outcomes = await Promise.all([a, b]);
+    const kinds = outcomes.map((o) => (o.ok ? 'ok' : o.error.kind)).sort();
+    expect(kinds).toEqual(['crashed', 'ok']);
+    const ok = outcomes.find((o) => o.ok)!;
+    expect(ok.logs.length === 0 || ok.logs[0]?.message === 'b here').toBe(true);
+    expect(alive(survivor!)).toBe(true);
+    // The pool starts a replacement (no standby configured here) and serves again.
+    await sb.pool.ready();
+    expect(value(await sb.run('return "after"'))).toBe('after');
+  });
+
+  it('a host call answered after its worker died goes nowhere and breaks nothing', async () => {
+    const sb = await startSandbox();
+    const [pid] = sb.pool.stats().pids;
+    const inHost = latch();
+    const answer = latch();
+    const running = sb.run('return await slow()', {
+      hostFunctions: {
+        slow: async () => {
+          inHost.open();
+          await answer.promise;
+          return { late: true };
+        },
+      },
+    });
+    await inHost.promise;
+    process.kill(pid!, 'SIGKILL');
+    expect(failure(await running).kind).toBe('crashed');
+    answer.open();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(value(await sb.run('return 3'))).toBe(3);
+  });
+});
+
+describe('the parent enforces the wall clock (issue 8, hard limits from outside)', () => {
+  it('a worker hung in native code (SIGSTOP) is SIGKILLed at limit + grace and replaced', async () => {
+    const LIMIT_MS = 300;
+    const GRACE_MS = 300;
+    const sb = await startSandbox({ limits: { timeoutMs: LIMIT_MS }, killGraceMs: GRACE_MS });
+    const [pid] = sb.pool.stats().pids;
+    const inHost = latch();
+    const started = performance.now();
+    const running = sb.run('await ping(); for (;;) {}', {
+      hostFunctions: {
+        ping: () => {
+          // Stop the worker before it gets the answer: neither its isolate timer nor anything else runs.
+          process.kill(pid!, 'SIGSTOP');
+          inHost.open();
+          return 1;
+        },
+      },
+    });
+    await inHost.promise;
+    const error = failure(await running);
+    const elapsed = performance.now() - started;
+    expect(error.kind).toBe('timeout');
+    expect(error.message).toMatch(/300 ms time limit.*did not stop it within 300 ms more, so the process was killed/);
+    expect(elapsed).toBeGreaterThanOrEqual(LIMIT_MS + GRACE_MS - 5);
+    expect(elapsed).toBeLessThan(LIMIT_MS + GRACE_MS + 500);
+    await waitFor(() => !alive(pid!), 5_000, 'the stopped worker to be killed');
+    expect(value(await sb.run('return "next"'))).toBe('next');
+    expect(sb.pool.stats().pids).not.toContain(pid);
+  });
+
+  it('aborting a run on a hung worker settles as aborted after the grace and kills the worker', async () => {
+    const sb = await startSandbox({ limits: { timeoutMs: 20_000 }, killGraceMs: 200 });
+    const [pid] = sb.pool.stats().pids;
+    const controller = new AbortController();
+    const inHost = latch();
+    const running = sb.run('await ping(); for (;;) {}', {
+      signal: controller.signal,
+      hostFunctions: {
+        ping: () => {
+          process.kill(pid!, 'SIGSTOP');
+          inHost.open();
+          return 1;
+        },
+      },
+    });
+    await inHost.promise;
+    const started = performance.now();
+    controller.abort();
+    expect(failure(await running).kind).toBe('aborted');
+    expect(performance.now() - started).toBeLessThan(200 + 300);
+    await waitFor(() => !alive(pid!), 5_000, 'the stopped worker to be killed');
+  });
+
+  it('a run on a healthy worker is aborted by the worker itself, fast', async () => {
+    const sb = await startSandbox();
+    const controller = new AbortController();
+    const running = sb.run('while (true) {}', { signal: controller.signal });
+    await new Promise((r) => setTimeout(r, 50));
+    const [pid] = sb.pool.stats().pids;
+    const started = performance.now();
+    controller.abort();
+    expect(failure(await running).kind).toBe('aborted');
+    expect(performance.now() - started).toBeLessThan(100);
+    expect(sb.pool.stats().pids).toEqual([pid]);
+  });
+});
