@@ -137,6 +137,22 @@ describe('OAuth proxy: authorization server surface', () => {
     expect((await whoami(client)).subject).toBe('4242');
   });
 
+  it('a non-expiring upstream token without refresh token (classic GitHub OAuth App) gets full lifetimes and a codemode refresh token', async () => {
+    const idp = await startIdp({ accessTokenTtlSeconds: 0, issueRefreshTokens: false });
+    cleanups.push(() => idp.close());
+    const server = await startProtectedServer(idp, {
+      upstream: { type: 'github', clientId: idp.clientId, clientSecret: idp.clientSecret, baseUrl: idp.url, apiBaseUrl: idp.url },
+      accessTokenExpirySeconds: 600,
+    });
+    cleanups.push(() => server.close());
+    const provider = new TestOAuthProvider();
+    const client = await connectWithLogin(server.mcpUrl, provider);
+    cleanups.push(() => client.close());
+    expect(provider.tokens()!.expires_in).toBe(600);
+    expect(provider.tokens()!.refresh_token).toBeDefined();
+    expect((await whoami(client)).status).toBe(200);
+  });
+
   it('explicit upstream endpoints with client_secret_basic and without upstream PKCE', async () => {
     const idp = await startIdp({ accessTokenTtlSeconds: 30, issueRefreshTokens: true });
     cleanups.push(() => idp.close());
