@@ -442,7 +442,7 @@ export class CodeMode {
     const args = rawArgs ?? {};
     const attributes: Record<string, string> = { [ATTR.MCP_METHOD]: 'tools/call', [ATTR.TOOL_NAME]: entry.tool.name };
     if (entry.source.transport) attributes[ATTR.NETWORK_TRANSPORT] = entry.source.transport;
-    const local = entry.source.transport === undefined;
+    const local = entry.source.local === true;
     try {
       const output = await execution.run(
         label,

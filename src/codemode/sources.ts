@@ -170,6 +170,7 @@ export function localTools(name: string, tools: readonly LocalTool[]): ToolSourc
   }
   return {
     name,
+    local: true,
     async listTools() {
       return [...prepared.values()].map((p) => p.def);
     },

@@ -48,6 +48,8 @@ export interface ToolSource {
   readonly name: string;
   /** `pipe` for stdio, `tcp` for HTTP; reported as the `network.transport` span attribute. */
   readonly transport?: 'pipe' | 'tcp';
+  /** True for in-process tools: their failures are not described as a server failing. */
+  readonly local?: boolean;
   listTools(options?: { signal?: AbortSignal }): Promise<ToolDefinition[]>;
   /** Throws for transport and protocol failures; an upstream `isError` result is returned, not thrown. */
   callTool(name: string, args: Record<string, unknown>, options: SourceCallOptions): Promise<ToolCallOutput>;

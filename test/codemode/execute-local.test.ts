@@ -251,6 +251,36 @@ describe('CodeMode.execute with local tools', () => {
     expect(result.toolCalls).toEqual([expect.objectContaining({ tool: 'local.slow', ok: false, reason: 'cancelled' })]);
   });
 
+  it('resolves with kind aborted at once for an already aborted signal, calling no tool', async () => {
+    reset();
+    const result = await mode.execute('await tools.local.ping(); return 1', { signal: AbortSignal.abort() });
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error.kind).toBe('aborted');
+    expect(seen.ping).toBe(0);
+  });
+
+  it('picks up a changed tool list on refresh()', async () => {
+    let names = ['first'];
+    const dynamic = {
+      name: 'dyn',
+      listTools: async () => names.map((name) => ({ name, inputSchema: { type: 'object' } })),
+      callTool: async (name: string) => ({ value: name }),
+    };
+    const refreshing = await CodeMode.create({ sources: [dynamic], sandbox });
+    try {
+      expect(refreshing.declarations()).toContain('first(args?');
+      names = ['second'];
+      await refreshing.refresh();
+      expect(refreshing.declarations()).not.toContain('first(');
+      expect(await refreshing.execute('return await tools.dyn.second()')).toMatchObject({ ok: true, value: 'second' });
+      names = ['a-b', 'a_b'];
+      await expect(refreshing.refresh()).rejects.toThrow(/both become the identifier/);
+      expect(refreshing.search('second')[0]?.name).toBe('dyn.second');
+    } finally {
+      await refreshing.close();
+    }
+  });
+
   it('refuses misuse with typed errors', async () => {
     await expect(mode.execute(42 as unknown as string)).rejects.toSatisfy((e: unknown) => isCodemodeError(e, 'INVALID_ARGUMENT'));
     const closed = await CodeMode.create({ sources: [source()], sandbox });

@@ -165,6 +165,16 @@ describe('CodeMode against the stdio fixture server', () => {
     ]);
   });
 
+  it('applies toolCallTimeoutMs to upstream calls, cancelling them upstream', async () => {
+    conn = await connectStdio([FIXTURE]);
+    mode = await CodeMode.create({ sources: [mcpClientSource('fx', conn.client)], sandbox, toolCallTimeoutMs: 200 });
+    const started = performance.now();
+    const result = await mode.execute(`try { await tools.fx.slow({ ms: 10000, label: 'timed-out' }); } catch (e) { return { name: e.name, message: e.message }; }`);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(result.ok && result.value).toMatchObject({ name: 'ToolError', message: expect.stringMatching(/^fx\.slow: calling server "fx" failed: .*timed out/i) });
+    await expect.poll(async () => (await fixtureStats(conn)).cancellations.map((c) => c.tool), { timeout: 5_000 }).toEqual(['timed-out']);
+  });
+
   it('turns a transport failure into a ToolError naming the server and the cause', async () => {
     await start();
     const result = await mode.execute(`
