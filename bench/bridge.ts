@@ -1,0 +1,253 @@
+/**
+ * codemode-remote vs mcp-remote@0.15.1, same run, both against server-everything over Streamable
+ * HTTP on 127.0.0.1. Needs the built bridge (`npm run build`).
+ *
+ *   node --no-node-snapshot --experimental-strip-types bench/bridge.ts [runs=9] [calls=200]
+ *
+ * Measures: spawn -> initialize result; spawn -> initialize + tools/list; median added latency per
+ * tools/call against a direct SDK HTTP client; RSS after the calls; and what the host sees for a
+ * wrong URL (server root) and a dead port.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const RUNS = Number(process.argv[2] ?? 9);
+const CALLS = Number(process.argv[3] ?? 200);
+const configDir = mkdtempSync(join(tmpdir(), 'bench-bridge-'));
+
+interface Bridge {
+  name: string;
+  args: (url: string) => string[];
+}
+const BRIDGES: Bridge[] = [
+  { name: 'codemode-remote', args: (url) => [join(root, 'dist/cli/codemode-remote.js'), url] },
+  { name: 'mcp-remote 0.15.1', args: (url) => [join(root, 'node_modules/mcp-remote/dist/proxy.js'), url] },
+];
+const ENV = { ...process.env, CODEMODE_CONFIG_DIR: configDir, MCP_REMOTE_CONFIG_DIR: configDir };
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const range = (xs: number[]): string => `${Math.round(Math.min(...xs))}-${Math.round(Math.max(...xs))}`;
+
+class Host {
+  readonly child: ChildProcessWithoutNullStreams;
+  private buffer = '';
+  private waiters = new Map<number, (m: Record<string, unknown>) => void>();
+  private nextId = 1;
+  readonly t0 = performance.now();
+  closedAt: number | undefined;
+  stderr = '';
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'], env: ENV });
+    this.child.stdout.setEncoding('utf8');
+    this.child.stderr.setEncoding('utf8');
+    this.child.stderr.on('data', (d: string) => (this.stderr += d));
+    this.child.stdin.on('error', () => undefined);
+    this.child.stdout.on('data', (chunk: string) => {
+      this.buffer += chunk;
+      let nl: number;
+      while ((nl = this.buffer.indexOf('\n')) !== -1) {
+        const line = this.buffer.slice(0, nl);
+        this.buffer = this.buffer.slice(nl + 1);
+        try {
+          const m = JSON.parse(line) as Record<string, unknown>;
+          if (typeof m.id === 'number' && m.method === undefined) this.waiters.get(m.id)?.(m);
+        } catch {
+          // not JSON-RPC: ignored here (the tests assert stdout purity)
+        }
+      }
+    });
+    this.child.once('exit', () => {
+      this.closedAt = performance.now();
+      for (const [id, w] of this.waiters) w({ id, closed: true });
+    });
+  }
+
+  request(method: string, params: Record<string, unknown>, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+    const id = this.nextId++;
+    return new Promise((resolve_) => {
+      const timer = setTimeout(() => resolve_({ id, timeout: true }), timeoutMs);
+      this.waiters.set(id, (m) => {
+        clearTimeout(timer);
+        this.waiters.delete(id);
+        resolve_(m);
+      });
+      if (this.child.exitCode !== null) return resolve_({ id, closed: true });
+      this.child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id, method, params })}\n`);
+    });
+  }
+
+  async initialize(): Promise<Record<string, unknown>> {
+    const r = await this.request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench', version: '1' } });
+    if (r.result !== undefined) this.child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
+    return r;
+  }
+
+  rssMiB(): number {
+    const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  }
+
+  async stop(): Promise<void> {
+    this.child.stdin.end();
+    await new Promise<void>((r) => {
+      const t = setTimeout(() => {
+        this.child.kill('SIGKILL');
+        r();
+      }, 3_000);
+      if (this.child.exitCode !== null) {
+        clearTimeout(t);
+        r();
+      } else
+        this.child.once('exit', () => {
+          clearTimeout(t);
+          r();
+        });
+    });
+  }
+}
+
+async function main(): Promise<void> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}/mcp`;
+  const everything = spawn(process.execPath, [join(root, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js'), 'streamableHttp'], {
+    env: { ...process.env, PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  await new Promise<void>((r) => everything.stderr.on('data', (d: Buffer) => d.toString().includes('listening') && r()));
+
+  try {
+    // Warm-up: fills each tool's compile cache, as a host's second launch would find it.
+    for (const b of BRIDGES) {
+      const h = new Host(b.args(url));
+      await h.initialize();
+      await h.stop();
+    }
+
+    const init: Record<string, number[]> = {};
+    const initList: Record<string, number[]> = {};
+    for (let i = 0; i < RUNS; i++) {
+      for (const b of BRIDGES) {
+        const h = new Host(b.args(url));
+        const r = await h.initialize();
+        const tInit = performance.now() - h.t0;
+        const l = await h.request('tools/list', {});
+        const tList = performance.now() - h.t0;
+        if (r.result === undefined || l.result === undefined) throw new Error(`${b.name} failed: ${JSON.stringify(r)}\n${h.stderr}`);
+        (init[b.name] ??= []).push(tInit);
+        (initList[b.name] ??= []).push(tList);
+        await h.stop();
+      }
+    }
+
+    // Direct baseline: the SDK's own HTTP client.
+    const client = new Client({ name: 'bench-direct', version: '1' });
+    const transport = new StreamableHTTPClientTransport(new URL(url));
+    await client.connect(transport);
+    const call = { name: 'echo', arguments: { message: 'hello' } };
+    for (let i = 0; i < 20; i++) await client.callTool(call);
+    const direct: number[] = [];
+    for (let i = 0; i < CALLS; i++) {
+      const t = performance.now();
+      await client.callTool(call);
+      direct.push(performance.now() - t);
+    }
+    await transport.terminateSession().catch(() => undefined);
+    await client.close();
+
+    // Direct baseline 2: raw fetch, no SDK (the floor: one HTTP round trip per call).
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const initRes = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }) });
+    await initRes.text();
+    headers['mcp-session-id'] = initRes.headers.get('mcp-session-id') ?? '';
+    headers['mcp-protocol-version'] = '2025-06-18';
+    await (await fetch(url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) })).text();
+    const raw: number[] = [];
+    for (let i = 0; i < CALLS + 20; i++) {
+      const t = performance.now();
+      const res = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id: i + 1, method: 'tools/call', params: call }) });
+      const body = await res.text();
+      if (!body.includes('hello')) throw new Error(`raw call failed: ${body}`);
+      if (i >= 20) raw.push(performance.now() - t);
+    }
+    await fetch(url, { method: 'DELETE', headers }).then((r) => r.text());
+
+    const perCall: Record<string, number[]> = {};
+    const rss: Record<string, number> = {};
+    for (const b of BRIDGES) {
+      const h = new Host(b.args(url));
+      await h.initialize();
+      for (let i = 0; i < 20; i++) await h.request('tools/call', call);
+      const xs: number[] = [];
+      for (let i = 0; i < CALLS; i++) {
+        const t = performance.now();
+        const r = await h.request('tools/call', call);
+        if (r.result === undefined) throw new Error(`${b.name} tools/call failed: ${JSON.stringify(r)}`);
+        xs.push(performance.now() - t);
+      }
+      perCall[b.name] = xs;
+      rss[b.name] = h.rssMiB();
+      await h.stop();
+    }
+
+    const failures: string[] = [];
+    const deadUrl = `http://127.0.0.1:${await freePort()}/mcp`;
+    for (const [label, target] of [
+      ['wrong URL (server root)', `http://127.0.0.1:${port}/`],
+      ['dead port', deadUrl],
+    ] as const) {
+      for (const b of BRIDGES) {
+        const h = new Host(b.args(target));
+        const r = await h.initialize();
+        const ms = performance.now() - h.t0;
+        await h.stop();
+        const err = r.error as { code?: number; message?: string } | undefined;
+        const seen = err !== undefined ? `JSON-RPC error ${err.code}: "${(err.message ?? '').slice(0, 110)}..."` : r.closed === true ? 'closed pipe, no answer' : r.timeout === true ? 'no answer within 20 s' : 'unexpected success';
+        failures.push(`| ${label} | ${b.name} | ${Math.round(ms)} ms | exit ${h.child.exitCode ?? h.child.signalCode} | ${seen} |`);
+      }
+    }
+
+    const d = median(direct);
+    const lines = [
+      `Runs: ${RUNS} interleaved launches per bridge (after one warm-up each), ${CALLS} sequential tools/call (echo) per bridge.`,
+      '',
+      '| metric | codemode-remote | mcp-remote 0.15.1 |',
+      '|---|---|---|',
+      `| spawn -> initialize result, median (range) | ${Math.round(median(init['codemode-remote']!))} ms (${range(init['codemode-remote']!)}) | ${Math.round(median(init['mcp-remote 0.15.1']!))} ms (${range(init['mcp-remote 0.15.1']!)}) |`,
+      `| spawn -> initialize + tools/list, median (range) | ${Math.round(median(initList['codemode-remote']!))} ms (${range(initList['codemode-remote']!)}) | ${Math.round(median(initList['mcp-remote 0.15.1']!))} ms (${range(initList['mcp-remote 0.15.1']!)}) |`,
+      `| tools/call median through the bridge | ${median(perCall['codemode-remote']!).toFixed(2)} ms | ${median(perCall['mcp-remote 0.15.1']!).toFixed(2)} ms |`,
+      `| added vs direct SDK HTTP client (${d.toFixed(2)} ms) | ${(median(perCall['codemode-remote']!) - d).toFixed(2)} ms | ${(median(perCall['mcp-remote 0.15.1']!) - d).toFixed(2)} ms |`,
+      `| added vs raw fetch, no SDK (${median(raw).toFixed(2)} ms) | ${(median(perCall['codemode-remote']!) - median(raw)).toFixed(2)} ms | ${(median(perCall['mcp-remote 0.15.1']!) - median(raw)).toFixed(2)} ms |`,
+      `| RSS after ${CALLS + 20} calls | ${rss['codemode-remote']!.toFixed(0)} MiB | ${rss['mcp-remote 0.15.1']!.toFixed(0)} MiB |`,
+      '',
+      '| failure | bridge | host waited | exit | what the host saw |',
+      '|---|---|---|---|---|',
+      ...failures,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    everything.kill();
+    rmSync(configDir, { recursive: true, force: true });
+  }
+}
+
+await main();
