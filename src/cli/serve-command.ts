@@ -1,0 +1,363 @@
+/**
+ * `codemode serve`: the engine as an MCP server (`execute`, `search`, `get_schema`) over stdio or
+ * Streamable HTTP, for every server in an `mcpServers` config.
+ *
+ * Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM, or stdin EOF in stdio mode), 1 when serving
+ * failed, 2 usage or config error.
+ *
+ * @module
+ */
+
+import { describeError, isCodemodeError } from '../errors.js';
+import { createLogger, setLogLevel } from '../log.js';
+import type { LogLevel } from '../log.js';
+import type { OAuthConfig } from '../server/auth/config.js';
+import { CliUsageError, EXIT, numberFlag, parseFlags } from './args.js';
+
+const log = createLogger('serve');
+
+/** Default port of `codemode serve --http`. */
+export const DEFAULT_SERVE_PORT = 3000;
+
+export const SERVE_HELP = `Usage: codemode serve [--config <file>] [--stdio | --http] [options]
+
+Serves the code-mode engine as an MCP server. Clients get three tools over the tools of every
+configured server: execute (run JavaScript where tools are async functions), search and get_schema.
+A server that fails to start is reported (stderr, the initialize instructions, /healthz) and the
+others keep serving, unless --strict.
+
+Transport:
+  --stdio                        serve over stdin/stdout (the default); logs go to stderr
+  --http                         serve Streamable HTTP at http://HOST:PORT/mcp (and GET /healthz)
+  --host <host>                  interface for --http (default 127.0.0.1)
+  --port <port>                  port for --http (default ${DEFAULT_SERVE_PORT}; 0 = any free port)
+  --stateless                    no sessions: each POST is served on its own (for load balancers)
+  --session-idle-timeout <s>     close HTTP sessions idle this long (default 1800; "none" = never)
+  --max-body <MB>                largest HTTP request body (default 4)
+  --allowed-host <name>          accepted Host header (repeatable). Loopback binds accept localhost,
+                                 127.0.0.1 and [::1]; other binds check Host only when this is given
+  --allowed-origin <origin>      accepted browser Origin besides the allowed hosts (repeatable)
+
+HTTP authentication (required to bind a non-loopback address):
+  --auth-tokens-env <VAR>        accept the bearer tokens listed in env var VAR (comma separated).
+                                 Without this flag, CODEMODE_AUTH_TOKENS is used when it is set
+  --jwks-url <url>               accept JWTs signed by a key from this JWKS (needs the two below)
+  --jwt-issuer <iss>             required issuer of JWTs
+  --jwt-audience <aud>           required audience of JWTs (repeatable: any one matches)
+  --allow-unauthenticated        allow a non-loopback bind without auth (only behind a proxy that authenticates)
+  An "oauth" section in the config file turns on the built-in OAuth authorization server instead.
+
+Tools and limits:
+  --config <file>                mcpServers JSON file (the format MCP hosts use)
+  --expose-tools                 also list every upstream tool directly, as <server>__<tool>
+  --strict                       refuse to start when any configured server fails
+  --timeout <seconds>            wall-clock limit per execute (default 30; "none" = no limit)
+  --memory <MB>                  heap limit per execute (default 100; "none" = no limit)
+  --max-tool-calls <n>           tool calls per execute (default 50; "none" = no cap)
+  --max-concurrent <n>           executes running at once (default: CPU count, at least 2)
+  --max-queue <n>                executes waiting for a slot; beyond it callers get a "busy, retry" error
+                                 result at once (default 4 x max-concurrent)
+  --connect-timeout <s>          how long to wait for each server to start (default 30)
+  --shutdown-grace <s>           on SIGTERM/SIGINT, let running executes finish this long before
+                                 aborting them (default 10)
+
+Other:
+  --log-level <level>            debug, info (default), warn, error or silent
+  -h, --help                     show this help
+
+Tracing: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) to export OpenTelemetry spans.
+
+Examples:
+  codemode serve --config mcp.json                           # for an MCP host (stdio)
+  codemode serve --config mcp.json --http --port 8080
+  CODEMODE_AUTH_TOKENS=s3cret codemode serve --config mcp.json --http --host 0.0.0.0
+`;
+
+const SERVE_OPTIONS = {
+  config: { type: 'string' },
+  stdio: { type: 'boolean' },
+  http: { type: 'boolean' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  stateless: { type: 'boolean' },
+  'session-idle-timeout': { type: 'string' },
+  'max-body': { type: 'string' },
+  'allowed-host': { type: 'string', multiple: true },
+  'allowed-origin': { type: 'string', multiple: true },
+  'auth-tokens-env': { type: 'string' },
+  'jwks-url': { type: 'string' },
+  'jwt-issuer': { type: 'string' },
+  'jwt-audience': { type: 'string', multiple: true },
+  'allow-unauthenticated': { type: 'boolean' },
+  'expose-tools': { type: 'boolean' },
+  strict: { type: 'boolean' },
+  timeout: { type: 'string' },
+  memory: { type: 'string' },
+  'max-tool-calls': { type: 'string' },
+  'max-concurrent': { type: 'string' },
+  'max-queue': { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  'shutdown-grace': { type: 'string' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+
+/** Parsed `codemode serve` arguments. */
+export interface ServeArgs {
+  config?: string;
+  mode: 'stdio' | 'http';
+  host: string;
+  port: number;
+  stateless: boolean;
+  sessionIdleTimeoutMs?: number | null;
+  maxBodyBytes?: number;
+  allowedHosts?: string[];
+  allowedOrigins?: string[];
+  authTokensEnv?: string;
+  jwt?: { jwksUrl: string; issuer: string; audience: string[] };
+  allowUnauthenticated: boolean;
+  exposeTools: boolean;
+  strict: boolean;
+  timeoutMs?: number | null;
+  memoryMb?: number | null;
+  maxToolCalls?: number | null;
+  maxConcurrent?: number;
+  maxQueue?: number;
+  connectTimeoutMs?: number;
+  shutdownGraceMs: number;
+  logLevel?: LogLevel;
+}
+
+/** Parses `codemode serve` arguments (after the subcommand). Throws `CliUsageError`. */
+export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
+  const { values: v, positionals } = parseFlags(argv, SERVE_OPTIONS);
+  if (v.help) return 'help';
+  if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])} (the config file goes after --config).`);
+  if (v.stdio && v.http) throw new CliUsageError('choose one of --stdio and --http.');
+  const mode = v.http ? 'http' : 'stdio';
+  const httpOnly = ['host', 'port', 'stateless', 'session-idle-timeout', 'max-body', 'allowed-host', 'allowed-origin', 'auth-tokens-env', 'jwks-url', 'jwt-issuer', 'jwt-audience', 'allow-unauthenticated'] as const;
+  if (mode === 'stdio') {
+    const given = httpOnly.filter((k) => v[k] !== undefined);
+    if (given.length > 0) throw new CliUsageError(`${given.map((k) => `--${k}`).join(', ')} only appl${given.length > 1 ? 'y' : 'ies'} with --http.`);
+  }
+  const logLevel = v['log-level'];
+  if (logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new CliUsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}.`);
+  }
+  const port = v.port === undefined ? DEFAULT_SERVE_PORT : Number(v.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535 || v.port?.trim() === '') throw new CliUsageError(`--port must be a whole number from 0 to 65535, got ${JSON.stringify(v.port)}.`);
+  const jwtFlags = [v['jwks-url'], v['jwt-issuer'], v['jwt-audience']];
+  if (jwtFlags.some((f) => f !== undefined) && jwtFlags.some((f) => f === undefined)) {
+    throw new CliUsageError('JWT auth needs all of --jwks-url, --jwt-issuer and --jwt-audience.');
+  }
+  if (v['jwks-url'] !== undefined && !URL.canParse(v['jwks-url'])) throw new CliUsageError(`--jwks-url must be an absolute URL, got ${JSON.stringify(v['jwks-url'])}.`);
+  const seconds = (name: string, value: string | undefined, allowNone = false) => {
+    const n = numberFlag(name, value, { allowNone });
+    return n === undefined ? undefined : n === null ? null : Math.round(n * 1000);
+  };
+  const idle = seconds('session-idle-timeout', v['session-idle-timeout'], true);
+  const maxBody = numberFlag('max-body', v['max-body']);
+  const timeout = seconds('timeout', v.timeout, true);
+  const grace = v['shutdown-grace'] === undefined ? 10_000 : Math.round((numberFlag('shutdown-grace', v['shutdown-grace'], { min: 0 }) ?? 0) * 1000);
+  const connect = seconds('connect-timeout', v['connect-timeout']);
+  const maxConcurrent = numberFlag('max-concurrent', v['max-concurrent'], { integer: true, min: 1 });
+  const maxQueue = numberFlag('max-queue', v['max-queue'], { integer: true, min: 0 });
+  return {
+    ...(v.config !== undefined ? { config: v.config } : {}),
+    mode,
+    host: v.host ?? '127.0.0.1',
+    port,
+    stateless: v.stateless ?? false,
+    ...(idle !== undefined ? { sessionIdleTimeoutMs: idle } : {}),
+    ...(maxBody !== undefined && maxBody !== null ? { maxBodyBytes: Math.round(maxBody * 1024 * 1024) } : {}),
+    ...(v['allowed-host'] !== undefined ? { allowedHosts: v['allowed-host'] } : {}),
+    ...(v['allowed-origin'] !== undefined ? { allowedOrigins: v['allowed-origin'] } : {}),
+    ...(v['auth-tokens-env'] !== undefined ? { authTokensEnv: v['auth-tokens-env'] } : {}),
+    ...(v['jwks-url'] !== undefined ? { jwt: { jwksUrl: v['jwks-url'], issuer: v['jwt-issuer']!, audience: v['jwt-audience']! } } : {}),
+    allowUnauthenticated: v['allow-unauthenticated'] ?? false,
+    exposeTools: v['expose-tools'] ?? false,
+    strict: v.strict ?? false,
+    ...(timeout !== undefined ? { timeoutMs: timeout } : {}),
+    ...(v.memory !== undefined ? { memoryMb: numberFlag('memory', v.memory, { allowNone: true }) ?? null } : {}),
+    ...(v['max-tool-calls'] !== undefined ? { maxToolCalls: numberFlag('max-tool-calls', v['max-tool-calls'], { integer: true, allowNone: true }) ?? null } : {}),
+    ...(maxConcurrent !== undefined && maxConcurrent !== null ? { maxConcurrent } : {}),
+    ...(maxQueue !== undefined && maxQueue !== null ? { maxQueue } : {}),
+    ...(connect !== undefined && connect !== null ? { connectTimeoutMs: connect } : {}),
+    shutdownGraceMs: grace,
+    ...(logLevel !== undefined ? { logLevel: logLevel as LogLevel } : {}),
+  };
+}
+
+/**
+ * Runs `codemode serve` with the arguments after the subcommand; resolves with the exit code after shutdown.
+ *
+ * @example
+ * ```ts
+ * process.exitCode = await serveCommand(['--config', 'mcp.json', '--http', '--port', '8080']);
+ * ```
+ */
+export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let args: ServeArgs | 'help';
+  try {
+    args = parseServeArgs(argv);
+  } catch (err) {
+    if (!(err instanceof CliUsageError)) throw err;
+    process.stderr.write(`codemode serve: ${err.message}\nRun "codemode serve --help" for usage.\n`);
+    return EXIT.USAGE;
+  }
+  if (args === 'help') {
+    process.stdout.write(SERVE_HELP);
+    return EXIT.OK;
+  }
+  const a = args;
+  if (a.logLevel !== undefined) setLogLevel(a.logLevel);
+  const usage = (message: string) => {
+    process.stderr.write(`codemode serve: ${message}\n`);
+    return EXIT.USAGE;
+  };
+
+  // Signals during start-up abort it; after start-up they begin the graceful shutdown.
+  let stop!: (why: string) => void;
+  const stopped = new Promise<string>((resolve) => (stop = resolve));
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      process.stderr.write(`codemode serve: second ${signal}; exiting without waiting\n`);
+      process.exit(EXIT.FAILURE);
+    }
+    stop(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const { loadServersConfig } = await import('../server/config.js');
+  const { startTelemetryFromEnv } = await import('./telemetry.js');
+  let telemetry;
+  try {
+    // Validate everything we can before starting any server process.
+    const config = a.config !== undefined ? await loadServersConfig(a.config) : { file: undefined, servers: {}, settings: {} };
+    const tokensVar = a.authTokensEnv ?? (env.CODEMODE_AUTH_TOKENS !== undefined ? 'CODEMODE_AUTH_TOKENS' : undefined);
+    const { parseTokenList, createHttpAuth } = await import('../server/http-auth.js');
+    const tokens = tokensVar !== undefined ? parseTokenList(env[tokensVar]) : [];
+    if (a.authTokensEnv !== undefined && tokens.length === 0) return usage(`--auth-tokens-env ${a.authTokensEnv}: that environment variable is empty or not set.`);
+    if (a.mode === 'http' && config.oauth !== undefined && (tokens.length > 0 || a.jwt !== undefined)) {
+      return usage('choose one kind of auth: the config\'s "oauth" section, or --auth-tokens-env / --jwks-url.');
+    }
+    let oauth: OAuthConfig | undefined;
+    if (a.mode === 'http' && config.oauth !== undefined) {
+      const { parseOAuthConfig } = await import('../server/auth/config.js');
+      oauth = parseOAuthConfig(config.oauth, `${config.file ?? 'config'}: oauth`, env);
+    }
+    const auth = a.mode === 'http' && (tokens.length > 0 || a.jwt !== undefined) ? createHttpAuth({ bearerTokens: tokens, ...(a.jwt !== undefined ? { jwt: a.jwt } : {}) }) : undefined;
+    const { isLoopbackHost, serveHttp } = await import('../server/http.js');
+    if (a.mode === 'http' && !isLoopbackHost(a.host) && auth === undefined && oauth === undefined && !a.allowUnauthenticated) {
+      return usage(
+        `refusing to serve on ${a.host} without authentication: anyone who reaches it could run code with your tools. ` +
+          'Set --auth-tokens-env VAR (or CODEMODE_AUTH_TOKENS), --jwks-url/--jwt-issuer/--jwt-audience, an "oauth" config section, ' +
+          'or pass --allow-unauthenticated when a proxy in front authenticates.',
+      );
+    }
+    telemetry = await startTelemetryFromEnv(env);
+
+    const [{ createCodemodeServerFromConfig, codeModeOptionsFromConfig }, { IsolatedVmSandbox }, { DEFAULT_MAX_CONCURRENT_EXECUTIONS }] = await Promise.all([
+      import('../server/server.js'),
+      import('../sandbox/isolated-vm-sandbox.js'),
+      import('../server/limiter.js'),
+    ]);
+    const fromConfig = codeModeOptionsFromConfig(config, {});
+    const limits = {
+      ...(fromConfig.limits ?? {}),
+      ...(a.timeoutMs !== undefined ? { timeoutMs: a.timeoutMs } : {}),
+      ...(a.memoryMb !== undefined ? { memoryMb: a.memoryMb } : {}),
+    };
+    const maxConcurrent = a.maxConcurrent ?? config.settings.maxConcurrentExecutions ?? DEFAULT_MAX_CONCURRENT_EXECUTIONS;
+    // One isolate slot per execution slot: the server's limiter is the only queue callers wait in.
+    const sandbox = new IsolatedVmSandbox({ limits, maxConcurrency: maxConcurrent });
+    const starting = createCodemodeServerFromConfig(config, {
+      strict: a.strict,
+      exposeTools: a.exposeTools,
+      maxConcurrentExecutions: maxConcurrent,
+      ...(a.maxQueue !== undefined ? { maxQueuedExecutions: a.maxQueue } : {}),
+      ...(a.connectTimeoutMs !== undefined ? { connectTimeoutMs: a.connectTimeoutMs } : {}),
+      codeMode: { sandbox, maxToolCalls: a.maxToolCalls !== undefined ? a.maxToolCalls : fromConfig.maxToolCalls },
+      transport: a.mode === 'http' ? 'tcp' : 'pipe',
+    });
+    const early = await Promise.race([starting.then(() => undefined, () => undefined), stopped]);
+    if (early !== undefined) {
+      // Interrupted while upstreams were starting: let them finish starting, then close them.
+      void starting.then((s) => s.close({ graceMs: 0 }), () => undefined).finally(() => void sandbox.close());
+      process.stderr.write(`codemode serve: interrupted by ${early} during start-up\n`);
+      return EXIT.OK;
+    }
+    let server;
+    try {
+      server = await starting;
+    } catch (err) {
+      await sandbox.close();
+      if (isCodemodeError(err, 'UPSTREAM_UNAVAILABLE') || isCodemodeError(err, 'INVALID_CONFIG') || isCodemodeError(err, 'TOOL_NAME_COLLISION')) {
+        return usage(describeError(err));
+      }
+      throw err;
+    }
+    const stats = server.stats();
+    const summary = `${stats.tools} tools from ${stats.upstreams.filter((u) => u.state === 'connected').length}/${stats.upstreams.length} servers`;
+    let closeAll: (graceMs: number) => Promise<void>;
+    if (a.mode === 'stdio') {
+      const { serveStdio } = await import('../server/stdio.js');
+      const stdio = await serveStdio(server, { input: process.stdin, output: process.stdout });
+      log.info(`serving ${summary} over stdio`);
+      void stdio.done.then((why) => stop(why === 'eof' ? 'stdin closed' : 'session closed'));
+      closeAll = (graceMs) => server.close({ graceMs });
+    } else {
+      let http;
+      try {
+        http = await serveHttp(server, {
+          host: a.host,
+          port: a.port,
+          stateless: a.stateless,
+          allowUnauthenticated: a.allowUnauthenticated,
+          ...(a.sessionIdleTimeoutMs !== undefined ? { sessionIdleTimeoutMs: a.sessionIdleTimeoutMs } : {}),
+          ...(a.maxBodyBytes !== undefined ? { maxBodyBytes: a.maxBodyBytes } : {}),
+          ...(a.allowedHosts !== undefined ? { allowedHosts: a.allowedHosts } : {}),
+          ...(a.allowedOrigins !== undefined ? { allowedOrigins: a.allowedOrigins } : {}),
+          ...(auth !== undefined ? { auth } : {}),
+          ...(oauth !== undefined
+            ? {
+                auth: async (where: { serverUrl: string; mcpPath: string }) => {
+                  const { createOAuthProxyFromConfig } = await import('../server/auth/config.js');
+                  const proxy = await createOAuthProxyFromConfig(oauth, where);
+                  return { router: proxy.router, requireAuth: proxy.requireAuth, close: () => proxy.close() };
+                },
+              }
+            : {}),
+        });
+      } catch (err) {
+        await server.close({ graceMs: 0 });
+        await sandbox.close();
+        process.stderr.write(`codemode serve: ${describeError(err)}\n`);
+        return isCodemodeError(err, 'INVALID_CONFIG') ? EXIT.USAGE : EXIT.FAILURE;
+      }
+      const h = http;
+      // The URL line is the one thing scripts wait for, so it is printed whatever the log level.
+      process.stderr.write(`codemode serve: listening on ${h.url} (${summary}${a.stateless ? ', stateless' : ''}${auth ? `, auth: ${auth.description}` : oauth ? ', auth: OAuth' : ''})\n`);
+      closeAll = (graceMs) => h.close({ graceMs });
+    }
+    const why = await stopped;
+    log.info(`shutting down (${why})`);
+    // A host that closed stdin can no longer receive results: no point waiting for them.
+    await closeAll(why === 'stdin closed' || why === 'session closed' ? 0 : a.shutdownGraceMs);
+    await sandbox.close();
+    return EXIT.OK;
+  } catch (err) {
+    if (isCodemodeError(err, 'INVALID_CONFIG')) return usage(describeError(err));
+    process.stderr.write(`codemode serve: ${describeError(err)}\n`);
+    return EXIT.FAILURE;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await telemetry?.shutdown();
+  }
+}

@@ -1,0 +1,452 @@
+/**
+ * The engine as an MCP server: `execute`, `search` and `get_schema` over the catalog of every upstream,
+ * optionally the upstream tools themselves, with a bounded execution queue, graceful shutdown and a
+ * SERVER span per `tools/call` that continues the caller's trace from `params._meta`.
+ *
+ * One `CodemodeServer` holds the shared parts (the `CodeMode`, the upstreams, the limiter); each MCP
+ * session gets its own SDK `Server` through `connect(transport)`.
+ *
+ * @module
+ */
+
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, Implementation, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { CodemodeError, describeError, isCodemodeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { CodeMode } from '../codemode/codemode.js';
+import type { CodeModeOptions } from '../codemode/codemode.js';
+import { createCodeModeTools } from '../codemode/mcp-tools.js';
+import type { CodeModeTool, CodeModeToolsOptions } from '../codemode/mcp-tools.js';
+import { mcpClientSource } from '../codemode/sources.js';
+import type { ToolSource } from '../codemode/types.js';
+import { ATTR, ERROR_TYPE_TOOL_ERROR, extractTraceContext, getTracer, injectTraceContext } from '../telemetry/index.js';
+import type { ServersConfig } from './config.js';
+import { ExecutionLimiter, OverloadedError } from './limiter.js';
+import { connectUpstreams } from './upstreams.js';
+import type { Upstreams, UpstreamStatus } from './upstreams.js';
+
+const log = createLogger('server');
+
+/** How long `close()` lets in-flight executes finish before aborting them, by default. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+/** Separator between server and tool name for `--expose-tools` (dots are not allowed by some hosts). */
+export const EXPOSED_TOOL_SEPARATOR = '__';
+/** The largest delay `setTimeout` accepts; the SDK's timer fires at once past it. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export interface CodemodeServerOptions {
+  /** The engine. */
+  mode: CodeMode;
+  /** The upstreams behind `mode`'s sources: used by `exposeTools`, the status report and `close()`. */
+  upstreams?: Upstreams;
+  /** Also list every upstream tool as `<server>__<tool>` and forward calls to it. Default false. */
+  exposeTools?: boolean;
+  /** Executes running at once. Default `DEFAULT_MAX_CONCURRENT_EXECUTIONS`. */
+  maxConcurrentExecutions?: number;
+  /** Executes waiting for a slot; past it callers get an `isError` "busy, retry" result. Default 4x concurrency. */
+  maxQueuedExecutions?: number;
+  /** Options of the `execute`/`search`/`get_schema` tools (result text caps, names). */
+  tools?: CodeModeToolsOptions;
+  /** The `serverInfo` sent in `initialize`. */
+  serverInfo?: Implementation;
+  /** `close()` also closes `mode` and `upstreams`. Default true. */
+  closeResources?: boolean;
+  /** `network.transport` for spans: `pipe` (stdio) or `tcp` (HTTP). */
+  transport?: 'pipe' | 'tcp';
+}
+
+/** One MCP session. */
+export interface CodemodeSession {
+  readonly server: Server;
+  /** Closes the session. Idempotent. */
+  close(): Promise<void>;
+  readonly closed: Promise<void>;
+}
+
+/** Counters for `/healthz` and logs. */
+export interface CodemodeServerStats {
+  sessions: number;
+  activeExecutions: number;
+  queuedExecutions: number;
+  tools: number;
+  upstreams: UpstreamStatus[];
+  closing: boolean;
+}
+
+/** The engine served over MCP. */
+export interface CodemodeServer {
+  /** Serves one MCP session over `transport`. */
+  connect(transport: Transport): Promise<CodemodeSession>;
+  readonly mode: CodeMode;
+  readonly limiter: ExecutionLimiter;
+  stats(): CodemodeServerStats;
+  /**
+   * Graceful shutdown: new executes are refused, in-flight ones get `graceMs` to finish and are then aborted
+   * (their callers get `kind: "aborted"`), sessions close, then the engine and upstreams. Idempotent.
+   */
+  close(options?: { graceMs?: number }): Promise<void>;
+  /** True once `close()` started. */
+  readonly closing: boolean;
+}
+
+function errorResult(kind: string, message: string, extra: Record<string, unknown> = {}): CallToolResult {
+  return { content: [{ type: 'text', text: `Error (${kind}): ${message}` }], isError: true, structuredContent: { error: { kind, message, ...extra }, logs: [], toolCalls: [] } };
+}
+
+function describeUpstreams(statuses: readonly UpstreamStatus[], mode: CodeMode): string {
+  const counts = new Map<string, number>();
+  for (const e of mode.catalog.entries) counts.set(e.namespace, (counts.get(e.namespace) ?? 0) + 1);
+  return statuses
+    .map((s) => (s.state === 'connected' ? `- ${s.name}: ${counts.get(s.name) ?? 0} tools` : `- ${s.name}: UNAVAILABLE (${s.error ?? s.state}); its tools cannot be called`))
+    .join('\n');
+}
+
+class CodemodeServerImpl implements CodemodeServer {
+  readonly mode: CodeMode;
+  readonly limiter: ExecutionLimiter;
+  readonly #options: CodemodeServerOptions;
+  readonly #sessions = new Set<Server>();
+  readonly #inflight = new Map<AbortController, Promise<unknown>>();
+  #tools: CodeModeTool[];
+  #exposed: Map<string, { namespace: string; tool: Tool }> = new Map();
+  #closing: Promise<void> | undefined;
+  #refreshing: Promise<void> | undefined;
+
+  constructor(options: CodemodeServerOptions) {
+    this.#options = options;
+    this.mode = options.mode;
+    this.limiter = new ExecutionLimiter(options.maxConcurrentExecutions, options.maxQueuedExecutions);
+    this.#tools = createCodeModeTools(this.mode, options.tools);
+    this.#buildExposed();
+  }
+
+  get closing(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  #buildExposed(): void {
+    this.#exposed = new Map();
+    if (!this.#options.exposeTools) return;
+    for (const entry of this.mode.catalog.entries) {
+      const name = `${entry.namespace}${EXPOSED_TOOL_SEPARATOR}${entry.tool.name}`;
+      if (this.#tools.some((t) => t.name === name)) continue;
+      const { name: _n, ...rest } = entry.tool;
+      this.#exposed.set(name, { namespace: entry.namespace, tool: { ...rest, name, inputSchema: entry.tool.inputSchema as Tool['inputSchema'] } as Tool });
+    }
+  }
+
+  /** Re-lists the upstream tools (after a `tools/list_changed`) and tells every session. */
+  refresh(): Promise<void> {
+    this.#refreshing ??= (async () => {
+      try {
+        await this.mode.refresh();
+        this.#tools = createCodeModeTools(this.mode, this.#options.tools);
+        this.#buildExposed();
+        await Promise.allSettled([...this.#sessions].map((s) => s.sendToolListChanged()));
+      } catch (err) {
+        log.warn('could not refresh the tool catalog; keeping the previous one', { error: describeError(err) });
+      } finally {
+        this.#refreshing = undefined;
+      }
+    })();
+    return this.#refreshing;
+  }
+
+  stats(): CodemodeServerStats {
+    return {
+      sessions: this.#sessions.size,
+      activeExecutions: this.limiter.active,
+      queuedExecutions: this.limiter.queued,
+      tools: this.mode.catalog.entries.length,
+      upstreams: this.#options.upstreams?.status() ?? [],
+      closing: this.closing,
+    };
+  }
+
+  #instructions(): string {
+    const lines = [
+      'codemode: do a whole task in one `execute` call. Write JavaScript where every upstream tool is an async function (`await tools.<server>.<tool>(args)`), combine and filter results in code, and return only what you need.',
+      'Use `search` to find tools and `get_schema` for their exact TypeScript signatures when the `execute` description does not list them.',
+    ];
+    const statuses = this.#options.upstreams?.status() ?? [];
+    if (statuses.length > 0) lines.push('', 'Upstream servers:', describeUpstreams(statuses, this.mode));
+    return lines.join('\n');
+  }
+
+  async connect(transport: Transport): Promise<CodemodeSession> {
+    if (this.closing) throw new CodemodeError('CLOSED', 'The codemode server is shutting down and accepts no new sessions.');
+    const server = new Server(this.#options.serverInfo ?? { name: 'codemode', version: '0.1.0' }, {
+      capabilities: { tools: { listChanged: true }, logging: {} },
+      instructions: this.#instructions(),
+    });
+    server.setRequestHandler(ListToolsRequestSchema, () => ({
+      tools: [
+        ...this.#tools.map(({ name, title, description, inputSchema, annotations }) => ({ name, title, description, inputSchema, annotations })),
+        ...[...this.#exposed.values()].map((e) => e.tool),
+      ],
+    }));
+    server.setRequestHandler(CallToolRequestSchema, (request, extra) => {
+      const { name } = request.params;
+      const parent = extractTraceContext(request.params._meta, context.active());
+      const span = getTracer().startSpan(
+        `tools/call ${name}`,
+        {
+          kind: SpanKind.SERVER,
+          attributes: {
+            [ATTR.MCP_METHOD]: 'tools/call',
+            [ATTR.TOOL_NAME]: name,
+            [ATTR.JSONRPC_REQUEST_ID]: String(extra.requestId),
+            [ATTR.NETWORK_TRANSPORT]: this.#options.transport ?? (extra.sessionId !== undefined ? 'tcp' : 'pipe'),
+            ...(extra.sessionId !== undefined ? { [ATTR.MCP_SESSION_ID]: extra.sessionId } : {}),
+          },
+        },
+        parent,
+      );
+      return context.with(trace.setSpan(parent, span), async () => {
+        try {
+          const result = await this.#callTool(name, request.params.arguments, extra.signal);
+          if (result.isError) {
+            span.setAttribute(ATTR.ERROR_TYPE, ERROR_TYPE_TOOL_ERROR);
+            span.setStatus({ code: SpanStatusCode.ERROR });
+          }
+          return result;
+        } catch (err) {
+          span.setAttribute(ATTR.ERROR_TYPE, err instanceof McpError ? String(err.code) : 'internal');
+          span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
+          throw err;
+        } finally {
+          span.end();
+        }
+      });
+    });
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+    server.onclose = () => {
+      this.#sessions.delete(server);
+      resolveClosed();
+    };
+    server.onerror = (error) => log.debug('session transport error', { error: describeError(error) });
+    this.#sessions.add(server);
+    await server.connect(transport);
+    let closing: Promise<void> | undefined;
+    return {
+      server,
+      closed,
+      close: () => {
+        closing ??= server.close().catch(() => undefined);
+        return closing;
+      },
+    };
+  }
+
+  async #callTool(name: string, args: Record<string, unknown> | undefined, signal: AbortSignal): Promise<CallToolResult> {
+    const tool = this.#tools.find((t) => t.name === name);
+    if (tool !== undefined) {
+      if (tool === this.#tools[0]) return this.#execute(tool, args, signal);
+      return tool.handler(args, { signal });
+    }
+    const exposed = this.#exposed.get(name);
+    if (exposed !== undefined) return this.#forward(exposed.namespace, exposed.tool.name.slice(exposed.namespace.length + EXPOSED_TOOL_SEPARATOR.length), args, signal);
+    throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${name}". Available: ${[...this.#tools.map((t) => t.name), ...this.#exposed.keys()].slice(0, 20).join(', ')}.`);
+  }
+
+  async #execute(tool: CodeModeTool, args: Record<string, unknown> | undefined, signal: AbortSignal): Promise<CallToolResult> {
+    if (typeof args?.code !== 'string') throw new McpError(ErrorCode.InvalidParams, '"code" must be a string holding the code to run.');
+    if (this.closing) return errorResult('unavailable', 'The server is shutting down and accepts no new executions. Retry in a moment (or on another instance).', { retryAfterMs: 1_000 });
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal.reason);
+    if (signal.aborted) controller.abort(signal.reason);
+    else signal.addEventListener('abort', onAbort, { once: true });
+    const run = this.limiter.run(() => tool.handler(args, { signal: controller.signal }), controller.signal);
+    this.#inflight.set(controller, run.catch(() => undefined));
+    try {
+      return await run;
+    } catch (err) {
+      if (err instanceof OverloadedError) return errorResult('overloaded', err.message, { retryAfterMs: err.retryAfterMs });
+      if (isCodemodeError(err, 'ABORTED')) return errorResult('aborted', err.message);
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.#inflight.delete(controller);
+    }
+  }
+
+  async #forward(namespace: string, toolName: string, args: Record<string, unknown> | undefined, signal: AbortSignal): Promise<CallToolResult> {
+    const connection = this.#options.upstreams?.connections.get(namespace);
+    if (connection === undefined) {
+      return errorResult('upstream_unavailable', `The upstream server "${namespace}" is not connected.`);
+    }
+    const meta = trace.getSpanContext(context.active()) !== undefined ? injectTraceContext() : {};
+    try {
+      const result = await connection.client.request(
+        { method: 'tools/call', params: { name: toolName, arguments: args ?? {}, ...(Object.keys(meta).length > 0 ? { _meta: meta } : {}) } },
+        CallToolResultSchema,
+        { signal, timeout: MAX_TIMER_MS, maxTotalTimeout: MAX_TIMER_MS },
+      );
+      return { ...result, content: result.content ?? [] } as CallToolResult;
+    } catch (err) {
+      if (err instanceof McpError) throw err;
+      return errorResult('upstream_error', `Calling ${namespace}.${toolName} failed: ${describeError(err)}`);
+    }
+  }
+
+  close(options: { graceMs?: number } = {}): Promise<void> {
+    this.#closing ??= (async () => {
+      const graceMs = options.graceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+      if (this.#inflight.size > 0) {
+        log.info(`waiting up to ${graceMs} ms for ${this.#inflight.size} execution(s) to finish`);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.all(this.#inflight.values()), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+        clearTimeout(timer);
+      }
+      if (this.#inflight.size > 0) {
+        log.warn(`aborting ${this.#inflight.size} execution(s) still running after the grace period`);
+        for (const controller of this.#inflight.keys()) controller.abort(new CodemodeError('ABORTED', 'The server is shutting down.'));
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.all(this.#inflight.values()), new Promise<void>((resolve) => (timer = setTimeout(resolve, 5_000)))]);
+        clearTimeout(timer);
+      }
+      await Promise.allSettled([...this.#sessions].map((s) => s.close()));
+      if (this.#options.closeResources ?? true) {
+        try {
+          await this.mode.close();
+        } finally {
+          await this.#options.upstreams?.close();
+        }
+      }
+    })();
+    return this.#closing;
+  }
+}
+
+/**
+ * Serves a `CodeMode` over MCP.
+ *
+ * @example
+ * ```ts
+ * const server = createCodemodeServer({ mode });
+ * await server.connect(new StdioServerTransport());
+ * process.on('SIGTERM', () => void server.close({ graceMs: 10_000 }));
+ * ```
+ */
+export function createCodemodeServer(options: CodemodeServerOptions): CodemodeServer & { refresh(): Promise<void> } {
+  return new CodemodeServerImpl(options);
+}
+
+export interface CodemodeServerFromConfigOptions extends Omit<CodemodeServerOptions, 'mode' | 'upstreams' | 'closeResources'> {
+  /** Refuse to start when any upstream fails. Default false: report it and serve the others. */
+  strict?: boolean;
+  /** Per-upstream connect timeout in ms. */
+  connectTimeoutMs?: number;
+  /** Options of the `CodeMode` (limits, sandbox, maxToolCalls); the config's `codemode` section fills gaps. */
+  codeMode?: Omit<CodeModeOptions, 'sources'>;
+  /** Receives upstream children's stderr lines. */
+  onStderr?: (line: string) => void;
+}
+
+/** The options of `CodeMode` that a config file's `codemode` section sets (explicit options win). */
+export function codeModeOptionsFromConfig(config: ServersConfig, explicit: Omit<CodeModeOptions, 'sources'> = {}): Omit<CodeModeOptions, 'sources'> {
+  const s = config.settings;
+  const out: Omit<CodeModeOptions, 'sources'> = { ...explicit };
+  if (out.maxToolCalls === undefined && s.maxToolCalls !== undefined) out.maxToolCalls = s.maxToolCalls;
+  if (out.sandbox === undefined && out.limits === undefined && (s.timeoutSeconds !== undefined || s.memoryMb !== undefined)) {
+    out.limits = {
+      ...(s.timeoutSeconds !== undefined ? { timeoutMs: s.timeoutSeconds === null ? null : Math.round(s.timeoutSeconds * 1000) } : {}),
+      ...(s.memoryMb !== undefined ? { memoryMb: s.memoryMb } : {}),
+    };
+  }
+  return out;
+}
+
+/**
+ * Wraps a source so its first `listTools` is served from a list fetched earlier (no second round trip at
+ * start-up); later calls (refresh) go upstream.
+ */
+function prefetched(source: ToolSource, tools: Awaited<ReturnType<ToolSource['listTools']>>): ToolSource {
+  let first: typeof tools | undefined = tools;
+  return Object.assign(Object.create(source) as ToolSource, {
+    listTools: (opts?: { signal?: AbortSignal }) => {
+      if (first !== undefined) {
+        const out = first;
+        first = undefined;
+        return Promise.resolve(out);
+      }
+      return source.listTools(opts);
+    },
+  });
+}
+
+/**
+ * Connects every upstream of a config, builds the `CodeMode` over the ones that answer, and serves it. An
+ * upstream that fails to connect or to list its tools is reported (logs, `initialize` instructions,
+ * `/healthz`) and left out, unless `strict`.
+ *
+ * @throws CodemodeError `UPSTREAM_UNAVAILABLE` in strict mode; `TOOL_NAME_COLLISION` / `INVALID_CONFIG`.
+ *
+ * @example
+ * ```ts
+ * const server = await createCodemodeServerFromConfig(await loadServersConfig('mcp.json'));
+ * const http = await serveHttp(server, { port: 3000 });
+ * ```
+ */
+export async function createCodemodeServerFromConfig(config: ServersConfig, options: CodemodeServerFromConfigOptions = {}): Promise<CodemodeServer> {
+  let target: (CodemodeServer & { refresh(): Promise<void> }) | undefined;
+  let refreshTimer: NodeJS.Timeout | undefined;
+  const upstreams = await connectUpstreams(config.servers, {
+    ...(options.strict !== undefined ? { strict: options.strict } : {}),
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+    ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
+    onToolsChanged: (name) => {
+      log.info(`upstream "${name}" changed its tools; refreshing the catalog`);
+      // Servers often announce several changes in a burst; list once.
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(() => void target?.refresh(), 100);
+      refreshTimer.unref();
+    },
+  });
+  try {
+    const sources: ToolSource[] = [];
+    await Promise.all(
+      [...upstreams.connections].map(async ([name, connection]) => {
+        const source = mcpClientSource(name, connection.client, { transport: connection.kind === 'stdio' ? 'pipe' : 'tcp' });
+        try {
+          const tools = await source.listTools({ signal: AbortSignal.timeout(options.connectTimeoutMs ?? 30_000) });
+          sources.push(prefetched(source, tools));
+        } catch (err) {
+          log.error(`upstream "${name}" connected but listing its tools failed: ${describeError(err)}`);
+          await upstreams.drop(name, new CodemodeError('UPSTREAM_PROTOCOL', `listing tools failed: ${describeError(err)}`, { cause: err }));
+        }
+      }),
+    );
+    if (options.strict && upstreams.failures().length > 0) {
+      throw new CodemodeError('UPSTREAM_UNAVAILABLE', `Upstream(s) failed (strict mode): ${upstreams.failures().map((f) => `"${f.name}": ${f.error ?? ''}`).join('; ')}`);
+    }
+    // Keep config order, whatever order the listings finished in.
+    const order = Object.keys(config.servers);
+    sources.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+    const mode = await CodeMode.create({ ...codeModeOptionsFromConfig(config, options.codeMode), sources });
+    const s = config.settings;
+    target = createCodemodeServer({
+      ...options,
+      mode,
+      upstreams,
+      ...(options.maxConcurrentExecutions === undefined && s.maxConcurrentExecutions !== undefined ? { maxConcurrentExecutions: s.maxConcurrentExecutions } : {}),
+      ...(options.maxQueuedExecutions === undefined && s.maxQueuedExecutions !== undefined ? { maxQueuedExecutions: s.maxQueuedExecutions } : {}),
+    });
+    const server = target;
+    const close = server.close.bind(server);
+    return Object.assign(server, {
+      close: (opts?: { graceMs?: number }) => {
+        clearTimeout(refreshTimer);
+        return close(opts);
+      },
+    });
+  } catch (err) {
+    clearTimeout(refreshTimer);
+    await upstreams.close();
+    throw err;
+  }
+}
