@@ -116,6 +116,24 @@ export interface LocalTool {
   handler: (args: Record<string, unknown>, context: LocalToolContext) => unknown;
 }
 
+/**
+ * Defines a local tool whose handler receives arguments typed from a zod raw shape or object schema.
+ *
+ * @example
+ * ```ts
+ * const add = localTool({ name: 'add', input: { a: z.number(), b: z.number() }, handler: ({ a, b }) => a + b });
+ * const math = localTools('math', [add]);
+ * ```
+ */
+export function localTool<S extends Record<string, z.ZodType> | z.ZodType>(
+  tool: Omit<LocalTool, 'input' | 'handler'> & {
+    input: S;
+    handler: (args: S extends z.ZodType ? z.output<S> : z.output<z.ZodObject<Extract<S, Record<string, z.ZodType>>>>, context: LocalToolContext) => unknown;
+  },
+): LocalTool {
+  return tool as unknown as LocalTool;
+}
+
 function isZod(value: unknown): value is z.ZodType {
   return typeof value === 'object' && value !== null && '_zod' in value && typeof (value as { safeParse?: unknown }).safeParse === 'function';
 }

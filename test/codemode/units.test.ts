@@ -5,7 +5,7 @@ import { Catalog } from '../../src/codemode/catalog.js';
 import { toIdentifier } from '../../src/codemode/naming.js';
 import { normalizeCode } from '../../src/codemode/normalize.js';
 import { SearchIndex, tokenize } from '../../src/codemode/search.js';
-import { localTools } from '../../src/codemode/sources.js';
+import { localTool, localTools } from '../../src/codemode/sources.js';
 import { shapeToolResult, toolErrorFromFailure, toolErrorFromResult } from '../../src/codemode/tool-errors.js';
 import type { ToolSource } from '../../src/codemode/types.js';
 
@@ -99,6 +99,15 @@ describe('local tools', () => {
     expect((err as Error).name).toBe('ToolError');
     expect((err as Error).message).toMatch(/m\.add: invalid arguments/);
     expect(calls).toBe(1);
+  });
+
+  it('types handler arguments from zod with localTool', async () => {
+    const add = localTool({ name: 'add', input: { a: z.number(), b: z.number() }, handler: ({ a, b }) => a + b });
+    const upper = localTool({ name: 'upper', input: z.object({ s: z.string() }), handler: ({ s }) => s.toUpperCase() });
+    const source = localTools('t', [add, upper]);
+    const signal = new AbortController().signal;
+    expect(await source.callTool('add', { a: 2, b: 3 }, { signal })).toEqual({ value: 5 });
+    expect(await source.callTool('upper', { s: 'x' }, { signal })).toEqual({ value: 'X' });
   });
 
   it('refuses malformed definitions', () => {
