@@ -1,0 +1,113 @@
+/**
+ * Added latency of the proxy per `tools/call`, proxy against direct, median of many sequential calls.
+ *
+ *   node --experimental-strip-types bench/proxy.ts [--calls 2000] [--rounds 10]
+ *
+ * Two setups, each measured from the same SDK client process against the conformance fixture's `echo` tool:
+ * - Streamable HTTP -> Streamable HTTP: client -> `codemode proxy URL --http` process -> fixture over HTTP,
+ *   against client -> fixture over HTTP.
+ * - stdio: client -> `codemode proxy --stdio -- fixture --stdio` process -> fixture over stdio, against
+ *   client -> fixture over stdio.
+ * The proxy runs in its own process (as a user runs it), through the test-only CLI entry, so no build is
+ * needed. Direct and proxied calls alternate in rounds so machine load drifts affect both alike.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+
+const { values } = parseArgs({ options: { calls: { type: 'string' }, rounds: { type: 'string' } } });
+const CALLS = Number(values.calls ?? '2000');
+const ROUNDS = Number(values.rounds ?? '10');
+const WARMUP = 200;
+
+const NODE = process.execPath;
+const FIXTURE = fileURLToPath(new URL('../test/fixtures/conformance-server.ts', import.meta.url));
+const ENTRY = fileURLToPath(new URL('../test/fixtures/proxy-cli-entry.ts', import.meta.url));
+const LOADER = fileURLToPath(new URL('../test/fixtures/proxy-ts-loader.mjs', import.meta.url));
+const TS = ['--experimental-strip-types', '--no-warnings'];
+const ENV = { ...process.env, NODE_COMPILE_CACHE: join(tmpdir(), 'codemode-compile-cache'), CODEMODE_LOG_LEVEL: 'info' };
+const children: ChildProcess[] = [];
+
+function startHttp(args: string[]): Promise<string> {
+  const child = spawn(NODE, args, { stdio: ['ignore', 'ignore', 'pipe'], env: ENV });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`did not start: ${err}`)), 20_000);
+    child.stderr?.on('data', (c: Buffer) => {
+      err += c.toString();
+      const m = /listening on (http:\S+)/.exec(err);
+      if (m?.[1] !== undefined) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+}
+
+async function client(transport: StdioClientTransport | StreamableHTTPClientTransport): Promise<Client> {
+  const c = new Client({ name: 'bench', version: '1' });
+  await c.connect(transport);
+  return c;
+}
+
+async function timeCalls(c: Client, n: number, out: number[]): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const t = process.hrtime.bigint();
+    await c.callTool({ name: 'echo', arguments: { text: 'ping' } });
+    out.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+const p90 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)] as number;
+
+async function compare(name: string, direct: Client, proxied: Client): Promise<{ name: string; direct: number; proxy: number; added: number }> {
+  await timeCalls(direct, WARMUP, []);
+  await timeCalls(proxied, WARMUP, []);
+  const d: number[] = [];
+  const p: number[] = [];
+  const perRound = Math.ceil(CALLS / ROUNDS);
+  for (let r = 0; r < ROUNDS; r++) {
+    await timeCalls(direct, perRound, d);
+    await timeCalls(proxied, perRound, p);
+  }
+  const row = { name, direct: median(d), proxy: median(p), added: median(p) - median(d) };
+  process.stdout.write(
+    `${name.padEnd(34)} direct median ${row.direct.toFixed(3)} ms (p90 ${p90(d).toFixed(3)})  proxy median ${row.proxy.toFixed(3)} ms (p90 ${p90(p).toFixed(3)})  added ${row.added.toFixed(3)} ms  [${d.length} calls each]\n`,
+  );
+  return row;
+}
+
+try {
+  process.stdout.write(`proxy bench: node ${process.version}, ${CALLS} calls per side in ${ROUNDS} alternating rounds, ${WARMUP} warm-up calls; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${availableParallelism()} CPUs\n`);
+  // Streamable HTTP -> Streamable HTTP
+  const fixtureUrl = await startHttp([...TS, FIXTURE, '--port', '0']);
+  const proxyUrl = await startHttp([...TS, '--import', LOADER, ENTRY, fixtureUrl, '--http', '--port', '0']);
+  const httpDirect = await client(new StreamableHTTPClientTransport(new URL(fixtureUrl)));
+  const httpProxy = await client(new StreamableHTTPClientTransport(new URL(proxyUrl)));
+  await compare('Streamable HTTP -> Streamable HTTP', httpDirect, httpProxy);
+  await httpDirect.close();
+  await httpProxy.close();
+
+  // stdio -> stdio
+  const stdioDirect = await client(new StdioClientTransport({ command: NODE, args: [...TS, FIXTURE, '--stdio'], env: ENV as Record<string, string>, stderr: 'ignore' }));
+  const stdioProxy = await client(
+    new StdioClientTransport({ command: NODE, args: [...TS, '--import', LOADER, ENTRY, '--stdio', '--', NODE, ...TS, FIXTURE, '--stdio'], env: ENV as Record<string, string>, stderr: 'ignore' }),
+  );
+  await compare('stdio -> stdio', stdioDirect, stdioProxy);
+  await stdioDirect.close();
+  await stdioProxy.close();
+} finally {
+  for (const c of children) c.kill('SIGTERM');
+}
