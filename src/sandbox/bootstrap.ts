@@ -4,8 +4,8 @@
  * It is a function expression taking the two host bridges (isolated-vm References). It keeps them, and
  * every builtin it relies on, in its closure, so user code can neither reach an isolated-vm object nor
  * change the bridge's behaviour by patching `JSON`, `Object.prototype`, `Promise.prototype.then`, `Error`
- * and friends. It returns `[start, settleCall]`: the host calls `start(configJson, userFn)` exactly once,
- * and answers host calls through `settleCall(id, envelope)`.
+ * and friends. It returns `[install, settleCall]`: the host calls `install(configJson)` once before the
+ * user script runs, and answers host calls through `settleCall(id, envelope)`.
  *
  * Rules for editing this file (they are what keep the guest out):
  * - Use only builtins captured at the top (`ReflectApply(captured, thisArg, args)` for methods).
@@ -22,6 +22,9 @@ export const USER_FILENAME = 'codemode-user.js';
 /** Filename of this bootstrap, visible in guest stack traces. */
 export const BOOTSTRAP_FILENAME = 'codemode-bootstrap.js';
 
+/** One-shot global through which the user script's wrapper starts the run (deleted on first call). */
+export const RUN_GLOBAL = '__codemodeRun';
+
 /** Tags of the array `start()` resolves with: `[tag, droppedLogLines, payload]`. */
 export type StartTag = 'ok' | 'undefined' | 'error' | 'unserializable' | 'output_limit';
 
@@ -31,6 +34,7 @@ export type StartTag = 'ok' | 'undefined' | 'error' | 'unserializable' | 'output
  */
 export const BOOTSTRAP_SOURCE = String.raw`(function (hostCallRef, logRef) {
 'use strict';
+const RUN_GLOBAL = '${RUN_GLOBAL}';
 const G = globalThis;
 const ObjectCreate = Object.create;
 const ObjectKeys = Object.keys;
@@ -404,8 +408,12 @@ const describeThrown = (err) => {
   try { return toJSONText(info, 'error', 1e6); } catch { return '{"message":"the thrown value could not be described"}'; }
 };
 
-const start = async (configJson, userFn) => {
-  if (started) throw new ErrorCtor('codemode sandbox: start() may run once per isolate');
+// install(configJson) runs synchronously from the host, before any user code: it applies the limits,
+// defines error classes and host functions, and defines the one-shot global RUN_GLOBAL that the user
+// script's wrapper calls with the user's function (so running the script and starting the run is a
+// single hop). The global deletes itself on its first call.
+const install = (configJson) => {
+  if (started) throw new ErrorCtor('codemode sandbox: install() may run once per isolate');
   started = true;
   const config = JSONParse(configJson);
   maxPending = config.maxPending;
@@ -436,6 +444,13 @@ const start = async (configJson, userFn) => {
     for (let j = 1; j < path.length; j++) label = childPath(label, path[j]);
     defineValue(target, name, makeHostFunction(i, label, name), target !== G);
   }
+  defineValue(G, RUN_GLOBAL, run, false);
+};
+let running = false;
+const run = async (userFn) => {
+  delete G[RUN_GLOBAL];
+  if (running) throw new ErrorCtor('codemode sandbox: one run per isolate');
+  running = true;
   let value;
   try {
     value = await ReflectApply(userFn, undefined, []);
@@ -452,5 +467,5 @@ const start = async (configJson, userFn) => {
     return ['unserializable', droppedLogLines, describeThrown(err)];
   }
 };
-return [start, settleCall];
+return [install, settleCall];
 })`;

@@ -1,0 +1,176 @@
+/**
+ * Sandbox benchmark: IsolatedVmSandbox against @utcp/code-mode's `callToolChain` on the same workloads.
+ *
+ *   node --no-node-snapshot --experimental-strip-types bench/sandbox.ts [rounds]
+ *
+ * 1. `return 1` end to end (sequential runs).
+ * 2. Host-call round trip: one run awaiting 1,000 calls to an echo tool, minus the `return 1` cost, / 1,000.
+ * 3. Throughput at concurrency 1, 2 and 4: runs of a small script (3 awaited tool calls) per second.
+ *
+ * The peer gets its tool without a network: its client is created with no manuals and `getTools` /
+ * `callTool` are replaced on the instance, so only its sandbox and bridge are measured.
+ * Goals (issue 2): `return 1` <= 3 ms median, host call <= 100 µs median, and better than the peer on both.
+ */
+import { existsSync } from 'node:fs';
+import { registerHooks } from 'node:module';
+import { availableParallelism, cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+// The sources import './x.js'; under type stripping the files on disk are './x.ts'.
+registerHooks({
+  resolve(specifier, context, next) {
+    const parent = context.parentURL;
+    if (specifier.startsWith('.') && specifier.endsWith('.js') && parent?.endsWith('.ts') === true && !parent.includes('/node_modules/')) {
+      const candidate = new URL(`${specifier.slice(0, -3)}.ts`, parent);
+      if (existsSync(fileURLToPath(candidate))) return next(candidate.href, context);
+    }
+    return next(specifier, context);
+  },
+});
+
+const { IsolatedVmSandbox } = await import('../src/sandbox/isolated-vm-sandbox.js');
+const { CodeModeUtcpClient } = await import('@utcp/code-mode');
+
+const ROUNDS = Number(process.argv[2] ?? 300);
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+function fmtMs(ms: number): string {
+  return ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`;
+}
+
+async function time(fn: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await fn();
+  return performance.now() - started;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ---- subjects ----
+
+type Runner = (code: string) => Promise<unknown>;
+
+const echo = ([x]: unknown[]): unknown => x;
+
+function ours(warmIsolates: number, maxConcurrency = 4): { run: Runner; close: () => Promise<void> } {
+  const sandbox = new IsolatedVmSandbox({ warmIsolates, maxConcurrency });
+  return {
+    run: async (code) => {
+      const outcome = await sandbox.run(code, { hostFunctions: { bench: { echo } } });
+      if (!outcome.ok) throw new Error(`${outcome.error.kind}: ${outcome.error.message}`);
+      return outcome.value;
+    },
+    close: () => sandbox.close(),
+  };
+}
+
+async function peer(): Promise<{ run: Runner }> {
+  const client = await CodeModeUtcpClient.create(process.cwd(), null);
+  const tool = {
+    name: 'bench.echo',
+    description: 'echo',
+    inputs: { type: 'object', properties: { x: {} } },
+    outputs: { type: 'object' },
+    tags: [],
+    tool_call_template: { call_template_type: 'text', name: 'bench' },
+  };
+  const patched = client as unknown as { getTools: () => Promise<unknown[]>; callTool: (name: string, args: { x?: unknown }) => Promise<unknown> };
+  patched.getTools = async () => [tool];
+  patched.callTool = async (_name, args) => args.x;
+  return {
+    run: async (code) => {
+      const { result, logs } = await client.callToolChain(code, 30_000, 128);
+      const failed = logs.find((l) => l.startsWith('[ERROR]'));
+      if (failed !== undefined) throw new Error(failed);
+      return result;
+    },
+  };
+}
+
+// Equivalent scripts: our tools are async (await), the peer's are synchronous (await on a value is a no-op).
+const CALLS_OURS = 'for (let i = 0; i < 1000; i++) await bench.echo(i); return 1';
+const CALLS_PEER = 'for (let i = 0; i < 1000; i++) await bench.echo({ x: i }); return 1';
+const SMALL_OURS = 'const a = await bench.echo(1); const b = await bench.echo(2); const c = await bench.echo(3); return a + b + c';
+const SMALL_PEER = 'const a = await bench.echo({ x: 1 }); const b = await bench.echo({ x: 2 }); const c = await bench.echo({ x: 3 }); return a + b + c';
+
+async function returnOne(run: Runner, rounds: number, gapMs: number): Promise<number> {
+  for (let i = 0; i < 10; i++) await run('return 1');
+  const samples: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    if (gapMs > 0) await sleep(gapMs);
+    samples.push(await time(() => run('return 1')));
+  }
+  return median(samples);
+}
+
+async function hostCall(run: Runner, code: string, baseMs: number): Promise<number> {
+  await run(code);
+  const samples: number[] = [];
+  for (let i = 0; i < 15; i++) samples.push(await time(() => run(code)));
+  return (median(samples) - baseMs) / 1000;
+}
+
+async function throughput(run: Runner, code: string, concurrency: number, total: number): Promise<number> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < total) {
+      next++;
+      await run(code);
+    }
+  };
+  const ms = await time(() => Promise.all(Array.from({ length: concurrency }, worker)));
+  return (total / ms) * 1000;
+}
+
+// ---- run ----
+
+const loadavg = (await import('node:os')).loadavg();
+console.log(
+  `sandbox bench: ${cpus().length} vCPU (availableParallelism ${availableParallelism()}), Node ${process.version}, load ${loadavg.map((l) => l.toFixed(1)).join(' ')}, ${ROUNDS} rounds`,
+);
+
+const peerSubject = await peer();
+const warm = ours(1);
+const cold = ours(0);
+
+const rows: [string, string, string, string][] = [];
+const ratio = (peerValue: number, ourValue: number): string => `${(peerValue / ourValue).toFixed(1)}x`;
+
+const r1Warm = await returnOne(warm.run, ROUNDS, 3);
+const r1WarmB2B = await returnOne(warm.run, ROUNDS, 0);
+const r1Cold = await returnOne(cold.run, ROUNDS, 3);
+const r1Peer = await returnOne(peerSubject.run, ROUNDS, 3);
+rows.push(['`return 1`, warm isolate (3 ms idle between runs)', fmtMs(r1Warm), fmtMs(r1Peer), ratio(r1Peer, r1Warm)]);
+rows.push(['`return 1`, back to back (no time to pre-warm)', fmtMs(r1WarmB2B), fmtMs(r1Peer), ratio(r1Peer, r1WarmB2B)]);
+rows.push(['`return 1`, warmIsolates: 0 (isolate created in the run)', fmtMs(r1Cold), fmtMs(r1Peer), ratio(r1Peer, r1Cold)]);
+
+const callOurs = await hostCall(cold.run, CALLS_OURS, r1Cold);
+const callPeer = await hostCall(peerSubject.run, CALLS_PEER, r1Peer);
+rows.push(['host call round trip (1,000 awaited calls, per call)', fmtMs(callOurs), fmtMs(callPeer), ratio(callPeer, callOurs)]);
+
+for (const c of [1, 2, 4]) {
+  const total = Math.max(100, ROUNDS);
+  const subject = ours(1, c);
+  await throughput(subject.run, SMALL_OURS, c, 20);
+  const oursRate = await throughput(subject.run, SMALL_OURS, c, total);
+  await subject.close();
+  await throughput(peerSubject.run, SMALL_PEER, c, 20);
+  const peerRate = await throughput(peerSubject.run, SMALL_PEER, c, total);
+  rows.push([`throughput, concurrency ${c} (runs/s, 3 tool calls each)`, oursRate.toFixed(0), peerRate.toFixed(0), `${(oursRate / peerRate).toFixed(1)}x`]);
+}
+
+await warm.close();
+await cold.close();
+
+console.log('\n| workload | codemode | @utcp/code-mode | ratio (peer/ours for times, ours/peer for rates) |');
+console.log('|---|---|---|---|');
+for (const row of rows) console.log(`| ${row.join(' | ')} |`);
+const goals = [
+  `return 1 (warm) <= 3 ms: ${r1Warm <= 3 ? 'met' : 'MISSED'} (${fmtMs(r1Warm)}); cold: ${r1Cold <= 3 ? 'met' : 'MISSED'} (${fmtMs(r1Cold)})`,
+  `host call <= 100 µs: ${callOurs <= 0.1 ? 'met' : 'MISSED'} (${fmtMs(callOurs)})`,
+];
+console.log(`\n${goals.join('\n')}`);
