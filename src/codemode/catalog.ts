@@ -25,6 +25,29 @@ export interface CatalogEntry {
   readonly tool: ToolDefinition;
 }
 
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Checks one listed tool and drops malformed optional fields, so a sloppy source cannot break the
+ * declarations, search or the execute description.
+ */
+function normalizeTool(source: string, raw: unknown): ToolDefinition {
+  if (!isObject(raw) || typeof raw.name !== 'string' || raw.name === '') {
+    throw new CodemodeError('UPSTREAM_PROTOCOL', `Source "${source}" listed a tool without a name. Every tool needs a non-empty string name.`);
+  }
+  const tool: ToolDefinition = {
+    name: raw.name,
+    inputSchema: isObject(raw.inputSchema) ? raw.inputSchema : { type: 'object' },
+  };
+  if (typeof raw.title === 'string') tool.title = raw.title;
+  if (typeof raw.description === 'string') tool.description = raw.description;
+  if (isObject(raw.outputSchema)) tool.outputSchema = raw.outputSchema;
+  if (isObject(raw.annotations)) tool.annotations = raw.annotations;
+  return tool;
+}
+
 /** Result of resolving a name passed to `callTool`. */
 export type Resolution = { entry: CatalogEntry } | { error: string };
 
@@ -91,7 +114,12 @@ export class Catalog {
     sources.forEach((source, i) => {
       const namespaceId = toIdentifier(source.name);
       const ids = new Map<string, string>();
-      for (const tool of lists[i] ?? []) {
+      const list = lists[i];
+      if (!Array.isArray(list)) {
+        throw new CodemodeError('UPSTREAM_PROTOCOL', `Source "${source.name}" listed its tools as ${typeof list}, not an array.`);
+      }
+      for (const raw of list) {
+        const tool = normalizeTool(source.name, raw);
         const toolId = toIdentifier(tool.name);
         const other = ids.get(toolId);
         if (other !== undefined) {

@@ -57,6 +57,18 @@ describe('identifiers', () => {
     await expect(Catalog.load([source])).rejects.toThrow(/lists the tool "a" twice/);
   });
 
+  it('tolerates sloppy optional fields and rejects nameless tools', async () => {
+    const sloppy: ToolSource = {
+      name: 'sloppy',
+      listTools: async () => [{ name: 'x', description: 42, inputSchema: 'nope', outputSchema: null } as never],
+      callTool: async () => ({ value: null }),
+    };
+    const catalog = await Catalog.load([sloppy]);
+    expect(catalog.entries[0]!.tool).toEqual({ name: 'x', inputSchema: { type: 'object' } });
+    const nameless: ToolSource = { ...sloppy, listTools: async () => [{ description: 'no name' } as never] };
+    await expect(Catalog.load([nameless])).rejects.toThrow(/without a name/);
+  });
+
   it('wraps a listing failure as UPSTREAM_UNAVAILABLE naming the source', async () => {
     const source: ToolSource = { name: 'broken', listTools: async () => Promise.reject(new Error('connection refused')), callTool: async () => ({ value: null }) };
     const err = await Catalog.load([source]).catch((e: unknown) => e);
