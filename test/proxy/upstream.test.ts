@@ -3,7 +3,7 @@ import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from '../../src/proxy/ups
 import type { UpstreamConnection } from '../../src/proxy/upstream.js';
 import { parseUpstreamConfig } from '../../src/proxy/config.js';
 import { CodemodeError } from '../../src/errors.js';
-import { EVERYTHING, NODE, freePort, readBody, startHttp, timeRejection } from './helpers.js';
+import { EVERYTHING, NODE, freePort, readBody, spawnServer, startHttp, timeRejection } from './helpers.js';
 import type { LoopbackServer } from './helpers.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -171,5 +171,19 @@ describe('connectUpstream success', () => {
     cleanups.push(() => up.close());
     expect(seen).toEqual(params);
     expect(up.initializeResult).toMatchObject({ protocolVersion: '2025-03-26', instructions: 'hi', extra: 42 });
+  });
+
+  it('legacy SSE: auto falls back on 404/405 and works; transport sse goes straight there', async () => {
+    const port = await freePort();
+    const ev = await spawnServer([EVERYTHING, 'sse'], /running on port (\d+)/, { PORT: String(port) });
+    cleanups.push(() => ev.stop());
+    const auto = await connectUpstream({ url: `http://127.0.0.1:${port}/sse` });
+    cleanups.push(() => auto.close());
+    expect(auto.kind).toBe('sse');
+    expect((await auto.client.callTool({ name: 'echo', arguments: { message: 'over sse' } })).content).toEqual([{ type: 'text', text: 'Echo: over sse' }]);
+    const explicit = await connectUpstream({ url: `http://127.0.0.1:${port}/sse`, transport: 'sse' });
+    cleanups.push(() => explicit.close());
+    expect(explicit.kind).toBe('sse');
+    await expect(connectUpstream({ url: `http://127.0.0.1:${port}/sse`, transport: 'http' })).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
   });
 });
