@@ -798,11 +798,19 @@ export function createOAuthProxy(options: OAuthProxyOptions): OAuthProxy {
     metadataPaths.add(`${issuerPath}/.well-known/oauth-authorization-server`);
   }
   for (const path of metadataPaths) router.get(path, sendMetadata);
-  router.get(callbackPath, (req, res, next) => {
-    provider.handleCallback(req, res).catch(next);
+  // A browser is on the other end of these two: answer failures (storage down, IdP discovery failing)
+  // with a readable page rather than express's default error output.
+  const browserFailure = (res: Response) => (err: unknown) => {
+    log.error('OAuth browser step failed', { error: describeError(err) });
+    if (res.headersSent) return;
+    const unavailable = err instanceof TemporarilyUnavailableError;
+    sendPage(res, unavailable ? 503 : 500, messagePage(unavailable ? 'The identity provider is unavailable right now. Try signing in again shortly.' : 'Signing in failed on the server. Try again shortly.'));
+  };
+  router.get(callbackPath, (req, res) => {
+    provider.handleCallback(req, res).catch(browserFailure(res));
   });
-  router.post(consentPath, express.urlencoded({ extended: false, limit: '4kb' }), (req, res, next) => {
-    provider.handleConsent(req, res).catch(next);
+  router.post(consentPath, express.urlencoded({ extended: false, limit: '4kb' }), (req, res) => {
+    provider.handleConsent(req, res).catch(browserFailure(res));
   });
 
   const resourceMetadataUrl = getOAuthProtectedResourceMetadataUrl(resource);

@@ -107,6 +107,29 @@ describe('OAuth proxy: authorization server surface', () => {
     expect(idp.counts.logins).toBe(0);
   });
 
+  it('an IdP whose discovery fails: approving consent shows a 503 page, and /authorize without consent redirects temporarily_unavailable', async () => {
+    const { idp, server } = await setup({ upstream: { type: 'oidc', issuer: 'http://127.0.0.1:1', clientId: 'x', clientSecret: 'y' } });
+    const clientId = await register(server);
+    const page = await fetch(authorizeUrl(server, clientId), { redirect: 'manual' });
+    const cookie = page.headers.getSetCookie()[0]!.split(';')[0]!;
+    const form = parseConsentForm(await page.text());
+    const approve = await fetch(new URL(form.action, server.url), {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+      body: new URLSearchParams({ txn: form.txn, action: 'approve' }),
+    });
+    expect(approve.status).toBe(503);
+    expect(await approve.text()).toContain('identity provider is unavailable');
+    expect(idp.counts.logins).toBe(0);
+
+    const direct = await startProtectedServer(idp, { consent: false, upstream: { type: 'oidc', issuer: 'http://127.0.0.1:1', clientId: 'x' } });
+    cleanups.push(() => direct.close());
+    const res = await fetch(authorizeUrl(direct, await register(direct)), { redirect: 'manual' });
+    expect(res.status).toBe(302);
+    expect(new URL(res.headers.get('location')!).searchParams.get('error')).toBe('temporarily_unavailable');
+  });
+
   it('with consent off, /authorize goes straight to the IdP', async () => {
     const { server } = await setup({ consent: false });
     const provider = new TestOAuthProvider();
