@@ -102,6 +102,13 @@ class Host {
     return r;
   }
 
+  /** CPU time (user + system) the process has used so far, from /proc: robust to a loaded machine. */
+  cpuMs(): number {
+    const fields = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  }
+
   rssMiB(): number {
     const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
     return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
@@ -145,11 +152,13 @@ async function main(): Promise<void> {
 
     const init: Record<string, number[]> = {};
     const initList: Record<string, number[]> = {};
+    const cpu: Record<string, number[]> = {};
     for (let i = 0; i < RUNS; i++) {
       for (const b of BRIDGES) {
         const h = new Host(b.args(url));
         const r = await h.initialize();
         const tInit = performance.now() - h.t0;
+        (cpu[b.name] ??= []).push(h.cpuMs());
         const l = await h.request('tools/list', {});
         const tList = performance.now() - h.t0;
         if (r.result === undefined || l.result === undefined) throw new Error(`${b.name} failed: ${JSON.stringify(r)}\n${h.stderr}`);
@@ -233,6 +242,7 @@ async function main(): Promise<void> {
       '| metric | codemode-remote | mcp-remote 0.15.1 |',
       '|---|---|---|',
       `| spawn -> initialize result, median (range) | ${Math.round(median(init['codemode-remote']!))} ms (${range(init['codemode-remote']!)}) | ${Math.round(median(init['mcp-remote 0.15.1']!))} ms (${range(init['mcp-remote 0.15.1']!)}) |`,
+      `| CPU time (user+sys) at initialize result, median (range) | ${Math.round(median(cpu['codemode-remote']!))} ms (${range(cpu['codemode-remote']!)}) | ${Math.round(median(cpu['mcp-remote 0.15.1']!))} ms (${range(cpu['mcp-remote 0.15.1']!)}) |`,
       `| spawn -> initialize + tools/list, median (range) | ${Math.round(median(initList['codemode-remote']!))} ms (${range(initList['codemode-remote']!)}) | ${Math.round(median(initList['mcp-remote 0.15.1']!))} ms (${range(initList['mcp-remote 0.15.1']!)}) |`,
       `| tools/call median through the bridge | ${median(perCall['codemode-remote']!).toFixed(2)} ms | ${median(perCall['mcp-remote 0.15.1']!).toFixed(2)} ms |`,
       `| added vs direct SDK HTTP client (${d.toFixed(2)} ms) | ${(median(perCall['codemode-remote']!) - d).toFixed(2)} ms | ${(median(perCall['mcp-remote 0.15.1']!) - d).toFixed(2)} ms |`,

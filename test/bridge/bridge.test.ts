@@ -89,6 +89,32 @@ describe('forwarding', () => {
   });
 });
 
+describe('legacy SSE transport', () => {
+  it('--transport sse speaks the 2024-11-05 HTTP+SSE transport', async () => {
+    const up = await upstream();
+    const h = bridge([up.url.replace('/mcp', '/sse'), '--transport', 'sse']);
+    await h.initialize();
+    expect(text(await h.request('tools/call', { name: 'echo', arguments: { message: 'over sse' } }))).toBe('echo: over sse');
+  });
+
+  it('--transport auto falls back to SSE once when the POST gets 404', async () => {
+    const up = await upstream();
+    const h = bridge([up.url.replace('/mcp', '/sse')]);
+    const init = await h.initialize();
+    expect(init.result?.serverInfo).toMatchObject({ name: 'bridge-fixture' });
+    expect(text(await h.request('tools/call', { name: 'echo', arguments: { message: 'fell back' } }))).toBe('echo: fell back');
+    expect(h.stderr()).toMatch(/trying the legacy SSE transport once/);
+  });
+
+  it('--transport http does not fall back', async () => {
+    const up = await upstream();
+    const h = bridge([up.url.replace('/mcp', '/sse'), '--transport', 'http']);
+    const init = await h.request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } });
+    expect(init.error?.message).toMatch(/HTTP 404/);
+    expect(up.stats.initializes).toBe(0);
+  });
+});
+
 describe('fails loudly: the host initialize gets a JSON-RPC error naming the cause, then the bridge exits', () => {
   async function expectInitError(h: BridgeHost, pattern: RegExp, withinMs?: number): Promise<void> {
     const t0 = performance.now();
