@@ -27,8 +27,6 @@ if (typeof process.send !== 'function') {
   process.exit(2);
 }
 
-// The parent going away (close, exit, SIGKILL) closes the channel: nothing is left to serve.
-process.on('disconnect', () => process.exit(0));
 
 function send(message: FromWorker): void {
   if (!process.connected) return;
@@ -162,6 +160,15 @@ async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
     setImmediate(() => void refill(memoryMb));
   }
 }
+
+// The parent going away (close, exit, SIGKILL) closes the channel: nothing is left to serve. Isolates
+// are disposed first: Node's exit waits for isolated-vm's cleanup, which waits for running guest code, so
+// a plain exit() would hang behind a `while (true) {}`.
+process.on('disconnect', () => {
+  for (const controller of runs.values()) controller.abort();
+  for (const spare of spares.values()) spare.dispose();
+  process.exit(0);
+});
 
 process.on('message', (raw: unknown) => {
   const message = raw as ToWorker;
