@@ -61,6 +61,12 @@ export const OAuthConfigSchema = z.strictObject({
   resourceName: z.string().optional(),
   consent: z.boolean().optional(),
   exposeUpstreamToken: z.boolean().optional(),
+  /**
+   * `false` turns off the SDK's per-IP rate limits on /register, /authorize and /token. Behind a load
+   * balancer every client shares its IP, so either make the app trust X-Forwarded-For or turn these off
+   * and limit at the balancer.
+   */
+  rateLimit: z.literal(false).optional(),
 });
 
 export type OAuthConfig = z.infer<typeof OAuthConfigSchema>;
