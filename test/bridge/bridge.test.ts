@@ -3,8 +3,11 @@
  * forwarding, fail-loudly initialize, lifecycle (EOF, signals, DELETE), one session, recovery.
  * Needs the built bridge (`npm run build`).
  */
-import { createServer } from 'node:net';
-import type { Server } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { connect, createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BridgeHost } from '../fixtures/bridge-host.js';
 import { spawnBridge } from '../fixtures/bridge-host.js';
@@ -13,12 +16,15 @@ import { startUpstream } from '../fixtures/bridge-upstream.js';
 
 const hosts: BridgeHost[] = [];
 const upstreams: UpstreamFixture[] = [];
-const servers: Server[] = [];
+const servers: Array<Server | HttpServer> = [];
 
 afterEach(async () => {
   for (const h of hosts.splice(0)) h.kill();
   await Promise.all(upstreams.splice(0).map((u) => u.close()));
-  for (const s of servers.splice(0)) s.close();
+  for (const s of servers.splice(0)) {
+    if ('closeAllConnections' in s) s.closeAllConnections();
+    s.close();
+  }
 });
 
 function bridge(args: string[], env?: NodeJS.ProcessEnv): BridgeHost {
@@ -112,6 +118,62 @@ describe('legacy SSE transport', () => {
     const init = await h.request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } });
     expect(init.error?.message).toMatch(/HTTP 404/);
     expect(up.stats.initializes).toBe(0);
+  });
+});
+
+describe('HTTP(S)_PROXY / NO_PROXY', () => {
+  /** A forward proxy for plain-http targets (absolute-form request lines), counting what it relays. */
+  async function forwardProxy(): Promise<{ url: string; relayed: string[] }> {
+    const relayed: string[] = [];
+    const proxy = createHttpServer((req, res) => {
+      relayed.push(`${req.method} ${req.url}`);
+      const target = new URL(req.url ?? '');
+      const out = httpRequest(target, { method: req.method, headers: req.headers }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      out.on('error', () => res.destroy());
+      req.pipe(out);
+    });
+    // Node's fetch tunnels through the proxy with CONNECT, for http targets too.
+    const tunnels = new Set<Socket>();
+    proxy.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => {
+      relayed.push(`CONNECT ${req.url}`);
+      const [host, port] = (req.url ?? '').split(':');
+      const upstreamSocket = connect(Number(port), host!, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstreamSocket.write(head);
+        upstreamSocket.pipe(client);
+        client.pipe(upstreamSocket);
+      });
+      tunnels.add(client).add(upstreamSocket);
+      upstreamSocket.on('error', () => client.destroy());
+      client.on('error', () => upstreamSocket.destroy());
+    });
+    proxy.on('close', () => {
+      for (const t of tunnels) t.destroy();
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    servers.push(proxy);
+    return { url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, relayed };
+  }
+
+  it('routes upstream requests through HTTP_PROXY', async () => {
+    const up = await upstream();
+    const proxy = await forwardProxy();
+    const h = bridge([up.url], { HTTP_PROXY: proxy.url, NO_PROXY: '' });
+    await h.initialize();
+    expect(text(await h.request('tools/call', { name: 'echo', arguments: { message: 'via proxy' } }))).toBe('echo: via proxy');
+    expect(proxy.relayed.some((l) => l === `CONNECT 127.0.0.1:${up.port}` || l.startsWith(`POST ${up.url}`))).toBe(true);
+  });
+
+  it('bypasses the proxy for hosts in NO_PROXY', async () => {
+    const up = await upstream();
+    const proxy = await forwardProxy();
+    const h = bridge([up.url], { HTTP_PROXY: proxy.url, NO_PROXY: '127.0.0.1' });
+    await h.initialize();
+    expect(text(await h.request('tools/call', { name: 'echo', arguments: { message: 'direct' } }))).toBe('echo: direct');
+    expect(proxy.relayed).toEqual([]);
   });
 });
 
