@@ -366,6 +366,9 @@ export class CodeMode {
         return { ok: true, value: outcome.value, logs: outcome.logs, toolCalls: execution.records, warnings, stats };
       }
       const error = this.mapError(outcome.error, normalized.mapPosition);
+      if (error.kind === 'syntax' && normalized.typescriptHint !== undefined) {
+        error.message += ` (${normalized.typescriptHint}: only type annotations can be used; write enums as objects and namespaces as plain code)`;
+      }
       span.setAttributes({ 'codemode.outcome': error.kind, [ATTR.ERROR_TYPE]: error.kind });
       span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
       return { ok: false, error, logs: outcome.logs, toolCalls: execution.records, warnings, stats };

@@ -19,6 +19,11 @@ export interface NormalizedCode {
   code: string;
   /** True when TypeScript syntax was stripped. */
   typescript: boolean;
+  /**
+   * Why TypeScript stripping failed on code that is not JavaScript either, when the stripper knew (for
+   * example "TypeScript enum is not supported in strip-only mode"): a hint for the syntax error.
+   */
+  typescriptHint?: string;
   /** Maps a 1-based position in `code` back to the submitted text. */
   mapPosition(line: number, column: number): { line: number; column: number };
 }
@@ -100,6 +105,7 @@ export function normalizeCode(submitted: string): NormalizedCode {
   let source = fence ? fence.code : submitted;
   const lineOffset = fence ? fence.lineOffset : 0;
   let typescript = false;
+  let typescriptHint: string | undefined;
 
   if (fence) program = tryParse(source);
   if (program === undefined) {
@@ -111,8 +117,11 @@ export function normalizeCode(submitted: string): NormalizedCode {
         program = reparsed;
         typescript = true;
       }
-    } catch {
-      // Not valid TypeScript either: let the sandbox report the syntax error.
+    } catch (err) {
+      // Not valid TypeScript either: the sandbox reports the syntax error. Syntax that is TypeScript but
+      // cannot be stripped (enum, namespace, parameter properties) gets its own explanation.
+      const e = err as { code?: unknown; message?: unknown };
+      if (e?.code === 'UnsupportedSyntax' && typeof e.message === 'string') typescriptHint = e.message;
     }
   }
 
@@ -149,6 +158,7 @@ export function normalizeCode(submitted: string): NormalizedCode {
   return {
     code,
     typescript,
+    ...(typescriptHint !== undefined ? { typescriptHint } : {}),
     mapPosition(line, column) {
       // Walk this line's insertions left to right; `consumed` is inserted text before the output column.
       let consumed = 0;

@@ -111,6 +111,12 @@ describe('CodeMode.execute with local tools', () => {
     expect(syntax.error.line).toBe(2);
   });
 
+  it('explains TypeScript that cannot be stripped', async () => {
+    const result = await mode.execute('enum Color { Red }\nconst c: Color = Color.Red;\nreturn c;');
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error).toMatchObject({ kind: 'syntax', message: expect.stringMatching(/TypeScript enum is not supported.*write enums as objects/) });
+  });
+
   it('makes tool failures catchable ToolErrors carrying tool and structuredContent', async () => {
     const result = await mode.execute(`
       const out = [];
