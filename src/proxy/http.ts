@@ -75,7 +75,7 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
         },
       });
       const previousOnclose = transport.onclose;
-      await proxy.connect(transport);
+      await proxy.connect(transport, { idleTimeout: true });
       // Protocol.connect wrapped onclose; chain ours after it so the map never keeps a dead session.
       const wrapped = transport.onclose;
       transport.onclose = () => {

@@ -54,8 +54,9 @@ export interface ProxyOptions
    */
   requestTimeoutMs?: number | null;
   /**
-   * Close a downstream session (and its upstream session) after this long without traffic and with
-   * nothing in flight. Default `DEFAULT_IDLE_TIMEOUT_MS`; `null` disables it.
+   * Close a downstream HTTP session (and its upstream session) after this long without traffic and with
+   * nothing in flight, for clients that never close. Default `DEFAULT_IDLE_TIMEOUT_MS`; `null` disables
+   * it. Applies to sessions served by `serveProxyHttp` (or connected with `{ idleTimeout: true }`).
    */
   idleTimeoutMs?: number | null;
   /** Tool-name globs (`*`, `?`) hidden from `tools/list`; calling a hidden tool is refused. */
@@ -84,8 +85,12 @@ export interface ProxySession {
 export interface Proxy {
   /** The validated upstream config. */
   readonly target: UpstreamConfig;
-  /** Serves one downstream session over `transport`. The upstream is contacted on `initialize`. */
-  connect(transport: Transport): Promise<ProxySession>;
+  /**
+   * Serves one downstream session over `transport`. The upstream is contacted on `initialize`.
+   * `idleTimeout: true` applies `idleTimeoutMs` to this session (`serveProxyHttp` does this; a stdio
+   * session ends with stdin instead, so it has no idle timeout by default).
+   */
+  connect(transport: Transport, options?: { idleTimeout?: boolean }): Promise<ProxySession>;
   /** Number of open sessions. */
   readonly sessionCount: number;
   /** Closes every session. Idempotent. */
@@ -140,10 +145,13 @@ class Session implements ProxySession {
   /** Downstream requests currently forwarded upstream, oldest first. */
   readonly #inflight: RequestId[] = [];
   #idleTimer: NodeJS.Timeout | undefined;
+  readonly #idleMs: number | null;
   readonly #proxy: ProxyImpl;
 
-  constructor(proxy: ProxyImpl) {
+  constructor(proxy: ProxyImpl, idleTimeout: boolean) {
     this.#proxy = proxy;
+    const idle = proxy.options.idleTimeoutMs === undefined ? DEFAULT_IDLE_TIMEOUT_MS : proxy.options.idleTimeoutMs;
+    this.#idleMs = idleTimeout ? idle : null;
     this.closed = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -326,7 +334,7 @@ class Session implements ProxySession {
 
   #touch(): void {
     if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
-    const idle = this.#proxy.options.idleTimeoutMs === undefined ? DEFAULT_IDLE_TIMEOUT_MS : this.#proxy.options.idleTimeoutMs;
+    const idle = this.#idleMs;
     if (idle === null || this.#closing !== undefined) return;
     this.#idleTimer = setTimeout(() => {
       if (this.#inflight.length > 0) {
@@ -415,9 +423,9 @@ class ProxyImpl implements Proxy {
     return this.#hidden(name);
   }
 
-  async connect(transport: Transport): Promise<ProxySession> {
+  async connect(transport: Transport, options: { idleTimeout?: boolean } = {}): Promise<ProxySession> {
     if (this.#closed) throw new CodemodeError('CLOSED', 'This proxy is closed');
-    const session = new Session(this);
+    const session = new Session(this, options.idleTimeout ?? false);
     this.#sessions.add(session);
     try {
       await session.server.connect(transport);

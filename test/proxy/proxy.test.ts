@@ -6,6 +6,7 @@
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import {
   CallToolResultSchema,
   CreateMessageRequestSchema,
@@ -268,6 +269,21 @@ describe('forwarding through the proxy (stdio upstream)', () => {
     expect(proxy.sessionCount).toBe(0);
     const err = await b.client.ping().catch((e: unknown) => e);
     expect(String(err)).toMatch(/404|Session not found/);
+  });
+});
+
+describe('idle timeout applies to HTTP sessions only', () => {
+  it('a session connected directly (as over stdio) is not reaped while idle', async () => {
+    const proxy = createProxy(fixtureStdioConfig(), { onStderr: () => undefined, idleTimeoutMs: 300 });
+    cleanups.push(() => proxy.close());
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await proxy.connect(serverSide);
+    const client = new Client({ name: 'stdio-like', version: '1' });
+    await client.connect(clientSide);
+    cleanups.push(() => client.close());
+    await new Promise((r) => setTimeout(r, 900));
+    expect(proxy.sessionCount).toBe(1);
+    expect(textOf(await client.callTool({ name: 'echo', arguments: { text: 'awake' } }))).toBe('awake');
   });
 });
 
