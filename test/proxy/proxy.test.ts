@@ -233,6 +233,14 @@ describe('forwarding through the proxy (stdio upstream)', () => {
     expect(JSON.parse(textOf(await client.callTool({ name: 'cancelled_calls', arguments: {} })))).toHaveLength(1);
   });
 
+  it('restarts a stdio upstream that exited, on the next request', async () => {
+    const h = await host(fixtureStdioConfig());
+    const { client } = await downstream(h.url);
+    expect(textOf(await client.callTool({ name: 'crash', arguments: {} }))).toBe('crashing');
+    await new Promise((r) => setTimeout(r, 300)); // the child is gone now
+    expect(textOf(await client.callTool({ name: 'echo', arguments: { text: 'back' } }))).toBe('back');
+  });
+
   it('passes large results (20 MB) from a stdio upstream', async () => {
     const h = await host(fixtureStdioConfig());
     const { client } = await downstream(h.url);
