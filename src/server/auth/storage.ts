@@ -8,7 +8,7 @@
  * @module
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CodemodeError } from '../../errors.js';
 
@@ -121,6 +121,10 @@ export class MemoryOAuthStorage implements OAuthStorage {
   }
 }
 
+const FILE_SWEEP_INTERVAL_MS = 10 * 60_000;
+/** A temp or claimed file this old belongs to a write or take that was interrupted. */
+const LEFTOVER_AGE_MS = 60_000;
+
 interface FileEntry {
   v: string;
   exp: number | null;
@@ -142,11 +146,54 @@ function isErrno(err: unknown, code: string): boolean {
  */
 export class FileOAuthStorage implements OAuthStorage {
   readonly #dir: string;
+  readonly #sweepIntervalMs: number;
   #ready: Promise<void> | undefined;
+  #lastSweep = Date.now();
+  #sweeping: Promise<number> | undefined;
+  #closed = false;
 
-  constructor(dir: string) {
+  /** `sweepIntervalMs`: how often writes trigger a background sweep of expired files. Default 10 minutes. */
+  constructor(dir: string, options: { sweepIntervalMs?: number } = {}) {
     if (dir.trim() === '') throw new CodemodeError('INVALID_CONFIG', 'FileOAuthStorage needs a directory path');
     this.#dir = dir;
+    this.#sweepIntervalMs = options.sweepIntervalMs ?? FILE_SWEEP_INTERVAL_MS;
+  }
+
+  /**
+   * Deletes expired entries and leftovers of interrupted writes. Most keys (one per issued access token)
+   * are never read after they expire, so without this the directory would only grow. Returns how many
+   * files were removed. Runs by itself from `set`; exposed for operators and tests.
+   */
+  sweep(): Promise<number> {
+    this.#sweeping ??= this.#sweep().finally(() => {
+      this.#sweeping = undefined;
+    });
+    return this.#sweeping;
+  }
+
+  async #sweep(): Promise<number> {
+    this.#lastSweep = Date.now();
+    let names: string[];
+    try {
+      names = await readdir(this.#dir);
+    } catch {
+      return 0;
+    }
+    let removed = 0;
+    const now = Date.now();
+    for (const name of names) {
+      if (this.#closed) break;
+      const file = join(this.#dir, name);
+      let stale = false;
+      if (name.endsWith('.tmp') || name.endsWith('.taken')) {
+        stale = await stat(file).then((st) => now - st.mtimeMs > LEFTOVER_AGE_MS, () => false);
+      } else if (name.endsWith('.json')) {
+        const entry = await this.#readEntry(file).catch(() => undefined);
+        stale = entry !== undefined && entry.exp !== null && entry.exp <= now;
+      }
+      if (stale && (await unlink(file).then(() => true, () => false))) removed++;
+    }
+    return removed;
   }
 
   #path(key: string, suffix = '.json'): string {
@@ -193,6 +240,7 @@ export class FileOAuthStorage implements OAuthStorage {
     const entry: FileEntry = { v: value, exp: ttlMs === undefined ? null : Date.now() + ttlMs };
     await writeFile(tmp, JSON.stringify(entry), { mode: 0o600 });
     await rename(tmp, file);
+    if (Date.now() - this.#lastSweep >= this.#sweepIntervalMs && this.#sweeping === undefined) void this.sweep();
   }
 
   async take(key: string): Promise<string | undefined> {
@@ -258,6 +306,8 @@ export class FileOAuthStorage implements OAuthStorage {
   }
 
   async close(): Promise<void> {
-    // Nothing held open between calls.
+    // Nothing is held open between calls; let a running sweep stop early and finish.
+    this.#closed = true;
+    await this.#sweeping;
   }
 }

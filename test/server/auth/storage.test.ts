@@ -117,6 +117,31 @@ describe('FileOAuthStorage on disk', () => {
   });
 });
 
+describe('FileOAuthStorage sweep', () => {
+  it('removes expired entries that are never read again, keeps live ones, and runs by itself from set()', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'codemode-oauth-sweep-'));
+    try {
+      const store = new FileOAuthStorage(dir, { sweepIntervalMs: 100 });
+      for (let i = 0; i < 5; i++) await store.set(`at:${i}`, 'x', 50);
+      await store.set('live', 'y', 60_000);
+      await store.set('forever', 'z');
+      expect(readdirSync(dir)).toHaveLength(7);
+      await sleep(150);
+      await store.set('trigger', 'w', 60_000); // past the interval: starts a background sweep
+      for (let i = 0; i < 40 && readdirSync(dir).length > 3; i++) await sleep(25); // bounded wait for the background sweep
+      await store.close();
+      expect(readdirSync(dir)).toHaveLength(3); // live, forever, trigger
+      const again = new FileOAuthStorage(dir);
+      expect(await again.get('live')).toBe('y');
+      expect(await again.get('forever')).toBe('z');
+      expect(await again.get('trigger')).toBe('w');
+      expect(await again.sweep()).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('RedisOAuthStorage connection failure', () => {
   it('fails with UPSTREAM_UNAVAILABLE and a hint when nothing listens', async () => {
     const err = await RedisOAuthStorage.connect({ url: 'redis://127.0.0.1:1', connectTimeoutMs: 1000 }).catch((e: unknown) => e);
