@@ -1,0 +1,143 @@
+/**
+ * Two real `codemode serve --http --stateless` processes with an `oauth` config section, sharing one
+ * Redis, behind a round-robin load balancer: the SDK client logs in across both, each accepts the
+ * other's tokens, and after idling past the upstream lifetime a burst refreshes upstream exactly once.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startIdp } from '../../fixtures/idp-server.js';
+import { SIGNING_KEY, TestOAuthProvider, connectWithLogin, sleep, startLoadBalancer, startRedis } from './harness.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = [
+  '--no-node-snapshot',
+  '--experimental-strip-types',
+  '--disable-warning=ExperimentalWarning',
+  '--import',
+  join(ROOT, 'test/fixtures/proxy-ts-loader.mjs'),
+  join(ROOT, 'src/cli/codemode.ts'),
+];
+
+interface ServeProcess {
+  url: string;
+  child: ChildProcess;
+  stderr: () => string;
+}
+
+/** Spawns `codemode serve --http` and waits (bounded) for its "listening on" line. */
+async function spawnServe(args: string[], env: NodeJS.ProcessEnv): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [...CLI, 'serve', '--http', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env });
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`codemode serve did not start within 20 s:\n${stderr}`)), 20_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const m = /listening on (http:\/\/\S+?)\/mcp\b/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`codemode serve exited with ${code}:\n${stderr}`));
+    });
+  });
+  return { url, child, stderr: () => stderr };
+}
+
+async function stop(p: ServeProcess): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => p.child.once('exit', () => resolve()));
+  p.child.kill('SIGTERM');
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+let redis: { url: string; close(): Promise<void> } | undefined;
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis?.close();
+});
+
+describe('codemode serve --http: two instances with OAuth on one Redis', () => {
+  const cleanups: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+  });
+
+  it('login spans both processes, each accepts the other’s tokens, and idle sessions refresh once', async () => {
+    const idp = await startIdp({ accessTokenTtlSeconds: 2, issueRefreshTokens: true, refreshDelayMs: 150 });
+    cleanups.push(() => idp.close());
+    const lb = await startLoadBalancer();
+    cleanups.push(() => lb.close());
+    const dir = mkdtempSync(join(tmpdir(), 'codemode-serve-oauth-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const config = join(dir, 'codemode.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        mcpServers: {},
+        oauth: {
+          issuerUrl: lb.url,
+          upstream: { type: 'oidc', issuer: idp.url, clientId: idp.clientId, clientSecret: '${IDP_CLIENT_SECRET}' },
+          storage: { type: 'redis', url: redis!.url, keyPrefix: 'serve-e2e:' },
+          consent: false,
+        },
+      }),
+    );
+    const env = { ...process.env, CODEMODE_OAUTH_SIGNING_KEY: SIGNING_KEY, IDP_CLIENT_SECRET: idp.clientSecret, CODEMODE_LOG_LEVEL: 'warn' };
+    const instances: ServeProcess[] = [];
+    for (let i = 0; i < 2; i++) {
+      const p = await spawnServe(['--stateless', '--port', '0', '--config', config], env);
+      cleanups.push(() => stop(p));
+      instances.push(p);
+      lb.backends.push(p.url);
+    }
+
+    const provider = new TestOAuthProvider();
+    const client = await connectWithLogin(`${lb.url}/mcp`, provider);
+    cleanups.push(() => client.close());
+    expect(provider.logins).toBe(1);
+    expect(lb.hits[0]).toBeGreaterThan(2);
+    expect(lb.hits[1]).toBeGreaterThan(2);
+    const tools = await client.listTools();
+    expect(tools.tools.map((t) => t.name)).toContain('execute');
+
+    // The token works against each process directly; a missing or forged one does not.
+    const token = provider.tokens()!.access_token;
+    const list = (url: string, bearer: string): Promise<Response> =>
+      fetch(`${url}/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+      });
+    for (const p of instances) {
+      const ok = await list(p.url, token);
+      expect(ok.status).toBe(200);
+      await ok.body?.cancel();
+      const bad = await list(p.url, `${token.slice(0, -2)}xx`);
+      expect(bad.status).toBe(401);
+      expect(bad.headers.get('www-authenticate')).toContain(`resource_metadata="${lb.url}/.well-known/oauth-protected-resource/mcp"`);
+    }
+
+    // Idle past the upstream lifetime; then a burst spread over both processes refreshes upstream once.
+    await sleep(2_400);
+    const burst = await Promise.all(Array.from({ length: 8 }, () => client.listTools()));
+    expect(burst.every((r) => r.tools.length > 0)).toBe(true);
+    expect(idp.counts.refreshes).toBe(1);
+    expect(idp.counts.refusedRefreshes).toBe(0);
+    for (let i = 0; i < 4; i++) await client.listTools();
+    expect(idp.counts.refreshes).toBe(1);
+    expect(provider.logins).toBe(1);
+    for (const p of instances) expect(p.stderr()).not.toContain(token);
+  });
+});
