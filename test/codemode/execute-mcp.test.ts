@@ -226,6 +226,18 @@ describe.each([
     expect(result.toolCalls.every((c) => c.ok)).toBe(true);
   });
 
+  it('finds real tools with search and get_schema', () => {
+    expect(mode.search('sum of two numbers')[0]?.name).toBe('everything.get-sum');
+    expect(mode.search('weather for a city', { detail: 'detailed' })[0]).toMatchObject({
+      name: 'everything.get-structured-content',
+      parameters: [{ name: 'location', required: true }],
+    });
+    const schema = mode.getSchema(['everything.echo', 'get_sum', 'everything.nope']);
+    expect(schema.tools.map((t) => t.name)).toEqual(['everything.echo', 'everything.get-sum']);
+    expect(schema.declarations).toContain('echo(args: {');
+    expect(schema.notFound).toEqual(['everything.nope']);
+  });
+
   it('surfaces upstream validation failures as ToolErrors', async () => {
     const result = await mode.execute(`try { await tools.everything.get_sum({ a: 'x' }); } catch (e) { return { name: e.name, message: e.message }; }`);
     expect(result.ok && (result.value as { name: string }).name).toBe('ToolError');
