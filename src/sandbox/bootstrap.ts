@@ -69,6 +69,8 @@ const ArrayBufferByteLength = ObjectGetOwnPropertyDescriptor(ArrayBuffer.prototy
 const DataViewByteLength = ObjectGetOwnPropertyDescriptor(DataView.prototype, 'byteLength').get;
 const PromiseCtor = Promise;
 const refApplyIgnored = logRef.applyIgnored;
+const refApplySyncPromise = hostCallRef.applySyncPromise;
+const syncCallOptions = ObjectCreate(null);
 const IDENT = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 // WebAssembly.Memory is not counted by the isolate's memory limit. SharedArrayBuffer and Atomics serve no
@@ -301,8 +303,8 @@ for (const level of ['log', 'info', 'warn', 'error', 'debug']) defineValue(guest
 defineValue(G, 'console', guestConsole, false);
 
 // ---- host functions ----
-// Calls are push-based: the guest posts [id, index, argsJson] with applyIgnored, and the host answers by
-// calling settleCall(id, envelope). The promise the guest awaits is one this closure made with the
+// Calls are push-based: the guest sends [id, index, argsJson] and the host answers with the envelope at
+// once if the host function settled within the host's current turn, or later by calling settleCall(id, envelope). The promise the guest awaits is one this closure made with the
 // captured Promise constructor, so no patched "then" (or other guest code) sits between host and guest.
 const calls = ObjectCreate(null);
 let nextCallId = 0;
@@ -357,7 +359,10 @@ const makeHostFunction = (index, label, name) => {
       entry.reject = reject;
       calls[id] = entry;
       pending++;
-      ReflectApply(refApplyIgnored, hostCallRef, [undefined, [id, index, argsJson]]);
+      // Blocks this isolate only until the host's current turn ends: a host function that settles by then
+      // answers right here (one round trip); a slower one answers later through settleCall.
+      const quick = ReflectApply(refApplySyncPromise, hostCallRef, [undefined, [id, index, argsJson], syncCallOptions]);
+      if (quick !== '') settleCall(id, quick);
     });
   const f = async function (...args) {
     try {

@@ -236,9 +236,7 @@ export async function prepareIsolate(limits: Readonly<SandboxLimits>): Promise<P
       (hostCall: unknown, log: unknown) => [InstallFn, SettleFn]
     >;
     const hostCall = prepared.track(
-      new ivm.Reference((id: number, index: number, argsJson: string): void => {
-        void hostCallFromGuest(prepared, id, index, argsJson);
-      }),
+      new ivm.Reference((id: number, index: number, argsJson: string): Promise<string> => answerGuestCall(prepared, id, index, argsJson)),
     );
     const logRef = prepared.track(
       new ivm.Reference((level: unknown, message: unknown): void => logFromGuest(prepared, level, message)),
@@ -268,21 +266,41 @@ function reply(prepared: PreparedIsolate, id: number, envelope: string): void {
   }
 }
 
-async function hostCallFromGuest(prepared: PreparedIsolate, id: number, index: number, argsJson: string): Promise<void> {
+/**
+ * The guest waits (applySyncPromise) for this promise, which resolves with the envelope if the host function
+ * settles within the current turn of the event loop (sync functions, cached answers: one round trip), or
+ * with '' at the next turn, in which case the envelope follows through `reply` when the function settles.
+ * So the guest is blocked for one host turn at most and `Promise.all` calls still run concurrently.
+ * It never rejects: a rejection here would cross the boundary.
+ */
+function answerGuestCall(prepared: PreparedIsolate, id: number, index: number, argsJson: string): Promise<string> {
+  return new Promise<string>((resolve) => {
+    let answered = false;
+    const immediate = setImmediate(() => {
+      answered = true;
+      resolve('');
+    });
+    void hostCallFromGuest(prepared, index, argsJson).then((envelope) => {
+      if (answered) {
+        reply(prepared, id, envelope);
+      } else {
+        answered = true;
+        clearImmediate(immediate);
+        resolve(envelope);
+      }
+    });
+  });
+}
+
+/** Runs one host call and returns its envelope. Never rejects. */
+async function hostCallFromGuest(prepared: PreparedIsolate, index: number, argsJson: string): Promise<string> {
   const state = prepared.state;
-  if (state === undefined || state.settled) {
-    reply(prepared, id, errorEnvelope(new Error('The sandbox run has ended; host calls after that are refused.')));
-    return;
-  }
+  if (state === undefined || state.settled) return errorEnvelope(new Error('The sandbox run has ended; host calls after that are refused.'));
   const fn = state.functions[index];
-  if (typeof fn !== 'function' || typeof argsJson !== 'string') {
-    reply(prepared, id, errorEnvelope(new Error('Unknown host function.')));
-    return;
-  }
+  if (typeof fn !== 'function' || typeof argsJson !== 'string') return errorEnvelope(new Error('Unknown host function.'));
   const maxPending = state.limits.maxPendingHostCalls;
   if (maxPending !== null && state.pending >= maxPending) {
-    reply(prepared, id, errorEnvelope(new Error(`Too many host calls pending at once (limit ${maxPending}); await some before starting more.`)));
-    return;
+    return errorEnvelope(new Error(`Too many host calls pending at once (limit ${maxPending}); await some before starting more.`));
   }
   let envelope: string;
   state.hostCalls++;
@@ -299,7 +317,7 @@ async function hostCallFromGuest(prepared: PreparedIsolate, id: number, index: n
   } finally {
     state.pending--;
   }
-  reply(prepared, id, envelope);
+  return envelope;
 }
 
 function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknown): void {

@@ -173,9 +173,17 @@ describe('host functions (issue 2, point 3)', () => {
         expect.stringMatching(/^cyclic: true cyclic returned a value that cannot be copied/),
         'throwsWeirdError: true weird',
       ]);
-      // Fire-and-forget calls that reject after the run ended must not surface either.
-      value(await sandbox().run('immediateReject(); syncThrow(); return 1', { hostFunctions }));
-      await new Promise((r) => setTimeout(r, 50));
+      // A rejection the guest leaves unhandled is the guest's runtime error, not a host crash.
+      const unhandledInGuest = failure(await sandbox().run('immediateReject(); return 1', { hostFunctions }));
+      expect(unhandledInGuest.kind).toBe('runtime');
+      expect(unhandledInGuest.message).toMatch(/Unhandled promise rejection: immediate/);
+      // Fire-and-forget calls that reject after the run ended must not surface anywhere.
+      const late = {
+        lateReject: () => new Promise((_, reject) => setTimeout(() => reject(new Error('late')), 20)),
+        lateThrowString: () => new Promise((_, reject) => setTimeout(() => reject('late string'), 20)),
+      };
+      value(await sandbox().run('lateReject(); lateThrowString(); return 1', { hostFunctions: late }));
+      await new Promise((r) => setTimeout(r, 60));
       expect(unhandled).toEqual([]);
     } finally {
       process.off('unhandledRejection', onUnhandled);
