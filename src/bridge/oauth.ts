@@ -41,7 +41,7 @@ interface CallbackServer {
   close(): void;
 }
 
-/** The loopback server the browser is redirected to. Binds 127.0.0.1 only. */
+/** The loopback server the browser is redirected to. Binds 127.0.0.1 (or ::1 for an IPv6 loopback host) only. */
 async function startCallbackServer(port: number, host: string): Promise<CallbackServer> {
   let deliver: ((params: URLSearchParams) => void) | undefined;
   const early: URLSearchParams[] = [];
@@ -61,9 +61,11 @@ async function startCallbackServer(port: number, host: string): Promise<Callback
     if (deliver !== undefined) deliver(url.searchParams);
     else early.push(url.searchParams);
   });
+  // Loopback only. An IPv6 loopback callback host must be served on ::1, since the browser goes there.
+  const bindAddress = host === '[::1]' ? '::1' : '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
+    server.listen(port, bindAddress, () => {
       server.off('error', reject);
       resolve();
     });

@@ -143,8 +143,9 @@ export class TokenStore {
       opts.signal?.throwIfAborted();
       try {
         const fd = openSync(lock, 'wx', 0o600);
+        const nonce = randomBytes(8).toString('hex');
         try {
-          writeSync(fd, JSON.stringify({ pid: process.pid, at: Date.now() }));
+          writeSync(fd, JSON.stringify({ pid: process.pid, at: Date.now(), nonce }));
         } finally {
           closeSync(fd);
         }
@@ -153,9 +154,10 @@ export class TokenStore {
           if (released) return;
           released = true;
           try {
-            unlinkSync(lock);
+            // Only remove our own lock: if it was broken as stale, it may belong to someone else now.
+            if ((JSON.parse(readFileSync(lock, 'utf8')) as { nonce?: string }).nonce === nonce) unlinkSync(lock);
           } catch {
-            // already broken as stale by someone else
+            // already gone
           }
         };
       } catch (err) {

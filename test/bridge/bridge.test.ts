@@ -82,6 +82,19 @@ describe('forwarding', () => {
     expect(h.stdout.some((m) => m.method === 'notifications/message')).toBe(true);
   });
 
+  it('forwards cancellation to the upstream', async () => {
+    const up = await upstream();
+    const h = bridge([up.url]);
+    await h.initialize();
+    const pending = h.request('tools/call', { name: 'slow', arguments: { ms: 20_000 } }, 30_000);
+    await new Promise((r) => setTimeout(r, 200));
+    h.notify('notifications/cancelled', { requestId: 2, reason: 'user pressed stop' });
+    const deadline = Date.now() + 5_000;
+    while (!up.stats.methods.includes('notifications/cancelled') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(up.stats.methods).toContain('notifications/cancelled');
+    void pending.catch(() => undefined);
+  });
+
   it('hides --ignore-tool matches from tools/list and refuses to call them', async () => {
     const up = await upstream();
     const h = bridge([up.url, '--ignore-tool', 'secret_*']);
