@@ -118,7 +118,7 @@ interface SessionEntry {
   transport: StreamableHTTPServerTransport;
   session: CodemodeSession;
   lastSeen: number;
-  /** Requests (including open GET streams) in progress; an idle sweep never closes a busy session. */
+  /** POSTs in progress (an execute may run for minutes); an idle sweep never closes a busy session. */
   busy: number;
 }
 
@@ -155,6 +155,28 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
   app.disable('x-powered-by');
   let draining = false;
   const sessions = new Map<string, SessionEntry>();
+  // POSTs whose response has not ended yet; shutdown waits for them so the last results are delivered.
+  let openPosts = 0;
+  let postsIdle: (() => void) | undefined;
+  app.use((req, res, next) => {
+    if (req.method !== 'POST') return next();
+    openPosts++;
+    res.once('close', () => {
+      openPosts--;
+      if (openPosts === 0) postsIdle?.();
+    });
+    next();
+  });
+  const waitForPosts = (ms: number) =>
+    openPosts === 0
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, ms);
+          postsIdle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
 
   // Before the Host check: load balancers probe by IP. It reveals only counts and states.
   app.get('/healthz', (_req, res) => {
@@ -214,12 +236,16 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
         // The spec's answer for an unknown or expired session: the client must initialize again.
         return rpcError(res, 404, -32001, `Session not found: ${sid}. It expired or the server restarted; initialize a new session.`);
       }
-      entry.busy++;
       entry.lastSeen = Date.now();
-      res.once('close', () => {
-        entry.busy--;
-        entry.lastSeen = Date.now();
-      });
+      // A standalone GET stream stays open for the whole session, so only POSTs count as activity: a
+      // client that went away with its stream open must not pin the session forever.
+      if (req.method === 'POST') {
+        entry.busy++;
+        res.once('close', () => {
+          entry.busy--;
+          entry.lastSeen = Date.now();
+        });
+      }
       await entry.transport.handleRequest(req, res, req.body);
       return;
     }
@@ -326,7 +352,7 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
         const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
         try {
-          await server.close(closeOptions.graceMs !== undefined ? { graceMs: closeOptions.graceMs } : {});
+          await server.close({ ...(closeOptions.graceMs !== undefined ? { graceMs: closeOptions.graceMs } : {}), drain: () => waitForPosts(3_000) });
         } finally {
           await Promise.allSettled([...sessions.values()].map((e) => e.session.close()));
           sessions.clear();

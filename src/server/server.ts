@@ -76,6 +76,16 @@ export interface CodemodeServerStats {
   closing: boolean;
 }
 
+export interface CloseOptions {
+  /** How long in-flight executes may run before they are aborted. Default `DEFAULT_SHUTDOWN_GRACE_MS`. */
+  graceMs?: number;
+  /**
+   * Called once every execute settled and before sessions close, to let the transport deliver the last
+   * results (the HTTP host waits for open responses to end). Default: a short pause.
+   */
+  drain?: () => Promise<void>;
+}
+
 /** The engine served over MCP. */
 export interface CodemodeServer {
   /** Serves one MCP session over `transport`. */
@@ -87,7 +97,7 @@ export interface CodemodeServer {
    * Graceful shutdown: new executes are refused, in-flight ones get `graceMs` to finish and are then aborted
    * (their callers get `kind: "aborted"`), sessions close, then the engine and upstreams. Idempotent.
    */
-  close(options?: { graceMs?: number }): Promise<void>;
+  close(options?: CloseOptions): Promise<void>;
   /** True once `close()` started. */
   readonly closing: boolean;
 }
@@ -293,7 +303,7 @@ class CodemodeServerImpl implements CodemodeServer {
     }
   }
 
-  close(options: { graceMs?: number } = {}): Promise<void> {
+  close(options: CloseOptions = {}): Promise<void> {
     this.#closing ??= (async () => {
       const graceMs = options.graceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
       if (this.#inflight.size > 0) {
@@ -309,6 +319,8 @@ class CodemodeServerImpl implements CodemodeServer {
         await Promise.race([Promise.all(this.#inflight.values()), new Promise<void>((resolve) => (timer = setTimeout(resolve, 5_000)))]);
         clearTimeout(timer);
       }
+      // A handler's result is sent after its promise settles: give the transports a moment to send it.
+      await (options.drain ?? (() => new Promise<void>((resolve) => setTimeout(resolve, 25))))();
       await Promise.allSettled([...this.#sessions].map((s) => s.close()));
       if (this.#options.closeResources ?? true) {
         try {
@@ -439,7 +451,7 @@ export async function createCodemodeServerFromConfig(config: ServersConfig, opti
     const server = target;
     const close = server.close.bind(server);
     return Object.assign(server, {
-      close: (opts?: { graceMs?: number }) => {
+      close: (opts?: CloseOptions) => {
         clearTimeout(refreshTimer);
         return close(opts);
       },
