@@ -12,7 +12,8 @@ import pLimit from 'p-limit';
 import type { LimitFunction } from 'p-limit';
 import { CodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import type { HostCallContext, HostFunctions, RunOutcome, SandboxLimitsInput, SandboxProvider } from '../sandbox/types.js';
+import { resolveLimits } from '../sandbox/limits.js';
+import type { HostCallContext, HostFunctions, RunOutcome, SandboxLimits, SandboxLimitsInput, SandboxProvider } from '../sandbox/types.js';
 import { ATTR, ERROR_TYPE_TOOL_ERROR, getTracer, injectTraceContext } from '../telemetry/index.js';
 import { Catalog } from './catalog.js';
 import type { CatalogEntry } from './catalog.js';
@@ -196,6 +197,15 @@ function errorType(err: unknown): string {
   return 'Error';
 }
 
+/** A provider's `limits` property, when it has one of the right shape (IsolatedVmSandbox does). */
+function limitsOf(sandbox: SandboxProvider): Readonly<SandboxLimits> | undefined {
+  const limits = (sandbox as { limits?: unknown }).limits;
+  if (typeof limits !== 'object' || limits === null) return undefined;
+  const { timeoutMs, memoryMb } = limits as Partial<SandboxLimits>;
+  const ok = (v: unknown) => v === null || typeof v === 'number';
+  return ok(timeoutMs) && ok(memoryMb) ? (limits as Readonly<SandboxLimits>) : undefined;
+}
+
 function isPlainArgs(value: unknown): value is Record<string, unknown> | undefined {
   return value === undefined || (typeof value === 'object' && value !== null && !Array.isArray(value));
 }
@@ -226,6 +236,8 @@ export class CodeMode {
   private readonly ownsSandbox: boolean;
   private closed = false;
   private readonly toolCallTimeoutMs: number | undefined;
+  /** The sandbox's limits when known (the default sandbox's, or a given sandbox's `limits` property). */
+  readonly limits: Readonly<SandboxLimits> | undefined;
 
   private constructor(options: CodeModeOptions, catalog: Catalog) {
     this.options = options;
@@ -240,6 +252,7 @@ export class CodeMode {
     this.index = new SearchIndex(catalog.entries);
     this.sandbox = options.sandbox;
     this.ownsSandbox = options.sandbox === undefined;
+    this.limits = options.sandbox === undefined ? resolveLimits(options.limits) : limitsOf(options.sandbox);
   }
 
   /**
@@ -255,6 +268,7 @@ export class CodeMode {
     // Validate the numeric options before contacting any source.
     validateCount('maxToolCalls', options.maxToolCalls, DEFAULT_MAX_TOOL_CALLS);
     validateCount('maxConcurrentToolCalls', options.maxConcurrentToolCalls, DEFAULT_MAX_CONCURRENT_TOOL_CALLS);
+    if (options.sandbox === undefined) resolveLimits(options.limits);
     const catalog = await Catalog.load(options.sources);
     return new CodeMode(options, catalog);
   }

@@ -135,6 +135,14 @@ export function executeDescription(mode: CodeMode, options: Pick<CodeModeToolsOp
   if (mode.maxToolCalls !== null) limits.push(`at most ${mode.maxToolCalls} tool calls per execution (further calls throw ToolCallLimitError)`);
   if (mode.maxConcurrentToolCalls !== null) limits.push(`up to ${mode.maxConcurrentToolCalls} run at once, so use \`Promise.all\` for independent calls`);
   if (limits.length > 0) lines.push(`- Limits: ${limits.join('; ')}. Always \`await\` tool calls: calls still running when the code returns are cancelled.`);
+  const sandboxLimits = mode.limits;
+  if (sandboxLimits) {
+    const parts: string[] = [];
+    if (sandboxLimits.timeoutMs !== null) parts.push(`runs for at most ${formatMs(sandboxLimits.timeoutMs)}`);
+    if (sandboxLimits.memoryMb !== null) parts.push(`uses at most ${sandboxLimits.memoryMb} MB of memory`);
+    if (sandboxLimits.maxResultBytes !== null) parts.push(`returns at most ${formatBytes(sandboxLimits.maxResultBytes)} of JSON`);
+    if (parts.length > 0) lines.push(`- Each execution ${parts.join(', ')}.`);
+  }
   lines.push('- There is no network, filesystem, `require` or `import`: only the tools.');
   const declarations = mode.declarations();
   const entries = mode.catalog.entries;
@@ -153,6 +161,16 @@ export function executeDescription(mode: CodeMode, options: Pick<CodeModeToolsOp
     );
   }
   return lines.join('\n');
+}
+
+function formatMs(ms: number): string {
+  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
 }
 
 function invalidParams(message: string): McpError {

@@ -211,6 +211,7 @@ describe('CodeMode.execute with local tools', () => {
       await three.close();
     }
     await expect(CodeMode.create({ sources: [], sandbox, maxToolCalls: 0 })).rejects.toThrow(/positive integer or null/);
+    await expect(CodeMode.create({ sources: [], limits: { timeoutMs: -1 } })).rejects.toThrow(/timeoutMs must be a positive number/);
   });
 
   it('bounds parallel calls with maxConcurrentToolCalls', async () => {

@@ -87,6 +87,7 @@ describe('MCP-facing tools', () => {
     const execute = tools[0]!.description!;
     expect(execute).toContain('tools.<namespace>.<tool>(args)');
     expect(execute).toContain('at most 50 tool calls');
+    expect(execute).toContain('Each execution runs for at most 10 s, uses at most 100 MB of memory, returns at most 1 MiB of JSON.');
     expect(execute).toContain('list_items(args?: Record<string, unknown>): Promise<unknown>;');
     expect(execute).toContain('declare class ToolError');
   });
