@@ -446,7 +446,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
         redirectUri: this.#callbackUrl,
         ...(txn.upstreamVerifier !== undefined && { codeVerifier: txn.upstreamVerifier }),
       });
-      const identity = await this.#upstream.identity(tokens.accessToken);
+      const identity = await this.#upstream.identity(tokens.accessToken, tokens.idToken);
       sid = randomToken();
       const now = Date.now();
       const session: SessionRecord = {
@@ -458,6 +458,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
         updatedAt: now,
       };
       await this.#saveSession(sid, session);
+      log.info('user signed in', { subject: identity.subject, client: txn.clientId });
     } catch (err) {
       log.warn('upstream login failed', { error: describeError(err) });
       fail(err instanceof UpstreamGrantRevokedError ? 'access_denied' : 'server_error', 'Signing in at the upstream identity provider failed; try again');

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { decodeJwt } from 'jose';
 import { CodemodeError, describeError } from '../../errors.js';
 
 /** A generic OAuth 2.0 / OpenID Connect provider. Give `issuer` for discovery, or the endpoints. */
@@ -244,9 +245,19 @@ export class UpstreamClient {
   }
 
   /** Who logged in, from the userinfo endpoint (GitHub: `/user`, whose numeric `id` becomes the subject). */
-  async identity(accessToken: string): Promise<UpstreamIdentity> {
+  async identity(accessToken: string, idToken?: string): Promise<UpstreamIdentity> {
     const { userinfo } = await this.endpoints();
-    if (userinfo === undefined) return { claims: {} };
+    if (userinfo === undefined) {
+      // OIDC Core §3.1.3.7: an ID token received directly from the token endpoint over TLS may be trusted
+      // without checking its signature, so its `sub` can name the user when there is no userinfo endpoint.
+      if (idToken === undefined) return { claims: {} };
+      try {
+        const claims = decodeJwt(idToken) as Record<string, unknown>;
+        return { ...(typeof claims.sub === 'string' && { subject: claims.sub }), claims };
+      } catch {
+        return { claims: {} };
+      }
+    }
     let res: Response;
     try {
       res = await fetch(userinfo, {

@@ -197,6 +197,19 @@ describe('OAuth proxy: authorization server surface', () => {
     expect((await whoami(client)).status).toBe(200);
   });
 
+  it('without a userinfo endpoint, the subject comes from the back-channel ID token', async () => {
+    const idp = await startIdp({ accessTokenTtlSeconds: 30, issueRefreshTokens: true, subject: 'oidc-sub-7' });
+    cleanups.push(() => idp.close());
+    const server = await startProtectedServer(idp, {
+      upstream: { type: 'oidc', authorizationEndpoint: `${idp.url}/authorize`, tokenEndpoint: `${idp.url}/token`, clientId: idp.clientId, clientSecret: idp.clientSecret },
+    });
+    cleanups.push(() => server.close());
+    const client = await connectWithLogin(server.mcpUrl, new TestOAuthProvider());
+    cleanups.push(() => client.close());
+    expect((await whoami(client)).subject).toBe('oidc-sub-7');
+    expect(idp.counts.userinfo).toBe(1); // only the tool's own call, none at login
+  });
+
   it('an unreachable IdP: an early refresh that fails keeps the still-valid token; an expired one yields 500, not a logout', async () => {
     const { idp, server } = await setup({ tokenExpiryThresholdSeconds: 3 }, { accessTokenTtlSeconds: 4 });
     const provider = new TestOAuthProvider();
