@@ -28,8 +28,13 @@ export const DEFAULT_KILL_GRACE_MS = 1_000;
 export const DEFAULT_MAX_RUNS_PER_WORKER = 1_000;
 /** Default RSS (MB) past which a worker is replaced after its current runs. */
 export const DEFAULT_MAX_RSS_MB = 1_024;
-/** Consecutive worker start failures after which the pool gives up (instead of respawning in a loop). */
+/**
+ * Consecutive worker start failures after which runs fail fast (instead of queueing behind workers that
+ * never come). The pool keeps retrying with backoff and serves again once a worker starts.
+ */
 const MAX_START_FAILURES = 3;
+/** Longest wait between start attempts after repeated failures. */
+const MAX_START_BACKOFF_MS = 5_000;
 /** How long a worker may take to start before it counts as a failed start. */
 const START_TIMEOUT_MS = 30_000;
 
@@ -251,6 +256,8 @@ export class ProcessPool {
   #closing: Promise<void> | undefined;
   #broken: CodemodeError | undefined;
   #startFailures = 0;
+  #spawnAfter = 0;
+  #backoffTimer: NodeJS.Timeout | undefined;
   #crashed = 0;
   #recycled = 0;
   #lostAt: number | undefined;
@@ -366,6 +373,7 @@ export class ProcessPool {
 
   async #close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#backoffTimer);
     const closedError = new CodemodeError('CLOSED', 'The process pool was closed.');
     for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(closedError);
     const running: Promise<unknown>[] = [];
@@ -398,7 +406,7 @@ export class ProcessPool {
 
   /** Keeps `size` serving workers (promoting standbys first) and `standbyWorkers` standbys. */
   #balance(): void {
-    if (this.#closed || this.#broken) return;
+    if (this.#closed) return;
     let serving = 0;
     let standby = 0;
     for (const w of this.#workers) {
@@ -414,6 +422,16 @@ export class ProcessPool {
         serving++;
         standby--;
       }
+    }
+    const wait = this.#spawnAfter - performance.now();
+    if (wait > 0 && (serving < this.size || standby < this.standbyWorkers)) {
+      // Backing off after failed starts; try again later rather than spawning in a tight loop.
+      this.#backoffTimer ??= setTimeout(() => {
+        this.#backoffTimer = undefined;
+        this.#balance();
+      }, wait);
+      this.#backoffTimer.unref();
+      return;
     }
     while (serving < this.size) {
       this.#spawn('serving');
@@ -522,6 +540,8 @@ export class ProcessPool {
         worker.ready = true;
         clearTimeout(worker.startTimer);
         this.#startFailures = 0;
+        this.#spawnAfter = 0;
+        this.#broken = undefined;
         this.#updateRef(worker);
         if (this.#closed || worker.doomed) {
           void this.#stop(worker);
@@ -634,10 +654,11 @@ export class ProcessPool {
   #startFailed(reason: string): void {
     this.#startFailures++;
     log.warn('a sandbox worker failed to start', { reason, failures: this.#startFailures });
+    this.#spawnAfter = performance.now() + Math.min(MAX_START_BACKOFF_MS, 50 * 2 ** (this.#startFailures - 1));
     if (this.#startFailures < MAX_START_FAILURES) return;
     this.#broken = new CodemodeError(
       'SANDBOX_INTERNAL',
-      `Sandbox worker processes keep failing to start (${reason}). Check that isolated-vm loads under this Node (node --no-node-snapshot) and see the worker's stderr.`,
+      `Sandbox worker processes keep failing to start (${reason}). Check that isolated-vm loads under this Node (node --no-node-snapshot) and see the worker's stderr. The pool keeps retrying; runs are refused until a worker starts.`,
     );
     for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(this.#broken);
     for (const job of this.#queue.splice(0)) this.#settle(job, this.#broken);
