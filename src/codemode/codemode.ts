@@ -415,10 +415,18 @@ export class CodeMode {
   }
 
   private hostFunctions(catalog: Catalog, execution: Execution): HostFunctions {
-    const tools: HostFunctions = {};
+    // Null prototypes: a tool or namespace called "toString" or "__proto__" must be a plain own key.
+    const tools: HostFunctions = Object.create(null) as HostFunctions;
     for (const entry of catalog.entries) {
-      const ns = (tools[entry.namespaceId] ??= {}) as HostFunctions;
+      const ns = (tools[entry.namespaceId] ??= Object.create(null) as HostFunctions) as HostFunctions;
       ns[entry.toolId] = (args, ctx) => this.callEntry(execution, entry.qualifiedName, entry, args[0], ctx);
+    }
+    // Upstream spellings work too (`tools.everything['get-sum']`), where they differ from and do not
+    // shadow an identifier: models often write the name they saw in a tool list.
+    for (const entry of catalog.entries) {
+      if (!Object.hasOwn(tools, entry.namespace)) tools[entry.namespace] = tools[entry.namespaceId]!;
+      const ns = tools[entry.namespaceId] as HostFunctions;
+      if (!Object.hasOwn(ns, entry.tool.name)) ns[entry.tool.name] = ns[entry.toolId]!;
     }
     const fns: HostFunctions = {
       tools,

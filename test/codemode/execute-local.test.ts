@@ -288,6 +288,25 @@ describe('CodeMode.execute with local tools', () => {
     }
   });
 
+  it('exposes awkwardly named tools as own keys, by identifier and by upstream name', async () => {
+    const odd = localTools('my-ns', [
+      { name: 'toString', handler: () => 'ts' },
+      { name: '__proto__', handler: () => 'proto' },
+      { name: 'get-x', handler: () => 'x' },
+    ]);
+    const oddMode = await CodeMode.create({ sources: [odd], sandbox });
+    try {
+      const result = await oddMode.execute(`return [
+        await tools.my_ns.toString(), await tools.my_ns.__proto___(), await tools.my_ns.get_x(),
+        await tools['my-ns']['get-x'](), await tools.my_ns['__proto__'](),
+      ]`);
+      expect(result.ok, JSON.stringify(result)).toBe(true);
+      expect(result.ok && result.value).toEqual(['ts', 'proto', 'x', 'x', 'proto']);
+    } finally {
+      await oddMode.close();
+    }
+  });
+
   it('refuses misuse with typed errors', async () => {
     await expect(mode.execute(42 as unknown as string)).rejects.toSatisfy((e: unknown) => isCodemodeError(e, 'INVALID_ARGUMENT'));
     const closed = await CodeMode.create({ sources: [source()], sandbox });

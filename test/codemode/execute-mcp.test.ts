@@ -213,13 +213,15 @@ describe.each([
       const sum = await tools.everything.get_sum({ a: 2, b: 3 });
       const weather = await callTool('everything.get-structured-content', { location: 'Chicago' });
       const echo = await tools.everything.echo({ message: 'hi' });
+      const sumByUpstreamName = await tools.everything['get-sum']({ a: 1, b: 1 });
       const image = await tools.everything.get_tiny_image();
-      return { sum, weather, echo, imageTypes: image.map((b) => b.type) };
+      return { sum, weather, echo, imageTypes: image.map((b) => b.type), sumByUpstreamName };
     `);
     expect(result.ok, JSON.stringify(result)).toBe(true);
     if (!result.ok) return;
-    const value = result.value as { sum: unknown; weather: { temperature: number }; echo: string; imageTypes: string[] };
+    const value = result.value as { sum: unknown; weather: { temperature: number }; echo: string; imageTypes: string[]; sumByUpstreamName: unknown };
     expect(String(value.sum)).toMatch(/5/);
+    expect(String(value.sumByUpstreamName)).toMatch(/2/);
     expect(value.weather).toMatchObject({ temperature: expect.any(Number), conditions: expect.any(String) });
     expect(value.echo).toMatch(/hi/);
     expect(value.imageTypes).toContain('image');
