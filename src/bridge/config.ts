@@ -22,6 +22,11 @@ export interface BridgeOAuthConfig {
   authTimeoutMs: number;
   /** RFC 8707 resource; also part of the token-storage key. */
   resource: string | undefined;
+  /**
+   * `authorization_code` (a user logs in through a browser) or `client_credentials` (machine to
+   * machine, with the static client's secret or private key; no browser).
+   */
+  grant: 'authorization_code' | 'client_credentials';
   /** A pre-registered client (`client_id`, optional `client_secret`, ...): skips dynamic registration. */
   staticClientInfo: Record<string, unknown> | undefined;
   /** An HTTPS URL of a client ID metadata document, used as client_id where the server supports it. */

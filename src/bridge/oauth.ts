@@ -243,6 +243,7 @@ class BridgeOAuthProvider implements OAuthClientProvider {
 export async function authorize(ctx: FlowContext, current: StoredState, res: Response, signal: AbortSignal): Promise<StoredState> {
   const { resourceMetadataUrl, scope, error } = extractWWWAuthenticateParams(res);
   await res.body?.cancel().catch(() => undefined);
+  if (ctx.auth.grant === 'client_credentials') return clientCredentials(ctx, resourceMetadataUrl, scope);
   const sent = current.tokens?.access_token;
   const release = await ctx.store.lease('login', { timeoutMs: ctx.auth.authTimeoutMs + 10_000, signal });
   let callback: CallbackServer | undefined;
@@ -275,6 +276,25 @@ export async function authorize(ctx: FlowContext, current: StoredState, res: Res
     callback?.close();
     release();
   }
+}
+
+/**
+ * Machine-to-machine: the SDK's client-credentials providers (client_secret or private_key_jwt)
+ * fetch a token without a browser; the result is stored like any other token.
+ */
+async function clientCredentials(ctx: FlowContext, resourceMetadataUrl: URL | undefined, scope: string | undefined): Promise<StoredState> {
+  const info = ctx.auth.staticClientInfo ?? {};
+  const { ClientCredentialsProvider, PrivateKeyJwtProvider } = await import('@modelcontextprotocol/sdk/client/auth-extensions.js');
+  const clientId = String(info.client_id);
+  const provider: OAuthClientProvider =
+    typeof info.private_key_pem === 'string'
+      ? new PrivateKeyJwtProvider({ clientId, privateKey: info.private_key_pem, algorithm: typeof info.signing_algorithm === 'string' ? info.signing_algorithm : 'RS256', clientName: 'codemode-remote', scope: ctx.auth.scope })
+      : new ClientCredentialsProvider({ clientId, clientSecret: String(info.client_secret), clientName: 'codemode-remote', scope: ctx.auth.scope });
+  const result = await withAuthErrors(() => sdkAuth(provider, { serverUrl: ctx.config.url, resourceMetadataUrl, scope: scope ?? ctx.auth.scope }));
+  const tokens = await provider.tokens();
+  if (result !== 'AUTHORIZED' || tokens === undefined) throw new CodemodeError('AUTH_FAILED', 'the client_credentials grant returned no token');
+  log.info('authorized (client_credentials)');
+  return ctx.store.update(tokensPatch(tokens));
 }
 
 async function openCallback(ctx: FlowContext, state: StoredState): Promise<CallbackServer> {

@@ -47,6 +47,12 @@ OAuth (started on a 401 from the server):
   --resource <uri>                RFC 8707 resource to request; also isolates token storage
   --static-oauth-client-info <json|@file>
                                   pre-registered client: {"client_id": "...", "client_secret": "..."}
+  --oauth-grant <authorization_code|client_credentials>
+                                  authorization_code (default): a user logs in in a browser.
+                                  client_credentials: machine to machine, no browser; needs
+                                  --static-oauth-client-info with client_secret, or with
+                                  private_key_pem (+ signing_algorithm, default RS256) for
+                                  private_key_jwt
   --client-metadata-url <https-url>
                                   client ID metadata document to use as client_id when the
                                   authorization server supports it (instead of registering)
@@ -87,6 +93,7 @@ const OPTIONS = {
   'static-oauth-client-info': { type: 'string' },
   scope: { type: 'string' },
   'client-metadata-url': { type: 'string' },
+  'oauth-grant': { type: 'string' },
   'open-command': { type: 'string' },
   headless: { type: 'boolean' },
   'refresh-threshold': { type: 'string' },
@@ -270,6 +277,15 @@ export function parseRemoteArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   const ignoreTools = (values['ignore-tool'] as string[] | undefined) ?? [];
   for (const glob of ignoreTools) if (glob === '') throw new UsageError('--ignore-tool: empty pattern');
 
+  const grant = (values['oauth-grant'] as string | undefined) ?? 'authorization_code';
+  if (grant !== 'authorization_code' && grant !== 'client_credentials') {
+    throw new UsageError(`--oauth-grant: expected authorization_code or client_credentials, got ${JSON.stringify(grant)}`);
+  }
+  const staticClientInfo = values['static-oauth-client-info'] === undefined ? undefined : parseStaticClient(values['static-oauth-client-info'] as string, env);
+  if (grant === 'client_credentials' && (staticClientInfo === undefined || (typeof staticClientInfo.client_secret !== 'string' && typeof staticClientInfo.private_key_pem !== 'string'))) {
+    throw new UsageError('--oauth-grant client_credentials needs --static-oauth-client-info with "client_secret" or "private_key_pem"');
+  }
+
   const headlessEnv = env.CODEMODE_REMOTE_HEADLESS;
   const config: BridgeConfig = {
     url,
@@ -285,8 +301,8 @@ export function parseRemoteArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
             callbackHost: host,
             authTimeoutMs: parseSeconds(values['auth-timeout'] as string | undefined, 'auth-timeout', DEFAULT_AUTH_TIMEOUT_MS),
             resource,
-            staticClientInfo:
-              values['static-oauth-client-info'] === undefined ? undefined : parseStaticClient(values['static-oauth-client-info'] as string, env),
+            grant,
+            staticClientInfo,
             scope: values.scope as string | undefined,
             clientMetadataUrl: parseClientMetadataUrl(values['client-metadata-url'] as string | undefined),
             openCommand: values['open-command'] as string | undefined,

@@ -98,10 +98,14 @@ describe('parseRemoteArgs', () => {
     expect(usage([URL_, '--static-oauth-client-info', '{"nope":1}'])).toMatch(/client_id/);
     expect(usage([URL_, '--static-oauth-client-info', '{'])).toMatch(/not valid JSON/);
     expect(usage([URL_, '--client-metadata-url', 'http://x/y'])).toMatch(/https/);
+    expect(usage([URL_, '--oauth-grant', 'password'])).toMatch(/--oauth-grant/);
+    expect(usage([URL_, '--oauth-grant', 'client_credentials'])).toMatch(/client_secret.*private_key_pem/);
+    expect(run([URL_, '--oauth-grant', 'client_credentials', '--static-oauth-client-info', '{"client_id":"m","client_secret":"s"}']).auth?.grant).toBe('client_credentials');
+    expect(run([URL_]).auth?.grant).toBe('authorization_code');
   });
 
   it('documents every flag in --help', () => {
-    for (const flag of ['--transport', '--header', '--header-file', '--connect-timeout', '--allow-http', '--ignore-tool', '--auth', '--host', '--auth-timeout', '--resource', '--static-oauth-client-info', '--client-metadata-url', '--scope', '--open-command', '--headless', '--refresh-threshold', '--debug', '--silent', '--help', '--version', 'callback-port', 'CODEMODE_CONFIG_DIR', 'HTTPS_PROXY', 'NO_PROXY']) {
+    for (const flag of ['--transport', '--header', '--header-file', '--connect-timeout', '--allow-http', '--ignore-tool', '--auth', '--host', '--auth-timeout', '--resource', '--static-oauth-client-info', '--client-metadata-url', '--oauth-grant', '--scope', '--open-command', '--headless', '--refresh-threshold', '--debug', '--silent', '--help', '--version', 'callback-port', 'CODEMODE_CONFIG_DIR', 'HTTPS_PROXY', 'NO_PROXY']) {
       expect(REMOTE_HELP).toContain(flag);
     }
     expect(parseRemoteArgs(['--help'], {}).kind).toBe('help');

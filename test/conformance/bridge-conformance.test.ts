@@ -25,6 +25,8 @@ const SCENARIOS = [
   'auth/resource-mismatch',
   'auth/offline-access-scope',
   'auth/offline-access-not-supported',
+  'auth/client-credentials-basic',
+  'auth/client-credentials-jwt',
 ];
 
 function runConformance(args: string[]): Promise<{ code: number | null; output: string; ms: number }> {

@@ -29,7 +29,7 @@ if (url === undefined) {
   process.stderr.write('usage: bridge-driver.ts <server-url>\n');
   process.exit(2);
 }
-const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? '{}') as { client_id?: string; client_secret?: string };
+const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? '{}') as { client_id?: string; client_secret?: string; private_key_pem?: string; signing_algorithm?: string };
 const bin = process.env.CODEMODE_REMOTE_BIN ?? resolve(here, '../../dist/cli/codemode-remote.js');
 const configDir = mkdtempSync(join(tmpdir(), 'codemode-remote-conf-'));
 const bridgeArgs = [
@@ -44,8 +44,13 @@ const bridgeArgs = [
   '--client-metadata-url',
   'https://conformance-test.local/client-metadata.json',
 ];
-if (process.env.MCP_CONFORMANCE_SCENARIO === 'auth/pre-registration' && context.client_id !== undefined) {
+const scenario = process.env.MCP_CONFORMANCE_SCENARIO ?? '';
+if (scenario === 'auth/pre-registration' && context.client_id !== undefined) {
   bridgeArgs.push('--static-oauth-client-info', JSON.stringify({ client_id: context.client_id, client_secret: context.client_secret }));
+}
+if (scenario.startsWith('auth/client-credentials-') && context.client_id !== undefined) {
+  // Machine to machine: the scenario's context carries the pre-registered client's secret or key.
+  bridgeArgs.push('--oauth-grant', 'client_credentials', '--static-oauth-client-info', JSON.stringify(context));
 }
 
 const child = spawn(process.execPath, bridgeArgs, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, CODEMODE_CONFIG_DIR: configDir } });
