@@ -129,7 +129,8 @@ class Execution {
     classify: (value: T) => { ok: boolean },
   ): Promise<T> {
     const started = performance.now();
-    const pendingCall: PendingCall = { record: { tool: label, ok: false, ms: 0 }, started };
+    // Recorded now, filled in when the call ends: records stay in call order even when calls overlap.
+    const pendingCall: PendingCall = { record: this.record({ tool: label, ok: false, ms: 0 }), started };
     this.pending.add(pendingCall);
     const task = async (): Promise<T> => {
       if (ctx.signal.aborted) throw new Error('cancelled before it started');
@@ -168,7 +169,6 @@ class Execution {
           pendingCall.record.reason = 'cancelled';
           this.cancelled.push(pendingCall);
         }
-        this.record(pendingCall.record);
       }
     }
   }
@@ -182,7 +182,6 @@ class Execution {
       call.record.ok = false;
       call.record.reason = 'cancelled';
       call.record.ms = Math.round(performance.now() - call.started);
-      this.record(call.record);
     }
     this.pending.clear();
     return this.cancelled;

@@ -307,6 +307,25 @@ describe('CodeMode.execute with local tools', () => {
     }
   });
 
+  it('lists parallel calls in call order, and keeps caps separate per execution', async () => {
+    const [a, b] = await Promise.all([
+      mode.execute(`
+        const slow = tools.local.slow({ ms: 150 });
+        const fast = tools.local.add({ a: 1, b: 1 });
+        await Promise.all([slow, fast]);
+        for (let i = 0; i < 45; i++) await tools.local.ping();
+        return 'a';
+      `),
+      mode.execute('for (let i = 0; i < 45; i++) await tools.local.ping(); return "b"'),
+    ]);
+    expect(a).toMatchObject({ ok: true, value: 'a' });
+    expect(b).toMatchObject({ ok: true, value: 'b' });
+    expect(a.toolCalls.slice(0, 2).map((c) => c.tool)).toEqual(['local.slow', 'local.add']);
+    expect(a.toolCalls[0]!.ms).toBeGreaterThanOrEqual(a.toolCalls[1]!.ms);
+    expect(a.stats.toolCalls).toBe(47);
+    expect(b.stats.toolCalls).toBe(45);
+  });
+
   it('refuses misuse with typed errors', async () => {
     await expect(mode.execute(42 as unknown as string)).rejects.toSatisfy((e: unknown) => isCodemodeError(e, 'INVALID_ARGUMENT'));
     const closed = await CodeMode.create({ sources: [source()], sandbox });
