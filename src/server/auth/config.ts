@@ -52,6 +52,7 @@ export const OAuthConfigSchema = z.strictObject({
   resourceUrl: url.optional(),
   upstream: z.discriminatedUnion('type', [OidcSchema, GitHubSchema]),
   signingKey: z.string().min(1).optional(),
+  previousSigningKeys: z.array(z.string().min(1)).optional(),
   storage: StorageSchema.optional(),
   accessTokenExpirySeconds: seconds.optional(),
   refreshTokenExpirySeconds: seconds.optional(),

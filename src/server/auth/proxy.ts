@@ -66,6 +66,8 @@ export interface OAuthProxyOptions {
   upstream: UpstreamConfig;
   /** HS256 secret (>= 32 bytes) or PKCS#8 PEM private key. Falls back to `CODEMODE_OAUTH_SIGNING_KEY`. Required. */
   signingKey?: string;
+  /** Keys being rotated out: tokens and stored records made with them stay valid; new ones use `signingKey`. */
+  previousSigningKeys?: string[];
   /** Default: in-memory (single instance, lost on restart). Use Redis for several instances. */
   storage?: OAuthStorage;
   /** Lifetime of codemode access tokens, independent of the upstream `expires_in`. Default 3600. */
@@ -224,6 +226,8 @@ function consentPage(client: OAuthClientInformationFull, txn: TransactionRecord,
 class OAuthProxyProvider implements OAuthServerProvider {
   readonly #storage: OAuthStorage;
   readonly #keys: SigningKeys;
+  /** Keys being rotated out: still accepted for verifying JWTs and opening stored records, never used to sign. */
+  readonly #previousKeys: SigningKeys[];
   readonly #upstream: UpstreamClient;
   readonly #issuer: string;
   readonly #audience: string;
@@ -242,6 +246,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
   constructor(options: OAuthProxyOptions, storage: OAuthStorage, keys: SigningKeys, upstream: UpstreamClient, callbackUrl: string, consentPath: string) {
     this.#storage = storage;
     this.#keys = keys;
+    this.#previousKeys = (options.previousSigningKeys ?? []).map((k) => loadSigningKeys(k));
     this.#upstream = upstream;
     this.#issuer = new URL(options.issuerUrl).href;
     this.#audience = new URL(options.resourceUrl).href;
@@ -261,10 +266,41 @@ class OAuthProxyProvider implements OAuthServerProvider {
 
   // ---- sealed JSON records ----
 
+  #unseal(raw: string): string | undefined {
+    for (const keys of [this.#keys, ...this.#previousKeys]) {
+      const text = unseal(keys.sealKey, raw);
+      if (text !== undefined) return text;
+    }
+    return undefined;
+  }
+
+  /** Verifies with the current key, then with each previous one; the algorithm is pinned per key. */
+  async #verifyJwt(token: string, options: { ignoreExpiry?: boolean } = {}): Promise<JWTPayload> {
+    let lastError: unknown;
+    for (const keys of [this.#keys, ...this.#previousKeys]) {
+      try {
+        const { payload } = await jwtVerify(token, keys.verifyKey, {
+          algorithms: [keys.alg],
+          issuer: this.#issuer,
+          audience: this.#audience,
+          requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+          typ: 'at+jwt', // RFC 9068: an ID token or other JWT signed with the same key is not an access token
+          ...(options.ignoreExpiry === true && { clockTolerance: Number.MAX_SAFE_INTEGER }),
+        });
+        return payload;
+      } catch (err) {
+        lastError = err;
+        // Only a key mismatch moves on to the next key; a claim failure is final.
+        if (!(err instanceof joseErrors.JWSSignatureVerificationFailed || err instanceof joseErrors.JOSEAlgNotAllowed)) break;
+      }
+    }
+    throw lastError;
+  }
+
   async #read<T>(key: string): Promise<T | undefined> {
     const raw = await this.#storage.get(key);
     if (raw === undefined) return undefined;
-    const text = unseal(this.#keys.sealKey, raw);
+    const text = this.#unseal(raw);
     if (text === undefined) {
       log.warn('stored OAuth record cannot be opened (another signing key?); treating it as absent', { key: key.split(':')[0] });
       return undefined;
@@ -274,7 +310,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
 
   async #take<T>(key: string): Promise<T | undefined> {
     const raw = await this.#storage.take(key);
-    const text = raw === undefined ? undefined : unseal(this.#keys.sealKey, raw);
+    const text = raw === undefined ? undefined : this.#unseal(raw);
     return text === undefined ? undefined : (JSON.parse(text) as T);
   }
 
@@ -579,13 +615,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
     if (this.#closed) throw new ServerError('The OAuth proxy is closed');
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, this.#keys.verifyKey, {
-        algorithms: [this.#keys.alg],
-        issuer: this.#issuer,
-        audience: this.#audience,
-        requiredClaims: ['exp', 'iat', 'jti', 'sub'],
-        typ: 'at+jwt', // RFC 9068: an ID token or other JWT signed with the same key is not an access token
-      }));
+      payload = await this.#verifyJwt(token);
     } catch (err) {
       throw new InvalidTokenError(joseReason(err));
     }
@@ -704,12 +734,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
     const token = request.token;
     if (token.split('.').length === 3) {
       try {
-        const { payload } = await jwtVerify(token, this.#keys.verifyKey, {
-          algorithms: [this.#keys.alg],
-          issuer: this.#issuer,
-          audience: this.#audience,
-          clockTolerance: Number.MAX_SAFE_INTEGER, // revoking an expired token is fine
-        });
+        const payload = await this.#verifyJwt(token, { ignoreExpiry: true }); // revoking an expired token is fine
         const access = payload.jti === undefined ? undefined : await this.#read<AccessRecord>(`at:${payload.jti}`);
         if (access !== undefined && access.clientId === client.client_id) await this.#storage.delete(`at:${payload.jti}`);
       } catch {

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SignJWT, UnsecuredJWT, decodeJwt } from 'jose';
 import { setLogLevel, setLogSink } from '../../../src/log.js';
 import { isCodemodeError } from '../../../src/errors.js';
-import { createOAuthProxy } from '../../../src/server/auth/index.js';
+import { MemoryOAuthStorage, createOAuthProxy } from '../../../src/server/auth/index.js';
 import { startIdp } from '../../fixtures/idp-server.js';
 import type { IdpFixture } from '../../fixtures/idp-server.js';
 import { SIGNING_KEY, TestOAuthProvider, connectWithLogin, sleep, startProtectedServer, whoami } from './harness.js';
@@ -145,6 +145,36 @@ describe('OAuth proxy: codemode JWT verification', () => {
     const text = lines.join('');
     expect(text).toContain('refresh');
     for (const secretValue of [...seen, 'idp-at-', 'idp-rt-', SIGNING_KEY]) expect(text).not.toContain(secretValue);
+  });
+
+  it('key rotation: with the old key in previousSigningKeys, old tokens and stored records stay valid; new tokens use the new key', async () => {
+    const idp = await startIdp({ accessTokenTtlSeconds: 30, issueRefreshTokens: true });
+    cleanups.push(() => idp.close());
+    const storage = new MemoryOAuthStorage();
+    cleanups.push(() => storage.close());
+    const oldServer = await startProtectedServer(idp, { storage, consent: false });
+    cleanups.push(() => oldServer.close());
+    const provider = new TestOAuthProvider();
+    const client = await connectWithLogin(oldServer.mcpUrl, provider);
+    cleanups.push(() => client.close());
+    const oldToken = provider.tokens()!.access_token;
+    const newKey = 'rotated-signing-key-abcdefghijklmnopqrstuvwxyz012345';
+    const rotated = await startProtectedServer(idp, { storage, consent: false, publicUrl: oldServer.url, signingKey: newKey, previousSigningKeys: [SIGNING_KEY] });
+    cleanups.push(() => rotated.close());
+    const newOnly = await startProtectedServer(idp, { storage, consent: false, publicUrl: oldServer.url, signingKey: newKey });
+    cleanups.push(() => newOnly.close());
+
+    expect((await rotated.proxy.verifyAccessToken(oldToken)).extra?.subject).toBe('user-42');
+    await expect(newOnly.proxy.verifyAccessToken(oldToken)).rejects.toThrow(/signature/);
+    // The rotated instance reads the client and refresh records sealed under the old key, and signs with the new one.
+    const res = await fetch(`${rotated.url}/token`, {
+      method: 'POST',
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: provider.tokens()!.refresh_token!, client_id: provider.clientInformation()!.client_id }),
+    });
+    expect(res.status).toBe(200);
+    const fresh = ((await res.json()) as { access_token: string }).access_token;
+    expect((await newOnly.proxy.verifyAccessToken(fresh)).extra?.subject).toBe('user-42');
+    await expect(oldServer.proxy.verifyAccessToken(fresh)).rejects.toThrow(/signature/);
   });
 
   it('refuses to start without a signing key, and with a short one; there is no default', () => {
