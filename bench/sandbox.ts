@@ -97,21 +97,21 @@ const CALLS_PEER = 'for (let i = 0; i < 1000; i++) await bench.echo({ x: i }); r
 const SMALL_OURS = 'const a = await bench.echo(1); const b = await bench.echo(2); const c = await bench.echo(3); return a + b + c';
 const SMALL_PEER = 'const a = await bench.echo({ x: 1 }); const b = await bench.echo({ x: 2 }); const c = await bench.echo({ x: 3 }); return a + b + c';
 
-async function returnOne(run: Runner, rounds: number, gapMs: number): Promise<number> {
-  for (let i = 0; i < 10; i++) await run('return 1');
-  const samples: number[] = [];
+/** Samples `a` and `b` alternately, so load from other processes hits both alike; returns both medians. */
+async function interleaved(a: () => Promise<unknown>, b: () => Promise<unknown>, rounds: number, gapMs: number): Promise<[number, number]> {
+  for (let i = 0; i < 5; i++) {
+    await a();
+    await b();
+  }
+  const sa: number[] = [];
+  const sb: number[] = [];
   for (let i = 0; i < rounds; i++) {
     if (gapMs > 0) await sleep(gapMs);
-    samples.push(await time(() => run('return 1')));
+    sa.push(await time(a));
+    if (gapMs > 0) await sleep(gapMs);
+    sb.push(await time(b));
   }
-  return median(samples);
-}
-
-async function hostCall(run: Runner, code: string, baseMs: number): Promise<number> {
-  await run(code);
-  const samples: number[] = [];
-  for (let i = 0; i < 15; i++) samples.push(await time(() => run(code)));
-  return (median(samples) - baseMs) / 1000;
+  return [median(sa), median(sb)];
 }
 
 async function throughput(run: Runner, code: string, concurrency: number, total: number): Promise<number> {
@@ -140,26 +140,33 @@ const cold = ours(0);
 const rows: [string, string, string, string][] = [];
 const ratio = (peerValue: number, ourValue: number): string => `${(peerValue / ourValue).toFixed(1)}x`;
 
-const r1Warm = await returnOne(warm.run, ROUNDS, 3);
-const r1WarmB2B = await returnOne(warm.run, ROUNDS, 0);
-const r1Cold = await returnOne(cold.run, ROUNDS, 3);
-const r1Peer = await returnOne(peerSubject.run, ROUNDS, 3);
-rows.push(['`return 1`, warm isolate (3 ms idle between runs)', fmtMs(r1Warm), fmtMs(r1Peer), ratio(r1Peer, r1Warm)]);
-rows.push(['`return 1`, back to back (no time to pre-warm)', fmtMs(r1WarmB2B), fmtMs(r1Peer), ratio(r1Peer, r1WarmB2B)]);
-rows.push(['`return 1`, warmIsolates: 0 (isolate created in the run)', fmtMs(r1Cold), fmtMs(r1Peer), ratio(r1Peer, r1Cold)]);
+const returnOne = (run: Runner) => () => run('return 1');
+const [r1Warm, r1PeerA] = await interleaved(returnOne(warm.run), returnOne(peerSubject.run), ROUNDS, 3);
+const [r1WarmB2B, r1PeerB] = await interleaved(returnOne(warm.run), returnOne(peerSubject.run), ROUNDS, 0);
+const [r1Cold, r1PeerC] = await interleaved(returnOne(cold.run), returnOne(peerSubject.run), ROUNDS, 3);
+rows.push(['`return 1`, warm isolate (3 ms idle between runs)', fmtMs(r1Warm), fmtMs(r1PeerA), ratio(r1PeerA, r1Warm)]);
+rows.push(['`return 1`, back to back (no time to pre-warm)', fmtMs(r1WarmB2B), fmtMs(r1PeerB), ratio(r1PeerB, r1WarmB2B)]);
+rows.push(['`return 1`, warmIsolates: 0 (isolate created in the run)', fmtMs(r1Cold), fmtMs(r1PeerC), ratio(r1PeerC, r1Cold)]);
 
-const callOurs = await hostCall(cold.run, CALLS_OURS, r1Cold);
-const callPeer = await hostCall(peerSubject.run, CALLS_PEER, r1Peer);
+// Per call: (run with 1,000 calls - run with `return 1`) / 1,000, both sampled alternately.
+const [callsOurs, callsPeer] = await interleaved(() => cold.run(CALLS_OURS), () => peerSubject.run(CALLS_PEER), 15, 3);
+const callOurs = (callsOurs - r1Cold) / 1000;
+const callPeer = (callsPeer - r1PeerC) / 1000;
 rows.push(['host call round trip (1,000 awaited calls, per call)', fmtMs(callOurs), fmtMs(callPeer), ratio(callPeer, callOurs)]);
 
 for (const c of [1, 2, 4]) {
-  const total = Math.max(100, ROUNDS);
   const subject = ours(1, c);
   await throughput(subject.run, SMALL_OURS, c, 20);
-  const oursRate = await throughput(subject.run, SMALL_OURS, c, total);
-  await subject.close();
   await throughput(peerSubject.run, SMALL_PEER, c, 20);
-  const peerRate = await throughput(peerSubject.run, SMALL_PEER, c, total);
+  const oursRates: number[] = [];
+  const peerRates: number[] = [];
+  for (let trial = 0; trial < 7; trial++) {
+    oursRates.push(await throughput(subject.run, SMALL_OURS, c, 40));
+    peerRates.push(await throughput(peerSubject.run, SMALL_PEER, c, 40));
+  }
+  await subject.close();
+  const oursRate = median(oursRates);
+  const peerRate = median(peerRates);
   rows.push([`throughput, concurrency ${c} (runs/s, 3 tool calls each)`, oursRate.toFixed(0), peerRate.toFixed(0), `${(oursRate / peerRate).toFixed(1)}x`]);
 }
 
@@ -169,6 +176,7 @@ await cold.close();
 console.log('\n| workload | codemode | @utcp/code-mode | ratio (peer/ours for times, ours/peer for rates) |');
 console.log('|---|---|---|---|');
 for (const row of rows) console.log(`| ${row.join(' | ')} |`);
+console.log(`load average at the end: ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 const goals = [
   `return 1 (warm) <= 3 ms: ${r1Warm <= 3 ? 'met' : 'MISSED'} (${fmtMs(r1Warm)}); cold: ${r1Cold <= 3 ? 'met' : 'MISSED'} (${fmtMs(r1Cold)})`,
   `host call <= 100 µs: ${callOurs <= 0.1 ? 'met' : 'MISSED'} (${fmtMs(callOurs)})`,

@@ -123,52 +123,65 @@ const childPath = (path, key) => isIdent(key) ? path + '.' + key : path + '[' + 
 // Serializes v as JSON text. Throws TypeError naming the path of anything JSON can't represent faithfully
 // (functions, symbols, BigInt, cycles, Maps, Promises...), or OUTPUT_LIMIT once the text passes maxChars.
 const toJSONText = (root, rootPath, maxChars) => {
+  // ancestors[i] is the object at path length i; keyStack[i] the key taken from it. Paths are only built
+  // when something fails, so the common case does no string work beyond the output itself.
   const ancestors = ObjectCreate(null);
-  const ancestorPaths = ObjectCreate(null);
+  const keyStack = ObjectCreate(null);
   let depth = 0;
   let out = '';
+  const pathOf = (n) => {
+    let p = rootPath;
+    for (let i = 0; i < n; i++) {
+      const k = keyStack[i];
+      p = typeof k === 'number' ? p + '[' + k + ']' : childPath(p, k);
+    }
+    return p;
+  };
   const emit = (s) => { out += s; if (out.length > maxChars) throw OUTPUT_LIMIT; };
-  const fail = (path, what) => { throw new TypeErrorCtor(path + ' ' + what); };
-  const walk = (v, path) => {
+  const fail = (what) => { throw new TypeErrorCtor(pathOf(depth) + ' ' + what); };
+  const walk = (v) => {
     switch (typeof v) {
       case 'string': emit(JSONStringify(v)); return;
       case 'number': emit(NumberIsFinite(v) ? StringCtor(v) : 'null'); return;
       case 'boolean': emit(v ? 'true' : 'false'); return;
       case 'undefined': emit('null'); return;
-      case 'function': fail(path, 'is a function, which JSON cannot represent; return data, not functions');
-      case 'symbol': fail(path, 'is a symbol, which JSON cannot represent; convert it to a string first');
-      case 'bigint': fail(path, 'is a BigInt (' + StringCtor(v) + 'n), which JSON cannot represent; convert it to a string or number first');
+      case 'function': fail('is a function, which JSON cannot represent; return data, not functions');
+      case 'symbol': fail('is a symbol, which JSON cannot represent; convert it to a string first');
+      case 'bigint': fail('is a BigInt (' + StringCtor(v) + 'n), which JSON cannot represent; convert it to a string or number first');
     }
     if (v === null) { emit('null'); return; }
     for (let i = 0; i < depth; i++) {
-      if (ancestors[i] === v) fail(path, 'is a circular reference to ' + ancestorPaths[i] + '; JSON cannot represent cycles');
+      if (ancestors[i] === v) fail('is a circular reference to ' + pathOf(i) + '; JSON cannot represent cycles');
     }
-    if (depth >= MAX_DEPTH) fail(path, 'is nested more than ' + MAX_DEPTH + ' levels deep');
-    ancestors[depth] = v;
-    ancestorPaths[depth] = path;
-    depth++;
+    if (depth >= MAX_DEPTH) fail('is nested more than ' + MAX_DEPTH + ' levels deep');
+    const here = depth;
+    if (!ArrayIsArray(v)) {
+      const proto = ObjectGetPrototypeOf(v);
+      if (proto !== ObjectProto && proto !== null) {
+        if (isDate(v)) { emit(NumberIsFinite(ReflectApply(DateGetTime, v, [])) ? JSONStringify(ReflectApply(DateToISOString, v, [])) : 'null'); return; }
+        if (isPromise(v)) fail('is a Promise; did you forget an await?');
+        if (isMap(v)) fail('is a Map, which JSON cannot represent; convert it first, e.g. Object.fromEntries(map)');
+        if (isSet(v)) fail('is a Set, which JSON cannot represent; convert it first, e.g. [...set]');
+        const weak = isWeak(v);
+        if (weak !== undefined) fail('is a ' + weak + ', which JSON cannot represent');
+        const ta = typedArrayName(v);
+        if (ta !== undefined) fail('is a ' + ta + ', which JSON cannot represent; convert it first, e.g. Array.from(bytes)');
+        if (isArrayBuffer(v) || isDataView(v)) fail('is binary data (ArrayBuffer/DataView), which JSON cannot represent; convert it first');
+      }
+    }
+    ancestors[here] = v;
+    depth = here + 1;
     try {
       if (ArrayIsArray(v)) {
         const n = v.length;
         emit('[');
         for (let i = 0; i < n; i++) {
           if (i > 0) emit(',');
-          walk(v[i], path + '[' + i + ']');
+          keyStack[here] = i;
+          walk(v[i]);
         }
         emit(']');
         return;
-      }
-      const proto = ObjectGetPrototypeOf(v);
-      if (proto !== ObjectProto && proto !== null) {
-        if (isDate(v)) { emit(NumberIsFinite(ReflectApply(DateGetTime, v, [])) ? JSONStringify(ReflectApply(DateToISOString, v, [])) : 'null'); return; }
-        if (isPromise(v)) fail(path, 'is a Promise; did you forget an await?');
-        if (isMap(v)) fail(path, 'is a Map, which JSON cannot represent; convert it first, e.g. Object.fromEntries(map)');
-        if (isSet(v)) fail(path, 'is a Set, which JSON cannot represent; convert it first, e.g. [...set]');
-        const weak = isWeak(v);
-        if (weak !== undefined) fail(path, 'is a ' + weak + ', which JSON cannot represent');
-        const ta = typedArrayName(v);
-        if (ta !== undefined) fail(path, 'is a ' + ta + ', which JSON cannot represent; convert it first, e.g. Array.from(bytes)');
-        if (isArrayBuffer(v) || isDataView(v)) fail(path, 'is binary data (ArrayBuffer/DataView), which JSON cannot represent; convert it first');
       }
       const errorLike = isError(v);
       const keys = ObjectKeys(v);
@@ -177,9 +190,11 @@ const toJSONText = (root, rootPath, maxChars) => {
       if (errorLike) {
         // JSON would turn an Error into {}: keep what a reader needs.
         emit('"name":');
-        walk(StringCtor(v.name), path + '.name');
+        keyStack[here] = 'name';
+        walk(StringCtor(v.name));
         emit(',"message":');
-        walk(StringCtor(v.message), path + '.message');
+        keyStack[here] = 'message';
+        walk(StringCtor(v.message));
         first = false;
       }
       for (let i = 0; i < keys.length; i++) {
@@ -191,14 +206,15 @@ const toJSONText = (root, rootPath, maxChars) => {
         first = false;
         emit(JSONStringify(key));
         emit(':');
-        walk(x, childPath(path, key));
+        keyStack[here] = key;
+        walk(x);
       }
       emit('}');
     } finally {
-      depth--;
+      depth = here;
     }
   };
-  walk(root, rootPath);
+  walk(root);
   return out;
 };
 

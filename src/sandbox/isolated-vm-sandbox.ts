@@ -236,7 +236,7 @@ export async function prepareIsolate(limits: Readonly<SandboxLimits>): Promise<P
       (hostCall: unknown, log: unknown) => [InstallFn, SettleFn]
     >;
     const hostCall = prepared.track(
-      new ivm.Reference((id: number, index: number, argsJson: string): Promise<string> => answerGuestCall(prepared, id, index, argsJson)),
+      new ivm.Reference((id: number, index: number, argsJson: string): string | Promise<string> => answerGuestCall(prepared, id, index, argsJson)),
     );
     const logRef = prepared.track(
       new ivm.Reference((level: unknown, message: unknown): void => logFromGuest(prepared, level, message)),
@@ -273,14 +273,17 @@ function reply(prepared: PreparedIsolate, id: number, envelope: string): void {
  * So the guest is blocked for one host turn at most and `Promise.all` calls still run concurrently.
  * It never rejects: a rejection here would cross the boundary.
  */
-function answerGuestCall(prepared: PreparedIsolate, id: number, index: number, argsJson: string): Promise<string> {
+function answerGuestCall(prepared: PreparedIsolate, id: number, index: number, argsJson: string): string | Promise<string> {
+  const started = startHostCall(prepared, index, argsJson);
+  // A synchronous answer goes straight back (applySyncPromise accepts a plain value).
+  if (typeof started === 'string') return started;
   return new Promise<string>((resolve) => {
     let answered = false;
     const immediate = setImmediate(() => {
       answered = true;
       resolve('');
     });
-    void hostCallFromGuest(prepared, index, argsJson).then((envelope) => {
+    void started.then((envelope) => {
       if (answered) {
         reply(prepared, id, envelope);
       } else {
@@ -292,8 +295,11 @@ function answerGuestCall(prepared: PreparedIsolate, id: number, index: number, a
   });
 }
 
-/** Runs one host call and returns its envelope. Never rejects. */
-async function hostCallFromGuest(prepared: PreparedIsolate, index: number, argsJson: string): Promise<string> {
+/**
+ * Starts one host call: the envelope itself when the host function returned synchronously (or the call was
+ * refused), else a promise of it. Never throws, and the promise never rejects.
+ */
+function startHostCall(prepared: PreparedIsolate, index: number, argsJson: string): string | Promise<string> {
   const state = prepared.state;
   if (state === undefined || state.settled) return errorEnvelope(new Error('The sandbox run has ended; host calls after that are refused.'));
   const fn = state.functions[index];
@@ -302,22 +308,39 @@ async function hostCallFromGuest(prepared: PreparedIsolate, index: number, argsJ
   if (maxPending !== null && state.pending >= maxPending) {
     return errorEnvelope(new Error(`Too many host calls pending at once (limit ${maxPending}); await some before starting more.`));
   }
-  let envelope: string;
   state.hostCalls++;
-  state.pending++;
+  let result: unknown;
   try {
     const args: unknown = JSON.parse(argsJson);
     state.controller ??= new AbortController();
     const context: HostCallContext = { signal: state.controller.signal };
-    // `await` inside try: a sync throw, a rejection and a thrown non-Error all become error envelopes.
-    const value: unknown = await fn(Array.isArray(args) ? args : [], context);
-    envelope = okEnvelope(value, fn.name || 'host function');
+    result = fn(Array.isArray(args) ? args : [], context);
   } catch (err) {
-    envelope = errorEnvelope(err);
+    return errorEnvelope(err);
+  }
+  const label = fn.name || 'host function';
+  if (!isThenable(result)) return okEnvelope(result, label);
+  state.pending++;
+  return settleHostCall(state, result, label);
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  try {
+    return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+  } catch {
+    return false;
+  }
+}
+
+async function settleHostCall(state: RunState, pending: PromiseLike<unknown>, label: string): Promise<string> {
+  try {
+    // Awaited inside try: a rejection and a rejected non-Error both become error envelopes.
+    return okEnvelope(await pending, label);
+  } catch (err) {
+    return errorEnvelope(err);
   } finally {
     state.pending--;
   }
-  return envelope;
 }
 
 function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknown): void {
