@@ -175,6 +175,21 @@ describe('CodeMode against the stdio fixture server', () => {
     await expect.poll(async () => (await fixtureStats(conn)).cancellations.map((c) => c.tool), { timeout: 5_000 }).toEqual(['timed-out']);
   });
 
+  it("does not let the SDK's 60 s request timeout cut a call short, and passes a cancellation signal", async () => {
+    await start();
+    const seenOptions: Array<{ timeout?: number; signal?: AbortSignal }> = [];
+    const original = conn.client.request.bind(conn.client);
+    conn.client.request = ((request: unknown, schema: unknown, options?: { timeout?: number; signal?: AbortSignal }) => {
+      seenOptions.push({ ...options });
+      return (original as (...args: unknown[]) => unknown)(request, schema, options);
+    }) as typeof conn.client.request;
+    const result = await mode.execute(`return await tools.fx.echo({ text: 'x' })`);
+    expect(result.ok && result.value).toBe('x');
+    expect(seenOptions).toHaveLength(1);
+    expect(seenOptions[0]!.timeout).toBeGreaterThan(60_000);
+    expect(seenOptions[0]!.signal).toBeInstanceOf(AbortSignal);
+  });
+
   it('turns a transport failure into a ToolError naming the server and the cause', async () => {
     await start();
     const result = await mode.execute(`
