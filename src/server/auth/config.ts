@@ -57,6 +57,7 @@ export const OAuthConfigSchema = z.strictObject({
   accessTokenExpirySeconds: seconds.optional(),
   refreshTokenExpirySeconds: seconds.optional(),
   tokenExpiryThresholdSeconds: z.number().min(0).optional(),
+  upstreamValidationIntervalSeconds: seconds.optional(),
   scopesSupported: z.array(z.string().min(1)).optional(),
   callbackPath: z.string().startsWith('/').optional(),
   resourceName: z.string().optional(),

@@ -76,6 +76,12 @@ export interface OAuthProxyOptions {
   refreshTokenExpirySeconds?: number;
   /** Refresh the upstream token this many seconds before it expires. Default 0. */
   tokenExpiryThresholdSeconds?: number;
+  /**
+   * Also ask the IdP's userinfo endpoint whether the upstream token still works, at most once per this
+   * many seconds per session, so a revoked upstream grant is noticed before the token expires. Default: off
+   * (validity follows the upstream expiry).
+   */
+  upstreamValidationIntervalSeconds?: number;
   /** Scopes clients may request; advertised in metadata. Requests outside it are refused. Default: any. */
   scopesSupported?: string[];
   /** Path of the upstream redirect URI on this server (register `${issuer origin}${callbackPath}` at the IdP). Default `/oauth/callback`. */
@@ -238,6 +244,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
   readonly #scopesSupported: string[] | undefined;
   readonly #exposeUpstream: boolean;
   readonly #consent: boolean;
+  readonly #validationIntervalMs: number | undefined;
   readonly #consentPath: string;
   /** In-process queue per session, in front of the storage lease, so local waiters don't poll the store. */
   readonly #localLocks = new Map<string, Promise<void>>();
@@ -257,6 +264,8 @@ class OAuthProxyProvider implements OAuthServerProvider {
     this.#scopesSupported = options.scopesSupported;
     this.#exposeUpstream = options.exposeUpstreamToken !== false;
     this.#consent = options.consent !== false;
+    this.#validationIntervalMs =
+      options.upstreamValidationIntervalSeconds === undefined ? undefined : positiveSeconds('upstreamValidationIntervalSeconds', options.upstreamValidationIntervalSeconds, 0) * 1000;
     this.#consentPath = consentPath;
   }
 
@@ -621,7 +630,8 @@ class OAuthProxyProvider implements OAuthServerProvider {
     }
     const access = await this.#read<AccessRecord>(`at:${payload.jti}`);
     if (access === undefined) throw new InvalidTokenError('Token was revoked or its sign-in session ended; sign in again');
-    const session = await this.#ensureFresh(access.sid);
+    let session = await this.#ensureFresh(access.sid);
+    if (this.#validationIntervalMs !== undefined) session = await this.#validateUpstream(access.sid, session);
     const scope = typeof payload.scope === 'string' ? payload.scope : '';
     return {
       token,
@@ -636,22 +646,44 @@ class OAuthProxyProvider implements OAuthServerProvider {
     };
   }
 
+  /**
+   * Asks the IdP (its userinfo endpoint) whether the upstream token still works, at most once per
+   * interval per session across all instances. A refused token (the user revoked the app) is refreshed;
+   * if that fails too, the request gets 401. An unreachable IdP does not fail requests: expiry rules still hold.
+   */
+  async #validateUpstream(sid: string, session: SessionRecord): Promise<SessionRecord> {
+    const key = `val:${sid}`;
+    if ((await this.#storage.get(key)) !== undefined) return session;
+    const verdict = await this.#upstream.checkToken(session.upstream.accessToken);
+    if (verdict === 'unknown') return session;
+    let current = session;
+    if (verdict === 'invalid') {
+      log.info('upstream token refused by the IdP; refreshing', { subject: session.subject });
+      current = await this.#ensureFresh(sid, session.upstream.accessToken);
+    }
+    await this.#storage.set(key, '1', this.#validationIntervalMs!);
+    return current;
+  }
+
   #needsRefresh(session: SessionRecord, now = Date.now()): boolean {
     const exp = session.upstream.expiresAt;
     return exp !== undefined && now + this.#thresholdMs >= exp;
   }
 
   /** Loads the session; refreshes the upstream token (once, under a per-session lock) when it is due. */
-  async #ensureFresh(sid: string): Promise<SessionRecord> {
+  async #ensureFresh(sid: string, rejectedToken?: string): Promise<SessionRecord> {
+    // `rejectedToken`: an upstream access token the IdP refused although it has not expired (revoked).
+    const due = (s: SessionRecord): boolean => this.#needsRefresh(s) || s.upstream.accessToken === rejectedToken;
     const first = await this.#read<SessionRecord>(`sess:${sid}`);
     if (first === undefined) throw new InvalidTokenError('The sign-in session has ended; sign in again');
-    if (!this.#needsRefresh(first)) return first;
+    if (!due(first)) return first;
     return this.#withSessionLock(sid, async () => {
       // Another request (here or on another instance) may have refreshed while we waited.
       const current = await this.#read<SessionRecord>(`sess:${sid}`);
       if (current === undefined) throw new InvalidTokenError('The sign-in session has ended; sign in again');
-      if (!this.#needsRefresh(current)) return current;
-      const expired = (s: SessionRecord): boolean => s.upstream.expiresAt !== undefined && Date.now() >= s.upstream.expiresAt;
+      if (!due(current)) return current;
+      const expired = (s: SessionRecord): boolean =>
+        (s.upstream.expiresAt !== undefined && Date.now() >= s.upstream.expiresAt) || s.upstream.accessToken === rejectedToken;
       const refreshToken = current.upstream.refreshToken;
       if (refreshToken === undefined) {
         if (!expired(current)) return current; // inside the threshold but nothing to refresh with: still valid
@@ -669,7 +701,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
           if (look > 0) await new Promise((resolve) => setTimeout(resolve, REREAD_INTERVAL_MS));
           const again = await this.#read<SessionRecord>(`sess:${sid}`);
           if (again === undefined) break;
-          if (again.upstream.accessToken !== current.upstream.accessToken && !this.#needsRefresh(again)) return again;
+          if (again.upstream.accessToken !== current.upstream.accessToken && !due(again)) return again;
         }
         if (err instanceof UpstreamGrantRevokedError) {
           log.warn('upstream refresh token rejected; session ended', { subject: current.subject, reason: err.message });

@@ -244,6 +244,28 @@ export class UpstreamClient {
     };
   }
 
+  /** Whether the IdP still accepts `accessToken` (userinfo answers 2xx), refuses it (401/403), or can't tell. */
+  async checkToken(accessToken: string): Promise<'valid' | 'invalid' | 'unknown'> {
+    let userinfo: string | undefined;
+    try {
+      ({ userinfo } = await this.endpoints());
+    } catch {
+      return 'unknown';
+    }
+    if (userinfo === undefined) return 'unknown';
+    try {
+      const res = await fetch(userinfo, {
+        headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json', 'user-agent': 'codemode-oauth-proxy' },
+        signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS),
+      });
+      await res.body?.cancel();
+      if (res.ok) return 'valid';
+      return res.status === 401 || res.status === 403 ? 'invalid' : 'unknown';
+    } catch {
+      return 'unknown';
+    }
+  }
+
   /** Who logged in, from the userinfo endpoint (GitHub: `/user`, whose numeric `id` becomes the subject). */
   async identity(accessToken: string, idToken?: string): Promise<UpstreamIdentity> {
     const { userinfo } = await this.endpoints();

@@ -123,6 +123,34 @@ describe('OAuth proxy: login and sessions that survive idle time', () => {
     expect(idp.counts.refusedRefreshes).toBe(0);
   });
 
+  it('with upstreamValidationIntervalSeconds, an upstream token revoked before expiry is noticed and refreshed; a revoked grant ends in 401', async () => {
+    const { idp, server } = await setup({ accessTokenTtlSeconds: 60, issueRefreshTokens: true }, { upstreamValidationIntervalSeconds: 1 });
+    const { client, provider } = await login(server);
+    expect((await whoami(client)).status).toBe(200);
+    const checksAfterFirst = idp.counts.userinfo;
+    expect((await whoami(client)).status).toBe(200);
+    expect(idp.counts.userinfo).toBe(checksAfterFirst + 1); // only the tool's call: the proxy's check is cached for 1 s
+
+    idp.revokeAccessTokens(); // still 60 s before expiry: only asking the IdP reveals it
+    await sleep(1_100);
+    expect((await whoami(client)).status).toBe(200);
+    expect(idp.counts.refreshes).toBe(1);
+
+    idp.revokeAccessTokens();
+    idp.revokeRefreshTokens();
+    await sleep(1_100);
+    await expect(whoami(client)).rejects.toThrow();
+    expect(provider.logins).toBe(2);
+  });
+
+  it('without upstream validation, a revoked-but-unexpired upstream token is passed through as is', async () => {
+    const { idp, server } = await setup({ accessTokenTtlSeconds: 60, issueRefreshTokens: true });
+    const { client } = await login(server);
+    idp.revokeAccessTokens();
+    expect((await whoami(client)).status).toBe(401); // the tool's own upstream call is refused
+    expect(idp.counts.refreshes).toBe(0);
+  });
+
   it('answers 401 and prompts a new login when the upstream refresh token was revoked', async () => {
     const { idp, server } = await setup({ accessTokenTtlSeconds: 2, issueRefreshTokens: true });
     const { client, provider } = await login(server);
