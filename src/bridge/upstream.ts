@@ -107,6 +107,7 @@ export class Upstream {
   private getStreamRunning = false;
   private sseEndpoint: URL | undefined;
   private internalIds = 0;
+  private authorizing: Promise<void> | undefined;
   private closed = false;
 
   constructor(private readonly opts: UpstreamOptions) {}
@@ -159,12 +160,52 @@ export class Upstream {
   }
 
   /**
+   * A deadline that does not run while an OAuth login is in progress: a person typing a password
+   * is not a hung server. When a login ends, the full `timeoutMs` starts again.
+   */
+  private deadline(timeoutMs: number): { signal: AbortSignal; clear(): void } {
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    let cleared = false;
+    const arm = (): void => {
+      timer = setTimeout(() => {
+        const auth = this.authorizing;
+        if (auth !== undefined) void auth.finally(() => !cleared && arm());
+        else controller.abort();
+      }, timeoutMs);
+    };
+    arm();
+    return {
+      signal: controller.signal,
+      clear: () => {
+        cleared = true;
+        clearTimeout(timer);
+      },
+    };
+  }
+
+  /** Runs the auth hook, marking the time as "authorizing" for deadlines. */
+  private async authorize(res: Response, signal: AbortSignal): Promise<void> {
+    const run = this.opts.auth!.unauthorized(res, signal);
+    const tracked = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.authorizing = tracked;
+    try {
+      await run;
+    } finally {
+      if (this.authorizing === tracked) this.authorizing = undefined;
+    }
+  }
+
+  /**
    * Sends a request the transport answers itself (initialize, re-initialize) and waits for its
    * response, at most `timeoutMs`.
    */
   async request(message: JsonRpcMessage & { id: JsonRpcId }, timeoutMs: number, signal: AbortSignal): Promise<JsonRpcMessage> {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const both = AbortSignal.any([signal, timeout, this.signal]);
+    const timeout = this.deadline(timeoutMs);
+    const both = AbortSignal.any([signal, timeout.signal, this.signal]);
     const answered = new Promise<JsonRpcMessage>((resolve, reject) => {
       this.waiters.set(message.id, resolve);
       both.addEventListener(
@@ -172,7 +213,7 @@ export class Upstream {
         () => {
           this.waiters.delete(message.id);
           reject(
-            timeout.aborted
+            timeout.signal.aborted
               ? new UpstreamError('UPSTREAM_TIMEOUT', `${this.opts.url.href} accepted the connection but did not answer ${message.method ?? 'the request'} within ${Math.round(timeoutMs / 1000)} s (raise --connect-timeout if the server is just slow)`)
               : new UpstreamError('ABORTED', 'cancelled: the bridge is shutting down'),
           );
@@ -185,10 +226,11 @@ export class Upstream {
       await this.send(message, both);
     } catch (err) {
       this.waiters.delete(message.id);
-      if (both.aborted) return answered;
+      if (both.aborted) return answered.finally(() => timeout.clear());
+      timeout.clear();
       throw err;
     }
-    const response = await answered;
+    const response = await answered.finally(() => timeout.clear());
     if (message.method === 'initialize' && response.result !== undefined) {
       this.initParams = message.params;
       const version = response.result.protocolVersion;
@@ -234,7 +276,7 @@ export class Upstream {
           throw new UpstreamError('UPSTREAM_AUTH', `${url.href} still answers HTTP ${res.status} after authorizing: the account may lack access`, { status: res.status });
         }
         authRetried = true;
-        await this.opts.auth.unauthorized(res, signal);
+        await this.authorize(res, signal);
         continue;
       }
       if (!isInit && sentSession !== undefined && (res.status === 404 || res.status === 400)) {
@@ -459,7 +501,7 @@ export class Upstream {
       throw classifyFetchError(err, url, 'cannot connect (SSE)');
     }
     if (res.status === 401 && this.opts.auth !== undefined && !authRetried) {
-      await this.opts.auth.unauthorized(res, signal);
+      await this.authorize(res, signal);
       return this.connectSse(timeoutMs, signal, true);
     }
     if (!res.ok || res.body === null) {

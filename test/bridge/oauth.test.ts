@@ -77,6 +77,16 @@ describe('OAuth login and token storage', () => {
     expect(f.stats.authorizations).toBe(1);
   });
 
+  it('time spent in the browser login does not count against --connect-timeout', async () => {
+    const f = await fixture();
+    const slowBrowser = `"${process.execPath}" -e "setTimeout(() => fetch(process.argv[1]).then((r) => r.text()), 2500)"`;
+    const h = spawnBridge([f.url, '--open-command', slowBrowser, '--connect-timeout', '1'], { CODEMODE_CONFIG_DIR: configDir() });
+    hosts.push(h);
+    const init = await h.initialize();
+    expect(init.error, h.stderr()).toBeUndefined();
+    expect(await echo(h, 'patient')).toBe('echo: patient');
+  });
+
   it('keys storage by URL, resource and headers', async () => {
     const f = await fixture();
     const dir = configDir();
