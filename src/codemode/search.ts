@@ -52,16 +52,26 @@ export interface ToolSummary {
 const K1 = 1.2;
 const B = 0.75;
 
-/** Lowercase word tokens; splits camelCase, snake_case, kebab-case and dotted names. */
+/** Words too common to rank by; in a small catalog BM25's IDF alone does not silence them. */
+const STOPWORDS = new Set([
+  'a', 'an', 'the', 'of', 'in', 'on', 'to', 'for', 'and', 'or', 'with', 'by', 'from', 'at', 'as', 'is', 'are',
+  'be', 'it', 'its', 'this', 'that', 'i', 'me', 'my', 'we', 'you', 'your', 'can', 'do', 'how', 'what', 'which',
+]);
+
+/** Lowercase word tokens without stopwords; splits camelCase, snake_case, kebab-case and dotted names. */
 export function tokenize(text: string): string[] {
   return text
     .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
     .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
     .toLowerCase()
     .split(/[^a-z0-9]+/)
-    .filter((t) => t.length > 0)
+    .filter((t) => t.length > 0 && !STOPWORDS.has(t))
     .map(stem);
 }
+
+/** A query term that matches no token exactly may match token prefixes ("repo" in "repository"), at this weight. */
+const PREFIX_WEIGHT = 0.5;
+const MIN_PREFIX_LENGTH = 3;
 
 /** A light plural/verb-suffix stemmer: enough to match "files" with "file" and "listing" with "list". */
 function stem(token: string): string {
@@ -152,6 +162,20 @@ export class SearchIndex {
     this.avgLength = this.docs.reduce((sum, d) => sum + d.length, 0) / Math.max(1, this.docs.length);
   }
 
+  private readonly prefixDf = new Map<string, number>();
+
+  /** Weighted frequency of tokens starting with `term` in one document, and how many documents have one. */
+  private prefixStats(tf: Map<string, number>, term: string): { f: number; df: number } {
+    let f = 0;
+    for (const [token, count] of tf) if (token.startsWith(term)) f += count * PREFIX_WEIGHT;
+    let df = this.prefixDf.get(term);
+    if (df === undefined) {
+      df = this.docs.filter((d) => [...d.tf.keys()].some((token) => token.startsWith(term))).length;
+      if (this.prefixDf.size < 1_000) this.prefixDf.set(term, df);
+    }
+    return { f, df };
+  }
+
   /**
    * Ranks tools for a query. An empty query lists tools in catalog order. A query naming a tool exactly
    * (`ns.tool` or `tool`) ranks it first.
@@ -166,9 +190,13 @@ export class SearchIndex {
     const scored = this.docs.map((doc) => {
       let score = 0;
       for (const term of terms) {
-        const f = doc.tf.get(term);
-        if (f === undefined) continue;
-        const df = this.df.get(term) ?? 0;
+        let f = doc.tf.get(term) ?? 0;
+        let df = this.df.get(term) ?? 0;
+        if (df === 0) {
+          if (term.length < MIN_PREFIX_LENGTH) continue;
+          ({ f, df } = this.prefixStats(doc.tf, term));
+        }
+        if (f === 0) continue;
         const idf = Math.log(1 + (n - df + 0.5) / (df + 0.5));
         score += (idf * f * (K1 + 1)) / (f + K1 * (1 - B + (B * doc.length) / (this.avgLength || 1)));
       }

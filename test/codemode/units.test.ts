@@ -227,6 +227,9 @@ describe('search', () => {
     expect(index.search('issues in a repo')[0]!.name).toBe('gh.searchIssues');
     expect(index.search('city')[0]!.name).toBe('gh.get_weather');
     expect(index.search('zzz')).toEqual([]);
+    expect(index.search('repo')[0]!.name).toBe('gh.searchIssues');
+    expect(index.search('forecast')[0]!.name).toBe('gh.get_weather');
+    expect(index.search('the of a')).toHaveLength(5); // only stopwords: like an empty query
     expect(index.search('', { limit: 2 }).map((h) => h.name)).toEqual(['fs.read_file', 'fs.list_directory']);
   });
 
