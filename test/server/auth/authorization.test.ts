@@ -139,6 +139,39 @@ describe('OAuth proxy: authorization server surface', () => {
     expect((await whoami(client)).status).toBe(200);
   });
 
+  it('authorization codes: PKCE is checked, the code is bound to its client and redirect URI, and it is single-use', async () => {
+    const { server } = await setup({ consent: false });
+    const clientId = await register(server);
+    const otherClient = await register(server, 'other');
+    const verifier = randomBytes(32).toString('base64url');
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    const q = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: 'http://127.0.0.1:1/callback', code_challenge: challenge, code_challenge_method: 'S256', state: 'xyz' });
+    let next = `${server.url}/authorize?${q}`;
+    for (let hop = 0; hop < 5 && !next.startsWith('http://127.0.0.1:1/'); hop++) {
+      const res = await fetch(next, { redirect: 'manual' });
+      await res.body?.cancel();
+      next = new URL(res.headers.get('location')!, next).href;
+    }
+    const back = new URL(next);
+    expect(back.searchParams.get('state')).toBe('xyz');
+    const code = back.searchParams.get('code')!;
+    const redeem = async (fields: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> => {
+      const res = await fetch(`${server.url}/token`, {
+        method: 'POST',
+        body: new URLSearchParams({ grant_type: 'authorization_code', code, code_verifier: verifier, redirect_uri: 'http://127.0.0.1:1/callback', client_id: clientId, ...fields }),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    expect((await redeem({ code_verifier: randomBytes(32).toString('base64url') })).body.error).toBe('invalid_grant');
+    expect((await redeem({ client_id: otherClient })).body.error).toBe('invalid_grant');
+    const ok = await redeem({});
+    expect(ok.status).toBe(200);
+    expect(typeof ok.body.access_token).toBe('string');
+    const replay = await redeem({});
+    expect(replay.status).toBe(400);
+    expect(replay.body.error).toBe('invalid_grant');
+  });
+
   it('refuses a resource other than its own MCP endpoint (RFC 8707)', async () => {
     const { server } = await setup({ consent: false });
     const clientId = await register(server);
