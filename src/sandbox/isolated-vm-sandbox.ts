@@ -486,9 +486,14 @@ function runtimeError(payload: string): SandboxError {
 }
 
 function unhandledRejectionError(err: unknown): SandboxError {
+  const text = describeError(err).replace(/\.+$/, '');
+  if (text.endsWith('could not be cloned')) {
+    // Only code that closed our function wrapper early ("})") makes the script's value something else.
+    return { kind: 'runtime', name: 'SyntaxError', message: 'The code closed its enclosing function early (a stray "})" at top level?); write it as the body of one async function.' };
+  }
   const error: SandboxError = {
     kind: 'runtime',
-    message: `Unhandled promise rejection: ${describeError(err)}. A promise rejected and nothing awaited or caught it; await every call (or add .catch).`,
+    message: `Unhandled promise rejection: ${text}. A promise rejected and nothing awaited or caught it; await every call (or add .catch).`,
   };
   if (err instanceof Error) {
     if (typeof err.name === 'string') error.name = err.name;
@@ -828,7 +833,8 @@ export class IsolatedVmSandbox implements SandboxProvider {
 
     const guarded = work().catch((err: unknown): RunOutcome => {
       if (interrupted !== undefined) return this.#interruptedOutcome(interrupted, state.logs, stats());
-      if (err instanceof CodemodeError) throw err;
+      // A misused prepared isolate is the caller's bug; failing to create an isolate is reported as data.
+      if (err instanceof CodemodeError && err.code !== 'SANDBOX_INTERNAL') throw err;
       if (prepared !== undefined && isMemoryFailure(err, prepared)) {
         return this.#interruptedOutcome('memory', state.logs, stats());
       }

@@ -159,7 +159,7 @@ describe('isolation (issue 2, point 8)', () => {
       'return 1 }); console.log(typeof hostCallRef, typeof logRef, typeof __codemodeRun, typeof install); (async function () {',
     );
     expect(outcome.logs[0]).toEqual({ level: 'log', message: 'undefined undefined undefined undefined' });
-    if (!outcome.ok) expect(outcome.error.kind).toBe('runtime');
+    expect(failure(outcome)).toMatchObject({ kind: 'runtime', message: expect.stringMatching(/closed its enclosing function early/) });
   });
 
   it('each run gets a fresh isolate: globals do not leak between runs', async () => {
