@@ -54,7 +54,7 @@ export type { UpstreamConfig, StdioUpstreamConfig, HttpUpstreamConfig, HttpTrans
 export { connectUpstream, isSessionExpiredError, DEFAULT_CONNECT_TIMEOUT_MS } from './proxy/upstream.js';
 export type { ConnectUpstreamOptions, UpstreamConnection } from './proxy/upstream.js';
 export { createProxy, DEFAULT_IDLE_TIMEOUT_MS } from './proxy/proxy.js';
-export type { Proxy, ProxyOptions, ProxySession } from './proxy/proxy.js';
+export type { Proxy, ProxyOptions, ProxySession, ProxyConnectOptions } from './proxy/proxy.js';
 export { serveProxyHttp } from './proxy/http.js';
 export type { ProxyHttpServer, ServeProxyHttpOptions } from './proxy/http.js';
 

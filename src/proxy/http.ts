@@ -12,7 +12,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import type { Proxy } from './proxy.js';
+import type { Proxy, ProxySession } from './proxy.js';
 
 const log = createLogger('proxy');
 
@@ -49,19 +49,20 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
   const host = options.host ?? '127.0.0.1';
   const path = options.path ?? '/mcp';
   const app = createMcpExpressApp({ host, ...(options.allowedHosts !== undefined ? { allowedHosts: options.allowedHosts } : {}) });
-  const transports = new Map<string, StreamableHTTPServerTransport>();
+  const transports = new Map<string, { transport: StreamableHTTPServerTransport; session: ProxySession }>();
 
   app.all(path, async (req, res) => {
     try {
       const sid = req.headers['mcp-session-id'];
       if (typeof sid === 'string') {
-        const transport = transports.get(sid);
-        if (transport === undefined) {
+        const entry = transports.get(sid);
+        if (entry === undefined) {
           // The spec's answer for a session we don't know: the client must initialize again.
           res.status(404).json({ jsonrpc: '2.0', error: { code: -32001, message: `Session not found: ${sid}` }, id: null });
           return;
         }
-        await transport.handleRequest(req, res, req.body);
+        if (req.method === 'GET') entry.session.standaloneStreamOpened();
+        await entry.transport.handleRequest(req, res, req.body);
         return;
       }
       if (req.method !== 'POST' || !isInitializeRequest(req.body)) {
@@ -71,11 +72,12 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
       const transport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         onsessioninitialized: (id) => {
-          transports.set(id, transport);
+          // Runs while handling the initialize request below, after `session` is set.
+          transports.set(id, { transport, session });
         },
       });
       const previousOnclose = transport.onclose;
-      await proxy.connect(transport, { idleTimeout: true });
+      const session = await proxy.connect(transport, { idleTimeout: true, awaitStandaloneStream: true });
       // Protocol.connect wrapped onclose; chain ours after it so the map never keeps a dead session.
       const wrapped = transport.onclose;
       transport.onclose = () => {

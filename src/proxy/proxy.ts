@@ -39,6 +39,11 @@ const log = createLogger('proxy');
 /** Forwarded requests are not capped: the largest timer Node accepts (~24.8 days) stands in for "none". */
 const NO_TIMEOUT_MS = 2_147_483_647;
 
+/** How long an upstream message with no request to ride on waits for the downstream's standalone stream. */
+const STANDALONE_WAIT_MS = 5000;
+/** At most this many such messages wait; more are sent at once (and may be dropped by the transport). */
+const MAX_PENDING_DOWN = 1000;
+
 /** Default idle timeout of a downstream session with no traffic and nothing in flight: 30 minutes. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
 
@@ -79,6 +84,23 @@ export interface ProxySession {
   close(): Promise<void>;
   /** Resolves when the session closed, for whatever reason. */
   readonly closed: Promise<void>;
+  /**
+   * Tells the session the downstream opened its standalone SSE stream (HTTP GET), so messages the
+   * upstream sends outside any request can be delivered there. `serveProxyHttp` calls it.
+   */
+  standaloneStreamOpened(): void;
+}
+
+/** Options of `Proxy.connect`. */
+export interface ProxyConnectOptions {
+  /** Apply the proxy's `idleTimeoutMs` to this session. Default `false` (a stdio session ends with stdin). */
+  idleTimeout?: boolean;
+  /**
+   * Hold messages the upstream sends outside any request until the downstream's standalone SSE stream is
+   * open (`standaloneStreamOpened()`) or a request they can ride on is in flight. Needed over Streamable
+   * HTTP, where the SDK drops such messages while no stream is open. Default `false`.
+   */
+  awaitStandaloneStream?: boolean;
 }
 
 /** A lazy proxy to one upstream MCP server. */
@@ -87,10 +109,9 @@ export interface Proxy {
   readonly target: UpstreamConfig;
   /**
    * Serves one downstream session over `transport`. The upstream is contacted on `initialize`.
-   * `idleTimeout: true` applies `idleTimeoutMs` to this session (`serveProxyHttp` does this; a stdio
-   * session ends with stdin instead, so it has no idle timeout by default).
+   * `serveProxyHttp` passes `{ idleTimeout: true, awaitStandaloneStream: true }`.
    */
-  connect(transport: Transport, options?: { idleTimeout?: boolean }): Promise<ProxySession>;
+  connect(transport: Transport, options?: ProxyConnectOptions): Promise<ProxySession>;
   /** Number of open sessions. */
   readonly sessionCount: number;
   /** Closes every session. Idempotent. */
@@ -147,11 +168,19 @@ class Session implements ProxySession {
   #idleTimer: NodeJS.Timeout | undefined;
   readonly #idleMs: number | null;
   readonly #proxy: ProxyImpl;
+  /** Whether the downstream sent `notifications/initialized`. */
+  #downstreamInitialized = false;
+  /** Whether messages outside any request can go to the downstream now. */
+  #standaloneReady: boolean;
+  /** Upstream-initiated messages waiting for a way down (see `#route`). */
+  readonly #pendingDown: Array<(related: RequestId | undefined) => void> = [];
+  #pendingTimer: NodeJS.Timeout | undefined;
 
-  constructor(proxy: ProxyImpl, idleTimeout: boolean) {
+  constructor(proxy: ProxyImpl, options: ProxyConnectOptions) {
     this.#proxy = proxy;
     const idle = proxy.options.idleTimeoutMs === undefined ? DEFAULT_IDLE_TIMEOUT_MS : proxy.options.idleTimeoutMs;
-    this.#idleMs = idleTimeout ? idle : null;
+    this.#idleMs = options.idleTimeout === true ? idle : null;
+    this.#standaloneReady = options.awaitStandaloneStream !== true;
     this.closed = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -195,6 +224,12 @@ class Session implements ProxySession {
         log.debug('could not forward notification upstream', { method: notification.method, error: describeError(error) });
       });
     };
+    server.oninitialized = () => {
+      this.#downstreamInitialized = true;
+      // Now the upstream may learn the session is ready (and start sending requests such as roots/list).
+      void this.#upstream?.releaseInitialized().catch((error: unknown) => log.debug('could not send initialized upstream', { error: describeError(error) }));
+      this.#flushPending(undefined);
+    };
     server.onerror = (error) => log.debug('downstream transport error', { error: describeError(error) });
     server.onclose = () => {
       void this.close();
@@ -227,6 +262,7 @@ class Session implements ProxySession {
         ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
         headers: { ...(options.headers ?? {}), ...this.#headers },
         ...(this.#initParams !== undefined ? { initialize: this.#initParams } : {}),
+        holdInitialized: true,
         configure: (client) => this.#wireUpstream(client),
       });
     } catch (error) {
@@ -241,6 +277,8 @@ class Session implements ProxySession {
       throw new WireError(ErrorCode.ConnectionClosed, 'The proxy session closed while the upstream was connecting');
     }
     this.#upstream = connection;
+    // A reconnect happens after the downstream initialized: the upstream may know at once.
+    if (this.#downstreamInitialized) await connection.releaseInitialized();
     const client = connection.client;
     client.onclose = () => {
       // An upstream that goes away (a stdio child exiting) is reconnected on the next request.
@@ -256,7 +294,7 @@ class Session implements ProxySession {
   #wireUpstream(client: Client): void {
     client.removeRequestHandler('ping');
     client.fallbackRequestHandler = async (request, extra) => {
-      const related = this.#related();
+      const related = await this.#route();
       try {
         return await this.server.request({ method: request.method, params: request.params } as ServerRequest, AnyResult, {
           signal: extra.signal,
@@ -268,10 +306,19 @@ class Session implements ProxySession {
       }
     };
     client.fallbackNotificationHandler = async (notification) => {
-      const related = this.#related();
-      await this.server
-        .notification(notification as ServerNotification, related !== undefined ? { relatedRequestId: related } : undefined)
-        .catch((error: unknown) => log.debug('could not forward notification downstream', { method: notification.method, error: describeError(error) }));
+      const related = await this.#route();
+      try {
+        await this.server.notification(notification as ServerNotification, related !== undefined ? { relatedRequestId: related } : undefined);
+      } catch (error) {
+        // The request it rode on finished meanwhile: the standalone stream is the other way down.
+        if (related === undefined) {
+          log.debug('could not forward notification downstream', { method: notification.method, error: describeError(error) });
+          return;
+        }
+        await this.server
+          .notification(notification as ServerNotification)
+          .catch((e: unknown) => log.debug('could not forward notification downstream', { method: notification.method, error: describeError(e) }));
+      }
     };
     client.onerror = (error) => log.debug('upstream transport error', { error: describeError(error) });
   }
@@ -284,6 +331,45 @@ class Session implements ProxySession {
    */
   #related(): RequestId | undefined {
     return this.#inflight.at(-1);
+  }
+
+  /**
+   * Resolves with the request to relate an upstream-initiated message to, or `undefined` for the standalone
+   * stream, once one of them can carry it. Over Streamable HTTP the SDK silently drops a message sent
+   * while the client's standalone stream is not open yet (right after initialize), so such messages wait
+   * (bounded) for that stream or for a downstream request to ride on.
+   */
+  #route(): Promise<RequestId | undefined> {
+    const related = this.#related();
+    if (related !== undefined) return Promise.resolve(related);
+    if ((this.#standaloneReady && this.#downstreamInitialized) || this.#closing !== undefined || this.#pendingDown.length >= MAX_PENDING_DOWN) {
+      return Promise.resolve(undefined);
+    }
+    return new Promise((resolve) => {
+      this.#pendingDown.push(resolve);
+      this.#pendingTimer ??= setTimeout(() => {
+        log.debug('no downstream stream opened in time; sending held messages to the standalone stream');
+        this.#flushPending(undefined, true);
+      }, STANDALONE_WAIT_MS);
+    });
+  }
+
+  #flushPending(related: RequestId | undefined, force = false): void {
+    if (related === undefined && !force && !(this.#standaloneReady && this.#downstreamInitialized)) return;
+    if (this.#pendingTimer !== undefined) {
+      clearTimeout(this.#pendingTimer);
+      this.#pendingTimer = undefined;
+    }
+    for (const resolve of this.#pendingDown.splice(0)) resolve(related);
+  }
+
+  standaloneStreamOpened(): void {
+    if (this.#standaloneReady) return;
+    // The GET has arrived; the transport registers its stream a few ticks later.
+    setTimeout(() => {
+      this.#standaloneReady = true;
+      this.#flushPending(undefined);
+    }, 50).unref();
   }
 
   async #forward(
@@ -309,8 +395,11 @@ class Session implements ProxySession {
     };
     const message = { method: request.method, params: request.params } as ServerRequest;
     this.#inflight.push(requestId);
+    this.#flushPending(requestId);
     try {
       let upstream = await this.#ensureUpstream();
+      // A client that never sent notifications/initialized still gets served; the upstream is told first.
+      await upstream.releaseInitialized();
       try {
         return await upstream.client.request(message, AnyResult, options);
       } catch (error) {
@@ -350,6 +439,7 @@ class Session implements ProxySession {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+      this.#flushPending(undefined, true);
       try {
         const pending = this.#connecting;
         const upstream = this.#upstream ?? (await pending?.catch(() => undefined));
@@ -423,9 +513,9 @@ class ProxyImpl implements Proxy {
     return this.#hidden(name);
   }
 
-  async connect(transport: Transport, options: { idleTimeout?: boolean } = {}): Promise<ProxySession> {
+  async connect(transport: Transport, options: ProxyConnectOptions = {}): Promise<ProxySession> {
     if (this.#closed) throw new CodemodeError('CLOSED', 'This proxy is closed');
-    const session = new Session(this, options.idleTimeout ?? false);
+    const session = new Session(this, options);
     this.#sessions.add(session);
     try {
       await session.server.connect(transport);

@@ -84,6 +84,13 @@ export interface ConnectUpstreamOptions {
   onStderr?: (chunk: string) => void;
   /** Called on each fresh `Client` before it connects: install request/notification handlers here. */
   configure?: (client: Client) => void;
+  /**
+   * Hold the `notifications/initialized` the client sends after `initialize` until
+   * `UpstreamConnection.releaseInitialized()` is called. A proxy uses this so the upstream learns the
+   * session is ready when the downstream client is, not before (servers send requests such as
+   * `roots/list` as soon as they see it).
+   */
+  holdInitialized?: boolean;
 }
 
 /** A live upstream session. */
@@ -98,6 +105,8 @@ export interface UpstreamConnection {
   readonly config: UpstreamConfig;
   /** The upstream's Mcp-Session-Id (Streamable HTTP only). */
   readonly sessionId: string | undefined;
+  /** Sends the held `notifications/initialized` (see `holdInitialized`); no-op otherwise. Idempotent. */
+  releaseInitialized(): Promise<void>;
   /** Terminates the upstream session (HTTP DELETE, or ends the child process). Idempotent, never throws. */
   close(): Promise<void>;
 }
@@ -112,6 +121,9 @@ class InitializeTap implements Transport {
   onerror?: ((error: Error) => void) | undefined;
   onmessage?: (<T extends JSONRPCMessage>(message: T, extra?: MessageExtraInfo) => void) | undefined;
   rawResult: Record<string, unknown> | undefined;
+  /** The held `notifications/initialized`, when `hold` is set. */
+  held: { message: JSONRPCMessage; options: TransportSendOptions | undefined } | undefined;
+  hold = false;
   #initId: string | number | undefined;
 
   readonly inner: Transport;
@@ -147,6 +159,10 @@ class InitializeTap implements Transport {
     if ('method' in message && message.method === 'initialize' && 'id' in message) {
       this.#initId = message.id;
       if (this.override !== undefined) message = { ...message, params: this.override };
+    }
+    if (this.hold && 'method' in message && message.method === 'notifications/initialized' && !('id' in message)) {
+      this.held = { message, options };
+      return Promise.resolve();
     }
     return this.inner.send(message, options);
   }
@@ -377,6 +393,7 @@ async function attemptConnect(
   });
   options.configure?.(client);
   const tap = new InitializeTap(attempt.transport, init);
+  tap.hold = options.holdInitialized ?? false;
   await client.connect(tap, {
     timeout: timeoutMs,
     ...(options.signal !== undefined ? { signal: options.signal } : {}),
@@ -443,7 +460,7 @@ export async function connectUpstream(config: UpstreamConfig | unknown, options:
       if (!parsed.success) {
         throw new CodemodeError('UPSTREAM_PROTOCOL', `Upstream ${label} sent an invalid initialize result: ${parsed.error.message.slice(0, 300)}`);
       }
-      return makeConnection(cfg, attempt, client, { ...(raw as InitializeResult) });
+      return makeConnection(cfg, attempt, client, connected.tap, { ...(raw as InitializeResult) });
     } catch (error) {
       // Classify first: closing the transport changes what it reports (a timed-out child then "exits").
       const classified = classifyConnectError(error, { label, kind: attempt.kind, timeoutMs, stdio: attempt.stdio, httpFailure });
@@ -478,8 +495,9 @@ export async function connectUpstream(config: UpstreamConfig | unknown, options:
   }
 }
 
-function makeConnection(config: UpstreamConfig, attempt: Attempt, client: Client, initializeResult: InitializeResult): UpstreamConnection {
+function makeConnection(config: UpstreamConfig, attempt: Attempt, client: Client, tap: InitializeTap, initializeResult: InitializeResult): UpstreamConnection {
   let closing: Promise<void> | undefined;
+  let released: Promise<void> | undefined;
   const transport = attempt.transport;
   return {
     client,
@@ -488,6 +506,15 @@ function makeConnection(config: UpstreamConfig, attempt: Attempt, client: Client
     config,
     get sessionId() {
       return transport.sessionId;
+    },
+    releaseInitialized() {
+      released ??= (async () => {
+        tap.hold = false;
+        const held = tap.held;
+        tap.held = undefined;
+        if (held !== undefined) await tap.inner.send(held.message, held.options);
+      })();
+      return released;
     },
     close() {
       closing ??= (async () => {

@@ -221,6 +221,19 @@ describe('forwarding through the proxy (stdio upstream)', () => {
     expect(JSON.parse(textOf(await client.callTool({ name: 'list_roots', arguments: {} })))).toEqual([{ uri: 'file:///work', name: 'work' }]);
   });
 
+  it('delivers what the upstream sends right after initialized, before any request or stream exists', async () => {
+    const cfg = fixtureStdioConfig();
+    const h = await host({ ...cfg, args: [...cfg.args, '--roots-on-init'] });
+    const client = new Client({ name: 'early', version: '1' }, { capabilities: { roots: {} } });
+    const changed: string[] = [];
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => void changed.push('tools'));
+    client.setRequestHandler(ListRootsRequestSchema, () => ({ roots: [{ uri: 'file:///early' }] }));
+    await client.connect(new StreamableHTTPClientTransport(new URL(h.url)));
+    cleanups.push(() => client.close());
+    expect(textOf(await client.callTool({ name: 'initial_roots', arguments: {} }))).toBe('[{"uri":"file:///early"}]');
+    expect(changed).toEqual(['tools']);
+  });
+
   it('forwards cancellation: the upstream sees the call aborted', async () => {
     const h = await host(fixtureStdioConfig());
     const { client } = await downstream(h.url);
