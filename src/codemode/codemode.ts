@@ -61,6 +61,11 @@ export interface CodeModeOptions {
 export interface ExecuteOptions {
   /** Aborting disposes the isolate, cancels in-flight upstream calls, and resolves with kind `aborted`. */
   signal?: AbortSignal;
+  /**
+   * Called after each upstream call ends (not for calls refused before reaching a tool). Use it to send
+   * progress to a caller; it must not throw (a throw is logged and ignored).
+   */
+  onToolCall?: (record: Readonly<ToolCallRecord>, completed: number) => void;
 }
 
 function validateCount(name: string, value: number | null | undefined, fallback: number | null): number | null {
@@ -86,6 +91,8 @@ class Execution {
   /** Calls cancelled because the run ended while they were in flight. */
   readonly cancelled: PendingCall[] = [];
   droppedRecords = 0;
+  completed = 0;
+  onToolCall: ExecuteOptions['onToolCall'];
   readonly limiter: LimitFunction | undefined;
 
   readonly span: Span;
@@ -168,6 +175,14 @@ class Execution {
           // The sandbox aborts a call's signal as the run ends, possibly just before settle() runs.
           pendingCall.record.reason = 'cancelled';
           this.cancelled.push(pendingCall);
+        }
+        this.completed++;
+        if (this.onToolCall) {
+          try {
+            this.onToolCall(pendingCall.record, this.completed);
+          } catch (err) {
+            log.warn('onToolCall threw', { error: err instanceof Error ? err.message : String(err) });
+          }
         }
       }
     }
@@ -342,6 +357,7 @@ export class CodeMode {
     const catalog = this.catalogState;
     const span = getTracer().startSpan('codemode.execute', { attributes: { 'codemode.code.length': code.length } }, parentContext);
     const execution = new Execution(span, parentContext, this.maxToolCalls, this.maxConcurrentToolCalls);
+    execution.onToolCall = options.onToolCall;
     try {
       const normalized = normalizeCode(code);
       if (normalized.typescript) span.setAttribute('codemode.code.typescript', true);

@@ -13,7 +13,7 @@ import type { LogEntry } from '../sandbox/types.js';
 import type { CodeMode } from './codemode.js';
 import { MAX_SEARCH_LIMIT } from './search.js';
 import type { SearchDetail } from './search.js';
-import type { ExecuteResult, JsonSchema } from './types.js';
+import type { ExecuteResult, JsonSchema, ToolCallRecord } from './types.js';
 
 /** Default cap on the characters of the result JSON in the `execute` text content. */
 export const DEFAULT_MAX_RESULT_TEXT_CHARS = 20_000;
@@ -25,6 +25,10 @@ export const DEFAULT_INLINE_DECLARATIONS_MAX_CHARS = 6_000;
 /** What a tool handler receives from the server (a subset of the SDK's `RequestHandlerExtra`). */
 export interface ToolHandlerExtra {
   signal?: AbortSignal;
+  /** The request's `_meta`; a `progressToken` there turns on progress notifications from `execute`. */
+  _meta?: { progressToken?: string | number; [key: string]: unknown };
+  /** Sends a notification related to the request (used for `notifications/progress`). */
+  sendNotification?: (notification: { method: 'notifications/progress'; params: { progressToken: string | number; progress: number; message?: string } }) => Promise<void>;
 }
 
 /** One MCP tool, ready to list (`name`, `title`, `description`, `inputSchema`, `annotations`) and call. */
@@ -226,8 +230,19 @@ export function createCodeModeTools(mode: CodeMode, options: CodeModeToolsOption
     async handler(args, extra) {
       const { code } = asObject(args);
       if (typeof code !== 'string') throw invalidParams('"code" must be a string holding the code to run.');
+      // With a progress token, each finished tool call is reported, which also keeps clients that reset
+      // their request timeout on progress from giving up on a long execution.
+      const progressToken = extra?._meta?.progressToken;
+      const send = extra?.sendNotification;
+      const onToolCall =
+        progressToken !== undefined && send !== undefined
+          ? (record: Readonly<ToolCallRecord>, completed: number) => {
+              const message = `${record.tool} ${record.ok ? 'done' : 'failed'} (${completed} tool call${completed === 1 ? '' : 's'})`;
+              send({ method: 'notifications/progress', params: { progressToken, progress: completed, message } }).catch(() => {});
+            }
+          : undefined;
       try {
-        const result = await mode.execute(code, extra?.signal ? { signal: extra.signal } : {});
+        const result = await mode.execute(code, { ...(extra?.signal ? { signal: extra.signal } : {}), ...(onToolCall ? { onToolCall } : {}) });
         return formatExecuteResult(result, options);
       } catch (err) {
         throw internal(err);

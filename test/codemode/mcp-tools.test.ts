@@ -163,6 +163,21 @@ describe('MCP-facing tools', () => {
     await expect.poll(() => slowAborted).toBe(1);
   });
 
+  it('sends a progress notification per finished tool call when the request has a progress token', async () => {
+    const client = await connect();
+    const progress: Array<{ progress: number; message?: string }> = [];
+    const result = await client.callTool(
+      { name: 'execute', arguments: { code: 'await tools.shop.price({ id: 1 }); await tools.shop.list_items(); return 1' } },
+      undefined,
+      { onprogress: (p) => progress.push({ progress: p.progress, message: p.message }) },
+    );
+    expect(result.isError).toBeFalsy();
+    expect(progress).toEqual([
+      { progress: 1, message: 'shop.price done (1 tool call)' },
+      { progress: 2, message: 'shop.list-items done (2 tool calls)' },
+    ]);
+  });
+
   it('searches with detail levels and returns schemas with a not-found list', async () => {
     const client = await connect();
     const brief = await call(client, 'search', { query: 'price of an item' });
