@@ -33,6 +33,7 @@ export interface RedisOAuthStorageOptions {
 }
 
 const DEFAULT_REDIS_CONNECT_TIMEOUT_MS = 5_000;
+const REDIS_WARN_INTERVAL_MS = 30_000;
 
 /**
  * Redis storage. Create it with {@link RedisOAuthStorage.connect}; needs Redis >= 6.2 (GETDEL).
@@ -67,9 +68,14 @@ export class RedisOAuthStorage implements OAuthStorage {
       socket: { connectTimeout: timeout, reconnectStrategy: (retries: number) => (connected ? Math.min(50 * 2 ** retries, 2000) : false) },
     });
     let lastError: unknown;
+    let lastWarnAt = 0;
     client.on('error', (err: unknown) => {
       lastError = err;
-      if (connected) log.warn('Redis OAuth storage connection error; reconnecting', { error: describeError(err) });
+      // Reconnect attempts fail every ~2 s during an outage: say so once per interval, not on every attempt.
+      if (connected && Date.now() - lastWarnAt >= REDIS_WARN_INTERVAL_MS) {
+        lastWarnAt = Date.now();
+        log.warn('Redis OAuth storage connection error; reconnecting', { error: describeError(err) });
+      }
     });
     try {
       await client.connect();

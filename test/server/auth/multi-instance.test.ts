@@ -126,3 +126,33 @@ describe('OAuth proxy: a refresh that loses a race re-reads storage before givin
     }
   });
 });
+
+describe('OAuth proxy on Redis when Redis goes away', () => {
+  it('answers 500 promptly (not 401, not a hang), so clients retry instead of logging out', async () => {
+    const own = await startRedis();
+    const idp = await startIdp({ accessTokenTtlSeconds: 30, issueRefreshTokens: true });
+    const storage = await RedisOAuthStorage.connect({ url: own.url });
+    const server = await startProtectedServer(idp, { storage, consent: false });
+    try {
+      const provider = new TestOAuthProvider();
+      const client = await connectWithLogin(server.mcpUrl, provider);
+      await client.close();
+      const token = provider.tokens()!.access_token;
+      expect((await server.proxy.verifyAccessToken(token)).extra?.subject).toBe('user-42');
+      await own.close();
+      const started = Date.now();
+      const res = await fetch(server.mcpUrl, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+      });
+      expect(res.status).toBe(500);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      await server.close();
+      await storage.close();
+      await idp.close();
+      await own.close();
+    }
+  });
+});
