@@ -175,7 +175,7 @@ export async function connectUpstreams(servers: Record<string, UpstreamConfig>, 
     throw new CodemodeError(
       'UPSTREAM_UNAVAILABLE',
       `${failed.length} of ${entries.length} upstream server${entries.length === 1 ? '' : 's'} failed to start (strict mode): ` +
-        failed.map((f) => `"${f.name}": ${f.error ?? 'unknown error'}`).join('; ') +
+        failed.map((f) => `"${f.name}": ${(f.error ?? 'unknown error').replace(/\.$/, '')}`).join('; ') +
         '. Fix or remove them, or start without --strict to serve the others.',
     );
   }
