@@ -98,7 +98,7 @@ describe('codemode serve', () => {
     await writeFile(config, JSON.stringify({ mcpServers: { broken: { command: 'codemode-test-no-such-command' } } }));
     const result = await runCli(['serve', '--config', config, '--strict']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/failed to start \(strict mode\): "broken": .*command was not found\. Fix or remove/);
+    expect(result.stderr).toMatch(/failed to start \(strict mode\): "broken": .*command was not found.*Fix or remove/);
   });
 
   it('stdio: serves execute over stdout and exits 0 promptly on stdin EOF', async () => {
