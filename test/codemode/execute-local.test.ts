@@ -26,6 +26,24 @@ function source() {
       },
     },
     {
+      // Waits until `target` calls are in flight at once (or 3 s pass), so concurrency tests do not depend on timing.
+      name: 'barrier',
+      input: { target: z.number() },
+      handler: async ({ target }) => {
+        seen.inFlight++;
+        seen.maxInFlight = Math.max(seen.maxInFlight, seen.inFlight);
+        try {
+          const deadline = Date.now() + 3_000;
+          while (seen.inFlight < (target as number) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+          return seen.inFlight;
+        } finally {
+          // Leave the count raised a moment, so a call admitted too early would still see the others.
+          await new Promise((r) => setTimeout(r, 5));
+          seen.inFlight--;
+        }
+      },
+    },
+    {
       name: 'slow',
       input: { ms: z.number() },
       handler: async ({ ms }, { signal }) => {
@@ -218,14 +236,14 @@ describe('CodeMode.execute with local tools', () => {
     reset();
     const bounded = await CodeMode.create({ sources: [source()], sandbox, maxConcurrentToolCalls: 3 });
     try {
-      const result = await bounded.execute('return (await Promise.all(Array.from({ length: 10 }, () => tools.local.slow({ ms: 30 })))).length');
-      expect(result).toMatchObject({ ok: true, value: 10 });
+      const result = await bounded.execute('return (await Promise.all(Array.from({ length: 9 }, () => tools.local.barrier({ target: 3 })))).length');
+      expect(result).toMatchObject({ ok: true, value: 9 });
       expect(seen.maxInFlight).toBe(3);
     } finally {
       await bounded.close();
     }
     reset();
-    const result = await mode.execute('return (await Promise.all(Array.from({ length: 8 }, () => tools.local.slow({ ms: 30 })))).length');
+    const result = await mode.execute('return (await Promise.all(Array.from({ length: 8 }, () => tools.local.barrier({ target: 8 })))).length');
     expect(result).toMatchObject({ ok: true, value: 8 });
     expect(seen.maxInFlight).toBe(8);
   });

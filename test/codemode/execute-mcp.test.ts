@@ -129,7 +129,7 @@ describe('CodeMode against the stdio fixture server', () => {
 
   it('bounds concurrency at the upstream with maxConcurrentToolCalls', async () => {
     await start({ maxConcurrentToolCalls: 2 });
-    const result = await mode.execute(`return (await Promise.all([1,2,3,4,5,6].map(() => tools.fx.slow({ ms: 40 })))).length`);
+    const result = await mode.execute(`return (await Promise.all([1,2,3,4,5,6].map(() => tools.fx.slow({ ms: 150 })))).length`);
     expect(result.ok && result.value).toBe(6);
     expect((await fixtureStats(conn)).maxInFlight).toBe(2);
   });
