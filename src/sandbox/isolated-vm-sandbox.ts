@@ -674,21 +674,34 @@ export class IsolatedVmSandbox implements SandboxProvider {
     await Promise.allSettled([...this.#inflight]);
   }
 
+  /**
+   * Tops up the warm spares, one isolate per event-loop turn: creating one blocks this thread for a
+   * millisecond or two, which should not land on a run (or on the constructor's caller).
+   */
   #refill(): void {
-    while (!this.#closed && this.#spares.length + this.#refilling < this.#warm) {
-      this.#refilling++;
+    if (this.#closed || this.#refilling > 0 || this.#spares.length >= this.#warm) return;
+    this.#refilling++;
+    setImmediate(() => {
+      if (this.#closed) {
+        this.#refilling--;
+        return;
+      }
       prepareIsolate(this.limits).then(
         (prepared) => {
           this.#refilling--;
-          if (this.#closed) prepared.dispose();
-          else this.#spares.push(prepared);
+          if (this.#closed) {
+            prepared.dispose();
+            return;
+          }
+          this.#spares.push(prepared);
+          this.#refill();
         },
         (err: unknown) => {
           this.#refilling--;
           log.warn('could not prepare a warm isolate', { error: describeError(err) });
         },
       );
-    }
+    });
   }
 
   async #take(prepared: PreparedIsolate | undefined): Promise<PreparedIsolate> {
@@ -868,7 +881,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
       this.#cancels.delete(interrupt);
       state.controller?.abort(new CodemodeError('ABORTED', 'The sandbox run ended while this host call was in flight.'));
       prepared?.dispose();
-      if (this.#spares.length + this.#refilling < this.#warm) setImmediate(() => this.#refill());
+      this.#refill();
       // The losing side of the race settles later; it must not become an unhandled rejection.
       guarded.catch(() => undefined);
     }
