@@ -44,14 +44,19 @@ describe('warm starts (issue 8)', () => {
     expect(sb.pool.stats().pids).toEqual([pid]);
   });
 
-  it('a warm run skips isolate creation: return 1 settles in a few ms', async () => {
+  it('runs get an isolate prepared ahead of time; the next one is prepared in the background', async () => {
     const sb = await startSandbox({ size: 1 });
-    await sb.run('return 0'); // pays the worker's first-run costs (module JIT)
-    await new Promise((r) => setTimeout(r, 50)); // the next isolate is prepared in the background
-    const outcome = await sb.run('return 1');
-    expect(value(outcome)).toBe(1);
-    // Measured in the worker: guest time only. A cold isolate costs about 2 ms on an idle machine.
-    expect(outcome.stats.durationMs).toBeLessThan(50);
+    for (let i = 0; i < 4; i++) {
+      // Idle time between runs, as model think time gives: the worker prepares the next isolate meanwhile.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(value(await sb.run('return 1'))).toBe(1);
+    }
+    expect(sb.pool.stats()).toMatchObject({ warmRuns: 4, coldRuns: 0 });
+    // A limit nobody prepared for gets a cold isolate (and the worker warms one for it next time).
+    const other = new ProcessSandbox({ pool: sb.pool, limits: { memoryMb: 48 } });
+    expect(value(await other.run('return 2'))).toBe(2);
+    expect(sb.pool.stats().coldRuns).toBe(1);
+    await other.close();
   });
 
   it('runs with another memory limit than the warm one still work (they prepare their own isolate)', async () => {

@@ -114,6 +114,10 @@ export interface ProcessPoolStats {
   recycled: number;
   /** Milliseconds from the last worker loss to the pool being back at full strength. */
   lastRecoveryMs: number | undefined;
+  /** Runs that got an isolate prepared ahead of time. */
+  warmRuns: number;
+  /** Runs that had to create their isolate (no matching warm one was ready yet). */
+  coldRuns: number;
 }
 
 /** @internal One run as the pool sees it. */
@@ -257,11 +261,13 @@ export class ProcessPool {
   #broken: CodemodeError | undefined;
   #startFailures = 0;
   #spawnAfter = 0;
-  #backoffTimer: NodeJS.Timeout | undefined;
+  #spawnTimer: NodeJS.Timeout | undefined;
   #crashed = 0;
   #recycled = 0;
   #lostAt: number | undefined;
   #lastRecoveryMs: number | undefined;
+  #warmRuns = 0;
+  #coldRuns = 0;
 
   constructor(options: ProcessPoolOptions = {}) {
     this.size = positiveInt('size', options.size, Math.max(1, Math.min(availableParallelism(), 8)));
@@ -314,6 +320,8 @@ export class ProcessPool {
       crashed: this.#crashed,
       recycled: this.#recycled,
       lastRecoveryMs: this.#lastRecoveryMs,
+      warmRuns: this.#warmRuns,
+      coldRuns: this.#coldRuns,
     };
   }
 
@@ -373,7 +381,7 @@ export class ProcessPool {
 
   async #close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#backoffTimer);
+    clearTimeout(this.#spawnTimer);
     const closedError = new CodemodeError('CLOSED', 'The process pool was closed.');
     for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(closedError);
     const running: Promise<unknown>[] = [];
@@ -407,6 +415,19 @@ export class ProcessPool {
   /** Keeps `size` serving workers (promoting standbys first) and `standbyWorkers` standbys. */
   #balance(): void {
     if (this.#closed) return;
+    const { serving, standby } = this.#promote();
+    if (this.#full()) {
+      if (this.#lostAt !== undefined) {
+        this.#lastRecoveryMs = performance.now() - this.#lostAt;
+        this.#lostAt = undefined;
+      }
+      if (this.#standbysReady()) for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve();
+    }
+    if (serving < this.size || standby < this.standbyWorkers) this.#scheduleSpawn();
+  }
+
+  /** Counts serving and standby workers, promoting ready standbys while serving ones are missing. */
+  #promote(): { serving: number; standby: number } {
     let serving = 0;
     let standby = 0;
     for (const w of this.#workers) {
@@ -414,7 +435,7 @@ export class ProcessPool {
       if (w.role === 'serving') serving++;
       else if (w.role === 'standby') standby++;
     }
-    // Promote ready standbys first: they are the zero-wait replacement.
+    // Ready standbys are the zero-wait replacement.
     for (const w of this.#workers) {
       if (serving >= this.size) break;
       if (w.role === 'standby' && w.ready && !w.doomed && !w.dead) {
@@ -423,31 +444,29 @@ export class ProcessPool {
         standby--;
       }
     }
-    const wait = this.#spawnAfter - performance.now();
-    if (wait > 0 && (serving < this.size || standby < this.standbyWorkers)) {
-      // Backing off after failed starts; try again later rather than spawning in a tight loop.
-      this.#backoffTimer ??= setTimeout(() => {
-        this.#backoffTimer = undefined;
-        this.#balance();
-      }, wait);
-      this.#backoffTimer.unref();
-      return;
-    }
-    while (serving < this.size) {
-      this.#spawn('serving');
-      serving++;
-    }
-    while (standby < this.standbyWorkers) {
-      this.#spawn('standby');
-      standby++;
-    }
-    if (this.#full()) {
-      if (this.#lostAt !== undefined) {
-        this.#lastRecoveryMs = performance.now() - this.#lostAt;
-        this.#lostAt = undefined;
+    return { serving, standby };
+  }
+
+  /**
+   * Spawns missing workers off the current tick: `fork()` blocks this thread for milliseconds, and a just
+   * promoted standby should take the queued runs first. After failed starts it backs off.
+   */
+  #scheduleSpawn(): void {
+    if (this.#spawnTimer !== undefined) return;
+    const wait = Math.max(0, this.#spawnAfter - performance.now());
+    this.#spawnTimer = setTimeout(() => {
+      this.#spawnTimer = undefined;
+      if (this.#closed) return;
+      let { serving, standby } = this.#promote();
+      while (serving < this.size) {
+        this.#spawn('serving');
+        serving++;
       }
-      if (this.#standbysReady()) for (const waiter of this.#readyWaiters.splice(0)) waiter.resolve();
-    }
+      while (standby < this.standbyWorkers) {
+        this.#spawn('standby');
+        standby++;
+      }
+    }, wait);
   }
 
   #standbysReady(): boolean {
@@ -474,6 +493,7 @@ export class ProcessPool {
       });
     } catch (err) {
       this.#startFailed(`could not spawn a worker: ${describeError(err)}`);
+      this.#scheduleSpawn();
       return;
     }
     let exited!: () => void;
@@ -560,6 +580,8 @@ export class ProcessPool {
         worker.runs++;
         if (job !== undefined) {
           if (message.t === 'done') {
+            if (message.warm) this.#warmRuns++;
+            else this.#coldRuns++;
             const outcome = message.outcome;
             outcome.stats.queuedMs += (job.startedAt ?? job.enqueuedAt) - job.enqueuedAt;
             this.#settle(job, outcome);

@@ -38,8 +38,11 @@ export type FromWorker =
   /** Sent once, after isolated-vm loaded and the first warm isolate is prepared. */
   | { t: 'ready' }
   | { t: 'call'; id: number; call: number; fn: number; args: unknown[] }
-  /** A run settled. `rss` is the worker's resident set size in bytes right after it. */
-  | { t: 'done'; id: number; outcome: RunOutcome; rss: number }
+  /**
+   * A run settled. `rss` is the worker's resident set size in bytes right after it; `warm` says whether the
+   * run got an isolate prepared ahead of time.
+   */
+  | { t: 'done'; id: number; outcome: RunOutcome; rss: number; warm: boolean }
   /** `run()` rejected in the worker (a host-side error such as invalid arguments), with its code. */
   | { t: 'failed'; id: number; code: string; message: string; rss: number };
 

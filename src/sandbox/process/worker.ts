@@ -148,7 +148,7 @@ async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
       signal: controller.signal,
       ...(prepared !== undefined ? { prepared } : {}),
     });
-    send({ t: 'done', id, outcome, rss: process.memoryUsage.rss() });
+    send({ t: 'done', id, outcome, rss: process.memoryUsage.rss(), warm: prepared !== undefined });
   } catch (err) {
     const code = err instanceof CodemodeError ? err.code : 'SANDBOX_INTERNAL';
     send({ t: 'failed', id, code, message: describeError(err), rss: process.memoryUsage.rss() });
