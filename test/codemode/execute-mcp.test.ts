@@ -210,11 +210,19 @@ describe.each([
   let sandbox: IsolatedVmSandbox;
   let conn: Connected;
   let mode: CodeMode;
+  let started = 0;
 
   beforeAll(async () => {
     sandbox = new IsolatedVmSandbox({ limits: { timeoutMs: 15_000 } });
     conn = await connect();
-    mode = await CodeMode.create({ sources: [mcpClientSource('everything', conn.client)], sandbox });
+    const source = mcpClientSource('everything', conn.client);
+    const callTool = source.callTool.bind(source);
+    // Counts calls as they go upstream, so the abort test can wait for one to be in flight.
+    source.callTool = (name, args, options) => {
+      started++;
+      return callTool(name, args, options);
+    };
+    mode = await CodeMode.create({ sources: [source], sandbox });
   }, 30_000);
 
   afterAll(async () => {
@@ -262,11 +270,14 @@ describe.each([
 
   it('aborts during a long-running upstream operation', async () => {
     const controller = new AbortController();
-    const started = performance.now();
+    const t0 = performance.now();
+    const before = started;
     const pending = mode.execute(`await tools.everything.trigger_long_running_operation({ duration: 30, steps: 3 }); return 'finished'`, { signal: controller.signal });
-    setTimeout(() => controller.abort(), 300);
+    await expect.poll(() => started, { timeout: 10_000 }).toBe(before + 1);
+    await new Promise((r) => setTimeout(r, 100));
+    controller.abort();
     const result = await pending;
-    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(performance.now() - t0).toBeLessThan(12_000);
     expect(result.ok).toBe(false);
     expect(!result.ok && result.error.kind).toBe('aborted');
     expect(result.toolCalls).toEqual([expect.objectContaining({ tool: 'everything.trigger-long-running-operation', ok: false, reason: 'cancelled' })]);
