@@ -15,7 +15,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { ErrorCode, InitializeRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { CancelledNotificationSchema, ErrorCode, InitializeRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type {
   InitializeRequest,
   InitializeResult,
@@ -293,16 +293,28 @@ class Session implements ProxySession {
   /** Installs the upstream-to-downstream forwarding on a fresh upstream client, before it connects. */
   #wireUpstream(client: Client): void {
     client.removeRequestHandler('ping');
+    // The SDK's own cancellation handler ignores `requestId: 0` (a falsy check), and the first request an
+    // upstream sends has id 0; this one looks the id up properly.
+    const cancellers = new Map<RequestId, AbortController>();
+    client.setNotificationHandler(CancelledNotificationSchema, (notification) => {
+      const id = notification.params.requestId;
+      if (id !== undefined) cancellers.get(id)?.abort(notification.params.reason ?? 'cancelled by the upstream');
+    });
     client.fallbackRequestHandler = async (request, extra) => {
+      const cancel = new AbortController();
+      cancellers.set(extra.requestId, cancel);
+      const signal = AbortSignal.any([extra.signal, cancel.signal]);
       const related = await this.#route();
       try {
         return await this.server.request({ method: request.method, params: request.params } as ServerRequest, AnyResult, {
-          signal: extra.signal,
+          signal,
           timeout: NO_TIMEOUT_MS,
           ...(related !== undefined ? { relatedRequestId: related } : {}),
         });
       } catch (error) {
         throw toWireError(error, request.method);
+      } finally {
+        cancellers.delete(extra.requestId);
       }
     };
     client.fallbackNotificationHandler = async (notification) => {

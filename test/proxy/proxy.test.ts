@@ -254,6 +254,27 @@ describe('forwarding through the proxy (stdio upstream)', () => {
     expect(textOf(await client.callTool({ name: 'echo', arguments: { text: 'back' } }))).toBe('back');
   });
 
+  it('forwards cancellation upstream-to-downstream: a server-to-client request the upstream gave up on', async () => {
+    const h = await host(fixtureStdioConfig());
+    const { client } = await downstream(h.url);
+    let aborted: unknown;
+    client.setRequestHandler(ElicitRequestSchema, (req, extra) => {
+      if (req.params.message === 'warm-up') return { action: 'decline' };
+      // Never answers by itself; resolves once the cancellation arrives.
+      return new Promise((resolve) => {
+        extra.signal.addEventListener('abort', () => {
+          aborted = extra.signal.reason;
+          resolve({ action: 'cancel' });
+        });
+      });
+    });
+    // One elicitation first, so no hop uses request id 0 (which SDK receivers ignore in cancellations).
+    expect(textOf(await client.callTool({ name: 'elicit_then_give_up', arguments: { warmup: true } }))).toBe('warmed up');
+    expect(textOf(await client.callTool({ name: 'elicit_then_give_up', arguments: {} }))).toMatch(/^gave up: McpError: MCP error -32001: Request timed out/);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(String(aborted)).toMatch(/timed out/i);
+  });
+
   it('passes large results (20 MB) from a stdio upstream', async () => {
     const h = await host(fixtureStdioConfig());
     const { client } = await downstream(h.url);
