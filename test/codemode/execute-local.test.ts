@@ -354,6 +354,18 @@ describe('CodeMode.execute with local tools', () => {
 });
 
 describe('CodeMode with the default sandbox', () => {
+  it('ends executions in flight with kind aborted when closed, cancelling their tool calls', async () => {
+    reset();
+    const mode = await CodeMode.create({ sources: [source()] });
+    const pending = mode.execute('await tools.local.slow({ ms: 20000 }); return 1');
+    await expect.poll(() => seen.slowStarted).toBe(1);
+    await mode.close();
+    const result = await pending;
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error.kind).toBe('aborted');
+    await expect.poll(() => seen.slowAborted).toBe(1);
+  });
+
   it('creates an IsolatedVmSandbox with the given limits and closes it', async () => {
     const mode = await CodeMode.create({ sources: [source()], limits: { timeoutMs: 300 } });
     try {
