@@ -49,7 +49,7 @@ export function toolMatcher(globs: readonly string[]): (name: string) => boolean
  *
  * @example
  * ```ts
- * const bridge = startBridge(config, { input: process.stdin, output: process.stdout });
+ * const bridge = startBridge(config, { input: hostIn, output: hostOut }); // the CLI passes stdin/stdout
  * process.on('SIGTERM', () => void bridge.close(0));
  * process.exitCode = await bridge.done;
  * ```

@@ -450,6 +450,16 @@ export class Upstream {
             await this.recoverSession(session, this.signal).catch((err: unknown) => this.opts.log.warn('could not recover the upstream session', { error: describeError(err) }));
             return;
           }
+          if (res.status === 401 && this.opts.auth !== undefined && failures < MAX_STREAM_RECONNECTS) {
+            failures++;
+            try {
+              await this.authorize(res, this.signal);
+            } catch (err) {
+              this.opts.log.warn('the event stream needs authorization and it failed; no server-initiated messages until restart', { error: describeError(err) });
+              return;
+            }
+            continue;
+          }
           if (!res.ok || res.body === null) {
             await res.body?.cancel();
             failures++;
