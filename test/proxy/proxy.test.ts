@@ -275,6 +275,25 @@ describe('forwarding through the proxy (stdio upstream)', () => {
     expect(String(aborted)).toMatch(/timed out/i);
   });
 
+  it('requestTimeoutMs caps a silent forwarded request; progress resets it', async () => {
+    const h = await host(fixtureStdioConfig(), { requestTimeoutMs: 700 });
+    const { client } = await downstream(h.url);
+    // 2 s with progress every 200 ms: each progress notification resets the 700 ms timer.
+    const progress: number[] = [];
+    const ok = await client.callTool({ name: 'slow_progress', arguments: { durationMs: 2000, intervalMs: 200 } }, undefined, { onprogress: (p) => void progress.push(p.progress) });
+    expect(textOf(ok)).toMatch(/^done after/);
+    expect(progress.length).toBeGreaterThanOrEqual(9);
+    // Without a progress token the upstream reports nothing, so the proxy gives up after 700 ms.
+    const started = performance.now();
+    const err = await client.callTool({ name: 'slow_progress', arguments: { durationMs: 5000, intervalMs: 200 } }).catch((e: unknown) => e);
+    expect((err as McpError).code).toBe(-32001);
+    expect((err as McpError).message).toBe('MCP error -32001: The upstream did not answer tools/call in time (requestTimeoutMs).');
+    expect(performance.now() - started).toBeLessThan(2500);
+    await new Promise((r) => setTimeout(r, 300));
+    // ...and told the upstream, which stopped the call.
+    expect(JSON.parse(textOf(await client.callTool({ name: 'cancelled_calls', arguments: {} })))).toHaveLength(1);
+  });
+
   it('passes large results (20 MB) from a stdio upstream', async () => {
     const h = await host(fixtureStdioConfig());
     const { client } = await downstream(h.url);
