@@ -89,6 +89,32 @@ describe('a worker dying mid-run (issue 8, containment)', () => {
   });
 });
 
+describe('signals to the process group (issue 8, shutdown)', () => {
+  it('a worker outlives SIGINT and SIGTERM (Ctrl-C, a service manager): its run finishes', async () => {
+    const sb = await startSandbox();
+    const [pid] = sb.pool.stats().pids;
+    const inHost = latch();
+    const release = latch();
+    const running = sb.run('const v = await hold(); return v + 1', {
+      hostFunctions: {
+        hold: async () => {
+          inHost.open();
+          await release.promise;
+          return 41;
+        },
+      },
+    });
+    await inHost.promise;
+    process.kill(pid!, 'SIGINT');
+    process.kill(pid!, 'SIGTERM');
+    await new Promise((r) => setTimeout(r, 100));
+    release.open();
+    expect(value(await running)).toBe(42);
+    expect(alive(pid!)).toBe(true);
+    expect(sb.pool.stats().crashed).toBe(0);
+  });
+});
+
 describe('the parent enforces the wall clock (issue 8, hard limits from outside)', () => {
   it('a worker hung in native code (SIGSTOP) is SIGKILLed at limit + grace and replaced', async () => {
     const LIMIT_MS = 300;

@@ -170,6 +170,11 @@ process.on('disconnect', () => {
   process.exit(0);
 });
 
+// Ctrl-C in a terminal and a service manager's SIGTERM reach the whole process group. The parent decides
+// when runs end (its graceful shutdown may let them finish); we exit when it closes the channel.
+process.on('SIGINT', () => undefined);
+process.on('SIGTERM', () => undefined);
+
 process.on('message', (raw: unknown) => {
   const message = raw as ToWorker;
   switch (message.t) {
