@@ -130,13 +130,14 @@ describe('codemode serve --http: two instances with OAuth on one Redis', () => {
     }
 
     // Idle past the upstream lifetime; then a burst spread over both processes refreshes upstream once.
+    const base = idp.counts.refreshes; // 0 unless a loaded machine took over 2 s to log in
     await sleep(2_400);
     const burst = await Promise.all(Array.from({ length: 8 }, () => client.listTools()));
     expect(burst.every((r) => r.tools.length > 0)).toBe(true);
-    expect(idp.counts.refreshes).toBe(1);
+    expect(idp.counts.refreshes).toBe(base + 1);
     expect(idp.counts.refusedRefreshes).toBe(0);
     for (let i = 0; i < 4; i++) await client.listTools();
-    expect(idp.counts.refreshes).toBe(1);
+    expect(idp.counts.refreshes).toBe(base + 1);
     expect(provider.logins).toBe(1);
     for (const p of instances) expect(p.stderr()).not.toContain(token);
   });
