@@ -319,9 +319,11 @@ for (const level of ['log', 'info', 'warn', 'error', 'debug']) defineValue(guest
 defineValue(G, 'console', guestConsole, false);
 
 // ---- host functions ----
-// Calls are push-based: the guest sends [id, index, argsJson] and the host answers with the envelope at
-// once if the host function settled within the host's current turn, or later by calling settleCall(id, envelope). The promise the guest awaits is one this closure made with the
-// captured Promise constructor, so no patched "then" (or other guest code) sits between host and guest.
+// The guest sends [id, index, argsJson] with applySyncPromise. The host answers with the envelope at once
+// when the host function settled within the host's current turn (one round trip), or with '' and later
+// through settleCall(id, envelope). A late answer resolves a promise this closure made with the captured
+// Promise constructor, with a string, so no patched "then" (or other guest code) sits in between.
+// Errors are made inside the async wrapper, so their stacks run through the user's code.
 const calls = ObjectCreate(null);
 let nextCallId = 0;
 const toGuestError = (e) => {
@@ -338,57 +340,41 @@ const toGuestError = (e) => {
   return err;
 };
 const settleCall = (id, envelope) => {
-  const entry = calls[id];
-  if (entry === undefined) return;
+  const resolve = calls[id];
+  if (resolve === undefined) return;
   delete calls[id];
-  pending--;
-  let parsed;
-  try { parsed = JSONParse(envelope); } catch { entry.reject(new ErrorCtor('malformed reply from the host')); return; }
-  if (parsed.ok === true) {
-    entry.resolve(ObjectHasOwn(parsed, 'value') ? parsed.value : undefined);
-  } else {
-    // The Error itself is made in the awaiting wrapper below, so its stack runs through the user's code.
-    const box = ObjectCreate(null);
-    box[HOST_FAILURE] = parsed.error;
-    entry.reject(box);
-  }
+  resolve(envelope);
 };
-const HOST_FAILURE = Symbol('hostFailure');
+const unwrap = (envelope) => {
+  let parsed;
+  try { parsed = JSONParse(envelope); } catch { throw new ErrorCtor('malformed reply from the host'); }
+  if (parsed.ok === true) return ObjectHasOwn(parsed, 'value') ? parsed.value : undefined;
+  throw toGuestError(parsed.error);
+};
 const makeHostFunction = (index, label, name) => {
-  const send = (args) =>
-    new PromiseCtor((resolve, reject) => {
-      if (settled) { reject(new ErrorCtor(label + ': the run has already ended, so host calls are refused')); return; }
-      if (pending >= maxPending) {
-        reject(new ErrorCtor(label + ': too many host calls pending at once (limit ' + maxPending + '); await some before starting more'));
-        return;
-      }
-      let argsJson;
-      try {
-        argsJson = toJSONText(args, label + ' arguments', maxResultChars);
-      } catch (err) {
-        reject(err === OUTPUT_LIMIT ? new ErrorCtor(label + ': arguments are larger than the ' + maxResultChars + '-byte limit') : err);
-        return;
-      }
-      const id = ++nextCallId;
-      const entry = ObjectCreate(null);
-      entry.resolve = resolve;
-      entry.reject = reject;
-      calls[id] = entry;
-      pending++;
-      // Blocks this isolate only until the host's current turn ends: a host function that settles by then
-      // answers right here (one round trip); a slower one answers later through settleCall.
-      const quick = ReflectApply(refApplySyncPromise, hostCallRef, [undefined, [id, index, argsJson], syncCallOptions]);
-      if (quick !== '') settleCall(id, quick);
-    });
   const f = async function (...args) {
+    if (settled) throw new ErrorCtor(label + ': the run has already ended, so host calls are refused');
+    if (pending >= maxPending) {
+      throw new ErrorCtor(label + ': too many host calls pending at once (limit ' + maxPending + '); await some before starting more');
+    }
+    let argsJson;
     try {
-      return await send(args);
+      argsJson = toJSONText(args, label + ' arguments', maxResultChars);
     } catch (err) {
-      if (err !== null && typeof err === 'object' && ObjectGetPrototypeOf(err) === null && ObjectHasOwn(err, HOST_FAILURE)) {
-        throw toGuestError(err[HOST_FAILURE]);
-      }
+      if (err === OUTPUT_LIMIT) throw new ErrorCtor(label + ': arguments are larger than the ' + maxResultChars + '-byte limit');
       throw err;
     }
+    const id = ++nextCallId;
+    pending++;
+    let envelope;
+    try {
+      // Blocks this isolate at most until the host's current turn ends.
+      envelope = ReflectApply(refApplySyncPromise, hostCallRef, [undefined, [id, index, argsJson], syncCallOptions]);
+      if (envelope === '') envelope = await new PromiseCtor((resolve) => { calls[id] = resolve; });
+    } finally {
+      pending--;
+    }
+    return unwrap(envelope);
   };
   defineValue(f, 'name', name, false);
   return f;

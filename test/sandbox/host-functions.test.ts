@@ -122,6 +122,15 @@ describe('host functions (issue 2, point 3)', () => {
     expect(error).toMatchObject({ kind: 'runtime', name: 'ToolError', message: 'nope', data: { tool: 't' }, line: 2 });
   });
 
+  it('a host error that arrives late (after the host turn) also maps to the user line', async () => {
+    const slowFail = (): Promise<never> =>
+      new Promise((_, reject) => setTimeout(() => reject(Object.assign(new Error('slow no'), { name: 'ToolError', data: { tool: 's' } })), 10));
+    const error = failure(await sandbox().run('const a = 1;\n\nawait slowFail();', { hostFunctions: { slowFail }, errorClasses: ['ToolError'] }));
+    expect(error).toMatchObject({ kind: 'runtime', name: 'ToolError', message: 'slow no', data: { tool: 's' }, line: 3 });
+    const out = value(await sandbox().run('try { await slowFail() } catch (e) { return [e instanceof ToolError, e.tool] }', { hostFunctions: { slowFail }, errorClasses: ['ToolError'] }));
+    expect(out).toEqual([true, 's']);
+  });
+
   it('no host behaviour produces an unhandled rejection or crash', async () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown): void => {
