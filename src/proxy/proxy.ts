@@ -194,8 +194,14 @@ class Session implements ProxySession {
       if (this.#initParams !== undefined) throw new McpError(ErrorCode.InvalidRequest, 'This session is already initialized');
       this.#initParams = request.params;
       this.#headers = pickHeaders(extra.requestInfo?.headers, this.#proxy.options.forwardHeaders ?? []);
-      const upstream = await this.#ensureUpstream();
-      return upstream.initializeResult as InitializeResult & Record<string, unknown>;
+      try {
+        const upstream = await this.#ensureUpstream();
+        return upstream.initializeResult as InitializeResult & Record<string, unknown>;
+      } catch (error) {
+        // Failed: the client may try initialize again on this connection once the upstream is fixed.
+        this.#initParams = undefined;
+        throw error;
+      }
     });
     server.fallbackRequestHandler = async (request, extra) => {
       this.#touch();

@@ -3,7 +3,7 @@
  * 127.0.0.1, and real upstreams (the conformance fixture over stdio and over Streamable HTTP, and
  * server-everything), plus throw-away HTTP servers for the failure classes.
  */
-import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, afterAll, describe, expect, it, vi } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
@@ -112,6 +112,27 @@ describe('initialize is forwarded: upstream failures are the answer to initializ
     expect((error as McpError).message).toMatch(/accepted the connection but did not answer initialize within 1000 ms/);
     expect(ms).toBeGreaterThanOrEqual(950);
     expect(ms).toBeLessThan(3000);
+  });
+
+  it('a failed initialize can be retried on the same connection once the upstream is up', async () => {
+    const port = await freePort();
+    const proxy = createProxy({ url: `http://127.0.0.1:${port}/mcp` }, { onStderr: () => undefined });
+    cleanups.push(() => proxy.close());
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await proxy.connect(serverSide);
+    await clientSide.start();
+    const answers: Array<Record<string, unknown>> = [];
+    clientSide.onmessage = (m) => void answers.push(m as Record<string, unknown>);
+    const init = (id: number) =>
+      clientSide.send({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
+    await init(1);
+    await vi.waitFor(() => expect(answers).toHaveLength(1));
+    expect(answers[0]).toMatchObject({ id: 1, error: { code: -32603, message: expect.stringMatching(/ECONNREFUSED/) } });
+    const up = await startFixtureHttp(port);
+    cleanups.push(() => up.stop());
+    await init(2);
+    await vi.waitFor(() => expect(answers).toHaveLength(2), { timeout: 5000 });
+    expect(answers[1]).toMatchObject({ id: 2, result: { serverInfo: { name: 'codemode-conformance-fixture' } } });
   });
 
   it('is lazy: creating and hosting the proxy contacts nothing', async () => {
