@@ -836,7 +836,12 @@ export function createOAuthProxy(options: OAuthProxyOptions): OAuthProxy {
     sdkRouter = mcpAuthRouter(routerOptions);
     metadata = createOAuthMetadata(routerOptions);
   } catch (err) {
-    throw new CodemodeError('INVALID_CONFIG', `Invalid OAuth proxy URLs: ${describeError(err)}`, { cause: err });
+    throw new CodemodeError(
+      'INVALID_CONFIG',
+      `Invalid OAuth issuer URL ${issuer.href}: ${describeError(err)}. Set oauth.issuerUrl to the public https:// URL clients use ` +
+        '(plain http is accepted only for localhost and 127.0.0.1).',
+      { cause: err },
+    );
   }
 
   const router = express.Router();

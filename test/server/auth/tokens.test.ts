@@ -189,6 +189,7 @@ describe('OAuth proxy: codemode JWT verification', () => {
       } catch (err) {
         expect(isCodemodeError(err, 'INVALID_CONFIG')).toBe(true);
       }
+      expect(() => createOAuthProxy({ ...base, signingKey: SIGNING_KEY, issuerUrl: 'http://0.0.0.0:8080' })).toThrow(/oauth\.issuerUrl to the public https/);
       process.env.CODEMODE_OAUTH_SIGNING_KEY = SIGNING_KEY;
       const proxy = createOAuthProxy(base);
       void proxy.close();
