@@ -107,15 +107,18 @@ function presentAuthorizationUrl(url: URL, ctx: FlowContext): void {
   process.stderr.write(`codemode-remote: authorization required. Open this URL to sign in:\n${url.href}\n`);
   const { openCommand, headless } = ctx.auth;
   if (openCommand !== undefined) {
-    // The URL is one quoted argument; single quotes inside it are closed, escaped and reopened.
-    const child = spawn(`${openCommand} '${url.href.replace(/'/g, `'\\''`)}'`, { shell: true, stdio: ['ignore', 'ignore', 'inherit'], detached: false });
+    // The URL is one quoted argument. POSIX sh: single quotes, with inner ones closed, escaped and
+    // reopened. cmd.exe: double quotes (a URL never contains one), which also protect its & from cmd.
+    const quoted = process.platform === 'win32' ? `"${url.href}"` : `'${url.href.replace(/'/g, `'\\''`)}'`;
+    const child = spawn(`${openCommand} ${quoted}`, { shell: true, stdio: ['ignore', 'ignore', 'inherit'], detached: false });
     child.on('error', (err) => log.warn('--open-command failed', { error: describeError(err) }));
     child.unref();
     return;
   }
   if (headless) return;
   const [cmd, args] =
-    process.platform === 'darwin' ? ['open', [url.href]] : process.platform === 'win32' ? ['cmd', ['/c', 'start', '""', url.href]] : ['xdg-open', [url.href]];
+    // Windows: not `cmd /c start`, whose parser splits the URL at every &.
+    process.platform === 'darwin' ? ['open', [url.href]] : process.platform === 'win32' ? ['rundll32', ['url.dll,FileProtocolHandler', url.href]] : ['xdg-open', [url.href]];
   try {
     const child = spawn(cmd, args as string[], { stdio: 'ignore', detached: true });
     child.on('error', () => log.info('could not open a browser; open the URL above yourself'));
