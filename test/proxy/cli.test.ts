@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -69,32 +69,31 @@ describe('codemode proxy: arguments', () => {
 });
 
 describe('codemode proxy: end to end', () => {
-  it('serves a Streamable HTTP server over stdio, and exits 0 on stdin EOF', async () => {
+  it('serves a Streamable HTTP server over stdio, and exits 0 on stdin EOF (no signal needed)', async () => {
     const up = await startFixtureHttp();
     cleanups.push(() => up.stop());
-    const transport = new StdioClientTransport({ command: NODE, args: [...CLI, up.url], stderr: 'pipe', env: { ...FIXTURE_ENV, PATH: process.env.PATH ?? '' } });
-    const client = new Client({ name: 't', version: '1' });
-    await client.connect(transport);
-    cleanups.push(() => client.close());
-    expect(client.getServerVersion()?.name).toBe('codemode-conformance-fixture');
-    expect(textOf(await client.callTool({ name: 'echo', arguments: { text: 'via stdio' } }))).toBe('via stdio');
-    const pid = transport.pid;
-    expect(pid).toBeTypeOf('number');
-    const exited = new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        try {
-          process.kill(pid!, 0);
-        } catch {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 20);
+    const child = spawn(NODE, [...CLI, up.url], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...FIXTURE_ENV } });
+    cleanups.push(async () => void child.kill('SIGKILL'));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const lines: Array<Record<string, unknown>> = [];
+    let buf = '';
+    child.stdout.on('data', (c: Buffer) => {
+      buf += c.toString();
+      for (let i = buf.indexOf('\n'); i !== -1; i = buf.indexOf('\n')) {
+        lines.push(JSON.parse(buf.slice(0, i)) as Record<string, unknown>);
+        buf = buf.slice(i + 1);
+      }
     });
-    const start = performance.now();
-    await client.close(); // closes stdin first
-    await exited;
-    // Under 1.5 s: the SDK client escalates to SIGTERM only after 2 s, so this is the EOF path.
-    expect(performance.now() - start).toBeLessThan(1500);
+    const send = (m: object): void => void child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', ...m })}\n`);
+    send({ id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } });
+    await vi.waitFor(() => expect(lines).toHaveLength(1), { timeout: 10_000 });
+    expect(lines[0]).toMatchObject({ id: 1, result: { serverInfo: { name: 'codemode-conformance-fixture' } } });
+    send({ method: 'notifications/initialized' });
+    send({ id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'via stdio' } } });
+    await vi.waitFor(() => expect(lines).toHaveLength(2), { timeout: 10_000 });
+    expect(lines[1]).toEqual({ jsonrpc: '2.0', id: 2, result: { content: [{ type: 'text', text: 'via stdio' }] } });
+    child.stdin.end(); // EOF, and nothing else
+    expect(await exited).toEqual({ code: 0, signal: null });
   });
 
   it('fails loudly in stdio mode: initialize is answered with the cause', async () => {
