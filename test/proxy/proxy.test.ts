@@ -417,11 +417,13 @@ describe('sessions', () => {
     expect(seen.cookie).toBeUndefined();
     expect(seen['x-tenant']).toBeUndefined();
 
-    const allow = await host({ url: fixture.url }, { forwardHeaders: ['x-tenant'] });
+    const allow = await host({ url: fixture.url, headers: { 'X-Api-Key': 'from-config' } }, { forwardHeaders: ['x-tenant'] });
     const b = await downstream(allow.url, secret);
     const seenB = JSON.parse(textOf(await b.client.callTool({ name: 'whoami', arguments: {} }))).headers as Record<string, string>;
     expect(seenB['x-tenant']).toBe('t1');
+    expect(seenB['x-api-key']).toBe('from-config');
     expect(seenB.authorization).toBeUndefined();
+    expect(seenB.cookie).toBeUndefined();
   });
 
   it('re-initializes transparently when the upstream forgets the session (404) and retries once', async () => {
