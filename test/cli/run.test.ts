@@ -106,4 +106,25 @@ describe('codemode run', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('interrupted by SIGTERM');
   });
+
+  it('exports spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set', async () => {
+    const { createServer } = await import('node:http');
+    const posts: string[] = [];
+    const collector = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        posts.push(`${req.method ?? ''} ${req.url ?? ''}`);
+        res.end('{}');
+      });
+    });
+    await new Promise<void>((r) => collector.listen(0, '127.0.0.1', r));
+    try {
+      const port = (collector.address() as { port: number }).port;
+      const result = await runCli(['run', '-'], { input: 'return 1', env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}` } });
+      expect(result.code).toBe(0);
+      expect(posts).toContain('POST /v1/traces');
+    } finally {
+      await new Promise((r) => collector.close(r));
+    }
+  });
 });

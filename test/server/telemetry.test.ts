@@ -1,0 +1,99 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { context, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
+import type { Context, ContextManager } from '@opentelemetry/api';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { telemetryWanted } from '../../src/cli/telemetry.js';
+import { CodeMode } from '../../src/codemode/codemode.js';
+import { localTools } from '../../src/codemode/sources.js';
+import { createCodemodeServer } from '../../src/server/server.js';
+import type { CodemodeServer } from '../../src/server/server.js';
+
+/** The async context manager an OpenTelemetry Node SDK registers, in miniature. */
+class AlsContextManager implements ContextManager {
+  private readonly storage = new AsyncLocalStorage<Context>();
+  active(): Context {
+    return this.storage.getStore() ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return this.storage.run(ctx, () => fn.call(thisArg, ...args));
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    this.storage.disable();
+    return this;
+  }
+}
+
+const exporter = new InMemorySpanExporter();
+const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+
+describe('OpenTelemetry in the server', () => {
+  let server: CodemodeServer;
+  let client: Client;
+
+  beforeAll(async () => {
+    trace.setGlobalTracerProvider(provider);
+    context.setGlobalContextManager(new AlsContextManager());
+    const mode = await CodeMode.create({ sources: [localTools('loc', [{ name: 'one', handler: () => 1 }])] });
+    server = createCodemodeServer({ mode });
+    const [a, b] = InMemoryTransport.createLinkedPair();
+    await server.connect(b);
+    client = new Client({ name: 'otel-test', version: '1.0.0' });
+    await client.connect(a);
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await server?.close({ graceMs: 0 });
+    await provider.shutdown();
+  });
+
+  it('a SERVER span "tools/call execute" continues the caller trace from _meta and parents the execute span', async () => {
+    exporter.reset();
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const callerSpanId = '00f067aa0ba902b7';
+    const result = await client.callTool({ name: 'execute', arguments: { code: 'return await tools.loc.one()' }, _meta: { traceparent: `00-${traceId}-${callerSpanId}-01` } });
+    expect(result.structuredContent).toMatchObject({ result: 1 });
+    await provider.forceFlush();
+    const spans = exporter.getFinishedSpans();
+    const serverSpan = spans.find((s) => s.name === 'tools/call execute');
+    expect(serverSpan).toBeDefined();
+    expect(serverSpan!.kind).toBe(SpanKind.SERVER);
+    expect(serverSpan!.spanContext().traceId).toBe(traceId);
+    expect(serverSpan!.parentSpanContext?.spanId).toBe(callerSpanId);
+    expect(serverSpan!.attributes).toMatchObject({ 'mcp.method.name': 'tools/call', 'gen_ai.tool.name': 'execute' });
+    const execute = spans.find((s) => s.name === 'codemode.execute');
+    expect(execute?.parentSpanContext?.spanId).toBe(serverSpan!.spanContext().spanId);
+    const inner = spans.find((s) => s.name === 'tools/call one');
+    expect(inner?.parentSpanContext?.spanId).toBe(execute!.spanContext().spanId);
+    expect(inner?.spanContext().traceId).toBe(traceId);
+  });
+
+  it('marks a failed execute with error.type tool_error', async () => {
+    exporter.reset();
+    const result = await client.callTool({ name: 'execute', arguments: { code: 'throw new Error("no")' } });
+    expect(result.isError).toBe(true);
+    await provider.forceFlush();
+    const serverSpan = exporter.getFinishedSpans().find((s) => s.name === 'tools/call execute');
+    expect(serverSpan?.attributes['error.type']).toBe('tool_error');
+  });
+});
+
+describe('telemetryWanted', () => {
+  it('is off unless OTEL_* asks for export', () => {
+    expect(telemetryWanted({})).toBe(false);
+    expect(telemetryWanted({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' })).toBe(true);
+    expect(telemetryWanted({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces' })).toBe(true);
+    expect(telemetryWanted({ OTEL_TRACES_EXPORTER: 'console' })).toBe(true);
+    expect(telemetryWanted({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://x' })).toBe(false);
+    expect(telemetryWanted({ OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://x' })).toBe(false);
+  });
+});
