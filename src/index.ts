@@ -108,3 +108,31 @@ export {
   DEFAULT_REFRESH_TOKEN_EXPIRY_SECONDS,
 } from './server/auth/index.js';
 export type { OAuthProxy, OAuthProxyOptions, OAuthConfig, OAuthStorage, UpstreamConfig as OAuthUpstreamConfig } from './server/auth/index.js';
+
+// server: the engine as an MCP server (execute / search / get_schema) over stdio or Streamable HTTP.
+export { loadServersConfig, parseServersConfig } from './server/config.js';
+export type { ServersConfig, CodemodeSettings, ParseServersConfigOptions } from './server/config.js';
+export {
+  createCodemodeServer,
+  createCodemodeServerFromConfig,
+  codeModeOptionsFromConfig,
+  DEFAULT_SHUTDOWN_GRACE_MS,
+  EXPOSED_TOOL_SEPARATOR,
+} from './server/server.js';
+export type {
+  CodemodeServer,
+  CodemodeServerOptions,
+  CodemodeServerFromConfigOptions,
+  CodemodeSession,
+  CodemodeServerStats,
+  CloseOptions as CodemodeServerCloseOptions,
+} from './server/server.js';
+export { serveHttp, isLoopbackHost, DEFAULT_SESSION_IDLE_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES } from './server/http.js';
+export type { ServeHttpOptions, CodemodeHttpServer, HttpAuthLike, HttpAuthFactory } from './server/http.js';
+export { serveStdio } from './server/stdio.js';
+export type { ServeStdioOptions, CodemodeStdioServer } from './server/stdio.js';
+export { createHttpAuth, parseTokenList, DEFAULT_AUTH_TOKENS_ENV, DEFAULT_JWT_ALGORITHMS } from './server/http-auth.js';
+export type { HttpAuth, HttpAuthOptions, JwtAuthOptions } from './server/http-auth.js';
+export { ExecutionLimiter, OverloadedError, DEFAULT_MAX_CONCURRENT_EXECUTIONS } from './server/limiter.js';
+export { connectUpstreams, Upstreams } from './server/upstreams.js';
+export type { UpstreamStatus, UpstreamState, ConnectUpstreamsOptions } from './server/upstreams.js';
