@@ -120,102 +120,127 @@ const errorClasses = ObjectCreate(null);
 const OUTPUT_LIMIT = ObjectCreate(null);
 const MAX_DEPTH = 200;
 const childPath = (path, key) => isIdent(key) ? path + '.' + key : path + '[' + JSONStringify(key) + ']';
+// Module-level state instead of per-call closures: host-call arguments go through here on every call.
+// J_ANC[i] is the object at absolute depth i and J_KEY[i] the key taken from it; a call works from jBase
+// up, so a re-entrant call (a getter that calls a host function while its object is being copied) stacks
+// on top and restores everything on exit. Paths are only built when something fails.
+const J_ANC = ObjectCreate(null);
+const J_KEY = ObjectCreate(null);
+let jBase = 0;
+let jTop = 0;
+let jHigh = 0;
+let jOut = '';
+let jMax = 0;
+let jRoot = '';
+const jPathOf = (abs) => {
+  let p = jRoot;
+  for (let i = jBase; i < abs; i++) {
+    const k = J_KEY[i];
+    p = typeof k === 'number' ? p + '[' + k + ']' : childPath(p, k);
+  }
+  return p;
+};
+const jEmit = (s) => { jOut += s; if (jOut.length > jMax) throw OUTPUT_LIMIT; };
+const jFail = (what) => { throw new TypeErrorCtor(jPathOf(jTop) + ' ' + what); };
+const jWalk = (v) => {
+  switch (typeof v) {
+    case 'string': jEmit(JSONStringify(v)); return;
+    case 'number': jEmit(NumberIsFinite(v) ? StringCtor(v) : 'null'); return;
+    case 'boolean': jEmit(v ? 'true' : 'false'); return;
+    case 'undefined': jEmit('null'); return;
+    case 'function': jFail('is a function, which JSON cannot represent; return data, not functions');
+    case 'symbol': jFail('is a symbol, which JSON cannot represent; convert it to a string first');
+    case 'bigint': jFail('is a BigInt (' + StringCtor(v) + 'n), which JSON cannot represent; convert it to a string or number first');
+  }
+  if (v === null) { jEmit('null'); return; }
+  const here = jTop;
+  for (let i = jBase; i < here; i++) {
+    if (J_ANC[i] === v) jFail('is a circular reference to ' + jPathOf(i) + '; JSON cannot represent cycles');
+  }
+  if (here - jBase >= MAX_DEPTH) jFail('is nested more than ' + MAX_DEPTH + ' levels deep');
+  const isArray = ArrayIsArray(v);
+  let errorLike = false;
+  if (!isArray) {
+    const proto = ObjectGetPrototypeOf(v);
+    if (proto !== ObjectProto && proto !== null) {
+      if (isDate(v)) { jEmit(NumberIsFinite(ReflectApply(DateGetTime, v, [])) ? JSONStringify(ReflectApply(DateToISOString, v, [])) : 'null'); return; }
+      if (isPromise(v)) jFail('is a Promise; did you forget an await?');
+      if (isMap(v)) jFail('is a Map, which JSON cannot represent; convert it first, e.g. Object.fromEntries(map)');
+      if (isSet(v)) jFail('is a Set, which JSON cannot represent; convert it first, e.g. [...set]');
+      const weak = isWeak(v);
+      if (weak !== undefined) jFail('is a ' + weak + ', which JSON cannot represent');
+      const ta = typedArrayName(v);
+      if (ta !== undefined) jFail('is a ' + ta + ', which JSON cannot represent; convert it first, e.g. Array.from(bytes)');
+      if (isArrayBuffer(v) || isDataView(v)) jFail('is binary data (ArrayBuffer/DataView), which JSON cannot represent; convert it first');
+      errorLike = isError(v);
+    }
+  }
+  J_ANC[here] = v;
+  jTop = here + 1;
+  if (jTop > jHigh) jHigh = jTop;
+  try {
+    if (isArray) {
+      const n = v.length;
+      jOut += '[';
+      for (let i = 0; i < n; i++) {
+        if (i > 0) jOut += ',';
+        J_KEY[here] = i;
+        jWalk(v[i]);
+      }
+      jEmit(']');
+      return;
+    }
+    const keys = ObjectKeys(v);
+    jOut += '{';
+    let first = true;
+    if (errorLike) {
+      // JSON would turn an Error into {}: keep what a reader needs.
+      jEmit('"name":');
+      J_KEY[here] = 'name';
+      jWalk(StringCtor(v.name));
+      jEmit(',"message":');
+      J_KEY[here] = 'message';
+      jWalk(StringCtor(v.message));
+      first = false;
+    }
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      if (errorLike && (key === 'name' || key === 'message')) continue;
+      const x = v[key];
+      if (x === undefined) continue;
+      jOut += (first ? '' : ',') + JSONStringify(key) + ':';
+      first = false;
+      J_KEY[here] = key;
+      jWalk(x);
+    }
+    jEmit('}');
+  } finally {
+    jTop = here;
+  }
+};
 // Serializes v as JSON text. Throws TypeError naming the path of anything JSON can't represent faithfully
 // (functions, symbols, BigInt, cycles, Maps, Promises...), or OUTPUT_LIMIT once the text passes maxChars.
 const toJSONText = (root, rootPath, maxChars) => {
-  // ancestors[i] is the object at path length i; keyStack[i] the key taken from it. Paths are only built
-  // when something fails, so the common case does no string work beyond the output itself.
-  const ancestors = ObjectCreate(null);
-  const keyStack = ObjectCreate(null);
-  let depth = 0;
-  let out = '';
-  const pathOf = (n) => {
-    let p = rootPath;
-    for (let i = 0; i < n; i++) {
-      const k = keyStack[i];
-      p = typeof k === 'number' ? p + '[' + k + ']' : childPath(p, k);
+  const sBase = jBase, sTop = jTop, sOut = jOut, sMax = jMax, sRoot = jRoot;
+  jBase = jTop;
+  jOut = '';
+  jMax = maxChars;
+  jRoot = rootPath;
+  try {
+    jWalk(root);
+    return jOut;
+  } finally {
+    if (sTop === 0) {
+      // Outermost call: drop references to the copied objects so they can be collected.
+      for (let i = 0; i < jHigh; i++) { J_ANC[i] = undefined; J_KEY[i] = undefined; }
+      jHigh = 0;
     }
-    return p;
-  };
-  const emit = (s) => { out += s; if (out.length > maxChars) throw OUTPUT_LIMIT; };
-  const fail = (what) => { throw new TypeErrorCtor(pathOf(depth) + ' ' + what); };
-  const walk = (v) => {
-    switch (typeof v) {
-      case 'string': emit(JSONStringify(v)); return;
-      case 'number': emit(NumberIsFinite(v) ? StringCtor(v) : 'null'); return;
-      case 'boolean': emit(v ? 'true' : 'false'); return;
-      case 'undefined': emit('null'); return;
-      case 'function': fail('is a function, which JSON cannot represent; return data, not functions');
-      case 'symbol': fail('is a symbol, which JSON cannot represent; convert it to a string first');
-      case 'bigint': fail('is a BigInt (' + StringCtor(v) + 'n), which JSON cannot represent; convert it to a string or number first');
-    }
-    if (v === null) { emit('null'); return; }
-    for (let i = 0; i < depth; i++) {
-      if (ancestors[i] === v) fail('is a circular reference to ' + pathOf(i) + '; JSON cannot represent cycles');
-    }
-    if (depth >= MAX_DEPTH) fail('is nested more than ' + MAX_DEPTH + ' levels deep');
-    const here = depth;
-    if (!ArrayIsArray(v)) {
-      const proto = ObjectGetPrototypeOf(v);
-      if (proto !== ObjectProto && proto !== null) {
-        if (isDate(v)) { emit(NumberIsFinite(ReflectApply(DateGetTime, v, [])) ? JSONStringify(ReflectApply(DateToISOString, v, [])) : 'null'); return; }
-        if (isPromise(v)) fail('is a Promise; did you forget an await?');
-        if (isMap(v)) fail('is a Map, which JSON cannot represent; convert it first, e.g. Object.fromEntries(map)');
-        if (isSet(v)) fail('is a Set, which JSON cannot represent; convert it first, e.g. [...set]');
-        const weak = isWeak(v);
-        if (weak !== undefined) fail('is a ' + weak + ', which JSON cannot represent');
-        const ta = typedArrayName(v);
-        if (ta !== undefined) fail('is a ' + ta + ', which JSON cannot represent; convert it first, e.g. Array.from(bytes)');
-        if (isArrayBuffer(v) || isDataView(v)) fail('is binary data (ArrayBuffer/DataView), which JSON cannot represent; convert it first');
-      }
-    }
-    ancestors[here] = v;
-    depth = here + 1;
-    try {
-      if (ArrayIsArray(v)) {
-        const n = v.length;
-        emit('[');
-        for (let i = 0; i < n; i++) {
-          if (i > 0) emit(',');
-          keyStack[here] = i;
-          walk(v[i]);
-        }
-        emit(']');
-        return;
-      }
-      const errorLike = isError(v);
-      const keys = ObjectKeys(v);
-      emit('{');
-      let first = true;
-      if (errorLike) {
-        // JSON would turn an Error into {}: keep what a reader needs.
-        emit('"name":');
-        keyStack[here] = 'name';
-        walk(StringCtor(v.name));
-        emit(',"message":');
-        keyStack[here] = 'message';
-        walk(StringCtor(v.message));
-        first = false;
-      }
-      for (let i = 0; i < keys.length; i++) {
-        const key = keys[i];
-        if (errorLike && (key === 'name' || key === 'message')) continue;
-        const x = v[key];
-        if (x === undefined) continue;
-        if (!first) emit(',');
-        first = false;
-        emit(JSONStringify(key));
-        emit(':');
-        keyStack[here] = key;
-        walk(x);
-      }
-      emit('}');
-    } finally {
-      depth = here;
-    }
-  };
-  walk(root);
-  return out;
+    jBase = sBase;
+    jTop = sTop;
+    jOut = sOut;
+    jMax = sMax;
+    jRoot = sRoot;
+  }
 };
 
 // ---- console formatting (readable, circular-safe, bounded) ----

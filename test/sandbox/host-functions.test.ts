@@ -82,6 +82,25 @@ describe('host functions (issue 2, point 3)', () => {
     expect(error.message).toContain('tools.x.y arguments[1].cb is a function');
   });
 
+  it('copying stays correct when a getter calls a host function mid-copy (re-entrant copier)', async () => {
+    const seen: unknown[] = [];
+    const record = (args: unknown[]): void => {
+      seen.push(args);
+    };
+    const error = failure(
+      await sandbox().run(
+        `const inner = { deep: [1, { z: true }] };
+         const arg = { a: 1, get b() { second(inner, 'x'); return [2, 3]; }, c: { d: 'e' } };
+         await first(arg);
+         const bad = { list: [0, { get g() { second({ ok: 1 }); return () => 1; } }] };
+         await first(bad);`,
+        { hostFunctions: { first: record, second: record } },
+      ),
+    );
+    expect(seen).toEqual([[{ deep: [1, { z: true }] }, 'x'], [{ a: 1, b: [2, 3], c: { d: 'e' } }], [{ ok: 1 }]]);
+    expect(error.message).toContain('first arguments[0].list[1].g is a function');
+  });
+
   it('host errors reach the guest as catchable Errors with message, name and data', async () => {
     const fail = (): never => {
       const err = new Error('upstream said no') as Error & { data?: unknown };
