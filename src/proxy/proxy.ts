@@ -138,7 +138,15 @@ function rawMessage(error: McpError): string {
   return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
 }
 
-/** Compiles tool-name globs: `*` is any run of characters, `?` one character; everything else is literal. */
+/**
+ * Compiles tool-name globs: `*` is any run of characters, `?` one character; everything else is literal.
+ * Returns a matcher giving the first glob that matches a name, or `undefined`.
+ *
+ * @example
+ * ```ts
+ * compileToolGlobs(['delete_*'])('delete_repo'); // 'delete_*'
+ * ```
+ */
 export function compileToolGlobs(globs: readonly string[]): (name: string) => string | undefined {
   const compiled = globs.map((glob) => {
     const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');

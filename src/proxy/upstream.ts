@@ -372,7 +372,16 @@ export function classifyConnectError(error: unknown, ctx: ClassifyContext): Code
   return err('UPSTREAM_UNAVAILABLE', `Connecting to upstream ${label} failed: ${detail}`, error);
 }
 
-/** True for an error that says the upstream's HTTP session is gone (404, or 400 from servers that say so). */
+/**
+ * True for an error that says the upstream's HTTP session is gone (404, or 400 from servers that say so),
+ * after which a client should connect again; the request was refused, not run, so retrying it is safe.
+ *
+ * @example
+ * ```ts
+ * try { return await up.client.callTool(call); }
+ * catch (err) { if (!isSessionExpiredError(err)) throw err; up = await connectUpstream(config); return up.client.callTool(call); }
+ * ```
+ */
 export function isSessionExpiredError(error: unknown): boolean {
   const status = httpStatusOf(error);
   if (status === 404) return true;
