@@ -321,7 +321,11 @@ async function withAuthErrors<T>(fn: () => Promise<T>): Promise<T> {
     return await fn();
   } catch (err) {
     if (err instanceof CodemodeError) throw err;
-    throw new UpstreamError('AUTH_FAILED', `OAuth failed: ${describeError(err)}`, { cause: err });
+    throw new UpstreamError(
+      'AUTH_FAILED',
+      `the server requires authorization and the OAuth flow failed: ${describeError(err)}. If this server takes an API key or token instead, pass it with --header "Authorization: Bearer ..."`,
+      { cause: err },
+    );
   }
 }
 

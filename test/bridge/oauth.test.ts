@@ -109,6 +109,16 @@ describe('OAuth login and token storage', () => {
     expect((await h.exited).code).toBe(1);
   });
 
+  it('a 401 from a server without OAuth metadata is an initialize error that suggests a header', async () => {
+    const f = await fixture();
+    f.upstream.fault = { kind: 'status', status: 401, headers: { 'www-authenticate': 'Bearer' }, body: 'nope' };
+    const h = bridge(f.url.replace(/\/mcp$/, '/other/mcp'), configDir());
+    const init = await h.request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } }, 15_000);
+    expect(init.error?.message).toMatch(/requires authorization and the OAuth flow failed: .*--header "Authorization: Bearer \.\.\."/);
+    expect((init.error?.data as { reason?: string }).reason).toBe('AUTH_FAILED');
+    expect((await h.exited).code).toBe(1);
+  });
+
   it('stdin EOF ends the bridge within 500 ms while it waits for the browser login', async () => {
     const f = await fixture();
     const h = spawnBridge([f.url, '--headless'], { CODEMODE_CONFIG_DIR: configDir() });
