@@ -4,7 +4,7 @@
  *   node --no-node-snapshot --experimental-strip-types bench/sandbox.ts [rounds]
  *
  * 1. `return 1` end to end (sequential runs).
- * 2. Host-call round trip: one run awaiting 1,000 calls to an echo tool, minus the `return 1` cost, / 1,000.
+ * 2. Host-call round trip: 2,000 awaited calls to an echo tool, timed inside the guest, per call.
  * 3. Throughput at concurrency 1, 2 and 4: runs of a small script (3 awaited tool calls) per second.
  *
  * The peer gets its tool without a network: its client is created with no manuals and `getTools` /
@@ -54,7 +54,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 type Runner = (code: string) => Promise<unknown>;
 
-const echo = ([x]: unknown[]): unknown => x;
+const echo = ([arg]: unknown[]): unknown => (arg as { x?: unknown } | undefined)?.x;
 
 function ours(warmIsolates: number, maxConcurrency = 4): { run: Runner; close: () => Promise<void> } {
   const sandbox = new IsolatedVmSandbox({ warmIsolates, maxConcurrency });
@@ -91,10 +91,10 @@ async function peer(): Promise<{ run: Runner }> {
   };
 }
 
-// Equivalent scripts: our tools are async (await), the peer's are synchronous (await on a value is a no-op).
-const CALLS_OURS = 'for (let i = 0; i < 1000; i++) await bench.echo(i); return 1';
-const CALLS_PEER = 'for (let i = 0; i < 1000; i++) await bench.echo({ x: i }); return 1';
-const SMALL_OURS = 'const a = await bench.echo(1); const b = await bench.echo(2); const c = await bench.echo(3); return a + b + c';
+// The same scripts for both: our tools are async functions, the peer's synchronous ones (await on a value).
+const CALLS_OURS = 'const t = Date.now(); for (let i = 0; i < 2000; i++) await bench.echo({ x: i }); return Date.now() - t';
+const CALLS_PEER = 'const t = Date.now(); for (let i = 0; i < 2000; i++) await bench.echo({ x: i }); return Date.now() - t';
+const SMALL_OURS = 'const a = await bench.echo({ x: 1 }); const b = await bench.echo({ x: 2 }); const c = await bench.echo({ x: 3 }); return a + b + c';
 const SMALL_PEER = 'const a = await bench.echo({ x: 1 }); const b = await bench.echo({ x: 2 }); const c = await bench.echo({ x: 3 }); return a + b + c';
 
 /** Samples `a` and `b` alternately, so load from other processes hits both alike; returns both medians. */
@@ -146,11 +146,19 @@ const [r1Cold, r1PeerC] = await interleaved(returnOne(cold.run), returnOne(peerS
 rows.push(['`return 1`, warm isolate (3 ms idle between runs)', fmtMs(r1Warm), fmtMs(r1PeerA), ratio(r1PeerA, r1Warm)]);
 rows.push(['`return 1`, warmIsolates: 0 (isolate created in the run, as back-to-back runs get)', fmtMs(r1Cold), fmtMs(r1PeerC), ratio(r1PeerC, r1Cold)]);
 
-// Per call: (run with 1,000 calls - run with `return 1`) / 1,000, both sampled alternately.
-const [callsOurs, callsPeer] = await interleaved(() => cold.run(CALLS_OURS), () => peerSubject.run(CALLS_PEER), 15, 3);
-const callOurs = (callsOurs - r1Cold) / 1000;
-const callPeer = (callsPeer - r1PeerC) / 1000;
-rows.push(['host call round trip (1,000 awaited calls, per call)', fmtMs(callOurs), fmtMs(callPeer), ratio(callPeer, callOurs)]);
+// Per call, timed inside the guest (Date.now around 2,000 awaited calls), so run setup and the host's
+// scheduling of the run itself stay out of it; runs alternate between ours and the peer's.
+const perCallOurs: number[] = [];
+const perCallPeer: number[] = [];
+await cold.run(CALLS_OURS);
+await peerSubject.run(CALLS_PEER);
+for (let i = 0; i < 21; i++) {
+  perCallOurs.push(((await cold.run(CALLS_OURS)) as number) / 2000);
+  perCallPeer.push(((await peerSubject.run(CALLS_PEER)) as number) / 2000);
+}
+const callOurs = median(perCallOurs);
+const callPeer = median(perCallPeer);
+rows.push(['host call round trip (2,000 awaited calls timed in the guest, per call)', fmtMs(callOurs), fmtMs(callPeer), ratio(callPeer, callOurs)]);
 
 for (const c of [1, 2, 4]) {
   const subject = ours(1, c);
