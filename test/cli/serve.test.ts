@@ -101,6 +101,28 @@ describe('codemode serve', () => {
     expect(result.stderr).toMatch(/failed to start \(strict mode\): "broken": .*command was not found.*Fix or remove/);
   });
 
+  it('HTTP: an "oauth" config section mounts the OAuth authorization server and protects /mcp', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(join(tmpdir(), 'codemode-serve-oauth-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const config = join(dir, 'mcp.json');
+    await writeFile(config, JSON.stringify({ mcpServers: {}, oauth: { upstream: { type: 'github', clientId: 'test-client', clientSecret: '${GH_SECRET}' }, consent: false } }));
+    const cli = startCli(['serve', '--http', '--port', '0', '--config', config], { env: { GH_SECRET: 'shh', CODEMODE_OAUTH_SIGNING_KEY: 'k'.repeat(48) } });
+    cleanups.push(() => void cli.child.kill('SIGKILL'));
+    const text = await waitFor(cli.stderrText, (t) => /listening on http:\/\/\S+/.test(t) || cli.child.exitCode !== null);
+    const url = /listening on (http:\/\/\S+)/.exec(text)?.[1];
+    expect(url, text).toBeDefined();
+    expect(text).toContain('auth: OAuth');
+    const metadata = await fetch(new URL('/.well-known/oauth-authorization-server', url));
+    expect(metadata.status).toBe(200);
+    expect(await metadata.json()).toMatchObject({ issuer: expect.stringContaining(new URL(url!).host), token_endpoint: expect.any(String) });
+    const denied = await fetch(url!, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(denied.status).toBe(401);
+    expect(denied.headers.get('www-authenticate')).toMatch(/^Bearer .*resource_metadata=/);
+  });
+
   it('stdio: serves execute over stdout and exits 0 promptly on stdin EOF', async () => {
     const cli = startCli(['serve', '--stdio', '--config', 'examples/mcp.json']);
     cleanups.push(() => void cli.child.kill('SIGKILL'));

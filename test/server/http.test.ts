@@ -135,6 +135,23 @@ describe('codemode serve over Streamable HTTP', () => {
     expect((await slow).structuredContent).toMatchObject({ result: 'slept 1500' });
   });
 
+  it("a caller's cancellation aborts its execute and frees the slot", async () => {
+    const { server, http } = await slowServer({ maxConcurrentExecutions: 1 });
+    const c = await client(http.url);
+    const controller = new AbortController();
+    const pending = c
+      .request({ method: 'tools/call', params: { name: 'execute', arguments: { code: 'return await tools.t.sleep({ ms: 20000 })' } } }, CallToolResultSchema, { signal: controller.signal })
+      .catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(server.stats().activeExecutions).toBe(1);
+    controller.abort();
+    expect(String(await pending)).toMatch(/abort/i);
+    const deadline = Date.now() + 3_000;
+    while (server.stats().activeExecutions > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(server.stats().activeExecutions).toBe(0);
+    expect((await execute(c, 'return 2')).structuredContent).toMatchObject({ result: 2 });
+  });
+
   it('graceful shutdown lets in-flight executes finish within the grace period, then aborts the rest', async () => {
     const a = await slowServer();
     const c1 = await client(a.http.url);
