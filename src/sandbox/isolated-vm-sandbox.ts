@@ -109,7 +109,16 @@ function okEnvelope(value: unknown, label: string): string {
   return json === undefined ? '{"ok":true}' : `{"ok":true,"value":${json}}`;
 }
 
+/** Describes a host error for the guest. Never throws, whatever getters or proxies `err` carries. */
 function errorEnvelope(err: unknown): string {
+  try {
+    return describeHostError(err);
+  } catch {
+    return '{"ok":false,"error":{"name":"Error","message":"host function failed with an error that could not be described"}}';
+  }
+}
+
+function describeHostError(err: unknown): string {
   const error: { name: string; message: string; data?: unknown } = { name: 'Error', message: '' };
   if (err instanceof Error) {
     error.name = typeof err.name === 'string' && err.name !== '' ? err.name : 'Error';

@@ -180,11 +180,23 @@ describe('host functions (issue 2, point 3)', () => {
           Object.defineProperty(e, 'data', { get: () => { throw new Error('getter'); }, enumerable: true });
           throw e;
         },
+        rejectsHostileError: () =>
+          new Promise((_, reject) =>
+            setTimeout(() => {
+              const e = new Error('x');
+              Object.defineProperty(e, 'name', { get: () => { throw new Error('name getter'); } });
+              reject(e);
+            }, 5),
+          ),
+        throwsProxy: () => {
+          throw new Proxy(new Error('p'), { get: () => { throw new Error('trap'); }, getOwnPropertyDescriptor: () => { throw new Error('trap'); } });
+        },
+        badThenable: () => ({ then: () => { throw new Error('then throws'); } }),
       };
       const out = value(
         await sandbox().run(
           `const out = [];
-           for (const name of ['syncThrow', 'immediateReject', 'throwString', 'throwNull', 'rejectUndefined', 'badResult', 'cyclic', 'throwsWeirdError']) {
+           for (const name of ['syncThrow', 'immediateReject', 'throwString', 'throwNull', 'rejectUndefined', 'badResult', 'cyclic', 'throwsWeirdError', 'rejectsHostileError', 'throwsProxy', 'badThenable']) {
              try { await globalThis[name](); out.push(name + ': no error'); } catch (e) { out.push(name + ': ' + (e instanceof Error) + ' ' + e.message); }
            }
            return out;`,
@@ -200,6 +212,9 @@ describe('host functions (issue 2, point 3)', () => {
         expect.stringMatching(/^badResult: true badResult returned a value that cannot be copied into the sandbox/),
         expect.stringMatching(/^cyclic: true cyclic returned a value that cannot be copied/),
         'throwsWeirdError: true weird',
+        'rejectsHostileError: true host function failed with an error that could not be described',
+        'throwsProxy: true host function failed with an error that could not be described',
+        'badThenable: true then throws',
       ]);
       // A rejection the guest leaves unhandled is the guest's runtime error, not a host crash.
       const unhandledInGuest = failure(await sandbox().run('immediateReject(); return 1', { hostFunctions }));
