@@ -101,6 +101,22 @@ describe('host functions (issue 2, point 3)', () => {
     expect(error.message).toContain('first arguments[0].list[1].g is a function');
   });
 
+  it('arguments over maxResultBytes throw inside the guest without calling the host', async () => {
+    let calls = 0;
+    const sb = sandbox({ limits: { maxResultBytes: 100 } });
+    const out = value(
+      await sb.run('try { await f("x".repeat(200)); } catch (e) { return e.message } ', {
+        hostFunctions: {
+          f: () => {
+            calls++;
+          },
+        },
+      }),
+    );
+    expect(out).toBe('f: arguments are larger than the 100-byte limit');
+    expect(calls).toBe(0);
+  });
+
   it('host errors reach the guest as catchable Errors with message, name and data', async () => {
     const fail = (): never => {
       const err = new Error('upstream said no') as Error & { data?: unknown };
