@@ -579,15 +579,20 @@ export class ProcessPool {
         worker.jobs.delete(message.id);
         worker.runs++;
         if (job !== undefined) {
+          clearTimeout(job.timer);
+          let result: RunOutcome | Error;
           if (message.t === 'done') {
             if (message.warm) this.#warmRuns++;
             else this.#coldRuns++;
-            const outcome = message.outcome;
-            outcome.stats.queuedMs += (job.startedAt ?? job.enqueuedAt) - job.enqueuedAt;
-            this.#settle(job, outcome);
+            result = message.outcome;
+            result.stats.queuedMs += (job.startedAt ?? job.enqueuedAt) - job.enqueuedAt;
           } else {
-            this.#settle(job, new CodemodeError(message.code as CodemodeErrorCode, message.message));
+            result = new CodemodeError(message.code as CodemodeErrorCode, message.message);
           }
+          // Host calls the guest made just before returning can arrive in the same read as this result.
+          // In-process they would have started before the run settled; one turn of the event loop lets
+          // their host functions (and any queue in front of them) start here too, before their signal aborts.
+          setImmediate(() => this.#settle(job, result));
         }
         this.#afterRun(worker, message.rss);
         this.#pump();

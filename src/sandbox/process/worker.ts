@@ -100,13 +100,14 @@ function relayed(runId: number, index: number): (args: unknown[], context: HostC
 }
 
 function hostTree(runId: number, paths: string[][]): HostFunctions {
-  const root: HostFunctions = {};
+  // Null prototypes: names such as `__proto__`, `constructor` or `toString` are own keys like any other.
+  const root = Object.create(null) as HostFunctions;
   paths.forEach((path, index) => {
     let node = root;
     for (const key of path.slice(0, -1)) {
-      let next = node[key];
+      let next = Object.hasOwn(node, key) ? node[key] : undefined;
       if (next === undefined || typeof next === 'function') {
-        next = {};
+        next = Object.create(null) as HostFunctions;
         node[key] = next;
       }
       node = next;
