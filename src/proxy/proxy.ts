@@ -31,7 +31,7 @@ import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { describeUpstream, parseUpstreamConfig } from './config.js';
 import type { UpstreamConfig } from './config.js';
-import { connectUpstream, isSessionExpiredError } from './upstream.js';
+import { classifyRequestError, connectUpstream, isSessionExpiredError } from './upstream.js';
 import type { ConnectUpstreamOptions, UpstreamConnection } from './upstream.js';
 
 const log = createLogger('proxy');
@@ -326,7 +326,8 @@ class Session implements ProxySession {
           ...(related !== undefined ? { relatedRequestId: related } : {}),
         });
       } catch (error) {
-        throw toWireError(error, request.method);
+        if (error instanceof McpError || error instanceof WireError) throw toWireError(error, request.method);
+        throw new WireError(ErrorCode.InternalError, `The proxy could not forward ${request.method} to the downstream client: ${describeError(error)}`);
       } finally {
         cancellers.delete(extra.requestId);
       }
@@ -439,7 +440,7 @@ class Session implements ProxySession {
         return await upstream.client.request(message, AnyResult, options);
       }
     } catch (error) {
-      throw toWireError(error, request.method);
+      throw toWireError(error, request.method, describeUpstream(this.#proxy.target));
     } finally {
       const i = this.#inflight.lastIndexOf(requestId);
       if (i >= 0) this.#inflight.splice(i, 1);
@@ -501,21 +502,19 @@ function pickHeaders(headers: Record<string, string | string[] | undefined> | un
 }
 
 /** Maps anything thrown while forwarding to the error the downstream receives. */
-function toWireError(error: unknown, method: string): WireError {
+function toWireError(error: unknown, method: string, label = 'the upstream'): WireError {
   if (error instanceof WireError) return error;
   if (error instanceof McpError) {
     if (error.code === ErrorCode.ConnectionClosed && rawMessage(error) === 'Connection closed') {
-      return new WireError(ErrorCode.InternalError, `The upstream closed the connection while handling ${method}.`);
+      return new WireError(ErrorCode.InternalError, `Upstream ${label} closed the connection while handling ${method}.`, { reason: 'UPSTREAM_UNAVAILABLE' });
     }
     if (error.code === ErrorCode.RequestTimeout && rawMessage(error) === 'Request timed out') {
       return new WireError(ErrorCode.RequestTimeout, `The upstream did not answer ${method} in time (requestTimeoutMs).`, error.data);
     }
     return new WireError(error.code, rawMessage(error), error.data);
   }
-  if (error instanceof CodemodeError) {
-    return new WireError(ErrorCode.InternalError, error.message, { reason: error.code });
-  }
-  return new WireError(ErrorCode.InternalError, `Forwarding ${method} upstream failed: ${describeError(error)}`);
+  const local = error instanceof CodemodeError ? error : classifyRequestError(error, label, method);
+  return new WireError(ErrorCode.InternalError, local.message, { reason: local.code });
 }
 
 class ProxyImpl implements Proxy {

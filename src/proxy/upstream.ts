@@ -373,6 +373,36 @@ export function classifyConnectError(error: unknown, ctx: ClassifyContext): Code
 }
 
 /**
+ * Describes a failure of an established upstream session while it handled `method` (a transport error,
+ * not a JSON-RPC error answer): the same classes as `connectUpstream`, phrased for a running session.
+ */
+export function classifyRequestError(error: unknown, label: string, method: string): CodemodeError {
+  if (error instanceof CodemodeError) return error;
+  const status = httpStatusOf(error);
+  if (status === 401 || status === 403) {
+    return err(
+      'UPSTREAM_AUTH',
+      `Upstream ${label} ${status === 401 ? 'rejected the credentials' : 'denied access'} (HTTP ${status}) for ${method}. The token may have expired or lack a scope; renew it (or complete OAuth) and retry.`,
+      error,
+    );
+  }
+  if (status !== undefined && status >= 500) {
+    return err('UPSTREAM_UNAVAILABLE', `Upstream ${label} failed with HTTP ${status} while handling ${method}.`, error);
+  }
+  if (status !== undefined) {
+    return err('UPSTREAM_PROTOCOL', `Upstream ${label} answered ${method} with HTTP ${status}: ${describeError(error).slice(0, 300)}`, error);
+  }
+  const net = errnoCode(error);
+  if (net !== undefined && net in NETWORK_CODES) {
+    return err('UPSTREAM_UNAVAILABLE', `Upstream ${label} became unreachable during ${method}: ${NETWORK_CODES[net]} (${net}).`, error);
+  }
+  if (error instanceof TypeError && /fetch failed/i.test(error.message)) {
+    return err('UPSTREAM_UNAVAILABLE', `Upstream ${label} became unreachable during ${method}: ${describeError(error.cause ?? error)}.`, error);
+  }
+  return err('UPSTREAM_UNAVAILABLE', `Forwarding ${method} to upstream ${label} failed: ${describeError(error)}`, error);
+}
+
+/**
  * True for an error that says the upstream's HTTP session is gone (404, or 400 from servers that say so),
  * after which a client should connect again; the request was refused, not run, so retrying it is safe.
  *

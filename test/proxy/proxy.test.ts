@@ -25,7 +25,7 @@ import type { ProxyOptions } from '../../src/proxy/proxy.js';
 import { serveProxyHttp } from '../../src/proxy/http.js';
 import type { ProxyHttpServer } from '../../src/proxy/http.js';
 import { compileToolGlobs } from '../../src/proxy/proxy.js';
-import { EVERYTHING, NODE, fixtureStdioConfig, freePort, spawnServer, startFixtureHttp, startHttp, timeRejection } from './helpers.js';
+import { EVERYTHING, NODE, fixtureStdioConfig, freePort, readBody, spawnServer, startFixtureHttp, startHttp, timeRejection } from './helpers.js';
 import type { ChildServer } from './helpers.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -112,6 +112,35 @@ describe('initialize is forwarded: upstream failures are the answer to initializ
     expect((error as McpError).message).toMatch(/accepted the connection but did not answer initialize within 1000 ms/);
     expect(ms).toBeGreaterThanOrEqual(950);
     expect(ms).toBeLessThan(3000);
+  });
+
+  it('an upstream that rejects the credentials mid-session (401): the request fails with UPSTREAM_AUTH', async () => {
+    let calls = 0;
+    const s = await startHttp(async (req, res) => {
+      if (req.method !== 'POST') {
+        res.writeHead(405).end();
+        return;
+      }
+      const body = JSON.parse(await readBody(req)) as { id?: number; method: string };
+      calls++;
+      if (body.method === 'initialize') {
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 's1' }).end(
+          JSON.stringify({ jsonrpc: '2.0', id: body.id, result: { protocolVersion: '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'flaky-auth', version: '1' } } }),
+        );
+      } else if (body.id === undefined) {
+        res.writeHead(202).end();
+      } else {
+        res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end('{"error":"invalid_token"}');
+      }
+    });
+    cleanups.push(() => s.close());
+    const h = await host({ url: `${s.url}/mcp`, transport: 'http' });
+    const { client } = await downstream(h.url);
+    const err = await client.listTools().catch((e: unknown) => e);
+    expect((err as McpError).code).toBe(-32603);
+    expect((err as McpError).message).toMatch(/^MCP error -32603: Upstream http:\/\/127\.0\.0\.1:\d+\/mcp rejected the credentials \(HTTP 401\) for tools\/list\. The token may have expired/);
+    expect((err as McpError).data).toEqual({ reason: 'UPSTREAM_AUTH' });
+    expect(calls).toBeGreaterThanOrEqual(3);
   });
 
   it('a failed initialize can be retried on the same connection once the upstream is up', async () => {

@@ -98,6 +98,10 @@ describe('connectUpstream failure classes', () => {
 
   it('a JSON-RPC error answer to initialize -> UPSTREAM_PROTOCOL with the upstream McpError as cause', async () => {
     const s = await http(async (req, res) => {
+      if (req.method !== 'POST') {
+        res.writeHead(405).end();
+        return;
+      }
       const body = JSON.parse(await readBody(req)) as { id: number };
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: body.id, error: { code: -32602, message: 'Unsupported protocol version' } }));
     });
@@ -156,6 +160,10 @@ describe('connectUpstream success', () => {
   it('forwards custom initialize params verbatim', async () => {
     let seen: Record<string, unknown> | undefined;
     const s = await http(async (req, res) => {
+      if (req.method !== 'POST') {
+        res.writeHead(405).end();
+        return;
+      }
       const body = JSON.parse(await readBody(req)) as { id?: number; method: string; params: Record<string, unknown> };
       if (body.method === 'initialize') {
         seen = body.params;
