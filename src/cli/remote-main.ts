@@ -58,6 +58,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     { input: process.stdin, output: process.stdout },
     auth === undefined ? undefined : async () => (await import('../bridge/auth.js')).createAuthHooks(config, auth),
   );
+  // A stray rejection in a stream callback must not kill a bridge that is serving a host: log it.
+  process.on('unhandledRejection', (err) => {
+    process.stderr.write(`codemode-remote: internal error (please report): ${describeError(err)}\n`);
+  });
   const onSignal = (): void => void bridge.close(0);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
