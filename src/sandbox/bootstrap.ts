@@ -105,6 +105,9 @@ const isWeak = (v) => {
 const isPromise = (v) => { try { return v instanceof PromiseCtor; } catch { return false; } };
 const isError = (v) => { try { return v instanceof ErrorCtor; } catch { return false; } };
 
+// Functions used in every run are wrapped in parentheses: V8 then compiles them eagerly, so the code cache
+// made from this source covers them and each new isolate skips their lazy compilation (~0.2 ms per run).
+
 // ---- per-run state (one run per isolate) ----
 let started = false;
 let settled = false;
@@ -132,17 +135,17 @@ let jHigh = 0;
 let jOut = '';
 let jMax = 0;
 let jRoot = '';
-const jPathOf = (abs) => {
+const jPathOf = ((abs) => {
   let p = jRoot;
   for (let i = jBase; i < abs; i++) {
     const k = J_KEY[i];
     p = typeof k === 'number' ? p + '[' + k + ']' : childPath(p, k);
   }
   return p;
-};
+});
 const jEmit = (s) => { jOut += s; if (jOut.length > jMax) throw OUTPUT_LIMIT; };
 const jFail = (what) => { throw new TypeErrorCtor(jPathOf(jTop) + ' ' + what); };
-const jWalk = (v) => {
+const jWalk = ((v) => {
   switch (typeof v) {
     case 'string': jEmit(JSONStringify(v)); return;
     case 'number': jEmit(NumberIsFinite(v) ? StringCtor(v) : 'null'); return;
@@ -217,10 +220,10 @@ const jWalk = (v) => {
   } finally {
     jTop = here;
   }
-};
+});
 // Serializes v as JSON text. Throws TypeError naming the path of anything JSON can't represent faithfully
 // (functions, symbols, BigInt, cycles, Maps, Promises...), or OUTPUT_LIMIT once the text passes maxChars.
-const toJSONText = (root, rootPath, maxChars) => {
+const toJSONText = ((root, rootPath, maxChars) => {
   const sBase = jBase, sTop = jTop, sOut = jOut, sMax = jMax, sRoot = jRoot;
   jBase = jTop;
   jOut = '';
@@ -241,11 +244,11 @@ const toJSONText = (root, rootPath, maxChars) => {
     jMax = sMax;
     jRoot = sRoot;
   }
-};
+});
 
 // ---- console formatting (readable, circular-safe, bounded) ----
 const quote = (s) => "'" + s + "'";
-const inspect = (value) => {
+const inspect = ((value) => {
   let budget = 2000;
   const seen = ObjectCreate(null);
   let depth = 0;
@@ -317,8 +320,8 @@ const inspect = (value) => {
     }
   };
   return go(value, true);
-};
-const formatArgs = (args) => {
+});
+const formatArgs = ((args) => {
   let out = '';
   for (let i = 0; i < args.length; i++) {
     let piece;
@@ -326,8 +329,8 @@ const formatArgs = (args) => {
     out += i === 0 ? piece : ' ' + piece;
   }
   return out;
-};
-const makeLogger = (level) => function (...args) {
+});
+const makeLogger = ((level) => function (...args) {
   if (logLinesLeft <= 0 || logCharsLeft <= 0) {
     // Tell the host once, so a run that ends by timeout still reports the truncation.
     if (droppedLogLines++ === 0) ReflectApply(refApplyIgnored, logRef, [undefined, ['', '']]);
@@ -338,7 +341,7 @@ const makeLogger = (level) => function (...args) {
   logLinesLeft--;
   logCharsLeft -= message.length;
   ReflectApply(refApplyIgnored, logRef, [undefined, [level, message]]);
-};
+});
 const guestConsole = ObjectCreate(ObjectProto);
 for (const level of ['log', 'info', 'warn', 'error', 'debug']) defineValue(guestConsole, level, makeLogger(level), true);
 defineValue(G, 'console', guestConsole, false);
@@ -351,7 +354,7 @@ defineValue(G, 'console', guestConsole, false);
 // Errors are made inside the async wrapper, so their stacks run through the user's code.
 const calls = ObjectCreate(null);
 let nextCallId = 0;
-const toGuestError = (e) => {
+const toGuestError = ((e) => {
   const name = ObjectHasOwn(e, 'name') && typeof e.name === 'string' ? e.name : 'Error';
   const message = ObjectHasOwn(e, 'message') && typeof e.message === 'string' ? e.message : '';
   const Cls = errorClasses[name];
@@ -363,20 +366,20 @@ const toGuestError = (e) => {
     for (let i = 0; i < keys.length; i++) defineValue(err, keys[i], data[keys[i]], true);
   }
   return err;
-};
-const settleCall = (id, envelope) => {
+});
+const settleCall = ((id, envelope) => {
   const resolve = calls[id];
   if (resolve === undefined) return;
   delete calls[id];
   resolve(envelope);
-};
-const unwrap = (envelope) => {
+});
+const unwrap = ((envelope) => {
   let parsed;
   try { parsed = JSONParse(envelope); } catch { throw new ErrorCtor('malformed reply from the host'); }
   if (parsed.ok === true) return ObjectHasOwn(parsed, 'value') ? parsed.value : undefined;
   throw toGuestError(parsed.error);
-};
-const makeHostFunction = (index, label, name) => {
+});
+const makeHostFunction = ((index, label, name) => {
   const f = async function (...args) {
     if (settled) throw new ErrorCtor(label + ': the run has already ended, so host calls are refused');
     if (pending >= maxPending) {
@@ -403,7 +406,7 @@ const makeHostFunction = (index, label, name) => {
   };
   defineValue(f, 'name', name, false);
   return f;
-};
+});
 const makeErrorClass = (name) => {
   const Cls = class extends ErrorCtor {};
   defineValue(Cls, 'name', name, false);
@@ -412,7 +415,7 @@ const makeErrorClass = (name) => {
 };
 
 // ---- describing what the user's code threw ----
-const describeThrown = (err) => {
+const describeThrown = ((err) => {
   const info = ObjectCreate(null);
   let errorLike = false;
   try { errorLike = err !== null && typeof err === 'object' && typeof err.message === 'string'; } catch {}
@@ -438,13 +441,13 @@ const describeThrown = (err) => {
     info.message = 'Uncaught (not an Error): ' + (text.length > 1000 ? slice(text, 0, 1000) + '…' : text);
   }
   try { return toJSONText(info, 'error', 1e6); } catch { return '{"message":"the thrown value could not be described"}'; }
-};
+});
 
 // install(configJson) runs synchronously from the host, before any user code: it applies the limits,
 // defines error classes and host functions, and defines the one-shot global RUN_GLOBAL that the user
 // script's wrapper calls with the user's function (so running the script and starting the run is a
 // single hop). The global deletes itself on its first call.
-const install = (configJson) => {
+const install = ((configJson) => {
   if (started) throw new ErrorCtor('codemode sandbox: install() may run once per isolate');
   started = true;
   const config = JSONParse(configJson);
@@ -477,9 +480,9 @@ const install = (configJson) => {
     defineValue(target, name, makeHostFunction(i, label, name), target !== G);
   }
   defineValue(G, RUN_GLOBAL, run, false);
-};
+});
 let running = false;
-const run = async (userFn) => {
+const run = (async (userFn) => {
   delete G[RUN_GLOBAL];
   if (running) throw new ErrorCtor('codemode sandbox: one run per isolate');
   running = true;
@@ -498,6 +501,6 @@ const run = async (userFn) => {
     if (err === OUTPUT_LIMIT) return ['output_limit', droppedLogLines, ''];
     return ['unserializable', droppedLogLines, describeThrown(err)];
   }
-};
+});
 return [install, settleCall];
 })`;
