@@ -139,6 +139,10 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       }
       if (message.method === 'tools/list') toolsListIds.add(message.id);
     }
+    if (message.method === 'notifications/cancelled') {
+      const id = message.params?.requestId;
+      if (typeof id === 'string' || typeof id === 'number') up.markCancelled(id);
+    }
     let sent: Promise<void>;
     if (message.method === 'notifications/initialized') {
       sent = up.send(message);

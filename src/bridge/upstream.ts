@@ -108,6 +108,8 @@ export class Upstream {
   private sseEndpoint: URL | undefined;
   private internalIds = 0;
   private authorizing: Promise<void> | undefined;
+  /** Request ids the host cancelled (bounded: oldest forgotten first). */
+  private readonly cancelled = new Set<JsonRpcId>();
   private closed = false;
 
   constructor(private readonly opts: UpstreamOptions) {}
@@ -237,6 +239,12 @@ export class Upstream {
       if (typeof version === 'string') this.protocolVersion = version;
     }
     return response;
+  }
+
+  /** Notes that the host cancelled `id`, so a stream ending without its answer is expected. */
+  markCancelled(id: JsonRpcId): void {
+    this.cancelled.add(id);
+    if (this.cancelled.size > 1_000) this.cancelled.delete(this.cancelled.values().next().value as JsonRpcId);
   }
 
   /** Delivers one message upstream. Retries once after re-authorizing or recovering the session. */
@@ -383,7 +391,8 @@ export class Upstream {
         this.opts.log.debug('resuming the event stream failed', { error: describeError(err) });
       }
     }
-    if (!answered && requestId !== undefined && !this.closed) {
+    // A cancelled request gets no answer by design; synthesizing one would only confuse the host.
+    if (!answered && requestId !== undefined && !this.closed && !this.cancelled.delete(requestId)) {
       this.dispatch(errorResponse(requestId, RpcCode.ConnectionClosed, `the upstream closed the response stream before answering (${url.href})`));
     }
   }

@@ -92,6 +92,9 @@ describe('forwarding', () => {
     const deadline = Date.now() + 5_000;
     while (!up.stats.methods.includes('notifications/cancelled') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(up.stats.methods).toContain('notifications/cancelled');
+    // No answer is synthesized for the cancelled request (the server sends none by design).
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.stdout.filter((m) => m.id === 2)).toEqual([]);
     void pending.catch(() => undefined);
   });
 
