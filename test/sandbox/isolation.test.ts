@@ -87,6 +87,39 @@ describe('isolation (issue 2, point 8)', () => {
     expect((value(outcome) as { findings: string[] }).findings.sort()).toEqual(['probe.fake has applySyncPromise', 'probe.fake has derefInto']);
   });
 
+  it('stack-trace hooks expose no bootstrap function or receiver (its code is strict)', async () => {
+    const out = value(
+      await sandbox().run(
+        `const leaks = [];
+         let frames = 0;
+         Error.prepareStackTrace = (err, callSites) => {
+           for (const site of callSites) {
+             if (site.getFileName() !== 'codemode-bootstrap.js') continue;
+             frames++;
+             if (site.getFunction() !== undefined || site.getThis() !== undefined) leaks.push(site.getFunctionName());
+           }
+           return 'hooked';
+         };
+         try { await fail(); } catch (e) { e.stack; }
+         try { await lateFail(); } catch (e) { e.stack; }
+         try { await echo({ get x() { new Error('in copier').stack; return 1; } }); } catch (e) {}
+         console.log({ get y() { new Error('in console').stack; return 1; } });
+         return { leaks, frames };`,
+        {
+          hostFunctions: {
+            echo: () => 1,
+            fail: () => {
+              throw new Error('x');
+            },
+            lateFail: () => new Promise((_, reject) => setTimeout(() => reject(new Error('late')), 5)),
+          },
+        },
+      ),
+    ) as { leaks: string[]; frames: number };
+    expect(out.frames).toBeGreaterThan(8);
+    expect(out.leaks).toEqual([]);
+  });
+
   it('require, process, fetch and dynamic import are absent', async () => {
     const out = value(
       await sandbox().run(`
