@@ -207,20 +207,20 @@ describe('fails loudly: the host initialize gets a JSON-RPC error naming the cau
 
   it('a dead port, within 1 s', async () => {
     const h = bridge([`http://127.0.0.1:${await deadPort()}/mcp`]);
-    await new Promise((r) => setTimeout(r, 150)); // let the process load: the bound is on the upstream, not spawn
+    await h.request('ping'); // answered locally once the bridge is up: the bound is on the upstream, not on spawn
     await expectInitError(h, /connection refused.*nothing is listening/, 1_000);
   });
 
   it('a wrong URL (the server root), within 1 s', async () => {
     const up = await upstream();
     const h = bridge([up.url.replace('/mcp', '/')]);
-    await new Promise((r) => setTimeout(r, 150));
+    await h.request('ping');
     await expectInitError(h, /HTTP 404.*not an MCP endpoint/, 1_000);
   });
 
   it('a DNS failure, within 1 s', async () => {
     const h = bridge(['http://no-such-host.invalid/mcp', '--allow-http']);
-    await new Promise((r) => setTimeout(r, 150));
+    await h.request('ping');
     await expectInitError(h, /cannot resolve host no-such-host\.invalid/, 1_000);
   });
 
@@ -262,7 +262,8 @@ describe('lifecycle', () => {
     const up = await upstream();
     up.fault = { kind: 'hang' };
     const h = bridge([up.url]);
-    h.child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } })}\n`);
+    await h.request('ping');
+    h.child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 99, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } })}\n`);
     await new Promise((r) => setTimeout(r, 300));
     const { code, ms } = await h.endInput();
     expect(code).toBe(0);
