@@ -255,7 +255,7 @@ class CodemodeServerImpl implements CodemodeServer {
   async #callTool(name: string, args: Record<string, unknown> | undefined, signal: AbortSignal): Promise<CallToolResult> {
     const tool = this.#tools.find((t) => t.name === name);
     if (tool !== undefined) {
-      if (tool === this.#tools[0]) return this.#execute(tool, args, signal);
+      if (tool.name === (this.#options.tools?.names?.execute ?? 'execute')) return this.#execute(tool, args, signal);
       return tool.handler(args, { signal });
     }
     const exposed = this.#exposed.get(name);

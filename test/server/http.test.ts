@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -106,6 +106,23 @@ describe('codemode serve over Streamable HTTP', () => {
     expect(strict).toBeInstanceOf(CodemodeError);
     expect((strict as CodemodeError).code).toBe('UPSTREAM_UNAVAILABLE');
     expect((strict as CodemodeError).message).toMatch(/"broken": .*strict/);
+  });
+
+  it("an upstream's tools/list_changed refreshes the catalog and is passed on to clients", async () => {
+    const { fileURLToPath } = await import('node:url');
+    const changing = { command: process.execPath, args: [fileURLToPath(new URL('./fixtures/changing-server.mjs', import.meta.url))] };
+    const { http } = await engine({ changing }, { exposeTools: true });
+    const c = await client(http.url);
+    let changed = 0;
+    c.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+      changed++;
+    });
+    expect((await execute(c, `return await tools.changing.add_tool({ name: 'fresh' })`)).structuredContent).toMatchObject({ result: 'added fresh' });
+    const deadline = Date.now() + 5_000;
+    while (changed === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(changed).toBeGreaterThan(0);
+    expect((await c.listTools()).tools.map((t) => t.name)).toContain('changing__fresh');
+    expect((await execute(c, 'return await tools.changing.fresh()')).structuredContent).toMatchObject({ result: 'hello from fresh' });
   });
 
   it('--expose-tools passes upstream tools through, results and errors untouched', async () => {
