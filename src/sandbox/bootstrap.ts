@@ -25,8 +25,9 @@ export const BOOTSTRAP_FILENAME = 'codemode-bootstrap.js';
 /** One-shot global through which the user script's wrapper starts the run (deleted on first call). */
 export const RUN_GLOBAL = '__codemodeRun';
 
-/** Tags of the array `start()` resolves with: `[tag, droppedLogLines, payload]`. */
+/** Tags of the string a run resolves with: `tag\ndroppedLogLines\npayload`. */
 export type StartTag = 'ok' | 'undefined' | 'error' | 'unserializable' | 'output_limit';
+export const START_TAGS: ReadonlySet<string> = new Set<StartTag>(['ok', 'undefined', 'error', 'unserializable', 'output_limit']);
 
 /**
  * The guest bootstrap. Both bridges are fire-and-forget from the guest's side:
@@ -415,14 +416,16 @@ const makeErrorClass = (name) => {
 };
 
 // ---- describing what the user's code threw ----
+const MAX_ERROR_TEXT = 16384;
+const clip = (t) => t.length > MAX_ERROR_TEXT ? slice(t, 0, MAX_ERROR_TEXT) + '… [truncated ' + (t.length - MAX_ERROR_TEXT) + ' characters]' : t;
 const describeThrown = ((err) => {
   const info = ObjectCreate(null);
   let errorLike = false;
   try { errorLike = err !== null && typeof err === 'object' && typeof err.message === 'string'; } catch {}
   if (errorLike) {
-    try { info.name = StringCtor(err.name); } catch { info.name = 'Error'; }
-    try { info.message = StringCtor(err.message); } catch { info.message = ''; }
-    try { if (typeof err.stack === 'string') info.stack = err.stack; } catch {}
+    try { info.name = clip(StringCtor(err.name)); } catch { info.name = 'Error'; }
+    try { info.message = clip(StringCtor(err.message)); } catch { info.message = ''; }
+    try { if (typeof err.stack === 'string') info.stack = clip(err.stack); } catch {}
     try {
       const data = ObjectCreate(null);
       let any = false;
@@ -481,6 +484,9 @@ const install = ((configJson) => {
   }
   defineValue(G, RUN_GLOBAL, run, false);
 });
+// The run resolves with one string, "tag\ndroppedLogLines\npayload": a primitive, so resolving the run's
+// promise never looks up a (possibly guest-patched) "then", as it would on an array or object.
+const outcome = (tag, payload) => tag + '\n' + droppedLogLines + '\n' + payload;
 let running = false;
 const run = (async (userFn) => {
   delete G[RUN_GLOBAL];
@@ -491,15 +497,15 @@ const run = (async (userFn) => {
     value = await ReflectApply(userFn, undefined, []);
   } catch (err) {
     settled = true;
-    return ['error', droppedLogLines, describeThrown(err)];
+    return outcome('error', describeThrown(err));
   }
   settled = true;
-  if (value === undefined) return ['undefined', droppedLogLines, ''];
+  if (value === undefined) return outcome('undefined', '');
   try {
-    return ['ok', droppedLogLines, toJSONText(value, 'result', maxResultChars)];
+    return outcome('ok', toJSONText(value, 'result', maxResultChars));
   } catch (err) {
-    if (err === OUTPUT_LIMIT) return ['output_limit', droppedLogLines, ''];
-    return ['unserializable', droppedLogLines, describeThrown(err)];
+    if (err === OUTPUT_LIMIT) return outcome('output_limit', '');
+    return outcome('unserializable', describeThrown(err));
   }
 });
 return [install, settleCall];

@@ -20,7 +20,7 @@ import pLimit from 'p-limit';
 import type { LimitFunction } from 'p-limit';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE, RUN_GLOBAL, USER_FILENAME } from './bootstrap.js';
+import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE, RUN_GLOBAL, START_TAGS, USER_FILENAME } from './bootstrap.js';
 import type { StartTag } from './bootstrap.js';
 import { resolveLimits } from './limits.js';
 import type {
@@ -425,6 +425,24 @@ function validateErrorClasses(names: readonly string[] | undefined): string[] {
 const USER_POSITION = new RegExp(`${USER_FILENAME.replace(/[.]/g, '\\.')}:(\\d+):(\\d+)`);
 const SYNTAX_POSITION = new RegExp(`\\s*\\[${USER_FILENAME.replace(/[.]/g, '\\.')}:(\\d+):(\\d+)\\]\\s*$`);
 
+/** Splits the guest's "tag\ndropped\npayload" string; undefined if it isn't one. */
+function parseRunResult(result: unknown): { tag: StartTag; guestDropped: number; payload: string } | undefined {
+  if (typeof result !== 'string') return undefined;
+  const first = result.indexOf('\n');
+  const second = result.indexOf('\n', first + 1);
+  if (first < 0 || second < 0) return undefined;
+  const tag = result.slice(0, first);
+  if (!START_TAGS.has(tag)) return undefined;
+  const dropped = Number(result.slice(first + 1, second));
+  return { tag: tag as StartTag, guestDropped: Number.isSafeInteger(dropped) && dropped > 0 ? dropped : 0, payload: result.slice(second + 1) };
+}
+
+/** Bounds text the guest controls (messages, stacks) before it reaches callers and logs (the guest clips at 16 KiB too). */
+const MAX_ERROR_TEXT = 32 * 1024;
+function capText(text: string): string {
+  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}… [truncated ${text.length - MAX_ERROR_TEXT} characters]` : text;
+}
+
 function wrapUserCode(code: string): string {
   // The wrapper's first line is compiled at lineOffset -1, so the user's first line is line 1; user lines
   // start at column 0, so columns need no mapping. The trailing newline keeps a final `// comment` inert.
@@ -475,7 +493,7 @@ function runtimeError(payload: string): SandboxError {
   } catch {
     info = { message: 'the guest threw a value that could not be described' };
   }
-  const message = typeof info.message === 'string' ? info.message : '';
+  const message = typeof info.message === 'string' ? capText(info.message) : '';
   if (info.name === 'RangeError' && message === 'Array buffer allocation failed') {
     // isolated-vm counts ArrayBuffer memory against the limit and refuses allocations past it.
     return { kind: 'memory', message: 'Out of memory: an ArrayBuffer/typed array allocation exceeded the memory limit.' };
@@ -483,19 +501,21 @@ function runtimeError(payload: string): SandboxError {
   const error: SandboxError = { kind: 'runtime', message };
   if (typeof info.name === 'string') error.name = info.name;
   if (typeof info.stack === 'string') {
-    error.stack = cleanStack(info.stack);
+    error.stack = capText(cleanStack(info.stack));
     const pos = USER_POSITION.exec(info.stack);
     if (pos) {
       error.line = Number(pos[1]);
       error.column = Number(pos[2]);
     }
   }
-  if (info.data !== undefined && typeof info.data === 'object' && info.data !== null) error.data = info.data;
+  if (info.data !== undefined && typeof info.data === 'object' && info.data !== null && JSON.stringify(info.data).length <= 64 * 1024) {
+    error.data = info.data;
+  }
   return error;
 }
 
 function unhandledRejectionError(err: unknown): SandboxError {
-  const text = describeError(err).replace(/\.+$/, '');
+  const text = capText(describeError(err)).replace(/\.+$/, '');
   if (text.endsWith('could not be cloned')) {
     // Only code that closed our function wrapper early ("})") makes the script's value something else.
     return { kind: 'runtime', name: 'SyntaxError', message: 'The code closed its enclosing function early (a stray "})" at top level?); write it as the body of one async function.' };
@@ -825,11 +845,12 @@ export class IsolatedVmSandbox implements SandboxProvider {
       // isolated-vm's thread), so the host timer and abort can interrupt it.
       inGuest = true;
       const result = (await script.run(context, bag({ promise: true, copy: true, release: true }))) as unknown;
-      if (!Array.isArray(result) || result.length !== 3 || typeof result[0] !== 'string' || typeof result[2] !== 'string') {
+      state.settled = true;
+      const parsed = parseRunResult(result);
+      if (parsed === undefined) {
         return { ok: false, error: { kind: 'runtime', message: 'The code ended the run in an unexpected way (did it close the function wrapper with "})"?).' }, logs: state.logs, stats: stats() };
       }
-      const [tag, guestDropped, payload] = result as [StartTag, number, string];
-      state.settled = true;
+      const { tag, guestDropped, payload } = parsed;
       state.hostDroppedLogLines += guestDropped;
       switch (tag) {
         case 'undefined':

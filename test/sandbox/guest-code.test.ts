@@ -124,6 +124,12 @@ describe('errors (issue 2, point 9)', () => {
     expect(error.line).toBe(1);
   });
 
+  it('huge error messages are capped before they reach the caller', async () => {
+    const error = failure(await sandbox().run('throw new Error("m".repeat(1e6))'));
+    expect(error.message.length).toBeLessThan(17 * 1024);
+    expect(error.message).toMatch(/truncated \d+ characters/);
+  });
+
   it('a throwing getter on a thrown error does not break reporting', async () => {
     const error = failure(await sandbox().run('const e = new Error("m"); Object.defineProperty(e, "stack", { get() { throw 1 } }); throw e'));
     expect(error).toMatchObject({ kind: 'runtime', message: 'm' });

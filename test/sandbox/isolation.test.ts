@@ -186,6 +186,21 @@ describe('isolation (issue 2, point 8)', () => {
     expect(outcome.logs).toEqual([{ level: 'log', message: 'still logging { x: 1 }' }]);
   });
 
+  it('a polluted "then" cannot intercept how the run or a host call resolves', async () => {
+    const outcome = await sandbox().run(
+      `Object.prototype.then = function (resolve) { resolve(['ok', 0, '{"forged":true}']); };
+       Array.prototype.then = Object.prototype.then;
+       String.prototype.then = Object.prototype.then;
+       const viaHost = await echo('real');
+       delete Object.prototype.then; delete Array.prototype.then; delete String.prototype.then;
+       return { viaHost, list: [1, 2] };`,
+      { hostFunctions: { echo: ([x]) => x } },
+    );
+    expect(value(outcome)).toEqual({ viaHost: 'real', list: [1, 2] });
+    const kept = await sandbox().run(`Object.prototype.then = function (resolve) { resolve('forged'); }; return 'real';`);
+    expect(value(kept)).toBe('real');
+  });
+
   it('a guest that escapes the function wrapper still cannot reach the bridge', async () => {
     // "})" closes our wrapper early; whatever runs at script top level is still ordinary guest code.
     const outcome = await sandbox({ limits: { timeoutMs: 2_000 } }).run(
