@@ -84,6 +84,11 @@ function toJsonText(value: unknown): string {
  * and warnings; `structuredContent` of `{ result, logs, toolCalls: [{ tool, ok, ms }], stats }`.
  * Failure: `isError: true` with `structuredContent` of `{ error: { kind, message, line?, column? }, logs,
  * toolCalls }`.
+ *
+ * @example
+ * ```ts
+ * const mcpResult = formatExecuteResult(await mode.execute(code), { maxResultTextChars: 10_000 });
+ * ```
  */
 export function formatExecuteResult(result: ExecuteResult, options: Pick<CodeModeToolsOptions, 'maxResultTextChars' | 'maxLogTextChars'> = {}): CallToolResult {
   const maxResult = options.maxResultTextChars ?? DEFAULT_MAX_RESULT_TEXT_CHARS;
@@ -116,7 +121,14 @@ export function formatExecuteResult(result: ExecuteResult, options: Pick<CodeMod
   return { content, isError: true, structuredContent: { error, logs: result.logs, toolCalls, ...extras } };
 }
 
-/** The `execute` description: the API, the limits, and the declarations when the catalog is small. */
+/**
+ * The `execute` description: the API, the limits, and the declarations when the catalog is small.
+ *
+ * @example
+ * ```ts
+ * const text = executeDescription(mode, { inlineDeclarationsMaxChars: 0 }); // never inline
+ * ```
+ */
 export function executeDescription(mode: CodeMode, options: Pick<CodeModeToolsOptions, 'inlineDeclarationsMaxChars' | 'names'> = {}): string {
   const searchName = options.names?.search ?? 'search';
   const schemaName = options.names?.getSchema ?? 'get_schema';

@@ -58,6 +58,13 @@ export class ToolError extends Error {
 
 /**
  * A tool call past `maxToolCalls`. It never reaches the tool; guest code may catch it.
+ *
+ * @example
+ * ```ts
+ * // guest code
+ * try { for (const id of ids) await tools.db.get({ id }); }
+ * catch (e) { if (e instanceof ToolCallLimitError) return { partial: true, limit: e.limit }; throw e; }
+ * ```
  */
 export class ToolCallLimitError extends Error {
   override readonly name = 'ToolCallLimitError';

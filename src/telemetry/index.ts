@@ -88,6 +88,12 @@ export function injectTraceContext(meta: Record<string, unknown> = {}, ctx: Cont
 /**
  * The context carried in a request's `params._meta` (for a server continuing a caller's trace). Uses the
  * registered propagator, and parses `traceparent` directly when none is registered.
+ *
+ * @example
+ * ```ts
+ * const parent = extractTraceContext(request.params._meta);
+ * const span = getTracer().startSpan('tools/call search', { kind: SpanKind.SERVER }, parent);
+ * ```
  */
 export function extractTraceContext(meta: unknown, parent: Context = context.active()): Context {
   if (typeof meta !== 'object' || meta === null) return parent;
