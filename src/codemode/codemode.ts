@@ -482,6 +482,8 @@ export class CodeMode {
     const args = rawArgs ?? {};
     const attributes: Record<string, string> = { [ATTR.MCP_METHOD]: 'tools/call', [ATTR.TOOL_NAME]: entry.tool.name };
     if (entry.source.transport) attributes[ATTR.NETWORK_TRANSPORT] = entry.source.transport;
+    const sessionId = entry.source.sessionId;
+    if (sessionId) attributes[ATTR.MCP_SESSION_ID] = sessionId;
     const local = entry.source.local === true;
     try {
       const output = await execution.run(

@@ -51,6 +51,10 @@ export function mcpClientSource(name: string, client: Client, options: McpClient
   const source: ToolSource = {
     name,
     ...(options.transport !== undefined ? { transport: options.transport } : {}),
+    get sessionId() {
+      const id = (client.transport as { sessionId?: unknown } | undefined)?.sessionId;
+      return typeof id === 'string' ? id : undefined;
+    },
     async listTools({ signal } = {}) {
       const tools: ToolDefinition[] = [];
       let cursor: string | undefined;

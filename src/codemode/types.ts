@@ -50,6 +50,8 @@ export interface ToolSource {
   readonly transport?: 'pipe' | 'tcp';
   /** True for in-process tools: their failures are not described as a server failing. */
   readonly local?: boolean;
+  /** The MCP session id (Streamable HTTP), reported as the `mcp.session.id` span attribute. */
+  readonly sessionId?: string | undefined;
   listTools(options?: { signal?: AbortSignal }): Promise<ToolDefinition[]>;
   /** Throws for transport and protocol failures; an upstream `isError` result is returned, not thrown. */
   callTool(name: string, args: Record<string, unknown>, options: SourceCallOptions): Promise<ToolCallOutput>;

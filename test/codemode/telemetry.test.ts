@@ -8,7 +8,7 @@ import { CodeMode } from '../../src/codemode/codemode.js';
 import { localTools, mcpClientSource } from '../../src/codemode/sources.js';
 import { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
 import { extractTraceContext, injectTraceContext } from '../../src/telemetry/index.js';
-import { connectStdio, root } from './helpers.js';
+import { connectEverythingHttp, connectStdio, root } from './helpers.js';
 import type { Connected } from './helpers.js';
 
 /** The async context manager an OpenTelemetry Node SDK registers, in miniature. */
@@ -118,6 +118,24 @@ describe('OpenTelemetry', () => {
     const execute = spans.find((s) => s.name === 'codemode.execute');
     expect(execute?.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
     expect(spans.find((s) => s.name === 'tools/call one')?.parentSpanContext?.spanId).toBe(execute!.spanContext().spanId);
+  });
+
+  it('reports network.transport and mcp.session.id for a Streamable HTTP upstream', async () => {
+    const http = await connectEverythingHttp();
+    const httpMode = await CodeMode.create({ sources: [mcpClientSource('everything', http.client, { transport: 'tcp' })], sandbox });
+    try {
+      exporter.reset();
+      const result = await httpMode.execute(`return await tools.everything.echo({ message: 'x' })`);
+      expect(result.ok).toBe(true);
+      await provider.forceFlush();
+      const span = exporter.getFinishedSpans().find((s) => s.name === 'tools/call echo');
+      const sessionId = (http.client.transport as { sessionId?: string }).sessionId;
+      expect(sessionId).toMatch(/.+/);
+      expect(span?.attributes).toMatchObject({ 'network.transport': 'tcp', 'mcp.session.id': sessionId });
+    } finally {
+      await httpMode.close();
+      await http.close();
+    }
   });
 
   it('round-trips trace context through _meta', () => {
