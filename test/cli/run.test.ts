@@ -94,6 +94,21 @@ describe('codemode run', () => {
     expect(capped.stderr).toMatch(/tool_call_limit error.*at most 2/);
   });
 
+  it('reports a server that fails to start and runs with the others (exit 2 with --strict)', async () => {
+    const { INVENTORY } = await import('../e2e/helpers.js');
+    const config = await script(
+      'partial.json',
+      JSON.stringify({ mcpServers: { inventory: { command: process.execPath, args: [INVENTORY] }, broken: { command: process.execPath, args: ['-e', 'process.exit(7)'] } } }),
+    );
+    const partial = await runCli(['run', '--config', config, '-'], { input: 'return (await tools.inventory.get_product({ sku: "CB-USB" })).stock' });
+    expect(partial.code).toBe(0);
+    expect(partial.stdout.trim()).toBe('48');
+    expect(partial.stderr).toMatch(/warning: server "broken" is unavailable \(.+\); its tools are missing/);
+    const strict = await runCli(['run', '--strict', '--config', config, '-'], { input: 'return 1' });
+    expect(strict.code).toBe(2);
+    expect(strict.stderr).toContain('"broken"');
+  });
+
   it('SIGTERM during an execute aborts it and exits 1 promptly', async () => {
     const { child, finished } = startCli(['run', '--timeout', 'none', '--log-level', 'debug', '-']);
     child.stdin.end('while (true) {}');
