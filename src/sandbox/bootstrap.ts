@@ -348,7 +348,8 @@ for (const level of ['log', 'info', 'warn', 'error', 'debug']) defineValue(guest
 defineValue(G, 'console', guestConsole, false);
 
 // ---- host functions ----
-// The guest sends [id, index, argsJson] with applySyncPromise. The host answers with the envelope at once
+// The guest sends [id, index, argsJson] with applySyncPromise. The host answers with the envelope (see
+// unwrap) at once
 // when the host function settled within the host's current turn (one round trip), or with '' and later
 // through settleCall(id, envelope). A late answer resolves a promise this closure made with the captured
 // Promise constructor, with a string, so no patched "then" (or other guest code) sits in between.
@@ -374,11 +375,14 @@ const settleCall = ((id, envelope) => {
   delete calls[id];
   resolve(envelope);
 });
+// Envelopes: 'u' (undefined), 'v' + JSON value, or 'e' + JSON {name, message, data?}.
 const unwrap = ((envelope) => {
+  const kind = envelope[0];
+  if (kind === 'u') return undefined;
   let parsed;
-  try { parsed = JSONParse(envelope); } catch { throw new ErrorCtor('malformed reply from the host'); }
-  if (parsed.ok === true) return ObjectHasOwn(parsed, 'value') ? parsed.value : undefined;
-  throw toGuestError(parsed.error);
+  try { parsed = JSONParse(slice(envelope, 1)); } catch { throw new ErrorCtor('malformed reply from the host'); }
+  if (kind === 'v') return parsed;
+  throw toGuestError(parsed);
 });
 const makeHostFunction = ((index, label, name) => {
   const f = async function (...args) {

@@ -92,6 +92,8 @@ interface RunState {
   hostCalls: number;
   pending: number;
   controller: AbortController | undefined;
+  /** Shared by the run's host calls (created with the controller on the first call). */
+  context: HostCallContext | undefined;
   readonly logs: LogEntry[];
   logBytes: number;
   hostDroppedLogLines: number;
@@ -99,14 +101,14 @@ interface RunState {
 }
 
 function okEnvelope(value: unknown, label: string): string {
-  if (value === undefined) return '{"ok":true}';
+  if (value === undefined) return 'u';
   let json: string | undefined;
   try {
     json = JSON.stringify(value);
   } catch (err) {
     return errorEnvelope(new Error(`${label} returned a value that cannot be copied into the sandbox: ${describeError(err)}`));
   }
-  return json === undefined ? '{"ok":true}' : `{"ok":true,"value":${json}}`;
+  return json === undefined ? 'u' : `v${json}`;
 }
 
 /** Describes a host error for the guest. Never throws, whatever getters or proxies `err` carries. */
@@ -114,7 +116,7 @@ function errorEnvelope(err: unknown): string {
   try {
     return describeHostError(err);
   } catch {
-    return '{"ok":false,"error":{"name":"Error","message":"host function failed with an error that could not be described"}}';
+    return 'e{"name":"Error","message":"host function failed with an error that could not be described"}';
   }
 }
 
@@ -139,9 +141,9 @@ function describeHostError(err: unknown): string {
     error.message = describeError(err);
   }
   try {
-    return JSON.stringify({ ok: false, error });
+    return `e${JSON.stringify(error)}`;
   } catch {
-    return '{"ok":false,"error":{"name":"Error","message":"host function failed"}}';
+    return 'e{"name":"Error","message":"host function failed"}';
   }
 }
 
@@ -321,9 +323,8 @@ function startHostCall(prepared: PreparedIsolate, index: number, argsJson: strin
   let result: unknown;
   try {
     const args: unknown = JSON.parse(argsJson);
-    state.controller ??= new AbortController();
-    const context: HostCallContext = { signal: state.controller.signal };
-    result = fn(Array.isArray(args) ? args : [], context);
+    state.context ??= { signal: (state.controller = new AbortController()).signal };
+    result = fn(Array.isArray(args) ? args : [], state.context);
   } catch (err) {
     return errorEnvelope(err);
   }
@@ -770,6 +771,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
       hostCalls: 0,
       pending: 0,
       controller: undefined,
+      context: undefined,
       logs: [],
       logBytes: 0,
       hostDroppedLogLines: 0,
