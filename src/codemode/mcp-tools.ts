@@ -289,8 +289,15 @@ export function createCodeModeTools(mode: CodeMode, options: CodeModeToolsOption
       if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_SEARCH_LIMIT)) {
         throw invalidParams(`"limit" must be an integer from 1 to ${MAX_SEARCH_LIMIT}.`);
       }
-      const results = mode.search(query, { detail: parseDetail(detail, 'brief'), ...(limit !== undefined ? { limit } : {}) });
-      const text = results.length === 0 ? `No tools match "${query}". Try other words, or an empty query to list tools.` : JSON.stringify(results, null, 2);
+      const level = parseDetail(detail, 'brief');
+      const results = mode.search(query, { detail: level, ...(limit !== undefined ? { limit } : {}) });
+      // Brief hits read best (and cost fewest tokens) as one line each; richer levels stay JSON.
+      const text =
+        results.length === 0
+          ? `No tools match "${query}". Try other words, or an empty query to list tools.`
+          : level === 'brief'
+            ? results.map((r) => `${r.call}  (${r.name})${r.description ? `: ${r.description}` : ''}`).join('\n')
+            : JSON.stringify(results, null, 2);
       return { content: [{ type: 'text', text }], structuredContent: { results } };
     },
   };

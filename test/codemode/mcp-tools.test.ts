@@ -184,6 +184,7 @@ describe('MCP-facing tools', () => {
     const results = (brief.structuredContent as { results: Array<Record<string, unknown>> }).results;
     expect(results[0]).toMatchObject({ name: 'shop.price', call: 'tools.shop.price' });
     expect(results[0]!.parameters).toBeUndefined();
+    expect((brief.content[0] as { text: string }).text.split('\n')[0]).toBe('tools.shop.price  (shop.price): Price of one item.');
     const full = await call(client, 'search', { query: 'price', detail: 'full', limit: 1 });
     const [hit] = (full.structuredContent as { results: Array<Record<string, unknown>> }).results;
     expect(hit!.declaration).toContain('price(args: {');
