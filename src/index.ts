@@ -117,6 +117,7 @@ export {
   createCodemodeServerFromConfig,
   codeModeOptionsFromConfig,
   DEFAULT_SHUTDOWN_GRACE_MS,
+  DEFAULT_PROGRESS_INTERVAL_MS,
   EXPOSED_TOOL_SEPARATOR,
 } from './server/server.js';
 export type {

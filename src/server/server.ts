@@ -32,6 +32,8 @@ const log = createLogger('server');
 
 /** How long `close()` lets in-flight executes finish before aborting them, by default. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+/** An execute called with a `progressToken` sends `notifications/progress` this often (elapsed ms as progress). */
+export const DEFAULT_PROGRESS_INTERVAL_MS = 5_000;
 /** Separator between server and tool name for `--expose-tools` (dots are not allowed by some hosts). */
 export const EXPOSED_TOOL_SEPARATOR = '__';
 /** The largest delay `setTimeout` accepts; the SDK's timer fires at once past it. */
@@ -56,7 +58,11 @@ export interface CodemodeServerOptions {
   closeResources?: boolean;
   /** `network.transport` for spans: `pipe` (stdio) or `tcp` (HTTP). */
   transport?: 'pipe' | 'tcp';
+  /** How often an execute called with a `progressToken` reports progress. Default `DEFAULT_PROGRESS_INTERVAL_MS`. */
+  progressIntervalMs?: number;
 }
+
+type ProgressSink = (elapsedMs: number, message: string) => void;
 
 /** One MCP session. */
 export interface CodemodeSession {
@@ -217,7 +223,15 @@ class CodemodeServerImpl implements CodemodeServer {
       );
       return context.with(trace.setSpan(parent, span), async () => {
         try {
-          const result = await this.#callTool(name, request.params.arguments, extra.signal);
+          const progressToken = request.params._meta?.progressToken;
+          const progress =
+            progressToken === undefined
+              ? undefined
+              : (elapsedMs: number, message: string) =>
+                  void extra
+                    .sendNotification({ method: 'notifications/progress', params: { progressToken, progress: Math.round(elapsedMs), message } })
+                    .catch(() => undefined);
+          const result = await this.#callTool(name, request.params.arguments, extra.signal, progress);
           if (result.isError) {
             span.setAttribute(ATTR.ERROR_TYPE, ERROR_TYPE_TOOL_ERROR);
             span.setStatus({ code: SpanStatusCode.ERROR });
@@ -252,10 +266,10 @@ class CodemodeServerImpl implements CodemodeServer {
     };
   }
 
-  async #callTool(name: string, args: Record<string, unknown> | undefined, signal: AbortSignal): Promise<CallToolResult> {
+  async #callTool(name: string, args: Record<string, unknown> | undefined, signal: AbortSignal, progress?: ProgressSink): Promise<CallToolResult> {
     const tool = this.#tools.find((t) => t.name === name);
     if (tool !== undefined) {
-      if (tool.name === (this.#options.tools?.names?.execute ?? 'execute')) return this.#execute(tool, args, signal);
+      if (tool.name === (this.#options.tools?.names?.execute ?? 'execute')) return this.#execute(tool, args, signal, progress);
       return tool.handler(args, { signal });
     }
     const exposed = this.#exposed.get(name);
@@ -263,14 +277,26 @@ class CodemodeServerImpl implements CodemodeServer {
     throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${name}". Available: ${[...this.#tools.map((t) => t.name), ...this.#exposed.keys()].slice(0, 20).join(', ')}.`);
   }
 
-  async #execute(tool: CodeModeTool, args: Record<string, unknown> | undefined, signal: AbortSignal): Promise<CallToolResult> {
+  async #execute(tool: CodeModeTool, args: Record<string, unknown> | undefined, signal: AbortSignal, progress?: ProgressSink): Promise<CallToolResult> {
     if (typeof args?.code !== 'string') throw new McpError(ErrorCode.InvalidParams, '"code" must be a string holding the code to run.');
     if (this.closing) return errorResult('unavailable', 'The server is shutting down and accepts no new executions. Retry in a moment (or on another instance).', { retryAfterMs: 1_000 });
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal.reason);
     if (signal.aborted) controller.abort(signal.reason);
     else signal.addEventListener('abort', onAbort, { once: true });
-    const run = this.limiter.run(() => tool.handler(args, { signal: controller.signal }), controller.signal);
+    // With a progressToken, report progress while queued and running: it tells the caller what is
+    // happening, and keeps clients that reset their request timeout on progress from giving up.
+    const started = performance.now();
+    let running = false;
+    const ticker =
+      progress === undefined
+        ? undefined
+        : setInterval(() => progress(performance.now() - started, running ? 'running' : 'waiting for a free execution slot'), this.#options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS);
+    ticker?.unref();
+    const run = this.limiter.run(() => {
+      running = true;
+      return tool.handler(args, { signal: controller.signal });
+    }, controller.signal);
     this.#inflight.set(controller, run.catch(() => undefined));
     try {
       return await run;
@@ -279,6 +305,7 @@ class CodemodeServerImpl implements CodemodeServer {
       if (isCodemodeError(err, 'ABORTED')) return errorResult('aborted', err.message);
       throw err;
     } finally {
+      clearInterval(ticker);
       signal.removeEventListener('abort', onAbort);
       this.#inflight.delete(controller);
     }

@@ -34,7 +34,7 @@ async function client(url: string, headers?: Record<string, string>): Promise<Cl
 }
 
 /** A server over local tools, for tests that need a tool that takes a while. */
-async function slowServer(options: { maxConcurrentExecutions?: number; maxQueuedExecutions?: number } = {}) {
+async function slowServer(options: { maxConcurrentExecutions?: number; maxQueuedExecutions?: number; progressIntervalMs?: number } = {}) {
   const mode = await CodeMode.create({
     sources: [
       localTools('t', [
@@ -150,6 +150,21 @@ describe('codemode serve over Streamable HTTP', () => {
     expect(busy.structuredContent).toMatchObject({ error: { kind: 'overloaded', retryAfterMs: expect.any(Number) } });
     expect((busy.content as Array<{ text: string }>)[0]!.text).toMatch(/busy.*Retry in about/);
     expect((await slow).structuredContent).toMatchObject({ result: 'slept 1500' });
+  });
+
+  it('reports progress while an execute runs when the caller asks for it', async () => {
+    const { http } = await slowServer({ progressIntervalMs: 100 });
+    const c = await client(http.url);
+    const seen: Array<{ progress: number; message?: string }> = [];
+    const result = await c.request(
+      { method: 'tools/call', params: { name: 'execute', arguments: { code: 'return await tools.t.sleep({ ms: 700 })' } } },
+      CallToolResultSchema,
+      { onprogress: (p) => seen.push(p), resetTimeoutOnProgress: true },
+    );
+    expect(result.structuredContent).toMatchObject({ result: 'slept 700' });
+    expect(seen.length).toBeGreaterThanOrEqual(3);
+    expect(seen.every((p) => p.message === 'running')).toBe(true);
+    expect(seen.map((p) => p.progress)).toEqual([...seen.map((p) => p.progress)].sort((a, b) => a - b));
   });
 
   it("a caller's cancellation aborts its execute and frees the slot", async () => {
