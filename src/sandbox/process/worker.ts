@@ -28,12 +28,17 @@ if (typeof process.send !== 'function') {
 }
 
 
-function send(message: FromWorker): void {
-  if (!process.connected) return;
+/** Sends to the parent; `written` runs once the message is handed to the OS (or could not be). */
+function send(message: FromWorker, written?: () => void): void {
+  if (!process.connected) {
+    written?.();
+    return;
+  }
   try {
-    process.send?.(message, undefined, undefined, () => undefined);
+    process.send?.(message, undefined, undefined, () => written?.());
   } catch {
     /* the channel closed meanwhile; 'disconnect' ends the process */
+    written?.();
   }
 }
 
@@ -49,6 +54,8 @@ const config = ((): WorkerConfig => {
 // Warm isolates: at most one per memory limit, most recent limits only (a pool normally serves one).
 
 const MAX_WARM_KINDS = 2;
+/** Delay between a run's result being written and the next isolate being prepared. */
+const REFILL_DELAY_MS = 2;
 const spares = new Map<number | null, PreparedIsolate>();
 const preparing = new Set<number | null>();
 
@@ -140,6 +147,13 @@ async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
   const controller = new AbortController();
   runs.set(id, controller);
   let sandbox: IsolatedVmSandbox | undefined;
+  // Preparing the next isolate takes a millisecond or two of CPU. It starts a moment after the result is
+  // written, so that it competes neither with the write nor with the parent handling the result: started
+  // right away (setImmediate), it made a warm `return 1` about 2.3 ms instead of 1.0 ms on 2 busy cores.
+  const memoryMb = limits.memoryMb;
+  const prepareNext = (): void => {
+    setTimeout(() => void refill(memoryMb), REFILL_DELAY_MS);
+  };
   try {
     sandbox = new IsolatedVmSandbox({ limits, warmIsolates: 0, maxConcurrency: 1 });
     const prepared = takeSpare(sandbox.limits.memoryMb);
@@ -149,16 +163,13 @@ async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
       signal: controller.signal,
       ...(prepared !== undefined ? { prepared } : {}),
     });
-    send({ t: 'done', id, outcome, rss: process.memoryUsage.rss(), warm: prepared !== undefined });
+    send({ t: 'done', id, outcome, rss: process.memoryUsage.rss(), warm: prepared !== undefined }, prepareNext);
   } catch (err) {
     const code = err instanceof CodemodeError ? err.code : 'SANDBOX_INTERNAL';
-    send({ t: 'failed', id, code, message: describeError(err), rss: process.memoryUsage.rss() });
+    send({ t: 'failed', id, code, message: describeError(err), rss: process.memoryUsage.rss() }, prepareNext);
   } finally {
     runs.delete(id);
     void sandbox?.close();
-    // After the result is on its way: preparing an isolate blocks this thread for a millisecond or two.
-    const memoryMb = limits.memoryMb;
-    setImmediate(() => void refill(memoryMb));
   }
 }
 
