@@ -10,6 +10,17 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
 });
 
+/** Waits until the server's /healthz reports `active` running executes. */
+async function activeExecutions(url: string, active: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const health = (await (await fetch(new URL('/healthz', url))).json()) as { executions: { active: number } };
+    if (health.executions.active === active) return;
+    if (Date.now() > deadline) throw new Error(`never saw ${active} active executions: ${JSON.stringify(health)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 /** Starts `codemode serve --http --port 0 ...` and waits for its URL. */
 async function serveHttp(args: string[]) {
   const cli = startCli(['serve', '--http', '--port', '0', ...args]);
@@ -143,7 +154,7 @@ describe('codemode serve', () => {
     const server = await serveHttp(['--config', 'examples/mcp.json']);
     const client = await httpClient(server.url);
     const running = execute(client, `const t = Date.now(); while (Date.now() - t < 1500) {} return (await tools.inventory.get_product({ sku: 'KB-101' })).stock`);
-    await new Promise((r) => setTimeout(r, 500));
+    await activeExecutions(server.url, 1);
     server.child.kill('SIGTERM');
     const result = await running;
     expect(result.structuredContent).toMatchObject({ result: 14 });
@@ -156,7 +167,7 @@ describe('codemode serve', () => {
     const server = await serveHttp(['--timeout', 'none', '--shutdown-grace', '0.3']);
     const client = await httpClient(server.url);
     const running = execute(client, 'while (true) {}');
-    await new Promise((r) => setTimeout(r, 500));
+    await activeExecutions(server.url, 1);
     const t0 = performance.now();
     server.child.kill('SIGTERM');
     const result = await running;

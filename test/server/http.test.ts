@@ -33,6 +33,13 @@ async function client(url: string, headers?: Record<string, string>): Promise<Cl
   return c;
 }
 
+/** Polls `predicate` every 25 ms for at most `ms`. */
+async function until(predicate: () => boolean, ms = 5_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!predicate() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  expect(predicate()).toBe(true);
+}
+
 /** A server over local tools, for tests that need a tool that takes a while. */
 async function slowServer(options: { maxConcurrentExecutions?: number; maxQueuedExecutions?: number; progressIntervalMs?: number } = {}) {
   const mode = await CodeMode.create({
@@ -139,10 +146,10 @@ describe('codemode serve over Streamable HTTP', () => {
   });
 
   it('answers a full queue at once with an isError result and a retry hint', async () => {
-    const { http } = await slowServer({ maxConcurrentExecutions: 1, maxQueuedExecutions: 0 });
+    const { server, http } = await slowServer({ maxConcurrentExecutions: 1, maxQueuedExecutions: 0 });
     const c = await client(http.url);
     const slow = execute(c, `return await tools.t.sleep({ ms: 1500 })`);
-    await new Promise((r) => setTimeout(r, 300));
+    await until(() => server.stats().activeExecutions === 1);
     const t0 = performance.now();
     const busy = await execute(c, 'return 1');
     expect(performance.now() - t0).toBeLessThan(1_000);
@@ -174,13 +181,10 @@ describe('codemode serve over Streamable HTTP', () => {
     const pending = c
       .request({ method: 'tools/call', params: { name: 'execute', arguments: { code: 'return await tools.t.sleep({ ms: 20000 })' } } }, CallToolResultSchema, { signal: controller.signal })
       .catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 300));
-    expect(server.stats().activeExecutions).toBe(1);
+    await until(() => server.stats().activeExecutions === 1);
     controller.abort();
     expect(String(await pending)).toMatch(/abort/i);
-    const deadline = Date.now() + 3_000;
-    while (server.stats().activeExecutions > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    expect(server.stats().activeExecutions).toBe(0);
+    await until(() => server.stats().activeExecutions === 0, 3_000);
     expect((await execute(c, 'return 2')).structuredContent).toMatchObject({ result: 2 });
   });
 
@@ -188,7 +192,7 @@ describe('codemode serve over Streamable HTTP', () => {
     const a = await slowServer();
     const c1 = await client(a.http.url);
     const finishing = execute(c1, `return await tools.t.sleep({ ms: 400 })`);
-    await new Promise((r) => setTimeout(r, 150));
+    await until(() => a.server.stats().activeExecutions === 1);
     const closed = a.http.close({ graceMs: 5_000 });
     expect((await finishing).structuredContent).toMatchObject({ result: 'slept 400' });
     await closed;
@@ -197,7 +201,7 @@ describe('codemode serve over Streamable HTTP', () => {
     const b = await slowServer();
     const c2 = await client(b.http.url);
     const cut = execute(c2, `return await tools.t.sleep({ ms: 20000 })`);
-    await new Promise((r) => setTimeout(r, 150));
+    await until(() => b.server.stats().activeExecutions === 1);
     const t0 = performance.now();
     const closing = b.http.close({ graceMs: 300 });
     const result = await cut;
@@ -247,8 +251,7 @@ describe('codemode serve over Streamable HTTP', () => {
     const c = await client(http.url);
     await c.ping();
     expect(http.sessionCount).toBe(1);
-    await new Promise((r) => setTimeout(r, 700));
-    expect(http.sessionCount).toBe(0);
+    await until(() => http.sessionCount === 0, 5_000);
     await expect(c.ping()).rejects.toThrow(/404|Session not found/);
   });
 
