@@ -28,6 +28,11 @@ describe('codemode (dispatcher)', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('unknown command "frobnicate"');
     expect((await runCli(['--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    // `proxy` is dispatched to the proxy command, with its own help and usage errors.
+    const proxyHelp = await runCli(['proxy', '--help']);
+    expect(proxyHelp.code).toBe(0);
+    expect(proxyHelp.stdout).toContain('codemode proxy <url>');
+    expect((await runCli(['proxy', '--frob'])).code).toBe(2);
   });
 });
 
