@@ -572,6 +572,11 @@ export interface IsolatedVmSandboxOptions {
    * off. Each spare holds about 1-2 MB.
    */
   warmIsolates?: number;
+  /**
+   * How many runs may wait for a slot; a run past it rejects at once with `CodemodeError` code `OVERLOADED`.
+   * Default: no cap (callers such as the server usually bound concurrency themselves).
+   */
+  maxQueuedRuns?: number | null;
 }
 
 /** `RunOptions` plus an isolate prepared ahead of time (for process pools). */
@@ -603,6 +608,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
   readonly maxConcurrency: number;
   readonly #limit: LimitFunction;
   readonly #warm: number;
+  readonly #maxQueued: number;
   readonly #spares: PreparedIsolate[] = [];
   #refilling = 0;
   #closed = false;
@@ -622,6 +628,11 @@ export class IsolatedVmSandbox implements SandboxProvider {
       throw new CodemodeError('INVALID_CONFIG', `warmIsolates must be a non-negative integer; got ${String(options.warmIsolates)}.`);
     }
     this.#warm = warm;
+    const maxQueued = options.maxQueuedRuns ?? null;
+    if (maxQueued !== null && (!Number.isInteger(maxQueued) || maxQueued < 0)) {
+      throw new CodemodeError('INVALID_CONFIG', `maxQueuedRuns must be a non-negative integer or null; got ${String(maxQueued)}.`);
+    }
+    this.#maxQueued = maxQueued ?? Number.POSITIVE_INFINITY;
     this.#refill();
   }
 
@@ -650,8 +661,14 @@ export class IsolatedVmSandbox implements SandboxProvider {
       options.prepared?.dispose();
       return Promise.reject(err as Error);
     }
-    const enqueued = performance.now();
     const { signal, prepared } = options;
+    if (this.#limit.activeCount + this.#limit.pendingCount >= this.maxConcurrency + this.#maxQueued) {
+      prepared?.dispose();
+      return Promise.reject(
+        new CodemodeError('OVERLOADED', `The sandbox queue is full (${this.#limit.pendingCount} runs waiting, maxQueuedRuns ${this.#maxQueued}); retry later.`),
+      );
+    }
+    const enqueued = performance.now();
     if (signal?.aborted === true) {
       prepared?.dispose();
       return Promise.resolve(this.#interruptedOutcome('aborted', [], emptyStats(0, 0)));

@@ -30,6 +30,18 @@ describe('concurrency (issue 2, point 11)', () => {
     expect(queued[0]).toBeLessThan(50);
   });
 
+  it('maxQueuedRuns bounds the queue: a run past it rejects with OVERLOADED', async () => {
+    const sb = sandbox({ maxConcurrency: 1, maxQueuedRuns: 1, limits: { timeoutMs: 2_000 } });
+    const blocker = new AbortController();
+    const running = sb.run('while (true) {}', { signal: blocker.signal });
+    const queued = sb.run('return "queued"');
+    await expect(sb.run('return "overflow"')).rejects.toMatchObject({ code: 'OVERLOADED' });
+    blocker.abort();
+    expect(failure(await running).kind).toBe('aborted');
+    expect(value(await queued)).toBe('queued');
+    expect(() => new IsolatedVmSandbox({ maxQueuedRuns: -1 })).toThrow(/maxQueuedRuns/);
+  });
+
   it('defaults to os.availableParallelism() and validates the option', () => {
     expect(sandbox().maxConcurrency).toBe(availableParallelism());
     expect(() => new IsolatedVmSandbox({ maxConcurrency: 0 })).toThrow(/maxConcurrency must be a positive integer/);
