@@ -33,7 +33,7 @@ Options:
   --json                   print one JSON object on stdout: {ok, result | error, logs, toolCalls, warnings, stats}
   --strict                 fail (exit 2) when any configured server cannot be started, instead of running without it
   --connect-timeout <s>    how long to wait for each server to start (default 30)
-  --log-level <level>      debug, info, warn (default), error or silent (codemode's own diagnostics)
+  --log-level <level>      debug, info, warn (default, or CODEMODE_LOG_LEVEL), error or silent (codemode's own diagnostics)
   -h, --help               show this help
 
 Exit codes: 0 success; 1 the script failed (error kind and message on stderr) or was interrupted
@@ -173,7 +173,9 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
     io.stdout.write(RUN_HELP);
     return EXIT.OK;
   }
-  setLogLevel(args.logLevel ?? 'warn');
+  // `run` is quiet by default (the script's output is what matters); CODEMODE_LOG_LEVEL or --log-level override.
+  if (args.logLevel !== undefined) setLogLevel(args.logLevel);
+  else if ((process.env.CODEMODE_LOG_LEVEL ?? '') === '') setLogLevel('warn');
 
   // Interrupts abort whatever stage we are in; the run then reports kind "aborted".
   const controller = new AbortController();

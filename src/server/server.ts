@@ -299,7 +299,13 @@ class CodemodeServerImpl implements CodemodeServer {
     }, controller.signal);
     this.#inflight.set(controller, run.catch(() => undefined));
     try {
-      return await run;
+      const result = await run;
+      log.debug('execute finished', {
+        ms: Math.round(performance.now() - started),
+        outcome: result.isError ? ((result.structuredContent as { error?: { kind?: string } } | undefined)?.error?.kind ?? 'error') : 'ok',
+        toolCalls: (result.structuredContent as { toolCalls?: unknown[] } | undefined)?.toolCalls?.length ?? 0,
+      });
+      return result;
     } catch (err) {
       if (err instanceof OverloadedError) return errorResult('overloaded', err.message, { retryAfterMs: err.retryAfterMs });
       if (isCodemodeError(err, 'ABORTED')) return errorResult('aborted', err.message);
