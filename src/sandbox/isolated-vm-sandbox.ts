@@ -609,6 +609,8 @@ export class IsolatedVmSandbox implements SandboxProvider {
   readonly #limit: LimitFunction;
   readonly #warm: number;
   readonly #maxQueued: number;
+  #running = 0;
+  #waiting = 0;
   readonly #spares: PreparedIsolate[] = [];
   #refilling = 0;
   #closed = false;
@@ -662,10 +664,12 @@ export class IsolatedVmSandbox implements SandboxProvider {
       return Promise.reject(err as Error);
     }
     const { signal, prepared } = options;
-    if (this.#limit.activeCount + this.#limit.pendingCount >= this.maxConcurrency + this.#maxQueued) {
+    // Own counters rather than p-limit's: a run aborted while queued leaves a no-op placeholder in p-limit's
+    // queue, which must not count against the cap.
+    if (this.#running + this.#waiting >= this.maxConcurrency + this.#maxQueued) {
       prepared?.dispose();
       return Promise.reject(
-        new CodemodeError('OVERLOADED', `The sandbox queue is full (${this.#limit.pendingCount} runs waiting, maxQueuedRuns ${this.#maxQueued}); retry later.`),
+        new CodemodeError('OVERLOADED', `The sandbox queue is full (${this.#waiting} runs waiting, maxQueuedRuns ${this.#maxQueued}); retry later.`),
       );
     }
     const enqueued = performance.now();
@@ -676,9 +680,11 @@ export class IsolatedVmSandbox implements SandboxProvider {
     const promise = new Promise<RunOutcome>((resolve, reject) => {
       let started = false;
       let cancelledWhileQueued = false;
+      this.#waiting++;
       const cancelQueued = (): void => {
         if (started || cancelledWhileQueued) return;
         cancelledWhileQueued = true;
+        this.#waiting--;
         this.#cancels.delete(cancelQueued);
         prepared?.dispose();
         resolve(this.#interruptedOutcome('aborted', [], emptyStats(0, performance.now() - enqueued)));
@@ -688,6 +694,8 @@ export class IsolatedVmSandbox implements SandboxProvider {
       this.#limit(async () => {
         if (cancelledWhileQueued) return; // frees the slot at once
         started = true;
+        this.#waiting--;
+        this.#running++;
         this.#cancels.delete(cancelQueued);
         signal?.removeEventListener('abort', cancelQueued);
         const queuedMs = performance.now() - enqueued;
@@ -695,6 +703,8 @@ export class IsolatedVmSandbox implements SandboxProvider {
           resolve(await this.#execute(code, flat, errorClasses, signal, queuedMs, prepared));
         } catch (err) {
           reject(err as Error);
+        } finally {
+          this.#running--;
         }
       }).catch(reject);
     });

@@ -36,9 +36,21 @@ describe('concurrency (issue 2, point 11)', () => {
     const running = sb.run('while (true) {}', { signal: blocker.signal });
     const queued = sb.run('return "queued"');
     await expect(sb.run('return "overflow"')).rejects.toMatchObject({ code: 'OVERLOADED' });
+    // A run aborted while queued frees its queue place at once.
+    const abortQueued = new AbortController();
+    const sb2 = sandbox({ maxConcurrency: 1, maxQueuedRuns: 1, limits: { timeoutMs: 2_000 } });
+    const blocker2 = new AbortController();
+    const running2 = sb2.run('while (true) {}', { signal: blocker2.signal });
+    const aborted = sb2.run('return 1', { signal: abortQueued.signal });
+    abortQueued.abort();
+    expect(failure(await aborted).kind).toBe('aborted');
+    const next = sb2.run('return "next"');
     blocker.abort();
+    blocker2.abort();
     expect(failure(await running).kind).toBe('aborted');
+    expect(failure(await running2).kind).toBe('aborted');
     expect(value(await queued)).toBe('queued');
+    expect(value(await next)).toBe('next');
     expect(() => new IsolatedVmSandbox({ maxQueuedRuns: -1 })).toThrow(/maxQueuedRuns/);
   });
 
