@@ -1,7 +1,7 @@
 /**
  * Added latency of the proxy per `tools/call`, proxy against direct, median of many sequential calls.
  *
- *   node --experimental-strip-types bench/proxy.ts [--calls 2000] [--rounds 10]
+ *   node --experimental-strip-types --import ./test/fixtures/proxy-ts-loader.mjs bench/proxy.ts [--calls 2000] [--rounds 10]
  *
  * Two setups, each measured from the same SDK client process against the conformance fixture's `echo` tool:
  * - Streamable HTTP -> Streamable HTTP: client -> `codemode proxy URL --http` process -> fixture over HTTP,
@@ -9,7 +9,9 @@
  * - stdio: client -> `codemode proxy --stdio -- fixture --stdio` process -> fixture over stdio, against
  *   client -> fixture over stdio.
  * The proxy runs in its own process (as a user runs it), through the test-only CLI entry, so no build is
- * needed. Direct and proxied calls alternate in rounds so machine load drifts affect both alike.
+ * needed. A third row hosts `createProxy` in the client's own process, which removes one process wake-up
+ * per call (on 2 busy cores that wake-up, not the proxy's work, dominates the separate-process numbers).
+ * Direct and proxied calls alternate in rounds so machine load drifts affect both alike.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -97,8 +99,17 @@ try {
   const httpDirect = await client(new StreamableHTTPClientTransport(new URL(fixtureUrl)));
   const httpProxy = await client(new StreamableHTTPClientTransport(new URL(proxyUrl)));
   await compare('Streamable HTTP -> Streamable HTTP', httpDirect, httpProxy);
-  await httpDirect.close();
   await httpProxy.close();
+
+  // The same, with the proxy in this process (the loader resolves src/*.js to the TypeScript sources).
+  const { createProxy } = await import('../src/proxy/proxy.js');
+  const { serveProxyHttp } = await import('../src/proxy/http.js');
+  const local = await serveProxyHttp(createProxy({ url: fixtureUrl }));
+  const httpLocal = await client(new StreamableHTTPClientTransport(new URL(local.url)));
+  await compare('HTTP -> HTTP, proxy in-process', httpDirect, httpLocal);
+  await httpLocal.close();
+  await local.close();
+  await httpDirect.close();
 
   // stdio -> stdio
   const stdioDirect = await client(new StdioClientTransport({ command: NODE, args: [...TS, FIXTURE, '--stdio'], env: ENV as Record<string, string>, stderr: 'ignore' }));
