@@ -159,6 +159,8 @@ interface WorkerHandle {
   runs: number;
   readonly exited: Promise<void>;
   startTimer: NodeJS.Timeout | undefined;
+  /** When it last got a run: ties go to the worker idle longest, whose next isolate is surely prepared. */
+  lastDispatch: number;
 }
 
 function positiveInt(name: string, value: number | undefined, fallback: number, min = 1): number {
@@ -509,6 +511,7 @@ export class ProcessPool {
       runs: 0,
       exited: new Promise<void>((r) => (exited = r)),
       startTimer: undefined,
+      lastDispatch: 0,
     };
     this.#workers.add(worker);
     worker.startTimer = setTimeout(() => {
@@ -731,7 +734,7 @@ export class ProcessPool {
       for (const w of this.#workers) {
         if (w.role !== 'serving' || !w.ready || w.doomed || w.dead) continue;
         if (w.jobs.size >= this.concurrencyPerWorker) continue;
-        if (best === undefined || w.jobs.size < best.jobs.size) best = w;
+        if (best === undefined || w.jobs.size < best.jobs.size || (w.jobs.size === best.jobs.size && w.lastDispatch < best.lastDispatch)) best = w;
       }
       if (best === undefined) return;
       const job = this.#queue.shift()!;
@@ -742,6 +745,7 @@ export class ProcessPool {
   #dispatch(job: Job, worker: WorkerHandle): void {
     job.worker = worker;
     job.startedAt = performance.now();
+    worker.lastDispatch = job.startedAt;
     worker.jobs.set(job.id, job);
     this.#updateRef(worker);
     const { timeoutMs } = job.limits;
