@@ -686,6 +686,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
         cancelledWhileQueued = true;
         this.#waiting--;
         this.#cancels.delete(cancelQueued);
+        signal?.removeEventListener('abort', cancelQueued);
         prepared?.dispose();
         resolve(this.#interruptedOutcome('aborted', [], emptyStats(0, performance.now() - enqueued)));
       };
