@@ -331,7 +331,11 @@ class CodemodeServerImpl implements CodemodeServer {
       );
       return { ...result, content: result.content ?? [] } as CallToolResult;
     } catch (err) {
-      if (err instanceof McpError) throw err;
+      if (err instanceof McpError) {
+        // Re-throwing as-is would send "MCP error -32602: MCP error -32602: ..." (the SDK prefixes again).
+        const prefix = `MCP error ${err.code}: `;
+        throw new McpError(err.code, err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message, err.data);
+      }
       return errorResult('upstream_error', `Calling ${namespace}.${toolName} failed: ${describeError(err)}`);
     }
   }
@@ -424,6 +428,19 @@ function prefetched(source: ToolSource, tools: Awaited<ReturnType<ToolSource['li
   });
 }
 
+/** Makes calls to an upstream that went away fail with the reason we know, not the SDK's "Not connected". */
+function guarded(source: ToolSource, upstreams: Upstreams): ToolSource {
+  return Object.assign(Object.create(source) as ToolSource, {
+    callTool: (...args: Parameters<ToolSource['callTool']>) => {
+      const status = upstreams.status().find((s) => s.name === source.name);
+      if (status !== undefined && status.state !== 'connected') {
+        return Promise.reject(new Error(`${status.error ?? status.state}; restart codemode to reconnect it`));
+      }
+      return source.callTool(...args);
+    },
+  });
+}
+
 /**
  * Connects every upstream of a config, builds the `CodeMode` over the ones that answer, and serves it. An
  * upstream that fails to connect or to list its tools is reported (logs, `initialize` instructions,
@@ -459,7 +476,7 @@ export async function createCodemodeServerFromConfig(config: ServersConfig, opti
         const source = mcpClientSource(name, connection.client, { transport: connection.kind === 'stdio' ? 'pipe' : 'tcp' });
         try {
           const tools = await source.listTools({ signal: AbortSignal.timeout(options.connectTimeoutMs ?? 30_000) });
-          sources.push(prefetched(source, tools));
+          sources.push(guarded(prefetched(source, tools), upstreams));
         } catch (err) {
           log.error(`upstream "${name}" connected but listing its tools failed: ${describeError(err)}`);
           await upstreams.drop(name, new CodemodeError('UPSTREAM_PROTOCOL', `listing tools failed: ${describeError(err)}`, { cause: err }));

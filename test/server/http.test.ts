@@ -34,10 +34,10 @@ async function client(url: string, headers?: Record<string, string>): Promise<Cl
 }
 
 /** Polls `predicate` every 25 ms for at most `ms`. */
-async function until(predicate: () => boolean, ms = 5_000): Promise<void> {
+async function until(predicate: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!predicate() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-  expect(predicate()).toBe(true);
+  while (!(await predicate()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  expect(await predicate()).toBe(true);
 }
 
 /** A server over local tools, for tests that need a tool that takes a while. */
@@ -130,6 +130,21 @@ describe('codemode serve over Streamable HTTP', () => {
     expect(changed).toBeGreaterThan(0);
     expect((await c.listTools()).tools.map((t) => t.name)).toContain('changing__fresh');
     expect((await execute(c, 'return await tools.changing.fresh()')).structuredContent).toMatchObject({ result: 'hello from fresh' });
+  });
+
+  it('an upstream that dies later is reported by /healthz, and calls to it fail with a clear ToolError', async () => {
+    const { fileURLToPath } = await import('node:url');
+    const changing = { command: process.execPath, args: [fileURLToPath(new URL('./fixtures/changing-server.mjs', import.meta.url))] };
+    const { http } = await engine({ changing, inventory: inventoryEntry });
+    const c = await client(http.url);
+    expect((await execute(c, 'return await tools.changing.crash()')).structuredContent).toMatchObject({ result: 'bye' });
+    await until(async () => ((await (await fetch(new URL('/healthz', http.url))).json()) as { status: string }).status === 'degraded');
+    const failed = await execute(c, `return await tools.changing.add_tool({ name: 'x' })`);
+    expect(failed.isError).toBe(true);
+    expect(failed.structuredContent).toMatchObject({
+      error: { name: 'ToolError', tool: 'changing.add_tool', message: expect.stringMatching(/server "changing" .*connection closed \(the server exited/) },
+    });
+    expect((await execute(c, `return (await tools.inventory.get_product({ sku: 'KB-101' })).sku`)).structuredContent).toMatchObject({ result: 'KB-101' });
   });
 
   it('--expose-tools passes upstream tools through, results and errors untouched', async () => {
