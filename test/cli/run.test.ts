@@ -86,6 +86,9 @@ describe('codemode run', () => {
     const timeout = await runCli(['run', '--timeout', '0.5', '-'], { input: 'while (true) {}' });
     expect(timeout.code).toBe(1);
     expect(timeout.stderr).toMatch(/timeout error/);
+    const memory = await runCli(['run', '--memory', '16', '-'], { input: 'const keep = []; while (true) keep.push(new Array(100000).fill(keep.length));' });
+    expect(memory.code).toBe(1);
+    expect(memory.stderr).toMatch(/memory error/);
     const quick = await runCli(['run', 'examples/scripts/quickstart.js', '--config', 'examples/mcp.json', '--json']);
     expect(quick.code).toBe(0);
     const out = JSON.parse(quick.stdout) as { ok: boolean; result: { revenueByCategory: Record<string, number>; orderAttempt: { details: unknown } }; toolCalls: unknown[] };
