@@ -390,6 +390,8 @@ export class ProcessPool {
     for (const job of [...this.#queue]) this.#abortJob(job, 'The sandbox was closed before this run started.');
     for (const w of this.#workers) {
       for (const job of w.jobs.values()) {
+        // Already settled (timed out, its worker being killed): nothing to wait for.
+        if (job.settled) continue;
         running.push(
           new Promise<void>((r) => {
             const { resolve, reject } = job;
@@ -525,16 +527,22 @@ export class ProcessPool {
         log.error('handling a worker message failed', { pid: worker.pid, error: describeError(err) });
       }
     });
-    child.on('error', (err) => {
-      log.debug('worker process error', { pid: worker.pid, error: describeError(err) });
-    });
-    child.once('exit', (code, signal) => {
+    let gone = false;
+    const onGone = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (gone) return;
+      gone = true;
       try {
         this.#onExit(worker, code, signal);
       } finally {
         exited();
       }
+    };
+    child.on('error', (err) => {
+      log.debug('worker process error', { pid: worker.pid, error: describeError(err) });
+      // A process that never started emits 'error' and may never emit 'exit'.
+      if (child.pid === undefined) onGone(null, null);
     });
+    child.once('exit', onGone);
     child.unref();
   }
 
