@@ -66,7 +66,10 @@ export interface ServeHttpOptions {
    * 127.0.0.1 and [::1]. For other binds the check is off unless this is given.
    */
   allowedHosts?: string[];
-  /** Origins (e.g. `https://app.example.com`) accepted besides those whose host is an allowed host. */
+  /**
+   * Origins (e.g. `https://app.example.com`) accepted besides those whose host is an allowed host. These
+   * also get CORS answers (preflight included), so browser-based clients can talk to the server.
+   */
   allowedOrigins?: string[];
   /** Authentication for the MCP endpoint, or a factory called once the port is bound. */
   auth?: HttpAuthLike | HttpAuthFactory;
@@ -106,7 +109,21 @@ function originValidation(allowedHostnames: readonly string[] | undefined, allow
     } catch {
       return rpcError(res, 403, -32000, `Invalid Origin header: ${origin}`);
     }
-    if (origins.has(origin.toLowerCase())) return next();
+    if (origins.has(origin.toLowerCase())) {
+      // An explicitly allowed origin is a browser client we serve: answer CORS, including the preflight
+      // (which carries no credentials, so it is answered before auth).
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader('Vary', 'Origin');
+      res.setHeader('Access-Control-Expose-Headers', 'Mcp-Session-Id, WWW-Authenticate');
+      if (req.method === 'OPTIONS') {
+        res.setHeader('Access-Control-Allow-Methods', 'GET, POST, DELETE, OPTIONS');
+        res.setHeader('Access-Control-Allow-Headers', 'Content-Type, Authorization, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID');
+        res.setHeader('Access-Control-Max-Age', '600');
+        res.status(204).end();
+        return;
+      }
+      return next();
+    }
     // With no Host allowlist (non-loopback bind without --allowed-host) only the explicit origins count,
     // and when none are configured any origin passes: auth protects such a server.
     if (allowedHostnames === undefined ? origins.size === 0 : allowedHostnames.includes(hostname)) return next();

@@ -252,6 +252,22 @@ describe('codemode serve over Streamable HTTP', () => {
     expect(status).toBe(403);
   });
 
+  it('answers CORS (preflight included) for an explicitly allowed origin only', async () => {
+    const { http } = await engine({}, {}, { allowedOrigins: ['https://app.example.com'], auth: createHttpAuth({ bearerTokens: ['t0ken'] }) });
+    const preflight = await fetch(http.url, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+    expect(preflight.headers.get('access-control-allow-headers')).toMatch(/Authorization.*Mcp-Session-Id/);
+    const c = await client(http.url, { origin: 'https://app.example.com', authorization: 'Bearer t0ken' });
+    expect((await c.listTools()).tools).toHaveLength(3);
+    const other = await fetch(http.url, { method: 'OPTIONS', headers: { origin: 'https://evil.example.com' } });
+    expect(other.status).toBe(403);
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
   it('stateless mode serves each POST on its own and refuses GET', async () => {
     const { http } = await engine({ inventory: inventoryEntry }, {}, { stateless: true });
     const c = await client(http.url);
