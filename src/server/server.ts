@@ -130,6 +130,7 @@ class CodemodeServerImpl implements CodemodeServer {
   #exposed: Map<string, { namespace: string; tool: Tool }> = new Map();
   #closing: Promise<void> | undefined;
   #refreshing: Promise<void> | undefined;
+  #refreshAgain = false;
 
   constructor(options: CodemodeServerOptions) {
     this.#options = options;
@@ -156,14 +157,25 @@ class CodemodeServerImpl implements CodemodeServer {
 
   /** Re-lists the upstream tools (after a `tools/list_changed`) and tells every session. */
   refresh(): Promise<void> {
-    this.#refreshing ??= (async () => {
+    if (this.#refreshing !== undefined) {
+      // A change announced while we were listing may not be in that listing: list once more afterwards.
+      this.#refreshAgain = true;
+      return this.#refreshing;
+    }
+    this.#refreshing = (async () => {
       try {
-        await this.mode.refresh();
-        this.#tools = createCodeModeTools(this.mode, this.#options.tools);
-        this.#buildExposed();
-        await Promise.allSettled([...this.#sessions].map((s) => s.sendToolListChanged()));
-      } catch (err) {
-        log.warn('could not refresh the tool catalog; keeping the previous one', { error: describeError(err) });
+        do {
+          this.#refreshAgain = false;
+          if (this.closing) return;
+          try {
+            await this.mode.refresh();
+            this.#tools = createCodeModeTools(this.mode, this.#options.tools);
+            this.#buildExposed();
+            await Promise.allSettled([...this.#sessions].map((s) => s.sendToolListChanged()));
+          } catch (err) {
+            log.warn('could not refresh the tool catalog; keeping the previous one', { error: describeError(err) });
+          }
+        } while (this.#refreshAgain);
       } finally {
         this.#refreshing = undefined;
       }
