@@ -99,6 +99,11 @@ const VAR_PATTERN = /\$\{([^}]*)\}/g;
  * Expands `${VAR}` and `${VAR:-default}` in every string of a parsed JSON value. A variable that is not set
  * (and has no default) is an error naming the JSON path, because silently sending an empty token or path
  * upstream fails much later and much more confusingly.
+ *
+ * @example
+ * ```ts
+ * expandVariables({ token: '${TOKEN}', mode: '${MODE:-fast}' }, { TOKEN: 's3cret' }); // { token: 's3cret', mode: 'fast' }
+ * ```
  */
 export function expandVariables(value: unknown, env: Readonly<Record<string, string | undefined>>, file?: string, path: PropertyKey[] = []): unknown {
   if (typeof value === 'string') {

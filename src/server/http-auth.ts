@@ -57,7 +57,14 @@ export interface HttpAuth {
   readonly description: string;
 }
 
-/** Splits a token list from an environment variable (commas, whitespace or newlines). */
+/**
+ * Splits a token list from an environment variable (commas, whitespace or newlines).
+ *
+ * @example
+ * ```ts
+ * parseTokenList('a, b\nc'); // ['a', 'b', 'c']
+ * ```
+ */
 export function parseTokenList(value: string | undefined): string[] {
   return (value ?? '').split(/[\s,]+/).filter((t) => t !== '');
 }

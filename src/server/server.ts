@@ -408,7 +408,14 @@ export interface CodemodeServerFromConfigOptions extends Omit<CodemodeServerOpti
   onStderr?: (line: string) => void;
 }
 
-/** The options of `CodeMode` that a config file's `codemode` section sets (explicit options win). */
+/**
+ * The options of `CodeMode` that a config file's `codemode` section sets (explicit options win).
+ *
+ * @example
+ * ```ts
+ * const mode = await CodeMode.create({ ...codeModeOptionsFromConfig(config, { maxToolCalls: 10 }), sources });
+ * ```
+ */
 export function codeModeOptionsFromConfig(config: ServersConfig, explicit: Omit<CodeModeOptions, 'sources'> = {}): Omit<CodeModeOptions, 'sources'> {
   const s = config.settings;
   const out: Omit<CodeModeOptions, 'sources'> = { ...explicit };
