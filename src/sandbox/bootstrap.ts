@@ -4,8 +4,9 @@
  * It is a function expression taking the two host bridges (isolated-vm References). It keeps them, and
  * every builtin it relies on, in its closure, so user code can neither reach an isolated-vm object nor
  * change the bridge's behaviour by patching `JSON`, `Object.prototype`, `Promise.prototype.then`, `Error`
- * and friends. It returns `[install, settleCall]`: the host calls `install(configJson)` once before the
- * user script runs, and answers host calls through `settleCall(id, envelope)`.
+ * and friends. It returns `[install, settleCall, fireTimer]`: the host calls `install(configJson)` once before
+ * the user script runs, answers host calls through `settleCall(id, envelope)` and fires timers through
+ * `fireTimer(id)`.
  *
  * Rules for editing this file (they are what keep the guest out):
  * - Use only builtins captured at the top (`ReflectApply(captured, thisArg, args)` for methods).
@@ -30,10 +31,11 @@ export type StartTag = 'ok' | 'undefined' | 'error' | 'unserializable' | 'output
 export const START_TAGS: ReadonlySet<string> = new Set<StartTag>(['ok', 'undefined', 'error', 'unserializable', 'output_limit']);
 
 /**
- * The guest bootstrap. Both bridges are fire-and-forget from the guest's side:
- * `hostCall.applyIgnored(undefined, [id, index, argsJson])` and `log.applyIgnored(undefined, [level, message])`.
+ * The guest bootstrap, a function of the three host bridges: `hostCall` (applySyncPromise with
+ * `[id, index, argsJson]`), `log` (applyIgnored with `[level, message]`) and `timer` (applyIgnored with
+ * `[id, delayMs]`, or `[id, -1]` to cancel).
  */
-export const BOOTSTRAP_SOURCE = String.raw`(function (hostCallRef, logRef) {
+export const BOOTSTRAP_SOURCE = String.raw`(function (hostCallRef, logRef, timerRef) {
 'use strict';
 const RUN_GLOBAL = '${RUN_GLOBAL}';
 const G = globalThis;
@@ -412,6 +414,55 @@ const makeHostFunction = ((index, label, name) => {
   defineValue(f, 'name', name, false);
   return f;
 });
+// ---- timers ----
+// setTimeout/clearTimeout backed by host timers. The host clears every timer when the run settles, so no
+// callback runs after that; the guest side refuses new timers once settled. A callback that throws fails the
+// run (the first such error is reported when the run ends), as an uncaught exception would in Node.
+const timers = ObjectCreate(null);
+let nextTimerId = 0;
+let liveTimers = 0;
+let timerError;
+let timerFailed = false;
+const MAX_TIMERS = 1000;
+const MAX_DELAY = 2147483647;
+const guestSetTimeout = function setTimeout(callback, delay, ...args) {
+  if (typeof callback !== 'function') throw new TypeErrorCtor('setTimeout: the callback must be a function');
+  if (settled) return 0;
+  if (liveTimers >= MAX_TIMERS) throw new ErrorCtor('setTimeout: too many pending timers (limit ' + MAX_TIMERS + ')');
+  let ms = typeof delay === 'number' ? delay : 0;
+  if (!(ms >= 0)) ms = 0;
+  if (ms > MAX_DELAY) ms = MAX_DELAY;
+  const id = ++nextTimerId;
+  const entry = ObjectCreate(null);
+  entry.callback = callback;
+  entry.args = args;
+  timers[id] = entry;
+  liveTimers++;
+  ReflectApply(refApplyIgnored, timerRef, [undefined, [id, ms]]);
+  return id;
+};
+const guestClearTimeout = function clearTimeout(id) {
+  if (typeof id !== 'number') return;
+  const entry = timers[id];
+  if (entry === undefined) return;
+  delete timers[id];
+  liveTimers--;
+  ReflectApply(refApplyIgnored, timerRef, [undefined, [id, -1]]);
+};
+const fireTimer = (id) => {
+  const entry = timers[id];
+  if (entry === undefined || settled) return;
+  delete timers[id];
+  liveTimers--;
+  try {
+    ReflectApply(entry.callback, undefined, entry.args);
+  } catch (err) {
+    if (!timerFailed) { timerFailed = true; timerError = err; }
+  }
+};
+defineValue(G, 'setTimeout', guestSetTimeout, false);
+defineValue(G, 'clearTimeout', guestClearTimeout, false);
+
 const makeErrorClass = (name) => {
   const Cls = class extends ErrorCtor {};
   defineValue(Cls, 'name', name, false);
@@ -504,6 +555,7 @@ const run = (async (userFn) => {
     return outcome('error', describeThrown(err));
   }
   settled = true;
+  if (timerFailed) return outcome('error', describeThrown(timerError));
   if (value === undefined) return outcome('undefined', '');
   try {
     return outcome('ok', toJSONText(value, 'result', maxResultChars));
@@ -512,5 +564,5 @@ const run = (async (userFn) => {
     return outcome('unserializable', describeThrown(err));
   }
 });
-return [install, settleCall];
+return [install, settleCall, fireTimer];
 })`;

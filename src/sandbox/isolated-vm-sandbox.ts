@@ -94,6 +94,8 @@ interface RunState {
   controller: AbortController | undefined;
   /** Shared by the run's host calls (created with the controller on the first call). */
   context: HostCallContext | undefined;
+  /** Pending guest timers by guest id. */
+  readonly timers: Map<number, NodeJS.Timeout>;
   readonly logs: LogEntry[];
   logBytes: number;
   hostDroppedLogLines: number;
@@ -152,6 +154,7 @@ function describeHostError(err: unknown): string {
 
 type InstallFn = (configJson: string) => void;
 type SettleFn = (id: number, envelope: string) => void;
+type FireFn = (id: number) => void;
 
 /**
  * A fresh isolate with its context bootstrapped: the guest globals are in place and the host bridges are
@@ -162,6 +165,7 @@ export class PreparedIsolate {
   /** @internal */ context: ivm.Context | undefined;
   /** @internal */ install: ivm.Reference<InstallFn> | undefined;
   /** @internal */ settle: ivm.Reference<SettleFn> | undefined;
+  /** @internal */ fire: ivm.Reference<FireFn> | undefined;
   /** @internal */ state: RunState | undefined;
   /** @internal */ used = false;
   /** @internal */ disposedByUs = false;
@@ -244,7 +248,7 @@ export async function prepareIsolate(limits: Readonly<SandboxLimits>): Promise<P
       if (produced !== undefined) bootstrapCache = produced;
     }
     const factory = script.runSync(context, bag({ reference: true, release: true })) as unknown as ivm.Reference<
-      (hostCall: unknown, log: unknown) => [InstallFn, SettleFn]
+      (hostCall: unknown, log: unknown, timer: unknown) => [InstallFn, SettleFn, FireFn]
     >;
     const hostCall = prepared.track(
       new ivm.Reference((id: number, index: number, argsJson: string): string | Promise<string> => answerGuestCall(prepared, id, index, argsJson)),
@@ -252,13 +256,17 @@ export async function prepareIsolate(limits: Readonly<SandboxLimits>): Promise<P
     const logRef = prepared.track(
       new ivm.Reference((level: unknown, message: unknown): void => logFromGuest(prepared, level, message)),
     );
-    const pair = factory.applySync(undefined, [hostCall, logRef], bag({ result: bag({ reference: true }) })) as unknown as ivm.Reference<
-      [InstallFn, SettleFn]
+    const timerRef = prepared.track(
+      new ivm.Reference((id: unknown, delayMs: unknown): void => timerFromGuest(prepared, id, delayMs)),
+    );
+    const parts = factory.applySync(undefined, [hostCall, logRef, timerRef], bag({ result: bag({ reference: true }) })) as unknown as ivm.Reference<
+      [InstallFn, SettleFn, FireFn]
     >;
     factory.release();
-    prepared.install = prepared.track(pair.getSync(0, bag({ reference: true })) as unknown as ivm.Reference<InstallFn>);
-    prepared.settle = prepared.track(pair.getSync(1, bag({ reference: true })) as unknown as ivm.Reference<SettleFn>);
-    pair.release();
+    prepared.install = prepared.track(parts.getSync(0, bag({ reference: true })) as unknown as ivm.Reference<InstallFn>);
+    prepared.settle = prepared.track(parts.getSync(1, bag({ reference: true })) as unknown as ivm.Reference<SettleFn>);
+    prepared.fire = prepared.track(parts.getSync(2, bag({ reference: true })) as unknown as ivm.Reference<FireFn>);
+    parts.release();
     return prepared;
   } catch (err) {
     prepared.dispose();
@@ -351,6 +359,30 @@ async function settleHostCall(state: RunState, pending: PromiseLike<unknown>, la
   } finally {
     state.pending--;
   }
+}
+
+/** Guest timers are host timers owned by the run: capped in number and all cleared when the run settles. */
+const MAX_TIMERS = 1000;
+function timerFromGuest(prepared: PreparedIsolate, id: unknown, delayMs: unknown): void {
+  const state = prepared.state;
+  if (state === undefined || state.settled || typeof id !== 'number' || typeof delayMs !== 'number') return;
+  if (delayMs < 0) {
+    const existing = state.timers.get(id);
+    if (existing !== undefined) clearTimeout(existing);
+    state.timers.delete(id);
+    return;
+  }
+  if (state.timers.size >= MAX_TIMERS) return;
+  const handle = setTimeout(() => {
+    state.timers.delete(id);
+    if (state.settled || prepared.disposed) return;
+    try {
+      prepared.fire?.applyIgnored(undefined, [id]);
+    } catch {
+      /* the isolate went away meanwhile */
+    }
+  }, Math.min(delayMs, 2_147_483_647));
+  state.timers.set(id, handle);
 }
 
 function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknown): void {
@@ -800,6 +832,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
       pending: 0,
       controller: undefined,
       context: undefined,
+      timers: new Map(),
       logs: [],
       logBytes: 0,
       hostDroppedLogLines: 0,
@@ -940,6 +973,8 @@ export class IsolatedVmSandbox implements SandboxProvider {
       signal?.removeEventListener('abort', onAbort);
       this.#cancels.delete(interrupt);
       state.controller?.abort(new CodemodeError('ABORTED', 'The sandbox run ended while this host call was in flight.'));
+      for (const handle of state.timers.values()) clearTimeout(handle);
+      state.timers.clear();
       prepared?.dispose();
       this.#refill();
       // The losing side of the race settles later; it must not become an unhandled rejection.
