@@ -41,7 +41,10 @@ async function until(predicate: () => boolean | Promise<boolean>, ms = 5_000): P
 }
 
 /** A server over local tools, for tests that need a tool that takes a while. */
-async function slowServer(options: { maxConcurrentExecutions?: number; maxQueuedExecutions?: number; progressIntervalMs?: number } = {}) {
+async function slowServer(
+  options: { maxConcurrentExecutions?: number; maxQueuedExecutions?: number; progressIntervalMs?: number } = {},
+  httpOptions: { sessionIdleTimeoutMs?: number } = {},
+) {
   const mode = await CodeMode.create({
     sources: [
       localTools('t', [
@@ -61,7 +64,7 @@ async function slowServer(options: { maxConcurrentExecutions?: number; maxQueued
     ],
   });
   const server = createCodemodeServer({ mode, ...options });
-  const http = await serveHttp(server, { port: 0 });
+  const http = await serveHttp(server, { port: 0, ...httpOptions });
   cleanups.push(() => http.close({ graceMs: 0 }));
   return { server, http };
 }
@@ -284,6 +287,15 @@ describe('codemode serve over Streamable HTTP', () => {
     expect(http.sessionCount).toBe(1);
     await until(() => http.sessionCount === 0, 5_000);
     await expect(c.ping()).rejects.toThrow(/404|Session not found/);
+  });
+
+  it('never closes a session for idleness while one of its executes runs', async () => {
+    const { http } = await slowServer({}, { sessionIdleTimeoutMs: 150 });
+    const c = await client(http.url);
+    const result = await execute(c, 'return await tools.t.sleep({ ms: 900 })');
+    expect(result.structuredContent).toMatchObject({ result: 'slept 900' });
+    expect(http.sessionCount).toBe(1);
+    await c.ping();
   });
 
   it('refuses a non-loopback bind without auth', async () => {
