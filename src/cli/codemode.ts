@@ -28,6 +28,12 @@ Options:
 Exit codes: 0 success, 1 failure, 2 usage or configuration error.
 `;
 
+// `codemode run script.js | head -1`: a reader that goes away is not a crash.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
