@@ -239,6 +239,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
   try {
     // Validate everything we can before starting any server process.
     const config = a.config !== undefined ? await loadServersConfig(a.config) : { file: undefined, servers: {}, settings: {} };
+    if (Object.keys(config.servers).length === 0) log.warn('no upstream servers configured (--config): execute runs plain code with no tools');
     const tokensVar = a.authTokensEnv ?? (env.CODEMODE_AUTH_TOKENS !== undefined ? 'CODEMODE_AUTH_TOKENS' : undefined);
     const { parseTokenList, createHttpAuth } = await import('../server/http-auth.js');
     const tokens = tokensVar !== undefined ? parseTokenList(env[tokensVar]) : [];
