@@ -91,17 +91,17 @@ interface PendingCall {
   reject(err: Error): void;
 }
 
-const calls = new Map<number, PendingCall>();
-const runs = new Map<number, AbortController>();
+const calls = new Map<number, PendingCall & { runId: number }>();
+const runs = new Map<number, { controller: AbortController; calls: Set<number> }>();
 let nextCall = 0;
 
 function relayed(runId: number, index: number): (args: unknown[], context: HostCallContext) => Promise<unknown> {
-  return (args, context) =>
+  return (args) =>
     new Promise<unknown>((resolve, reject) => {
       const call = ++nextCall;
-      calls.set(call, { resolve, reject });
-      // The run ended (the parent aborts the real call's signal itself): forget the answer, if any comes.
-      context.signal.addEventListener('abort', () => calls.delete(call), { once: true });
+      calls.set(call, { resolve, reject, runId });
+      // Forgotten when the run ends (the parent aborts the real call's signal itself).
+      runs.get(runId)?.calls.add(call);
       send({ t: 'call', id: runId, call, fn: index, args });
     });
 }
@@ -128,6 +128,7 @@ function onReply(message: Extract<ToWorker, { t: 'reply' }>): void {
   const pending = calls.get(message.call);
   if (pending === undefined) return;
   calls.delete(message.call);
+  runs.get(pending.runId)?.calls.delete(message.call);
   if (message.ok) {
     pending.resolve(message.json === undefined ? undefined : (JSON.parse(message.json) as unknown));
     return;
@@ -145,7 +146,8 @@ function onReply(message: Extract<ToWorker, { t: 'reply' }>): void {
 async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
   const { id, code, limits, paths, errorClasses } = message;
   const controller = new AbortController();
-  runs.set(id, controller);
+  const run = { controller, calls: new Set<number>() };
+  runs.set(id, run);
   let sandbox: IsolatedVmSandbox | undefined;
   // Preparing the next isolate takes a millisecond or two of CPU. It starts a moment after the result is
   // written, so that it competes neither with the write nor with the parent handling the result: started
@@ -169,6 +171,7 @@ async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
     send({ t: 'failed', id, code, message: describeError(err), rss: process.memoryUsage.rss() }, prepareNext);
   } finally {
     runs.delete(id);
+    for (const call of run.calls) calls.delete(call);
     void sandbox?.close();
   }
 }
@@ -177,7 +180,7 @@ async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
 // are disposed first: Node's exit waits for isolated-vm's cleanup, which waits for running guest code, so
 // a plain exit() would hang behind a `while (true) {}`.
 process.on('disconnect', () => {
-  for (const controller of runs.values()) controller.abort();
+  for (const run of runs.values()) run.controller.abort();
   for (const spare of spares.values()) spare.dispose();
   process.exit(0);
 });
@@ -194,7 +197,7 @@ process.on('message', (raw: unknown) => {
       void onRun(message);
       break;
     case 'abort':
-      runs.get(message.id)?.abort();
+      runs.get(message.id)?.controller.abort();
       break;
     case 'reply':
       onReply(message);
