@@ -13,7 +13,7 @@ import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
-import type { CallToolResult, Implementation, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, Implementation, Progress, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError, isCodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { CodeMode } from '../codemode/codemode.js';
@@ -243,7 +243,11 @@ class CodemodeServerImpl implements CodemodeServer {
                   void extra
                     .sendNotification({ method: 'notifications/progress', params: { progressToken, progress: Math.round(elapsedMs), message } })
                     .catch(() => undefined);
-          const result = await this.#callTool(name, request.params.arguments, extra.signal, progress);
+          const forwardProgress =
+            progressToken === undefined
+              ? undefined
+              : (p: Progress) => void extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken } }).catch(() => undefined);
+          const result = await this.#callTool(name, request.params.arguments, extra.signal, progress, forwardProgress);
           if (result.isError) {
             span.setAttribute(ATTR.ERROR_TYPE, ERROR_TYPE_TOOL_ERROR);
             span.setStatus({ code: SpanStatusCode.ERROR });
@@ -278,14 +282,22 @@ class CodemodeServerImpl implements CodemodeServer {
     };
   }
 
-  async #callTool(name: string, args: Record<string, unknown> | undefined, signal: AbortSignal, progress?: ProgressSink): Promise<CallToolResult> {
+  async #callTool(
+    name: string,
+    args: Record<string, unknown> | undefined,
+    signal: AbortSignal,
+    progress?: ProgressSink,
+    forwardProgress?: (p: Progress) => void,
+  ): Promise<CallToolResult> {
     const tool = this.#tools.find((t) => t.name === name);
     if (tool !== undefined) {
       if (tool.name === (this.#options.tools?.names?.execute ?? 'execute')) return this.#execute(tool, args, signal, progress);
       return tool.handler(args, { signal });
     }
     const exposed = this.#exposed.get(name);
-    if (exposed !== undefined) return this.#forward(exposed.namespace, exposed.tool.name.slice(exposed.namespace.length + EXPOSED_TOOL_SEPARATOR.length), args, signal);
+    if (exposed !== undefined) {
+      return this.#forward(exposed.namespace, exposed.tool.name.slice(exposed.namespace.length + EXPOSED_TOOL_SEPARATOR.length), args, signal, forwardProgress);
+    }
     throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${name}". Available: ${[...this.#tools.map((t) => t.name), ...this.#exposed.keys()].slice(0, 20).join(', ')}.`);
   }
 
@@ -329,7 +341,13 @@ class CodemodeServerImpl implements CodemodeServer {
     }
   }
 
-  async #forward(namespace: string, toolName: string, args: Record<string, unknown> | undefined, signal: AbortSignal): Promise<CallToolResult> {
+  async #forward(
+    namespace: string,
+    toolName: string,
+    args: Record<string, unknown> | undefined,
+    signal: AbortSignal,
+    onprogress?: (p: Progress) => void,
+  ): Promise<CallToolResult> {
     const connection = this.#options.upstreams?.connections.get(namespace);
     if (connection === undefined) {
       return errorResult('upstream_unavailable', `The upstream server "${namespace}" is not connected.`);
@@ -339,7 +357,8 @@ class CodemodeServerImpl implements CodemodeServer {
       const result = await connection.client.request(
         { method: 'tools/call', params: { name: toolName, arguments: args ?? {}, ...(Object.keys(meta).length > 0 ? { _meta: meta } : {}) } },
         CallToolResultSchema,
-        { signal, timeout: MAX_TIMER_MS, maxTotalTimeout: MAX_TIMER_MS },
+        // No timeout of our own (the caller's cancellation ends the call); upstream progress is passed on.
+        { signal, timeout: MAX_TIMER_MS, maxTotalTimeout: MAX_TIMER_MS, ...(onprogress !== undefined ? { onprogress } : {}) },
       );
       return { ...result, content: result.content ?? [] } as CallToolResult;
     } catch (err) {

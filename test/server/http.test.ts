@@ -13,7 +13,7 @@ import { createHttpAuth } from '../../src/server/http-auth.js';
 import { serveHttp } from '../../src/server/http.js';
 import type { CodemodeHttpServer } from '../../src/server/http.js';
 import { createCodemodeServer } from '../../src/server/server.js';
-import { connectClient, execute, inventoryEntry, startEngine } from './helpers.js';
+import { connectClient, EVERYTHING, execute, inventoryEntry, startEngine } from './helpers.js';
 import type { Engine } from './helpers.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -158,6 +158,17 @@ describe('codemode serve over Streamable HTTP', () => {
     const ok = await c.callTool({ name: 'inventory__get_product', arguments: { sku: 'MS-220' } });
     expect(ok.structuredContent).toMatchObject({ sku: 'MS-220', name: 'Wireless mouse' });
     // A raw request: the SDK's callTool would validate the error's structuredContent against the outputSchema.
+    // Upstream progress reaches the caller of a passed-through tool.
+    const everything = await engine({ everything: { command: process.execPath, args: [EVERYTHING] } }, { exposeTools: true });
+    const ce = await client(everything.http.url);
+    const progress: number[] = [];
+    const long = await ce.request(
+      { method: 'tools/call', params: { name: 'everything__trigger-long-running-operation', arguments: { duration: 1, steps: 3 } } },
+      CallToolResultSchema,
+      { onprogress: (p) => progress.push(p.progress) },
+    );
+    expect(long.isError).toBeFalsy();
+    expect(progress.length).toBeGreaterThanOrEqual(2);
     const missing = (await c.request({ method: 'tools/call', params: { name: 'inventory__get_product', arguments: { sku: 'XX' } } }, CallToolResultSchema)) as CallToolResult;
     expect(missing.isError).toBe(true);
     expect(missing.structuredContent).toEqual({ error: 'not_found', sku: 'XX' });
