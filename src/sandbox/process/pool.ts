@@ -760,7 +760,9 @@ export class ProcessPool {
     if (timeoutMs !== null) {
       job.timer = setTimeout(() => {
         if (job.settled) return;
-        const message = `The code ran longer than the ${timeoutMs} ms time limit and its sandbox process did not stop it within ${this.killGraceMs} ms more, so the process was killed. Make it do less per run or raise timeoutMs.`;
+        // Not necessarily the code's fault: the worker's own timer should have ended the run at the limit.
+        // A worker silent past the grace is stuck (native code, a deadlock, a stopped process) or starved.
+        const message = `The run did not finish within the ${timeoutMs} ms time limit and its sandbox process stopped responding for ${this.killGraceMs} ms more, so the process was killed and replaced. If the code is quick, run it again; otherwise make it do less per run or raise timeoutMs.`;
         this.#settle(job, this.#failedOutcome(job, 'timeout', message));
         this.#kill(worker, `a run overran its ${timeoutMs} ms time limit`);
       }, timeoutMs + this.killGraceMs);
