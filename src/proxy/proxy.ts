@@ -112,8 +112,15 @@ export interface Proxy {
    * `serveProxyHttp` passes `{ idleTimeout: true, awaitStandaloneStream: true }`.
    */
   connect(transport: Transport, options?: ProxyConnectOptions): Promise<ProxySession>;
+  /** The options it was created with. */
+  readonly options: Readonly<ProxyOptions>;
   /** Number of open sessions. */
   readonly sessionCount: number;
+  /**
+   * Lets a host that forwards sessions itself (`serveProxyHttp`'s HTTP -> HTTP path) have them counted in
+   * `sessionCount` and closed by `close()`. Returns a function that detaches it again.
+   */
+  attach(host: { readonly sessionCount: number; close(): Promise<void> }): () => void;
   /** Closes every session. Idempotent. */
   close(): Promise<void>;
 }
@@ -530,8 +537,17 @@ class ProxyImpl implements Proxy {
     this.#hidden = compileToolGlobs(options.ignoreTools ?? []);
   }
 
+  readonly #hosts = new Set<{ readonly sessionCount: number; close(): Promise<void> }>();
+
   get sessionCount(): number {
-    return this.#sessions.size;
+    let n = this.#sessions.size;
+    for (const h of this.#hosts) n += h.sessionCount;
+    return n;
+  }
+
+  attach(host: { readonly sessionCount: number; close(): Promise<void> }): () => void {
+    this.#hosts.add(host);
+    return () => void this.#hosts.delete(host);
   }
 
   isHidden(name: string): string | undefined {
@@ -558,7 +574,7 @@ class ProxyImpl implements Proxy {
 
   async close(): Promise<void> {
     this.#closed = true;
-    await Promise.all([...this.#sessions].map((s) => s.close()));
+    await Promise.all([...[...this.#sessions].map((s) => s.close()), ...[...this.#hosts].map((h) => h.close())]);
   }
 }
 
