@@ -12,7 +12,7 @@ import { describeError, isCodemodeError } from '../errors.js';
 import { createLogger, setLogLevel } from '../log.js';
 import type { LogLevel } from '../log.js';
 import type { ExecuteResult, ToolSource } from '../codemode/types.js';
-import { CliUsageError, EXIT, numberFlag, parseFlags } from './args.js';
+import { CliUsageError, EXIT, markIsolateInterrupted, numberFlag, parseFlags } from './args.js';
 
 const log = createLogger('run');
 
@@ -205,16 +205,16 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
       }
       throw err;
     }
-    const [{ connectUpstreams }, { CodeMode }, { mcpClientSource }, { IsolatedVmSandbox }, { codeModeOptionsFromConfig }] = await Promise.all([
-      import('../server/upstreams.js'),
+    const [{ CodeMode }, { IsolatedVmSandbox }, { codeModeOptionsFromConfig }] = await Promise.all([
       import('../codemode/codemode.js'),
-      import('../codemode/sources.js'),
       import('../sandbox/isolated-vm-sandbox.js'),
       import('../server/server.js'),
     ]);
     const counter = { calls: 0 };
     const sources: ToolSource[] = [];
     if (config !== undefined && Object.keys(config.servers).length > 0) {
+      // The MCP client side is loaded only when there are servers to talk to.
+      const [{ connectUpstreams }, { mcpClientSource }] = await Promise.all([import('../server/upstreams.js'), import('../codemode/sources.js')]);
       let upstreams;
       try {
         upstreams = await connectUpstreams(config.servers, {
@@ -280,6 +280,8 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
     }
     if (!result.ok) {
       const e = result.error;
+      // The isolate was stopped mid-run: its thread may still be unwinding when we exit (see codemode.ts).
+      if (e.kind === 'timeout' || e.kind === 'memory' || e.kind === 'aborted' || e.kind === 'crashed' || e.kind === 'internal') markIsolateInterrupted();
       const where = e.line !== undefined ? ` at line ${e.line}${e.column !== undefined ? `, column ${e.column}` : ''}` : '';
       const why = e.kind === 'aborted' && interrupted !== undefined ? `interrupted by ${interrupted}` : `${e.name && e.kind === 'runtime' ? `${e.name}: ` : ''}${e.message}`;
       if (!args.json) io.stderr.write(`codemode run: ${e.kind} error${where}: ${why}\n`);
