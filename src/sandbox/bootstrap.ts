@@ -424,11 +424,21 @@ let liveTimers = 0;
 let timerError;
 let timerFailed = false;
 const MAX_TIMERS = 1000;
+// Every setTimeout/clearTimeout is a message to the host thread, and applyIgnored does not wait: a guest
+// looping on clearTimeout(setTimeout(...)) queued messages faster than the host could drain them, starving
+// its event loop (the wall-clock timer never fired) until the process died of heap exhaustion. So the
+// number of timers one run may ever create is capped too; with it, the host handles at most 2 messages each.
+let timersCreated = 0;
+const MAX_TIMERS_PER_RUN = 10000;
 const MAX_DELAY = 2147483647;
 const guestSetTimeout = function setTimeout(callback, delay, ...args) {
   if (typeof callback !== 'function') throw new TypeErrorCtor('setTimeout: the callback must be a function');
   if (settled) return 0;
   if (liveTimers >= MAX_TIMERS) throw new ErrorCtor('setTimeout: too many pending timers (limit ' + MAX_TIMERS + ')');
+  if (timersCreated >= MAX_TIMERS_PER_RUN) {
+    throw new ErrorCtor('setTimeout: too many timers created in this run (limit ' + MAX_TIMERS_PER_RUN + '); wait on fewer, longer timers');
+  }
+  timersCreated++;
   let ms = typeof delay === 'number' ? delay : 0;
   if (!(ms >= 0)) ms = 0;
   if (ms > MAX_DELAY) ms = MAX_DELAY;

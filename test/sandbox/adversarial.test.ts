@@ -1,0 +1,88 @@
+/**
+ * Red-team tests: what a hostile, model-written guest would try against the isolated-vm sandbox. Every test
+ * runs real isolates and, besides its own assertions, checks that the host stayed healthy: no unhandled
+ * rejection in this process, no isolate left alive, and the host's event loop kept turning.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { liveIsolateCount } from '../../src/sandbox/isolated-vm-sandbox.js';
+import type { HostFunctions, RunOutcome } from '../../src/sandbox/types.js';
+import { failure, sandbox, value } from './helpers.js';
+
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown): void => {
+  unhandled.push(reason);
+};
+beforeAll(() => {
+  process.on('unhandledRejection', onUnhandled);
+});
+afterAll(() => {
+  process.off('unhandledRejection', onUnhandled);
+});
+afterEach(async () => {
+  // Give any stray rejection a turn to surface before checking.
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(unhandled).toEqual([]);
+});
+
+const hostFunctions: HostFunctions = {
+  tools: {
+    echo: async (args) => args,
+    sync: (args) => args.length,
+    fail: async () => {
+      throw new Error('host failed');
+    },
+  },
+};
+
+/** Runs `code` while counting host event-loop turns (a 20 ms interval), so starvation shows. */
+async function runWatched(
+  code: string,
+  limits: { timeoutMs?: number; memoryMb?: number } = {},
+): Promise<{ outcome: RunOutcome; ms: number; ticks: number }> {
+  const sb = sandbox({ limits: { timeoutMs: 1_000, memoryMb: 64, ...limits } });
+  let ticks = 0;
+  const interval = setInterval(() => {
+    ticks++;
+  }, 20);
+  const started = performance.now();
+  try {
+    const outcome = await sb.run(code, { hostFunctions });
+    return { outcome, ms: performance.now() - started, ticks };
+  } finally {
+    clearInterval(interval);
+    await sb.close();
+    expect(liveIsolateCount()).toBe(0);
+  }
+}
+
+describe('adversarial guest: host flooding', () => {
+  it('a clearTimeout(setTimeout()) loop cannot flood the host thread (it starved the event loop and crashed Node)', async () => {
+    const { outcome, ms } = await runWatched('for (;;) { clearTimeout(setTimeout(() => {}, 1e9)); }', { timeoutMs: 2_000 });
+    const error = failure(outcome);
+    // The per-run creation cap stops the loop with a catchable error long before the wall clock.
+    expect(error).toMatchObject({ kind: 'runtime', message: expect.stringMatching(/too many timers created in this run/) });
+    expect(ms).toBeLessThan(1_500);
+  });
+
+  it('the timer-creation cap is per run and leaves ordinary timer use alone', async () => {
+    const sb = sandbox({ limits: { timeoutMs: 5_000 } });
+    const code = `let n = 0;
+      for (let i = 0; i < 2000; i++) clearTimeout(setTimeout(() => {}, 1000));
+      await new Promise((r) => setTimeout(r, 1));
+      n++;
+      return n`;
+    expect(value(await sb.run(code))).toBe(1);
+    expect(value(await sb.run(code))).toBe(1);
+    const caught = await sb.run(`try { for (let i = 0; i < 10001; i++) clearTimeout(setTimeout(() => {}, 1000)); } catch (e) { return e.message } return 'no cap'`);
+    expect(value(caught)).toMatch(/too many timers created in this run \(limit 10000\)/);
+  });
+
+  it('a tight loop of host calls (sync answers, awaited or not) cannot starve the host: the wall clock holds', async () => {
+    for (const code of ['for (;;) await tools.sync(1)', 'for (;;) tools.sync(1)', 'for (;;) tools.echo(1).catch(() => {})']) {
+      const { outcome, ms, ticks } = await runWatched(code, { timeoutMs: 500 });
+      expect(failure(outcome).kind).toBe('timeout');
+      expect(ms).toBeLessThan(600);
+      expect(ticks).toBeGreaterThan(5);
+    }
+  });
+});
