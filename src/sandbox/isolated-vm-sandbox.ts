@@ -476,6 +476,31 @@ function capText(text: string): string {
   return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}… [truncated ${text.length - MAX_ERROR_TEXT} characters]` : text;
 }
 
+/** The guest copier's nesting cap (bootstrap's MAX_DEPTH), enforced again on the host. */
+const MAX_RESULT_DEPTH = 200;
+
+/** True when JSON text nests arrays/objects deeper than `max`. Linear; skips strings (and their escapes). */
+function jsonNestedDeeperThan(text: string, max: number): boolean {
+  // Nesting deeper than max needs more than 2 * max brackets.
+  if (text.length <= 2 * max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
 function wrapUserCode(code: string): string {
   // The wrapper's first line is compiled at lineOffset -1, so the user's first line is line 1; user lines
   // start at column 0, so columns need no mapping. The trailing newline keeps a final `// comment` inert.
@@ -921,6 +946,17 @@ export class IsolatedVmSandbox implements SandboxProvider {
         case 'ok': {
           if (limits.maxResultBytes !== null && Buffer.byteLength(payload) > limits.maxResultBytes) {
             return { ok: false, error: outputLimitError(limits.maxResultBytes), logs: state.logs, stats: stats() };
+          }
+          if (jsonNestedDeeperThan(payload, MAX_RESULT_DEPTH)) {
+            // Only a forged outcome gets here (code that closed the wrapper early can make the script's value
+            // any string): the guest's copier never nests deeper. A 400,000-deep array made host-side
+            // JSON.stringify throw "Maximum call stack size exceeded" in whoever used the value next.
+            return {
+              ok: false,
+              error: { kind: 'runtime', message: `The return value is nested more than ${MAX_RESULT_DEPTH} levels deep; return flatter data.` },
+              logs: state.logs,
+              stats: stats(),
+            };
           }
           return { ok: true, value: JSON.parse(payload) as unknown, logs: state.logs, stats: stats() };
         }

@@ -86,3 +86,32 @@ describe('adversarial guest: host flooding', () => {
     }
   });
 });
+
+describe('adversarial guest: escaping the function wrapper', () => {
+  it('a forged outcome string cannot smuggle a value nested deeper than the copier allows', async () => {
+    // "})" closes the wrapper; g(...) then makes the script's value a string in the run's own outcome format.
+    const forge = (payload: string): string =>
+      `}); function g() { return 'ok\\n0\\n' + ${payload}; } g(async function () {`;
+    const deep = await runWatched(forge(`'['.repeat(4e5) + ']'.repeat(4e5)`));
+    // Before the fix this came back ok, and JSON.stringify of the value threw "Maximum call stack size exceeded".
+    expect(failure(deep.outcome)).toMatchObject({ kind: 'runtime', message: expect.stringMatching(/nested more than 200 levels/) });
+    // Brackets inside strings are not nesting; 200 levels are fine.
+    const flat = await runWatched(forge(`JSON.stringify(['['.repeat(1000)])`));
+    expect(value(flat.outcome)).toEqual(['['.repeat(1000)]);
+    const ok = value(await sandbox().run('let a = 1; for (let i = 0; i < 199; i++) a = [a]; return a'));
+    expect(() => JSON.stringify(ok)).not.toThrow();
+  });
+
+  it('script values that are not the run outcome (deep, revoked proxies, looping getters) fail cleanly', async () => {
+    const escapes = [
+      'function g() { let a = []; for (let i = 0; i < 200000; i++) a = [a]; return Promise.resolve(a); }',
+      'function g() { const r = Proxy.revocable({}, {}); r.revoke(); return r.proxy; }',
+      'function g() { return { get x() { for (;;); } }; }',
+      'function g() { return { then() { for (;;); } }; }',
+    ];
+    for (const fn of escapes) {
+      const { outcome } = await runWatched(`}); ${fn} g(async function () {`);
+      expect(['runtime', 'timeout']).toContain(failure(outcome).kind);
+    }
+  });
+});
