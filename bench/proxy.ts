@@ -12,8 +12,13 @@
  * needed. A third row hosts `createProxy` in the client's own process, which removes one process wake-up
  * per call (on 2 busy cores that wake-up, not the proxy's work, dominates the separate-process numbers).
  * Direct and proxied calls alternate in rounds so machine load drifts affect both alike.
+ *
+ * Two reference rows put the HTTP figure in context: CPU time per call of the proxy and fixture processes
+ * (from /proc, over the proxied rounds), and the same comparison through a minimal keep-alive `node:http`
+ * pipe with no MCP logic at all (what any Node HTTP hop costs on this machine: the floor for a forwarder).
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +30,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 
 const { values } = parseArgs({ options: { calls: { type: 'string' }, rounds: { type: 'string' } } });
 const CALLS = Number(values.calls ?? '2000');
-const ROUNDS = Number(values.rounds ?? '10');
+const ROUNDS = Number(values.rounds ?? '20');
 const WARMUP = 200;
 
 const NODE = process.execPath;
@@ -35,6 +40,30 @@ const LOADER = fileURLToPath(new URL('../test/fixtures/proxy-ts-loader.mjs', imp
 const TS = ['--experimental-strip-types', '--no-warnings'];
 const ENV = { ...process.env, NODE_COMPILE_CACHE: join(tmpdir(), 'codemode-compile-cache'), CODEMODE_LOG_LEVEL: 'info' };
 const children: ChildProcess[] = [];
+
+/** A minimal keep-alive HTTP pipe (all headers through, no MCP logic): the floor for any Node forwarder. */
+const PIPE = `import { createServer, request, Agent } from 'node:http';
+const up = new URL(process.argv[1]);
+const agent = new Agent({ keepAlive: true });
+const s = createServer((req, res) => {
+  const headers = { ...req.headers }; delete headers.host;
+  const r = request({ hostname: up.hostname, port: up.port, path: up.pathname, method: req.method, headers, agent }, (u) => { res.writeHead(u.statusCode, u.headers); u.pipe(res); });
+  req.pipe(r);
+});
+s.listen(0, '127.0.0.1', () => console.error('listening on http://127.0.0.1:' + s.address().port + '/mcp'));`;
+
+/** CPU time (user + system) of a process so far, in ms, from /proc (Linux). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+const pids = new Map<string, number | undefined>();
 
 function startHttp(args: string[]): Promise<string> {
   const child = spawn(NODE, args, { stdio: ['ignore', 'ignore', 'pipe'], env: ENV });
@@ -47,6 +76,7 @@ function startHttp(args: string[]): Promise<string> {
       const m = /listening on (http:\S+)/.exec(err);
       if (m?.[1] !== undefined) {
         clearTimeout(timer);
+        pids.set(m[1], child.pid);
         resolve(m[1]);
       }
     });
@@ -74,19 +104,24 @@ const median = (xs: number[]): number => {
 };
 const p90 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)] as number;
 
-async function compare(name: string, direct: Client, proxied: Client): Promise<{ name: string; direct: number; proxy: number; added: number }> {
+/** `cpu`: processes whose CPU time per call is reported, measured over the proxied rounds only. */
+async function compare(name: string, direct: Client, proxied: Client, cpu: Record<string, number | undefined> = {}): Promise<{ name: string; direct: number; proxy: number; added: number }> {
   await timeCalls(direct, WARMUP, []);
   await timeCalls(proxied, WARMUP, []);
   const d: number[] = [];
   const p: number[] = [];
+  const used: Record<string, number> = {};
   const perRound = Math.ceil(CALLS / ROUNDS);
   for (let r = 0; r < ROUNDS; r++) {
     await timeCalls(direct, perRound, d);
+    const before = Object.fromEntries(Object.entries(cpu).map(([k, pid]) => [k, cpuMs(pid)]));
     await timeCalls(proxied, perRound, p);
+    for (const [k, pid] of Object.entries(cpu)) used[k] = (used[k] ?? 0) + cpuMs(pid) - (before[k] ?? 0);
   }
   const row = { name, direct: median(d), proxy: median(p), added: median(p) - median(d) };
+  const cpuText = Object.entries(used).map(([k, ms]) => `${k} ${(ms / p.length).toFixed(3)} ms`).join(', ');
   process.stdout.write(
-    `${name.padEnd(34)} direct median ${row.direct.toFixed(3)} ms (p90 ${p90(d).toFixed(3)})  proxy median ${row.proxy.toFixed(3)} ms (p90 ${p90(p).toFixed(3)})  added ${row.added.toFixed(3)} ms  [${d.length} calls each]\n`,
+    `${name.padEnd(34)} direct median ${row.direct.toFixed(3)} ms (p90 ${p90(d).toFixed(3)})  proxy median ${row.proxy.toFixed(3)} ms (p90 ${p90(p).toFixed(3)})  added ${row.added.toFixed(3)} ms  [${d.length} calls each]${cpuText === '' ? '' : `  CPU per proxied call: ${cpuText}`}\n`,
   );
   return row;
 }
@@ -98,8 +133,14 @@ try {
   const proxyUrl = await startHttp([...TS, '--import', LOADER, ENTRY, fixtureUrl, '--http', '--port', '0']);
   const httpDirect = await client(new StreamableHTTPClientTransport(new URL(fixtureUrl)));
   const httpProxy = await client(new StreamableHTTPClientTransport(new URL(proxyUrl)));
-  await compare('Streamable HTTP -> Streamable HTTP', httpDirect, httpProxy);
+  await compare('Streamable HTTP -> Streamable HTTP', httpDirect, httpProxy, { proxy: pids.get(proxyUrl), fixture: pids.get(fixtureUrl) });
   await httpProxy.close();
+
+  // Reference floor: the same hop through a bare keep-alive pipe.
+  const pipeUrl = await startHttp(['--input-type=module', '-e', PIPE, fixtureUrl]);
+  const httpPipe = await client(new StreamableHTTPClientTransport(new URL(pipeUrl)));
+  await compare('reference: bare node:http pipe', httpDirect, httpPipe, { pipe: pids.get(pipeUrl), fixture: pids.get(fixtureUrl) });
+  await httpPipe.close();
 
   // The same, with the proxy in this process (the loader resolves src/*.js to the TypeScript sources).
   const { createProxy } = await import('../src/proxy/proxy.js');
