@@ -498,7 +498,8 @@ const describeThrown = ((err) => {
       for (let i = 0; i < keys.length && i < 50; i++) {
         const k = keys[i];
         if (k === 'name' || k === 'message' || k === 'stack') continue;
-        try { toJSONText(err[k], 'data', 65536); data[k] = err[k]; any = true; } catch {}
+        // Read once: a getter that answers differently the second time must not smuggle in what was checked.
+        try { const x = err[k]; toJSONText(x, 'data', 65536); data[k] = x; any = true; } catch {}
       }
       if (any) info.data = data;
     } catch {}

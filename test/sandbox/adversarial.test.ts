@@ -115,3 +115,45 @@ describe('adversarial guest: escaping the function wrapper', () => {
     }
   });
 });
+
+describe('adversarial guest: thrown values', () => {
+  it('a data getter on a thrown error that answers differently on a second read cannot spoil the report', async () => {
+    const sb = sandbox({ limits: { timeoutMs: 2_000 } });
+    const error = failure(
+      await sb.run(`let n = 0; const e = new Error('kept');
+        Object.defineProperty(e, 'd', { enumerable: true, get() { if (n++ === 0) return 1; let a = []; for (let i = 0; i < 1e5; i++) a = [a]; return a; } });
+        throw e`),
+    );
+    // Before the fix the getter was read twice; the deep second answer made the whole description fail.
+    expect(error).toMatchObject({ kind: 'runtime', name: 'Error', message: 'kept', data: { d: 1 } });
+  });
+
+  it('thrown proxies, revoked proxies, cycles and hostile getters are reported as runtime errors or time out', async () => {
+    const cases: [string, string, RegExp][] = [
+      ['revoked proxy', 'const r = Proxy.revocable({}, {}); r.revoke(); throw r.proxy', /Uncaught \(not an Error\)/],
+      ['self-referencing error', "const e = new Error('c'); e.self = e; e.arr = [e]; throw e", /^c$/],
+      ['proxy with huge strings', "throw new Proxy({}, { get(t, k) { return k === 'message' ? 'm'.repeat(5e6) : 'x'.repeat(5e6) } })", /truncated/],
+      ['unhandled rejection of a revoked proxy', 'const r = Proxy.revocable({}, {}); r.revoke(); Promise.reject(r.proxy); await null; return 1', /Unhandled promise rejection/],
+      ['unhandled rejection of a deep array', 'let a = []; for (let i = 0; i < 200000; i++) a = [a]; Promise.reject(a); await null; return 1', /Unhandled promise rejection/],
+      ['unhandled rejection with a huge message', "Promise.reject(new Error('z'.repeat(2e7))); await null; return 1", /Unhandled promise rejection/],
+    ];
+    for (const [label, code, message] of cases) {
+      const { outcome } = await runWatched(code);
+      const error = failure(outcome);
+      expect({ label, kind: error.kind }).toEqual({ label, kind: 'runtime' });
+      expect(error.message.length).toBeLessThan(40_000);
+      expect(error.message).toMatch(message);
+    }
+    // Getters, toPrimitive and prepareStackTrace hooks that never return: only the wall clock can end these.
+    for (const code of [
+      'throw { get message() { for (;;); } }',
+      "throw { message: 'm', name: { [Symbol.toPrimitive]() { for (;;); } } }",
+      "Error.prepareStackTrace = () => { for (;;); }; throw new Error('x')",
+      "Error.prepareStackTrace = () => { for (;;); }; Promise.reject(new Error('e')); await null; return 1",
+    ]) {
+      const { outcome, ms } = await runWatched(code, { timeoutMs: 300 });
+      expect(failure(outcome).kind).toBe('timeout');
+      expect(ms).toBeLessThan(400);
+    }
+  });
+});
