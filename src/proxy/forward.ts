@@ -247,7 +247,7 @@ export class HttpForwarder {
     else sendJson(res, 405, jsonError(null, -32000, 'Method not allowed.'), { allow: 'GET, POST, DELETE' });
   }
 
-  #upstreamHeaders(session: ForwardSession | undefined, req: IncomingMessage | undefined, extra: Record<string, string> = {}): OutgoingHttpHeaders {
+  #upstreamHeaders(session: ForwardSession | undefined, req: IncomingMessage | undefined, extra?: Record<string, string>): OutgoingHttpHeaders {
     const headers: OutgoingHttpHeaders = { ...(session?.headers ?? this.#options.headers) };
     if (req !== undefined) {
       for (const name of PROTOCOL_HEADERS) {
@@ -257,7 +257,7 @@ export class HttpForwarder {
     }
     if (session?.upstreamId !== undefined) headers['mcp-session-id'] = session.upstreamId;
     if (headers['mcp-protocol-version'] === undefined && session?.protocolVersion !== undefined) headers['mcp-protocol-version'] = session.protocolVersion;
-    return { ...headers, ...extra };
+    return extra === undefined ? headers : Object.assign(headers, extra);
   }
 
   /** Sends one request upstream; resolves with the response head (the body is left to the caller). */
