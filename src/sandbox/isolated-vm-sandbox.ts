@@ -61,6 +61,7 @@ function bag<const T extends object>(fields: T): T {
 // Live isolate accounting (hygiene tests assert on it)
 
 let liveIsolates = 0;
+let catastrophicErrors = 0;
 
 /** The isolate class; replaceable only so hygiene tests can count real `dispose()` calls (isolated-vm's prototype is frozen). */
 let IsolateClass: typeof ivm.Isolate = ivm.Isolate;
@@ -80,6 +81,19 @@ export function setIsolateClassForTesting(cls: typeof ivm.Isolate): () => void {
  */
 export function liveIsolateCount(): number {
   return liveIsolates;
+}
+
+/**
+ * Catastrophic errors (V8 out-of-memory failures isolated-vm could not contain) in this process so far. Each
+ * one leaves a parked thread and its heap behind, so a health check may restart the process when it is above 0.
+ *
+ * @example
+ * ```ts
+ * if (catastrophicErrorCount() > 0) log.warn('sandbox memory was lost; consider restarting');
+ * ```
+ */
+export function catastrophicErrorCount(): number {
+  return catastrophicErrors;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -169,6 +183,8 @@ export class PreparedIsolate {
   /** @internal */ state: RunState | undefined;
   /** @internal */ used = false;
   /** @internal */ disposedByUs = false;
+  /** @internal Set by a run on this isolate: called if V8 hits a catastrophic out-of-memory error in it. */
+  onCatastrophe: (() => void) | undefined;
   readonly memoryMb: number | null;
   #disposed = false;
   readonly #refs: ivm.Reference<unknown>[] = [];
@@ -176,7 +192,26 @@ export class PreparedIsolate {
   /** @internal */
   constructor(memoryMb: number | null) {
     this.memoryMb = memoryMb;
-    this.isolate = new IsolateClass(bag({ memoryLimit: memoryMb ?? UNLIMITED_MEMORY_MB }));
+    // Some allocations (a dictionary object's hash table doubling past the heap limit, e.g. 4 million keys
+    // with a 64 MB limit) fail inside V8 where isolated-vm's memory limit can't catch them. Without this
+    // handler V8 aborts the whole Node process; with it, isolated-vm parks the isolate's thread and calls us,
+    // and the run fails with kind `memory`. The parked thread and its heap are not reclaimed (isolated-vm
+    // advises restarting the process), so this is logged as an error.
+    this.isolate = new IsolateClass(
+      bag({
+        memoryLimit: memoryMb ?? UNLIMITED_MEMORY_MB,
+        onCatastrophicError: (message: string): void => {
+          catastrophicErrors++;
+          log.error('isolate hit a catastrophic error; its thread and memory are lost until the process restarts', {
+            error: String(message),
+            catastrophicErrors,
+          });
+          const notify = this.onCatastrophe;
+          this.onCatastrophe = undefined;
+          notify?.();
+        },
+      }),
+    );
     liveIsolates++;
   }
 
@@ -864,13 +899,13 @@ export class IsolatedVmSandbox implements SandboxProvider {
       guestTruncatedLogs: false,
     };
 
-    let interrupted: Interrupt | undefined;
-    let wake: ((kind: Interrupt) => void) | undefined;
-    const interruptPromise = new Promise<Interrupt>((resolve) => {
+    let interrupted: Interrupt | 'memory' | undefined;
+    let wake: ((kind: Interrupt | 'memory') => void) | undefined;
+    const interruptPromise = new Promise<Interrupt | 'memory'>((resolve) => {
       wake = resolve;
     });
     let prepared: PreparedIsolate | undefined;
-    const interrupt = (kind: Interrupt): void => {
+    const interrupt = (kind: Interrupt | 'memory'): void => {
       if (interrupted !== undefined || state.settled) return;
       interrupted = kind;
       // Dispose at once: it stops synchronous loops, pending awaits and Atomics-style waits alike.
@@ -897,6 +932,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
     const taking = this.#take(given).then((p) => {
       prepared = p;
       p.used = true;
+      p.onCatastrophe = () => interrupt('memory');
       if (interrupted !== undefined) p.dispose();
       return p;
     });

@@ -4,7 +4,7 @@
  * rejection in this process, no isolate left alive, and the host's event loop kept turning.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { liveIsolateCount } from '../../src/sandbox/isolated-vm-sandbox.js';
+import { catastrophicErrorCount, liveIsolateCount } from '../../src/sandbox/isolated-vm-sandbox.js';
 import type { HostFunctions, RunOutcome } from '../../src/sandbox/types.js';
 import { failure, sandbox, value } from './helpers.js';
 
@@ -156,4 +156,19 @@ describe('adversarial guest: thrown values', () => {
       expect(ms).toBeLessThan(400);
     }
   });
+});
+
+describe('adversarial guest: memory', () => {
+  it('a dictionary object whose hash table outgrows the heap in one step fails the run instead of aborting Node', async () => {
+    // 4 million keys: the table doubling needs one allocation larger than the 64 MB heap has left, which V8
+    // treats as a fatal out-of-memory error. Before the fix this printed CALL_AND_RETRY_LAST and killed the
+    // whole process (isolated-vm issues #457/#527).
+    const before = catastrophicErrorCount();
+    const { outcome, ticks } = await runWatched("const o = {}; for (let i = 0; i < 4e6; i++) o['k' + i] = i; return 1", { timeoutMs: 20_000 });
+    expect(failure(outcome).kind).toBe('memory');
+    expect(catastrophicErrorCount()).toBe(before + 1);
+    expect(ticks).toBeGreaterThan(0);
+    // The process still runs new isolates.
+    expect(value(await sandbox().run('return 2'))).toBe(2);
+  }, 30_000);
 });
