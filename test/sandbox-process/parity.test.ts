@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { HostCallContext } from '../../src/sandbox/types.js';
+import { ProcessSandbox } from '../../src/sandbox/process/process-sandbox.js';
 import { failure, startSandbox, value } from './helpers.js';
 
 // The full sandbox and code mode suites also run on ProcessSandbox (vitest project "process"); these are
@@ -46,5 +47,46 @@ describe('relayed host functions behave as in-process', () => {
     await expect(sb.run('1', { errorClasses: ['TypeError'] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/shadow a standard global/) });
     await expect(sb.run('1', { hostFunctions: { x: 5 as never } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(failure(await sb.run('throw new RangeError("r")'))).toMatchObject({ kind: 'runtime', name: 'RangeError', line: 1 });
+  });
+
+  it('hostile host errors (throwing getters, proxies) reach the guest as a described failure; the parent survives', async () => {
+    const sb = await startSandbox();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const hostFunctions = {
+        hostileName: () => {
+          const e = new Error('x');
+          Object.defineProperty(e, 'name', { get: () => { throw new Error('name getter'); } });
+          throw e;
+        },
+        proxy: () => {
+          throw new Proxy(new Error('p'), { get: () => { throw new Error('trap'); }, getOwnPropertyDescriptor: () => { throw new Error('trap'); } });
+        },
+      };
+      const out = value(
+        await sb.run('const out = []; for (const f of [hostileName, proxy]) { try { await f(); } catch (e) { out.push(e.message); } } return out', { hostFunctions }),
+      );
+      expect(out).toEqual(['host function failed with an error that could not be described', 'host function failed with an error that could not be described']);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('maxQueuedRuns bounds the runs waiting beyond maxConcurrency (OVERLOADED), as in-process', async () => {
+    const sb = await startSandbox({ maxConcurrency: 1, maxQueuedRuns: 1, limits: { timeoutMs: 5_000 } });
+    const blocker = new AbortController();
+    const running = sb.run('while (true) {}', { signal: blocker.signal });
+    const queued = sb.run('return "queued"');
+    await expect(sb.run('return "overflow"')).rejects.toMatchObject({ code: 'OVERLOADED' });
+    blocker.abort();
+    expect(failure(await running).kind).toBe('aborted');
+    expect(value(await queued)).toBe('queued');
+    expect(value(await sb.run('return "room again"'))).toBe('room again');
+    expect(() => new ProcessSandbox({ pool: sb.pool, maxQueuedRuns: -1 })).toThrow(/maxQueuedRuns/);
   });
 });

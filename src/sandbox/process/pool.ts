@@ -184,8 +184,21 @@ function emptyStats(durationMs: number, queuedMs: number): RunStats {
   return { durationMs, queuedMs, hostCalls: 0, pendingHostCalls: 0, droppedLogLines: 0 };
 }
 
-/** The error as the guest will see it, following IsolatedVmSandbox's rules (name, message, own `data`). */
+const UNDESCRIBABLE: WireHostError = { name: 'Error', message: 'host function failed with an error that could not be described' };
+
+/**
+ * The error as the guest will see it, following IsolatedVmSandbox's rules (name, message, own `data`).
+ * Never throws, whatever getters or proxies `err` carries: a throw here would leave the guest waiting.
+ */
 function wireError(err: unknown): WireHostError {
+  try {
+    return describeHostError(err);
+  } catch {
+    return UNDESCRIBABLE;
+  }
+}
+
+function describeHostError(err: unknown): WireHostError {
   const error: WireHostError = { name: 'Error', message: '' };
   if (err instanceof Error) {
     error.name = typeof err.name === 'string' && err.name !== '' ? err.name : 'Error';
@@ -213,11 +226,17 @@ function replyFor(call: number, value: unknown, label: string): ToWorker {
   try {
     json = JSON.stringify(value);
   } catch (err) {
+    let reason: string;
+    try {
+      reason = describeError(err);
+    } catch {
+      reason = 'it could not be serialized';
+    }
     return {
       t: 'reply',
       call,
       ok: false,
-      error: wireError(new Error(`${label} returned a value that cannot be copied into the sandbox: ${describeError(err)}`)),
+      error: wireError(new Error(`${label} returned a value that cannot be copied into the sandbox: ${reason}`)),
     };
   }
   return json === undefined ? { t: 'reply', call, ok: true } : { t: 'reply', call, ok: true, json };
@@ -654,7 +673,7 @@ export class ProcessPool {
       try {
         // `await` inside try: a sync throw, a rejection and a thrown non-Error all become error replies.
         const value: unknown = await fn(message.args, context);
-        reply = replyFor(message.call, value, fn.name || 'host function');
+        reply = replyFor(message.call, value, typeof fn.name === 'string' && fn.name !== '' ? fn.name : 'host function');
       } catch (err) {
         reply = { t: 'reply', call: message.call, ok: false, error: wireError(err) };
       } finally {

@@ -26,6 +26,12 @@ export interface ProcessSandboxOptions extends ProcessPoolOptions {
   pool?: ProcessPool;
   /** Runs of this sandbox at once (on top of the pool's capacity); further runs queue. Default: no own bound. */
   maxConcurrency?: number;
+  /**
+   * How many runs of this sandbox may wait beyond those that can run at once (`maxConcurrency`, else the
+   * pool's `size x concurrencyPerWorker`); a run past it rejects at once with `CodemodeError` code
+   * `OVERLOADED`. Default: no cap. As `IsolatedVmSandbox`'s option of the same name.
+   */
+  maxQueuedRuns?: number | null;
 }
 
 function flatten(tree: HostFunctions | undefined): { paths: string[][]; functions: HostFunction[] } {
@@ -91,7 +97,10 @@ export class ProcessSandbox implements SandboxProvider {
   /** The pool this sandbox runs on. */
   readonly pool: ProcessPool;
   readonly maxConcurrency: number | undefined;
+  readonly maxQueuedRuns: number | null;
   readonly #ownsPool: boolean;
+  /** Runs accepted and not yet settled (running or waiting). */
+  #live = 0;
   #closed = false;
   #active = 0;
   readonly #waiting: (() => void)[] = [];
@@ -105,6 +114,11 @@ export class ProcessSandbox implements SandboxProvider {
       throw new CodemodeError('INVALID_CONFIG', `maxConcurrency must be a positive integer; got ${String(maxConcurrency)}.`);
     }
     this.maxConcurrency = maxConcurrency;
+    const maxQueued = options.maxQueuedRuns ?? null;
+    if (maxQueued !== null && (!Number.isInteger(maxQueued) || maxQueued < 0)) {
+      throw new CodemodeError('INVALID_CONFIG', `maxQueuedRuns must be a non-negative integer or null; got ${String(maxQueued)}.`);
+    }
+    this.maxQueuedRuns = maxQueued;
     if (options.pool !== undefined) {
       this.pool = options.pool;
       this.#ownsPool = false;
@@ -131,6 +145,14 @@ export class ProcessSandbox implements SandboxProvider {
     } catch (err) {
       return Promise.reject(err as Error);
     }
+    if (this.maxQueuedRuns !== null) {
+      const runnable = this.maxConcurrency ?? this.pool.size * this.pool.concurrencyPerWorker;
+      if (this.#live >= runnable + this.maxQueuedRuns) {
+        return Promise.reject(
+          new CodemodeError('OVERLOADED', `The sandbox queue is full (${this.#live} runs in progress or waiting, maxQueuedRuns ${this.maxQueuedRuns}); retry later.`),
+        );
+      }
+    }
     // One controller per run joins the caller's signal and close(); the pool sees only this one.
     const controller = new AbortController();
     const outer = options.signal;
@@ -139,7 +161,9 @@ export class ProcessSandbox implements SandboxProvider {
     outer?.addEventListener('abort', onOuter, { once: true });
     this.#controllers.add(controller);
     const job: PoolJob = { code, limits: this.limits, functions: flat.functions, paths: flat.paths, errorClasses, signal: controller.signal };
+    this.#live++;
     const promise = this.#bounded(job).finally(() => {
+      this.#live--;
       outer?.removeEventListener('abort', onOuter);
       this.#controllers.delete(controller);
     });
