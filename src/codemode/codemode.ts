@@ -8,8 +8,6 @@
 
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Context, Span } from '@opentelemetry/api';
-import pLimit from 'p-limit';
-import type { LimitFunction } from 'p-limit';
 import { CodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { resolveLimits } from '../sandbox/limits.js';
@@ -93,18 +91,26 @@ class Execution {
   droppedRecords = 0;
   completed = 0;
   onToolCall: ExecuteOptions['onToolCall'];
-  readonly limiter: LimitFunction | undefined;
 
   readonly span: Span;
   readonly parentContext: Context;
+  /** `parentContext` with the execution span set: the parent of every call's span (one per execution). */
+  readonly spanContext: Context;
   readonly maxToolCalls: number | null;
+  /** Calls allowed upstream at once (`null`: no bound here). */
+  readonly maxConcurrent: number | null;
+  /** Calls holding a concurrency slot. */
+  active = 0;
+  /** Calls waiting for a slot, first come first served; each is handed a slot when one frees. */
+  readonly waiting: (() => void)[] = [];
 
   // Plain fields rather than parameter properties, so the source runs under Node's type stripping.
   constructor(span: Span, parentContext: Context, maxToolCalls: number | null, maxConcurrent: number | null) {
     this.span = span;
     this.parentContext = parentContext;
+    this.spanContext = trace.setSpan(parentContext, span);
     this.maxToolCalls = maxToolCalls;
-    this.limiter = maxConcurrent === null ? undefined : pLimit(maxConcurrent);
+    this.maxConcurrent = maxConcurrent;
   }
 
   record(entry: ToolCallRecord): ToolCallRecord {
@@ -124,28 +130,55 @@ class Execution {
   }
 
   /**
+   * Takes a concurrency slot: `undefined` when one is free (the common case: no promise, no extra turn
+   * before the call goes upstream), else a promise that resolves when a finishing call hands its slot over.
+   */
+  acquire(): Promise<void> | undefined {
+    if (this.maxConcurrent === null || this.active < this.maxConcurrent) {
+      this.active++;
+      return undefined;
+    }
+    return new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Frees a slot, or hands it straight to the next waiting call (so `active` never passes the bound). */
+  release(): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next();
+    else this.active--;
+  }
+
+  /**
    * Runs one upstream call with concurrency bound, a CLIENT span, trace context in `_meta`, and a record.
-   * `invoke` gets the `_meta` to send.
+   * `invoke` gets the `_meta` to send; `isOk` tells a tool-error result from a good one.
    */
   async run<T>(
     label: string,
     spanName: string,
-    attributes: Record<string, string>,
+    attributes: Readonly<Record<string, string>>,
     ctx: HostCallContext,
     invoke: (meta: Record<string, unknown>) => Promise<T>,
-    classify: (value: T) => { ok: boolean },
+    isOk: (value: T) => boolean,
   ): Promise<T> {
     const started = performance.now();
     // Recorded now, filled in when the call ends: records stay in call order even when calls overlap.
     const pendingCall: PendingCall = { record: this.record({ tool: label, ok: false, ms: 0 }), started };
     this.pending.add(pendingCall);
-    const task = async (): Promise<T> => {
+    let ok = false;
+    let holding = false;
+    try {
+      const wait = this.acquire();
+      holding = true;
+      if (wait !== undefined) {
+        holding = false;
+        await wait;
+        holding = true;
+      }
       if (ctx.signal.aborted) throw new Error('cancelled before it started');
-      const parent = trace.setSpan(this.parentContext, this.span);
-      const span = getTracer().startSpan(spanName, { kind: SpanKind.CLIENT, attributes }, parent);
+      const span = getTracer().startSpan(spanName, { kind: SpanKind.CLIENT, attributes }, this.spanContext);
       try {
-        const value = await invoke(injectTraceContext({}, trace.setSpan(parent, span)));
-        const { ok } = classify(value);
+        const value = await invoke(injectTraceContext({}, trace.setSpan(this.spanContext, span)));
+        ok = isOk(value);
         if (!ok) {
           span.setAttribute(ATTR.ERROR_TYPE, ERROR_TYPE_TOOL_ERROR);
           span.setStatus({ code: SpanStatusCode.ERROR });
@@ -159,13 +192,8 @@ class Execution {
       } finally {
         span.end();
       }
-    };
-    let ok = false;
-    try {
-      const value = await (this.limiter ? this.limiter(task) : task());
-      ok = classify(value).ok;
-      return value;
     } finally {
+      if (holding) this.release();
       this.pending.delete(pendingCall);
       // A call that outlives the execution was already recorded as cancelled at settle time.
       if (!this.settled) {
@@ -209,6 +237,20 @@ function errorType(err: unknown): string {
     return typeof code === 'number' || typeof code === 'string' ? String(code) : err.name || 'Error';
   }
   return 'Error';
+}
+
+const spanInfoCache = new WeakMap<CatalogEntry, { spanName: string; attributes: Readonly<Record<string, string>> }>();
+
+/** The CLIENT span's name and fixed attributes for calls to one catalog entry, built once per entry. */
+function callSpanInfo(entry: CatalogEntry): { spanName: string; attributes: Readonly<Record<string, string>> } {
+  let info = spanInfoCache.get(entry);
+  if (info === undefined) {
+    const attributes: Record<string, string> = { [ATTR.MCP_METHOD]: 'tools/call', [ATTR.TOOL_NAME]: entry.tool.name };
+    if (entry.source.transport) attributes[ATTR.NETWORK_TRANSPORT] = entry.source.transport;
+    info = { spanName: `tools/call ${entry.tool.name}`, attributes: Object.freeze(attributes) };
+    spanInfoCache.set(entry, info);
+  }
+  return info;
 }
 
 /** A provider's `limits` property, when it has one of the right shape (IsolatedVmSandbox does). */
@@ -480,19 +522,20 @@ export class CodeMode {
       throw new ToolError(`${label}: arguments must be an object, got ${Array.isArray(rawArgs) ? 'an array' : rawArgs === null ? 'null' : typeof rawArgs}.`, { tool: label });
     }
     const args = rawArgs ?? {};
-    const attributes: Record<string, string> = { [ATTR.MCP_METHOD]: 'tools/call', [ATTR.TOOL_NAME]: entry.tool.name };
-    if (entry.source.transport) attributes[ATTR.NETWORK_TRANSPORT] = entry.source.transport;
+    const { spanName, attributes: base } = callSpanInfo(entry);
+    // The session id can change (a reconnect); the rest is fixed per entry and built once.
     const sessionId = entry.source.sessionId;
-    if (sessionId) attributes[ATTR.MCP_SESSION_ID] = sessionId;
+    const attributes = sessionId ? { ...base, [ATTR.MCP_SESSION_ID]: sessionId } : base;
     const local = entry.source.local === true;
+    const timeoutMs = this.toolCallTimeoutMs;
     try {
       const output = await execution.run(
         label,
-        `tools/call ${entry.tool.name}`,
+        spanName,
         attributes,
         ctx,
-        (meta) => entry.source.callTool(entry.tool.name, args, { signal: ctx.signal, meta, ...(this.toolCallTimeoutMs !== undefined ? { timeoutMs: this.toolCallTimeoutMs } : {}) }),
-        (out) => ({ ok: !('mcp' in out && out.mcp.isError === true) }),
+        (meta) => entry.source.callTool(entry.tool.name, args, timeoutMs !== undefined ? { signal: ctx.signal, meta, timeoutMs } : { signal: ctx.signal, meta }),
+        (out) => !('mcp' in out && out.mcp.isError === true),
       );
       if ('value' in output) return output.value;
       if (output.mcp.isError === true) throw toolErrorFromResult(label, output.mcp);
@@ -517,7 +560,7 @@ export class CodeMode {
     let lastError: unknown;
     for (const source of candidates) {
       try {
-        const result = await execution.run(label, 'resources/read', attributes, ctx, (meta) => source.readResource!(uri, { signal: ctx.signal, meta }), () => ({ ok: true }));
+        const result = await execution.run(label, 'resources/read', attributes, ctx, (meta) => source.readResource!(uri, { signal: ctx.signal, meta }), () => true);
         return result.contents;
       } catch (err) {
         lastError = err;
@@ -548,7 +591,7 @@ export class CodeMode {
     let lastError: unknown;
     for (const source of candidates) {
       try {
-        return await execution.run(label, `prompts/get ${promptName}`, attributes, ctx, (meta) => source.getPrompt!(promptName, args, { signal: ctx.signal, meta }), () => ({ ok: true }));
+        return await execution.run(label, `prompts/get ${promptName}`, attributes, ctx, (meta) => source.getPrompt!(promptName, args, { signal: ctx.signal, meta }), () => true);
       } catch (err) {
         lastError = err;
         if (ctx.signal.aborted) break;

@@ -80,7 +80,7 @@ export function mcpClientSource(name: string, client: Client, options: McpClient
         requestOptions(call),
       );
       // A task-augmented or legacy `toolResult` answer is not a CallToolResult; show it as content.
-      return { mcp: { ...result, content: result.content ?? [] } };
+      return { mcp: result.content !== undefined ? result : { ...result, content: [] } };
     },
   };
   if (capabilities.resources !== undefined) {
