@@ -4,7 +4,8 @@ import { CodeMode } from '../../src/codemode/codemode.js';
 import { localTools } from '../../src/codemode/sources.js';
 import { ToolError } from '../../src/codemode/tool-errors.js';
 import { isCodemodeError } from '../../src/errors.js';
-import { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+import type { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+import { testSandbox } from './helpers.js';
 
 /** Host-side counters of the local tools, reset per test where it matters. */
 const seen = { ping: 0, slowStarted: 0, slowAborted: 0, inFlight: 0, maxInFlight: 0 };
@@ -77,7 +78,7 @@ describe('CodeMode.execute with local tools', () => {
   let mode: CodeMode;
 
   beforeAll(async () => {
-    sandbox = new IsolatedVmSandbox({ limits: { timeoutMs: 10_000 } });
+    sandbox = testSandbox({ limits: { timeoutMs: 10_000 } });
     mode = await CodeMode.create({ sources: [source()], sandbox });
   });
 

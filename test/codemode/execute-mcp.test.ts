@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CodeMode } from '../../src/codemode/codemode.js';
 import { mcpClientSource } from '../../src/codemode/sources.js';
-import { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+import type { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+import { testSandbox } from './helpers.js';
 import { connectEverythingHttp, connectStdio, root, serverScript } from './helpers.js';
 import type { Connected } from './helpers.js';
 
@@ -27,7 +28,7 @@ describe('CodeMode against the stdio fixture server', () => {
   let mode: CodeMode;
 
   beforeAll(async () => {
-    sandbox = new IsolatedVmSandbox({ limits: { timeoutMs: 15_000 } });
+    sandbox = testSandbox({ limits: { timeoutMs: 15_000 } });
   });
 
   afterAll(async () => {
@@ -213,7 +214,7 @@ describe.each([
   let started = 0;
 
   beforeAll(async () => {
-    sandbox = new IsolatedVmSandbox({ limits: { timeoutMs: 15_000 } });
+    sandbox = testSandbox({ limits: { timeoutMs: 15_000 } });
     conn = await connect();
     const source = mcpClientSource('everything', conn.client);
     const callTool = source.callTool.bind(source);

@@ -6,6 +6,11 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll } from 'vitest';
+import { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+import type { IsolatedVmSandboxOptions } from '../../src/sandbox/isolated-vm-sandbox.js';
+import { ProcessPool } from '../../src/sandbox/process/pool.js';
+import { ProcessSandbox } from '../../src/sandbox/process/process-sandbox.js';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const require = createRequire(import.meta.url);
@@ -99,4 +104,21 @@ export async function connectEverythingHttp(): Promise<Connected> {
     await exited;
     throw err;
   }
+}
+
+/** True in the vitest project that runs this suite again on the process pool (vitest.config.ts). */
+export const ON_PROCESS_POOL = process.env.CODEMODE_TEST_SANDBOX === 'process';
+let pool: ProcessPool | undefined;
+afterAll(async () => {
+  await pool?.close();
+});
+
+/**
+ * The sandbox the code mode suites run on: in-process, or a `ProcessSandbox` on one pool per test file
+ * under CODEMODE_TEST_SANDBOX=process. Same contract; the suites use run(), close() and limits only.
+ */
+export function testSandbox(options: IsolatedVmSandboxOptions = {}): IsolatedVmSandbox {
+  if (!ON_PROCESS_POOL) return new IsolatedVmSandbox(options);
+  pool ??= new ProcessPool({ size: 1, concurrencyPerWorker: 4, standbyWorkers: 0 });
+  return new ProcessSandbox({ pool, ...(options.limits !== undefined ? { limits: options.limits } : {}) }) as unknown as IsolatedVmSandbox;
 }

@@ -9,7 +9,8 @@ import { CodeMode } from '../../src/codemode/codemode.js';
 import { createCodeModeTools, executeDescription } from '../../src/codemode/mcp-tools.js';
 import type { CodeModeTool, CodeModeToolsOptions } from '../../src/codemode/mcp-tools.js';
 import { localTools } from '../../src/codemode/sources.js';
-import { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+import type { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+import { testSandbox } from './helpers.js';
 
 let slowAborted = 0;
 const source = localTools('shop', [
@@ -56,7 +57,7 @@ describe('MCP-facing tools', () => {
   let mounted: Awaited<ReturnType<typeof mount>> | undefined;
 
   beforeAll(async () => {
-    sandbox = new IsolatedVmSandbox({ limits: { timeoutMs: 10_000 } });
+    sandbox = testSandbox({ limits: { timeoutMs: 10_000 } });
     mode = await CodeMode.create({ sources: [source], sandbox });
   });
 

@@ -6,7 +6,8 @@ import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@open
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CodeMode } from '../../src/codemode/codemode.js';
 import { localTools, mcpClientSource } from '../../src/codemode/sources.js';
-import { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+import type { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
+import { testSandbox } from './helpers.js';
 import { extractTraceContext, injectTraceContext } from '../../src/telemetry/index.js';
 import { connectEverythingHttp, connectStdio, root } from './helpers.js';
 import type { Connected } from './helpers.js';
@@ -43,7 +44,7 @@ describe('OpenTelemetry', () => {
   beforeAll(async () => {
     trace.setGlobalTracerProvider(provider);
     context.setGlobalContextManager(new AlsContextManager());
-    sandbox = new IsolatedVmSandbox();
+    sandbox = testSandbox();
     conn = await connectStdio([join(root, 'test/fixtures/codemode-server.ts')]);
     mode = await CodeMode.create({
       sources: [mcpClientSource('fx', conn.client, { transport: 'pipe' }), localTools('loc', [{ name: 'one', handler: () => 1 }])],
