@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { catastrophicErrorCount, liveIsolateCount } from '../../src/sandbox/isolated-vm-sandbox.js';
 import type { HostFunctions, RunOutcome } from '../../src/sandbox/types.js';
-import { failure, sandbox, value } from './helpers.js';
+import { failure, ON_PROCESS_POOL, sandbox, value } from './helpers.js';
 
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown): void => {
@@ -81,7 +81,8 @@ describe('adversarial guest: host flooding', () => {
     for (const code of ['for (;;) await tools.sync(1)', 'for (;;) tools.sync(1)', 'for (;;) tools.echo(1).catch(() => {})']) {
       const { outcome, ms, ticks } = await runWatched(code, { timeoutMs: 500 });
       expect(failure(outcome).kind).toBe('timeout');
-      expect(ms).toBeLessThan(600);
+      // On the process pool the flood crosses IPC and the result queues behind it: more slack under load.
+      expect(ms).toBeLessThan(ON_PROCESS_POOL ? 900 : 600);
       expect(ticks).toBeGreaterThan(5);
     }
   });
@@ -166,7 +167,8 @@ describe('adversarial guest: memory', () => {
     const before = catastrophicErrorCount();
     const { outcome, ticks } = await runWatched("const o = {}; for (let i = 0; i < 4e6; i++) o['k' + i] = i; return 1", { timeoutMs: 20_000 });
     expect(failure(outcome).kind).toBe('memory');
-    expect(catastrophicErrorCount()).toBe(before + 1);
+    // On the process pool the catastrophic-error handler runs in the worker; the outcome above is the check.
+    if (!ON_PROCESS_POOL) expect(catastrophicErrorCount()).toBe(before + 1);
     expect(ticks).toBeGreaterThan(0);
     // The process still runs new isolates.
     expect(value(await sandbox().run('return 2'))).toBe(2);

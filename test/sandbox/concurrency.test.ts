@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { IsolatedVmSandbox, liveIsolateCount, prepareIsolate } from '../../src/sandbox/isolated-vm-sandbox.js';
 import { resolveLimits } from '../../src/sandbox/limits.js';
-import { failure, sandbox, value } from './helpers.js';
+import { failure, ON_PROCESS_POOL, sandbox, value } from './helpers.js';
 
 describe('concurrency (issue 2, point 11)', () => {
   it('maxConcurrency limits how many isolates run at once; further runs queue', async () => {
@@ -54,7 +54,8 @@ describe('concurrency (issue 2, point 11)', () => {
     expect(() => new IsolatedVmSandbox({ maxQueuedRuns: -1 })).toThrow(/maxQueuedRuns/);
   });
 
-  it('defaults to os.availableParallelism() and validates the option', () => {
+  // ProcessSandbox has no own bound by default (its pool's size is the bound): test/sandbox-process.
+  it.skipIf(ON_PROCESS_POOL)('defaults to os.availableParallelism() and validates the option', () => {
     expect(sandbox().maxConcurrency).toBe(availableParallelism());
     expect(() => new IsolatedVmSandbox({ maxConcurrency: 0 })).toThrow(/maxConcurrency must be a positive integer/);
     expect(() => new IsolatedVmSandbox({ warmIsolates: -1 })).toThrow(/warmIsolates/);
@@ -83,7 +84,8 @@ describe('lifecycle', () => {
     await expect(sb.run('return 1')).rejects.toMatchObject({ code: 'CLOSED' });
   });
 
-  it('runs on an isolate prepared ahead of time, exactly once', async () => {
+  // Prepared isolates are the in-process provider's API; the pool's warm isolates: test/sandbox-process.
+  it.skipIf(ON_PROCESS_POOL)('runs on an isolate prepared ahead of time, exactly once', async () => {
     const sb = sandbox();
     const prepared = await sb.prepare();
     expect(liveIsolateCount()).toBe(1);
@@ -92,14 +94,16 @@ describe('lifecycle', () => {
     await expect(sb.run('return 1', { prepared })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
-  it('refuses a prepared isolate with a different memory limit', async () => {
+  // Prepared isolates are the in-process provider's API; the pool's warm isolates: test/sandbox-process.
+  it.skipIf(ON_PROCESS_POOL)('refuses a prepared isolate with a different memory limit', async () => {
     const sb = sandbox({ limits: { memoryMb: 64 } });
     const prepared = await prepareIsolate(resolveLimits({ memoryMb: 32 }));
     await expect(sb.run('return 1', { prepared })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(liveIsolateCount()).toBe(0);
   });
 
-  it('an unused prepared isolate can be disposed, idempotently', async () => {
+  // Prepared isolates are the in-process provider's API; the pool's warm isolates: test/sandbox-process.
+  it.skipIf(ON_PROCESS_POOL)('an unused prepared isolate can be disposed, idempotently', async () => {
     const prepared = await prepareIsolate(resolveLimits(undefined));
     expect(liveIsolateCount()).toBe(1);
     prepared.dispose();
