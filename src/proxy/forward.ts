@@ -420,11 +420,66 @@ export class HttpForwarder {
     }
     session.inflight++;
     try {
-      await this.#exchange(session, req, res, 'POST', raw, messages, Array.isArray(body), listIds);
+      if (listIds === undefined) await this.#quickPost(session, req, res, raw, messages, Array.isArray(body));
+      else await this.#exchange(session, req, res, 'POST', raw, messages, Array.isArray(body), listIds);
     } finally {
       session.inflight--;
       session.last = Date.now();
     }
+  }
+
+  /**
+   * The common case of `#exchange` (a POST whose answer is passed on untouched) written with callbacks:
+   * per call it saves the promise chain, which on a busy 2-core machine is measurable against a 0.3 ms
+   * budget. Anything but a 2xx answer goes to the general path, which retries after a re-initialize.
+   */
+  #quickPost(session: ForwardSession, req: IncomingMessage, res: ServerResponse, raw: Buffer, messages: unknown[], batch: boolean): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const used = session.upstreamId;
+      const headers = this.#upstreamHeaders(session, req);
+      headers['content-length'] = raw.length;
+      let settled = false;
+      const onClose = (): void => {
+        if (!res.writableFinished) up.destroy();
+        resolve();
+      };
+      const up = this.#request({ ...this.#target, method: 'POST', headers, agent: this.#agent }, (answer) => {
+        settled = true;
+        const status = answer.statusCode ?? 502;
+        if (status >= 200 && status < 300) {
+          this.#pipe({ res: answer, req: up }, res, 'POST', status, session, undefined);
+          return;
+        }
+        res.removeListener('close', onClose);
+        void this.#afterRefusal(session, req, res, raw, messages, batch, answer, used).then(resolve);
+      });
+      up.once('error', (error) => {
+        if (settled || res.writableFinished || res.destroyed) return;
+        res.removeListener('close', onClose);
+        this.#fail(res, messages, batch, error, 'POST');
+        resolve();
+      });
+      res.once('close', onClose);
+      up.end(raw);
+    });
+  }
+
+  /** A non-2xx answer on the quick path: re-initialize and retry if the session expired, else the error. */
+  async #afterRefusal(session: ForwardSession, req: IncomingMessage, res: ServerResponse, raw: Buffer, messages: unknown[], batch: boolean, answer: IncomingMessage, used: string | undefined): Promise<void> {
+    const status = answer.statusCode ?? 502;
+    const text = (await readAll(answer).catch(() => Buffer.alloc(0))).toString('utf8').slice(0, 1000);
+    const error = new StreamableHTTPError(status, `Error POSTing to endpoint: ${text}`);
+    if (used === undefined || !isSessionExpiredError(error)) {
+      this.#fail(res, messages, batch, error, 'POST');
+      return;
+    }
+    try {
+      await session.renew(used);
+    } catch (renewError) {
+      this.#fail(res, messages, batch, renewError, 'POST');
+      return;
+    }
+    await this.#exchange(session, req, res, 'POST', raw, messages, batch, undefined, 1);
   }
 
   async #get(session: ForwardSession, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -432,7 +487,7 @@ export class HttpForwarder {
   }
 
   /** Forwards one POST or GET, re-initializing and retrying once if the upstream forgot the session. */
-  async #exchange(session: ForwardSession, req: IncomingMessage, res: ServerResponse, method: 'POST' | 'GET', raw: Buffer | undefined, messages: unknown[], batch: boolean, listIds: Set<Id> | undefined): Promise<void> {
+  async #exchange(session: ForwardSession, req: IncomingMessage, res: ServerResponse, method: 'POST' | 'GET', raw: Buffer | undefined, messages: unknown[], batch: boolean, listIds: Set<Id> | undefined, firstAttempt = 0): Promise<void> {
     // The downstream went away before the answer was complete: so does the upstream request.
     let current: ClientRequest | undefined;
     let gone = false;
@@ -443,7 +498,7 @@ export class HttpForwarder {
     };
     res.once('close', onClose);
     try {
-      for (let attempt = 0; ; attempt++) {
+      for (let attempt = firstAttempt; ; attempt++) {
         const used = session.upstreamId;
         let answer: UpstreamAnswer;
         try {
