@@ -40,9 +40,26 @@ export interface McpClientSourceOptions {
  * ```
  */
 export function mcpClientSource(name: string, client: Client, options: McpClientSourceOptions = {}): ToolSource {
-  const requestOptions = (call: SourceCallOptions) => {
+  /**
+   * Runs one request with a signal of its own, linked to the call's signal only while the request is open.
+   * The SDK adds an `abort` listener to the signal it is given and never removes it, and the sandbox hands
+   * all of an execution's calls one shared signal: given that signal, every finished request of the run
+   * would stay hooked to it (a scan per call) and, when the run ends and the signal aborts, each would send
+   * a spurious `notifications/cancelled` upstream for a request long answered.
+   */
+  const scoped = async <T>(call: SourceCallOptions, send: (requestOptions: { signal: AbortSignal; timeout: number; maxTotalTimeout: number }) => Promise<T>): Promise<T> => {
     const timeout = Math.min(call.timeoutMs ?? options.timeoutMs ?? MAX_TIMER_MS, MAX_TIMER_MS);
-    return { signal: call.signal, timeout, maxTotalTimeout: timeout };
+    const outer = call.signal;
+    // Already aborted: the SDK refuses at once, and there is nothing to unlink.
+    if (outer.aborted) return send({ signal: outer, timeout, maxTotalTimeout: timeout });
+    const own = new AbortController();
+    const forward = () => own.abort(outer.reason);
+    outer.addEventListener('abort', forward, { once: true });
+    try {
+      return await send({ signal: own.signal, timeout, maxTotalTimeout: timeout });
+    } finally {
+      outer.removeEventListener('abort', forward);
+    }
   };
   const withMeta = <T extends Record<string, unknown>>(params: T, meta: Record<string, unknown> | undefined) =>
     meta !== undefined && Object.keys(meta).length > 0 ? { ...params, _meta: meta } : params;
@@ -74,10 +91,8 @@ export function mcpClientSource(name: string, client: Client, options: McpClient
       return tools;
     },
     async callTool(tool, args, call): Promise<ToolCallOutput> {
-      const result = await client.request(
-        { method: 'tools/call', params: withMeta({ name: tool, arguments: args }, call.meta) },
-        CallToolResultSchema,
-        requestOptions(call),
+      const result = await scoped(call, (requestOptions) =>
+        client.request({ method: 'tools/call', params: withMeta({ name: tool, arguments: args }, call.meta) }, CallToolResultSchema, requestOptions),
       );
       // A task-augmented or legacy `toolResult` answer is not a CallToolResult; show it as content.
       return { mcp: result.content !== undefined ? result : { ...result, content: [] } };
@@ -85,11 +100,13 @@ export function mcpClientSource(name: string, client: Client, options: McpClient
   };
   if (capabilities.resources !== undefined) {
     source.readResource = (uri: string, call: SourceCallOptions): Promise<ReadResourceResult> =>
-      client.request({ method: 'resources/read', params: withMeta({ uri }, call.meta) }, ReadResourceResultSchema, requestOptions(call));
+      scoped(call, (requestOptions) => client.request({ method: 'resources/read', params: withMeta({ uri }, call.meta) }, ReadResourceResultSchema, requestOptions));
   }
   if (capabilities.prompts !== undefined) {
     source.getPrompt = (prompt: string, args: Record<string, string>, call: SourceCallOptions): Promise<GetPromptResult> =>
-      client.request({ method: 'prompts/get', params: withMeta({ name: prompt, arguments: args }, call.meta) }, GetPromptResultSchema, requestOptions(call));
+      scoped(call, (requestOptions) =>
+        client.request({ method: 'prompts/get', params: withMeta({ name: prompt, arguments: args }, call.meta) }, GetPromptResultSchema, requestOptions),
+      );
   }
   return source;
 }

@@ -120,6 +120,27 @@ describe('CodeMode against the stdio fixture server', () => {
     expect(result.toolCalls).toEqual([expect.objectContaining({ tool: 'fx.slow', ok: false, reason: 'cancelled' })]);
   });
 
+  it('sends no notifications/cancelled for calls that already finished when the run ends', async () => {
+    await start();
+    // Counts what this client sends; the fixture cannot tell a cancellation of a finished request from none.
+    const transport = conn.client.transport!;
+    const send = transport.send.bind(transport);
+    const cancelled: unknown[] = [];
+    transport.send = (message, options) => {
+      if ('method' in message && message.method === 'notifications/cancelled') cancelled.push(message.params);
+      return send(message, options);
+    };
+    const result = await mode.execute(`for (let i = 0; i < 5; i++) await tools.fx.echo({ text: 'x' + i }); return 'done'`);
+    expect(result.ok && result.value).toBe('done');
+    // Let any listener fired by the run's end run and write.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(cancelled).toEqual([]);
+    // A call still running at the end is cancelled, exactly once.
+    const forgotten = await mode.execute(`tools.fx.slow({ ms: 20000, label: 'late' }); await tools.fx.echo({ text: 'x' }); return 'done'`);
+    expect(forgotten.ok && forgotten.value).toBe('done');
+    await expect.poll(() => cancelled.length, { timeout: 5_000 }).toBe(1);
+  });
+
   it('cancels upstream calls still pending when the block returns', async () => {
     await start();
     const result = await mode.execute(`tools.fx.slow({ ms: 20000, label: 'forgotten' }); await tools.fx.echo({ text: 'x' }); return 'done'`);
