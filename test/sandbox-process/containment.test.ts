@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ProcessPool } from '../../src/sandbox/process/pool.js';
 import type { HostCallContext } from '../../src/sandbox/types.js';
 import { alive, failure, latch, startSandbox, value, waitFor } from './helpers.js';
 
@@ -143,6 +144,32 @@ describe('the parent enforces the wall clock (issue 8, hard limits from outside)
     await waitFor(() => !alive(pid!), 5_000, 'the stopped worker to be killed');
     expect(value(await sb.run('return "next"'))).toBe('next');
     expect(sb.pool.stats().pids).not.toContain(pid);
+  });
+
+  it('a silent worker is killed after hangTimeoutMs even when the run has no time limit', async () => {
+    const sb = await startSandbox({ limits: { timeoutMs: null }, hangTimeoutMs: 600 });
+    const [pid] = sb.pool.stats().pids;
+    const inHost = latch();
+    const started = performance.now();
+    const running = sb.run('await ping(); for (;;) {}', {
+      hostFunctions: {
+        ping: () => {
+          process.kill(pid!, 'SIGSTOP');
+          inHost.open();
+          return 1;
+        },
+      },
+    });
+    await inHost.promise;
+    const error = failure(await running);
+    expect(error.kind).toBe('crashed');
+    expect(error.message).toMatch(/stopped responding \(no sign of life for \d+ ms: stuck in native code\)/);
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(600);
+    expect(elapsed).toBeLessThan(600 + 1_000);
+    await waitFor(() => !alive(pid!), 5_000, 'the stopped worker to be killed');
+    expect(value(await sb.run('return "next"'))).toBe('next');
+    expect(() => new ProcessPool({ hangTimeoutMs: 100 })).toThrow(/hangTimeoutMs must be at least/);
   });
 
   it('aborting a run on a hung worker settles as aborted after the grace and kills the worker', async () => {

@@ -18,12 +18,15 @@ import type { CodemodeErrorCode } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { DEFAULT_MEMORY_MB } from '../types.js';
 import type { HostFunction, RunOutcome, RunStats, SandboxLimits } from '../types.js';
+import { HEARTBEAT_MS } from './protocol.js';
 import type { FromWorker, ToWorker, WireHostError, WorkerConfig } from './protocol.js';
 
 const log = createLogger('sandbox-pool');
 
 /** Default extra time a worker gets past a run's `timeoutMs` (or after an abort) before it is killed. */
 export const DEFAULT_KILL_GRACE_MS = 1_000;
+/** Default silence (no message, not even a heartbeat) after which a busy worker counts as hung. */
+export const DEFAULT_HANG_TIMEOUT_MS = 5_000;
 /** Default number of runs after which a worker is replaced. */
 export const DEFAULT_MAX_RUNS_PER_WORKER = 1_000;
 /** Default RSS (MB) past which a worker is replaced after its current runs. */
@@ -90,6 +93,12 @@ export interface ProcessPoolOptions {
    * worker. Default 1000 ms.
    */
   killGraceMs?: number;
+  /**
+   * A worker running something that sends nothing for this long (it heartbeats every 250 ms; guest code runs
+   * on other threads) is hung in native code: it is SIGKILLed and its runs fail as `crashed`, whatever their
+   * `timeoutMs` (also with no time limit). Default 5000 ms.
+   */
+  hangTimeoutMs?: number;
   /** Memory limit of the isolate a fresh worker prepares before its first run. Default 100 (MB). */
   warmMemoryMb?: number | null;
 }
@@ -154,11 +163,15 @@ interface WorkerHandle {
   doomed: boolean;
   /** Why we killed it, if we did: decides the message its other runs get. */
   killedFor: string | undefined;
+  /** What its unfinished runs are told when we killed it (set with `killedFor`). */
+  killedMessage: string | undefined;
   dead: boolean;
   readonly jobs: Map<number, Job>;
   runs: number;
   readonly exited: Promise<void>;
   startTimer: NodeJS.Timeout | undefined;
+  /** When we last heard from it (any message). */
+  lastSeen: number;
   /** When it last got a run: ties go to the worker idle longest, whose next isolate is surely prepared. */
   lastDispatch: number;
 }
@@ -272,6 +285,7 @@ export class ProcessPool {
   readonly maxRunsPerWorker: number | null;
   readonly maxRssMb: number | null;
   readonly killGraceMs: number;
+  readonly hangTimeoutMs: number;
   readonly warmMemoryMb: number | null;
   readonly #workers = new Set<WorkerHandle>();
   readonly #queue: Job[] = [];
@@ -289,6 +303,7 @@ export class ProcessPool {
   #lastRecoveryMs: number | undefined;
   #warmRuns = 0;
   #coldRuns = 0;
+  readonly #watchdog: NodeJS.Timeout;
 
   constructor(options: ProcessPoolOptions = {}) {
     this.size = positiveInt('size', options.size, Math.max(1, Math.min(availableParallelism(), 8)));
@@ -301,8 +316,30 @@ export class ProcessPool {
     this.maxRunsPerWorker = maxRuns;
     this.maxRssMb = optionalPositive('maxRssMb', options.maxRssMb, DEFAULT_MAX_RSS_MB);
     this.killGraceMs = optionalPositive('killGraceMs', options.killGraceMs, DEFAULT_KILL_GRACE_MS) ?? DEFAULT_KILL_GRACE_MS;
+    this.hangTimeoutMs = optionalPositive('hangTimeoutMs', options.hangTimeoutMs, DEFAULT_HANG_TIMEOUT_MS) ?? DEFAULT_HANG_TIMEOUT_MS;
+    if (this.hangTimeoutMs < 2 * HEARTBEAT_MS) {
+      throw new CodemodeError('INVALID_CONFIG', `hangTimeoutMs must be at least ${2 * HEARTBEAT_MS} ms (workers heartbeat every ${HEARTBEAT_MS} ms).`);
+    }
     this.warmMemoryMb = options.warmMemoryMb === undefined ? DEFAULT_MEMORY_MB : options.warmMemoryMb;
+    this.#watchdog = setInterval(() => this.#checkHung(), HEARTBEAT_MS);
+    this.#watchdog.unref();
     this.#balance();
+  }
+
+  /** Kills busy workers that went silent: their main thread is blocked in native code. */
+  #checkHung(): void {
+    const now = performance.now();
+    for (const w of this.#workers) {
+      if (w.dead || w.doomed || w.jobs.size === 0) continue;
+      const silentMs = now - w.lastSeen;
+      if (silentMs <= this.hangTimeoutMs) continue;
+      const ms = Math.round(silentMs);
+      this.#kill(
+        w,
+        `no sign of life for ${ms} ms`,
+        `The sandbox process running this code stopped responding (no sign of life for ${ms} ms: stuck in native code) and was killed and replaced. Run the code again.`,
+      );
+    }
   }
 
   /**
@@ -403,6 +440,7 @@ export class ProcessPool {
   async #close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#spawnTimer);
+    clearInterval(this.#watchdog);
     const closedError = new CodemodeError('CLOSED', 'The process pool was closed.');
     for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(closedError);
     const running: Promise<unknown>[] = [];
@@ -527,12 +565,14 @@ export class ProcessPool {
       ready: false,
       doomed: false,
       killedFor: undefined,
+      killedMessage: undefined,
       dead: false,
       jobs: new Map(),
       runs: 0,
       exited: new Promise<void>((r) => (exited = r)),
       startTimer: undefined,
       lastDispatch: 0,
+      lastSeen: performance.now(),
     };
     this.#workers.add(worker);
     worker.startTimer = setTimeout(() => {
@@ -585,7 +625,10 @@ export class ProcessPool {
   }
 
   #onMessage(worker: WorkerHandle, message: FromWorker): void {
+    worker.lastSeen = performance.now();
     switch (message.t) {
+      case 'beat':
+        return;
       case 'ready':
         worker.ready = true;
         clearTimeout(worker.startTimer);
@@ -698,7 +741,8 @@ export class ProcessPool {
     for (const job of worker.jobs.values()) {
       const message =
         worker.killedFor !== undefined
-          ? `The sandbox process running this code was killed (${worker.killedFor}, another run on the same process) before the run finished. This run did nothing wrong; run it again.`
+          ? (worker.killedMessage ??
+            `The sandbox process running this code was killed (${worker.killedFor}, another run on the same process) before the run finished. This run did nothing wrong; run it again.`)
           : `The sandbox process running this code died (${how}) before the run finished. Other runs were not affected and a fresh process replaced it; run the code again if it should have succeeded.`;
       this.#settle(job, this.#failedOutcome(job, 'crashed', message));
     }
@@ -738,11 +782,17 @@ export class ProcessPool {
     clearTimeout(timer);
   }
 
-  /** SIGKILLs a worker; its runs settle when the exit is seen. `reason` set means it misbehaved. */
-  #kill(worker: WorkerHandle, reason: string | undefined): void {
+  /**
+   * SIGKILLs a worker; its runs settle when the exit is seen. `reason` set means it misbehaved;
+   * `runMessage` is what its unfinished runs are told (default: killed because of another run).
+   */
+  #kill(worker: WorkerHandle, reason: string | undefined, runMessage?: string): void {
     if (worker.dead) return;
     worker.doomed = true;
-    if (reason !== undefined) worker.killedFor ??= reason;
+    if (reason !== undefined && worker.killedFor === undefined) {
+      worker.killedFor = reason;
+      worker.killedMessage = runMessage;
+    }
     try {
       worker.child.kill('SIGKILL');
     } catch (err) {

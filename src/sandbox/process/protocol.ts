@@ -37,6 +37,8 @@ export type ToWorker =
 export type FromWorker =
   /** Sent once, after isolated-vm loaded and the first warm isolate is prepared. */
   | { t: 'ready' }
+  /** Sent every `HEARTBEAT_MS`: the worker's main thread is turning (guest code runs on other threads). */
+  | { t: 'beat' }
   | { t: 'call'; id: number; call: number; fn: number; args: unknown[] }
   /**
    * A run settled. `rss` is the worker's resident set size in bytes right after it; `warm` says whether the
@@ -45,6 +47,9 @@ export type FromWorker =
   | { t: 'done'; id: number; outcome: RunOutcome; rss: number; warm: boolean }
   /** `run()` rejected in the worker (a host-side error such as invalid arguments), with its code. */
   | { t: 'failed'; id: number; code: string; message: string; rss: number };
+
+/** How often a worker reports that its main thread is alive. */
+export const HEARTBEAT_MS = 250;
 
 /** Startup configuration, passed to the worker as its single argv entry (JSON). */
 export interface WorkerConfig {

@@ -18,6 +18,7 @@ import { IsolatedVmSandbox, prepareIsolate } from '../isolated-vm-sandbox.js';
 import type { PreparedIsolate } from '../isolated-vm-sandbox.js';
 import { resolveLimits } from '../limits.js';
 import type { HostCallContext, HostFunctions } from '../types.js';
+import { HEARTBEAT_MS } from './protocol.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 
 const log = createLogger('sandbox-worker');
@@ -207,3 +208,6 @@ process.on('message', (raw: unknown) => {
 
 await refill(config.warmMemoryMb);
 send({ t: 'ready' });
+// Guest code runs on isolate threads; this thread only relays. If it stops turning (a native deadlock),
+// the parent notices the silence and replaces this process.
+setInterval(() => send({ t: 'beat' }), HEARTBEAT_MS).unref();
