@@ -38,7 +38,7 @@ export { resolveLimits, DEFAULT_LIMITS } from './sandbox/limits.js';
 // sandbox/process: the same contract in a pool of worker processes (crash containment, warm starts).
 export { ProcessSandbox } from './sandbox/process/process-sandbox.js';
 export type { ProcessSandboxOptions } from './sandbox/process/process-sandbox.js';
-export { ProcessPool, DEFAULT_KILL_GRACE_MS, DEFAULT_MAX_RUNS_PER_WORKER, DEFAULT_MAX_RSS_MB } from './sandbox/process/pool.js';
+export { ProcessPool, DEFAULT_KILL_GRACE_MS, DEFAULT_HANG_TIMEOUT_MS, DEFAULT_MAX_RUNS_PER_WORKER, DEFAULT_MAX_RSS_MB } from './sandbox/process/pool.js';
 export type { ProcessPoolOptions, ProcessPoolStats } from './sandbox/process/pool.js';
 
 // proxy: upstream connections (stdio / Streamable HTTP / SSE) and the forwarding MCP server.
