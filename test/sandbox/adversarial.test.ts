@@ -82,7 +82,9 @@ describe('adversarial guest: host flooding', () => {
       const { outcome, ms, ticks } = await runWatched(code, { timeoutMs: 500 });
       expect(failure(outcome).kind).toBe('timeout');
       // On the process pool the flood crosses IPC and the result queues behind it: more slack under load.
-      expect(ms).toBeLessThan(ON_PROCESS_POOL ? 900 : 600);
+      // Generous: limits-enforced.test.ts holds the 100 ms bound; this shows the limit is not lost. Both vitest
+      // projects run this file at once on two cores, so leave room for load.
+      expect(ms).toBeLessThan(1_000);
       expect(ticks).toBeGreaterThan(5);
     }
   });
@@ -139,7 +141,8 @@ describe('adversarial guest: thrown values', () => {
       ['unhandled rejection with a huge message', "Promise.reject(new Error('z'.repeat(2e7))); await null; return 1", /Unhandled promise rejection/],
     ];
     for (const [label, code, message] of cases) {
-      const { outcome } = await runWatched(code);
+      // Room for the multi-megabyte cases on a loaded machine: a timeout here would hide the real outcome.
+      const { outcome } = await runWatched(code, { timeoutMs: 10_000 });
       const error = failure(outcome);
       expect({ label, kind: error.kind }).toEqual({ label, kind: 'runtime' });
       expect(error.message.length).toBeLessThan(40_000);
@@ -154,7 +157,7 @@ describe('adversarial guest: thrown values', () => {
     ]) {
       const { outcome, ms } = await runWatched(code, { timeoutMs: 300 });
       expect(failure(outcome).kind).toBe('timeout');
-      expect(ms).toBeLessThan(400);
+      expect(ms).toBeLessThan(800);
     }
   });
 });
@@ -173,4 +176,169 @@ describe('adversarial guest: memory', () => {
     // The process still runs new isolates.
     expect(value(await sandbox().run('return 2'))).toBe(2);
   }, 30_000);
+});
+
+describe('adversarial guest: reaching the bridge', () => {
+  it('sloppy functions called by the bootstrap (copier getters, log formatting, result copy, timers) see no caller', async () => {
+    // Each probe is itself the sloppy function the bootstrap calls; its .caller would be the bootstrap frame.
+    const sb = sandbox({ limits: { timeoutMs: 2_000 } });
+    const outcome = await sb.run(
+      `const seen = [];
+       const callerOf = (f) => f.caller === null ? 'null' : typeof f.caller;
+       const o = {}; Object.defineProperty(o, 'x', { enumerable: true, get: function probe() { seen.push(callerOf(probe)); return 1; } });
+       await tools.echo(o);                       // host-call argument copier
+       console.log(o);                            // console formatting
+       await new Promise((r) => setTimeout(function probe() { seen.push(callerOf(probe)); r(); }, 0)); // timer callback
+       const r = {}; Object.defineProperty(r, 'seen', { enumerable: true, get: function probe() { seen.push(callerOf(probe)); return seen; } });
+       return r;                                  // result copier`,
+      { hostFunctions },
+    );
+    expect(value(outcome)).toEqual({ seen: ['null', 'null', 'null', 'null'] });
+  });
+
+  it('CallSite getThis/getFunction from inside the copier and a failing host call expose only user code', async () => {
+    const sb = sandbox({ limits: { timeoutMs: 2_000 } });
+    const outcome = await sb.run(
+      `const found = [];
+       Error.prepareStackTrace = (e, frames) => {
+         for (const f of frames) {
+           const fn = f.getFunction(), self = f.getThis();
+           if (fn !== undefined || (self !== undefined && self !== globalThis)) found.push([f.getFunctionName(), typeof fn, typeof self]);
+         }
+         return 'stack';
+       };
+       await tools.echo({ get x() { new Error().stack; return 1; } });
+       try { await tools.echo(1n); } catch (e) { e.stack; }
+       try { await tools.fail(); } catch (e) { e.stack; }
+       return found.filter(([name]) => name !== 'get x');`,
+      { hostFunctions },
+    );
+    expect(value(outcome)).toEqual([]);
+  });
+
+  it('globalThis.constructor, Function("return this"), eval and other constructors give back nothing internal', async () => {
+    const sb = sandbox();
+    const outcome = await sb.run(`
+      const g = Function('return this')();
+      const viaEval = (0, eval)('this');
+      const buffer = new Int32Array(new ArrayBuffer(8)).buffer;
+      return [g === globalThis, viaEval === globalThis, globalThis.constructor === Object,
+        typeof g.__codemodeRun, typeof structuredClone, typeof SharedArrayBuffer, typeof Atomics, typeof WebAssembly,
+        Object.getPrototypeOf(buffer).constructor.name,
+        await import('node:fs').then(() => 'imported', (e) => e.constructor.name)];`);
+    expect(value(outcome)).toEqual([true, true, true, 'undefined', 'undefined', 'undefined', 'undefined', 'undefined', 'ArrayBuffer', 'Error']);
+  });
+
+  it('no state crosses runs: Symbol.for registry, prototypes and globals start fresh (warm spares too)', async () => {
+    const sb = sandbox({ warmIsolates: 2 });
+    const write = `const s = Symbol.for('codemode.channel'); const before = Object.prototype[s];
+      Object.prototype[s] = 'secret'; globalThis[s] = 'secret'; Array.prototype.leak = 1; return String(before)`;
+    expect(value(await sb.run(write))).toBe('undefined');
+    expect(value(await sb.run(write))).toBe('undefined');
+    expect(value(await sb.run(`return [typeof globalThis[Symbol.for('codemode.channel')], typeof [].leak]`))).toEqual(['undefined', 'undefined']);
+  });
+});
+
+describe('adversarial guest: hostile values', () => {
+  it('a sparse array with a huge length is bounded as result, host-call argument and log argument', async () => {
+    const sb = sandbox({ limits: { timeoutMs: 5_000 } });
+    expect(failure(await sb.run('const a = []; a[1e9] = 1; return a')).kind).toBe('output_limit');
+    const arg = await sb.run('const a = []; a[1e9] = 1; try { await tools.echo(a); return "sent"; } catch (e) { return e.message; }', { hostFunctions });
+    expect(value(arg)).toMatch(/arguments are larger than/);
+    const logged = await sb.run('const a = []; a[1e9] = 1; console.log(a); return 1');
+    expect(value(logged)).toBe(1);
+    expect(logged.logs[0]?.message).toMatch(/\.\.\. 999999901 more items/);
+  });
+
+  it('getters and setters planted on Object/Array/Error prototypes do not change what crosses the bridge', async () => {
+    const sb = sandbox();
+    const outcome = await sb.run(
+      `const boom = (name) => ({ get() { throw new Error(name); }, configurable: true });
+       Object.defineProperty(Object.prototype, 'toJSON', boom('toJSON'));
+       Object.defineProperty(Object.prototype, 'length', boom('length'));
+       Object.defineProperty(Object.prototype, 'constructor', boom('constructor'));
+       Object.defineProperty(Array, Symbol.species, boom('species'));
+       for (const k of ['name', 'message', 'stack', 'data']) Object.defineProperty(Error.prototype, k, boom('error.' + k));
+       Object.defineProperty(Array.prototype, Symbol.iterator, boom('iterator'));
+       const getOwn = Object.getOwnPropertyDescriptor;
+       Object.defineProperty(Array.prototype, '0', { set() { throw new Error('set0'); }, configurable: true });
+       // Last: from here on, descriptor literals inherit an accessor "value" (the bootstrap's must not).
+       Object.defineProperty(Object.prototype, 'value', { set() { throw new Error('setValue'); }, configurable: true });
+       const echoed = await tools.echo({ a: [1, { b: 'c' }] });
+       let err; try { await tools.fail(); } catch (e) { err = getOwn(e, 'message').value; }
+       console.log({ a: [1] });
+       await new Promise((r) => setTimeout(r, 1));
+       return { echoed, err };`,
+      { hostFunctions },
+    );
+    expect(value(outcome)).toEqual({ echoed: [{ a: [1, { b: 'c' }] }], err: 'host failed' });
+    expect(outcome.logs).toEqual([{ level: 'log', message: '{ a: [ 1 ] }' }]);
+  });
+
+  it('proxies as results: revoked fails as runtime, a looping trap hits the wall clock', async () => {
+    const revoked = await runWatched('const r = Proxy.revocable({}, {}); r.revoke(); return r.proxy');
+    expect(failure(revoked.outcome)).toMatchObject({ kind: 'runtime', message: expect.stringMatching(/revoked/) });
+    const looping = await runWatched('return new Proxy({}, { ownKeys() { for (;;); } })', { timeoutMs: 300 });
+    expect(failure(looping.outcome).kind).toBe('timeout');
+  });
+
+  it('code run by the result copier after the run ended cannot start host calls or timers', async () => {
+    let calls = 0;
+    const sb = sandbox();
+    const outcome = await sb.run(
+      `let late; const o = { get x() { tools.count().then(() => { late = 'started'; }, (e) => { late = e.message; }); return setTimeout(() => {}, 0); } };
+       return o;`,
+      { hostFunctions: { tools: { count: () => ++calls } } },
+    );
+    expect(value(outcome)).toEqual({ x: 0 });
+    expect(calls).toBe(0);
+  });
+});
+
+describe('adversarial guest: wall clock', () => {
+  it.each([
+    ['a microtask loop', 'for (;;) await null'],
+    ['a never-resolving await with a live timer', 'setTimeout(() => {}, 10); await new Promise(() => {})'],
+    ['a self-feeding timer chain', 'const f = () => setTimeout(f, 0); f(); await new Promise(() => {})'],
+    ['a catastrophic regex', "return /(a+)+$/.test('a'.repeat(40) + 'b')"],
+    ['a Promise.then chain that never ends', 'let n = 0; const f = () => { n = (n + 1) % 1000; return Promise.resolve().then(f); }; await f()'],
+  ])('holds for %s', async (_label, code) => {
+    const { outcome, ms } = await runWatched(code, { timeoutMs: 300, memoryMb: 64 });
+    expect(['timeout', 'memory']).toContain(failure(outcome).kind);
+    // limits-enforced.test.ts holds the 100 ms bound on a quiet machine; this file runs beside heavy tests.
+    expect(ms).toBeLessThan(800);
+  });
+});
+
+describe('adversarial guest: memory and host calls', () => {
+  it('large ArrayBuffer, typed array and DataView allocations fail with kind memory', async () => {
+    for (const code of ['new ArrayBuffer(2 ** 31)', 'new Float64Array(2 ** 27)', 'new DataView(new ArrayBuffer(1.5e9))']) {
+      const { outcome } = await runWatched(`const x = ${code}; return 1`);
+      expect(failure(outcome).kind).toBe('memory');
+    }
+  });
+
+  it('many pending host calls are capped inside the guest; the rest are cancelled when the run ends', async () => {
+    const signals: AbortSignal[] = [];
+    const sb = sandbox({ limits: { timeoutMs: 10_000 } });
+    const outcome = await sb.run(
+      `const ps = []; for (let i = 0; i < 5000; i++) ps.push(tools.hang(i));
+       const refused = await Promise.allSettled(ps.slice(1000));
+       return refused.filter((x) => x.status === 'rejected' && /too many host calls pending/.test(x.reason.message)).length`,
+      {
+        hostFunctions: {
+          tools: {
+            hang: (_args, { signal }) => {
+              signals.push(signal);
+              return new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+            },
+          },
+        },
+      },
+    );
+    expect(value(outcome)).toBe(4000);
+    expect(outcome.stats.hostCalls).toBe(1000);
+    expect(outcome.stats.pendingHostCalls).toBe(1000);
+    expect(signals.every((s) => s.aborted)).toBe(true);
+  });
 });
