@@ -27,6 +27,7 @@ import { ErrorCode, InitializeResultSchema, McpError } from '@modelcontextprotoc
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { HttpUpstreamConfig } from './config.js';
+import { RawHttpPool } from './raw-http.js';
 import { classifyConnectError, classifyRequestError, DEFAULT_CONNECT_TIMEOUT_MS, isSessionExpiredError } from './upstream.js';
 
 const log = createLogger('proxy');
@@ -205,6 +206,8 @@ export class HttpForwarder {
   readonly #label: string;
   readonly #options: ForwarderOptions;
   readonly #agent: HttpAgent;
+  /** The raw POST client, for plain `http:` upstreams. */
+  readonly #raw: RawHttpPool | undefined;
   readonly #request: typeof httpRequest;
   readonly #sessions = new Map<string, ForwardSession>();
   #closed = false;
@@ -219,6 +222,7 @@ export class HttpForwarder {
     // Keep-alive: a fresh TCP connection per call would cost more than the whole latency budget.
     this.#agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
     this.#request = https ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
+    this.#raw = https || process.env.CODEMODE_PROXY_RAW_HTTP === '0' ? undefined : new RawHttpPool(this.#url);
   }
 
   get sessionCount(): number {
@@ -434,6 +438,7 @@ export class HttpForwarder {
    * budget. Anything but a 2xx answer goes to the general path, which retries after a re-initialize.
    */
   #quickPost(session: ForwardSession, req: IncomingMessage, res: ServerResponse, raw: Buffer, messages: unknown[], batch: boolean): Promise<void> {
+    if (this.#raw !== undefined) return this.#rawPost(this.#raw, session, req, res, raw, messages, batch);
     return new Promise<void>((resolve) => {
       const used = session.upstreamId;
       const headers = this.#upstreamHeaders(session, req);
@@ -451,7 +456,10 @@ export class HttpForwarder {
           return;
         }
         res.removeListener('close', onClose);
-        void this.#afterRefusal(session, req, res, raw, messages, batch, answer, used).then(resolve);
+        void readAll(answer)
+          .catch(() => Buffer.alloc(0))
+          .then((text) => this.#afterRefusal(session, req, res, raw, messages, batch, status, text.toString('utf8').slice(0, 1000), used))
+          .then(resolve);
       });
       up.once('error', (error) => {
         if (settled || res.writableFinished || res.destroyed) return;
@@ -464,10 +472,65 @@ export class HttpForwarder {
     });
   }
 
+  /** The same on the raw client (plain `http:` upstreams): no ClientRequest/IncomingMessage per call. */
+  #rawPost(pool: RawHttpPool, session: ForwardSession, req: IncomingMessage, res: ServerResponse, raw: Buffer, messages: unknown[], batch: boolean): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const used = session.upstreamId;
+      let pass = false;
+      let refused = 0;
+      const refusal: Buffer[] = [];
+      const onClose = (): void => {
+        if (!res.writableFinished) abort();
+        resolve();
+      };
+      const abort = pool.post(this.#upstreamHeaders(session, req), raw, {
+        head: (status, headers) => {
+          if (status < 200 || status >= 300) {
+            refused = status;
+            return;
+          }
+          pass = true;
+          const out: OutgoingHttpHeaders = {};
+          for (const name of RESPONSE_HEADERS) {
+            const v = headers[name];
+            if (v !== undefined) out[name] = v;
+          }
+          if (headers['content-length'] !== undefined) out['content-length'] = headers['content-length'];
+          if (headers['mcp-session-id'] !== undefined) out['mcp-session-id'] = session.id;
+          res.writeHead(status, out);
+        },
+        data: (chunk) => {
+          if (pass) return res.write(chunk);
+          if (refusal.length < 64) refusal.push(chunk);
+          return true;
+        },
+        waitDrain: (resume) => res.once('drain', resume),
+        end: () => {
+          if (pass) {
+            res.end();
+            return;
+          }
+          res.removeListener('close', onClose);
+          void this.#afterRefusal(session, req, res, raw, messages, batch, refused, Buffer.concat(refusal).toString('utf8').slice(0, 1000), used).then(resolve);
+        },
+        error: (error) => {
+          if (res.writableFinished || res.destroyed) return;
+          if (pass) {
+            // Cut off mid-answer: the client must see a broken stream, not a truncated success.
+            res.destroy();
+            return;
+          }
+          res.removeListener('close', onClose);
+          this.#fail(res, messages, batch, error, 'POST');
+          resolve();
+        },
+      });
+      res.once('close', onClose);
+    });
+  }
+
   /** A non-2xx answer on the quick path: re-initialize and retry if the session expired, else the error. */
-  async #afterRefusal(session: ForwardSession, req: IncomingMessage, res: ServerResponse, raw: Buffer, messages: unknown[], batch: boolean, answer: IncomingMessage, used: string | undefined): Promise<void> {
-    const status = answer.statusCode ?? 502;
-    const text = (await readAll(answer).catch(() => Buffer.alloc(0))).toString('utf8').slice(0, 1000);
+  async #afterRefusal(session: ForwardSession, req: IncomingMessage, res: ServerResponse, raw: Buffer, messages: unknown[], batch: boolean, status: number, text: string, used: string | undefined): Promise<void> {
     const error = new StreamableHTTPError(status, `Error POSTing to endpoint: ${text}`);
     if (used === undefined || !isSessionExpiredError(error)) {
       this.#fail(res, messages, batch, error, 'POST');
@@ -639,5 +702,6 @@ export class HttpForwarder {
     this.#closed = true;
     await Promise.all([...this.#sessions.values()].map((s) => s.close()));
     this.#agent.destroy();
+    this.#raw?.close();
   }
 }
