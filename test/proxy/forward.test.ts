@@ -166,6 +166,8 @@ async function scripted(): Promise<{ url: string; seen: Array<{ method: string; 
     }
     return json(res, { jsonrpc: '2.0', id: body.id, result: { content: [{ type: 'text', text: `${String(sid)}:${String((body.params as { name?: string }).name)}` }] } });
   });
+  // Closes idle keep-alive sockets quickly, so a pooled upstream socket goes stale between calls.
+  s.server.keepAliveTimeout = 100;
   cleanups.push(() => s.close());
   return { url: `${s.url}/mcp`, seen, forget: () => sessions.clear(), initializes: () => n };
 }
@@ -237,5 +239,48 @@ describe('transport auto: a legacy SSE upstream is handed to the SDK path', () =
     const { http } = await host({ url: `http://127.0.0.1:${port}/sse` });
     const { client } = await downstream(http.url);
     expect(textOf(await client.callTool({ name: 'echo', arguments: { message: 'via sse' } }))).toBe('Echo: via sse');
+  });
+});
+
+describe('raw upstream client (plain http: POSTs)', () => {
+  it('does not reuse a socket the upstream closed while it sat idle in the pool', async () => {
+    const up = await scripted();
+    const { http } = await host({ url: up.url });
+    const { client } = await downstream(http.url);
+    expect(textOf(await client.callTool({ name: 'a', arguments: {} }))).toBe('up-1:a');
+    // The scripted server closes idle keep-alive sockets after 100 ms (below): the pooled socket is dead.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(textOf(await client.callTool({ name: 'b', arguments: {} }))).toBe('up-1:b');
+    expect(up.initializes()).toBe(1);
+  });
+
+  it('streams a large answer (8 MB) through with backpressure, byte-exact', async () => {
+    const fixture = await startFixtureHttp();
+    cleanups.push(() => fixture.stop());
+    const { http } = await host({ url: fixture.url });
+    const { client } = await downstream(http.url);
+    const text = textOf(await client.callTool({ name: 'big_result', arguments: { bytes: 8_000_000 } }));
+    expect(text.length).toBe(8_000_000);
+  });
+
+  it('handles an upstream that answers with Connection: close and no length', async () => {
+    const s = await startHttp(async (req, res) => {
+      if (req.method !== 'POST') return void res.writeHead(405).end();
+      const body = JSON.parse(await readBody(req)) as { id?: number; method: string };
+      if (body.method === 'initialize') {
+        res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 'c1' }).end(
+          JSON.stringify({ jsonrpc: '2.0', id: body.id, result: { protocolVersion: '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'closer', version: '1' } } }),
+        );
+        return;
+      }
+      if (body.id === undefined) return void res.writeHead(202).end();
+      // HTTP/1.0-style framing: the body ends when the connection does.
+      res.socket?.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ jsonrpc: '2.0', id: body.id, result: { content: [{ type: 'text', text: 'closed' }] } })}`);
+      res.socket?.end();
+    });
+    cleanups.push(() => s.close());
+    const { http } = await host({ url: `${s.url}/mcp`, transport: 'http' });
+    const { client } = await downstream(http.url);
+    for (let i = 0; i < 3; i++) expect(textOf(await client.callTool({ name: 'x', arguments: {} }))).toBe('closed');
   });
 });
