@@ -16,6 +16,8 @@ import type { Socket } from 'node:net';
 
 /** Idle sockets older than this are not reused: Node servers close idle keep-alive sockets after 5 s. */
 const MAX_IDLE_MS = 4000;
+/** Idle sockets kept beyond this many are closed (a burst of concurrent calls should not pin sockets). */
+const MAX_IDLE_SOCKETS = 64;
 /** Response heads larger than this are refused (a server answering garbage). */
 const MAX_HEAD_BYTES = 64 * 1024;
 
@@ -105,7 +107,7 @@ export class RawHttpPool {
   }
 
   #release(socket: Socket): void {
-    if (this.#closed || socket.destroyed) {
+    if (this.#closed || socket.destroyed || this.#idle.length >= MAX_IDLE_SOCKETS) {
       socket.destroy();
       return;
     }
