@@ -16,6 +16,8 @@ import type { Socket } from 'node:net';
 
 /** Idle sockets older than this are not reused: Node servers close idle keep-alive sockets after 5 s. */
 const MAX_IDLE_MS = 4000;
+/** A reused socket that fails this soon after the write, with no answer byte, is retried on a fresh one. */
+const STALE_RETRY_WINDOW_MS = 250;
 /** Idle sockets kept beyond this many are closed (a burst of concurrent calls should not pin sockets). */
 const MAX_IDLE_SOCKETS = 64;
 /** Response heads larger than this are refused (a server answering garbage). */
@@ -155,7 +157,9 @@ export class RawHttpPool {
       finished = true;
       detach();
       socket.destroy();
-      if (!answered && retry !== undefined) {
+      // Only the stale-socket race (the upstream closed the kept-alive socket as we wrote): that fails
+      // within a round trip. A socket that dies later may have delivered the request, so no retry then.
+      if (!answered && retry !== undefined && Date.now() - sentAt < STALE_RETRY_WINDOW_MS) {
         retry();
         return;
       }
@@ -301,6 +305,7 @@ export class RawHttpPool {
     socket.once('end', onEnd);
     socket.once('error', onError);
     socket.once('close', onClose);
+    const sentAt = Date.now();
     socket.write(request);
     return () => {
       if (finished) return;
