@@ -473,6 +473,54 @@ const fireTimer = (id) => {
 defineValue(G, 'setTimeout', guestSetTimeout, false);
 defineValue(G, 'clearTimeout', guestClearTimeout, false);
 
+// ---- Intl ----
+// ICU memory behind Intl objects lives outside the V8 heap, so the memory limit does not see it: retaining
+// new Intl.DateTimeFormat() objects in a loop took host RSS past 1 GB in 3 s with a 64 MB limit, and so did
+// retaining Segmenter#segment() results. So each run may create only so many of them (reuse one formatter).
+const IntlNS = G.Intl;
+const RangeErrorCtor = RangeError;
+const ReflectConstruct = Reflect.construct;
+const ProxyCtor = Proxy;
+const ObjectGetOwnPropertyNames = Object.getOwnPropertyNames;
+const MAX_INTL_OBJECTS = 1000;
+const MAX_SEGMENTS = 20000;
+let intlObjects = 0;
+let segmentCalls = 0;
+if (IntlNS !== null && typeof IntlNS === 'object') {
+  const names = ObjectGetOwnPropertyNames(IntlNS);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
+    const d = ObjectGetOwnPropertyDescriptor(IntlNS, name);
+    const C = d.value;
+    // Constructors only (getCanonicalLocales and supportedValuesOf have no prototype).
+    if (typeof C !== 'function' || !ObjectHasOwn(C, 'prototype')) continue;
+    const count = () => {
+      if (++intlObjects > MAX_INTL_OBJECTS) {
+        throw new RangeErrorCtor('Intl.' + name + ': too many Intl objects created in this run (limit ' + MAX_INTL_OBJECTS + '); create one and reuse it');
+      }
+    };
+    const handler = ObjectCreate(null);
+    handler.construct = (target, args, newTarget) => { count(); return ReflectConstruct(target, args, newTarget); };
+    handler.apply = (target, thisArg, args) => { count(); return ReflectApply(target, thisArg, args); };
+    const wrapped = new ProxyCtor(C, handler);
+    // The prototype's constructor would hand the unwrapped constructor back.
+    defineValue(C.prototype, 'constructor', wrapped, false);
+    defineValue(IntlNS, name, wrapped, false);
+  }
+  const Segmenter = IntlNS.Segmenter;
+  if (typeof Segmenter === 'function') {
+    const proto = ObjectGetOwnPropertyDescriptor(Segmenter, 'prototype').value;
+    const segment = proto.segment;
+    defineValue(proto, 'segment', function segment_(input) {
+      if (++segmentCalls > MAX_SEGMENTS) {
+        throw new RangeErrorCtor('Intl.Segmenter.prototype.segment: called too often in this run (limit ' + MAX_SEGMENTS + ')');
+      }
+      return ReflectApply(segment, this, [input]);
+    }, false);
+    defineValue(proto.segment, 'name', 'segment', false);
+  }
+}
+
 const makeErrorClass = (name) => {
   const Cls = class extends ErrorCtor {};
   defineValue(Cls, 'name', name, false);

@@ -342,3 +342,29 @@ describe('adversarial guest: memory and host calls', () => {
     expect(signals.every((s) => s.aborted)).toBe(true);
   });
 });
+
+describe('adversarial guest: memory outside the V8 heap', () => {
+  it('retained Intl objects and Segmenter#segment() results are capped per run (ICU memory escaped the limit)', async () => {
+    // Before the fix each loop ran to the wall clock with host RSS passing 1 GB in 3 s under a 64 MB limit.
+    for (const [code, message] of [
+      ["const a = []; for (;;) a.push(new Intl.DateTimeFormat('en', { timeZone: 'UTC' }))", /Intl\.DateTimeFormat: too many Intl objects created in this run \(limit 1000\)/],
+      ["const a = []; for (;;) a.push(Intl.Collator('de'))", /Intl\.Collator: too many Intl objects/],
+      ["const s = new Intl.Segmenter('en', { granularity: 'word' }); const a = []; for (;;) a.push(s.segment('abc def'))", /segment: called too often in this run \(limit 20000\)/],
+    ] as const) {
+      const { outcome } = await runWatched(code, { timeoutMs: 10_000 });
+      expect(failure(outcome)).toMatchObject({ kind: 'runtime', name: 'RangeError', message: expect.stringMatching(message) });
+    }
+  });
+
+  it('ordinary Intl use still works through the wrapped constructors', async () => {
+    const outcome = await sandbox().run(`
+      const nf = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
+      const dtf = Intl.DateTimeFormat('en-US', { timeZone: 'UTC', year: 'numeric' });
+      class Mine extends Intl.NumberFormat {}
+      const words = [...new Intl.Segmenter('en', { granularity: 'word' }).segment('hi there')].filter((s) => s.isWordLike).map((s) => s.segment);
+      return [nf.format(1234.56), dtf.format(new Date(0)), nf instanceof Intl.NumberFormat, new Mine('en').format(1) , Object.getPrototypeOf(nf).constructor === Intl.NumberFormat,
+        Intl.NumberFormat.name, typeof Intl.NumberFormat.supportedLocalesOf, Intl.getCanonicalLocales('EN-us')[0], (5).toLocaleString('en'), words,
+        Intl.Segmenter.prototype.segment.name];`);
+    expect(value(outcome)).toEqual(['1,234.6', '1970', true, '1', true, 'NumberFormat', 'function', 'en-US', '5', ['hi', 'there'], 'segment']);
+  });
+});
