@@ -8,6 +8,8 @@
  *    against 50 direct `client.callTool` calls, measured alternately in the same run.
  *
  * 3. The same with a tool that does 1 ms of (timer) work per call, closer to real tools.
+ * 4. For the breakdown: the same 50 echo calls from a bare `sandbox.run` whose host function calls
+ *    `client.callTool` itself (no code-mode layer), so what is left over direct is the sandbox's share.
  *
  * Goal: code mode adds at most 20% over the direct calls against the stdio server.
  */
@@ -75,13 +77,15 @@ const localCode = `let last; for (let i = 0; i < ${CALLS}; i++) last = await too
 const SLOW_TOOL_MS = 1;
 const remoteSlowCode = `for (let i = 0; i < ${CALLS}; i++) await tools.fx.slow({ ms: ${SLOW_TOOL_MS} }); return 1;`;
 const remoteCode = `let last; for (let i = 0; i < ${CALLS}; i++) last = await tools.fx.echo({ text: 'x' + i }); return last;`;
+const rawCode = `let last; for (let i = 0; i < ${CALLS}; i++) last = await echo({ text: 'x' + i }); return last;`;
+const rawHostFunctions = { echo: (args: unknown[]) => client.callTool({ name: 'echo', arguments: args[0] as Record<string, unknown> }) };
 
 async function mustOk(p: Promise<{ ok: boolean }>): Promise<void> {
   const r = await p;
   if (!r.ok) throw new Error(`bench execute failed: ${JSON.stringify(r)}`);
 }
 
-type Samples = { empty: number[]; local: number[]; direct: number[]; remote: number[]; directSlow: number[]; remoteSlow: number[] };
+type Samples = { empty: number[]; local: number[]; direct: number[]; remote: number[]; raw: number[]; directSlow: number[]; remoteSlow: number[] };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -90,7 +94,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * preparation competes with the next measurement.
  */
 async function series(pauseMs: number): Promise<Samples> {
-  const samples: Samples = { empty: [], local: [], direct: [], remote: [], directSlow: [], remoteSlow: [] };
+  const samples: Samples = { empty: [], local: [], direct: [], remote: [], raw: [], directSlow: [], remoteSlow: [] };
   const directRun = () =>
     time(async () => {
       for (let c = 0; c < CALLS; c++) await client.callTool({ name: 'echo', arguments: { text: `x${c}` } });
@@ -106,6 +110,7 @@ async function series(pauseMs: number): Promise<Samples> {
   for (let i = 0; i < WARMUP + RUNS; i++) {
     const empty = await measure(() => time(() => mustOk(local.execute('return 1'))));
     const loc = await measure(() => time(() => mustOk(local.execute(localCode))));
+    const raw = await measure(() => time(() => mustOk(sandbox.run(rawCode, { hostFunctions: rawHostFunctions }))));
     // Alternate the order so drift in machine load does not favour one side.
     let direct: number;
     let viaCodeMode: number;
@@ -127,6 +132,7 @@ async function series(pauseMs: number): Promise<Samples> {
     samples.local.push(loc);
     samples.direct.push(direct);
     samples.remote.push(viaCodeMode);
+    samples.raw.push(raw);
     samples.directSlow.push(directSlow);
     samples.remoteSlow.push(viaCodeModeSlow);
   }
@@ -155,6 +161,7 @@ function report(title: string, samples: Samples): string[] {
     `  execute, ${CALLS} local tool calls           median ${fmt(median(samples.local))}  p90 ${fmt(p90(samples.local))}  (${fmt(median(samples.local) / CALLS)} per call)`,
     `  ${CALLS} direct client.callTool (stdio)     median ${fmt(median(samples.direct))}  p90 ${fmt(p90(samples.direct))}  (${fmt(median(samples.direct) / CALLS)} per call)`,
     `  execute, ${CALLS} stdio MCP calls            median ${fmt(median(samples.remote))}  p90 ${fmt(p90(samples.remote))}  (${fmt(median(samples.remote) / CALLS)} per call)`,
+    `  bare sandbox.run, ${CALLS} stdio calls      median ${fmt(median(samples.raw))}  p90 ${fmt(p90(samples.raw))}  (${fmt(median(samples.raw) / CALLS)} per call; no code-mode layer)`,
     `  code mode / direct (stdio)             ${ratio.toFixed(3)}  (${((ratio - 1) * 100).toFixed(1)}% overhead; goal <= 20%: ${ratio <= 1.2 ? 'met' : 'NOT met'})`,
     `  ${CALLS} direct calls, ${SLOW_TOOL_MS} ms tool             median ${fmt(median(samples.directSlow))}  p90 ${fmt(p90(samples.directSlow))}`,
     `  execute, ${CALLS} calls, ${SLOW_TOOL_MS} ms tool          median ${fmt(median(samples.remoteSlow))}  p90 ${fmt(p90(samples.remoteSlow))}`,
