@@ -2,7 +2,7 @@
  * Hosting a proxy over Streamable HTTP: one endpoint (`/mcp`), one proxy session per MCP session.
  *
  * Two paths. When the upstream is Streamable HTTP too, sessions are forwarded at the HTTP message level
- * (`HttpForwarder`, see forward.ts): no MCP termination, about 0.1 ms added per call. Otherwise (a stdio
+ * (`HttpForwarder`, see forward.ts): no MCP termination, about 0.2 ms added per call. Otherwise (a stdio
  * upstream, legacy SSE, `auto` falling back to SSE, OAuth, a custom fetch, `requestTimeoutMs`, or an
  * environment HTTP proxy) each session is an SDK server transport bridged to an SDK client by `createProxy`.
  *
