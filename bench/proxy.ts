@@ -52,14 +52,14 @@ const s = createServer((req, res) => {
 });
 s.listen(0, '127.0.0.1', () => console.error('listening on http://127.0.0.1:' + s.address().port + '/mcp'));`;
 
-/** CPU time (user + system) of a process so far, in ms, from /proc (Linux). */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
+/** CPU time of a process so far, in ms, from /proc (Linux): [user + system, system]. */
+function cpuMs(pid: number | undefined): [number, number] {
+  if (pid === undefined) return [Number.NaN, Number.NaN];
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    return [(Number(fields[11]) + Number(fields[12])) * 10, Number(fields[12]) * 10];
   } catch {
-    return Number.NaN;
+    return [Number.NaN, Number.NaN];
   }
 }
 
@@ -110,16 +110,21 @@ async function compare(name: string, direct: Client, proxied: Client, cpu: Recor
   await timeCalls(proxied, WARMUP, []);
   const d: number[] = [];
   const p: number[] = [];
-  const used: Record<string, number> = {};
+  const used: Record<string, [number, number]> = {};
   const perRound = Math.ceil(CALLS / ROUNDS);
   for (let r = 0; r < ROUNDS; r++) {
     await timeCalls(direct, perRound, d);
     const before = Object.fromEntries(Object.entries(cpu).map(([k, pid]) => [k, cpuMs(pid)]));
     await timeCalls(proxied, perRound, p);
-    for (const [k, pid] of Object.entries(cpu)) used[k] = (used[k] ?? 0) + cpuMs(pid) - (before[k] ?? 0);
+    for (const [k, pid] of Object.entries(cpu)) {
+      const [total, sys] = cpuMs(pid);
+      const [total0, sys0] = before[k] ?? [0, 0];
+      const [t, s] = used[k] ?? [0, 0];
+      used[k] = [t + total - total0, s + sys - sys0];
+    }
   }
   const row = { name, direct: median(d), proxy: median(p), added: median(p) - median(d) };
-  const cpuText = Object.entries(used).map(([k, ms]) => `${k} ${(ms / p.length).toFixed(3)} ms`).join(', ');
+  const cpuText = Object.entries(used).map(([k, [ms, sys]]) => `${k} ${(ms / p.length).toFixed(3)} ms (kernel ${(sys / p.length).toFixed(3)})`).join(', ');
   process.stdout.write(
     `${name.padEnd(34)} direct median ${row.direct.toFixed(3)} ms (p90 ${p90(d).toFixed(3)})  proxy median ${row.proxy.toFixed(3)} ms (p90 ${p90(p).toFixed(3)})  added ${row.added.toFixed(3)} ms  [${d.length} calls each]${cpuText === '' ? '' : `  CPU per proxied call: ${cpuText}`}\n`,
   );
