@@ -106,6 +106,26 @@ describe('forward path against the conformance fixture', () => {
     expect(last!.at - firstProgress!.at).toBeGreaterThan(400);
   });
 
+  it('forward: false (or requestTimeoutMs) keeps the SDK path, which terminates SSE itself (no upstream event ids)', async () => {
+    for (const [proxyOptions, serveOptions] of [
+      [{}, { forward: false }],
+      [{ requestTimeoutMs: 60_000 }, {}],
+    ] as const) {
+      const proxy = createProxy({ url: fixture.url }, proxyOptions);
+      const http = await serveProxyHttp(proxy, serveOptions);
+      cleanups.push(() => http.close());
+      const sid = await rawInit(http.url);
+      const res = await fetch(http.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: ACCEPT, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'echo', arguments: { text: 'sdk' } } }),
+      });
+      const text = await res.text();
+      expect(text).toMatch(/"text":"sdk"/);
+      expect(text).not.toMatch(/^id: /m);
+    }
+  });
+
   it('hides ignoreTools from an SSE tools/list answer and refuses calls to them', async () => {
     const { http } = await host({ url: fixture.url }, { ignoreTools: ['test_*', 'who?mi'] });
     const { client } = await downstream(http.url);
