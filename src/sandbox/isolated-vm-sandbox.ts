@@ -914,7 +914,18 @@ export class IsolatedVmSandbox implements SandboxProvider {
     };
     const onAbort = (): void => interrupt('aborted');
     // The wall clock runs from the moment the run leaves the queue, isolate creation included.
-    const timer = limits.timeoutMs !== null ? setTimeout(() => interrupt('timeout'), limits.timeoutMs) : undefined;
+    // libuv measures timers against a loop time cached at the start of the iteration, so under load a plain
+    // setTimeout can fire a few ms before the limit has really passed; re-arm until the deadline is real.
+    let timer: NodeJS.Timeout | undefined;
+    if (limits.timeoutMs !== null) {
+      const deadline = startedAt + limits.timeoutMs;
+      const onTimer = (): void => {
+        const left = deadline - performance.now();
+        if (left > 0) timer = setTimeout(onTimer, Math.ceil(left));
+        else interrupt('timeout');
+      };
+      timer = setTimeout(onTimer, limits.timeoutMs);
+    }
     signal?.addEventListener('abort', onAbort, { once: true });
     this.#cancels.add(interrupt);
 
