@@ -210,6 +210,19 @@ describe('forward path against a scripted upstream', () => {
     }
   });
 
+  it('closes an idle session after idleTimeoutMs, ending the upstream session (DELETE)', async () => {
+    const up = await scripted();
+    const { http, proxy } = await host({ url: up.url }, { idleTimeoutMs: 300 });
+    const { client } = await downstream(http.url);
+    await client.callTool({ name: 'a', arguments: {} });
+    expect(proxy.sessionCount).toBe(1);
+    const deadline = Date.now() + 3000;
+    while (proxy.sessionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(proxy.sessionCount).toBe(0);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(up.seen.some((r) => r.method === 'DELETE' && r.headers['mcp-session-id'] === 'up-1')).toBe(true);
+  });
+
   it('filters a JSON tools/list answer', async () => {
     const up = await scripted();
     const { http } = await host({ url: up.url }, { ignoreTools: ['drop_*'] });
