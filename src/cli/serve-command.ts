@@ -11,6 +11,7 @@
 import { describeError, isCodemodeError } from '../errors.js';
 import { createLogger, setLogLevel } from '../log.js';
 import type { LogLevel } from '../log.js';
+import type { SandboxLimitsInput, SandboxProvider } from '../sandbox/types.js';
 import type { OAuthConfig } from '../server/auth/config.js';
 import { CliUsageError, EXIT, numberFlag, parseFlags } from './args.js';
 
@@ -54,6 +55,9 @@ Tools and limits:
   --timeout <seconds>            wall-clock limit per execute (default 30; "none" = no limit)
   --memory <MB>                  heap limit per execute (default 100; "none" = no limit)
   --max-tool-calls <n>           tool calls per execute (default 50; "none" = no cap)
+  --isolation <mode>             where executes run: "process" (a pool of worker processes, so a sandbox
+                                 crash or hang fails one execute, not the server; the default with --http)
+                                 or "in-process" (faster start; the default with --stdio)
   --max-concurrent <n>           executes running at once (default: CPU count, at least 2)
   --max-queue <n>                executes waiting for a slot; beyond it callers get a "busy, retry" error
                                  result at once (default 4 x max-concurrent)
@@ -94,6 +98,7 @@ const SERVE_OPTIONS = {
   timeout: { type: 'string' },
   memory: { type: 'string' },
   'max-tool-calls': { type: 'string' },
+  isolation: { type: 'string' },
   'max-concurrent': { type: 'string' },
   'max-queue': { type: 'string' },
   'connect-timeout': { type: 'string' },
@@ -123,6 +128,8 @@ export interface ServeArgs {
   timeoutMs?: number | null;
   memoryMb?: number | null;
   maxToolCalls?: number | null;
+  /** Where executes run; unset means `process` with --http and `in-process` with --stdio. */
+  isolation?: 'process' | 'in-process';
   maxConcurrent?: number;
   maxQueue?: number;
   connectTimeoutMs?: number;
@@ -164,6 +171,10 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
   const connect = seconds('connect-timeout', v['connect-timeout']);
   const maxConcurrent = numberFlag('max-concurrent', v['max-concurrent'], { integer: true, min: 1 });
   const maxQueue = numberFlag('max-queue', v['max-queue'], { integer: true, min: 0 });
+  const isolation = v.isolation;
+  if (isolation !== undefined && isolation !== 'process' && isolation !== 'in-process') {
+    throw new CliUsageError(`--isolation must be "process" or "in-process", got ${JSON.stringify(isolation)}.`);
+  }
   return {
     ...(v.config !== undefined ? { config: v.config } : {}),
     mode,
@@ -181,6 +192,7 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
     strict: v.strict ?? false,
     ...(timeout !== undefined ? { timeoutMs: timeout } : {}),
     ...(v.memory !== undefined ? { memoryMb: numberFlag('memory', v.memory, { allowNone: true }) ?? null } : {}),
+    ...(isolation !== undefined ? { isolation } : {}),
     ...(v['max-tool-calls'] !== undefined ? { maxToolCalls: numberFlag('max-tool-calls', v['max-tool-calls'], { integer: true, allowNone: true }) ?? null } : {}),
     ...(maxConcurrent !== undefined && maxConcurrent !== null ? { maxConcurrent } : {}),
     ...(maxQueue !== undefined && maxQueue !== null ? { maxQueue } : {}),
@@ -188,6 +200,16 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
     shutdownGraceMs: grace,
     ...(logLevel !== undefined ? { logLevel: logLevel as LogLevel } : {}),
   };
+}
+
+/**
+ * A `ProcessSandbox` whose pool runs `maxConcurrent` executes at once (workers up to the core count, the
+ * rest as per-worker concurrency), so the server's limiter stays the only queue.
+ */
+async function processSandbox(limits: SandboxLimitsInput, maxConcurrent: number): Promise<SandboxProvider & { close(): Promise<void> }> {
+  const [{ ProcessSandbox }, { availableParallelism }] = await Promise.all([import('../sandbox/process/process-sandbox.js'), import('node:os')]);
+  const size = Math.max(1, Math.min(maxConcurrent, availableParallelism()));
+  return new ProcessSandbox({ limits, size, concurrencyPerWorker: Math.ceil(maxConcurrent / size) });
 }
 
 /**
@@ -276,7 +298,11 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
     };
     const maxConcurrent = a.maxConcurrent ?? config.settings.maxConcurrentExecutions ?? DEFAULT_MAX_CONCURRENT_EXECUTIONS;
     // One isolate slot per execution slot: the server's limiter is the only queue callers wait in.
-    const sandbox = new IsolatedVmSandbox({ limits, maxConcurrency: maxConcurrent });
+    // Process isolation by default over HTTP: a shared server must survive a sandbox crash or hang.
+    const sandbox =
+      (a.isolation ?? (a.mode === 'http' ? 'process' : 'in-process')) === 'process'
+        ? await processSandbox(limits, maxConcurrent)
+        : new IsolatedVmSandbox({ limits, maxConcurrency: maxConcurrent });
     const starting = createCodemodeServerFromConfig(config, {
       strict: a.strict,
       exposeTools: a.exposeTools,
