@@ -11,6 +11,7 @@
 
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CodemodeError, describeError } from '../../errors.js';
@@ -31,6 +32,40 @@ export const DEFAULT_HANG_TIMEOUT_MS = 5_000;
 export const DEFAULT_MAX_RUNS_PER_WORKER = 1_000;
 /** Default RSS (MB) past which a worker is replaced after its current runs. */
 export const DEFAULT_MAX_RSS_MB = 1_024;
+/**
+ * With `hardRssMb: 'auto'`, a busy worker may use its idle RSS plus this many times the largest `memoryMb`
+ * of its runs in flight, per run slot (`concurrencyPerWorker`), before the parent SIGKILLs it.
+ */
+export const HARD_RSS_FACTOR = 3;
+/** With `hardRssMb: 'auto'`, the ceiling is never below this many MB. */
+export const HARD_RSS_FLOOR_MB = 256;
+/** How often the parent samples the RSS of busy workers (only while runs are in flight). */
+export const RSS_SAMPLE_MS = 25;
+const MB = 2 ** 20;
+/** Linux: a worker's RSS is read from /proc/<pid>/statm (no cooperation from the worker needed). */
+const STATM = process.platform === 'linux';
+/** Bytes per page, for statm's page counts: measured against our own RSS once (4 KiB, 16 KiB, 64 KiB). */
+const PAGE_SIZE = ((): number => {
+  if (!STATM) return 4096;
+  try {
+    const pages = Number(readFileSync('/proc/self/statm', 'latin1').split(' ')[1]);
+    const ratio = process.memoryUsage.rss() / pages;
+    return [4096, 16_384, 65_536].reduce((best, size) => (Math.abs(size - ratio) < Math.abs(best - ratio) ? size : best));
+  } catch {
+    return 4096;
+  }
+})();
+
+/** A process's resident set size in bytes from /proc, or undefined when it cannot be read (gone, not Linux). */
+function statmRss(pid: number): number | undefined {
+  if (!STATM || pid <= 0) return undefined;
+  try {
+    const pages = Number(readFileSync(`/proc/${pid}/statm`, 'latin1').split(' ')[1]);
+    return Number.isFinite(pages) ? pages * PAGE_SIZE : undefined;
+  } catch {
+    return undefined;
+  }
+}
 /**
  * Consecutive worker start failures after which runs fail fast (instead of queueing behind workers that
  * never come). The pool keeps retrying with backoff and serves again once a worker starts.
@@ -88,6 +123,16 @@ export interface ProcessPoolOptions {
   maxRunsPerWorker?: number | null;
   /** Replace a worker, after its current runs, once its RSS passes this many MB. Default 1024; `null`: never. */
   maxRssMb?: number | null;
+  /**
+   * Hard RSS ceiling (MB) of a busy worker, enforced from this process: while runs are in flight it samples
+   * each busy worker's RSS every 25 ms (Linux: /proc/<pid>/statm; elsewhere the 250 ms heartbeat) and
+   * SIGKILLs a worker past the ceiling; its runs end with kind `memory` and the worker is replaced.
+   * This bounds what V8's own heap limit does not: the heap overshooting while the isolate is stopped,
+   * and memory outside the heap. Default `'auto'`: the worker's idle RSS + 3 x the largest `memoryMb` of its
+   * runs in flight x `concurrencyPerWorker`, at least 256 MB (no ceiling for runs with `memoryMb: null`).
+   * A number: that many MB whatever the runs' limits. `null`: off.
+   */
+  hardRssMb?: number | 'auto' | null;
   /**
    * Extra time past a run's `timeoutMs` (and after an abort) before the parent SIGKILLs an unresponsive
    * worker. Default 1000 ms.
@@ -174,6 +219,10 @@ interface WorkerHandle {
   lastSeen: number;
   /** When it last got a run: ties go to the worker idle longest, whose next isolate is surely prepared. */
   lastDispatch: number;
+  /** RSS (bytes) it reported when ready: the base of the `'auto'` hard ceiling. */
+  baseRss: number;
+  /** RSS (bytes) of its last heartbeat: the hard ceiling's fallback where /proc cannot be read. */
+  beatRss: number;
 }
 
 function positiveInt(name: string, value: number | undefined, fallback: number, min = 1): number {
@@ -284,6 +333,7 @@ export class ProcessPool {
   readonly standbyWorkers: number;
   readonly maxRunsPerWorker: number | null;
   readonly maxRssMb: number | null;
+  readonly hardRssMb: number | 'auto' | null;
   readonly killGraceMs: number;
   readonly hangTimeoutMs: number;
   readonly warmMemoryMb: number | null;
@@ -304,6 +354,8 @@ export class ProcessPool {
   #warmRuns = 0;
   #coldRuns = 0;
   readonly #watchdog: NodeJS.Timeout;
+  /** Samples busy workers' RSS; runs only while some run is in flight. */
+  #sampler: NodeJS.Timeout | undefined;
 
   constructor(options: ProcessPoolOptions = {}) {
     this.size = positiveInt('size', options.size, Math.max(1, Math.min(availableParallelism(), 8)));
@@ -315,6 +367,8 @@ export class ProcessPool {
     }
     this.maxRunsPerWorker = maxRuns;
     this.maxRssMb = optionalPositive('maxRssMb', options.maxRssMb, DEFAULT_MAX_RSS_MB);
+    this.hardRssMb =
+      options.hardRssMb === undefined || options.hardRssMb === 'auto' ? 'auto' : optionalPositive('hardRssMb', options.hardRssMb, 0);
     this.killGraceMs = optionalPositive('killGraceMs', options.killGraceMs, DEFAULT_KILL_GRACE_MS) ?? DEFAULT_KILL_GRACE_MS;
     this.hangTimeoutMs = optionalPositive('hangTimeoutMs', options.hangTimeoutMs, DEFAULT_HANG_TIMEOUT_MS) ?? DEFAULT_HANG_TIMEOUT_MS;
     if (this.hangTimeoutMs < 2 * HEARTBEAT_MS) {
@@ -339,6 +393,59 @@ export class ProcessPool {
         `no sign of life for ${ms} ms`,
         `The sandbox process running this code stopped responding (no sign of life for ${ms} ms: stuck in native code) and was killed and replaced. Run the code again.`,
       );
+    }
+  }
+
+  /** The hard RSS ceiling (bytes) of a busy worker right now, or undefined for none. */
+  #ceiling(worker: WorkerHandle): number | undefined {
+    if (this.hardRssMb === null) return undefined;
+    if (this.hardRssMb !== 'auto') return this.hardRssMb * MB;
+    let memoryMb = 0;
+    for (const job of worker.jobs.values()) {
+      if (job.settled) continue;
+      // A run without a heap limit has no derived ceiling (set hardRssMb to bound it anyway).
+      if (job.limits.memoryMb === null) return undefined;
+      memoryMb = Math.max(memoryMb, job.limits.memoryMb);
+    }
+    if (memoryMb === 0) return undefined;
+    return Math.max(HARD_RSS_FLOOR_MB * MB, worker.baseRss + HARD_RSS_FACTOR * memoryMb * this.concurrencyPerWorker * MB);
+  }
+
+  /** Starts the RSS sampler if it is not running (a run was just dispatched). */
+  #startSampler(): void {
+    if (this.#sampler !== undefined || this.hardRssMb === null || this.#closed) return;
+    this.#sampler = setInterval(() => this.#sampleRss(), RSS_SAMPLE_MS);
+    this.#sampler.unref();
+  }
+
+  /**
+   * Kills busy workers past their hard RSS ceiling. V8's heap limit alone does not bound a process: the
+   * heap overshoots while isolated-vm stops the isolate and long builtins (Array.from, fill, string
+   * flattening, regex) keep allocating; measured +0.5 to +1.7 GB past a 64 MB limit.
+   */
+  #sampleRss(): void {
+    let busy = false;
+    for (const w of this.#workers) {
+      if (w.dead || w.doomed || w.jobs.size === 0) continue;
+      busy = true;
+      const ceiling = this.#ceiling(w);
+      if (ceiling === undefined) continue;
+      const rss = statmRss(w.pid) ?? w.beatRss;
+      if (rss <= ceiling) continue;
+      const used = Math.round(rss / MB);
+      const limit = Math.round(ceiling / MB);
+      const live = [...w.jobs.values()].filter((job) => !job.settled);
+      const whose = live.length > 1 ? `one of the ${live.length} runs on it` : 'the run';
+      const message =
+        `The sandbox process used ${used} MB, past its ${limit} MB ceiling (hardRssMb); the run was stopped and the process replaced. ` +
+        `The code allocates far more than its memory limit allows (${whose} kept allocating while the isolate was being stopped, or outside the JavaScript heap); make it work on less data at once.`;
+      log.warn('a sandbox worker passed its hard RSS ceiling', { pid: w.pid, rssMb: used, ceilingMb: limit, runs: live.length });
+      for (const job of live) this.#settle(job, this.#failedOutcome(job, 'memory', message));
+      this.#kill(w, `RSS ${used} MB past the ${limit} MB ceiling`, message);
+    }
+    if (!busy) {
+      clearInterval(this.#sampler);
+      this.#sampler = undefined;
     }
   }
 
@@ -441,6 +548,8 @@ export class ProcessPool {
     this.#closed = true;
     clearTimeout(this.#spawnTimer);
     clearInterval(this.#watchdog);
+    clearInterval(this.#sampler);
+    this.#sampler = undefined;
     const closedError = new CodemodeError('CLOSED', 'The process pool was closed.');
     for (const waiter of this.#readyWaiters.splice(0)) waiter.reject(closedError);
     const running: Promise<unknown>[] = [];
@@ -573,6 +682,8 @@ export class ProcessPool {
       startTimer: undefined,
       lastDispatch: 0,
       lastSeen: performance.now(),
+      baseRss: 0,
+      beatRss: 0,
     };
     this.#workers.add(worker);
     worker.startTimer = setTimeout(() => {
@@ -628,9 +739,12 @@ export class ProcessPool {
     worker.lastSeen = performance.now();
     switch (message.t) {
       case 'beat':
+        worker.beatRss = typeof message.rss === 'number' ? message.rss : 0;
         return;
       case 'ready':
         worker.ready = true;
+        worker.baseRss = typeof message.rss === 'number' ? message.rss : 0;
+        worker.beatRss = worker.baseRss;
         clearTimeout(worker.startTimer);
         this.#startFailures = 0;
         this.#spawnAfter = 0;
@@ -667,17 +781,19 @@ export class ProcessPool {
           // their host functions (and any queue in front of them) start here too, before their signal aborts.
           setImmediate(() => this.#settle(job, result));
         }
-        this.#afterRun(worker, message.rss);
+        this.#afterRun(worker, message.rss, message.catastrophic);
         this.#pump();
         return;
       }
     }
   }
 
-  #afterRun(worker: WorkerHandle, rss: number): void {
+  #afterRun(worker: WorkerHandle, rss: number, catastrophic: number): void {
     if (worker.role !== 'retiring' && !worker.doomed) {
       let reason: string | undefined;
-      if (this.maxRunsPerWorker !== null && worker.runs >= this.maxRunsPerWorker) reason = `${worker.runs} runs`;
+      // After a catastrophic error V8 keeps the isolate's thread parked and its heap allocated for good.
+      if (catastrophic > 0) reason = `${catastrophic} catastrophic V8 error(s): their memory is never freed`;
+      else if (this.maxRunsPerWorker !== null && worker.runs >= this.maxRunsPerWorker) reason = `${worker.runs} runs`;
       else if (this.maxRssMb !== null && rss > this.maxRssMb * 2 ** 20) reason = `RSS ${Math.round(rss / 2 ** 20)} MB`;
       if (reason !== undefined) {
         log.debug('recycling a sandbox worker', { pid: worker.pid, reason });
@@ -825,6 +941,7 @@ export class ProcessPool {
     worker.lastDispatch = job.startedAt;
     worker.jobs.set(job.id, job);
     this.#updateRef(worker);
+    this.#startSampler();
     const { timeoutMs } = job.limits;
     if (timeoutMs !== null) {
       job.timer = setTimeout(() => {
@@ -865,7 +982,7 @@ export class ProcessPool {
     }, this.killGraceMs);
   }
 
-  #failedOutcome(job: Job, kind: 'crashed' | 'timeout' | 'aborted', message: string): RunOutcome {
+  #failedOutcome(job: Job, kind: 'crashed' | 'timeout' | 'aborted' | 'memory', message: string): RunOutcome {
     const now = performance.now();
     const stats = emptyStats(job.startedAt !== undefined ? now - job.startedAt : 0, (job.startedAt ?? now) - job.enqueuedAt);
     stats.hostCalls = job.hostCalls;

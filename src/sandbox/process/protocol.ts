@@ -36,17 +36,21 @@ export type ToWorker =
 /** Worker -> parent. */
 export type FromWorker =
   /** Sent once, after isolated-vm loaded and the first warm isolate is prepared. */
-  | { t: 'ready' }
-  /** Sent every `HEARTBEAT_MS`: the worker's main thread is turning (guest code runs on other threads). */
-  | { t: 'beat' }
+  | { t: 'ready'; rss: number }
+  /**
+   * Sent every `HEARTBEAT_MS`: the worker's main thread is turning (guest code runs on other threads).
+   * `rss` (bytes) is the parent's fallback for the hard RSS ceiling where it cannot read `/proc/<pid>/statm`.
+   */
+  | { t: 'beat'; rss: number }
   | { t: 'call'; id: number; call: number; fn: number; args: unknown[] }
   /**
    * A run settled. `rss` is the worker's resident set size in bytes right after it; `warm` says whether the
-   * run got an isolate prepared ahead of time.
+   * run got an isolate prepared ahead of time; `catastrophic` is the worker's `catastrophicErrorCount()`
+   * (above 0: V8 left a parked thread and heap behind, so the parent recycles the worker).
    */
-  | { t: 'done'; id: number; outcome: RunOutcome; rss: number; warm: boolean }
+  | { t: 'done'; id: number; outcome: RunOutcome; rss: number; warm: boolean; catastrophic: number }
   /** `run()` rejected in the worker (a host-side error such as invalid arguments), with its code. */
-  | { t: 'failed'; id: number; code: string; message: string; rss: number };
+  | { t: 'failed'; id: number; code: string; message: string; rss: number; catastrophic: number };
 
 /** How often a worker reports that its main thread is alive. */
 export const HEARTBEAT_MS = 250;

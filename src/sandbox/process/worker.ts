@@ -14,7 +14,7 @@
 
 import { CodemodeError, describeError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { IsolatedVmSandbox, prepareIsolate } from '../isolated-vm-sandbox.js';
+import { IsolatedVmSandbox, catastrophicErrorCount, prepareIsolate } from '../isolated-vm-sandbox.js';
 import type { PreparedIsolate } from '../isolated-vm-sandbox.js';
 import { resolveLimits } from '../limits.js';
 import type { HostCallContext, HostFunctions } from '../types.js';
@@ -166,10 +166,10 @@ async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
       signal: controller.signal,
       ...(prepared !== undefined ? { prepared } : {}),
     });
-    send({ t: 'done', id, outcome, rss: process.memoryUsage.rss(), warm: prepared !== undefined }, prepareNext);
+    send({ t: 'done', id, outcome, rss: process.memoryUsage.rss(), warm: prepared !== undefined, catastrophic: catastrophicErrorCount() }, prepareNext);
   } catch (err) {
     const code = err instanceof CodemodeError ? err.code : 'SANDBOX_INTERNAL';
-    send({ t: 'failed', id, code, message: describeError(err), rss: process.memoryUsage.rss() }, prepareNext);
+    send({ t: 'failed', id, code, message: describeError(err), rss: process.memoryUsage.rss(), catastrophic: catastrophicErrorCount() }, prepareNext);
   } finally {
     runs.delete(id);
     for (const call of run.calls) calls.delete(call);
@@ -207,7 +207,7 @@ process.on('message', (raw: unknown) => {
 });
 
 await refill(config.warmMemoryMb);
-send({ t: 'ready' });
+send({ t: 'ready', rss: process.memoryUsage.rss() });
 // Guest code runs on isolate threads; this thread only relays. If it stops turning (a native deadlock),
 // the parent notices the silence and replaces this process.
-setInterval(() => send({ t: 'beat' }), HEARTBEAT_MS).unref();
+setInterval(() => send({ t: 'beat', rss: process.memoryUsage.rss() }), HEARTBEAT_MS).unref();
