@@ -51,9 +51,11 @@ export function createAuthHooks(config: BridgeConfig, auth: BridgeOAuthConfig): 
     async header(signal) {
       if (authorizing !== undefined) await authorizing.catch(() => undefined);
       const expiresAt = state.expiresAt;
-      if (state.tokens?.refresh_token !== undefined && expiresAt !== undefined && expiresAt - auth.refreshThresholdMs <= Date.now()) {
+      // cross_app_access has no refresh token: its grant is simply run again (flow.renew).
+      const renewable = state.tokens?.refresh_token !== undefined || (auth.grant === 'cross_app_access' && state.tokens !== undefined);
+      if (renewable && expiresAt !== undefined && expiresAt - auth.refreshThresholdMs <= Date.now()) {
         refreshing ??= (async () => {
-          state = await (await flow()).refresh(ctx, state, signal);
+          state = await (await flow()).renew(ctx, state, signal);
         })().finally(() => {
           refreshing = undefined;
         });

@@ -23,10 +23,14 @@ export interface BridgeOAuthConfig {
   /** RFC 8707 resource; also part of the token-storage key. */
   resource: string | undefined;
   /**
-   * `authorization_code` (a user logs in through a browser) or `client_credentials` (machine to
-   * machine, with the static client's secret or private key; no browser).
+   * `authorization_code` (a user logs in through a browser), `client_credentials` (machine to
+   * machine, with the static client's secret or private key; no browser) or `cross_app_access`
+   * (SEP-990 enterprise-managed authorization: an IdP ID token is exchanged for an ID-JAG, which the
+   * MCP authorization server takes as a JWT bearer grant; no browser).
    */
-  grant: 'authorization_code' | 'client_credentials';
+  grant: 'authorization_code' | 'client_credentials' | 'cross_app_access';
+  /** Inputs of the `cross_app_access` grant; set exactly when `grant` is `cross_app_access`. */
+  crossApp?: CrossAppAccessConfig | undefined;
   /** A pre-registered client (`client_id`, optional `client_secret`, ...): skips dynamic registration. */
   staticClientInfo: Record<string, unknown> | undefined;
   /** An HTTPS URL of a client ID metadata document, used as client_id where the server supports it. */
@@ -40,6 +44,20 @@ export interface BridgeOAuthConfig {
   refreshThresholdMs: number;
   /** Token storage directory; undefined means ~/.config/codemode/remote. */
   configDir: string | undefined;
+}
+
+/** Where the enterprise IdP and the user's identity come from for the `cross_app_access` grant. */
+export interface CrossAppAccessConfig {
+  /** The IdP's token endpoint (RFC 8693 token exchange). */
+  idpTokenUrl: string;
+  /**
+   * The user's OIDC ID token from the IdP: inline, or a file re-read at every exchange so an outside
+   * process can keep it fresh.
+   */
+  idToken: { value: string } | { file: string };
+  /** Client credentials at the IdP, if it requires client authentication for the exchange. */
+  idpClientId: string | undefined;
+  idpClientSecret: string | undefined;
 }
 
 export interface BridgeConfig {

@@ -225,17 +225,24 @@ class BridgeOAuthProvider implements OAuthClientProvider {
   }
 
   async validateResourceURL(serverUrl: string | URL, resource?: string): Promise<URL | undefined> {
-    if (this.ctx.auth.resource !== undefined) return new URL(this.ctx.auth.resource);
-    if (resource === undefined) return undefined;
-    // RFC 8707 / RFC 9728: the advertised resource must be the server itself or a prefix of it.
-    const server = new URL(serverUrl);
-    const advertised = new URL(resource);
-    const prefix = advertised.pathname.endsWith('/') ? advertised.pathname : `${advertised.pathname}/`;
-    if (advertised.origin !== server.origin || !(server.pathname === advertised.pathname || server.pathname.startsWith(prefix) || advertised.pathname === '/')) {
-      throw new CodemodeError('AUTH_FAILED', `the protected-resource metadata names ${resource}, which does not match ${server.href}; refusing to send tokens for another resource (use --resource to override)`);
-    }
-    return advertised;
+    return resolveResource(this.ctx, serverUrl, resource);
   }
+}
+
+/**
+ * The resource to request: --resource if given, else the advertised one after checking it names
+ * this server (RFC 8707 / RFC 9728: the server itself or a prefix of it).
+ */
+function resolveResource(ctx: FlowContext, serverUrl: string | URL, resource: string | undefined): URL | undefined {
+  if (ctx.auth.resource !== undefined) return new URL(ctx.auth.resource);
+  if (resource === undefined) return undefined;
+  const server = new URL(serverUrl);
+  const advertised = new URL(resource);
+  const prefix = advertised.pathname.endsWith('/') ? advertised.pathname : `${advertised.pathname}/`;
+  if (advertised.origin !== server.origin || !(server.pathname === advertised.pathname || server.pathname.startsWith(prefix) || advertised.pathname === '/')) {
+    throw new CodemodeError('AUTH_FAILED', `the protected-resource metadata names ${resource}, which does not match ${server.href}; refusing to send tokens for another resource (use --resource to override)`);
+  }
+  return advertised;
 }
 
 /**
@@ -247,6 +254,7 @@ export async function authorize(ctx: FlowContext, current: StoredState, res: Res
   const { resourceMetadataUrl, scope, error } = extractWWWAuthenticateParams(res);
   await res.body?.cancel().catch(() => undefined);
   if (ctx.auth.grant === 'client_credentials') return clientCredentials(ctx, resourceMetadataUrl, scope);
+  if (ctx.auth.grant === 'cross_app_access') return crossApp(ctx, current, resourceMetadataUrl, scope, signal);
   const sent = current.tokens?.access_token;
   const release = await ctx.store.lease('login', { timeoutMs: ctx.auth.authTimeoutMs + 10_000, signal });
   let callback: CallbackServer | undefined;
@@ -298,6 +306,51 @@ async function clientCredentials(ctx: FlowContext, resourceMetadataUrl: URL | un
   if (result !== 'AUTHORIZED' || tokens === undefined) throw new CodemodeError('AUTH_FAILED', 'the client_credentials grant returned no token');
   log.info('authorized (client_credentials)');
   return ctx.store.update(tokensPatch(tokens));
+}
+
+/**
+ * SEP-990 cross-app access (see `cross-app.ts`). Holds the login lease so concurrent bridges run one
+ * exchange between them; a token another process obtained meanwhile is used instead.
+ */
+async function crossApp(ctx: FlowContext, current: StoredState, resourceMetadataUrl: URL | undefined, scope: string | undefined, signal: AbortSignal): Promise<StoredState> {
+  const release = await ctx.store.lease('login', { timeoutMs: ctx.auth.authTimeoutMs + 10_000, signal });
+  try {
+    const fresh = ctx.store.read();
+    const sent = current.tokens?.access_token;
+    if (fresh.tokens?.access_token !== undefined && fresh.tokens.access_token !== sent && (fresh.expiresAt === undefined || fresh.expiresAt - ctx.auth.refreshThresholdMs > Date.now())) {
+      log.info('using tokens another codemode-remote process obtained');
+      return fresh;
+    }
+    const crossAppConfig = ctx.auth.crossApp;
+    const info = ctx.auth.staticClientInfo;
+    if (crossAppConfig === undefined || typeof info?.client_id !== 'string' || typeof info.client_secret !== 'string') {
+      throw new CodemodeError('AUTH_FAILED', 'cross_app_access needs --idp-token-url, --id-token and --static-oauth-client-info with client_id and client_secret');
+    }
+    const { crossAppAccess } = await import('./cross-app.js');
+    const tokens = await crossAppAccess({
+      serverUrl: ctx.config.url,
+      resourceMetadataUrl,
+      resolveResource: (serverUrl, advertised) => resolveResource(ctx, serverUrl, advertised),
+      crossApp: crossAppConfig,
+      clientId: info.client_id,
+      clientSecret: info.client_secret,
+      scope: scope ?? ctx.auth.scope,
+      signal,
+    });
+    log.info('authorized (cross_app_access)');
+    return ctx.store.update(tokensPatch(tokens));
+  } finally {
+    release();
+  }
+}
+
+/**
+ * Before expiry, for grants without a refresh token (cross_app_access): run the grant again. The
+ * resource-metadata URL and scope are rediscovered, as after a 401.
+ */
+export async function renew(ctx: FlowContext, current: StoredState, signal: AbortSignal): Promise<StoredState> {
+  if (ctx.auth.grant !== 'cross_app_access') return refresh(ctx, current, signal);
+  return crossApp(ctx, current, undefined, undefined, signal);
 }
 
 async function openCallback(ctx: FlowContext, state: StoredState): Promise<CallbackServer> {

@@ -8,7 +8,7 @@
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { BridgeConfig } from '../bridge/config.js';
+import type { BridgeConfig, CrossAppAccessConfig } from '../bridge/config.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_AUTH_TIMEOUT_MS, DEFAULT_REFRESH_THRESHOLD_S } from '../bridge/config.js';
 
 /** A usage problem: the CLI prints the message and exits with code 2. */
@@ -47,12 +47,26 @@ OAuth (started on a 401 from the server):
   --resource <uri>                RFC 8707 resource to request; also isolates token storage
   --static-oauth-client-info <json|@file>
                                   pre-registered client: {"client_id": "...", "client_secret": "..."}
-  --oauth-grant <authorization_code|client_credentials>
+  --oauth-grant <authorization_code|client_credentials|cross_app_access>
                                   authorization_code (default): a user logs in in a browser.
                                   client_credentials: machine to machine, no browser; needs
                                   --static-oauth-client-info with client_secret, or with
                                   private_key_pem (+ signing_algorithm, default RS256) for
-                                  private_key_jwt
+                                  private_key_jwt.
+                                  cross_app_access (SEP-990, enterprise IdP): no browser; the ID
+                                  token is exchanged at the IdP for an ID-JAG, which the server's
+                                  authorization server takes as a JWT bearer grant. Needs
+                                  --idp-token-url, --id-token and --static-oauth-client-info with
+                                  client_id and client_secret (sent as client_secret_basic).
+                                  Re-run automatically when the access token expires
+  --idp-token-url <url>           cross_app_access: the IdP's token endpoint (RFC 8693 exchange)
+  --id-token <token|@file>        cross_app_access: the user's OIDC ID token from the IdP; \${VAR}
+                                  is expanded; @file is re-read at every exchange, so another
+                                  process can keep it fresh
+  --idp-client-id <id>            cross_app_access: client id at the IdP, if it wants one
+  --idp-client-secret <secret>    cross_app_access: its secret (\${VAR} expanded); with it the
+                                  IdP request uses client_secret_basic, without it client_id is
+                                  sent in the body
   --client-metadata-url <https-url>
                                   client ID metadata document to use as client_id when the
                                   authorization server supports it (instead of registering)
@@ -94,6 +108,10 @@ const OPTIONS = {
   scope: { type: 'string' },
   'client-metadata-url': { type: 'string' },
   'oauth-grant': { type: 'string' },
+  'idp-token-url': { type: 'string' },
+  'id-token': { type: 'string' },
+  'idp-client-id': { type: 'string' },
+  'idp-client-secret': { type: 'string' },
   'open-command': { type: 'string' },
   headless: { type: 'boolean' },
   'refresh-threshold': { type: 'string' },
@@ -179,6 +197,57 @@ function parseClientMetadataUrl(value: string | undefined): string | undefined {
   }
   if (url.protocol !== 'https:' || url.pathname === '/') throw new UsageError('--client-metadata-url: must be an https:// URL with a path');
   return url.href;
+}
+
+const CROSS_APP_FLAGS = ['idp-token-url', 'id-token', 'idp-client-id', 'idp-client-secret'] as const;
+
+/** The cross_app_access flags: all-or-nothing with the grant, checked here so mistakes exit 2. */
+function parseCrossApp(values: Record<string, unknown>, wanted: boolean, env: NodeJS.ProcessEnv, allowHttp: boolean): CrossAppAccessConfig | undefined {
+  if (!wanted) {
+    const stray = CROSS_APP_FLAGS.find((f) => values[f] !== undefined);
+    if (stray !== undefined) throw new UsageError(`--${stray} only applies to --oauth-grant cross_app_access`);
+    return undefined;
+  }
+  const rawUrl = values['idp-token-url'] as string | undefined;
+  const rawToken = values['id-token'] as string | undefined;
+  if (rawUrl === undefined || rawToken === undefined) throw new UsageError('--oauth-grant cross_app_access needs --idp-token-url and --id-token');
+  let url: URL;
+  try {
+    url = new URL(expandVars(rawUrl, env, '--idp-token-url'));
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`--idp-token-url: not a URL: ${JSON.stringify(rawUrl)}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UsageError(`--idp-token-url: unsupported scheme ${url.protocol} (use https://)`);
+  if (url.protocol === 'http:' && !allowHttp && !isLoopbackHost(url.hostname)) {
+    throw new UsageError(`--idp-token-url: refusing plain http:// to ${url.hostname}: the ID token would travel unencrypted. Use https:// or pass --allow-http`);
+  }
+  let idToken: CrossAppAccessConfig['idToken'];
+  if (rawToken.startsWith('@')) {
+    const file = rawToken.slice(1);
+    try {
+      if (readFileSync(file, 'utf8').trim() === '') throw new UsageError(`--id-token: ${file} is empty`);
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      throw new UsageError(`--id-token: cannot read ${file}: ${(err as Error).message}`);
+    }
+    idToken = { file };
+  } else {
+    const value = expandVars(rawToken, env, '--id-token').trim();
+    // A JWT is three base64url parts; anything else is a pasting mistake better caught now.
+    if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(value)) throw new UsageError('--id-token: expected a JWT (header.payload.signature), @file or ${VAR}');
+    idToken = { value };
+  }
+  const idpClientId = values['idp-client-id'] as string | undefined;
+  const rawSecret = values['idp-client-secret'] as string | undefined;
+  if (idpClientId === '') throw new UsageError('--idp-client-id: empty');
+  if (rawSecret !== undefined && idpClientId === undefined) throw new UsageError('--idp-client-secret needs --idp-client-id');
+  return {
+    idpTokenUrl: url.href,
+    idToken,
+    idpClientId,
+    idpClientSecret: rawSecret === undefined ? undefined : expandVars(rawSecret, env, '--idp-client-secret'),
+  };
 }
 
 /**
@@ -277,13 +346,19 @@ export function parseRemoteArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   const ignoreTools = (values['ignore-tool'] as string[] | undefined) ?? [];
   for (const glob of ignoreTools) if (glob === '') throw new UsageError('--ignore-tool: empty pattern');
 
-  const grant = (values['oauth-grant'] as string | undefined) ?? 'authorization_code';
-  if (grant !== 'authorization_code' && grant !== 'client_credentials') {
-    throw new UsageError(`--oauth-grant: expected authorization_code or client_credentials, got ${JSON.stringify(grant)}`);
+  const rawGrant = (values['oauth-grant'] as string | undefined) ?? 'authorization_code';
+  const grant = rawGrant === 'cross-app-access' ? 'cross_app_access' : rawGrant;
+  if (grant !== 'authorization_code' && grant !== 'client_credentials' && grant !== 'cross_app_access') {
+    throw new UsageError(`--oauth-grant: expected authorization_code, client_credentials or cross_app_access, got ${JSON.stringify(rawGrant)}`);
   }
   const staticClientInfo = values['static-oauth-client-info'] === undefined ? undefined : parseStaticClient(values['static-oauth-client-info'] as string, env);
   if (grant === 'client_credentials' && (staticClientInfo === undefined || (typeof staticClientInfo.client_secret !== 'string' && typeof staticClientInfo.private_key_pem !== 'string'))) {
     throw new UsageError('--oauth-grant client_credentials needs --static-oauth-client-info with "client_secret" or "private_key_pem"');
+  }
+
+  const crossApp = parseCrossApp(values, grant === 'cross_app_access', env, allowHttp);
+  if (grant === 'cross_app_access' && (typeof staticClientInfo?.client_secret !== 'string' || staticClientInfo.client_secret === '')) {
+    throw new UsageError('--oauth-grant cross_app_access needs --static-oauth-client-info with "client_id" and "client_secret" (the client registered at the MCP server\'s authorization server)');
   }
 
   const headlessEnv = env.CODEMODE_REMOTE_HEADLESS;
@@ -302,6 +377,7 @@ export function parseRemoteArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
             authTimeoutMs: parseSeconds(values['auth-timeout'] as string | undefined, 'auth-timeout', DEFAULT_AUTH_TIMEOUT_MS),
             resource,
             grant,
+            crossApp,
             staticClientInfo,
             scope: values.scope as string | undefined,
             clientMetadataUrl: parseClientMetadataUrl(values['client-metadata-url'] as string | undefined),

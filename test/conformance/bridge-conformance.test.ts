@@ -43,6 +43,7 @@ const SCENARIOS = [
   'auth/offline-access-not-supported',
   'auth/client-credentials-basic',
   'auth/client-credentials-jwt',
+  'auth/cross-app-access-complete-flow',
 ];
 
 /** At most three scenarios at once: each runs a conformance server, the driver, the bridge and a browser. */
@@ -97,9 +98,8 @@ describe('codemode-remote passes the MCP conformance client scenarios', () => {
       child.on('close', () => resolve_(out));
     });
     const authScenarios = [...list.matchAll(/- (auth\/[\w-]+)/g)].map((m) => m[1]!);
-    const unsupported = ['auth/cross-app-access-complete-flow'];
     expect(authScenarios.length).toBeGreaterThan(20);
-    expect(authScenarios.filter((s_) => !SCENARIOS.includes(s_) && !unsupported.includes(s_))).toEqual([]);
+    expect(authScenarios.filter((s_) => !SCENARIOS.includes(s_))).toEqual([]);
   });
 
   describe.concurrent('scenarios', () => {

@@ -29,7 +29,15 @@ if (url === undefined) {
   process.stderr.write('usage: bridge-driver.ts <server-url>\n');
   process.exit(2);
 }
-const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? '{}') as { client_id?: string; client_secret?: string; private_key_pem?: string; signing_algorithm?: string };
+const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? '{}') as {
+  client_id?: string;
+  client_secret?: string;
+  private_key_pem?: string;
+  signing_algorithm?: string;
+  idp_client_id?: string;
+  idp_id_token?: string;
+  idp_token_endpoint?: string;
+};
 const bin = process.env.CODEMODE_REMOTE_BIN ?? resolve(here, '../../dist/cli/codemode-remote.js');
 const configDir = mkdtempSync(join(tmpdir(), 'codemode-remote-conf-'));
 const bridgeArgs = [
@@ -51,6 +59,20 @@ if (scenario === 'auth/pre-registration' && context.client_id !== undefined) {
 if (scenario.startsWith('auth/client-credentials-') && context.client_id !== undefined) {
   // Machine to machine: the scenario's context carries the pre-registered client's secret or key.
   bridgeArgs.push('--oauth-grant', 'client_credentials', '--static-oauth-client-info', JSON.stringify(context));
+}
+if (scenario.startsWith('auth/cross-app-access') && context.idp_id_token !== undefined && context.idp_token_endpoint !== undefined) {
+  // SEP-990: the IdP's ID token and token endpoint, plus the client registered at the MCP AS.
+  bridgeArgs.push(
+    '--oauth-grant',
+    'cross_app_access',
+    '--idp-token-url',
+    context.idp_token_endpoint,
+    '--id-token',
+    context.idp_id_token,
+    '--static-oauth-client-info',
+    JSON.stringify({ client_id: context.client_id, client_secret: context.client_secret }),
+  );
+  if (context.idp_client_id !== undefined) bridgeArgs.push('--idp-client-id', context.idp_client_id);
 }
 
 const child = spawn(process.execPath, bridgeArgs, { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, CODEMODE_CONFIG_DIR: configDir } });
