@@ -104,8 +104,33 @@ describe('parseRemoteArgs', () => {
     expect(run([URL_]).auth?.grant).toBe('authorization_code');
   });
 
+  it('parses the cross_app_access grant: IdP URL, ID token (inline, ${VAR} or @file), IdP client; exit-2 mistakes', () => {
+    const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln';
+    const client = ['--static-oauth-client-info', '{"client_id":"mcp","client_secret":"s"}'];
+    const base = [URL_, '--oauth-grant', 'cross_app_access', '--idp-token-url', 'https://idp.example.com/token', ...client];
+    const c = run([...base, '--id-token', '${ID_TOKEN}', '--idp-client-id', 'idp-c', '--idp-client-secret', '${IDP_SECRET}'], { ID_TOKEN: jwt, IDP_SECRET: 'x y' });
+    expect(c.auth).toMatchObject({ grant: 'cross_app_access', crossApp: { idpTokenUrl: 'https://idp.example.com/token', idToken: { value: jwt }, idpClientId: 'idp-c', idpClientSecret: 'x y' } });
+    expect(run([URL_, '--oauth-grant', 'cross-app-access', '--idp-token-url', 'http://127.0.0.1:9/token', '--id-token', jwt, ...client]).auth?.grant).toBe('cross_app_access');
+    const dir = mkdtempSync(join(tmpdir(), 'cm-remote-args-'));
+    dirs.push(dir);
+    writeFileSync(join(dir, 'id_token'), `${jwt}\n`);
+    writeFileSync(join(dir, 'empty'), '\n');
+    expect(run([...base, '--id-token', `@${join(dir, 'id_token')}`]).auth?.crossApp?.idToken).toEqual({ file: join(dir, 'id_token') });
+    expect(usage([...base, '--id-token', `@${join(dir, 'missing')}`])).toMatch(/--id-token: cannot read/);
+    expect(usage([...base, '--id-token', `@${join(dir, 'empty')}`])).toMatch(/--id-token: .* is empty/);
+    expect(usage([...base, '--id-token', 'not-a-jwt'])).toMatch(/--id-token: expected a JWT/);
+    expect(usage([...base, '--id-token', '${NOPE}'])).toMatch(/NOPE is not set/);
+    expect(usage([...base])).toMatch(/needs --idp-token-url and --id-token/);
+    expect(usage([URL_, '--oauth-grant', 'cross_app_access', '--idp-token-url', 'ftp://idp/x', '--id-token', jwt, ...client])).toMatch(/--idp-token-url: unsupported scheme/);
+    expect(usage([URL_, '--oauth-grant', 'cross_app_access', '--idp-token-url', 'nope', '--id-token', jwt, ...client])).toMatch(/--idp-token-url: not a URL/);
+    expect(usage([URL_, '--oauth-grant', 'cross_app_access', '--idp-token-url', 'http://idp.example.com/token', '--id-token', jwt, ...client])).toMatch(/refusing plain http/);
+    expect(usage([URL_, '--oauth-grant', 'cross_app_access', '--idp-token-url', 'https://idp.example.com/token', '--id-token', jwt])).toMatch(/client_id.*client_secret/);
+    expect(usage([...base, '--id-token', jwt, '--idp-client-secret', 's'])).toMatch(/--idp-client-secret needs --idp-client-id/);
+    expect(usage([URL_, '--id-token', jwt])).toMatch(/--id-token only applies to --oauth-grant cross_app_access/);
+  });
+
   it('documents every flag in --help', () => {
-    for (const flag of ['--transport', '--header', '--header-file', '--connect-timeout', '--allow-http', '--ignore-tool', '--auth', '--host', '--auth-timeout', '--resource', '--static-oauth-client-info', '--client-metadata-url', '--oauth-grant', '--scope', '--open-command', '--headless', '--refresh-threshold', '--debug', '--silent', '--help', '--version', 'callback-port', 'CODEMODE_CONFIG_DIR', 'HTTPS_PROXY', 'NO_PROXY']) {
+    for (const flag of ['--idp-token-url', '--id-token', '--idp-client-id', '--idp-client-secret', 'cross_app_access', '--transport', '--header', '--header-file', '--connect-timeout', '--allow-http', '--ignore-tool', '--auth', '--host', '--auth-timeout', '--resource', '--static-oauth-client-info', '--client-metadata-url', '--oauth-grant', '--scope', '--open-command', '--headless', '--refresh-threshold', '--debug', '--silent', '--help', '--version', 'callback-port', 'CODEMODE_CONFIG_DIR', 'HTTPS_PROXY', 'NO_PROXY']) {
       expect(REMOTE_HELP).toContain(flag);
     }
     expect(parseRemoteArgs(['--help'], {}).kind).toBe('help');
