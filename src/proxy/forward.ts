@@ -206,7 +206,7 @@ export class HttpForwarder {
   readonly #label: string;
   readonly #options: ForwarderOptions;
   readonly #agent: HttpAgent;
-  /** The raw POST client, for plain `http:` upstreams. */
+  /** The undici-backed POST client (src/proxy/raw-http.ts), for plain `http:` upstreams. */
   readonly #raw: RawHttpPool | undefined;
   readonly #request: typeof httpRequest;
   readonly #sessions = new Map<string, ForwardSession>();
@@ -472,7 +472,7 @@ export class HttpForwarder {
     });
   }
 
-  /** The same on the raw client (plain `http:` upstreams): no ClientRequest/IncomingMessage per call. */
+  /** The same on the undici pool (plain `http:` upstreams): no ClientRequest/IncomingMessage per call. */
   #rawPost(pool: RawHttpPool, session: ForwardSession, req: IncomingMessage, res: ServerResponse, raw: Buffer, messages: unknown[], batch: boolean): Promise<void> {
     return new Promise<void>((resolve) => {
       const used = session.upstreamId;
@@ -702,6 +702,6 @@ export class HttpForwarder {
     this.#closed = true;
     await Promise.all([...this.#sessions.values()].map((s) => s.close()));
     this.#agent.destroy();
-    this.#raw?.close();
+    await this.#raw?.close();
   }
 }
