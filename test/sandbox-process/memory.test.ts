@@ -62,6 +62,7 @@ describe.runIf(linux)('hard RSS ceiling (issue 2 point 6, issue 8)', () => {
     await waitFor(() => !alive(pid!), 5_000, 'the killed worker to exit');
     expect(value(await sb.run('return 6 * 7'))).toBe(42);
     expect(sb.pool.stats().pids[0]).not.toBe(pid);
+    expect(sb.pool.stats().memoryKills).toBe(1);
   });
 
   it('control: without the ceiling (hardRssMb: null) the same kind of guest takes the worker far past it', async () => {
@@ -112,17 +113,15 @@ describe.runIf(linux)('hard RSS ceiling (issue 2 point 6, issue 8)', () => {
     expect(value(await sb.run('return 2'))).toBe(2);
   }, 30_000);
 
-  it('samples only while runs are in flight', async () => {
+  it('samples only while runs are in flight (no timer when idle)', async () => {
     const sb = await startSandbox({ limits: { memoryMb: 64 } });
-    expect(value(await sb.run('return 1'))).toBe(1);
-    // The sampler stops itself at its first tick with nothing in flight: no timer left behind.
-    await new Promise((r) => setTimeout(r, 100));
-    const timers = (process as unknown as { getActiveResourcesInfo(): string[] }).getActiveResourcesInfo().filter((t) => t === 'Timeout');
-    const before = timers.length;
-    const running = sb.run('await new Promise((r) => setTimeout(r, 200)); return 2');
-    await new Promise((r) => setTimeout(r, 50));
-    const during = (process as unknown as { getActiveResourcesInfo(): string[] }).getActiveResourcesInfo().filter((t) => t === 'Timeout').length;
+    expect(sb.pool.stats().rssSampling).toBe(false);
+    const running = sb.run('await new Promise((r) => setTimeout(r, 300)); return 2');
+    await waitFor(() => sb.pool.stats().running === 1, 5_000, 'the run to start');
+    expect(sb.pool.stats().rssSampling).toBe(true);
     expect(value(await running)).toBe(2);
-    expect(during).toBeGreaterThan(before);
+    // The sampler stops itself at its first tick with nothing in flight.
+    await waitFor(() => !sb.pool.stats().rssSampling, 1_000, 'the sampler to stop');
+    expect(sb.pool.stats().memoryKills).toBe(0);
   });
 });

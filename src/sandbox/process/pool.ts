@@ -172,6 +172,10 @@ export interface ProcessPoolStats {
   warmRuns: number;
   /** Runs that had to create their isolate (no matching warm one was ready yet). */
   coldRuns: number;
+  /** Workers SIGKILLed for passing their hard RSS ceiling (`hardRssMb`); also counted in `crashed`. */
+  memoryKills: number;
+  /** True while the hard-RSS sampler runs (only while runs are in flight). */
+  rssSampling: boolean;
 }
 
 /** @internal One run as the pool sees it. */
@@ -356,6 +360,7 @@ export class ProcessPool {
   readonly #watchdog: NodeJS.Timeout;
   /** Samples busy workers' RSS; runs only while some run is in flight. */
   #sampler: NodeJS.Timeout | undefined;
+  #memoryKills = 0;
 
   constructor(options: ProcessPoolOptions = {}) {
     this.size = positiveInt('size', options.size, Math.max(1, Math.min(availableParallelism(), 8)));
@@ -440,6 +445,7 @@ export class ProcessPool {
         `The sandbox process used ${used} MB, past its ${limit} MB ceiling (hardRssMb); the run was stopped and the process replaced. ` +
         `The code allocates far more than its memory limit allows (${whose} kept allocating while the isolate was being stopped, or outside the JavaScript heap); make it work on less data at once.`;
       log.warn('a sandbox worker passed its hard RSS ceiling', { pid: w.pid, rssMb: used, ceilingMb: limit, runs: live.length });
+      this.#memoryKills++;
       for (const job of live) this.#settle(job, this.#failedOutcome(job, 'memory', message));
       this.#kill(w, `RSS ${used} MB past the ${limit} MB ceiling`, message);
     }
@@ -487,6 +493,8 @@ export class ProcessPool {
       lastRecoveryMs: this.#lastRecoveryMs,
       warmRuns: this.#warmRuns,
       coldRuns: this.#coldRuns,
+      memoryKills: this.#memoryKills,
+      rssSampling: this.#sampler !== undefined,
     };
   }
 
