@@ -16,7 +16,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthClientProvider, OAuthServerInfo } from '@modelcontextprotocol/sdk/client/auth.js';
 import { discoverOAuthServerInfo, fetchToken } from '@modelcontextprotocol/sdk/client/auth.js';
 import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { CodemodeError, describeError } from '../errors.js';
@@ -77,6 +77,17 @@ export interface CrossAppAccessInput {
   clientSecret: string;
   scope: string | undefined;
   signal?: AbortSignal | undefined;
+  /**
+   * What an earlier run discovered. Renewal before expiry has no 401 to name the resource metadata,
+   * and probing the server's own well-known paths may find nothing, so the earlier result is reused.
+   */
+  discovery?: OAuthServerInfo | undefined;
+}
+
+/** The result: the tokens, and the discovery to reuse on renewal. */
+export interface CrossAppAccessResult {
+  tokens: OAuthTokens;
+  discovery: OAuthServerInfo;
 }
 
 /** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and base64-encoded. */
@@ -198,8 +209,9 @@ class JwtBearerProvider implements OAuthClientProvider {
 }
 
 /**
- * Runs the whole grant: discovery, IdP token exchange, JWT bearer grant. Returns the access token
- * (no refresh token is expected; the caller re-runs this on expiry).
+ * Runs the whole grant: discovery (unless given), IdP token exchange, JWT bearer grant. Returns
+ * the access token (no refresh token is expected; the caller re-runs this on expiry) and the
+ * discovery result to pass back in then.
  *
  * @example
  * ```ts
@@ -208,13 +220,15 @@ class JwtBearerProvider implements OAuthClientProvider {
  *   clientId: 'mcp-client', clientSecret: 's3cret', scope: undefined });
  * ```
  */
-export async function crossAppAccess(input: CrossAppAccessInput): Promise<OAuthTokens> {
+export async function crossAppAccess(input: CrossAppAccessInput): Promise<CrossAppAccessResult> {
   const idToken = readIdToken(input.crossApp.idToken);
-  let info;
-  try {
-    info = await discoverOAuthServerInfo(input.serverUrl, { resourceMetadataUrl: input.resourceMetadataUrl });
-  } catch (err) {
-    throw new CrossAppAccessError('discovery', describeError(err), { cause: err });
+  let info = input.discovery;
+  if (info === undefined) {
+    try {
+      info = await discoverOAuthServerInfo(input.serverUrl, { resourceMetadataUrl: input.resourceMetadataUrl });
+    } catch (err) {
+      throw new CrossAppAccessError('discovery', describeError(err), { cause: err });
+    }
   }
   let resource: URL;
   try {
@@ -227,7 +241,8 @@ export async function crossAppAccess(input: CrossAppAccessInput): Promise<OAuthT
   const jag = await exchangeAtIdp(input, idToken, audience, resource.href);
   const provider = new JwtBearerProvider({ client_id: input.clientId, client_secret: input.clientSecret }, jag, input.scope);
   try {
-    return await fetchToken(provider, info.authorizationServerUrl, { metadata: info.authorizationServerMetadata, resource });
+    const tokens = await fetchToken(provider, info.authorizationServerUrl, { metadata: info.authorizationServerMetadata, resource });
+    return { tokens, discovery: info };
   } catch (err) {
     if (err instanceof CrossAppAccessError) throw err;
     const oauthError = (err as { errorCode?: unknown }).errorCode;

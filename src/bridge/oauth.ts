@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { OAuthClientProvider, OAuthDiscoveryState } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthClientProvider, OAuthDiscoveryState, OAuthServerInfo } from '@modelcontextprotocol/sdk/client/auth.js';
 import { auth as sdkAuth, extractWWWAuthenticateParams, refreshAuthorization } from '@modelcontextprotocol/sdk/client/auth.js';
 import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { CodemodeError, describeError } from '../errors.js';
@@ -327,7 +327,9 @@ async function crossApp(ctx: FlowContext, current: StoredState, resourceMetadata
       throw new CodemodeError('AUTH_FAILED', 'cross_app_access needs --idp-token-url, --id-token and --static-oauth-client-info with client_id and client_secret');
     }
     const { crossAppAccess } = await import('./cross-app.js');
-    const tokens = await crossAppAccess({
+    // A 401 rediscovers (the server may have moved its AS); renewal reuses what was found before.
+    const stored = resourceMetadataUrl === undefined ? (fresh.discoveryState as OAuthServerInfo | undefined) : undefined;
+    const { tokens, discovery } = await crossAppAccess({
       serverUrl: ctx.config.url,
       resourceMetadataUrl,
       resolveResource: (serverUrl, advertised) => resolveResource(ctx, serverUrl, advertised),
@@ -336,9 +338,10 @@ async function crossApp(ctx: FlowContext, current: StoredState, resourceMetadata
       clientSecret: info.client_secret,
       scope: scope ?? ctx.auth.scope,
       signal,
+      discovery: stored?.authorizationServerUrl === undefined ? undefined : stored,
     });
     log.info('authorized (cross_app_access)');
-    return ctx.store.update(tokensPatch(tokens));
+    return ctx.store.update({ ...tokensPatch(tokens), discoveryState: discovery as unknown as Record<string, unknown> });
   } finally {
     release();
   }
