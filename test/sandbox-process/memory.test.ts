@@ -113,6 +113,25 @@ describe.runIf(linux)('hard RSS ceiling (issue 2 point 6, issue 8)', () => {
     expect(value(await sb.run('return 2'))).toBe(2);
   }, 30_000);
 
+  it('with concurrencyPerWorker 2 the ceiling scales and every run on the killed worker ends as memory', async () => {
+    const sb = await startSandbox({ limits: { memoryMb: 64, timeoutMs: 10_000 }, concurrencyPerWorker: 2 });
+    const [pid] = sb.pool.stats().pids;
+    const watch = watchRss(pid!);
+    const bystander = sb.run('await new Promise((r) => setTimeout(r, 5_000)); return 1');
+    const attack = sb.run(ATTACKS[2]![1]);
+    const [a, b] = await Promise.all([attack, bystander]);
+    const peak = watch.stop();
+    const error = failure(a);
+    expect(error.kind).toBe('memory');
+    expect(error.message).toMatch(/one of the 2 runs on it/);
+    expect(failure(b).kind).toBe('memory');
+    const ceilingMb = Number(/past its (\d+) MB ceiling/.exec(error.message)![1]);
+    // Idle RSS + 3 x 64 MB x 2 slots.
+    expect(ceilingMb).toBeGreaterThan(384);
+    expect(peak / MB).toBeLessThan(ceilingMb + 150);
+    expect(value(await sb.run('return 3'))).toBe(3);
+  });
+
   it('samples only while runs are in flight (no timer when idle)', async () => {
     const sb = await startSandbox({ limits: { memoryMb: 64 } });
     expect(sb.pool.stats().rssSampling).toBe(false);
