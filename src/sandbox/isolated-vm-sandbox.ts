@@ -22,11 +22,12 @@ import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE, RUN_GLOBAL, START_TAGS, USER_FILENAME } from './bootstrap.js';
 import type { StartTag } from './bootstrap.js';
+import { describeHostError, flattenHostFunctions, validateErrorClasses } from './host-functions.js';
+import type { FlatFunctions } from './host-functions.js';
 import { resolveLimits } from './limits.js';
 import type {
   HostCallContext,
   HostFunction,
-  HostFunctions,
   LogEntry,
   LogLevel,
   RunOptions,
@@ -48,9 +49,7 @@ export const UNLIMITED_MEMORY_MB = 4096;
 /** Stand-in for "no limit" in numbers sent to the guest (JSON has no Infinity). */
 const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 /** How deep `hostFunctions` namespaces may nest. */
-const MAX_NAMESPACE_DEPTH = 8;
 const LOG_LEVELS: ReadonlySet<string> = new Set<LogLevel>(['log', 'info', 'warn', 'error', 'debug']);
-const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 /** Null-prototype copy of an option bag: isolated-vm reads options through the prototype chain. */
 function bag<const T extends object>(fields: T): T {
@@ -130,34 +129,7 @@ function okEnvelope(value: unknown, label: string): string {
 /** Describes a host error for the guest. Never throws, whatever getters or proxies `err` carries. */
 function errorEnvelope(err: unknown): string {
   try {
-    return describeHostError(err);
-  } catch {
-    return 'e{"name":"Error","message":"host function failed with an error that could not be described"}';
-  }
-}
-
-function describeHostError(err: unknown): string {
-  const error: { name: string; message: string; data?: unknown } = { name: 'Error', message: '' };
-  if (err instanceof Error) {
-    error.name = typeof err.name === 'string' && err.name !== '' ? err.name : 'Error';
-    error.message = typeof err.message === 'string' ? err.message : String(err.message);
-    const desc = Object.getOwnPropertyDescriptor(err, 'data');
-    if (desc !== undefined && desc.enumerable === true && 'value' in desc) {
-      const data: unknown = desc.value;
-      if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
-        try {
-          // Only data that survives a JSON round trip crosses.
-          error.data = JSON.parse(JSON.stringify(data)) as unknown;
-        } catch {
-          /* data that can't be copied is dropped; the message still crosses */
-        }
-      }
-    }
-  } else {
-    error.message = describeError(err);
-  }
-  try {
-    return `e${JSON.stringify(error)}`;
+    return `e${JSON.stringify(describeHostError(err))}`;
   } catch {
     return 'e{"name":"Error","message":"host function failed"}';
   }
@@ -442,51 +414,6 @@ function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknow
 // ---------------------------------------------------------------------------------------------------------
 // Host function tree
 
-interface FlatFunctions {
-  paths: string[][];
-  functions: HostFunction[];
-}
-
-function flattenHostFunctions(tree: HostFunctions | undefined): FlatFunctions {
-  const out: FlatFunctions = { paths: [], functions: [] };
-  if (tree === undefined) return out;
-  const visit = (node: HostFunctions, path: string[]): void => {
-    if (path.length > MAX_NAMESPACE_DEPTH) {
-      throw new CodemodeError('INVALID_ARGUMENT', `hostFunctions nest deeper than ${MAX_NAMESPACE_DEPTH} levels at ${path.join('.')}.`);
-    }
-    for (const key of Object.keys(node)) {
-      const value = node[key];
-      const here = [...path, key];
-      if (key === '') throw new CodemodeError('INVALID_ARGUMENT', `hostFunctions has an empty name under "${path.join('.')}".`);
-      if (typeof value === 'function') {
-        out.paths.push(here);
-        out.functions.push(value);
-      } else if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-        visit(value, here);
-      } else {
-        throw new CodemodeError('INVALID_ARGUMENT', `hostFunctions.${here.join('.')} must be a function or a namespace object.`);
-      }
-    }
-  };
-  if (tree === null || typeof tree !== 'object') throw new CodemodeError('INVALID_ARGUMENT', 'hostFunctions must be an object.');
-  visit(tree, []);
-  return out;
-}
-
-function validateErrorClasses(names: readonly string[] | undefined): string[] {
-  if (names === undefined) return [];
-  if (!Array.isArray(names)) throw new CodemodeError('INVALID_ARGUMENT', 'errorClasses must be an array of names.');
-  for (const name of names) {
-    if (typeof name !== 'string' || !IDENTIFIER.test(name)) {
-      throw new CodemodeError('INVALID_ARGUMENT', `errorClasses entry ${JSON.stringify(name)} is not a valid identifier.`);
-    }
-    if (Object.hasOwn(globalThis, name)) {
-      throw new CodemodeError('INVALID_ARGUMENT', `errorClasses entry "${name}" would shadow a standard global; pick another name.`);
-    }
-  }
-  return [...new Set(names)];
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Outcomes
 
@@ -750,7 +677,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
     let errorClasses: string[];
     try {
       flat = flattenHostFunctions(options.hostFunctions);
-      errorClasses = validateErrorClasses(options.errorClasses);
+      errorClasses = validateErrorClasses(options.errorClasses, true);
     } catch (err) {
       options.prepared?.dispose();
       return Promise.reject(err as Error);

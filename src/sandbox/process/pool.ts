@@ -19,8 +19,9 @@ import type { CodemodeErrorCode } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { DEFAULT_MEMORY_MB } from '../types.js';
 import type { HostFunction, RunOutcome, RunStats, SandboxLimits } from '../types.js';
+import { describeHostError } from '../host-functions.js';
 import { HEARTBEAT_MS } from './protocol.js';
-import type { FromWorker, ToWorker, WireHostError, WorkerConfig } from './protocol.js';
+import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 
 const log = createLogger('sandbox-pool');
 
@@ -250,42 +251,6 @@ function emptyStats(durationMs: number, queuedMs: number): RunStats {
   return { durationMs, queuedMs, hostCalls: 0, pendingHostCalls: 0, droppedLogLines: 0 };
 }
 
-const UNDESCRIBABLE: WireHostError = { name: 'Error', message: 'host function failed with an error that could not be described' };
-
-/**
- * The error as the guest will see it, following IsolatedVmSandbox's rules (name, message, own `data`).
- * Never throws, whatever getters or proxies `err` carries: a throw here would leave the guest waiting.
- */
-function wireError(err: unknown): WireHostError {
-  try {
-    return describeHostError(err);
-  } catch {
-    return UNDESCRIBABLE;
-  }
-}
-
-function describeHostError(err: unknown): WireHostError {
-  const error: WireHostError = { name: 'Error', message: '' };
-  if (err instanceof Error) {
-    error.name = typeof err.name === 'string' && err.name !== '' ? err.name : 'Error';
-    error.message = typeof err.message === 'string' ? err.message : String(err.message);
-    const desc = Object.getOwnPropertyDescriptor(err, 'data');
-    if (desc !== undefined && desc.enumerable === true && 'value' in desc) {
-      const data: unknown = desc.value;
-      if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
-        try {
-          error.data = JSON.parse(JSON.stringify(data)) as Record<string, unknown>;
-        } catch {
-          /* data that can't be copied is dropped; the message still crosses */
-        }
-      }
-    }
-  } else {
-    error.message = describeError(err);
-  }
-  return error;
-}
-
 function replyFor(call: number, value: unknown, label: string): ToWorker {
   if (value === undefined) return { t: 'reply', call, ok: true };
   let json: string | undefined;
@@ -302,7 +267,7 @@ function replyFor(call: number, value: unknown, label: string): ToWorker {
       t: 'reply',
       call,
       ok: false,
-      error: wireError(new Error(`${label} returned a value that cannot be copied into the sandbox: ${reason}`)),
+      error: describeHostError(new Error(`${label} returned a value that cannot be copied into the sandbox: ${reason}`)),
     };
   }
   return json === undefined ? { t: 'reply', call, ok: true } : { t: 'reply', call, ok: true, json };
@@ -842,7 +807,7 @@ export class ProcessPool {
         const value: unknown = await fn(message.args, context);
         reply = replyFor(message.call, value, typeof fn.name === 'string' && fn.name !== '' ? fn.name : 'host function');
       } catch (err) {
-        reply = { t: 'reply', call: message.call, ok: false, error: wireError(err) };
+        reply = { t: 'reply', call: message.call, ok: false, error: describeHostError(err) };
       } finally {
         job.pending--;
       }

@@ -6,14 +6,12 @@
  */
 
 import { CodemodeError } from '../../errors.js';
+import { flattenHostFunctions, validateErrorClasses } from '../host-functions.js';
+import type { FlatFunctions } from '../host-functions.js';
 import { resolveLimits } from '../limits.js';
-import type { HostFunction, HostFunctions, RunOptions, RunOutcome, SandboxLimits, SandboxLimitsInput, SandboxProvider } from '../types.js';
+import type { RunOptions, RunOutcome, SandboxLimits, SandboxLimitsInput, SandboxProvider } from '../types.js';
 import { ProcessPool } from './pool.js';
 import type { PoolJob, ProcessPoolOptions } from './pool.js';
-
-/** How deep `hostFunctions` namespaces may nest (as in-process). */
-const MAX_NAMESPACE_DEPTH = 8;
-const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 /** Options of `ProcessSandbox`. */
 export interface ProcessSandboxOptions extends ProcessPoolOptions {
@@ -32,44 +30,6 @@ export interface ProcessSandboxOptions extends ProcessPoolOptions {
    * `OVERLOADED`. Default: no cap. As `IsolatedVmSandbox`'s option of the same name.
    */
   maxQueuedRuns?: number | null;
-}
-
-function flatten(tree: HostFunctions | undefined): { paths: string[][]; functions: HostFunction[] } {
-  const out = { paths: [] as string[][], functions: [] as HostFunction[] };
-  if (tree === undefined) return out;
-  if (tree === null || typeof tree !== 'object') throw new CodemodeError('INVALID_ARGUMENT', 'hostFunctions must be an object.');
-  const visit = (node: HostFunctions, path: string[]): void => {
-    if (path.length > MAX_NAMESPACE_DEPTH) {
-      throw new CodemodeError('INVALID_ARGUMENT', `hostFunctions nest deeper than ${MAX_NAMESPACE_DEPTH} levels at ${path.join('.')}.`);
-    }
-    for (const key of Object.keys(node)) {
-      const value = node[key];
-      const here = [...path, key];
-      if (key === '') throw new CodemodeError('INVALID_ARGUMENT', `hostFunctions has an empty name under "${path.join('.')}".`);
-      if (typeof value === 'function') {
-        out.paths.push(here);
-        out.functions.push(value);
-      } else if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-        visit(value, here);
-      } else {
-        throw new CodemodeError('INVALID_ARGUMENT', `hostFunctions.${here.join('.')} must be a function or a namespace object.`);
-      }
-    }
-  };
-  visit(tree, []);
-  return out;
-}
-
-function validateErrorClasses(names: readonly string[] | undefined): string[] {
-  if (names === undefined) return [];
-  if (!Array.isArray(names)) throw new CodemodeError('INVALID_ARGUMENT', 'errorClasses must be an array of names.');
-  for (const name of names) {
-    if (typeof name !== 'string' || !IDENTIFIER.test(name)) {
-      throw new CodemodeError('INVALID_ARGUMENT', `errorClasses entry ${JSON.stringify(name)} is not a valid identifier.`);
-    }
-  }
-  // Shadowing checks happen in the worker, against the global object the guest actually gets.
-  return [...new Set(names)];
 }
 
 /**
@@ -137,11 +97,12 @@ export class ProcessSandbox implements SandboxProvider {
   run(code: string, options: RunOptions = {}): Promise<RunOutcome> {
     if (this.#closed) return Promise.reject(new CodemodeError('CLOSED', 'The sandbox is closed; create a new one to run code.'));
     if (typeof code !== 'string') return Promise.reject(new CodemodeError('INVALID_ARGUMENT', 'Sandbox code must be a string.'));
-    let flat: ReturnType<typeof flatten>;
+    let flat: FlatFunctions;
     let errorClasses: string[];
     try {
-      flat = flatten(options.hostFunctions);
-      errorClasses = validateErrorClasses(options.errorClasses);
+      flat = flattenHostFunctions(options.hostFunctions);
+      // Shadowing of standard globals is checked in the worker, against the global object the guest gets.
+      errorClasses = validateErrorClasses(options.errorClasses, false);
     } catch (err) {
       return Promise.reject(err as Error);
     }

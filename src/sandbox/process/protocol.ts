@@ -8,14 +8,11 @@
  * @module
  */
 
+import type { HostErrorDescription } from '../host-functions.js';
 import type { RunOutcome, SandboxLimits } from '../types.js';
 
 /** A host error as it crosses to the worker: what `IsolatedVmSandbox` copies into the guest. */
-export interface WireHostError {
-  name: string;
-  message: string;
-  data?: Record<string, unknown>;
-}
+export type WireHostError = HostErrorDescription;
 
 /** Parent -> worker. */
 export type ToWorker =
