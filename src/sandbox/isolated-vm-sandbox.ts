@@ -596,6 +596,15 @@ export interface IsolatedVmSandboxOptions {
    * Default: no cap (callers such as the server usually bound concurrency themselves).
    */
   maxQueuedRuns?: number | null;
+  /**
+   * Stop runs when this process's RSS grows past a budget while they are in flight (default true). V8 lets a
+   * heap overshoot its limit while isolated-vm stops the isolate, and builtins such as `Array.from` keep
+   * allocating meanwhile (measured: +0.5 to +1.7 GB past a 64 MB limit). The guard samples RSS every
+   * 25 ms while runs are in flight; past `base + 128 MB + 3 x memoryMb of every run in flight` it stops every
+   * run in flight with kind `memory` (RSS is per process, so it cannot tell which run grew). It is sampled,
+   * not enforced by the kernel: for hard containment use the process pool (`ProcessSandbox`).
+   */
+  rssGuard?: boolean;
 }
 
 /** `RunOptions` plus an isolate prepared ahead of time (for process pools). */
@@ -605,6 +614,55 @@ export interface RunWithPreparedOptions extends RunOptions {
 }
 
 type Interrupt = 'timeout' | 'aborted';
+
+// ---------------------------------------------------------------------------------------------------------
+// Host RSS guard (shared by every sandbox of this process: RSS is per process)
+
+const RSS_SAMPLE_MS = 25;
+const RSS_FLOOR_BYTES = 128 * 2 ** 20;
+const RSS_FACTOR = 3;
+
+interface RssWatch {
+  /** Bytes this run may add to the process's RSS; Infinity for a run without a memory limit. */
+  budget: number;
+  stop(): void;
+}
+
+const rssWatches = new Set<RssWatch>();
+let rssBase = 0;
+let rssTimer: NodeJS.Timeout | undefined;
+
+function sampleRss(): void {
+  let budget = RSS_FLOOR_BYTES;
+  for (const w of rssWatches) budget += w.budget;
+  const rss = process.memoryUsage.rss();
+  if (rss - rssBase <= budget) return;
+  log.warn('host RSS grew past the budget of the runs in flight; stopping them', {
+    rssMb: Math.round(rss / 2 ** 20),
+    baseMb: Math.round(rssBase / 2 ** 20),
+    budgetMb: Math.round(budget / 2 ** 20),
+    runs: rssWatches.size,
+  });
+  for (const w of [...rssWatches]) w.stop();
+}
+
+/** Watches host RSS while the run is in flight; returns the function that ends the watch. */
+function watchRss(memoryMb: number | null, stop: () => void): () => void {
+  const watch: RssWatch = { budget: memoryMb === null ? Number.POSITIVE_INFINITY : RSS_FACTOR * memoryMb * 2 ** 20, stop };
+  if (rssWatches.size === 0) {
+    rssBase = process.memoryUsage.rss();
+    rssTimer = setInterval(sampleRss, RSS_SAMPLE_MS);
+    rssTimer.unref();
+  }
+  rssWatches.add(watch);
+  return () => {
+    rssWatches.delete(watch);
+    if (rssWatches.size === 0 && rssTimer !== undefined) {
+      clearInterval(rssTimer);
+      rssTimer = undefined;
+    }
+  };
+}
 
 /**
  * The in-process sandbox: each run gets a fresh V8 isolate with its own heap limit, wall-clock limit,
@@ -628,6 +686,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
   readonly #limit: LimitFunction;
   readonly #warm: number;
   readonly #maxQueued: number;
+  readonly #rssGuard: boolean;
   #running = 0;
   #waiting = 0;
   readonly #spares: PreparedIsolate[] = [];
@@ -654,6 +713,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
       throw new CodemodeError('INVALID_CONFIG', `maxQueuedRuns must be a non-negative integer or null; got ${String(maxQueued)}.`);
     }
     this.#maxQueued = maxQueued ?? Number.POSITIVE_INFINITY;
+    this.#rssGuard = options.rssGuard ?? true;
     this.#refill();
   }
 
@@ -855,6 +915,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
     }
     signal?.addEventListener('abort', onAbort, { once: true });
     this.#cancels.add(interrupt);
+    const unwatchRss = this.#rssGuard ? watchRss(limits.memoryMb, () => interrupt('memory')) : undefined;
 
     const stats = (): RunStats => ({
       durationMs: performance.now() - startedAt,
@@ -980,6 +1041,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
     } finally {
       state.settled = true;
       if (timer !== undefined) clearTimeout(timer);
+      unwatchRss?.();
       signal?.removeEventListener('abort', onAbort);
       this.#cancels.delete(interrupt);
       state.controller?.abort(new CodemodeError('ABORTED', 'The sandbox run ended while this host call was in flight.'));

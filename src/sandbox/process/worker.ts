@@ -158,7 +158,8 @@ async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
     setTimeout(() => void refill(memoryMb), REFILL_DELAY_MS);
   };
   try {
-    sandbox = new IsolatedVmSandbox({ limits, warmIsolates: 0, maxConcurrency: 1 });
+    // The parent samples this process's RSS against its hard ceiling and kills it; no in-process guard here.
+    sandbox = new IsolatedVmSandbox({ limits, warmIsolates: 0, maxConcurrency: 1, rssGuard: false });
     const prepared = takeSpare(sandbox.limits.memoryMb);
     const outcome = await sandbox.run(code, {
       hostFunctions: hostTree(id, paths),
