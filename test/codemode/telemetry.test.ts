@@ -1,7 +1,6 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { join } from 'node:path';
-import { context, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
-import type { Context, ContextManager } from '@opentelemetry/api';
+import { context, SpanKind, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CodeMode } from '../../src/codemode/codemode.js';
@@ -11,27 +10,6 @@ import { testSandbox } from './helpers.js';
 import { extractTraceContext, injectTraceContext } from '../../src/telemetry/index.js';
 import { connectEverythingHttp, connectStdio, root } from './helpers.js';
 import type { Connected } from './helpers.js';
-
-/** The async context manager an OpenTelemetry Node SDK registers, in miniature. */
-class AlsContextManager implements ContextManager {
-  private readonly storage = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.storage.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.storage.run(ctx, () => fn.call(thisArg, ...args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    this.storage.disable();
-    return this;
-  }
-}
 
 const exporter = new InMemorySpanExporter();
 const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
@@ -43,7 +21,8 @@ describe('OpenTelemetry', () => {
 
   beforeAll(async () => {
     trace.setGlobalTracerProvider(provider);
-    context.setGlobalContextManager(new AlsContextManager());
+    // The async context manager the OpenTelemetry Node SDK registers.
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     sandbox = testSandbox();
     conn = await connectStdio([join(root, 'test/fixtures/codemode-server.ts')]);
     mode = await CodeMode.create({

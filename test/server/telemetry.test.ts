@@ -1,6 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { context, ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
-import type { Context, ContextManager } from '@opentelemetry/api';
+import { context, SpanKind, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
@@ -11,27 +10,6 @@ import { localTools } from '../../src/codemode/sources.js';
 import { createCodemodeServer } from '../../src/server/server.js';
 import type { CodemodeServer } from '../../src/server/server.js';
 
-/** The async context manager an OpenTelemetry Node SDK registers, in miniature. */
-class AlsContextManager implements ContextManager {
-  private readonly storage = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.storage.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
-    return this.storage.run(ctx, () => fn.call(thisArg, ...args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    this.storage.disable();
-    return this;
-  }
-}
-
 const exporter = new InMemorySpanExporter();
 const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
 
@@ -41,7 +19,8 @@ describe('OpenTelemetry in the server', () => {
 
   beforeAll(async () => {
     trace.setGlobalTracerProvider(provider);
-    context.setGlobalContextManager(new AlsContextManager());
+    // The async context manager the OpenTelemetry Node SDK registers.
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     const mode = await CodeMode.create({ sources: [localTools('loc', [{ name: 'one', handler: () => 1 }])] });
     server = createCodemodeServer({ mode });
     const [a, b] = InMemoryTransport.createLinkedPair();
