@@ -13,20 +13,10 @@
  *
  * Goal: code mode adds at most 20% over the direct calls against the stdio server.
  */
-import { registerHooks } from 'node:module';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-// The sources import './x.js'; under type stripping the files are './x.ts'.
-registerHooks({
-  resolve(specifier, context, next) {
-    if (specifier.startsWith('.') && specifier.endsWith('.js') && context.parentURL?.endsWith('.ts') && !context.parentURL.includes('/node_modules/')) {
-      const url = new URL(specifier.replace(/\.js$/, '.ts'), context.parentURL);
-      if (existsSync(fileURLToPath(url))) return next(url.href, context);
-    }
-    return next(specifier, context);
-  },
-});
+// Resolves the sources' './x.js' imports to './x.ts' under type stripping (no build needed).
+import '../test/fixtures/ts-loader.mjs';
 
 const { CodeMode } = await import('../src/codemode/codemode.js');
 const { localTools, mcpClientSource } = await import('../src/codemode/sources.js');

@@ -14,21 +14,10 @@
  * Goals (issue 8): warm process `return 1` <= in-process cold; round trip <= 200 µs p50; < 50 ms from a
  * crash to a replacement being ready.
  */
-import { registerHooks } from 'node:module';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { availableParallelism, loadavg } from 'node:os';
 
-// The sources import './x.js'; under type stripping the files are './x.ts'.
-registerHooks({
-  resolve(specifier, context, next) {
-    if (specifier.startsWith('.') && specifier.endsWith('.js') && context.parentURL?.endsWith('.ts') && !context.parentURL.includes('/node_modules/')) {
-      const url = new URL(specifier.replace(/\.js$/, '.ts'), context.parentURL);
-      if (existsSync(fileURLToPath(url))) return next(url.href, context);
-    }
-    return next(specifier, context);
-  },
-});
+// Resolves the sources' './x.js' imports to './x.ts' under type stripping (no build needed).
+import '../test/fixtures/ts-loader.mjs';
 
 const { IsolatedVmSandbox } = await import('../src/sandbox/isolated-vm-sandbox.js');
 const { ProcessSandbox } = await import('../src/sandbox/process/process-sandbox.js');

@@ -1,7 +1,7 @@
 /**
  * Added latency of the proxy per `tools/call`, proxy against direct, median of many sequential calls.
  *
- *   node --experimental-strip-types --import ./test/fixtures/proxy-ts-loader.mjs bench/proxy.ts [--calls 2000] [--rounds 10]
+ *   node --experimental-strip-types --import ./test/fixtures/ts-loader.mjs bench/proxy.ts [--calls 2000] [--rounds 10]
  *
  * Two setups, each measured from the same SDK client process against the conformance fixture's `echo` tool:
  * - Streamable HTTP -> Streamable HTTP: client -> `codemode proxy URL --http` process -> fixture over HTTP,
@@ -36,7 +36,7 @@ const WARMUP = 200;
 const NODE = process.execPath;
 const FIXTURE = fileURLToPath(new URL('../test/fixtures/conformance-server.ts', import.meta.url));
 const ENTRY = fileURLToPath(new URL('../test/fixtures/proxy-cli-entry.ts', import.meta.url));
-const LOADER = fileURLToPath(new URL('../test/fixtures/proxy-ts-loader.mjs', import.meta.url));
+const LOADER = fileURLToPath(new URL('../test/fixtures/ts-loader.mjs', import.meta.url));
 const TS = ['--experimental-strip-types', '--no-warnings'];
 const ENV = { ...process.env, NODE_COMPILE_CACHE: join(tmpdir(), 'codemode-compile-cache'), CODEMODE_LOG_LEVEL: 'info' };
 const children: ChildProcess[] = [];

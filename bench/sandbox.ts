@@ -11,22 +11,10 @@
  * `callTool` are replaced on the instance, so only its sandbox and bridge are measured.
  * Goals (issue 2): `return 1` <= 3 ms median, host call <= 100 µs median, and better than the peer on both.
  */
-import { existsSync } from 'node:fs';
-import { registerHooks } from 'node:module';
 import { availableParallelism, cpus } from 'node:os';
-import { fileURLToPath } from 'node:url';
 
-// The sources import './x.js'; under type stripping the files on disk are './x.ts'.
-registerHooks({
-  resolve(specifier, context, next) {
-    const parent = context.parentURL;
-    if (specifier.startsWith('.') && specifier.endsWith('.js') && parent?.endsWith('.ts') === true && !parent.includes('/node_modules/')) {
-      const candidate = new URL(`${specifier.slice(0, -3)}.ts`, parent);
-      if (existsSync(fileURLToPath(candidate))) return next(candidate.href, context);
-    }
-    return next(specifier, context);
-  },
-});
+// Resolves the sources' './x.js' imports to './x.ts' under type stripping (no build needed).
+import '../test/fixtures/ts-loader.mjs';
 
 const { IsolatedVmSandbox } = await import('../src/sandbox/isolated-vm-sandbox.js');
 const { CodeModeUtcpClient } = await import('@utcp/code-mode');

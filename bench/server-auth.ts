@@ -8,20 +8,9 @@
  *    against a loopback IdP, under the per-session lock.
  * Needs redis-server on PATH for the Redis rows (skipped otherwise).
  */
-import { registerHooks } from 'node:module';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 
-// The sources import './x.js'; under type stripping the files are './x.ts'.
-registerHooks({
-  resolve(specifier, context, next) {
-    if (specifier.startsWith('.') && specifier.endsWith('.js') && context.parentURL?.startsWith('file:')) {
-      const url = new URL(specifier.replace(/\.js$/, '.ts'), context.parentURL);
-      if (existsSync(fileURLToPath(url))) return next(url.href, context);
-    }
-    return next(specifier, context);
-  },
-});
+// Resolves the sources' './x.js' imports to './x.ts' under type stripping (no build needed).
+import '../test/fixtures/ts-loader.mjs';
 
 const { startIdp } = await import('../test/fixtures/idp-server.js');
 const { startProtectedServer, startRedis, hasRedisServer, TestOAuthProvider, connectWithLogin } = await import('../test/server/auth/harness.js');

@@ -14,7 +14,7 @@ import { parseProxyArgs } from '../../src/cli/proxy-command.js';
 import { CONFORMANCE_SERVER, FIXTURE_ENV, NODE, freePort, spawnServer, startFixtureHttp, timeRejection } from './helpers.js';
 
 const ENTRY = fileURLToPath(new URL('../fixtures/proxy-cli-entry.ts', import.meta.url));
-const LOADER = fileURLToPath(new URL('../fixtures/proxy-ts-loader.mjs', import.meta.url));
+const LOADER = fileURLToPath(new URL('../fixtures/ts-loader.mjs', import.meta.url));
 const CLI = ['--experimental-strip-types', '--no-warnings', '--import', LOADER, ENTRY];
 
 const cleanups: Array<() => Promise<unknown>> = [];

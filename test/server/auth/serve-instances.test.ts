@@ -19,7 +19,7 @@ const CLI = [
   '--experimental-strip-types',
   '--disable-warning=ExperimentalWarning',
   '--import',
-  join(ROOT, 'test/fixtures/proxy-ts-loader.mjs'),
+  join(ROOT, 'test/fixtures/ts-loader.mjs'),
   join(ROOT, 'src/cli/codemode.ts'),
 ];
 
