@@ -5,6 +5,7 @@ export default defineConfig({
   test: {
     pool: 'forks',
     execArgv: ['--no-node-snapshot'],
+    setupFiles: ['test/setup/settle-isolates.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Two cores here: more parallel forks only make the timing-sensitive sandbox tests noisy.
