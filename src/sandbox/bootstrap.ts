@@ -82,6 +82,25 @@ delete G.WebAssembly;
 delete G.SharedArrayBuffer;
 delete G.Atomics;
 
+// Every promise reaction isolated-vm and this bootstrap set up (the run's own promise, awaits of host calls)
+// reads promise.constructor and constructor[Symbol.species]. A getter the guest planted on either threw there,
+// outside any guest try/catch, and the run failed as a misleading "unhandled rejection". Both are locked to
+// their standard values (non-configurable, so they cannot be redefined); nothing else about Promise changes.
+{
+  const speciesGetter = ObjectGetOwnPropertyDescriptor(PromiseCtor, Symbol.species).get;
+  const sd = ObjectCreate(null);
+  sd.get = speciesGetter;
+  sd.configurable = false;
+  sd.enumerable = false;
+  ObjectDefineProperty(PromiseCtor, Symbol.species, sd);
+  const cd = ObjectCreate(null);
+  cd.value = PromiseCtor;
+  cd.writable = false;
+  cd.configurable = false;
+  cd.enumerable = false;
+  ObjectDefineProperty(PromiseCtor.prototype, 'constructor', cd);
+}
+
 const desc = (value, enumerable) => {
   const d = ObjectCreate(null);
   d.value = value;

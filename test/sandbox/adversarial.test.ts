@@ -275,6 +275,28 @@ describe('adversarial guest: hostile values', () => {
     expect(outcome.logs).toEqual([{ level: 'log', message: '{ a: [ 1 ] }' }]);
   });
 
+  it('getters cannot be planted on Promise[Symbol.species] or Promise.prototype.constructor (every await reads them)', async () => {
+    const sb = sandbox();
+    const slowEcho = { tools: { echo: async ([x]: unknown[]) => { await new Promise((r) => setTimeout(r, 5)); return x; } } };
+    for (const [target, key] of [['Promise', 'Symbol.species'], ['Promise.prototype', "'constructor'"]] as const) {
+      // Before the lock, this failed the run after the await as "Unhandled promise rejection: planted".
+      const outcome = await sb.run(
+        `let planted = 'no';
+         try { Object.defineProperty(${target}, ${key}, { get() { throw new Error('planted'); }, configurable: true }); planted = 'yes'; }
+         catch (e) { planted = e.constructor.name + ': ' + e.message; }
+         const echoed = await tools.echo(7);
+         return { planted, echoed, isPromise: tools.echo(1) instanceof Promise };`,
+        { hostFunctions: slowEcho },
+      );
+      expect(value(outcome)).toEqual({ planted: expect.stringMatching(/^TypeError: Cannot redefine property/), echoed: 7, isPromise: true });
+      // Uncaught, the attempt fails the run at the user's own line, not as an unhandled rejection.
+      const uncaught = failure(await sb.run(`await tools.echo(1);\nObject.defineProperty(${target}, ${key}, { get() { throw new Error('planted'); } });\nreturn await tools.echo(2);`, { hostFunctions: slowEcho }));
+      expect(uncaught).toMatchObject({ kind: 'runtime', name: 'TypeError', line: 2 });
+    }
+    // Subclassing and species on subclasses still work as usual.
+    expect(value(await sb.run('class P extends Promise {} const p = P.resolve(1).then((x) => x + 1); return [p instanceof P, await p]'))).toEqual([true, 2]);
+  });
+
   it('proxies as results: revoked fails as runtime, a looping trap hits the wall clock', async () => {
     const revoked = await runWatched('const r = Proxy.revocable({}, {}); r.revoke(); return r.proxy');
     expect(failure(revoked.outcome)).toMatchObject({ kind: 'runtime', message: expect.stringMatching(/revoked/) });
