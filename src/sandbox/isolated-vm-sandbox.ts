@@ -60,7 +60,9 @@ function bag<const T extends object>(fields: T): T {
 // ---------------------------------------------------------------------------------------------------------
 // Live isolate accounting (hygiene tests assert on it)
 
-let liveIsolates = 0;
+/** Every isolate not yet disposed: counted by liveIsolateCount, disposed by disposeAllAtExit. */
+const liveSet = new Set<PreparedIsolate>();
+let exitHookInstalled = false;
 let catastrophicErrors = 0;
 
 /** The isolate class; replaceable only so hygiene tests can count real `dispose()` calls (isolated-vm's prototype is frozen). */
@@ -80,7 +82,7 @@ export function setIsolateClassForTesting(cls: typeof ivm.Isolate): () => void {
  * included). Useful for leak checks and health metrics.
  */
 export function liveIsolateCount(): number {
-  return liveIsolates;
+  return liveSet.size;
 }
 
 /**
@@ -114,7 +116,7 @@ interface RunState {
   logBytes: number;
   hostDroppedLogLines: number;
   guestTruncatedLogs: boolean;
-  /** The sandbox's `hotPollMs`: how long the event loop stays hot after a guest event. */
+  /** The sandbox's `hotPollMs`: how long the event loop stays hot after a fast host-function answer. */
   readonly hotPollMs: number;
 }
 
@@ -144,10 +146,6 @@ function errorEnvelope(err: unknown): string {
 type InstallFn = (configJson: string) => void;
 type SettleFn = (id: number, envelope: string) => void;
 type FireFn = (id: number) => void;
-
-/** Every isolate not yet disposed, for disposeAllAtExit. */
-const liveSet = new Set<PreparedIsolate>();
-let exitHookInstalled = false;
 
 /**
  * When the process exits (process.exit, an uncaught exception) while a guest thread is blocked on a host call
@@ -200,7 +198,6 @@ export class PreparedIsolate {
         },
       }),
     );
-    liveIsolates++;
     liveSet.add(this);
     if (!exitHookInstalled) {
       exitHookInstalled = true;
@@ -223,7 +220,6 @@ export class PreparedIsolate {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    liveIsolates--;
     liveSet.delete(this);
     if (!this.isolate.isDisposed) {
       this.disposedByUs = true;
