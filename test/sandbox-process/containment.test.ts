@@ -3,6 +3,29 @@ import { ProcessPool } from '../../src/sandbox/process/pool.js';
 import type { HostCallContext } from '../../src/sandbox/types.js';
 import { alive, failure, latch, startSandbox, value, waitFor } from './helpers.js';
 
+type Started = Awaited<ReturnType<typeof startSandbox>>;
+
+/**
+ * Starts `await ping(); for (;;) {}` on the pool's first worker and SIGSTOPs that worker from inside the host
+ * call, before it gets the answer (neither its isolate timer nor anything else runs). Resolves once stopped.
+ */
+async function runThenStopWorker(sb: Started, signal?: AbortSignal): Promise<{ pid: number; running: ReturnType<Started['run']> }> {
+  const [pid] = sb.pool.stats().pids;
+  const inHost = latch();
+  const running = sb.run('await ping(); for (;;) {}', {
+    ...(signal !== undefined ? { signal } : {}),
+    hostFunctions: {
+      ping: () => {
+        process.kill(pid!, 'SIGSTOP');
+        inHost.open();
+        return 1;
+      },
+    },
+  });
+  await inHost.promise;
+  return { pid: pid!, running };
+}
+
 describe('a worker dying mid-run (issue 8, containment)', () => {
   it.each(['SIGKILL', 'SIGSEGV', 'SIGABRT'] as const)('%s: that run fails as crashed, the next succeeds, the pool is full again', async (sig) => {
     const sb = await startSandbox({ size: 1, standbyWorkers: 1 });
@@ -121,78 +144,43 @@ describe('the parent enforces the wall clock (issue 8, hard limits from outside)
     const LIMIT_MS = 300;
     const GRACE_MS = 300;
     const sb = await startSandbox({ limits: { timeoutMs: LIMIT_MS }, killGraceMs: GRACE_MS });
-    const [pid] = sb.pool.stats().pids;
-    const inHost = latch();
     const started = performance.now();
-    const running = sb.run('await ping(); for (;;) {}', {
-      hostFunctions: {
-        ping: () => {
-          // Stop the worker before it gets the answer: neither its isolate timer nor anything else runs.
-          process.kill(pid!, 'SIGSTOP');
-          inHost.open();
-          return 1;
-        },
-      },
-    });
-    await inHost.promise;
+    const { pid, running } = await runThenStopWorker(sb);
     const error = failure(await running);
     const elapsed = performance.now() - started;
     expect(error.kind).toBe('timeout');
     expect(error.message).toMatch(/300 ms time limit and its sandbox process stopped responding for 300 ms more, so the process was killed and replaced/);
     expect(elapsed).toBeGreaterThanOrEqual(LIMIT_MS + GRACE_MS - 5);
     expect(elapsed).toBeLessThan(LIMIT_MS + GRACE_MS + 500);
-    await waitFor(() => !alive(pid!), 5_000, 'the stopped worker to be killed');
+    await waitFor(() => !alive(pid), 5_000, 'the stopped worker to be killed');
     expect(value(await sb.run('return "next"'))).toBe('next');
     expect(sb.pool.stats().pids).not.toContain(pid);
   });
 
   it('a silent worker is killed after hangTimeoutMs even when the run has no time limit', async () => {
     const sb = await startSandbox({ limits: { timeoutMs: null }, hangTimeoutMs: 600 });
-    const [pid] = sb.pool.stats().pids;
-    const inHost = latch();
     const started = performance.now();
-    const running = sb.run('await ping(); for (;;) {}', {
-      hostFunctions: {
-        ping: () => {
-          process.kill(pid!, 'SIGSTOP');
-          inHost.open();
-          return 1;
-        },
-      },
-    });
-    await inHost.promise;
+    const { pid, running } = await runThenStopWorker(sb);
     const error = failure(await running);
     expect(error.kind).toBe('crashed');
     expect(error.message).toMatch(/stopped responding \(no sign of life for \d+ ms: stuck in native code\)/);
     const elapsed = performance.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(600);
     expect(elapsed).toBeLessThan(600 + 1_000);
-    await waitFor(() => !alive(pid!), 5_000, 'the stopped worker to be killed');
+    await waitFor(() => !alive(pid), 5_000, 'the stopped worker to be killed');
     expect(value(await sb.run('return "next"'))).toBe('next');
     expect(() => new ProcessPool({ hangTimeoutMs: 100 })).toThrow(/hangTimeoutMs must be at least/);
   });
 
   it('aborting a run on a hung worker settles as aborted after the grace and kills the worker', async () => {
     const sb = await startSandbox({ limits: { timeoutMs: 20_000 }, killGraceMs: 200 });
-    const [pid] = sb.pool.stats().pids;
     const controller = new AbortController();
-    const inHost = latch();
-    const running = sb.run('await ping(); for (;;) {}', {
-      signal: controller.signal,
-      hostFunctions: {
-        ping: () => {
-          process.kill(pid!, 'SIGSTOP');
-          inHost.open();
-          return 1;
-        },
-      },
-    });
-    await inHost.promise;
+    const { pid, running } = await runThenStopWorker(sb, controller.signal);
     const started = performance.now();
     controller.abort();
     expect(failure(await running).kind).toBe('aborted');
     expect(performance.now() - started).toBeLessThan(200 + 300);
-    await waitFor(() => !alive(pid!), 5_000, 'the stopped worker to be killed');
+    await waitFor(() => !alive(pid), 5_000, 'the stopped worker to be killed');
   });
 
   it('a run on a healthy worker is aborted by the worker itself, fast', async () => {
