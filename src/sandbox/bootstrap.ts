@@ -26,7 +26,7 @@ export const BOOTSTRAP_FILENAME = 'codemode-bootstrap.js';
 /** One-shot global through which the user script's wrapper starts the run (deleted on first call). */
 export const RUN_GLOBAL = '__codemodeRun';
 
-/** Tags of the string a run resolves with: `tag\ndroppedLogLines\npayload`. */
+/** Tags of the string a run resolves with: `tag\ndroppedLogLines\nlogMessagesSent\npayload`. */
 export type StartTag = 'ok' | 'undefined' | 'error' | 'unserializable' | 'output_limit';
 export const START_TAGS: ReadonlySet<string> = new Set<StartTag>(['ok', 'undefined', 'error', 'unserializable', 'output_limit']);
 
@@ -139,6 +139,9 @@ let maxResultChars = 0;
 let logLinesLeft = 0;
 let logCharsLeft = 0;
 let droppedLogLines = 0;
+// Every message sent to the host's log bridge, so the host can wait for the ones still in transit: isolated-vm
+// does not order applyIgnored tasks before the run's own result (after an I/O answer, about half arrived late).
+let logMessagesSent = 0;
 const errorClasses = ObjectCreate(null);
 
 // ---- JSON copy with clear errors ----
@@ -355,13 +358,17 @@ const formatArgs = ((args) => {
 const makeLogger = ((level) => function (...args) {
   if (logLinesLeft <= 0 || logCharsLeft <= 0) {
     // Tell the host once, so a run that ends by timeout still reports the truncation.
-    if (droppedLogLines++ === 0) ReflectApply(refApplyIgnored, logRef, [undefined, ['', '']]);
+    if (droppedLogLines++ === 0) {
+      logMessagesSent++;
+      ReflectApply(refApplyIgnored, logRef, [undefined, ['', '']]);
+    }
     return;
   }
   let message = formatArgs(args);
   if (message.length > logCharsLeft) message = slice(message, 0, logCharsLeft);
   logLinesLeft--;
   logCharsLeft -= message.length;
+  logMessagesSent++;
   ReflectApply(refApplyIgnored, logRef, [undefined, [level, message]]);
 });
 const guestConsole = ObjectCreate(ObjectProto);
@@ -617,9 +624,9 @@ const install = ((configJson) => {
   }
   defineValue(G, RUN_GLOBAL, run, false);
 });
-// The run resolves with one string, "tag\ndroppedLogLines\npayload": a primitive, so resolving the run's
-// promise never looks up a (possibly guest-patched) "then", as it would on an array or object.
-const outcome = (tag, payload) => tag + '\n' + droppedLogLines + '\n' + payload;
+// The run resolves with one string, "tag\ndroppedLogLines\nlogMessagesSent\npayload": a primitive, so
+// resolving the run's promise never looks up a (possibly guest-patched) "then", as it would on an array or object.
+const outcome = (tag, payload) => tag + '\n' + droppedLogLines + '\n' + logMessagesSent + '\n' + payload;
 let running = false;
 const run = (async (userFn) => {
   delete G[RUN_GLOBAL];

@@ -116,6 +116,12 @@ interface RunState {
   logBytes: number;
   hostDroppedLogLines: number;
   guestTruncatedLogs: boolean;
+  /** Log-bridge messages received; the guest's outcome says how many it sent. */
+  logMessagesReceived: number;
+  /** Set while the host waits for log messages still in transit after the run's result arrived. */
+  onLogMessage: (() => void) | undefined;
+  /** Closed once the outcome is final: later messages would change a result already handed out. */
+  logsClosed: boolean;
   /** The sandbox's `hotPollMs`: how long the event loop stays hot after a fast host-function answer. */
   readonly hotPollMs: number;
 }
@@ -431,7 +437,9 @@ function timerFromGuest(prepared: PreparedIsolate, id: unknown, delayMs: unknown
 
 function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknown): void {
   const state = prepared.state;
-  if (state === undefined || state.settled) return;
+  if (state === undefined || state.logsClosed) return;
+  state.logMessagesReceived++;
+  state.onLogMessage?.();
   if (level === '') {
     // The guest's own cap dropped a line (it sends this marker once).
     state.guestTruncatedLogs = true;
@@ -457,16 +465,48 @@ function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknow
 const USER_POSITION = new RegExp(`${USER_FILENAME.replace(/[.]/g, '\\.')}:(\\d+):(\\d+)`);
 const SYNTAX_POSITION = new RegExp(`\\s*\\[${USER_FILENAME.replace(/[.]/g, '\\.')}:(\\d+):(\\d+)\\]\\s*$`);
 
-/** Splits the guest's "tag\ndropped\npayload" string; undefined if it isn't one. */
-function parseRunResult(result: unknown): { tag: StartTag; guestDropped: number; payload: string } | undefined {
+/** Splits the guest's "tag\ndropped\nlogsSent\npayload" string; undefined if it isn't one. */
+function parseRunResult(result: unknown): { tag: StartTag; guestDropped: number; logsSent: number; payload: string } | undefined {
   if (typeof result !== 'string') return undefined;
   const first = result.indexOf('\n');
   const second = result.indexOf('\n', first + 1);
-  if (first < 0 || second < 0) return undefined;
+  const third = result.indexOf('\n', second + 1);
+  if (first < 0 || second < 0 || third < 0) return undefined;
   const tag = result.slice(0, first);
   if (!START_TAGS.has(tag)) return undefined;
-  const dropped = Number(result.slice(first + 1, second));
-  return { tag: tag as StartTag, guestDropped: Number.isSafeInteger(dropped) && dropped > 0 ? dropped : 0, payload: result.slice(second + 1) };
+  const count = (text: string): number => {
+    const n = Number(text);
+    return Number.isSafeInteger(n) && n > 0 ? n : 0;
+  };
+  return { tag: tag as StartTag, guestDropped: count(result.slice(first + 1, second)), logsSent: count(result.slice(second + 1, third)), payload: result.slice(third + 1) };
+}
+
+/**
+ * How long the host waits, after the run's result arrived, for log messages the guest sent before it
+ * returned. They are normally a few microseconds behind; the bound only matters if isolated-vm lost one.
+ */
+const LOG_DRAIN_MS = 1_000;
+
+/** Waits until every log message the guest sent has arrived; counts any that never do as dropped. */
+async function drainLogs(state: RunState, sent: number): Promise<void> {
+  if (state.logMessagesReceived >= sent) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, LOG_DRAIN_MS);
+    state.onLogMessage = () => {
+      if (state.logMessagesReceived < sent) return;
+      clearTimeout(timer);
+      resolve();
+    };
+  });
+  state.onLogMessage = undefined;
+  // Said in the logs themselves, so no line goes missing silently.
+  const lost = sent - state.logMessagesReceived;
+  if (lost > 0) {
+    state.logs.push({
+      level: 'warn',
+      message: `[console output incomplete: ${lost} message(s) the code logged never arrived from the sandbox within ${LOG_DRAIN_MS} ms]`,
+    });
+  }
 }
 
 /** Bounds text the guest controls (messages, stacks) before it reaches callers and logs (the guest clips at 16 KiB too). */
@@ -939,6 +979,9 @@ export class IsolatedVmSandbox implements SandboxProvider {
       logBytes: 0,
       hostDroppedLogLines: 0,
       guestTruncatedLogs: false,
+      logMessagesReceived: 0,
+      onLogMessage: undefined,
+      logsClosed: false,
       hotPollMs: this.#hotPollMs,
     };
 
@@ -1029,7 +1072,9 @@ export class IsolatedVmSandbox implements SandboxProvider {
       if (parsed === undefined) {
         return { ok: false, error: { kind: 'runtime', message: 'The code ended the run in an unexpected way (did it close the function wrapper with "})"?).' }, logs: state.logs, stats: stats() };
       }
-      const { tag, guestDropped, payload } = parsed;
+      const { tag, guestDropped, logsSent, payload } = parsed;
+      // Host calls are refused from here on (settled), and timeouts and aborts no longer interrupt.
+      await drainLogs(state, logsSent);
       state.hostDroppedLogLines += guestDropped;
       switch (tag) {
         case 'undefined':
@@ -1091,11 +1136,13 @@ export class IsolatedVmSandbox implements SandboxProvider {
         }),
       ]);
       state.settled = true;
+      state.logsClosed = true;
       outcome.stats.pendingHostCalls = state.pending;
       outcome.logs = finishLogs(outcome.logs, outcome.stats, state.guestTruncatedLogs, limits);
       return outcome;
     } finally {
       state.settled = true;
+      state.logsClosed = true;
       if (timer !== undefined) clearTimeout(timer);
       unwatchRss?.();
       coolEventLoop(state);

@@ -94,7 +94,7 @@ describe('adversarial guest: escaping the function wrapper', () => {
   it('a forged outcome string cannot smuggle a value nested deeper than the copier allows', async () => {
     // "})" closes the wrapper; g(...) then makes the script's value a string in the run's own outcome format.
     const forge = (payload: string): string =>
-      `}); function g() { return 'ok\\n0\\n' + ${payload}; } g(async function () {`;
+      `}); function g() { return 'ok\\n0\\n0\\n' + ${payload}; } g(async function () {`;
     const deep = await runWatched(forge(`'['.repeat(4e5) + ']'.repeat(4e5)`));
     // Before the fix this came back ok, and JSON.stringify of the value threw "Maximum call stack size exceeded".
     expect(failure(deep.outcome)).toMatchObject({ kind: 'runtime', message: expect.stringMatching(/nested more than 200 levels/) });
@@ -103,6 +103,15 @@ describe('adversarial guest: escaping the function wrapper', () => {
     expect(value(flat.outcome)).toEqual(['['.repeat(1000)]);
     const ok = value(await sandbox().run('let a = 1; for (let i = 0; i < 199; i++) a = [a]; return a'));
     expect(() => JSON.stringify(ok)).not.toThrow();
+  });
+
+  it('a forged outcome that claims log lines it never sent costs the host one bounded wait, and says so', async () => {
+    const { outcome, ms } = await runWatched(`}); function g() { return 'ok\\n0\\n3\\n7'; } g(async function () {`, { timeoutMs: 5_000 });
+    expect(value(outcome)).toBe(7);
+    expect(outcome.logs).toEqual([{ level: 'warn', message: expect.stringMatching(/3 message\(s\) the code logged never arrived/) }]);
+    // The host waited for the three lines (LOG_DRAIN_MS), then gave up instead of hanging.
+    expect(ms).toBeGreaterThanOrEqual(950);
+    expect(ms).toBeLessThan(3_000);
   });
 
   it('script values that are not the run outcome (deep, revoked proxies, looping getters) fail cleanly', async () => {

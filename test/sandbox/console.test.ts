@@ -83,6 +83,52 @@ describe('console (issue 2, point 4)', () => {
     expect(outcome.logs[10]?.message).toMatch(/console output truncated/);
   });
 
+  it('no line is lost when the code logs right before it returns, after a host call answered by I/O', async () => {
+    // isolated-vm delivers log messages and the run's result as separate tasks, in no fixed order: before the
+    // host waited for the count the guest sends with its result, about half of these runs came back without
+    // their last lines.
+    const sb = sandbox({ maxConcurrency: 4 });
+    const hostFunctions = {
+      fetchTwo: async (): Promise<number[]> => {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        return [1, 2];
+      },
+    };
+    const code = `const x = await fetchTwo();
+      console.log('found', x.length);
+      console.warn('last');
+      if (x.length === 3) throw new Error('unreachable');
+      return x.length;`;
+    const failing = `await fetchTwo(); console.error('before the throw'); throw new Error('boom')`;
+    const runs = await Promise.all(
+      Array.from({ length: 60 }, (_, i) => sb.run(i % 3 === 2 ? failing : code, { hostFunctions })),
+    );
+    for (const [i, outcome] of runs.entries()) {
+      if (i % 3 === 2) {
+        expect(failure(outcome).message).toBe('boom');
+        expect(outcome.logs).toEqual([{ level: 'error', message: 'before the throw' }]);
+      } else {
+        expect(value(outcome)).toBe(2);
+        expect(outcome.logs).toEqual([
+          { level: 'log', message: 'found 2' },
+          { level: 'warn', message: 'last' },
+        ]);
+      }
+    }
+  });
+
+  it('the truncation marker is not lost either when the cap is hit right before the return', async () => {
+    const outcome = await sandbox({ limits: { maxLogLines: 1 } }).run(
+      "await slow(); console.log('kept'); console.log('dropped'); return 1",
+      { hostFunctions: { slow: () => new Promise((resolve) => setTimeout(resolve, 1)) } },
+    );
+    expect(value(outcome)).toBe(1);
+    expect(outcome.logs).toEqual([
+      { level: 'log', message: 'kept' },
+      { level: 'warn', message: expect.stringMatching(/console output truncated: 1 line\(s\) dropped/) },
+    ]);
+  });
+
   it('logs written before an error are kept', async () => {
     const outcome = await sandbox().run('console.log("before"); throw new Error("x")');
     expect(failure(outcome).kind).toBe('runtime');
