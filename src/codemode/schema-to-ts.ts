@@ -3,7 +3,8 @@
  *
  * The output must always compile under `tsc --strict`: anything this converter cannot express faithfully
  * (remote `$ref`, cycles, nesting past the depth cap, unknown keywords) degrades to `unknown`, never to
- * invalid syntax.
+ * invalid syntax. Local `$ref`s are inlined, so a schema that reuses definitions could multiply out without
+ * bound: past a size budget, further sub-schemas are `unknown` too.
  *
  * @module
  */
@@ -13,9 +14,21 @@ import { propertyKey } from './naming.js';
 /** Nesting depth past which a sub-schema is rendered as `unknown`. */
 export const DEFAULT_SCHEMA_MAX_DEPTH = 8;
 
+/**
+ * Sub-schemas converted per call before the rest become `unknown`. The three reference servers' largest
+ * tool needs under 100; five levels of 20 properties that each `$ref` the next level would need 3.2 million
+ * (3.8 MB of text before this budget).
+ */
+export const DEFAULT_SCHEMA_MAX_NODES = 2_000;
+
+/** Characters of property documentation per call; past it, properties are declared without their JSDoc. */
+const MAX_DOC_CHARS = 200_000;
+
 export interface SchemaToTsOptions {
   /** Nesting depth past which sub-schemas become `unknown`. */
   maxDepth?: number;
+  /** Sub-schemas converted before the rest become `unknown`. */
+  maxNodes?: number;
   /** Indentation of the first line's nested members. */
   indent?: string;
 }
@@ -23,6 +36,10 @@ export interface SchemaToTsOptions {
 interface Ctx {
   root: unknown;
   maxDepth: number;
+  /** Sub-schemas that may still be converted. */
+  nodesLeft: number;
+  /** Property documentation that may still be written. */
+  docCharsLeft: number;
   /** `$ref`s being expanded on the current path: seeing one again is a cycle. */
   refStack: string[];
 }
@@ -39,7 +56,14 @@ function resolvePointer(root: unknown, ref: string): unknown {
   if (!ref.startsWith('#/')) return undefined;
   let node: unknown = root;
   for (const raw of ref.slice(2).split('/')) {
-    const key = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+    // A fragment is percent-encoded; a key such as "100%" that is not valid encoding is taken as written.
+    let decoded = raw;
+    try {
+      decoded = decodeURIComponent(raw);
+    } catch {
+      /* not percent-encoding */
+    }
+    const key = decoded.replace(/~1/g, '/').replace(/~0/g, '~');
     if (isObject(node)) node = node[key];
     else if (Array.isArray(node) && /^\d+$/.test(key)) node = node[Number(key)];
     else return undefined;
@@ -70,6 +94,11 @@ function needsParens(type: string): boolean {
     if (ch === '"') {
       // Skip a string literal (property keys and literal types are JSON-quoted).
       for (i++; i < type.length && type[i] !== '"'; i++) if (type[i] === '\\') i++;
+    } else if (ch === '/' && type[i + 1] === '*') {
+      // Skip a JSDoc block: descriptions may hold any bracket or quote (docText escapes "*/" inside them).
+      const end = type.indexOf('*/', i + 2);
+      if (end < 0) return true;
+      i = end + 1;
     } else if (ch === '(' || ch === '[' || ch === '{' || ch === '<') depth++;
     else if (ch === ')' || ch === ']' || ch === '}' || ch === '>') depth--;
     else if (depth === 0 && (ch === '|' || ch === '&')) return true;
@@ -143,6 +172,8 @@ function convert(schema: unknown, ctx: Ctx, depth: number, indent: string): stri
   if (schema === false) return 'never';
   if (!isObject(schema)) return 'unknown';
   if (depth > ctx.maxDepth) return 'unknown';
+  if (ctx.nodesLeft <= 0) return 'unknown';
+  ctx.nodesLeft--;
 
   if (typeof schema.$ref === 'string') {
     const ref = schema.$ref;
@@ -232,7 +263,11 @@ function objectType(schema: Schema, ctx: Ctx, depth: number, indent: string): st
   const inner = `${indent}  `;
   let body = '';
   for (const [name, sub] of Object.entries(props)) {
-    body += jsDoc(schemaDocLines(sub), inner);
+    if (ctx.docCharsLeft > 0) {
+      const doc = jsDoc(schemaDocLines(sub), inner);
+      ctx.docCharsLeft -= doc.length;
+      body += doc;
+    }
     body += `${inner}${propertyKey(name)}${required.has(name) ? '' : '?'}: ${convert(sub, ctx, depth + 1, inner)};\n`;
   }
   const extra = schema.additionalProperties;
@@ -251,8 +286,8 @@ function objectType(schema: Schema, ctx: Ctx, depth: number, indent: string): st
 }
 
 /**
- * Converts a JSON Schema into TypeScript type text. Local `$ref`s are inlined; cycles and depth past
- * `maxDepth` become `unknown`.
+ * Converts a JSON Schema into TypeScript type text. Local `$ref`s are inlined; cycles, depth past
+ * `maxDepth` and sub-schemas past `maxNodes` become `unknown`.
  *
  * @example
  * ```ts
@@ -261,7 +296,13 @@ function objectType(schema: Schema, ctx: Ctx, depth: number, indent: string): st
  * ```
  */
 export function schemaToTs(schema: unknown, options: SchemaToTsOptions = {}): string {
-  const ctx: Ctx = { root: schema, maxDepth: options.maxDepth ?? DEFAULT_SCHEMA_MAX_DEPTH, refStack: [] };
+  const ctx: Ctx = {
+    root: schema,
+    maxDepth: options.maxDepth ?? DEFAULT_SCHEMA_MAX_DEPTH,
+    nodesLeft: options.maxNodes ?? DEFAULT_SCHEMA_MAX_NODES,
+    docCharsLeft: MAX_DOC_CHARS,
+    refStack: [],
+  };
   return convert(schema, ctx, 0, options.indent ?? '');
 }
 

@@ -104,6 +104,44 @@ describe('schemaToTs', () => {
     expect(rendered).not.toContain('string');
   });
 
+  it('parenthesizes union elements even when a description holds brackets or quotes', () => {
+    const ops = {
+      type: 'array',
+      items: {
+        oneOf: [
+          { type: 'object', properties: { op: { const: 'set' }, value: { type: 'string', description: 'must be >= 1 (or "x' } } },
+          { type: 'object', properties: { op: { const: 'delete' } } },
+        ],
+      },
+    };
+    const rendered = schemaToTs(ops);
+    expect(rendered.startsWith('({')).toBe(true);
+    expect(rendered.endsWith('})[]')).toBe(true);
+    expect(schemaToTs({ type: 'array', items: { type: ['object', 'null'], properties: { a: { description: 'see (note' } } } })).toMatch(/^\(\{[\s\S]*\} \| null\)\[\]$/);
+  });
+
+  it('takes a $ref key that is not valid percent-encoding as written, instead of throwing', () => {
+    expect(schemaToTs({ $defs: { '100%': { type: 'number' } }, type: 'object', properties: { p: { $ref: '#/$defs/100%' } } })).toBe('{\n  p?: number;\n}');
+    expect(schemaToTs({ $defs: { 'a b': { type: 'string' } }, $ref: '#/$defs/a%20b' })).toBe('string');
+  });
+
+  it('bounds the output when shared $refs would multiply out, by turning the excess into unknown', () => {
+    // Five levels of 20 properties, each a $ref to the next level: 20^5 expansions if inlined fully.
+    const $defs: Record<string, unknown> = { L5: { type: 'string', description: 'leaf' } };
+    for (let level = 4; level >= 0; level--) {
+      const properties: Record<string, unknown> = {};
+      for (let i = 0; i < 20; i++) properties[`p${i}`] = { $ref: `#/$defs/L${level + 1}`, description: 'a field with some words' };
+      $defs[`L${level}`] = { type: 'object', properties };
+    }
+    const started = performance.now();
+    const rendered = schemaToTs({ $defs, $ref: '#/$defs/L0' }, { maxDepth: 20 });
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(rendered.length).toBeLessThan(400_000);
+    expect(rendered).toContain('p0?: {');
+    expect(rendered).toContain('p19?: unknown;');
+    expect(schemaToTs({ $defs, $ref: '#/$defs/L3' }, { maxDepth: 20 })).not.toContain('unknown');
+  });
+
   it('compiles under tsc --strict for a zoo of awkward schemas, and the types are not just unknown', async () => {
     const zoo: Record<string, unknown> = {
       type: 'object',
