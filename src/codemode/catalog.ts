@@ -142,6 +142,22 @@ export class Catalog {
         });
       }
     });
+    // Names may contain dots, so "a" + "b.c" and "a.b" + "c" are both "a.b.c": callTool, records and spans
+    // could not tell them apart. Same for a qualified name that spells another tool's tools-path.
+    const spellings = new Map<string, CatalogEntry>();
+    for (const entry of entries) {
+      for (const spelling of new Set([entry.qualifiedName, entry.path])) {
+        const other = spellings.get(spelling);
+        if (other !== undefined && other !== entry) {
+          throw new CodemodeError(
+            'TOOL_NAME_COLLISION',
+            `Tool "${entry.tool.name}" of source "${entry.namespace}" and tool "${other.tool.name}" of source "${other.namespace}" are both called "${spelling}". ` +
+              'Rename a source (or hide one of the tools) so that every "source.tool" name is distinct.',
+          );
+        }
+        spellings.set(spelling, entry);
+      }
+    }
     return new Catalog(sources, entries);
   }
 
@@ -161,7 +177,9 @@ export class Catalog {
       .slice(0, 3)
       .map((e) => `"${e.qualifiedName}"`);
     return {
-      error: `Unknown tool "${name}".${near.length > 0 ? ` Did you mean ${near.join(', ')}?` : ''} Use search() or get_schema to find tool names.`,
+      error:
+        `Unknown tool "${name}".${near.length > 0 ? ` Did you mean ${near.join(', ')}?` : ''} ` +
+        'Use the names of the tool declarations ("namespace.tool", or tools.<namespace>.<tool>); the discovery tools outside this code find more.',
     };
   }
 

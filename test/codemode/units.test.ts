@@ -45,6 +45,14 @@ describe('identifiers', () => {
     expect((dup as Error).message).toContain('both named');
   });
 
+  it('rejects two sources whose "source.tool" names coincide because of dots in the names', async () => {
+    const err = await Catalog.load([localTools('a', [{ name: 'b.c', handler: noop }]), localTools('a.b', [{ name: 'c', handler: noop }])]).catch(
+      (e: unknown) => e,
+    );
+    expect(isCodemodeError(err, 'TOOL_NAME_COLLISION')).toBe(true);
+    expect((err as Error).message).toMatch(/both called "a\.b\.c"/);
+  });
+
   it('rejects a duplicate tool name listed by an upstream', async () => {
     const source: ToolSource = {
       name: 'up',
@@ -91,6 +99,9 @@ describe('identifiers', () => {
     expect(name('only_a')).toBe('a.only-a');
     expect(name('get-x')).toMatch(/ambiguous.*"a.get-x", "b.get-x"/);
     expect(name('nope')).toMatch(/Unknown tool "nope"/);
+    // The sandbox has no search(); the message must not send the model to one.
+    expect(name('nope')).not.toMatch(/search\(\)/);
+    expect(name('only')).toMatch(/Did you mean "a.only-a"\?/);
     expect(catalog.lookup(['a.get-x', 'missing']).notFound).toEqual(['missing']);
   });
 });
