@@ -6,6 +6,8 @@
  * @module
  */
 
+import pLimit from 'p-limit';
+import type { LimitFunction } from 'p-limit';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Context, Span } from '@opentelemetry/api';
 import { CodemodeError } from '../errors.js';
@@ -97,12 +99,8 @@ class Execution {
   /** `parentContext` with the execution span set: the parent of every call's span (one per execution). */
   readonly spanContext: Context;
   readonly maxToolCalls: number | null;
-  /** Calls allowed upstream at once (`null`: no bound here). */
-  readonly maxConcurrent: number | null;
-  /** Calls holding a concurrency slot. */
-  active = 0;
-  /** Calls waiting for a slot, first come first served; each is handed a slot when one frees. */
-  readonly waiting: (() => void)[] = [];
+  /** Bounds the calls upstream at once (`maxConcurrentToolCalls`; none when that is `null`). */
+  readonly limit: LimitFunction | undefined;
 
   // Plain fields rather than parameter properties, so the source runs under Node's type stripping.
   constructor(span: Span, parentContext: Context, maxToolCalls: number | null, maxConcurrent: number | null) {
@@ -110,7 +108,7 @@ class Execution {
     this.parentContext = parentContext;
     this.spanContext = trace.setSpan(parentContext, span);
     this.maxToolCalls = maxToolCalls;
-    this.maxConcurrent = maxConcurrent;
+    this.limit = maxConcurrent === null ? undefined : pLimit(maxConcurrent);
   }
 
   record(entry: ToolCallRecord): ToolCallRecord {
@@ -130,25 +128,6 @@ class Execution {
   }
 
   /**
-   * Takes a concurrency slot: `undefined` when one is free (the common case: no promise, no extra turn
-   * before the call goes upstream), else a promise that resolves when a finishing call hands its slot over.
-   */
-  acquire(): Promise<void> | undefined {
-    if (this.maxConcurrent === null || this.active < this.maxConcurrent) {
-      this.active++;
-      return undefined;
-    }
-    return new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-
-  /** Frees a slot, or hands it straight to the next waiting call (so `active` never passes the bound). */
-  release(): void {
-    const next = this.waiting.shift();
-    if (next !== undefined) next();
-    else this.active--;
-  }
-
-  /**
    * Runs one upstream call with concurrency bound, a CLIENT span, trace context in `_meta`, and a record.
    * `invoke` gets the `_meta` to send; `isOk` tells a tool-error result from a good one.
    */
@@ -165,15 +144,8 @@ class Execution {
     const pendingCall: PendingCall = { record: this.record({ tool: label, ok: false, ms: 0 }), started };
     this.pending.add(pendingCall);
     let ok = false;
-    let holding = false;
-    try {
-      const wait = this.acquire();
-      holding = true;
-      if (wait !== undefined) {
-        holding = false;
-        await wait;
-        holding = true;
-      }
+    const call = async (): Promise<T> => {
+      // A call that waited for a slot while the execution ended never starts.
       if (ctx.signal.aborted) throw new Error('cancelled before it started');
       const span = getTracer().startSpan(spanName, { kind: SpanKind.CLIENT, attributes }, this.spanContext);
       try {
@@ -192,8 +164,10 @@ class Execution {
       } finally {
         span.end();
       }
+    };
+    try {
+      return await (this.limit === undefined ? call() : this.limit(call));
     } finally {
-      if (holding) this.release();
       this.pending.delete(pendingCall);
       // A call that outlives the execution was already recorded as cancelled at settle time.
       if (!this.settled) {
@@ -557,17 +531,40 @@ export class CodeMode {
     }
     const candidates = this.pickSources(sources, server, 'resources.read', label, execution);
     const attributes = { [ATTR.MCP_METHOD]: 'resources/read', [ATTR.MCP_RESOURCE_URI]: uri };
-    let lastError: unknown;
-    for (const source of candidates) {
+    const result = await this.askInTurn(execution, label, candidates, ctx, 'resources/read', attributes, (source, meta) =>
+      source.readResource!(uri, { signal: ctx.signal, meta }),
+    );
+    return result.contents;
+  }
+
+  /**
+   * Asks each candidate source in turn until one answers. Every source asked after the first counts as one
+   * more call toward `maxToolCalls` (each is a request upstream); if all fail, the error names each
+   * source's own failure.
+   */
+  private async askInTurn<T>(
+    execution: Execution,
+    label: string,
+    candidates: readonly ToolSource[],
+    ctx: HostCallContext,
+    spanName: string,
+    attributes: Readonly<Record<string, string>>,
+    invoke: (source: ToolSource, meta: Record<string, unknown>) => Promise<T>,
+  ): Promise<T> {
+    const failures: { source: string; err: unknown }[] = [];
+    for (const [i, source] of candidates.entries()) {
+      if (i > 0) execution.admit(label);
       try {
-        const result = await execution.run(label, 'resources/read', attributes, ctx, (meta) => source.readResource!(uri, { signal: ctx.signal, meta }), () => true);
-        return result.contents;
+        return await execution.run(label, spanName, attributes, ctx, (meta) => invoke(source, meta), () => true);
       } catch (err) {
-        lastError = err;
+        failures.push({ source: source.name, err });
         if (ctx.signal.aborted) break;
       }
     }
-    throw toolErrorFromFailure(label, candidates.length === 1 ? candidates[0]!.name : candidates.map((s) => s.name).join('", "'), lastError, false);
+    const [only] = failures;
+    if (failures.length === 1 && only !== undefined) throw toolErrorFromFailure(label, only.source, only.err, false);
+    const each = failures.map(({ source, err }) => `"${source}": ${err instanceof Error ? err.message || err.name : String(err)}`);
+    throw new ToolError(`${label}: no server could answer (asked ${failures.length}): ${each.join('; ')}`, { tool: label }, { cause: failures.at(-1)?.err });
   }
 
   private async getPrompt(execution: Execution, sources: ToolSource[], name: unknown, rawArgs: unknown, ctx: HostCallContext): Promise<unknown> {
@@ -588,16 +585,9 @@ export class CodeMode {
       promptName = name.slice(dot.name.length + 1);
     }
     const attributes = { [ATTR.MCP_METHOD]: 'prompts/get', [ATTR.GEN_AI_PROMPT_NAME]: promptName };
-    let lastError: unknown;
-    for (const source of candidates) {
-      try {
-        return await execution.run(label, `prompts/get ${promptName}`, attributes, ctx, (meta) => source.getPrompt!(promptName, args, { signal: ctx.signal, meta }), () => true);
-      } catch (err) {
-        lastError = err;
-        if (ctx.signal.aborted) break;
-      }
-    }
-    throw toolErrorFromFailure(label, candidates.map((s) => s.name).join('", "'), lastError, false);
+    return this.askInTurn(execution, label, candidates, ctx, `prompts/get ${promptName}`, attributes, (source, meta) =>
+      source.getPrompt!(promptName, args, { signal: ctx.signal, meta }),
+    );
   }
 
   private pickSources(sources: ToolSource[], server: unknown, api: string, label: string, execution: Execution): ToolSource[] {

@@ -3,6 +3,7 @@ import * as z from 'zod';
 import { CodeMode } from '../../src/codemode/codemode.js';
 import { localTools } from '../../src/codemode/sources.js';
 import { ToolError } from '../../src/codemode/tool-errors.js';
+import type { ToolSource } from '../../src/codemode/types.js';
 import { isCodemodeError } from '../../src/errors.js';
 import type { IsolatedVmSandbox } from '../../src/sandbox/isolated-vm-sandbox.js';
 import { testSandbox } from './helpers.js';
@@ -231,6 +232,46 @@ describe('CodeMode.execute with local tools', () => {
     }
     await expect(CodeMode.create({ sources: [], sandbox, maxToolCalls: 0 })).rejects.toThrow(/positive integer or null/);
     await expect(CodeMode.create({ sources: [], limits: { timeoutMs: -1 } })).rejects.toThrow(/timeoutMs must be a positive number/);
+  });
+
+  it('counts every server a bare resources.read or prompts.get asks toward the cap, and names each failure', async () => {
+    // Three sources that serve resources and prompts; only the last has the resource, none the prompt.
+    const asked: string[] = [];
+    const resourceSource = (name: string, has: boolean, failure: string): ToolSource => ({
+      name,
+      listTools: async () => [],
+      callTool: () => Promise.reject(new Error('no tools')),
+      readResource: async (uri) => {
+        asked.push(`${name} ${uri}`);
+        if (!has) throw new Error(failure);
+        return { contents: [{ uri, text: `from ${name}` }] };
+      },
+      getPrompt: async (prompt) => {
+        asked.push(`${name} prompt ${prompt}`);
+        throw new Error(`${failure} (prompt)`);
+      },
+    });
+    const sources = [resourceSource('a', false, 'EACCES permission denied'), resourceSource('b', false, 'not found'), resourceSource('c', true, 'no prompts')];
+    const capped = await CodeMode.create({ sources, sandbox, maxToolCalls: 5 });
+    try {
+      const result = await capped.execute(`
+        const out = [];
+        for (let i = 0; i < 6; i++) {
+          try { out.push((await resources.read('x://real'))[0].text); } catch (e) { out.push(e.name); }
+        }
+        return out;`);
+      // Each read asks a, b, then c: three calls toward the cap of 5. The second read gets two servers in and
+      // is refused at the third; every later read is refused before it asks anyone.
+      expect(result).toMatchObject({ ok: true, value: ['from c', 'ToolCallLimitError', 'ToolCallLimitError', 'ToolCallLimitError', 'ToolCallLimitError', 'ToolCallLimitError'] });
+      expect(asked).toEqual(['a x://real', 'b x://real', 'c x://real', 'a x://real', 'b x://real']);
+      expect(result.stats.toolCalls).toBe(10);
+      asked.length = 0;
+      const prompt = await capped.execute(`try { await prompts.get('greet', {}); } catch (e) { return e.message; }`);
+      expect(prompt.ok && prompt.value).toMatch(/no server could answer \(asked 3\): "a": EACCES permission denied \(prompt\); "b": not found \(prompt\); "c": no prompts \(prompt\)/);
+      expect(asked).toEqual(['a prompt greet', 'b prompt greet', 'c prompt greet']);
+    } finally {
+      await capped.close();
+    }
   });
 
   it('bounds parallel calls with maxConcurrentToolCalls', async () => {
