@@ -68,6 +68,12 @@ export interface ExecuteOptions {
   onToolCall?: (record: Readonly<ToolCallRecord>, completed: number) => void;
 }
 
+function assertDetail(where: string, detail: unknown): void {
+  if (detail !== 'brief' && detail !== 'detailed' && detail !== 'full') {
+    throw new CodemodeError('INVALID_ARGUMENT', `${where}: detail must be "brief", "detailed" or "full", got ${JSON.stringify(detail) ?? String(detail)}.`);
+  }
+}
+
 function validateCount(name: string, value: number | null | undefined, fallback: number | null): number | null {
   if (value === undefined) return fallback;
   if (value === null) return null;
@@ -337,6 +343,11 @@ export class CodeMode {
   /** Ranks tools for a query (BM25 over names, descriptions and parameter names). */
   search(query: string, options?: SearchOptions): ToolSummary[] {
     if (typeof query !== 'string') throw new CodemodeError('INVALID_ARGUMENT', 'search(query) needs a string query.');
+    const limit = options?.limit;
+    if (limit !== undefined && (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1)) {
+      throw new CodemodeError('INVALID_ARGUMENT', `search(query, { limit }) needs a positive whole number of results, got ${String(limit)}.`);
+    }
+    if (options?.detail !== undefined) assertDetail('search(query, { detail })', options.detail);
     return this.index.search(query, options);
   }
 
@@ -352,6 +363,7 @@ export class CodeMode {
     if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
       throw new CodemodeError('INVALID_ARGUMENT', 'getSchema(names) needs an array of tool names.');
     }
+    assertDetail('getSchema(names, detail)', detail);
     const { found, notFound } = this.catalogState.lookup(names);
     return {
       declarations: found.length > 0 ? generateDeclarations(found, { preamble: false }) : '',

@@ -392,6 +392,12 @@ describe('CodeMode.execute with local tools', () => {
     await closed.close();
     await closed.close();
     await expect(closed.execute('return 1')).rejects.toSatisfy((e: unknown) => isCodemodeError(e, 'CLOSED'));
+    for (const limit of [Number.NaN, 0, -1, 2.5, '3' as unknown as number]) {
+      expect(() => mode.search('ping', { limit })).toThrow(/positive whole number of results/);
+    }
+    expect(mode.search('ping', { limit: 1 })).toHaveLength(1);
+    expect(() => mode.search('ping', { detail: 'everything' as 'full' })).toThrow(/detail must be "brief", "detailed" or "full"/);
+    expect(() => mode.getSchema(['local.ping'], 'all' as 'full')).toThrow(/detail must be/);
   });
 });
 
