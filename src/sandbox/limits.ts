@@ -15,7 +15,7 @@ import {
 } from './types.js';
 import type { SandboxLimits, SandboxLimitsInput } from './types.js';
 
-/** The defaults, as one frozen object. */
+/** The defaults, as one frozen object (resolveLimits hands out copies). */
 export const DEFAULT_LIMITS: Readonly<SandboxLimits> = Object.freeze({
   timeoutMs: DEFAULT_TIMEOUT_MS,
   memoryMb: DEFAULT_MEMORY_MB,
@@ -34,6 +34,9 @@ const NO_LIMITS: Readonly<SandboxLimits> = Object.freeze({
   maxLogBytes: null,
   maxPendingHostCalls: null,
 });
+
+/** The longest `timeoutMs`: Node timers cannot wait longer (about 24.8 days); `null` means no limit. */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
 
 /** isolated-vm refuses heaps under 8 MB. */
 export const MIN_MEMORY_MB = 8;
@@ -54,8 +57,9 @@ const KEYS = Object.keys(DEFAULT_LIMITS) as (keyof SandboxLimits)[];
  * ```
  */
 export function resolveLimits(input: SandboxLimitsInput): Readonly<SandboxLimits> {
-  if (input === undefined) return DEFAULT_LIMITS;
-  if (input === null) return NO_LIMITS;
+  // A new object even here: every instance owns its own copy (frozen, so nobody can change one anyway).
+  if (input === undefined) return Object.freeze({ ...DEFAULT_LIMITS });
+  if (input === null) return Object.freeze({ ...NO_LIMITS });
   if (typeof input !== 'object' || Array.isArray(input)) {
     throw new CodemodeError('INVALID_CONFIG', `Sandbox limits must be an object, null or undefined; got ${typeof input}.`);
   }
@@ -78,10 +82,17 @@ export function resolveLimits(input: SandboxLimitsInput): Readonly<SandboxLimits
         `Sandbox limit ${key} must be a positive number or null (no limit); got ${String(value)}.`,
       );
     }
+    // Only the wall clock may be fractional: the rest are counts, and rounding 0.5 down to 0 refused everything.
+    if (key !== 'timeoutMs' && !Number.isInteger(value)) {
+      throw new CodemodeError('INVALID_CONFIG', `Sandbox limit ${key} must be a whole number or null (no limit); got ${String(value)}.`);
+    }
+    if (key === 'timeoutMs' && value > MAX_TIMEOUT_MS) {
+      throw new CodemodeError('INVALID_CONFIG', `Sandbox limit timeoutMs must be at most ${MAX_TIMEOUT_MS} (about 24.8 days); got ${value}. Use null for no time limit.`);
+    }
     if (key === 'memoryMb' && value < MIN_MEMORY_MB) {
       throw new CodemodeError('INVALID_CONFIG', `Sandbox limit memoryMb must be at least ${MIN_MEMORY_MB}; got ${value}.`);
     }
-    out[key] = key === 'timeoutMs' ? value : Math.floor(value);
+    out[key] = value;
   }
   return Object.freeze(out);
 }

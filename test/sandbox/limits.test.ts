@@ -37,6 +37,14 @@ describe('limits (issue 2, point 1)', () => {
       expect((caught as CodemodeError).code).toBe('INVALID_CONFIG');
     }
     expect(() => resolveLimits({ memoryMb: 4 })).toThrow(/at least 8/);
+    // Counts are whole numbers: 0.5 used to round down to 0 and refuse every result and host call.
+    expect(() => resolveLimits({ maxResultBytes: 0.5 })).toThrow(/maxResultBytes must be a whole number/);
+    expect(() => resolveLimits({ maxPendingHostCalls: 2.5 })).toThrow(/whole number/);
+    expect(() => resolveLimits({ memoryMb: 64.5 })).toThrow(/whole number/);
+    expect(resolveLimits({ timeoutMs: 1.5 }).timeoutMs).toBe(1.5);
+    // Past 2^31-1 ms Node turns a timer into 1 ms: the run's deadline timer re-armed every millisecond.
+    expect(() => resolveLimits({ timeoutMs: 3e9 })).toThrow(/at most 2147483647 .*Use null for no time limit/);
+    expect(resolveLimits({ timeoutMs: 2_147_483_647 }).timeoutMs).toBe(2_147_483_647);
   });
 
   it('every instance owns a frozen copy of its limits', () => {
@@ -48,6 +56,10 @@ describe('limits (issue 2, point 1)', () => {
     const b = sandbox({ limits: { timeoutMs: 300 } });
     expect(a.limits).not.toBe(b.limits);
     expect(b.limits.timeoutMs).toBe(300);
+    // Defaults and "no limits" are copies too, not one shared object.
+    expect(sandbox().limits).not.toBe(sandbox().limits);
+    expect(sandbox({ limits: null }).limits).not.toBe(sandbox({ limits: null }).limits);
+    expect(Object.isFrozen(sandbox().limits)).toBe(true);
   });
 
   it('the resolved limits are what runs enforce: a per-instance timeout fires, a null one does not', async () => {

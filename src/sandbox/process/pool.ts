@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { CodemodeError, describeError } from '../../errors.js';
 import type { CodemodeErrorCode } from '../../errors.js';
 import { createLogger } from '../../log.js';
+import { MAX_TIMEOUT_MS } from '../limits.js';
 import { DEFAULT_MEMORY_MB } from '../types.js';
 import type { HostFunction, RunOutcome, RunStats, SandboxLimits } from '../types.js';
 import { describeHostError } from '../host-functions.js';
@@ -924,7 +925,7 @@ export class ProcessPool {
         const message = `The run did not finish within the ${timeoutMs} ms time limit and its sandbox process stopped responding for ${this.killGraceMs} ms more, so the process was killed and replaced. If the code is quick, run it again; otherwise make it do less per run or raise timeoutMs.`;
         this.#settle(job, this.#failedOutcome(job, 'timeout', message));
         this.#kill(worker, `a run overran its ${timeoutMs} ms time limit`);
-      }, timeoutMs + this.killGraceMs);
+      }, Math.min(timeoutMs + this.killGraceMs, MAX_TIMEOUT_MS));
     }
     this.#send(worker, {
       t: 'run',
