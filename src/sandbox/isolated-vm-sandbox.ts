@@ -491,7 +491,8 @@ const LOG_DRAIN_MS = 1_000;
 async function drainLogs(state: RunState, sent: number): Promise<void> {
   if (state.logMessagesReceived >= sent) return;
   await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, LOG_DRAIN_MS);
+    // Unref'd: an interrupted run stops waiting for it, and it must not hold the process open.
+    const timer = setTimeout(resolve, LOG_DRAIN_MS).unref();
     state.onLogMessage = () => {
       if (state.logMessagesReceived < sent) return;
       clearTimeout(timer);
@@ -992,7 +993,9 @@ export class IsolatedVmSandbox implements SandboxProvider {
     });
     let prepared: PreparedIsolate | undefined;
     const interrupt = (kind: Interrupt | 'memory'): void => {
-      if (interrupted !== undefined || state.settled) return;
+      // Still possible while the host waits for log messages after the result (logsClosed comes last): a
+      // forged result can claim lines that never come, and the wall clock and abort must still hold.
+      if (interrupted !== undefined || state.logsClosed) return;
       interrupted = kind;
       // Dispose at once: it stops synchronous loops, pending awaits and Atomics-style waits alike.
       prepared?.dispose();
@@ -1073,7 +1076,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
         return { ok: false, error: { kind: 'runtime', message: 'The code ended the run in an unexpected way (did it close the function wrapper with "})"?).' }, logs: state.logs, stats: stats() };
       }
       const { tag, guestDropped, logsSent, payload } = parsed;
-      // Host calls are refused from here on (settled), and timeouts and aborts no longer interrupt.
+      // Host calls are refused from here on (settled); the wall clock and abort still interrupt the wait.
       await drainLogs(state, logsSent);
       state.hostDroppedLogLines += guestDropped;
       switch (tag) {

@@ -112,6 +112,17 @@ describe('adversarial guest: escaping the function wrapper', () => {
     // The host waited for the three lines (LOG_DRAIN_MS), then gave up instead of hanging.
     expect(ms).toBeGreaterThanOrEqual(950);
     expect(ms).toBeLessThan(3_000);
+    // That wait is still under the wall clock and abort: a forged result cannot outlive either.
+    const forged = `}); function g() { return 'ok\\n0\\n3\\n7'; } g(async function () {`;
+    const timed = await runWatched(forged, { timeoutMs: 300 });
+    expect(failure(timed.outcome).kind).toBe('timeout');
+    expect(timed.ms).toBeLessThan(400);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const started = performance.now();
+    const aborted = await sandbox({ limits: { timeoutMs: 5_000 } }).run(forged, { signal: controller.signal });
+    expect(failure(aborted).kind).toBe('aborted');
+    expect(performance.now() - started).toBeLessThan(150);
   });
 
   it('script values that are not the run outcome (deep, revoked proxies, looping getters) fail cleanly', async () => {
