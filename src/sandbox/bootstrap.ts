@@ -355,17 +355,25 @@ const formatArgs = ((args) => {
   }
   return out;
 });
+// Tells the host once that output was cut, so a run that ends by timeout still reports the truncation.
+let truncationSent = false;
+const signalTruncation = () => {
+  if (truncationSent) return;
+  truncationSent = true;
+  logMessagesSent++;
+  ReflectApply(refApplyIgnored, logRef, [undefined, ['', '']]);
+};
 const makeLogger = ((level) => function (...args) {
   if (logLinesLeft <= 0 || logCharsLeft <= 0) {
-    // Tell the host once, so a run that ends by timeout still reports the truncation.
-    if (droppedLogLines++ === 0) {
-      logMessagesSent++;
-      ReflectApply(refApplyIgnored, logRef, [undefined, ['', '']]);
-    }
+    droppedLogLines++;
+    signalTruncation();
     return;
   }
   let message = formatArgs(args);
-  if (message.length > logCharsLeft) message = slice(message, 0, logCharsLeft);
+  if (message.length > logCharsLeft) {
+    message = slice(message, 0, logCharsLeft);
+    signalTruncation();
+  }
   logLinesLeft--;
   logCharsLeft -= message.length;
   logMessagesSent++;

@@ -1176,10 +1176,10 @@ function emptyStats(durationMs: number, queuedMs: number): RunStats {
 /** Appends the truncation marker when the log caps dropped anything. */
 function finishLogs(logs: LogEntry[], stats: RunStats, guestTruncated: boolean, limits: Readonly<SandboxLimits>): LogEntry[] {
   if (stats.droppedLogLines > 0 || guestTruncated) {
-    const count = stats.droppedLogLines > 0 ? `${stats.droppedLogLines} line(s)` : 'further lines';
+    const what = stats.droppedLogLines > 0 ? `${stats.droppedLogLines} line(s) dropped` : 'the rest was cut off';
     logs.push({
       level: 'warn',
-      message: `[console output truncated: ${count} dropped; limits are ${limits.maxLogLines ?? 'unlimited'} lines and ${limits.maxLogBytes ?? 'unlimited'} bytes]`,
+      message: `[console output truncated: ${what}; limits are ${limits.maxLogLines ?? 'unlimited'} lines and ${limits.maxLogBytes ?? 'unlimited'} bytes]`,
     });
   }
   return logs;

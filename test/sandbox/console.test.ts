@@ -69,6 +69,14 @@ describe('console (issue 2, point 4)', () => {
     expect(outcome.stats.droppedLogLines).toBeGreaterThan(90);
   });
 
+  it('one line longer than the byte cap is cut, and the cut is marked', async () => {
+    const outcome = await sandbox({ limits: { maxLogBytes: 1000 } }).run('console.log("x".repeat(5000)); return 1');
+    expect(value(outcome)).toBe(1);
+    expect(outcome.logs).toHaveLength(2);
+    expect(outcome.logs[0]!.message).toBe('x'.repeat(1000));
+    expect(outcome.logs[1]).toEqual({ level: 'warn', message: expect.stringMatching(/^\[console output truncated: the rest was cut off; limits are 1000 lines and 1000 bytes\]$/) });
+  });
+
   it('multi-byte output counts in bytes against the cap', async () => {
     const outcome = await sandbox({ limits: { maxLogBytes: 300 } }).run('for (let i = 0; i < 10; i++) console.log("€".repeat(50)); return 1');
     const kept = outcome.logs.filter((l) => !l.message.startsWith('[console output truncated'));
