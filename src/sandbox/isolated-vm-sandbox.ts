@@ -22,7 +22,7 @@ import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE, RUN_GLOBAL, START_TAGS, USER_FILENAME } from './bootstrap.js';
 import type { StartTag } from './bootstrap.js';
-import { describeHostError, flattenHostFunctions, validateErrorClasses } from './host-functions.js';
+import { describeHostError, flattenHostFunctions, hostResultJson, validateErrorClasses } from './host-functions.js';
 import type { FlatFunctions } from './host-functions.js';
 import { coolEventLoop, keepEventLoopHot } from './hot-poll.js';
 import { resolveLimits } from './limits.js';
@@ -103,6 +103,8 @@ export function catastrophicErrorCount(): number {
 
 interface RunState {
   readonly functions: readonly HostFunction[];
+  /** Each function's path as the guest sees it (`tools.fx.echo`), for messages: never read off the function. */
+  readonly labels: readonly string[];
   readonly limits: Readonly<SandboxLimits>;
   settled: boolean;
   hostCalls: number;
@@ -130,12 +132,13 @@ function okEnvelope(value: unknown, label: string): string {
   if (value === undefined) return 'u';
   let json: string | undefined;
   try {
-    json = JSON.stringify(value);
+    json = hostResultJson(value);
   } catch (err) {
     return errorEnvelope(new Error(`${label} returned a value that cannot be copied into the sandbox: ${describeError(err)}`));
   }
   return json === undefined ? 'u' : `v${json}`;
 }
+
 
 /** Describes a host error for the guest. Never throws, whatever getters or proxies `err` carries. */
 function errorEnvelope(err: unknown): string {
@@ -386,7 +389,7 @@ function startHostCall(prepared: PreparedIsolate, index: number, argsJson: strin
   } catch (err) {
     return errorEnvelope(err);
   }
-  const label = fn.name || 'host function';
+  const label = state.labels[index] ?? 'host function';
   if (!isThenable(result)) return okEnvelope(result, label);
   state.pending++;
   return settleHostCall(state, result, label);
@@ -969,6 +972,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
     const limits = this.limits;
     const state: RunState = {
       functions: flat.functions,
+      labels: flat.paths.map((path) => path.join('.')),
       limits,
       settled: false,
       hostCalls: 0,

@@ -82,6 +82,76 @@ describe('host functions (issue 2, point 3)', () => {
     expect(error.message).toContain('tools.x.y arguments[1].cb is a function');
   });
 
+  it('refuses host results that JSON would empty or drop without a word, naming what and where', async () => {
+    const results: Record<string, unknown> = {
+      map: { m: new Map([[1, 2]]) },
+      set: { s: new Set([1]) },
+      bytes: { u: new Uint8Array([7]) },
+      fn: { cb: () => 1 },
+      top: () => 1,
+      promise: { p: Promise.resolve(1) },
+      big: { n: 10n },
+    };
+    const hostFunctions = { give: ([name]: unknown[]) => results[name as string] };
+    const out = value(
+      await sandbox().run(
+        `const out = {};
+         for (const name of ${JSON.stringify(Object.keys(results))}) {
+           try { out[name] = await give(name); } catch (e) { out[name] = e.message; }
+         }
+         return out;`,
+        { hostFunctions },
+      ),
+    ) as Record<string, string>;
+    expect(out.map).toMatch(/^give returned a value that cannot be copied into the sandbox: "m" is a Map/);
+    expect(out.set).toMatch(/"s" is a Set/);
+    expect(out.bytes).toMatch(/"u" is binary data/);
+    expect(out.fn).toMatch(/"cb" is a function/);
+    expect(out.top).toMatch(/the value is a function/);
+    expect(out.promise).toMatch(/"p" is a Promise/);
+    expect(out.big).toMatch(/"n" is a BigInt \(10n\)/);
+    // What JSON carries faithfully is unchanged: dates as ISO strings, undefined members left out, class
+    // instances as their fields, errors with their name and message.
+    class Point {
+      x = 1;
+      y = 2;
+    }
+    const fine = value(
+      await sandbox().run('return await give()', {
+        hostFunctions: { give: () => ({ when: new Date(0), gone: undefined, p: new Point(), e: new RangeError('too far') }) },
+      }),
+    );
+    expect(fine).toEqual({ when: '1970-01-01T00:00:00.000Z', p: { x: 1, y: 2 }, e: { name: 'RangeError', message: 'too far' } });
+  });
+
+  it('a host function whose properties throw still answers once and leaves no unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const hostile = new Proxy(
+        async () => {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          throw new Error('late');
+        },
+        {
+          get(target, key, receiver) {
+            if (key === 'name') throw new Error('no name');
+            return Reflect.get(target, key, receiver) as unknown;
+          },
+        },
+      );
+      const out = value(await sandbox().run('try { await f(); return "no error"; } catch (e) { return e.message; }', { hostFunctions: { f: hostile } }));
+      expect(out).toBe('late');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('copying stays correct when a getter calls a host function mid-copy (re-entrant copier)', async () => {
     const seen: unknown[] = [];
     const record = (args: unknown[]): void => {

@@ -20,7 +20,7 @@ import { createLogger } from '../../log.js';
 import { MAX_TIMEOUT_MS } from '../limits.js';
 import { DEFAULT_MEMORY_MB } from '../types.js';
 import type { HostFunction, RunOutcome, RunStats, SandboxLimits } from '../types.js';
-import { describeHostError } from '../host-functions.js';
+import { describeHostError, hostResultJson } from '../host-functions.js';
 import { HEARTBEAT_MS } from './protocol.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 
@@ -256,7 +256,7 @@ function replyFor(call: number, value: unknown, label: string): ToWorker {
   if (value === undefined) return { t: 'reply', call, ok: true };
   let json: string | undefined;
   try {
-    json = JSON.stringify(value);
+    json = hostResultJson(value);
   } catch (err) {
     let reason: string;
     try {
@@ -806,7 +806,7 @@ export class ProcessPool {
       try {
         // `await` inside try: a sync throw, a rejection and a thrown non-Error all become error replies.
         const value: unknown = await fn(message.args, context);
-        reply = replyFor(message.call, value, typeof fn.name === 'string' && fn.name !== '' ? fn.name : 'host function');
+        reply = replyFor(message.call, value, job.paths[message.fn]?.join('.') ?? 'host function');
       } catch (err) {
         reply = { t: 'reply', call: message.call, ok: false, error: describeHostError(err) };
       } finally {
