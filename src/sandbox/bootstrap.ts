@@ -82,6 +82,26 @@ delete G.WebAssembly;
 delete G.SharedArrayBuffer;
 delete G.Atomics;
 
+// Resizable ArrayBuffers (new ArrayBuffer(n, { maxByteLength })) reserve address space and commit pages outside
+// isolated-vm's array-buffer allocator, so the memory limit never saw them: 400 MB passed a 100 MB limit.
+// Every ArrayBuffer is built fixed-length instead: the options argument is dropped. The constructor is swapped
+// for a Proxy (same name, statics, prototype, instanceof) wherever the guest could reach it. The handler has
+// no prototype, so a trap planted on Object.prototype can never be looked up on it.
+{
+  const ArrayBufferCtor = ArrayBuffer;
+  const ReflectConstruct = Reflect.construct;
+  const handler = ObjectCreate(null);
+  handler.construct = (target, args, newTarget) => ReflectConstruct(target, [args.length > 0 ? args[0] : undefined], newTarget);
+  const FixedArrayBuffer = new Proxy(ArrayBufferCtor, handler);
+  const d = ObjectCreate(null);
+  d.value = FixedArrayBuffer;
+  d.writable = true;
+  d.configurable = true;
+  d.enumerable = false;
+  ObjectDefineProperty(G, 'ArrayBuffer', d);
+  ObjectDefineProperty(ArrayBufferCtor.prototype, 'constructor', d);
+}
+
 // Every promise reaction isolated-vm and this bootstrap set up (the run's own promise, awaits of host calls)
 // reads promise.constructor and constructor[Symbol.species]. A getter the guest planted on either threw there,
 // outside any guest try/catch, and the run failed as a misleading "unhandled rejection". Both are locked to

@@ -68,6 +68,10 @@ describe('memory (issue 2, point 6)', () => {
     ['typed arrays after an await', 'await ping(); const a = []; for (let i = 0; i < 100; i++) a.push(new Float64Array(1024 * 1024)); return a.length'],
     ['one huge ArrayBuffer', 'return new ArrayBuffer(512 * 1024 * 1024).byteLength'],
     ['string growth', 'const parts = []; for (let i = 0; ; i++) parts.push("x".repeat(4096) + i)'],
+    // Resizable buffers were allocated outside the limit's accounting (400 MB passed a 100 MB limit); now
+    // every buffer is fixed-length, so these are ordinary allocations.
+    ['a resizable ArrayBuffer created past the limit', 'const b = new ArrayBuffer(400 * 2 ** 20, { maxByteLength: 2 ** 31 }); new Uint8Array(b).fill(1); return b.byteLength'],
+    ['resizable buffers from a subclass', 'class B extends ArrayBuffer { constructor(n) { super(n, { maxByteLength: 2 ** 30 }); } } const a = []; for (let i = 0; i < 8; i++) a.push(new B(128 * 2 ** 20)); return a.length'],
   ])('%s gives kind memory', async (_label, code) => {
     const outcome = await sandbox({ limits: mem }).run(code, { hostFunctions: { ping: () => 1 } });
     const error = failure(outcome);
@@ -82,6 +86,31 @@ describe('memory (issue 2, point 6)', () => {
       'undefined',
       false,
     ]);
+  });
+
+  it('every ArrayBuffer is fixed-length, whichever way the guest reaches the constructor', async () => {
+    const code = `
+      const C = new Uint8Array(4).buffer.constructor;
+      Object.prototype.construct = function (target) { globalThis.leaked = target; return {}; };
+      Object.prototype.get = function (target) { globalThis.leaked = target; };
+      const made = [
+        new ArrayBuffer(8, { maxByteLength: 64 }),
+        new C(8, { maxByteLength: 64 }),
+        Reflect.construct(ArrayBuffer, [8, { maxByteLength: 64 }]),
+        new (class extends ArrayBuffer {})(8, { maxByteLength: 64 }),
+      ];
+      void ArrayBuffer.isView;
+      let resize = 'resized';
+      try { made[0].resize(400 * 2 ** 20); } catch (e) { resize = e.name; }
+      return {
+        resize,
+        resizable: made.map((b) => b.resizable),
+        lengths: made.map((b) => b.byteLength),
+        same: C === ArrayBuffer && made.every((b) => b instanceof ArrayBuffer),
+        name: ArrayBuffer.name,
+        leaked: typeof globalThis.leaked,
+      };`;
+    expect(value(await sandbox().run(code))).toEqual({ resize: 'TypeError', resizable: [false, false, false, false], lengths: [8, 8, 8, 8], same: true, name: 'ArrayBuffer', leaked: 'undefined' });
   });
 
   it('host RSS stays bounded across repeated memory blowups', async () => {
