@@ -590,7 +590,7 @@ const describeThrown = ((err) => {
   let errorLike = false;
   try { errorLike = err !== null && typeof err === 'object' && typeof err.message === 'string'; } catch {}
   if (errorLike) {
-    try { info.name = clip(StringCtor(err.name)); } catch { info.name = 'Error'; }
+    try { const name = err.name; info.name = name === undefined ? 'Error' : clip(StringCtor(name)); } catch { info.name = 'Error'; }
     try { info.message = clip(StringCtor(err.message)); } catch { info.message = ''; }
     try { if (typeof err.stack === 'string') info.stack = clip(err.stack); } catch {}
     try {

@@ -603,7 +603,9 @@ function runtimeError(payload: string): SandboxError {
   if (typeof info.name === 'string') error.name = info.name;
   if (typeof info.stack === 'string') {
     error.stack = capText(cleanStack(info.stack));
-    const pos = USER_POSITION.exec(info.stack);
+    // Only stack frames count: a message that mentions "codemode-user.js:99:1" is not where it was thrown.
+    const frame = info.stack.split('\n').find((line) => /^\s+at /.test(line) && USER_POSITION.test(line));
+    const pos = frame === undefined ? null : USER_POSITION.exec(frame);
     if (pos) {
       error.line = Number(pos[1]);
       error.column = Number(pos[2]);

@@ -113,6 +113,12 @@ describe('errors (issue 2, point 9)', () => {
     expect(error.message).toBe(message);
   });
 
+  it('an error-like object without a name is reported as Error, and a position in a message is not taken for the throw site', async () => {
+    expect(failure(await sandbox().run('throw { message: "boom" }'))).toMatchObject({ kind: 'runtime', name: 'Error', message: 'boom' });
+    const error = failure(await sandbox().run('const x = 1;\nthrow new Error("see codemode-user.js:99:1")'));
+    expect(error).toMatchObject({ message: 'see codemode-user.js:99:1', line: 2, column: 7 });
+  });
+
   it('stack overflow is a catchable runtime error', async () => {
     const sb = sandbox();
     expect(value(await sb.run('function f() { return f() + 1 } try { f() } catch (e) { return [e instanceof RangeError, e.message] }'))).toEqual([
