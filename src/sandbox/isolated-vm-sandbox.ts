@@ -122,6 +122,8 @@ interface RunState {
   logMessagesReceived: number;
   /** Set while the host waits for log messages still in transit after the run's result arrived. */
   onLogMessage: (() => void) | undefined;
+  /** Ends that wait at once (the wall clock, an abort or close() came first); set while it lasts. */
+  endDrain: (() => void) | undefined;
   /** Closed once the outcome is final: later messages would change a result already handed out. */
   logsClosed: boolean;
   /** The sandbox's `hotPollMs`: how long the event loop stays hot after a fast host-function answer. */
@@ -494,18 +496,21 @@ const LOG_DRAIN_MS = 1_000;
 async function drainLogs(state: RunState, sent: number): Promise<void> {
   if (state.logMessagesReceived >= sent) return;
   await new Promise<void>((resolve) => {
-    // Unref'd: an interrupted run stops waiting for it, and it must not hold the process open.
-    const timer = setTimeout(resolve, LOG_DRAIN_MS).unref();
-    state.onLogMessage = () => {
-      if (state.logMessagesReceived < sent) return;
+    const timer = setTimeout(resolve, LOG_DRAIN_MS);
+    const done = (): void => {
       clearTimeout(timer);
       resolve();
     };
+    state.onLogMessage = () => {
+      if (state.logMessagesReceived >= sent) done();
+    };
+    state.endDrain = done;
   });
   state.onLogMessage = undefined;
+  state.endDrain = undefined;
   // Said in the logs themselves, so no line goes missing silently.
   const lost = sent - state.logMessagesReceived;
-  if (lost > 0) {
+  if (lost > 0 && !state.logsClosed) {
     state.logs.push({
       level: 'warn',
       message: `[console output incomplete: ${lost} message(s) the code logged never arrived from the sandbox within ${LOG_DRAIN_MS} ms]`,
@@ -988,6 +993,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
       guestTruncatedLogs: false,
       logMessagesReceived: 0,
       onLogMessage: undefined,
+      endDrain: undefined,
       logsClosed: false,
       hotPollMs: this.#hotPollMs,
     };
@@ -999,9 +1005,14 @@ export class IsolatedVmSandbox implements SandboxProvider {
     });
     let prepared: PreparedIsolate | undefined;
     const interrupt = (kind: Interrupt | 'memory'): void => {
-      // Still possible while the host waits for log messages after the result (logsClosed comes last): a
-      // forged result can claim lines that never come, and the wall clock and abort must still hold.
       if (interrupted !== undefined || state.logsClosed) return;
+      // The result is already in and the host only waits for log lines in transit (a forged result can claim
+      // lines that never come): stop waiting and return that result now, with the missing lines said.
+      if (state.endDrain !== undefined) {
+        state.endDrain();
+        return;
+      }
+      if (state.settled) return;
       interrupted = kind;
       // Dispose at once: it stops synchronous loops, pending awaits and Atomics-style waits alike.
       prepared?.dispose();
@@ -1082,7 +1093,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
         return { ok: false, error: { kind: 'runtime', message: 'The code ended the run in an unexpected way (did it close the function wrapper with "})"?).' }, logs: state.logs, stats: stats() };
       }
       const { tag, guestDropped, logsSent, payload } = parsed;
-      // Host calls are refused from here on (settled); the wall clock and abort still interrupt the wait.
+      // Host calls are refused from here on (settled); the wall clock, an abort or close() end the wait.
       await drainLogs(state, logsSent);
       state.hostDroppedLogLines += guestDropped;
       switch (tag) {
