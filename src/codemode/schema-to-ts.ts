@@ -24,6 +24,13 @@ export const DEFAULT_SCHEMA_MAX_NODES = 2_000;
 /** Characters of property documentation per call; past it, properties are declared without their JSDoc. */
 const MAX_DOC_CHARS = 200_000;
 
+/**
+ * Characters of literal types and property names per call. A sub-schema is one node however long its enum or
+ * property names are, and `$ref` repeats them: a 152 KB schema of one 1,000-value enum referenced 1,990 times
+ * gave 98 MB. Past this, further sub-schemas are `unknown` and further properties an index signature.
+ */
+const MAX_TEXT_CHARS = 200_000;
+
 export interface SchemaToTsOptions {
   /** Nesting depth past which sub-schemas become `unknown`. */
   maxDepth?: number;
@@ -40,6 +47,8 @@ interface Ctx {
   nodesLeft: number;
   /** Property documentation that may still be written. */
   docCharsLeft: number;
+  /** Literal types and property names that may still be written. */
+  textCharsLeft: number;
   /** `$ref`s being expanded on the current path: seeing one again is a cycle. */
   refStack: string[];
 }
@@ -172,7 +181,7 @@ function convert(schema: unknown, ctx: Ctx, depth: number, indent: string): stri
   if (schema === false) return 'never';
   if (!isObject(schema)) return 'unknown';
   if (depth > ctx.maxDepth) return 'unknown';
-  if (ctx.nodesLeft <= 0) return 'unknown';
+  if (ctx.nodesLeft <= 0 || ctx.textCharsLeft <= 0) return 'unknown';
   ctx.nodesLeft--;
 
   if (typeof schema.$ref === 'string') {
@@ -192,8 +201,8 @@ function convert(schema: unknown, ctx: Ctx, depth: number, indent: string): stri
   }
 
   let type: string;
-  if ('const' in schema) type = literalType(schema.const);
-  else if (Array.isArray(schema.enum)) type = schema.enum.length === 0 ? 'never' : union(schema.enum.map((v) => literalType(v)));
+  if ('const' in schema) type = chargeText(ctx, literalType(schema.const));
+  else if (Array.isArray(schema.enum)) type = schema.enum.length === 0 ? 'never' : chargeText(ctx, enumType(schema.enum, ctx));
   else type = baseType(schema, ctx, depth, indent);
 
   const combos: string[] = [];
@@ -207,6 +216,29 @@ function convert(schema: unknown, ctx: Ctx, depth: number, indent: string): stri
   if (combos.length > 0) type = intersection([type, ...combos]);
   if (schema.nullable === true && type !== 'unknown') type = union([type, 'null']);
   return type;
+}
+
+/** Counts literal text against the budget; text past it becomes `unknown`. */
+function chargeText(ctx: Ctx, text: string): string {
+  if (text.length > ctx.textCharsLeft) {
+    ctx.textCharsLeft = 0;
+    return 'unknown';
+  }
+  ctx.textCharsLeft -= text.length;
+  return text;
+}
+
+/** An enum's union, built only while it fits what is left of the budget. */
+function enumType(values: unknown[], ctx: Ctx): string {
+  const parts: string[] = [];
+  let length = 0;
+  for (const v of values) {
+    const literal = literalType(v);
+    length += literal.length + 3;
+    if (length > ctx.textCharsLeft) return 'unknown';
+    parts.push(literal);
+  }
+  return union(parts);
 }
 
 const TYPE_KEYWORDS = new Set(['type', 'properties', 'items', 'prefixItems', 'enum', 'const', 'anyOf', 'oneOf', 'allOf', 'additionalProperties']);
@@ -262,14 +294,24 @@ function objectType(schema: Schema, ctx: Ctx, depth: number, indent: string): st
   const required = new Set(Array.isArray(schema.required) ? schema.required.filter((r): r is string => typeof r === 'string') : []);
   const inner = `${indent}  `;
   let body = '';
+  let cut = false;
   for (const [name, sub] of Object.entries(props)) {
+    const key = propertyKey(name);
+    if (key.length > ctx.textCharsLeft) {
+      // Out of budget: the remaining properties are still allowed, as an index signature.
+      ctx.textCharsLeft = 0;
+      cut = true;
+      break;
+    }
+    ctx.textCharsLeft -= key.length;
     if (ctx.docCharsLeft > 0) {
       const doc = jsDoc(schemaDocLines(sub), inner);
       ctx.docCharsLeft -= doc.length;
       body += doc;
     }
-    body += `${inner}${propertyKey(name)}${required.has(name) ? '' : '?'}: ${convert(sub, ctx, depth + 1, inner)};\n`;
+    body += `${inner}${key}${required.has(name) ? '' : '?'}: ${convert(sub, ctx, depth + 1, inner)};\n`;
   }
+  if (cut) return `{\n${body}${inner}[key: string]: unknown;\n${indent}}`;
   const extra = schema.additionalProperties;
   const hasPatterns = isObject(schema.patternProperties) && Object.keys(schema.patternProperties).length > 0;
   const hasProps = Object.keys(props).length > 0;
@@ -301,6 +343,7 @@ export function schemaToTs(schema: unknown, options: SchemaToTsOptions = {}): st
     maxDepth: options.maxDepth ?? DEFAULT_SCHEMA_MAX_DEPTH,
     nodesLeft: options.maxNodes ?? DEFAULT_SCHEMA_MAX_NODES,
     docCharsLeft: MAX_DOC_CHARS,
+    textCharsLeft: MAX_TEXT_CHARS,
     refStack: [],
   };
   return convert(schema, ctx, 0, options.indent ?? '');

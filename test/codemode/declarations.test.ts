@@ -142,6 +142,25 @@ describe('schemaToTs', () => {
     expect(schemaToTs({ $defs, $ref: '#/$defs/L3' }, { maxDepth: 20 })).not.toContain('unknown');
   });
 
+  it('bounds the output when long enums, consts or property names are repeated through $ref', () => {
+    const values = Array.from({ length: 1000 }, (_, i) => `${'v'.repeat(90)}${i}`);
+    const refs = (target: string, n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}`, { $ref: target }]));
+    const cases = [
+      { type: 'object', $defs: { E: { enum: values } }, properties: refs('#/$defs/E', 1990) },
+      { type: 'object', $defs: { C: { const: { k: values } } }, properties: refs('#/$defs/C', 1990) },
+      { type: 'object', $defs: { O: { type: 'object', properties: { ['n'.repeat(100_000)]: { type: 'string' } } } }, properties: refs('#/$defs/O', 990) },
+    ];
+    for (const schema of cases) {
+      // Each gave 67-98 MB before literal text and property names counted against a budget.
+      const rendered = schemaToTs(schema);
+      expect(rendered.length).toBeLessThan(300_000);
+      expect(rendered).toContain('p0?: ');
+    }
+    // A cut object still admits the properties it could not list.
+    const cut = schemaToTs({ type: 'object', properties: { ['a'.repeat(250_000)]: { type: 'string' }, b: { type: 'number' } }, required: ['b'] });
+    expect(cut).toBe('{\n  [key: string]: unknown;\n}');
+  });
+
   it('compiles under tsc --strict for a zoo of awkward schemas, and the types are not just unknown', async () => {
     const zoo: Record<string, unknown> = {
       type: 'object',
