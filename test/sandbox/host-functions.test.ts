@@ -122,6 +122,22 @@ describe('host functions (issue 2, point 3)', () => {
       }),
     );
     expect(fine).toEqual({ when: '1970-01-01T00:00:00.000Z', p: { x: 1, y: 2 }, e: { name: 'RangeError', message: 'too far' } });
+    // An error that refers to itself is a cycle (it overflowed the stack once), and deep plain data still
+    // crosses as deep as JSON itself allows.
+    const selfRef = Object.assign(new Error('me'), { self: undefined as unknown });
+    selfRef.self = selfRef;
+    let deep: unknown = 1;
+    for (let i = 0; i < 3000; i++) deep = [deep];
+    const edge = value(
+      await sandbox().run(
+        `let cyclic; try { await give('self'); } catch (e) { cyclic = e.message; }
+         let v = await give('deep'); let depth = 0; while (Array.isArray(v)) { v = v[0]; depth++; }
+         return { cyclic, depth };`,
+        { hostFunctions: { give: ([what]) => (what === 'self' ? { e: selfRef } : deep) } },
+      ),
+    ) as { cyclic: string; depth: number };
+    expect(edge.cyclic).toMatch(/circular/i);
+    expect(edge.depth).toBe(3000);
   });
 
   it('a host function whose properties throw still answers once and leaves no unhandled rejection', async () => {
