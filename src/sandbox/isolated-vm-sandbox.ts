@@ -103,8 +103,8 @@ export function catastrophicErrorCount(): number {
 
 interface RunState {
   readonly functions: readonly HostFunction[];
-  /** Each function's path as the guest sees it (`tools.fx.echo`), for messages: never read off the function. */
-  readonly labels: readonly string[];
+  /** Where each function appears in the guest (`tools.fx.echo`), for messages: never read off the function. */
+  readonly paths: readonly (readonly string[])[];
   readonly limits: Readonly<SandboxLimits>;
   settled: boolean;
   hostCalls: number;
@@ -130,17 +130,17 @@ interface RunState {
   readonly hotPollMs: number;
 }
 
-function okEnvelope(value: unknown, label: string): string {
+function okEnvelope(value: unknown, state: RunState, index: number): string {
   if (value === undefined) return 'u';
   let json: string | undefined;
   try {
     json = hostResultJson(value);
   } catch (err) {
+    const label = state.paths[index]?.join('.') ?? 'host function';
     return errorEnvelope(new Error(`${label} returned a value that cannot be copied into the sandbox: ${describeError(err)}`));
   }
   return json === undefined ? 'u' : `v${json}`;
 }
-
 
 /** Describes a host error for the guest. Never throws, whatever getters or proxies `err` carries. */
 function errorEnvelope(err: unknown): string {
@@ -391,10 +391,9 @@ function startHostCall(prepared: PreparedIsolate, index: number, argsJson: strin
   } catch (err) {
     return errorEnvelope(err);
   }
-  const label = state.labels[index] ?? 'host function';
-  if (!isThenable(result)) return okEnvelope(result, label);
+  if (!isThenable(result)) return okEnvelope(result, state, index);
   state.pending++;
-  return settleHostCall(state, result, label);
+  return settleHostCall(state, result, index);
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -405,10 +404,10 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   }
 }
 
-async function settleHostCall(state: RunState, pending: PromiseLike<unknown>, label: string): Promise<string> {
+async function settleHostCall(state: RunState, pending: PromiseLike<unknown>, index: number): Promise<string> {
   try {
     // Awaited inside try: a rejection and a rejected non-Error both become error envelopes.
-    return okEnvelope(await pending, label);
+    return okEnvelope(await pending, state, index);
   } catch (err) {
     return errorEnvelope(err);
   } finally {
@@ -979,7 +978,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
     const limits = this.limits;
     const state: RunState = {
       functions: flat.functions,
-      labels: flat.paths.map((path) => path.join('.')),
+      paths: flat.paths,
       limits,
       settled: false,
       hostCalls: 0,
