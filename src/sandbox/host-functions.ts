@@ -1,7 +1,7 @@
 /**
  * Host-side rules for host functions that both providers share: how a `hostFunctions` tree is flattened
- * and validated, which `errorClasses` names are valid, how a host error is described for the guest, and how a host result is copied for it.
- * It loads no isolated-vm, so the process pool's parent can use it.
+ * and validated, which `errorClasses` names are valid, how a host error is described for the guest, and how
+ * a host result is copied for it. It loads no isolated-vm, so the process pool's parent can use it.
  *
  * @module
  */
@@ -155,9 +155,10 @@ export function hostResultJson(value: unknown): string | undefined {
 }
 
 /**
- * JSON.stringify's replacer for host results (through hostResultJson): what plain JSON would drop or empty without a word (a Map
- * became {}, a function vanished) is refused instead, as the guest's own copier refuses it the other way.
- * Errors keep their name and message. Values arrive here after their own toJSON (Date, Buffer) ran.
+ * JSON.stringify's replacer for host results that are not plain data (see hostResultJson): what plain JSON
+ * would drop or empty without a word (a Map became {}, a function vanished) is refused instead, as the guest's
+ * own copier refuses it the other way. Errors keep their name and message. Values arrive here after their own
+ * toJSON (Date, Buffer) ran.
  */
 function copyMember(key: string, value: unknown, errorCopies: Map<object, object>): unknown {
   // Called for every key of every result: primitives and plain objects leave at the first checks.
