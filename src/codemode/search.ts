@@ -64,10 +64,16 @@ export function tokenize(text: string): string[] {
     .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
     .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
     .toLowerCase()
-    .split(/[^a-z0-9]+/)
+    .split(/[^\p{L}\p{N}]+/u)
     .filter((t) => t.length > 0 && !STOPWORDS.has(t))
     .map(stem);
 }
+
+/**
+ * Query terms used for ranking; the rest of a longer query is ignored. Each term that matches no token exactly
+ * costs a scan of every tool's tokens, so an unbounded query could hold the host for seconds.
+ */
+const MAX_QUERY_TERMS = 32;
 
 /** A query term that matches no token exactly may match token prefixes ("repo" in "repository"), at this weight. */
 const PREFIX_WEIGHT = 0.5;
@@ -162,39 +168,46 @@ export class SearchIndex {
     this.avgLength = this.docs.reduce((sum, d) => sum + d.length, 0) / Math.max(1, this.docs.length);
   }
 
-  private readonly prefixDf = new Map<string, number>();
-
-  /** Weighted frequency of tokens starting with `term` in one document, and how many documents have one. */
-  private prefixStats(tf: Map<string, number>, term: string): { f: number; df: number } {
-    let f = 0;
-    for (const [token, count] of tf) if (token.startsWith(term)) f += count * PREFIX_WEIGHT;
-    let df = this.prefixDf.get(term);
-    if (df === undefined) {
-      df = this.docs.filter((d) => [...d.tf.keys()].some((token) => token.startsWith(term))).length;
-      if (this.prefixDf.size < 1_000) this.prefixDf.set(term, df);
+  /** How many documents have a token starting with `term` (once per term and query). */
+  private prefixDf(term: string): number {
+    let df = 0;
+    for (const d of this.docs) {
+      for (const token of d.tf.keys()) {
+        if (token.startsWith(term)) {
+          df++;
+          break;
+        }
+      }
     }
-    return { f, df };
+    return df;
   }
 
   /**
-   * Ranks tools for a query. An empty query lists tools in catalog order. A query naming a tool exactly
-   * (`ns.tool` or `tool`) ranks it first.
+   * Ranks tools for a query. An empty query lists tools in catalog order; a query with no words to rank by
+   * (only stopwords or punctuation) matches nothing unless it names a tool. A query naming a tool exactly
+   * (`ns.tool` or `tool`) ranks it first. Only the first 32 distinct words count.
    */
   search(query: string, options: SearchOptions = {}): ToolSummary[] {
     const detail = options.detail ?? 'brief';
     const limit = Math.max(1, Math.min(MAX_SEARCH_LIMIT, Math.floor(options.limit ?? DEFAULT_SEARCH_LIMIT)));
-    const terms = [...new Set(tokenize(query))];
-    if (terms.length === 0) return this.docs.slice(0, limit).map((d) => summarize(d.entry, detail));
-    const n = this.docs.length;
     const q = query.trim().toLowerCase();
+    if (q === '') return this.docs.slice(0, limit).map((d) => summarize(d.entry, detail));
+    const terms = [...new Set(tokenize(query))].slice(0, MAX_QUERY_TERMS);
+    const n = this.docs.length;
+    // Terms that match no token exactly rank by prefix; their document frequency is computed once per query.
+    const prefixDf = new Map<string, number>();
+    for (const term of terms) if (!this.df.has(term) && term.length >= MIN_PREFIX_LENGTH) prefixDf.set(term, this.prefixDf(term));
     const scored = this.docs.map((doc) => {
       let score = 0;
       for (const term of terms) {
         let f = doc.tf.get(term) ?? 0;
         let df = this.df.get(term) ?? 0;
         if (df === 0) {
-          if (term.length < MIN_PREFIX_LENGTH) continue;
-          ({ f, df } = this.prefixStats(doc.tf, term));
+          const pdf = prefixDf.get(term);
+          if (pdf === undefined || pdf === 0) continue;
+          df = pdf;
+          f = 0;
+          for (const [token, count] of doc.tf) if (token.startsWith(term)) f += count * PREFIX_WEIGHT;
         }
         if (f === 0) continue;
         const idf = Math.log(1 + (n - df + 0.5) / (df + 0.5));

@@ -240,8 +240,31 @@ describe('search', () => {
     expect(index.search('zzz')).toEqual([]);
     expect(index.search('repo')[0]!.name).toBe('gh.searchIssues');
     expect(index.search('forecast')[0]!.name).toBe('gh.get_weather');
-    expect(index.search('the of a')).toHaveLength(5); // only stopwords: like an empty query
+    // Only stopwords or punctuation: nothing to rank by, so nothing matches (an empty query lists all tools).
+    expect(index.search('the of a')).toEqual([]);
+    expect(index.search('.*')).toEqual([]);
     expect(index.search('', { limit: 2 }).map((h) => h.name)).toEqual(['fs.read_file', 'fs.list_directory']);
+  });
+
+  it('ranks words in any script, and a long query of unknown words stays fast', async () => {
+    const catalog = await Catalog.load([
+      localTools('jp', [
+        { name: '検索', description: 'ドキュメントを検索する', handler: noop },
+        { name: 'weather', description: '天気予報', handler: noop },
+      ]),
+      localTools('many', Array.from({ length: 300 }, (_, i) => ({ name: `tool_${i}`, description: `Does thing number ${i} with widgets and gadgets.`, handler: noop }))),
+    ]);
+    const index = new SearchIndex(catalog.entries);
+    expect(index.search('検索')[0]!.name).toBe('jp.検索');
+    expect(index.search('天気予報')[0]!.name).toBe('jp.weather');
+    // 3,000 distinct unknown words: each costs a prefix scan of every tool. Only the first 32 count, and the
+    // scan is per query, not cached in a table that fills up (a query like this took 17 s before).
+    const words = Array.from({ length: 3_000 }, (_, i) => `zq${i.toString(36)}x`).join(' ');
+    for (let round = 0; round < 3; round++) {
+      const started = performance.now();
+      expect(index.search(words)).toEqual([]);
+      expect(performance.now() - started).toBeLessThan(1_000);
+    }
   });
 
   it('returns brief, detailed and full summaries', async () => {
