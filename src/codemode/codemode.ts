@@ -37,6 +37,11 @@ const log = createLogger('codemode');
 export const DEFAULT_MAX_TOOL_CALLS = 50;
 /** Default cap on tool calls in flight at once within one execution. */
 export const DEFAULT_MAX_CONCURRENT_TOOL_CALLS = 10;
+/**
+ * Longest code an execute accepts. Parsing and TypeScript stripping run on the host's main thread, before the
+ * sandbox's wall clock applies; a model's block is a few KB.
+ */
+export const MAX_CODE_CHARS = 200_000;
 /** Cap on per-call records kept for one execution (the count in stats stays exact). */
 const MAX_CALL_RECORDS = 1_000;
 
@@ -387,6 +392,14 @@ export class CodeMode {
     const execution = new Execution(span, parentContext, this.maxToolCalls, this.maxConcurrentToolCalls);
     execution.onToolCall = options.onToolCall;
     try {
+      if (code.length > MAX_CODE_CHARS) {
+        // The model's doing, so a result it can read and act on, not an exception.
+        const message = `The code is ${code.length} characters long; at most ${MAX_CODE_CHARS} are accepted. Send less code: loop over data instead of writing it out, and keep large inputs in tools.`;
+        span.setAttributes({ 'codemode.outcome': 'syntax', [ATTR.ERROR_TYPE]: 'syntax' });
+        span.setStatus({ code: SpanStatusCode.ERROR, message });
+        const stats = { durationMs: 0, queuedMs: 0, toolCalls: 0, droppedLogLines: 0 };
+        return { ok: false, error: { kind: 'syntax', message }, logs: [], toolCalls: [], warnings: [], stats };
+      }
       const normalized = normalizeCode(code);
       if (normalized.typescript) span.setAttribute('codemode.code.typescript', true);
       const hostFunctions = this.hostFunctions(catalog, execution);

@@ -42,18 +42,53 @@ const PARSE_OPTIONS = {
   locations: false,
 } as const;
 
-/** The code inside the first markdown fence, and how many lines precede it; `undefined` without a fence. */
-function stripFence(text: string): { code: string; lineOffset: number } | undefined {
-  const match = /(^|\n)[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*\n([\s\S]*?)(?:\n[ \t]*\2[ \t]*(?=\n|$)|$)/.exec(text);
-  if (!match) return undefined;
-  const before = text.slice(0, match.index + (match[1]?.length ?? 0));
-  const lineOffset = before.split('\n').length; // the fence line itself shifts the body by one more
-  return { code: match[4] ?? '', lineOffset };
+interface Fence {
+  /** Offset of the opening fence line in the text. */
+  at: number;
+  /** The info string's first word, lowercased ('' when there is none). */
+  lang: string;
+  code: string;
+  /** Lines before the body: the text before the fence, plus the fence line itself. */
+  lineOffset: number;
 }
 
-function tryParse(code: string): Program | undefined {
+/** Languages whose fenced block is code to run; a block in another language (json, bash) is an example. */
+const CODE_LANGS = new Set(['', 'js', 'javascript', 'jsx', 'mjs', 'cjs', 'ts', 'typescript', 'tsx', 'mts', 'cts']);
+
+/**
+ * The markdown fences in a text, found line by line (a regex over the whole text backtracked quadratically:
+ * 100 KB after a fence opener took 8.6 s on the main thread). A fence without a closing line runs to the end.
+ */
+function findFences(text: string): Fence[] {
+  const fences: Fence[] = [];
+  const lines = text.split('\n');
+  let offset = 0;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const open = /^[ \t]*(`{3,}|~{3,})[ \t]*([^\s`]*)/.exec(line);
+    if (open === null) {
+      offset += line.length + 1;
+      continue;
+    }
+    const marker = open[1]!;
+    let end = i + 1;
+    while (end < lines.length && lines[end]!.trim() !== marker) end++;
+    const lang = (open[2] ?? '').toLowerCase().replace(/^\{?\.?/, '').replace(/\}$/, '');
+    fences.push({ at: offset, lang, code: lines.slice(i + 1, end).join('\n'), lineOffset: i + 1 });
+    for (let k = i; k <= end && k < lines.length; k++) offset += lines[k]!.length + 1;
+    i = end;
+  }
+  return fences;
+}
+
+/** The block to run: the first in a code language, else the first. */
+function pickFence(fences: Fence[]): Fence | undefined {
+  return fences.find((f) => CODE_LANGS.has(f.lang)) ?? fences[0];
+}
+
+function tryParse(code: string, comments?: Array<[number, number]>): Program | undefined {
   try {
-    return parse(code, PARSE_OPTIONS);
+    return parse(code, comments ? { ...PARSE_OPTIONS, onComment: (_block: boolean, _text: string, start: number, end: number) => comments.push([start, end]) } : PARSE_OPTIONS);
   } catch {
     return undefined;
   }
@@ -96,12 +131,15 @@ function isFunctionNode(node: Node | null | undefined): boolean {
  * ```
  */
 export function normalizeCode(submitted: string): NormalizedCode {
-  // A text that opens with a fence is fenced (it may even parse: ``` is an empty tagged template).
-  // Otherwise fences are looked for only when the text is not JavaScript, so code that merely contains
-  // one (say, in a comment) is left alone.
-  let program = /^\s*(`{3,}|~{3,})/.test(submitted) ? undefined : tryParse(submitted);
-  const fence = program === undefined ? stripFence(submitted) : undefined;
-  if (program === undefined && fence === undefined) program = tryParse(submitted);
+  // Fenced markdown is unwrapped even when it happens to parse: "Code:\n```js\n...```" is a label and an
+  // empty tagged template to JavaScript. Only fences inside comments are left alone, so code that merely
+  // mentions one is run as written. (A fence cannot start a line inside a string or template literal.)
+  const fences = findFences(submitted);
+  const comments: Array<[number, number]> = [];
+  let program = tryParse(submitted, comments);
+  const live = program === undefined ? fences : fences.filter((f) => !comments.some(([start, end]) => f.at >= start && f.at < end));
+  const fence = pickFence(live);
+  if (fence !== undefined) program = undefined;
   let source = fence ? fence.code : submitted;
   const lineOffset = fence ? fence.lineOffset : 0;
   let typescript = false;

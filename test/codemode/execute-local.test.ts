@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as z from 'zod';
-import { CodeMode } from '../../src/codemode/codemode.js';
+import { CodeMode, MAX_CODE_CHARS } from '../../src/codemode/codemode.js';
 import { localTools } from '../../src/codemode/sources.js';
 import { ToolError } from '../../src/codemode/tool-errors.js';
 import type { ToolSource } from '../../src/codemode/types.js';
@@ -384,6 +384,14 @@ describe('CodeMode.execute with local tools', () => {
     expect(a.toolCalls[0]!.ms).toBeGreaterThanOrEqual(a.toolCalls[1]!.ms);
     expect(a.stats.toolCalls).toBe(47);
     expect(b.stats.toolCalls).toBe(45);
+  });
+
+  it('answers code longer than MAX_CODE_CHARS with a syntax failure the model can read, before parsing it', async () => {
+    const started = performance.now();
+    const result = await mode.execute('```' + 'a'.repeat(MAX_CODE_CHARS));
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(result).toMatchObject({ ok: false, error: { kind: 'syntax', message: expect.stringMatching(/at most 200000 are accepted/) }, toolCalls: [] });
+    expect(await mode.execute(`return ${JSON.stringify('x'.repeat(1_000))}.length`)).toMatchObject({ ok: true, value: 1_000 });
   });
 
   it('refuses misuse with typed errors', async () => {

@@ -191,6 +191,25 @@ describe('code normalization', () => {
     expect(n.mapPosition(2, 3)).toEqual({ line: 4, column: 1 });
   });
 
+  it('unwraps a fence after a label or a comment, and picks the code block among several', () => {
+    // Both parse as JavaScript (a label, then tagged templates), so they used to run as such and fail.
+    expect(normalizeCode('Code:\n```js\nreturn 42\n```').code).toBe('return 42');
+    expect(normalizeCode('// here it is\n```ts\nconst a: number = 1;\na\n```').code).toMatch(/^const a\s+= 1;\nreturn \(a\)$/);
+    const several = normalizeCode('Input:\n```json\n{ "a": 1 }\n```\nCode:\n```javascript\nconst x = 2;\nx\n```');
+    expect(several.code).toBe('const x = 2;\nreturn (x)');
+    expect(several.mapPosition(1, 7)).toEqual({ line: 7, column: 7 });
+    expect(normalizeCode('~~~\nreturn 1\n~~~').code).toBe('return 1');
+  });
+
+  it('finds fences in time linear in the text, however it is shaped', () => {
+    for (const text of ['```' + 'a'.repeat(200_000), 'x\n```' + 'a'.repeat(200_000), '```js\n' + '`'.repeat(100_000)]) {
+      const started = performance.now();
+      normalizeCode(text);
+      // The old regex took 8.6 s for 100 KB after a fence opener.
+      expect(performance.now() - started).toBeLessThan(1_000);
+    }
+  });
+
   it('does not strip a fence inside valid code', () => {
     const code = '/*\n```js\nx\n```\n*/\nreturn 1;';
     expect(normalizeCode(code).code).toBe(code);
