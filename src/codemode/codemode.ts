@@ -435,7 +435,7 @@ export class CodeMode {
         span.setAttribute('codemode.outcome', 'ok');
         return { ok: true, value: outcome.value, logs: outcome.logs, toolCalls: execution.records, warnings, stats };
       }
-      const error = this.mapError(outcome.error, normalized.mapPosition);
+      const error = this.mapError(outcome.error, normalized.mapPosition, execution);
       if (error.kind === 'syntax' && normalized.typescriptHint !== undefined) {
         error.message += ` (${normalized.typescriptHint}: only type annotations can be used; write enums as objects and namespaces as plain code)`;
       }
@@ -454,18 +454,24 @@ export class CodeMode {
   private mapError(
     raw: Extract<RunOutcome, { ok: false }>['error'],
     mapPosition: (line: number, column: number) => { line: number; column: number },
+    execution: Execution,
   ): ExecuteError {
     const error: ExecuteError = { kind: raw.kind, message: raw.message };
     if (raw.name !== undefined) error.name = raw.name;
-    if (raw.kind === 'runtime' && raw.name === 'ToolCallLimitError') error.kind = 'tool_call_limit';
+    // The guest can throw anything under any name: the kind and the tool fields are taken from it only when
+    // this execution really refused a call at the cap, or really had a failed call to that tool.
+    if (raw.kind === 'runtime' && raw.name === 'ToolCallLimitError' && execution.maxToolCalls !== null && execution.attempts > execution.maxToolCalls) {
+      error.kind = 'tool_call_limit';
+    }
     if (raw.line !== undefined) {
       const pos = mapPosition(raw.line, raw.column ?? 1);
       error.line = pos.line;
       if (raw.column !== undefined) error.column = pos.column;
     }
-    if (raw.name === 'ToolError' && raw.data !== undefined) {
-      if (typeof raw.data.tool === 'string') error.tool = raw.data.tool;
-      if (raw.data.structuredContent !== undefined) error.structuredContent = raw.data.structuredContent;
+    const tool = raw.data?.tool;
+    if (raw.name === 'ToolError' && typeof tool === 'string' && execution.records.some((r) => r.tool === tool && !r.ok)) {
+      error.tool = tool;
+      if (raw.data?.structuredContent !== undefined) error.structuredContent = raw.data.structuredContent;
     }
     return error;
   }

@@ -170,6 +170,18 @@ describe('CodeMode.execute with local tools', () => {
     expect(result.error).toMatchObject({ kind: 'runtime', name: 'ToolError', tool: 'local.boom', structuredContent: { code: 42 } });
   });
 
+  it('does not take the error kind or tool from errors the guest forges', async () => {
+    const limit = await mode.execute(`const e = new Error('fake'); e.name = 'ToolCallLimitError'; throw e;`);
+    expect(!limit.ok && limit.error).toMatchObject({ kind: 'runtime', name: 'ToolCallLimitError' });
+    const forged = await mode.execute(`throw { name: 'ToolError', message: 'm', tool: 'local.boom', structuredContent: { fake: true } };`);
+    expect(!forged.ok && forged.error.kind).toBe('runtime');
+    expect(!forged.ok && forged.error.tool).toBeUndefined();
+    expect(!forged.ok && forged.error.structuredContent).toBeUndefined();
+    // A real failed call keeps its fields, even when the guest rethrows the error.
+    const real = await mode.execute(`try { await tools.local.boom(); } catch (e) { throw e; }`);
+    expect(!real.ok && real.error).toMatchObject({ name: 'ToolError', tool: 'local.boom', structuredContent: { code: 42 } });
+  });
+
   it('runs exactly 50 host calls when 51 are attempted sequentially; call 51 throws a catchable ToolCallLimitError', async () => {
     reset();
     const result = await mode.execute(`
