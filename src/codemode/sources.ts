@@ -94,7 +94,12 @@ export function mcpClientSource(name: string, client: Client, options: McpClient
       const result = await scoped(call, (requestOptions) =>
         client.request({ method: 'tools/call', params: withMeta({ name: tool, arguments: args }, call.meta) }, CallToolResultSchema, requestOptions),
       );
-      // A task-augmented or legacy `toolResult` answer is not a CallToolResult; show it as content.
+      // A legacy (protocol 2024-10-07) answer carries its value in `toolResult`; the schema still fills in
+      // `content: []`, which used to hide the value behind an empty array.
+      const legacy = result as { toolResult?: unknown };
+      if ('toolResult' in legacy && (result.content ?? []).length === 0 && result.structuredContent === undefined && result.isError !== true) {
+        return { value: legacy.toolResult };
+      }
       return { mcp: result.content !== undefined ? result : { ...result, content: [] } };
     },
   };

@@ -53,12 +53,15 @@ describe('CodeMode against the stdio fixture server', () => {
         sum: await tools.fx.add({ a: 2, b: 40 }),
         echo: await tools.fx.echo({ text: 'hi' }),
         multi: await tools.fx.multi(),
+        legacy: await tools.fx.legacy(),
       };
     `);
     expect(result.ok, JSON.stringify(result)).toBe(true);
     expect(result.ok && result.value).toEqual({
       sum: { sum: 42 },
       echo: 'hi',
+      // A legacy toolResult answer gives its value (the SDK's schema fills in content: [], which hid it).
+      legacy: { answer: 42 },
       multi: [
         { type: 'text', text: 'two blocks' },
         { type: 'image', data: 'iVBORw0KGgo=', mimeType: 'image/png' },
