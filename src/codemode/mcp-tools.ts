@@ -61,7 +61,13 @@ export interface CodeModeToolsOptions {
 
 function cap(text: string, max: number, what: string, advice: string): string {
   if (text.length <= max) return text;
-  return `${text.slice(0, max)}\n… [${what} truncated: showing ${max} of ${text.length} characters. ${advice}]`;
+  // Never cut between the two halves of a surrogate pair: a lone half is not valid UTF-16 text.
+  const end = max > 0 && isHighSurrogate(text.charCodeAt(max - 1)) ? max - 1 : max;
+  return `${text.slice(0, end)}\n… [${what} truncated: showing ${end} of ${text.length} characters. ${advice}]`;
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
 }
 
 function formatLogs(logs: readonly LogEntry[]): string {

@@ -55,6 +55,7 @@ const TypeErrorCtor = TypeError;
 const StringCtor = String;
 const NumberIsFinite = Number.isFinite;
 const StringSlice = String.prototype.slice;
+const StringCharCodeAt = String.prototype.charCodeAt;
 const RegExpExec = RegExp.prototype.exec;
 const SymbolToString = Symbol.prototype.toString;
 const DateGetTime = Date.prototype.getTime;
@@ -391,7 +392,9 @@ const makeLogger = ((level) => function (...args) {
   }
   let message = formatArgs(args);
   if (message.length > logCharsLeft) {
-    message = slice(message, 0, logCharsLeft);
+    // Not between the halves of a surrogate pair (a lone half is not valid text).
+    const code = ReflectApply(StringCharCodeAt, message, [logCharsLeft - 1]);
+    message = slice(message, 0, code >= 0xd800 && code <= 0xdbff ? logCharsLeft - 1 : logCharsLeft);
     signalTruncation();
   }
   logLinesLeft--;

@@ -126,6 +126,11 @@ describe('MCP-facing tools', () => {
     expect(text.length).toBeLessThan(1_300);
     expect(text).toMatch(/\[result truncated: showing 1000 of 5002 characters/);
     expect((result.structuredContent as { result: string }).result).toHaveLength(5000);
+    // Emoji are surrogate pairs: the cut never leaves half of one (the JSON text's quote puts a high half at index 999).
+    const emoji = await call(client, 'execute', { code: 'return "😀".repeat(2000)' });
+    const cut = (emoji.content[0] as { text: string }).text;
+    expect(cut).toMatch(/\[result truncated: showing 999 of 4002 characters/);
+    expect(cut).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/); // no lone surrogate half
   });
 
   it('notes a missing return value', async () => {

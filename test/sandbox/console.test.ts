@@ -77,6 +77,12 @@ describe('console (issue 2, point 4)', () => {
     expect(outcome.logs[1]).toEqual({ level: 'warn', message: expect.stringMatching(/^\[console output truncated: the rest was cut off; limits are 1000 lines and 1000 bytes\]$/) });
   });
 
+  it('a line cut at the cap never ends in half a surrogate pair', async () => {
+    const outcome = await sandbox({ limits: { maxLogBytes: 1000 } }).run('console.log("x".repeat(999) + "😀" + "y"); return 1');
+    expect(outcome.logs[0]!.message).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/); // no lone surrogate half
+    expect(outcome.logs[0]!.message).toBe('x'.repeat(999));
+  });
+
   it('multi-byte output counts in bytes against the cap', async () => {
     const outcome = await sandbox({ limits: { maxLogBytes: 300 } }).run('for (let i = 0; i < 10; i++) console.log("€".repeat(50)); return 1');
     const kept = outcome.logs.filter((l) => !l.message.startsWith('[console output truncated'));
