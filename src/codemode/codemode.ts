@@ -12,6 +12,7 @@ import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Context, Span } from '@opentelemetry/api';
 import { CodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { hostResultJson } from '../sandbox/host-functions.js';
 import { resolveLimits } from '../sandbox/limits.js';
 import type { HostCallContext, HostFunctions, RunOutcome, SandboxLimits, SandboxLimitsInput, SandboxProvider } from '../sandbox/types.js';
 import { ATTR, ERROR_TYPE_TOOL_ERROR, getTracer, injectTraceContext } from '../telemetry/index.js';
@@ -213,6 +214,14 @@ class Execution {
     }
     this.pending.clear();
     return this.cancelled;
+  }
+}
+
+function assertCopyable(label: string, value: unknown): void {
+  try {
+    hostResultJson(value);
+  } catch (err) {
+    throw new ToolError(`${label}: its result cannot be copied into the sandbox: ${err instanceof Error ? err.message : String(err)}`, { tool: label }, { cause: err });
   }
 }
 
@@ -539,7 +548,13 @@ export class CodeMode {
         spanName,
         attributes,
         ctx,
-        (meta) => entry.source.callTool(entry.tool.name, args, timeoutMs !== undefined ? { signal: ctx.signal, meta, timeoutMs } : { signal: ctx.signal, meta }),
+        async (meta) => {
+          const output = await entry.source.callTool(entry.tool.name, args, timeoutMs !== undefined ? { signal: ctx.signal, meta, timeoutMs } : { signal: ctx.signal, meta });
+          // A handler's value (a Map, a BigInt, a cycle) that cannot cross into the sandbox fails the call here,
+          // so the guest gets a ToolError and the record says failed, not a bare Error after an "ok" call.
+          if ('value' in output) assertCopyable(label, output.value);
+          return output;
+        },
         (out) => !('mcp' in out && out.mcp.isError === true),
       );
       if ('value' in output) return output.value;

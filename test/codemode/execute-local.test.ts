@@ -163,6 +163,28 @@ describe('CodeMode.execute with local tools', () => {
     expect(result.toolCalls.map((c) => c.ok)).toEqual([false, false, false, false, false]);
   });
 
+  it('fails a call whose value cannot cross into the sandbox as a ToolError, recorded as failed', async () => {
+    const odd = await CodeMode.create({
+      sources: [localTools('odd', [{ name: 'map', handler: () => new Map([[1, 2]]) }, { name: 'big', handler: () => ({ n: 10n }) }])],
+      sandbox,
+    });
+    try {
+      const result = await odd.execute(`
+        const out = [];
+        for (const f of [tools.odd.map, tools.odd.big]) {
+          try { await f(); out.push('no error'); } catch (e) { out.push({ isToolError: e instanceof ToolError, tool: e.tool, message: e.message }); }
+        }
+        return out;`);
+      expect(result.ok && result.value).toEqual([
+        { isToolError: true, tool: 'odd.map', message: expect.stringMatching(/^odd\.map: its result cannot be copied into the sandbox: the value is a Map/) },
+        { isToolError: true, tool: 'odd.big', message: expect.stringMatching(/"n" is a BigInt/) },
+      ]);
+      expect(result.toolCalls.map((c) => c.ok)).toEqual([false, false]);
+    } finally {
+      await odd.close();
+    }
+  });
+
   it('reports an uncaught ToolError with its tool and structured content', async () => {
     const result = await mode.execute('await tools.local.boom();');
     expect(result.ok).toBe(false);
