@@ -130,7 +130,10 @@ function isFunctionNode(node: Node | null | undefined): boolean {
  * // 'const x = await tools.a.b({})\nreturn (x.items);'
  * ```
  */
-export function normalizeCode(submitted: string): NormalizedCode {
+export function normalizeCode(input: string): NormalizedCode {
+  // A hashbang line is legal only at the very start of a script, not inside the function the sandbox wraps
+  // the code in: blank it out (spaces keep every position).
+  const submitted = input.startsWith('#!') ? input.replace(/^#![^\n]*/, (line) => ' '.repeat(line.length)) : input;
   // Fenced markdown is unwrapped even when it happens to parse: "Code:\n```js\n...```" is a label and an
   // empty tagged template to JavaScript. Only fences inside comments are left alone, so code that merely
   // mentions one is run as written. (A fence cannot start a line inside a string or template literal.)
@@ -165,16 +168,20 @@ export function normalizeCode(submitted: string): NormalizedCode {
 
   const insertions: Insertion[] = [];
   if (program !== undefined) {
-    const body = program.body;
+    // Empty statements (`x;;`) do not end the code: the statement before them does.
+    const body = program.body.filter((node) => node.type !== 'EmptyStatement');
     const last = body[body.length - 1];
     // Statement bounds, not the expression's: acorn's expression node excludes enclosing parentheses.
     const end = last === undefined ? 0 : source[last.end - 1] === ';' ? last.end - 1 : last.end;
     if (body.length === 1 && last?.type === 'ExpressionStatement' && isFunctionNode((last as Node & { expression: Node }).expression)) {
       // `async () => { ... }` or `async function () { ... }`: call it and return what it returns.
       insertions.push({ at: last.start, text: 'return await (' }, { at: end, text: ')()' });
-    } else if (body.length === 1 && last?.type === 'FunctionDeclaration') {
-      const name = (last as Node & { id: { name: string } | null }).id?.name;
-      if (name) insertions.push({ at: last.end, text: `;return await ${name}();` });
+    } else if (body.length > 0 && body.every((node) => node.type === 'FunctionDeclaration')) {
+      // Only function declarations: call `main` if there is one (helpers first, then main, is common), else
+      // the one function, else nothing (several helpers and no main say nothing about which to run).
+      const names = body.map((node) => (node as Node & { id: { name: string } | null }).id?.name);
+      const name = names.includes('main') ? 'main' : body.length === 1 ? names[0] : undefined;
+      if (name) insertions.push({ at: last!.end, text: `;return await ${name}();` });
     } else if (last?.type === 'ExpressionStatement' && !('directive' in last && typeof last.directive === 'string')) {
       insertions.push({ at: last.start, text: 'return (' }, { at: end, text: ')' });
     }

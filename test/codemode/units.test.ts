@@ -181,6 +181,18 @@ describe('code normalization', () => {
     expect(normalizeCode('async function main() { return 2; }').code).toBe('async function main() { return 2; };return await main();');
     expect(normalizeCode('(async function () { return 3; });').code).toBe('return await ((async function () { return 3; }))();');
     expect(normalizeCode('(1, 2)').code).toBe('return ((1, 2))');
+    // Helpers, then main: main is called. Several helpers and no main: nothing is guessed.
+    expect(normalizeCode('function helper() { return 1; }\nasync function main() { return helper() + 1; }').code).toBe(
+      'function helper() { return 1; }\nasync function main() { return helper() + 1; };return await main();',
+    );
+    expect(normalizeCode('function a() {}\nfunction b() {}').code).toBe('function a() {}\nfunction b() {}');
+  });
+
+  it('ignores trailing empty statements and a hashbang line', () => {
+    expect(normalizeCode('const x = 1;\nx;;').code).toBe('const x = 1;\nreturn (x);;');
+    const bang = normalizeCode('#!/usr/bin/env node\nconst y = 2;\ny');
+    expect(bang.code).toBe(`${' '.repeat(19)}\nconst y = 2;\nreturn (y)`);
+    expect(bang.mapPosition(3, 9)).toEqual({ line: 3, column: 1 });
   });
 
   it('strips markdown fences and maps lines back to the submitted text', () => {
