@@ -86,6 +86,9 @@ function pickFence(fences: Fence[]): Fence | undefined {
   return fences.find((f) => CODE_LANGS.has(f.lang)) ?? fences[0];
 }
 
+/** `name<Type>(` or `a.b<{ x: T }[]>(`: a generic call, or (in JavaScript) two comparisons nobody writes. */
+const GENERIC_CALL = /[\w$)\]]\s*<\s*[\w${[(][^<>;\n]*>\s*\(/;
+
 function tryParse(code: string, comments?: Array<[number, number]>): Program | undefined {
   try {
     return parse(code, comments ? { ...PARSE_OPTIONS, onComment: (_block: boolean, _text: string, start: number, end: number) => comments.push([start, end]) } : PARSE_OPTIONS);
@@ -149,10 +152,13 @@ export function normalizeCode(input: string): NormalizedCode {
   let typescriptHint: string | undefined;
 
   if (fence) program = tryParse(source);
-  if (program === undefined) {
+  // `callTool<Result>('x', {})` is also valid JavaScript: two comparisons, which fail at run time. When code
+  // that parses has that shape, the stripper decides: a generic call is the only reading anyone means.
+  const genericCall = program !== undefined && GENERIC_CALL.test(source);
+  if (program === undefined || genericCall) {
     try {
       const stripped = loadStripper()(source);
-      const reparsed = tryParse(stripped);
+      const reparsed = stripped === source ? undefined : tryParse(stripped);
       if (reparsed !== undefined) {
         source = stripped;
         program = reparsed;
@@ -162,7 +168,7 @@ export function normalizeCode(input: string): NormalizedCode {
       // Not valid TypeScript either: the sandbox reports the syntax error. Syntax that is TypeScript but
       // cannot be stripped (enum, namespace, parameter properties) gets its own explanation.
       const e = err as { code?: unknown; message?: unknown };
-      if (e?.code === 'UnsupportedSyntax' && typeof e.message === 'string') typescriptHint = e.message;
+      if (!genericCall && e?.code === 'UnsupportedSyntax' && typeof e.message === 'string') typescriptHint = e.message;
     }
   }
 

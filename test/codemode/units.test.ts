@@ -237,6 +237,16 @@ describe('code normalization', () => {
     expect(fenced.code).toContain('return (n)');
   });
 
+  it('strips a generic call that is also valid JavaScript, and leaves real comparisons alone', () => {
+    const generic = normalizeCode("const r = await callTool<R>('x.ok', {});\nr");
+    expect(generic.typescript).toBe(true);
+    expect(generic.code).toBe("const r = await callTool   ('x.ok', {});\nreturn (r)");
+    expect(normalizeCode('const r = await tools.a.b<{ a: number }>({})').code).toBe('const r = await tools.a.b               ({})');
+    for (const js of ['if (a < b && c > (d)) x()', 'for (let i = 0; i < n; i++) { if (x > (y)) z() }']) {
+      expect(normalizeCode(js)).toMatchObject({ code: js, typescript: false });
+    }
+  });
+
   it('passes code that is neither JS nor TS through unchanged, for the sandbox to report', () => {
     expect(normalizeCode('return )(').code).toBe('return )(');
   });
