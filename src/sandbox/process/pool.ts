@@ -26,6 +26,9 @@ import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 
 const log = createLogger('sandbox-pool');
 
+/** Outcomes of runs the sandbox had to stop: the worker that ran one is replaced (see #afterRun). */
+const STOPPED_KINDS: ReadonlySet<string> = new Set(['timeout', 'aborted', 'memory']);
+
 /** Default extra time a worker gets past a run's `timeoutMs` (or after an abort) before it is killed. */
 export const DEFAULT_KILL_GRACE_MS = 1_000;
 /** Default silence (no message, not even a heartbeat) after which a busy worker counts as hung. */
@@ -212,6 +215,8 @@ interface WorkerHandle {
   ready: boolean;
   /** We are stopping or killing it: no new runs, not counted as capacity. */
   doomed: boolean;
+  /** A run in it was stopped (timeout, abort, memory): retire it with SIGKILL once its other runs end. */
+  mustDie?: boolean;
   /** Why we killed it, if we did: decides the message its other runs get. */
   killedFor: string | undefined;
   /** What its unfinished runs are told when we killed it (set with `killedFor`). */
@@ -755,18 +760,24 @@ export class ProcessPool {
           // their host functions (and any queue in front of them) start here too, before their signal aborts.
           setImmediate(() => this.#settle(job, result));
         }
-        this.#afterRun(worker, message.rss, message.catastrophic);
+        const stopped = message.t === 'done' && !message.outcome.ok && STOPPED_KINDS.has(message.outcome.error.kind) ? message.outcome.error.kind : undefined;
+        this.#afterRun(worker, message.rss, message.catastrophic, stopped);
         this.#pump();
         return;
       }
     }
   }
 
-  #afterRun(worker: WorkerHandle, rss: number, catastrophic: number): void {
+  #afterRun(worker: WorkerHandle, rss: number, catastrophic: number, stopped?: string): void {
+    if (stopped !== undefined) worker.mustDie = true;
     if (worker.role !== 'retiring' && !worker.doomed) {
       let reason: string | undefined;
       // After a catastrophic error V8 keeps the isolate's thread parked and its heap allocated for good.
       if (catastrophic > 0) reason = `${catastrophic} catastrophic V8 error(s): their memory is never freed`;
+      // V8 checks for termination only between JavaScript steps: a run stopped inside a long built-in
+      // (lastIndexOf over 2^53 indices, fill of a 2^32 array) keeps its thread busy, and its memory growing,
+      // after the run has returned. Nothing can stop that thread but the end of the process.
+      else if (stopped !== undefined) reason = `a run was stopped (${stopped}) and its isolate's thread may still be running`;
       else if (this.maxRunsPerWorker !== null && worker.runs >= this.maxRunsPerWorker) reason = `${worker.runs} runs`;
       else if (this.maxRssMb !== null && rss > this.maxRssMb * 2 ** 20) reason = `RSS ${Math.round(rss / 2 ** 20)} MB`;
       if (reason !== undefined) {
@@ -777,8 +788,11 @@ export class ProcessPool {
         this.#balance();
       }
     }
-    if (worker.role === 'retiring' && worker.jobs.size === 0) void this.#stop(worker);
-    else this.#updateRef(worker);
+    if (worker.role === 'retiring' && worker.jobs.size === 0) {
+      // A worker that may have a runaway thread gets no grace: exiting could hang or crash on that thread.
+      if (worker.mustDie) this.#kill(worker, undefined);
+      else void this.#stop(worker);
+    } else this.#updateRef(worker);
   }
 
   #onCall(worker: WorkerHandle, message: Extract<FromWorker, { t: 'call' }>): void {
