@@ -615,8 +615,11 @@ function runtimeError(payload: string): SandboxError {
       error.column = Number(pos[2]);
     }
   }
-  if (info.data !== undefined && typeof info.data === 'object' && info.data !== null && JSON.stringify(info.data).length <= 64 * 1024) {
-    error.data = info.data;
+  if (info.data !== undefined && typeof info.data === 'object' && info.data !== null) {
+    // The guest's copier bounds size and depth; a forged outcome does not, and 3,000 levels of nesting here
+    // overflowed the stack of whoever walked the error next.
+    const text = JSON.stringify(info.data);
+    if (text.length <= 64 * 1024 && !jsonNestedDeeperThan(text, MAX_RESULT_DEPTH)) error.data = info.data;
   }
   return error;
 }

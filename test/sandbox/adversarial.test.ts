@@ -105,6 +105,15 @@ describe('adversarial guest: escaping the function wrapper', () => {
     expect(() => JSON.stringify(ok)).not.toThrow();
   });
 
+  it('a forged error outcome cannot smuggle data nested deeper than the copier allows', async () => {
+    const deep = `'{"message":"m","data":{"a":' + '['.repeat(3000) + ']'.repeat(3000) + '}}'`;
+    const { outcome } = await runWatched(`}); function g() { return 'error\\n0\\n0\\n' + ${deep}; } g(async function () {`);
+    const error = failure(outcome);
+    expect(error).toMatchObject({ kind: 'runtime', message: 'm' });
+    expect(error.data).toBeUndefined();
+    expect(() => JSON.stringify(error, (_k, v: unknown) => v)).not.toThrow();
+  });
+
   it('a forged outcome that claims log lines it never sent costs the host one bounded wait, and says so', async () => {
     const { outcome, ms } = await runWatched(`}); function g() { return 'ok\\n0\\n3\\n7'; } g(async function () {`, { timeoutMs: 5_000 });
     expect(value(outcome)).toBe(7);
