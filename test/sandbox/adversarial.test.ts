@@ -406,6 +406,9 @@ describe('adversarial guest: memory outside the V8 heap', () => {
       ["const a = []; for (;;) a.push(new Intl.DateTimeFormat('en', { timeZone: 'UTC' }))", /Intl\.DateTimeFormat: too many Intl objects created in this run \(limit 1000\)/],
       ["const a = []; for (;;) a.push(Intl.Collator('de'))", /Intl\.Collator: too many Intl objects/],
       ["const s = new Intl.Segmenter('en', { granularity: 'word' }); const a = []; for (;;) a.push(s.segment('abc def'))", /segment: called too often in this run \(limit 20000\)/],
+      // Each iterator copies an ICU break iterator; maximize() makes Locale objects without the constructor.
+      ["const s = new Intl.Segmenter('en', { granularity: 'word' }).segment('abc def'); const a = []; for (;;) a.push(s[Symbol.iterator]())", /Segments \[Symbol\.iterator\]: called too often in this run \(limit 20000\)/],
+      ["const l = new Intl.Locale('en'); const a = []; for (;;) a.push(l.maximize())", /Intl\.Locale\.prototype\.maximize: too many Intl objects/],
     ] as const) {
       const { outcome } = await runWatched(code, { timeoutMs: 10_000 });
       expect(failure(outcome)).toMatchObject({ kind: 'runtime', name: 'RangeError', message: expect.stringMatching(message) });
