@@ -687,7 +687,16 @@ const install = ((configJson) => {
     for (let j = 1; j < path.length; j++) label = childPath(label, path[j]);
     defineValue(target, name, makeHostFunction(i, label, name), target !== G);
   }
-  defineValue(G, RUN_GLOBAL, run, false);
+  // A getter that removes itself: the wrapper's call reads it before evaluating its argument, so code that
+  // escapes into that argument list ("}, (grab = __codemodeRun), ...") finds nothing to grab.
+  const runDescriptor = ObjectCreate(null);
+  runDescriptor.get = () => {
+    delete G[RUN_GLOBAL];
+    return run;
+  };
+  runDescriptor.configurable = true;
+  runDescriptor.enumerable = false;
+  ObjectDefineProperty(G, RUN_GLOBAL, runDescriptor);
 });
 // The run resolves with one string, "tag\ndroppedLogLines\nlogMessagesSent\npayload": a primitive, so
 // resolving the run's promise never looks up a (possibly guest-patched) "then", as it would on an array or object.

@@ -91,6 +91,17 @@ describe('adversarial guest: host flooding', () => {
 });
 
 describe('adversarial guest: escaping the function wrapper', () => {
+  it('code that escapes into the wrapper call cannot grab the bootstrap run function', async () => {
+    // The escaped argument runs before the run calls the user's function, which then reports what it found.
+    const grab = `return globalThis.grabbed; }, (globalThis.grabbed = typeof __codemodeRun === 'function' ? 'grabbed' : 'nothing', 0)); var __z = (function () {`;
+    const { outcome } = await runWatched(grab);
+    expect(value(outcome)).toBe('nothing');
+    const after = await sandbox().run(`
+      try { return [typeof __codemodeRun, Object.getOwnPropertyNames(globalThis).filter((n) => n.startsWith('__codemode'))]; }
+      catch (e) { return e.name; }`);
+    expect(value(after)).toEqual(['undefined', []]);
+  });
+
   it('a forged outcome string cannot smuggle a value nested deeper than the copier allows', async () => {
     // "})" closes the wrapper; g(...) then makes the script's value a string in the run's own outcome format.
     const forge = (payload: string): string =>

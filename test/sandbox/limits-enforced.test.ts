@@ -36,7 +36,10 @@ describe('wall clock (issue 2, point 5)', () => {
   ])('stops %s with kind timeout within 100 ms of the limit', async (_label, code) => {
     const sb = sandbox({ limits: { timeoutMs: LIMIT_MS } });
     let outcome;
-    const ms = await timed((async () => (outcome = await sb.run(code, { hostFunctions: { ping: () => 1, hung } })))());
+    const total = await timed((async () => (outcome = await sb.run(code, { hostFunctions: { ping: () => 1, hung } })))());
+    // The wall clock runs from the moment the run leaves the queue (on the process pool it can wait there
+    // for the worker that replaces one that had to stop the previous test's run).
+    const ms = total - outcome!.stats.queuedMs;
     expect(failure(outcome!).kind).toBe('timeout');
     expect(failure(outcome!).message).toMatch(/300 ms time limit/);
     expect(ms).toBeGreaterThanOrEqual(LIMIT_MS - 5);
