@@ -769,7 +769,8 @@ export class ProcessPool {
   }
 
   #afterRun(worker: WorkerHandle, rss: number, catastrophic: number, stopped?: string): void {
-    if (stopped !== undefined) worker.mustDie = true;
+    // Exiting can crash or hang on a thread still inside a built-in, or parked after a catastrophic error.
+    if (stopped !== undefined || catastrophic > 0) worker.mustDie = true;
     if (worker.role !== 'retiring' && !worker.doomed) {
       let reason: string | undefined;
       // After a catastrophic error V8 keeps the isolate's thread parked and its heap allocated for good.
