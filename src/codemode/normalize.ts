@@ -11,7 +11,7 @@
  */
 
 import { parse } from 'acorn';
-import type { Node, Program } from 'acorn';
+import type { Node, Program, Token } from 'acorn';
 import { createRequire } from 'node:module';
 
 export interface NormalizedCode {
@@ -43,8 +43,8 @@ const PARSE_OPTIONS = {
 } as const;
 
 interface Fence {
-  /** Offset of the opening fence line in the text. */
-  at: number;
+  /** Offset of the opening fence's first backtick or tilde in the text. */
+  marker: number;
   /** The info string's first word, lowercased ('' when there is none). */
   lang: string;
   code: string;
@@ -74,7 +74,8 @@ function findFences(text: string): Fence[] {
     let end = i + 1;
     while (end < lines.length && lines[end]!.trim() !== marker) end++;
     const lang = (open[2] ?? '').toLowerCase().replace(/^\{?\.?/, '').replace(/\}$/, '');
-    fences.push({ at: offset, lang, code: lines.slice(i + 1, end).join('\n'), lineOffset: i + 1 });
+    const indent = line.length - line.trimStart().length;
+    fences.push({ marker: offset + indent, lang, code: lines.slice(i + 1, end).join('\n'), lineOffset: i + 1 });
     for (let k = i; k <= end && k < lines.length; k++) offset += lines[k]!.length + 1;
     i = end;
   }
@@ -86,15 +87,48 @@ function pickFence(fences: Fence[]): Fence | undefined {
   return fences.find((f) => CODE_LANGS.has(f.lang)) ?? fences[0];
 }
 
-/** `name<Type>(` or `a.b<{ x: T }[]>(`: a generic call, or (in JavaScript) two comparisons nobody writes. */
-const GENERIC_CALL = /[\w$)\]]\s*<\s*[\w${[(][^<>;\n]*>\s*\(/;
+/**
+ * A type argument on a call to the sandbox API (`callTool<R>(`, `tools.ns.t<{ a: T }>(`): in JavaScript, two
+ * comparisons nobody writes. Only these names: TypeScript would read `[a < b, c > (d)]` as a generic call too.
+ */
+const GENERIC_CALL = /(?:^|[^\w$.])(?:callTool|tools(?:\.[\w$]+)+|resources\.read|prompts\.get)\s*<[^<>;\n]*>\s*\(/;
 
-function tryParse(code: string, comments?: Array<[number, number]>): Program | undefined {
+/**
+ * Parses; with `inert`, also collects the ranges a fence line cannot be markdown in: comments, strings
+ * (a line-continued string can hold one) and template text (`~~~` needs no escaping there). They come in
+ * source order.
+ */
+function tryParse(code: string, inert?: Array<[number, number]>): Program | undefined {
   try {
-    return parse(code, comments ? { ...PARSE_OPTIONS, onComment: (_block: boolean, _text: string, start: number, end: number) => comments.push([start, end]) } : PARSE_OPTIONS);
+    if (!inert) return parse(code, PARSE_OPTIONS);
+    return parse(code, {
+      ...PARSE_OPTIONS,
+      onComment: (_block: boolean, _text: string, start: number, end: number) => inert.push([start, end]),
+      onToken: (token: Token) => {
+        if (token.type.label === 'string' || token.type.label === 'template') inert.push([token.start, token.end]);
+      },
+    });
   } catch {
     return undefined;
   }
+}
+
+/** The fences whose marker is not inside an inert range: one sweep, as both lists are in source order. */
+function liveFences(fences: Fence[], inert: Array<[number, number]>): Fence[] {
+  const ranges = [...inert].sort((a, b) => a[0] - b[0]);
+  const live: Fence[] = [];
+  let r = 0;
+  let reach = -1; // the furthest end among the ranges that start at or before the current marker
+  for (const fence of fences) {
+    while (r < ranges.length && ranges[r]![0] <= fence.marker) {
+      reach = Math.max(reach, ranges[r]![1]);
+      r++;
+    }
+    // A fence line that begins a template token ("```js" is an empty template, then a tagged one) is
+    // markdown; one inside a comment, a string or template text is part of the code.
+    if (reach <= fence.marker) live.push(fence);
+  }
+  return live;
 }
 
 type StripTypes = (code: string) => string;
@@ -138,12 +172,12 @@ export function normalizeCode(input: string): NormalizedCode {
   // the code in: blank it out (spaces keep every position).
   const submitted = input.startsWith('#!') ? input.replace(/^#![^\n]*/, (line) => ' '.repeat(line.length)) : input;
   // Fenced markdown is unwrapped even when it happens to parse: "Code:\n```js\n...```" is a label and an
-  // empty tagged template to JavaScript. Only fences inside comments are left alone, so code that merely
-  // mentions one is run as written. (A fence cannot start a line inside a string or template literal.)
+  // empty tagged template to JavaScript. Fences inside comments, strings and template text are left alone,
+  // so code that merely holds one is run as written.
   const fences = findFences(submitted);
-  const comments: Array<[number, number]> = [];
-  let program = tryParse(submitted, comments);
-  const live = program === undefined ? fences : fences.filter((f) => !comments.some(([start, end]) => f.at >= start && f.at < end));
+  const inert: Array<[number, number]> = [];
+  let program = tryParse(submitted, fences.length > 0 ? inert : undefined);
+  const live = program === undefined ? fences : liveFences(fences, inert);
   const fence = pickFence(live);
   if (fence !== undefined) program = undefined;
   let source = fence ? fence.code : submitted;
