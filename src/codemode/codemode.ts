@@ -12,7 +12,7 @@ import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Context, Span } from '@opentelemetry/api';
 import { CodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { hostResultJson } from '../sandbox/host-functions.js';
+import { assertHostResultCopyable } from '../sandbox/host-functions.js';
 import { resolveLimits } from '../sandbox/limits.js';
 import type { HostCallContext, HostFunctions, RunOutcome, SandboxLimits, SandboxLimitsInput, SandboxProvider } from '../sandbox/types.js';
 import { ATTR, ERROR_TYPE_TOOL_ERROR, getTracer, injectTraceContext } from '../telemetry/index.js';
@@ -219,7 +219,7 @@ class Execution {
 
 function assertCopyable(label: string, value: unknown): void {
   try {
-    hostResultJson(value);
+    assertHostResultCopyable(value);
   } catch (err) {
     throw new ToolError(`${label}: its result cannot be copied into the sandbox: ${err instanceof Error ? err.message : String(err)}`, { tool: label }, { cause: err });
   }
@@ -468,7 +468,8 @@ export class CodeMode {
     const error: ExecuteError = { kind: raw.kind, message: raw.message };
     if (raw.name !== undefined) error.name = raw.name;
     // The guest can throw anything under any name: the kind and the tool fields are taken from it only when
-    // this execution really refused a call at the cap, or really had a failed call to that tool.
+    // this execution really refused a call at the cap, or really had a failed call (a handler may name its
+    // ToolError's tool itself, and records stop at MAX_CALL_RECORDS, so any failed call will do).
     if (raw.kind === 'runtime' && raw.name === 'ToolCallLimitError' && execution.maxToolCalls !== null && execution.attempts > execution.maxToolCalls) {
       error.kind = 'tool_call_limit';
     }
@@ -478,7 +479,7 @@ export class CodeMode {
       if (raw.column !== undefined) error.column = pos.column;
     }
     const tool = raw.data?.tool;
-    if (raw.name === 'ToolError' && typeof tool === 'string' && execution.records.some((r) => r.tool === tool && !r.ok)) {
+    if (raw.name === 'ToolError' && typeof tool === 'string' && (execution.droppedRecords > 0 || execution.records.some((r) => !r.ok))) {
       error.tool = tool;
       if (raw.data?.structuredContent !== undefined) error.structuredContent = raw.data.structuredContent;
     }

@@ -141,14 +141,27 @@ function isPlainData(value: object, depth: number): boolean {
  * @throws TypeError naming what could not be copied, or JSON.stringify's own error (cycles).
  */
 export function hostResultJson(value: unknown): string | undefined {
-  let plain: boolean;
+  return isPlainValue(value) ? JSON.stringify(value) : carefulJson(value);
+}
+
+/**
+ * Throws as hostResultJson would, without serializing plain data: for a caller that checks a value before
+ * handing it to the sandbox, which copies it afterwards anyway.
+ */
+export function assertHostResultCopyable(value: unknown): void {
+  if (!isPlainValue(value)) carefulJson(value);
+}
+
+function isPlainValue(value: unknown): boolean {
   try {
-    plain = typeof value === 'object' ? value === null || isPlainData(value, 0) : isPlainMember(value, 0);
+    return typeof value === 'object' ? value === null || isPlainData(value, 0) : isPlainMember(value, 0);
   } catch {
     // Deeper than the stack allows for the check: JSON.stringify, as deep or deeper, reports it itself.
-    plain = true;
+    return true;
   }
-  if (plain) return JSON.stringify(value);
+}
+
+function carefulJson(value: unknown): string | undefined {
   // One copy per Error, so an error that refers to itself is still a cycle JSON.stringify can report.
   const errorCopies = new Map<object, object>();
   return JSON.stringify(value, (key: string, member: unknown): unknown => copyMember(key, member, errorCopies));

@@ -202,6 +202,17 @@ describe('CodeMode.execute with local tools', () => {
     // A real failed call keeps its fields, even when the guest rethrows the error.
     const real = await mode.execute(`try { await tools.local.boom(); } catch (e) { throw e; }`);
     expect(!real.ok && real.error).toMatchObject({ name: 'ToolError', tool: 'local.boom', structuredContent: { code: 42 } });
+    // So does a handler's ToolError that names its tool its own way.
+    const named = await CodeMode.create({
+      sources: [localTools('inv', [{ name: 'get', handler: () => { throw new ToolError('not found', { tool: 'get', structuredContent: { missing: 'sku-1' } }); } }])],
+      sandbox,
+    });
+    try {
+      const own = await named.execute('await tools.inv.get()');
+      expect(!own.ok && own.error).toMatchObject({ name: 'ToolError', tool: 'get', structuredContent: { missing: 'sku-1' } });
+    } finally {
+      await named.close();
+    }
   });
 
   it('runs exactly 50 host calls when 51 are attempted sequentially; call 51 throws a catchable ToolCallLimitError', async () => {

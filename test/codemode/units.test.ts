@@ -310,6 +310,8 @@ describe('search', () => {
     const index = new SearchIndex(catalog.entries);
     expect(index.search('検索')[0]!.name).toBe('jp.検索');
     expect(index.search('天気予報')[0]!.name).toBe('jp.weather');
+    // Combining marks stay inside their word (Devanagari vowel signs are marks, not separators).
+    expect(tokenize('फ़ाइल खोजें')).toEqual(['फ़ाइल', 'खोजें']);
     // 3,000 distinct unknown words: each costs a prefix scan of every tool. Only the first 32 count, and the
     // scan is per query, not cached in a table that fills up (a query like this took 17 s before).
     const words = Array.from({ length: 3_000 }, (_, i) => `zq${i.toString(36)}x`).join(' ');
