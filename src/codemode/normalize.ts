@@ -105,7 +105,9 @@ function tryParse(code: string, inert?: Array<[number, number]>): Program | unde
       ...PARSE_OPTIONS,
       onComment: (_block: boolean, _text: string, start: number, end: number) => inert.push([start, end]),
       onToken: (token: Token) => {
-        if (token.type.label === 'string' || token.type.label === 'template') inert.push([token.start, token.end]);
+        const kind = token.type.label;
+        // `invalidTemplate`: template text with an escape that is invalid outside a tag (String.raw`C:\u`).
+        if (kind === 'string' || kind === 'template' || kind === 'invalidTemplate') inert.push([token.start, token.end]);
       },
     });
   } catch {

@@ -141,7 +141,7 @@ function isPlainData(value: object, depth: number): boolean {
  * @throws TypeError naming what could not be copied, or JSON.stringify's own error (cycles).
  */
 export function hostResultJson(value: unknown): string | undefined {
-  return isPlainValue(value) ? JSON.stringify(value) : carefulJson(value);
+  return isPlainValue(value) === true ? JSON.stringify(value) : carefulJson(value);
 }
 
 /**
@@ -149,15 +149,18 @@ export function hostResultJson(value: unknown): string | undefined {
  * handing it to the sandbox, which copies it afterwards anyway.
  */
 export function assertHostResultCopyable(value: unknown): void {
-  if (!isPlainValue(value)) carefulJson(value);
+  const plain = isPlainValue(value);
+  if (plain === false) carefulJson(value);
+  // Too deep to check (or a cycle): JSON.stringify itself tells whether it can be copied.
+  else if (plain === 'unknown') JSON.stringify(value);
 }
 
-function isPlainValue(value: unknown): boolean {
+/** Whether `value` is plain data; 'unknown' when it is too deep for the check's stack (a cycle is, too). */
+function isPlainValue(value: unknown): boolean | 'unknown' {
   try {
     return typeof value === 'object' ? value === null || isPlainData(value, 0) : isPlainMember(value, 0);
   } catch {
-    // Deeper than the stack allows for the check: JSON.stringify, as deep or deeper, reports it itself.
-    return true;
+    return 'unknown';
   }
 }
 

@@ -165,21 +165,36 @@ describe('CodeMode.execute with local tools', () => {
 
   it('fails a call whose value cannot cross into the sandbox as a ToolError, recorded as failed', async () => {
     const odd = await CodeMode.create({
-      sources: [localTools('odd', [{ name: 'map', handler: () => new Map([[1, 2]]) }, { name: 'big', handler: () => ({ n: 10n }) }])],
+      sources: [
+        localTools('odd', [
+          { name: 'map', handler: () => new Map([[1, 2]]) },
+          { name: 'big', handler: () => ({ n: 10n }) },
+          {
+            name: 'cycle',
+            handler: () => {
+              const c: Record<string, unknown> = { a: 1 };
+              c.self = c;
+              return c;
+            },
+          },
+        ]),
+      ],
       sandbox,
     });
     try {
       const result = await odd.execute(`
         const out = [];
-        for (const f of [tools.odd.map, tools.odd.big]) {
+        for (const f of [tools.odd.map, tools.odd.big, tools.odd.cycle]) {
           try { await f(); out.push('no error'); } catch (e) { out.push({ isToolError: e instanceof ToolError, tool: e.tool, message: e.message }); }
         }
         return out;`);
       expect(result.ok && result.value).toEqual([
         { isToolError: true, tool: 'odd.map', message: expect.stringMatching(/^odd\.map: its result cannot be copied into the sandbox: the value is a Map/) },
         { isToolError: true, tool: 'odd.big', message: expect.stringMatching(/"n" is a BigInt/) },
+        // A cycle is too deep for the plain-data check; JSON.stringify then reports it.
+        { isToolError: true, tool: 'odd.cycle', message: expect.stringMatching(/circular/i) },
       ]);
-      expect(result.toolCalls.map((c) => c.ok)).toEqual([false, false]);
+      expect(result.toolCalls.map((c) => c.ok)).toEqual([false, false, false]);
     } finally {
       await odd.close();
     }

@@ -214,7 +214,13 @@ describe('code normalization', () => {
   });
 
   it('leaves fences inside template text, strings and comments of valid code alone', () => {
-    for (const js of ['const doc = `\n~~~\nhello\n~~~\n`;\nreturn doc', "const s = 'a\\\n```\\\nb';\nreturn s", '/*\n```js\nx\n```\n*/\nreturn 1;']) {
+    for (const js of [
+      'const doc = `\n~~~\nhello\n~~~\n`;\nreturn doc',
+      "const s = 'a\\\n```\\\nb';\nreturn s",
+      '/*\n```js\nx\n```\n*/\nreturn 1;',
+      // A tagged template whose text has an escape that is invalid untagged (acorn's invalidTemplate token).
+      'const p = String.raw`C:\\users\n~~~js\nreturn 9\n~~~\n`;\nreturn p',
+    ]) {
       expect(normalizeCode(js).code).toBe(js);
     }
     // Many fences among many comments: one sweep, not every fence against every comment (2.7 s before).
