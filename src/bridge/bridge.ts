@@ -13,6 +13,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { LineReader } from '../wire/line-reader.js';
 import type { BridgeConfig } from './config.js';
 import type { JsonRpcId, JsonRpcMessage } from './jsonrpc.js';
 import { RpcCode, UpstreamError, errorResponse, isRequest, isResponse } from './jsonrpc.js';
@@ -21,7 +22,7 @@ import { GET_STREAM_WAIT_MS, Upstream } from './upstream.js';
 
 const log = createLogger('remote');
 
-/** Largest line accepted from the host; anything longer is a broken host, not a message. */
+/** Largest line accepted from the host, in UTF-8 bytes; anything longer is a broken host, not a message. */
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
 
 export interface BridgeIo {
@@ -233,25 +234,30 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     }
   };
 
-  let buffer = '';
+  // One decoder for the whole stream: a multi-byte character split across two pipe reads stays whole.
+  const reader = new LineReader({ maxLineBytes: MAX_LINE_BYTES });
   const onData = (chunk: Buffer | string): void => {
-    buffer += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) !== -1) {
-      const line = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + 1);
-      onLine(line);
+    for (const event of reader.push(typeof chunk === 'string' ? Buffer.from(chunk, 'utf8') : chunk)) {
+      if (state === 'closed') return;
+      if (event.kind === 'line') {
+        onLine(event.line);
+        continue;
+      }
+      log.error(`a line on stdin is ${event.bytes} bytes, over the ${MAX_LINE_BYTES}-byte limit; closing`);
+      void close(1);
+      return;
     }
-    if (buffer.length > MAX_LINE_BYTES) {
-      log.error('a line on stdin exceeds 64 MiB; closing');
+    // A line that never ends must not keep the bridge running: it is already known to be too long.
+    if (reader.discarding && state !== 'closed') {
+      log.error(`a line on stdin exceeds ${MAX_LINE_BYTES} bytes; closing`);
       void close(1);
     }
   };
   io.input.on('data', onData);
   // stdin EOF is the host saying goodbye, in every state: connecting, waiting for a login, mid-call.
   io.input.once('end', () => {
-    if (buffer.trim() !== '') onLine(buffer);
-    buffer = '';
+    for (const event of reader.end()) if (event.kind === 'line' && event.line.trim() !== '') onLine(event.line);
+    reader.clear();
     void close(0);
   });
   io.input.once('error', () => void close(0));
