@@ -9,18 +9,17 @@
  * @module
  */
 
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { JWTPayload } from 'jose';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { createBearerTokens, DEFAULT_AUTH_TOKENS_ENV, parseTokenList, writeBearerChallenge } from '../wire/bearer.js';
+
+export { DEFAULT_AUTH_TOKENS_ENV, parseTokenList };
 
 const log = createLogger('server');
-
-/** The environment variable `codemode serve` reads static tokens from by default (comma or whitespace separated). */
-export const DEFAULT_AUTH_TOKENS_ENV = 'CODEMODE_AUTH_TOKENS';
 
 /** Asymmetric algorithms only: a JWKS never holds a shared secret, and `none`/HS* must not be accepted. */
 export const DEFAULT_JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
@@ -57,26 +56,6 @@ export interface HttpAuth {
   readonly description: string;
 }
 
-/**
- * Splits a token list from an environment variable (commas, whitespace or newlines).
- *
- * @example
- * ```ts
- * parseTokenList('a, b\nc'); // ['a', 'b', 'c']
- * ```
- */
-export function parseTokenList(value: string | undefined): string[] {
-  return (value ?? '').split(/[\s,]+/).filter((t) => t !== '');
-}
-
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
-}
-
-function quote(value: string): string {
-  return `"${value.replace(/["\\]/g, '\\$&')}"`;
-}
-
 function scopesOf(payload: JWTPayload): string[] {
   const raw = payload.scope ?? payload.scp;
   if (typeof raw === 'string') return raw.split(' ').filter((s) => s !== '');
@@ -101,7 +80,7 @@ export function createHttpAuth(options: HttpAuthOptions): HttpAuth {
   if (tokens.length === 0 && options.jwt === undefined) {
     throw new CodemodeError('INVALID_CONFIG', 'HTTP auth needs at least one bearer token or a JWT configuration (JWKS URL, issuer, audience).');
   }
-  const hashes = tokens.map(digest);
+  const staticTokens = createBearerTokens(tokens);
   let verifyJwt: ((token: string) => Promise<AuthInfo>) | undefined;
   if (options.jwt !== undefined) {
     const jwt = options.jwt;
@@ -120,38 +99,29 @@ export function createHttpAuth(options: HttpAuthOptions): HttpAuth {
       const missing = (jwt.requiredScopes ?? []).filter((s) => !scopes.includes(s));
       if (missing.length > 0) throw new Error(`the token lacks the required scope(s) ${missing.join(' ')}`);
       const clientId = typeof payload.client_id === 'string' ? payload.client_id : typeof payload.azp === 'string' ? payload.azp : (payload.sub ?? 'unknown');
-      return { token, clientId, scopes, ...(payload.exp !== undefined ? { expiresAt: payload.exp } : {}), extra: { sub: payload.sub } };
+      return { token, clientId, scopes, ...(payload.exp !== undefined ? { expiresAt: payload.exp } : {}), extra: { sub: payload.sub, principal: `jwt:${payload.sub ?? clientId}` } };
     };
   }
 
-  const challenge = (res: Response, status: 401 | 403, error?: { code: string; description: string }) => {
-    const parts = [`realm=${quote(realm)}`];
-    if (error !== undefined) parts.push(`error=${quote(error.code)}`, `error_description=${quote(error.description)}`);
-    res.setHeader('WWW-Authenticate', `Bearer ${parts.join(', ')}`);
-    res.status(status).json({ error: error?.code ?? 'unauthorized', error_description: error?.description ?? 'This endpoint needs a bearer token: send "Authorization: Bearer <token>".' });
-  };
+  const challenge = (res: Response, status: 401 | 403, error?: { code: string; description: string }) => writeBearerChallenge(res, realm, status, error);
 
   const middleware: RequestHandler = (req: Request, res: Response, next: NextFunction) => {
-    const header = req.headers.authorization;
-    if (header === undefined || header.trim() === '') {
+    const found = staticTokens.check(req.headers.authorization);
+    if (found.kind === 'missing') {
       challenge(res, 401);
       return;
     }
-    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
-    if (!match) {
+    if (found.kind === 'malformed') {
       challenge(res, 401, { code: 'invalid_request', description: 'The Authorization header must be "Bearer <token>".' });
       return;
     }
-    const token = match[1]!;
-    const hash = digest(token);
-    // Compare against every token in constant time, so timing reveals neither which nor how much matched.
-    let found = false;
-    for (const h of hashes) found = timingSafeEqual(h, hash) || found;
-    if (found) {
-      (req as Request & { auth?: AuthInfo }).auth = { token, clientId: 'static-token', scopes: [] };
+    if (found.kind === 'static') {
+      // Every static token is its own principal: sessions are bound to it (see sessions.ts).
+      (req as Request & { auth?: AuthInfo }).auth = { token: found.token, clientId: 'static-token', scopes: [], extra: { principal: found.principal } };
       next();
       return;
     }
+    const token = found.token;
     if (verifyJwt === undefined) {
       challenge(res, 401, { code: 'invalid_token', description: 'The bearer token is not valid.' });
       return;

@@ -7,39 +7,26 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
-import { hostHeaderValidation } from '@modelcontextprotocol/sdk/server/middleware/hostHeaderValidation.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import type { CodemodeServer, CodemodeSession } from './server.js';
+import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, writeJsonRpcError } from '../wire/http-guard.js';
+import type { HttpServerLimits } from '../wire/http-guard.js';
+import type { CodemodeServer } from './server.js';
+import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, DEFAULT_SESSION_IDLE_TIMEOUT_MS, principalOf, SessionStore } from './sessions.js';
+import type { SessionEntry } from './sessions.js';
+
+export { isLoopbackHost, DEFAULT_SESSION_IDLE_TIMEOUT_MS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL };
+export { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT_MS } from '../wire/http-guard.js';
 
 const log = createLogger('server');
 
-/** Sessions with no request for this long are closed: 30 minutes. */
-export const DEFAULT_SESSION_IDLE_TIMEOUT_MS = 30 * 60_000;
 /** Largest accepted request body: 4 MiB (the SDK's own default cap). */
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
-
-const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
-
-/**
- * True for addresses only this machine can reach.
- *
- * @example
- * ```ts
- * isLoopbackHost('127.0.0.1'); // true
- * isLoopbackHost('0.0.0.0');   // false
- * ```
- */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
-}
 
 /** Something that authenticates requests: `createHttpAuth(...)`, or an OAuth proxy's `requireAuth` + `router`. */
 export interface HttpAuthLike {
@@ -56,7 +43,7 @@ export interface HttpAuthLike {
 /** Builds the auth once the server's URL is known (an OAuth proxy needs it as its issuer by default). */
 export type HttpAuthFactory = (server: { serverUrl: string; mcpPath: string }) => Promise<HttpAuthLike>;
 
-export interface ServeHttpOptions {
+export interface ServeHttpOptions extends HttpServerLimits {
   /** Interface to bind. Default `127.0.0.1`. */
   host?: string;
   /** Port; `0` (the default) picks a free one. */
@@ -67,11 +54,28 @@ export interface ServeHttpOptions {
   stateless?: boolean;
   /** Close sessions idle this long (ms); `null` never does. Default `DEFAULT_SESSION_IDLE_TIMEOUT_MS`. */
   sessionIdleTimeoutMs?: number | null;
+  /**
+   * Live sessions at once; an initialize past it gets HTTP 503. `null` = no cap. Default `DEFAULT_MAX_SESSIONS`.
+   */
+  maxSessions?: number | null;
+  /**
+   * Live sessions at once per authenticated principal (a static token, a JWT subject, an OAuth client and
+   * user); an initialize past it gets HTTP 429. Unauthenticated sessions count toward `maxSessions` only.
+   * `null` = no cap. Default `DEFAULT_MAX_SESSIONS_PER_PRINCIPAL`.
+   */
+  maxSessionsPerPrincipal?: number | null;
+  /**
+   * Let `/healthz` show details (sessions, executions, upstream names) to callers without credentials.
+   * Default false: they get only `{"status": "ok"}` (200) or `{"status": "draining"}` (503); details need
+   * a valid `Authorization` header when auth is on.
+   */
+  healthDetails?: boolean;
   /** Largest request body in bytes; larger ones get 413. Default `DEFAULT_MAX_BODY_BYTES`. */
   maxBodyBytes?: number;
   /**
-   * Host header names accepted (DNS-rebinding protection). Default for a loopback bind: localhost,
-   * 127.0.0.1 and [::1]. For other binds the check is off unless this is given.
+   * Host header names accepted (DNS-rebinding protection), for `/mcp` and `/healthz` alike. Default for a
+   * loopback bind: any loopback name (localhost, 127.x.y.z, [::1]). For other binds the check is off
+   * unless this is given.
    */
   allowedHosts?: string[];
   /**
@@ -100,51 +104,13 @@ export interface CodemodeHttpServer {
 }
 
 function rpcError(res: Response, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
-  if (res.headersSent) return;
-  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-  res.status(status).json({ jsonrpc: '2.0', error: { code, message }, id: null });
+  writeJsonRpcError(res, status, code, message, headers);
 }
 
-/** Rejects a browser request from a foreign page: its Origin must name an allowed host or origin. */
-function originValidation(allowedHostnames: readonly string[] | undefined, allowedOrigins: readonly string[]): RequestHandler {
-  const origins = new Set(allowedOrigins.map((o) => o.replace(/\/+$/, '').toLowerCase()));
-  return (req, res, next) => {
-    const origin = req.headers.origin;
-    if (origin === undefined || origin === '') return next();
-    let hostname: string;
-    try {
-      hostname = new URL(origin).hostname;
-    } catch {
-      return rpcError(res, 403, -32000, `Invalid Origin header: ${origin}`);
-    }
-    if (origins.has(origin.toLowerCase())) {
-      // An explicitly allowed origin is a browser client we serve: answer CORS, including the preflight
-      // (which carries no credentials, so it is answered before auth).
-      res.setHeader('Access-Control-Allow-Origin', origin);
-      res.setHeader('Vary', 'Origin');
-      res.setHeader('Access-Control-Expose-Headers', 'Mcp-Session-Id, WWW-Authenticate');
-      if (req.method === 'OPTIONS') {
-        res.setHeader('Access-Control-Allow-Methods', 'GET, POST, DELETE, OPTIONS');
-        res.setHeader('Access-Control-Allow-Headers', 'Content-Type, Authorization, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID');
-        res.setHeader('Access-Control-Max-Age', '600');
-        res.status(204).end();
-        return;
-      }
-      return next();
-    }
-    // With no Host allowlist (non-loopback bind without --allowed-host) only the explicit origins count,
-    // and when none are configured any origin passes: auth protects such a server.
-    if (allowedHostnames === undefined ? origins.size === 0 : allowedHostnames.includes(hostname)) return next();
-    rpcError(res, 403, -32000, `Origin not allowed: ${origin}`);
-  };
-}
-
-interface SessionEntry {
-  transport: StreamableHTTPServerTransport;
-  session: CodemodeSession;
-  lastSeen: number;
-  /** POSTs in progress (an execute may run for minutes); an idle sweep never closes a busy session. */
-  busy: number;
+function positiveOrNull(name: string, value: number | null | undefined, fallback: number): number | null {
+  if (value === undefined) return fallback;
+  if (value !== null && (!Number.isInteger(value) || value < 1)) throw new CodemodeError('INVALID_CONFIG', `${name} must be a positive whole number, or null for no cap; got ${String(value)}.`);
+  return value;
 }
 
 /**
@@ -174,12 +140,19 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
     );
   }
   if (!Number.isInteger(maxBody) || maxBody < 1) throw new CodemodeError('INVALID_CONFIG', `maxBodyBytes must be a positive integer, got ${String(maxBody)}.`);
-  const allowedHostnames = options.allowedHosts ?? (isLoopbackHost(host) ? LOOPBACK_NAMES : undefined);
-
+  const maxSessions = positiveOrNull('maxSessions', options.maxSessions, DEFAULT_MAX_SESSIONS);
+  const maxPerPrincipal = positiveOrNull('maxSessionsPerPrincipal', options.maxSessionsPerPrincipal, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL);
+  const guard = createHostOriginGuard({
+    bindHost: host,
+    ...(options.allowedHosts !== undefined ? { allowedHosts: options.allowedHosts } : {}),
+    ...(options.allowedOrigins !== undefined ? { allowedOrigins: options.allowedOrigins } : {}),
+  });
   const app = express();
   app.disable('x-powered-by');
+  // Built before any route or session: a bad limit is a config error, not a half-started server.
+  const httpServer = createLimitedHttpServer(app, options);
   let draining = false;
-  const sessions = new Map<string, SessionEntry>();
+  const sessions = new SessionStore({ maxSessions, maxSessionsPerPrincipal: maxPerPrincipal, idleTimeoutMs: options.stateless ? null : idleMs });
   // POSTs whose response has not ended yet; shutdown waits for them so the last results are delivered.
   let openPosts = 0;
   let postsIdle: (() => void) | undefined;
@@ -203,24 +176,41 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
           };
         });
 
-  // Before the Host check: load balancers probe by IP. It reveals only counts and states.
-  app.get('/healthz', (_req, res) => {
-    const stats = server.stats();
-    const failed = stats.upstreams.filter((u) => u.state !== 'connected').map((u) => u.name);
-    res.status(draining ? 503 : 200).json({
-      status: draining ? 'draining' : failed.length > 0 ? 'degraded' : 'ok',
-      sessions: options.stateless ? undefined : sessions.size,
-      executions: { active: stats.activeExecutions, queued: stats.queuedExecutions },
-      tools: stats.tools,
-      upstreams: { connected: stats.upstreams.length - failed.length, failed },
-    });
+  // Host and Origin first, for every route: /healthz included (a rebinding page must not read it either).
+  app.use((req, res, next) => {
+    if (!guard.handle(req, res)) next();
   });
-  if (allowedHostnames !== undefined) app.use(hostHeaderValidation([...allowedHostnames]));
-  app.use(originValidation(allowedHostnames, options.allowedOrigins ?? []));
   // The auth may only exist once the port is bound (a factory); requests wait for it rather than slip past.
   let resolveAuth!: (auth: HttpAuthLike | undefined) => void;
   const authReady = new Promise<HttpAuthLike | undefined>((resolve) => (resolveAuth = resolve));
   let auth: HttpAuthLike | undefined;
+  const authenticate: RequestHandler = (req, res, next) => {
+    void authReady.then((a) => {
+      const handler = a?.middleware ?? a?.requireAuth;
+      if (handler === undefined) return rpcError(res, 500, -32603, 'Authentication is not configured correctly.');
+      return handler(req, res, next);
+    });
+  };
+
+  // Up or down for anyone who passes the Host check (load balancers); what is connected, failing and busy
+  // only for callers with valid credentials, or everyone when healthDetails is set. Upstream names are
+  // internal topology, not something to hand an anonymous prober.
+  app.get('/healthz', (req, res) => {
+    const details = () => {
+      const stats = server.stats();
+      const failed = stats.upstreams.filter((u) => u.state !== 'connected').map((u) => u.name);
+      res.status(draining ? 503 : 200).json({
+        status: draining ? 'draining' : failed.length > 0 ? 'degraded' : 'ok',
+        sessions: options.stateless ? undefined : sessions.size,
+        executions: { active: stats.activeExecutions, queued: stats.queuedExecutions },
+        tools: stats.tools,
+        upstreams: { connected: stats.upstreams.length - failed.length, failed },
+      });
+    };
+    if (options.healthDetails === true) details();
+    else if (hasAuth && req.headers.authorization !== undefined) void authenticate(req, res, () => details());
+    else res.status(draining ? 503 : 200).json({ status: draining ? 'draining' : 'ok' });
+  });
   app.use((req, res, next) => {
     authReady.then(
       (a) => (a?.router !== undefined ? a.router(req, res, next) : next()),
@@ -231,15 +221,7 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
     if (!draining) return next();
     rpcError(res, 503, -32000, 'The server is shutting down; retry shortly (or on another instance).', { 'Retry-After': '1', Connection: 'close' });
   });
-  if (hasAuth) {
-    app.use(path, (req, res, next) => {
-      void authReady.then((a) => {
-        const handler = a?.middleware ?? a?.requireAuth;
-        if (handler === undefined) return rpcError(res, 500, -32603, 'Authentication is not configured correctly.');
-        return handler(req, res, next);
-      });
-    });
-  }
+  if (hasAuth) app.use(path, authenticate);
   app.post(path, express.json({ limit: maxBody, type: ['application/json', 'application/*+json'] }));
 
   const handleStateless = async (req: Request, res: Response): Promise<void> => {
@@ -255,8 +237,10 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
 
   const handleStateful = async (req: Request, res: Response): Promise<void> => {
     const sid = req.headers['mcp-session-id'];
+    const principal = principalOf(req);
     if (typeof sid === 'string') {
-      const entry = sessions.get(sid);
+      // Another principal's session answers exactly like a missing one: its existence is not revealed.
+      const entry = sessions.get(sid, principal);
       if (entry === undefined) {
         // The spec's answer for an unknown or expired session: the client must initialize again.
         return rpcError(res, 404, -32001, `Session not found: ${sid}. It expired or the server restarted; initialize a new session.`);
@@ -277,26 +261,46 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
     if (req.method !== 'POST' || !isInitializeRequest(req.body)) {
       return rpcError(res, 400, -32000, 'Bad Request: no Mcp-Session-Id header. Send an initialize request first.');
     }
+    const refused = sessions.reserve(principal);
+    if (refused !== undefined) {
+      log.warn('new session refused: session cap reached', { status: refused.status });
+      return rpcError(res, refused.status, -32000, refused.message, { 'Retry-After': '60' });
+    }
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      sessions.release(principal);
+    };
     const holder: { entry?: SessionEntry } = {};
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
-      onsessioninitialized: (id) => {
-        if (holder.entry !== undefined) sessions.set(id, holder.entry);
-      },
-    });
-    const session = await server.connect(transport);
-    const entry: SessionEntry = { transport, session, lastSeen: Date.now(), busy: 1 };
+    let session;
+    let transport: StreamableHTTPServerTransport;
+    try {
+      transport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: () => randomUUID(),
+        onsessioninitialized: (id) => {
+          if (holder.entry !== undefined) sessions.add(id, holder.entry);
+        },
+      });
+      session = await server.connect(transport);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    const t = transport;
+    const entry: SessionEntry = { transport: t, session, principal, lastSeen: Date.now(), busy: 1 };
     holder.entry = entry;
     void session.closed.then(() => {
-      if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
+      if (t.sessionId !== undefined) sessions.delete(t.sessionId);
+      release();
     });
     res.once('close', () => {
       entry.busy--;
       entry.lastSeen = Date.now();
     });
-    await transport.handleRequest(req, res, req.body);
+    await t.handleRequest(req, res, req.body);
     // An initialize that failed leaves a transport without a session: nothing will ever reach it again.
-    if (transport.sessionId === undefined || !sessions.has(transport.sessionId)) await session.close();
+    if (t.sessionId === undefined || sessions.get(t.sessionId, principal) === undefined) await session.close();
   };
 
   app.all(path, async (req, res) => {
@@ -320,32 +324,16 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
     rpcError(res, 500, -32603, 'Internal error in codemode; see its logs.');
   });
 
-  const httpServer = await new Promise<HttpServer>((resolve, reject) => {
-    const s = app.listen(options.port ?? 0, host, (error?: Error) => (error === undefined ? resolve(s) : reject(error)));
-    s.once('error', reject);
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(options.port ?? 0, host, () => {
+      httpServer.removeListener('error', reject);
+      resolve();
+    });
   }).catch((error: unknown) => {
+    sessions.drain();
     throw new CodemodeError('INVALID_ARGUMENT', `Cannot listen on ${host}:${options.port ?? 0}: ${describeError(error)}`, { cause: error });
   });
-  // A slow client must not hold a socket open forever before sending its headers.
-  httpServer.headersTimeout = 30_000;
-
-  let sweeper: NodeJS.Timeout | undefined;
-  if (!options.stateless && idleMs !== null) {
-    sweeper = setInterval(
-      () => {
-        const cutoff = Date.now() - idleMs;
-        for (const [id, entry] of sessions) {
-          if (entry.busy <= 0 && entry.lastSeen < cutoff) {
-            log.info('closing idle session', { session: id });
-            sessions.delete(id);
-            void entry.session.close();
-          }
-        }
-      },
-      Math.max(50, Math.min(idleMs / 2, 60_000)),
-    );
-    sweeper.unref();
-  }
 
   const port = (httpServer.address() as AddressInfo).port;
   const displayHost = host.includes(':') ? `[${host}]` : host;
@@ -356,7 +344,7 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
     }
   } catch (err) {
     resolveAuth(undefined);
-    clearInterval(sweeper);
+    sessions.drain();
     httpServer.closeAllConnections();
     await new Promise<void>((resolve) => httpServer.close(() => resolve()));
     throw err;
@@ -373,14 +361,12 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
     close(closeOptions = {}) {
       closing ??= (async () => {
         draining = true;
-        clearInterval(sweeper);
         const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
         try {
           await server.close({ ...(closeOptions.graceMs !== undefined ? { graceMs: closeOptions.graceMs } : {}), drain: () => waitForPosts(3_000) });
         } finally {
-          await Promise.allSettled([...sessions.values()].map((e) => e.session.close()));
-          sessions.clear();
+          await Promise.allSettled(sessions.drain().map((e) => e.session.close()));
           httpServer.closeAllConnections();
           await stopped;
           await auth?.close?.().catch((err: unknown) => log.warn('closing auth failed', { error: describeError(err) }));

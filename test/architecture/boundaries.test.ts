@@ -5,13 +5,15 @@ import { describe, expect, it } from 'vitest';
 
 // ARCHITECTURE.md §1: which layer may import which. (console.* in src/ is caught by eslint no-console.) Anything not listed may import only errors and log.
 const ALLOWED: Record<string, readonly string[]> = {
-  cli: ['server', 'bridge', 'proxy', 'codemode', 'sandbox', 'telemetry'],
-  server: ['codemode', 'proxy', 'telemetry'],
-  bridge: ['proxy'],
+  cli: ['server', 'bridge', 'proxy', 'codemode', 'sandbox', 'telemetry', 'wire'],
+  server: ['codemode', 'proxy', 'wire', 'telemetry'],
+  bridge: ['wire', 'proxy'],
   codemode: ['sandbox', 'telemetry'],
-  proxy: ['telemetry'],
+  proxy: ['wire', 'telemetry'],
   sandbox: [],
   telemetry: [],
+  // The SDK-free transport pieces: node built-ins, errors and log only (checked below as well).
+  wire: [],
 };
 const SHARED = new Set(['errors.ts', 'log.ts']);
 
@@ -52,6 +54,7 @@ function violations(): string[] {
       const where = relative(root, file);
       if (spec === 'isolated-vm' && layer !== 'sandbox') found.push(`${where}: only src/sandbox may import isolated-vm`);
       if (layer === 'sandbox' && spec.startsWith('@modelcontextprotocol/')) found.push(`${where}: the sandbox knows no MCP (${spec})`);
+      if (layer === 'wire' && !spec.startsWith('.') && !spec.startsWith('node:')) found.push(`${where}: src/wire imports only node built-ins, errors and log (${spec})`);
       if (!spec.startsWith('.')) continue;
       const target = relative(srcDir, resolve(dirname(file), spec)).split(sep);
       if (target[0] === '..') {

@@ -103,7 +103,7 @@ describe('codemode serve over Streamable HTTP', () => {
 
   it('reports a failing upstream clearly and keeps serving the others; strict refuses to start', async () => {
     const broken = { command: process.execPath, args: ['-e', 'process.stderr.write("boom\\n"); process.exit(3)'] };
-    const { http } = await engine({ inventory: inventoryEntry, broken });
+    const { http } = await engine({ inventory: inventoryEntry, broken }, {}, { healthDetails: true });
     const c = await client(http.url);
     expect(c.getInstructions()).toMatch(/broken: UNAVAILABLE \(.+\)/);
     const health = await fetch(new URL('/healthz', http.url));
@@ -138,7 +138,7 @@ describe('codemode serve over Streamable HTTP', () => {
   it('an upstream that dies later is reported by /healthz, and calls to it fail with a clear ToolError', async () => {
     const { fileURLToPath } = await import('node:url');
     const changing = { command: process.execPath, args: [fileURLToPath(new URL('./fixtures/changing-server.mjs', import.meta.url))] };
-    const { http } = await engine({ changing, inventory: inventoryEntry });
+    const { http } = await engine({ changing, inventory: inventoryEntry }, {}, { healthDetails: true });
     const c = await client(http.url);
     expect((await execute(c, 'return await tools.changing.crash()')).structuredContent).toMatchObject({ result: 'bye' });
     await until(async () => ((await (await fetch(new URL('/healthz', http.url))).json()) as { status: string }).status === 'degraded');
