@@ -5,11 +5,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileOAuthStorage, MemoryOAuthStorage, RedisOAuthStorage } from '../../../src/server/auth/index.js';
 import type { OAuthStorage } from '../../../src/server/auth/index.js';
 import { startIdp } from '../../fixtures/idp-server.js';
+import { SERVICES, skipWithout } from '../../setup/services.js';
 import { TestOAuthProvider, connectWithLogin, sleep, startLoadBalancer, startProtectedServer, startRedis, whoami } from './harness.js';
 
 let redis: { url: string; close(): Promise<void> } | undefined;
+const noRedis = skipWithout(SERVICES.redis);
 beforeAll(async () => {
-  redis = await startRedis();
+  if (!noRedis) redis = await startRedis();
 });
 afterAll(async () => {
   await redis?.close();
@@ -28,7 +30,7 @@ const storages: Record<string, () => Promise<{ make(): Promise<OAuthStorage>; cl
 };
 
 for (const [name, storageFactory] of Object.entries(storages)) {
-  describe(`OAuth proxy: two instances behind a load balancer sharing ${name} storage`, () => {
+  describe.skipIf(name === 'redis' && noRedis)(`OAuth proxy: two instances behind a load balancer sharing ${name} storage`, () => {
     const cleanups: Array<() => Promise<void>> = [];
     afterEach(async () => {
       for (const fn of cleanups.splice(0).reverse()) await fn();
@@ -129,7 +131,7 @@ describe('OAuth proxy: a refresh that loses a race re-reads storage before givin
   });
 });
 
-describe('OAuth proxy on Redis when Redis goes away', () => {
+describe.skipIf(noRedis)('OAuth proxy on Redis when Redis goes away', () => {
   it('answers 500 promptly (not 401, not a hang), so clients retry instead of logging out', async () => {
     const own = await startRedis();
     const idp = await startIdp({ accessTokenTtlSeconds: 30, issueRefreshTokens: true });

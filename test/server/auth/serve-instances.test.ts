@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startIdp } from '../../fixtures/idp-server.js';
+import { SERVICES, skipWithout } from '../../setup/services.js';
 import { SIGNING_KEY, TestOAuthProvider, connectWithLogin, sleep, startLoadBalancer, startRedis } from './harness.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -61,14 +62,15 @@ async function stop(p: ServeProcess): Promise<void> {
 }
 
 let redis: { url: string; close(): Promise<void> } | undefined;
+const noRedis = skipWithout(SERVICES.redis);
 beforeAll(async () => {
-  redis = await startRedis();
+  if (!noRedis) redis = await startRedis();
 });
 afterAll(async () => {
   await redis?.close();
 });
 
-describe('codemode serve --http: two instances with OAuth on one Redis', () => {
+describe.skipIf(noRedis)('codemode serve --http: two instances with OAuth on one Redis', () => {
   const cleanups: Array<() => Promise<void>> = [];
   afterEach(async () => {
     for (const fn of cleanups.splice(0).reverse()) await fn();

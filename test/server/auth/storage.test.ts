@@ -5,13 +5,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileOAuthStorage, MemoryOAuthStorage, RedisOAuthStorage } from '../../../src/server/auth/index.js';
 import type { OAuthStorage } from '../../../src/server/auth/index.js';
 import { isCodemodeError } from '../../../src/errors.js';
+import { SERVICES, skipWithout } from '../../setup/services.js';
 import { sleep, startRedis } from './harness.js';
 
 type Factory = () => Promise<{ a: OAuthStorage; b: OAuthStorage; close(): Promise<void> }>;
 
 let redis: { url: string; close(): Promise<void> } | undefined;
+const noRedis = skipWithout(SERVICES.redis);
 beforeAll(async () => {
-  redis = await startRedis();
+  if (!noRedis) redis = await startRedis();
 });
 afterAll(async () => {
   await redis?.close();
@@ -43,7 +45,7 @@ const factories: Record<string, Factory> = {
 };
 
 for (const [name, factory] of Object.entries(factories)) {
-  describe(`OAuth storage contract: ${name}`, () => {
+  describe.skipIf(name === 'redis' && noRedis)(`OAuth storage contract: ${name}`, () => {
     let store: Awaited<ReturnType<Factory>>;
     afterEach(async () => {
       await store?.close();
