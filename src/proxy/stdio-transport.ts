@@ -12,64 +12,77 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { deserializeMessage, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { LineReader } from '../wire/line-reader.js';
+
+const log = createLogger('proxy');
 
 /** How much of the child's stderr is kept for error messages. */
 export const STDERR_TAIL_BYTES = 4096;
 /**
- * Largest single message accepted from a stdio upstream: 256 MiB. The SDK's own reader stops at 10 MiB and
- * re-concatenates its buffer on every chunk; large tool results must pass, so this reader keeps chunks
- * and joins them once per line.
+ * Largest single message accepted from an upstream by default: 32 MiB. Past it, the message is discarded
+ * as it streams in (never fully buffered), and the request it answers fails with a clear error; the
+ * connection stays up. Large enough for big legitimate results (a 20 MB file), small enough that one
+ * upstream answer cannot stall the event loop for seconds or hold a GB (a 200 MB result did both).
  */
-export const STDIO_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES = 32 * 1024 * 1024;
+/** @deprecated The old name of the per-message cap; now the default, `DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES`. */
+export const STDIO_MAX_MESSAGE_BYTES = DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES;
+/**
+ * Undelivered notifications held before the child's stdout is paused: 1,000 messages or 4 MiB, whichever
+ * comes first. Reading resumes below half of both. The child then blocks on its own write, which is the
+ * backpressure a flooding upstream deserves; it costs us nothing.
+ */
+export const NOTIFICATION_QUEUE_HIGH_WATER = 1000;
+export const NOTIFICATION_QUEUE_HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/** Notifications delivered per event-loop turn: enough to keep up, few enough that other work runs between. */
+export const NOTIFICATION_BATCH = 256;
+/** `notifications/message` (upstream logs) delivered per second; the rest are dropped and counted. */
+export const MAX_LOG_NOTIFICATIONS_PER_SECOND = 100;
 
-/** Splits a byte stream into newline-terminated JSON-RPC messages. */
-class LineReader {
-  #chunks: Buffer[] = [];
-  #size = 0;
-  readonly #lines: string[] = [];
+type Id = string | number;
 
-  append(chunk: Buffer): void {
-    let start = 0;
-    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
-      const piece = chunk.subarray(start, nl);
-      const line = this.#chunks.length === 0 ? piece.toString('utf8') : Buffer.concat([...this.#chunks, piece]).toString('utf8');
-      this.#chunks = [];
-      this.#size = 0;
-      this.#lines.push(line.endsWith('\r') ? line.slice(0, -1) : line);
-      start = nl + 1;
-    }
-    if (start < chunk.length) {
-      this.#size += chunk.length - start;
-      if (this.#size > STDIO_MAX_MESSAGE_BYTES) {
-        this.#chunks = [];
-        this.#size = 0;
-        throw new Error(`stdio upstream sent a message larger than ${STDIO_MAX_MESSAGE_BYTES} bytes`);
-      }
-      this.#chunks.push(chunk.subarray(start));
-    }
+function idOf(message: JSONRPCMessage): Id | undefined {
+  const id = (message as { id?: unknown }).id;
+  return typeof id === 'string' || typeof id === 'number' ? id : undefined;
+}
+
+/** Where the envelope id of an oversized line can be told apart from text inside it: first or last. */
+const HEAD_ID = /^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")/;
+const TAIL_ID = /"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")\s*\}\s*$/;
+
+/** The JSON-RPC id of a line we could not keep, from its head or tail, when it names one unambiguously. */
+export function oversizedLineId(head: string, tail: string): Id | undefined {
+  const m = HEAD_ID.exec(head) ?? TAIL_ID.exec(tail);
+  if (m === null) return undefined;
+  try {
+    const id: unknown = JSON.parse(m[1]!);
+    return typeof id === 'string' || typeof id === 'number' ? id : undefined;
+  } catch {
+    return undefined;
   }
+}
 
-  /** The next message, `null` when none is complete; throws (after consuming it) on a line that is not JSON-RPC. */
-  readMessage(): JSONRPCMessage | null {
-    for (;;) {
-      const line = this.#lines.shift();
-      if (line === undefined) return null;
-      if (line.trim() === '') continue;
-      try {
-        return deserializeMessage(line);
-      } catch {
-        throw new Error(`not a JSON-RPC message: ${JSON.stringify(line.slice(0, 200))}`);
-      }
-    }
-  }
+function mb(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
 
-  clear(): void {
-    this.#chunks = [];
-    this.#size = 0;
-    this.#lines.length = 0;
-  }
+/** The error answer a request gets when its upstream result was too large to accept. */
+export function oversizedAnswer(id: Id, method: string, bytes: number | undefined, maxBytes: number): JSONRPCMessage {
+  const size = bytes === undefined ? '' : ` (${mb(bytes)})`;
+  return {
+    jsonrpc: '2.0',
+    id,
+    error: {
+      code: ErrorCode.InternalError,
+      message:
+        `The upstream result for ${method}${size} exceeded the ${mb(maxBytes)} limit for one upstream message, so codemode discarded it. ` +
+        'Ask the tool for less (filter, paginate or narrow the query), or raise maxMessageBytes.',
+    },
+  };
 }
 
 /** How long `close()` waits after closing stdin before it sends SIGTERM, and again before SIGKILL. */
@@ -82,11 +95,30 @@ export interface StdioTransportOptions {
   cwd?: string | undefined;
   /** Receives the child's stderr as it arrives (the tail is kept regardless). Default: our stderr. */
   onStderr?: ((chunk: string) => void) | undefined;
+  /** Largest message accepted from the child, in bytes. Default `DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES`. */
+  maxMessageBytes?: number | undefined;
 }
 
 export interface ExitInfo {
   code: number | null;
   signal: NodeJS.Signals | null;
+}
+
+/** What the transport refused or merged to stay bounded (for tests, logs and diagnostics). */
+export interface StdioTransportStats {
+  /** Progress notifications replaced by a later one for the same token before delivery. */
+  coalescedProgress: number;
+  /** `notifications/message` dropped past `MAX_LOG_NOTIFICATIONS_PER_SECOND`. */
+  droppedLogMessages: number;
+  /** Messages over `maxMessageBytes`, discarded. */
+  oversizedMessages: number;
+  /** Times the child's stdout was paused because notifications piled up. */
+  pauses: number;
+}
+
+interface Queued {
+  message: JSONRPCMessage | undefined;
+  bytes: number;
 }
 
 /** Stdio client transport that remembers why its child went away. */
@@ -101,17 +133,36 @@ export class StdioUpstreamTransport implements Transport {
   spawnError: NodeJS.ErrnoException | undefined;
   /** The first stdout line that was not a JSON-RPC message, if any. */
   firstBadLine: string | undefined;
+  readonly stats: StdioTransportStats = { coalescedProgress: 0, droppedLogMessages: 0, oversizedMessages: 0, pauses: 0 };
 
   readonly #options: StdioTransportOptions;
-  readonly #readBuffer = new LineReader();
+  readonly #maxMessageBytes: number;
+  readonly #reader: LineReader;
   #child: ChildProcess | undefined;
   #stderrTail = '';
   #closed = false;
-  #deferred = false;
   #exited: Promise<void> | undefined;
+  /** Requests we sent and have not seen answered: id -> method (names the method in a size error). */
+  readonly #pending = new Map<Id, string>();
+  /** Messages waiting for delivery, in arrival order; `message` is cleared once delivered. */
+  #notes: Queued[] = [];
+  #noteHead = 0;
+  #noteBytes = 0;
+  #noteCount = 0;
+  /** Queued progress notifications by token, so a later one replaces the earlier in place. */
+  readonly #progressAt = new Map<unknown, Queued>();
+  #drainScheduled = false;
+  #paused = false;
+  #logWindowStart = 0;
+  #logsInWindow = 0;
+  #logsDropped = 0;
+  /** One wait for stdin's `drain`, shared by every blocked send (a listener per send leaked, issue 17). */
+  #stdinDrain: { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void } | undefined;
 
   constructor(options: StdioTransportOptions) {
     this.#options = options;
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES;
+    this.#reader = new LineReader({ maxLineBytes: this.#maxMessageBytes });
   }
 
   /** The last few KB the child wrote to stderr, trimmed. */
@@ -121,6 +172,11 @@ export class StdioUpstreamTransport implements Transport {
 
   get pid(): number | undefined {
     return this.#child?.pid;
+  }
+
+  /** Notifications received and not yet delivered. */
+  get queuedNotifications(): number {
+    return this.#noteCount;
   }
 
   start(): Promise<void> {
@@ -158,7 +214,15 @@ export class StdioUpstreamTransport implements Transport {
       });
       // Writing to a child that already died raises EPIPE on stdin; the close event reports the real cause.
       child.stdin?.on('error', (err) => this.onerror?.(err));
+      child.stdin?.on('drain', () => {
+        const wait = this.#stdinDrain;
+        this.#stdinDrain = undefined;
+        wait?.resolve();
+      });
       child.stdout?.on('data', (chunk: Buffer) => this.#onStdout(chunk));
+      child.stdout?.on('end', () => {
+        for (const event of this.#reader.end()) if (event.kind === 'line') this.#onLine(event.line, event.bytes);
+      });
       child.stdout?.on('error', (err) => this.onerror?.(err));
       child.stderr?.on('data', (chunk: Buffer) => {
         const text = chunk.toString('utf8');
@@ -174,60 +238,193 @@ export class StdioUpstreamTransport implements Transport {
   }
 
   #onStdout(chunk: Buffer): void {
+    if (this.#closed) return;
+    for (const event of this.#reader.push(chunk)) {
+      if (event.kind === 'line') this.#onLine(event.line, event.bytes);
+      else this.#onOversized(event.bytes, oversizedLineId(event.head, event.tail));
+      if (this.#closed) return;
+    }
+    if (!this.#drainScheduled) this.#drain();
+  }
+
+  #onLine(line: string, bytes: number): void {
+    if (line.trim() === '') return;
+    let message: JSONRPCMessage;
     try {
-      this.#readBuffer.append(chunk);
-    } catch (err) {
-      this.onerror?.(err instanceof Error ? err : new Error(String(err)));
+      message = deserializeMessage(line);
+    } catch {
+      const err = new Error(`not a JSON-RPC message: ${JSON.stringify(line.slice(0, 200))}`);
+      this.firstBadLine ??= describeError(err).slice(0, 300);
+      this.onerror?.(err);
       return;
     }
-    if (!this.#deferred) this.#drain();
+    this.#enqueue(message, bytes);
+  }
+
+  #onOversized(bytes: number, id: Id | undefined): void {
+    this.stats.oversizedMessages++;
+    const method = id === undefined ? undefined : this.#pending.get(id);
+    if (id !== undefined && method !== undefined) {
+      this.#pending.delete(id);
+      log.warn(`upstream sent a ${mb(bytes)} answer to ${method}, over the ${mb(this.#maxMessageBytes)} limit; the request fails, the connection stays`, {
+        command: this.#options.command,
+      });
+      this.#enqueue(oversizedAnswer(id, method, bytes, this.#maxMessageBytes), 0);
+      return;
+    }
+    this.onerror?.(new Error(`the upstream sent a ${mb(bytes)} message, over the ${mb(this.#maxMessageBytes)} limit for one message; it was discarded`));
   }
 
   /**
-   * Delivers buffered messages. After a notification, the rest wait for the next macrotask: the SDK runs
-   * notification handlers a microtask later but responses at once, so a progress notification followed
-   * by its response in the same chunk would otherwise reach the protocol after the response (and be
-   * dropped as "unknown progress token").
+   * Queues a message in arrival order. Order matters: the proxy forwards a request's notifications on
+   * that request's stream, which closes with its response. Progress is coalesced per token (only the
+   * latest matters, and it keeps the earlier one's place), and upstream logs are rate-limited.
    */
-  #drain(): void {
-    this.#deferred = false;
-    for (;;) {
-      let message: JSONRPCMessage | null;
-      try {
-        message = this.#readBuffer.readMessage();
-      } catch (err) {
-        // ReadBuffer drops the offending line; remember it for the error message and keep reading.
-        this.firstBadLine ??= describeError(err).slice(0, 300);
-        this.onerror?.(err instanceof Error ? err : new Error(String(err)));
-        continue;
-      }
-      if (message === null) return;
-      this.onmessage?.(message);
-      if (!('id' in message) && !this.#closed) {
-        this.#deferred = true;
-        setImmediate(() => this.#drain());
+  #enqueue(message: JSONRPCMessage, bytes: number): void {
+    const method = (message as { method?: unknown }).method;
+    const id = idOf(message);
+    if (id === undefined && method === 'notifications/progress') {
+      const token = (message as { params?: { progressToken?: unknown } }).params?.progressToken;
+      const queued = this.#progressAt.get(token);
+      if (queued !== undefined && queued.message !== undefined) {
+        this.stats.coalescedProgress++;
+        this.#noteBytes += bytes - queued.bytes;
+        queued.message = message;
+        queued.bytes = bytes;
         return;
       }
+      const entry: Queued = { message, bytes };
+      this.#progressAt.set(token, entry);
+      this.#push(entry);
+      return;
+    }
+    if (id === undefined && method === 'notifications/message' && !this.#admitLog()) return;
+    if (id !== undefined && method === undefined) this.#pending.delete(id);
+    this.#push({ message, bytes });
+  }
+
+  #push(entry: Queued): void {
+    this.#notes.push(entry);
+    this.#noteCount++;
+    this.#noteBytes += entry.bytes;
+    if (!this.#paused && (this.#noteCount >= NOTIFICATION_QUEUE_HIGH_WATER || this.#noteBytes >= NOTIFICATION_QUEUE_HIGH_WATER_BYTES)) {
+      // Stop reading: the child blocks on its own write until we caught up. Nothing else waits for it.
+      this.#paused = true;
+      this.stats.pauses++;
+      this.#child?.stdout?.pause();
+    }
+  }
+
+  /** Rate-limits upstream log notifications; a summary of what was dropped is logged once per window. */
+  #admitLog(): boolean {
+    const now = Date.now();
+    if (now - this.#logWindowStart >= 1000) {
+      if (this.#logsDropped > 0) {
+        log.warn(`dropped ${this.#logsDropped} log notification(s) from upstream (more than ${MAX_LOG_NOTIFICATIONS_PER_SECOND}/s)`, {
+          command: this.#options.command,
+        });
+      }
+      this.#logWindowStart = now;
+      this.#logsInWindow = 0;
+      this.#logsDropped = 0;
+    }
+    if (this.#logsInWindow < MAX_LOG_NOTIFICATIONS_PER_SECOND) {
+      this.#logsInWindow++;
+      return true;
+    }
+    this.#logsDropped++;
+    this.stats.droppedLogMessages++;
+    return false;
+  }
+
+  #scheduleDrain(): void {
+    if (this.#drainScheduled || this.#closed) return;
+    this.#drainScheduled = true;
+    setImmediate(() => this.#drain());
+  }
+
+  /**
+   * Delivers queued messages in order, up to `NOTIFICATION_BATCH` notifications per event-loop turn, and
+   * yields between turns so other sessions' work runs during a flood. A response or server request that
+   * follows a notification waits for the next turn: the SDK runs notification handlers a microtask after
+   * delivery but responses at once, so a progress notification followed by its response would otherwise
+   * reach the protocol after the response (and be dropped as "unknown progress token"). With the queue
+   * bounded, a response waits at most a few turns behind a flood, never behind all of it.
+   */
+  #drain(): void {
+    this.#drainScheduled = false;
+    if (this.#closed) return;
+    let notifications = 0;
+    while (this.#noteHead < this.#notes.length) {
+      const entry = this.#notes[this.#noteHead]!;
+      const message = entry.message;
+      if (message === undefined) {
+        this.#noteHead++;
+        continue;
+      }
+      const isNotification = idOf(message) === undefined;
+      if ((!isNotification && notifications > 0) || notifications >= NOTIFICATION_BATCH) {
+        this.#scheduleDrain();
+        break;
+      }
+      this.#noteHead++;
+      entry.message = undefined;
+      this.#noteCount--;
+      this.#noteBytes -= entry.bytes;
+      if (isNotification) {
+        notifications++;
+        const token = (message as { params?: { progressToken?: unknown } }).params?.progressToken;
+        if (token !== undefined && this.#progressAt.get(token) === entry) this.#progressAt.delete(token);
+      }
+      this.onmessage?.(message);
+      if (this.#closed) return;
+    }
+    if (this.#noteHead === this.#notes.length || this.#noteHead > 4096) {
+      this.#notes = this.#notes.slice(this.#noteHead);
+      this.#noteHead = 0;
+    }
+    if (this.#paused && this.#noteCount <= NOTIFICATION_QUEUE_HIGH_WATER / 2 && this.#noteBytes <= NOTIFICATION_QUEUE_HIGH_WATER_BYTES / 2) {
+      this.#paused = false;
+      this.#child?.stdout?.resume();
     }
   }
 
   #finish(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#readBuffer.clear();
+    this.#reader.clear();
+    this.#notes = [];
+    this.#noteHead = 0;
+    this.#noteCount = 0;
+    this.#noteBytes = 0;
+    this.#progressAt.clear();
+    this.#pending.clear();
+    const wait = this.#stdinDrain;
+    this.#stdinDrain = undefined;
+    wait?.reject(new Error('stdio upstream is not running'));
     this.onclose?.();
   }
 
   send(message: JSONRPCMessage): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const stdin = this.#child?.stdin;
-      if (stdin === undefined || stdin === null || this.#closed || stdin.destroyed) {
-        reject(new Error('stdio upstream is not running'));
-        return;
-      }
-      if (stdin.write(serializeMessage(message))) resolve();
-      else stdin.once('drain', resolve);
-    });
+    const stdin = this.#child?.stdin;
+    if (stdin === undefined || stdin === null || this.#closed || stdin.destroyed) {
+      return Promise.reject(new Error('stdio upstream is not running'));
+    }
+    const id = idOf(message);
+    if (id !== undefined && 'method' in message) this.#pending.set(id, message.method);
+    if (stdin.write(serializeMessage(message)) && this.#stdinDrain === undefined) return Promise.resolve();
+    if (this.#stdinDrain === undefined) {
+      let resolve!: () => void;
+      let reject!: (error: Error) => void;
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      // Nobody may await it (a notification sent without waiting): never an unhandled rejection.
+      promise.catch(() => undefined);
+      this.#stdinDrain = { promise, resolve, reject };
+    }
+    return this.#stdinDrain.promise;
   }
 
   /** Sends `signal` to the child now (used when a connection attempt failed: there is nothing to wait for). */
@@ -251,6 +448,8 @@ export class StdioUpstreamTransport implements Transport {
           resolve(true);
         });
       });
+    // A paused stdout would keep a child blocked on its write and never reach EOF: let it flow out.
+    child.stdout?.resume();
     try {
       child.stdin?.end();
     } catch {

@@ -40,7 +40,8 @@ import type { CodemodeErrorCode } from '../errors.js';
 import { createLogger } from '../log.js';
 import { describeUpstream, httpTransportOf, isStdioConfig, parseUpstreamConfig } from './config.js';
 import type { HttpUpstreamConfig, StdioUpstreamConfig, UpstreamConfig } from './config.js';
-import { StdioUpstreamTransport } from './stdio-transport.js';
+import { meteredFetch } from './metered-fetch.js';
+import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES, StdioUpstreamTransport } from './stdio-transport.js';
 
 const log = createLogger('proxy');
 
@@ -72,6 +73,12 @@ export interface ConnectUpstreamOptions {
   authProvider?: OAuthClientProvider;
   /** HTTP only: the fetch implementation, e.g. one that goes through HTTP(S)_PROXY. */
   fetch?: FetchLike;
+  /**
+   * Largest single message accepted from the upstream, in bytes. A bigger answer is discarded as it
+   * streams in and its request fails with a JSON-RPC error naming the limit; the session stays up.
+   * Default `DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES` (32 MiB).
+   */
+  maxMessageBytes?: number;
   /** HTTP only: extra headers merged over `config.headers` (e.g. allowlisted downstream headers). */
   headers?: Record<string, string>;
   /**
@@ -189,19 +196,20 @@ function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', opt
   const headers = { ...(config.headers ?? {}), ...(options.headers ?? {}) };
   const url = new URL(config.url);
   const requestInit: RequestInit = { headers };
+  // Every body is metered: no single upstream message over the cap is buffered whole.
+  const fetchFn = meteredFetch(options.fetch, options.maxMessageBytes ?? DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES);
   if (kind === 'http') {
     return new StreamableHTTPClientTransport(url, {
       requestInit,
       ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
-      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+      fetch: fetchFn,
     });
   }
   return new SSEClientTransport(url, {
     requestInit,
     // EventSource does its own GET; it needs the headers (and fetch) too, or an auth header is lost.
     eventSourceInit: {
-      fetch: (input, init) =>
-        (options.fetch ?? fetch)(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), ...headers } }),
+      fetch: (input, init) => fetchFn(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), ...headers } }),
     },
     ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
     ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
@@ -480,6 +488,9 @@ export async function connectUpstream(config: UpstreamConfig | unknown, options:
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new CodemodeError('INVALID_ARGUMENT', `connectTimeoutMs must be a positive number of milliseconds, got ${String(timeoutMs)}`);
   }
+  if (options.maxMessageBytes !== undefined && !(Number.isSafeInteger(options.maxMessageBytes) && options.maxMessageBytes > 0)) {
+    throw new CodemodeError('INVALID_ARGUMENT', `maxMessageBytes must be a positive whole number of bytes, got ${String(options.maxMessageBytes)}`);
+  }
   if (options.signal?.aborted) throw new CodemodeError('ABORTED', `Connecting to upstream ${label} was aborted.`);
   const started = Date.now();
 
@@ -517,6 +528,7 @@ export async function connectUpstream(config: UpstreamConfig | unknown, options:
       env: stdioEnv(cfg, options.inheritEnv ?? false),
       cwd: cfg.cwd,
       onStderr: options.onStderr,
+      maxMessageBytes: options.maxMessageBytes,
     });
     return run({ kind: 'stdio', transport: stdio, stdio }, timeoutMs);
   }
