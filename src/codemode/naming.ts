@@ -18,28 +18,43 @@ const RESERVED = new Set([
   '__proto__', 'constructor', 'prototype',
 ]);
 
+// JavaScript identifiers are Unicode (ID_Start / ID_Continue, plus $ and _), so a server whose tools are
+// named in Chinese, Cyrillic or Arabic keeps readable, distinct names. Default-ignorable characters (ZWJ,
+// ZWNJ, variation selectors) are legal in identifiers too, but invisible: they become `_` like any other
+// character that is not allowed, so two names never differ by something nobody can see.
+const INVISIBLE = /\p{Default_Ignorable_Code_Point}/u;
+const NOT_IDENTIFIER_PART = /[^\p{ID_Continue}$]|\p{Default_Ignorable_Code_Point}/gu;
+const IDENTIFIER_START = /^[\p{ID_Start}$_]/u;
+const IDENTIFIER = /^[\p{ID_Start}$_][\p{ID_Continue}$]*$/u;
+
 /**
- * Turns any name into a JavaScript identifier: characters outside `[A-Za-z0-9_$]` become `_`, a leading
- * digit gets a `_` prefix, and reserved words get a `_` suffix.
+ * Turns any name into a JavaScript identifier. The name is NFKC-normalized first (UAX #31's form for
+ * comparing identifiers), so names that differ only in composition or in compatibility forms, such as
+ * `e\u0301` against `\u00e9`, or fullwidth `ｇｅｔ` against `get`, map to one identifier and are refused
+ * as a collision instead of standing side by side looking alike. Then every character that cannot be part
+ * of an identifier becomes `_`, a name that cannot start one (a digit, a combining mark) gets a `_`
+ * prefix, and reserved words get a `_` suffix.
  *
  * @example
  * ```ts
  * toIdentifier('get-sum');   // 'get_sum'
  * toIdentifier('delete');    // 'delete_'
  * toIdentifier('2fa.check'); // '_2fa_check'
+ * toIdentifier('天气预报');   // '天气预报'
+ * toIdentifier('курс-валют'); // 'курс_валют'
  * ```
  */
 export function toIdentifier(name: string): string {
-  let id = name.replace(/[^A-Za-z0-9_$]/g, '_');
+  let id = name.normalize('NFKC').replace(NOT_IDENTIFIER_PART, '_');
   if (id === '') id = '_';
-  if (/^[0-9]/.test(id)) id = `_${id}`;
+  if (!IDENTIFIER_START.test(id)) id = `_${id}`;
   if (RESERVED.has(id)) id = `${id}_`;
   return id;
 }
 
 /** True when `name` can be written as `obj.name` and as an unquoted property key. */
 export function isIdentifier(name: string): boolean {
-  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name);
+  return IDENTIFIER.test(name) && !INVISIBLE.test(name);
 }
 
 /** A property key as TypeScript source: bare when it is an identifier, quoted otherwise. */
