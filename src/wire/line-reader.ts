@@ -104,7 +104,14 @@ export class LineReader {
     }
     if (this.#bytes > this.#max) {
       // Keep a bounded head, then only a rolling tail: memory stays at the cap whatever the line's size.
-      const before = Buffer.from(this.#parts.join('') + this.#decoder.end(), 'utf8').subarray(0, this.#keep);
+      // Only the first parts are needed for the head: joining all of them would copy the whole cap.
+      let prefix = '';
+      for (const part of this.#parts) {
+        prefix += part;
+        if (prefix.length >= this.#keep) break;
+      }
+      if (prefix.length < this.#keep) prefix += this.#decoder.end();
+      const before = Buffer.from(prefix.slice(0, this.#keep), 'utf8').subarray(0, this.#keep);
       const headBytes = Buffer.concat([before, piece.subarray(0, this.#keep - before.length)]);
       // write() holds back an incomplete last character instead of turning it into U+FFFD.
       this.#oversized = { head: new StringDecoder('utf8').write(headBytes), tail: Buffer.alloc(0) };
