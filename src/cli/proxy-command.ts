@@ -28,6 +28,19 @@ Downstream (what this process serves):
   --http                     serve Streamable HTTP at http://HOST:PORT/mcp
   --host <host>              interface for --http (default 127.0.0.1; loopback gets Host-header checks)
   --port <port>              port for --http (default 0: any free port; the URL is printed on stderr)
+  --allowed-host <name>      accepted Host header (repeatable). Loopback binds accept loopback names
+                             only; other binds check Host only when this is given
+  --allowed-origin <origin>  accepted browser Origin besides the allowed hosts (repeatable)
+  --auth-tokens-env <VAR>    require "Authorization: Bearer <token>" with a token listed in env var VAR
+                             (comma separated); each session is bound to its token. Without this flag,
+                             CODEMODE_AUTH_TOKENS is used when it is set
+  --allow-unauthenticated    allow a non-loopback --host without tokens (only behind a proxy that
+                             authenticates); without tokens or this flag such a bind is refused
+  --max-body <bytes>         largest HTTP request body (default 4194304)
+  --headers-timeout <ms>     a client must send its request headers within this (default 10000)
+  --receive-timeout <ms>     a client must send its whole request, body included, within this (default
+                             30000); answers that stream longer (SSE, long calls) are not cut
+  --max-connections <n>      open HTTP connections at once; more are dropped (default 2000)
 
 Upstream:
   --transport <t>            for a URL: auto (Streamable HTTP, falling back to SSE on 404/405), http, sse
@@ -49,6 +62,17 @@ interface ParsedProxyArgs {
   host: string;
   port: number;
   options: ProxyOptions;
+  /** The HTTP face (--http only). */
+  http: {
+    allowedHosts?: string[];
+    allowedOrigins?: string[];
+    authTokensEnv?: string;
+    allowUnauthenticated: boolean;
+    maxBodyBytes?: number;
+    headersTimeoutMs?: number;
+    requestTimeoutMs?: number;
+    maxConnections?: number;
+  };
 }
 
 function usage(message: string): CodemodeError {
@@ -59,6 +83,13 @@ function parseMs(flag: string, value: string | undefined, allowZero = false): nu
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || (!allowZero && n === 0)) throw usage(`--${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer number of milliseconds, got "${value}"`);
+  return n;
+}
+
+function parseCount(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || value.trim() === '') throw usage(`--${flag} must be a positive whole number, got "${value}"`);
   return n;
 }
 
@@ -94,6 +125,14 @@ export function parseProxyArgs(argv: readonly string[]): ParsedProxyArgs | 'help
         'idle-timeout': { type: 'string' },
         'ignore-tool': { type: 'string', multiple: true },
         'forward-header': { type: 'string', multiple: true },
+        'allowed-host': { type: 'string', multiple: true },
+        'allowed-origin': { type: 'string', multiple: true },
+        'auth-tokens-env': { type: 'string' },
+        'allow-unauthenticated': { type: 'boolean' },
+        'max-body': { type: 'string' },
+        'headers-timeout': { type: 'string' },
+        'receive-timeout': { type: 'string' },
+        'max-connections': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -130,7 +169,9 @@ export function parseProxyArgs(argv: readonly string[]): ParsedProxyArgs | 'help
   }
   const isCommand = 'command' in target;
   const mode: 'stdio' | 'http' = values.stdio === true ? 'stdio' : values.http === true ? 'http' : isCommand ? 'http' : 'stdio';
-  if (mode === 'stdio' && (values.host !== undefined || values.port !== undefined)) throw usage('--host and --port apply to --http only');
+  const httpOnly = ['host', 'port', 'allowed-host', 'allowed-origin', 'auth-tokens-env', 'allow-unauthenticated', 'max-body', 'headers-timeout', 'receive-timeout', 'max-connections'] as const;
+  const given = httpOnly.filter((k) => values[k] !== undefined);
+  if (mode === 'stdio' && given.length > 0) throw usage(`${given.map((k) => `--${k}`).join(', ')} appl${given.length > 1 ? 'y' : 'ies'} to --http only`);
   const port = values.port === undefined ? 0 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw usage(`--port must be 0-65535, got "${values.port}"`);
   const connectTimeoutMs = parseMs('connect-timeout', values['connect-timeout']);
@@ -144,7 +185,21 @@ export function parseProxyArgs(argv: readonly string[]): ParsedProxyArgs | 'help
     ...(values['ignore-tool'] !== undefined ? { ignoreTools: values['ignore-tool'] } : {}),
     ...(values['forward-header'] !== undefined ? { forwardHeaders: values['forward-header'] } : {}),
   };
-  return { target, mode, host: values.host ?? '127.0.0.1', port, options };
+  const maxBodyBytes = parseCount('max-body', values['max-body']);
+  const headersTimeoutMs = parseMs('headers-timeout', values['headers-timeout']);
+  const requestTimeoutHttpMs = parseMs('receive-timeout', values['receive-timeout']);
+  const maxConnections = parseCount('max-connections', values['max-connections']);
+  const http: ParsedProxyArgs['http'] = {
+    allowUnauthenticated: values['allow-unauthenticated'] === true,
+    ...(values['allowed-host'] !== undefined ? { allowedHosts: values['allowed-host'] } : {}),
+    ...(values['allowed-origin'] !== undefined ? { allowedOrigins: values['allowed-origin'] } : {}),
+    ...(values['auth-tokens-env'] !== undefined ? { authTokensEnv: values['auth-tokens-env'] } : {}),
+    ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
+    ...(headersTimeoutMs !== undefined ? { headersTimeoutMs } : {}),
+    ...(requestTimeoutHttpMs !== undefined ? { requestTimeoutMs: requestTimeoutHttpMs } : {}),
+    ...(maxConnections !== undefined ? { maxConnections } : {}),
+  };
+  return { target, mode, host: values.host ?? '127.0.0.1', port, options, http };
 }
 
 /**
@@ -156,7 +211,7 @@ export function parseProxyArgs(argv: readonly string[]): ParsedProxyArgs | 'help
  * process.exitCode = await runProxyCommand(process.argv.slice(3));
  * ```
  */
-export async function runProxyCommand(argv: string[]): Promise<number> {
+export async function runProxyCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let parsed: ParsedProxyArgs | 'help';
   try {
     parsed = parseProxyArgs(argv);
@@ -167,6 +222,26 @@ export async function runProxyCommand(argv: string[]): Promise<number> {
   if (parsed === 'help') {
     process.stdout.write(`${PROXY_HELP}\n`);
     return 0;
+  }
+  let authTokens: string[] | undefined;
+  if (parsed.mode === 'http') {
+    const { parseTokenList, DEFAULT_AUTH_TOKENS_ENV } = await import('../wire/bearer.js');
+    const { isLoopbackHost } = await import('../wire/http-guard.js');
+    const tokensVar = parsed.http.authTokensEnv ?? (env[DEFAULT_AUTH_TOKENS_ENV] !== undefined ? DEFAULT_AUTH_TOKENS_ENV : undefined);
+    const tokens = tokensVar !== undefined ? parseTokenList(env[tokensVar]) : [];
+    if (parsed.http.authTokensEnv !== undefined && tokens.length === 0) {
+      process.stderr.write(`codemode proxy: --auth-tokens-env ${parsed.http.authTokensEnv}: that environment variable is empty or not set.\n`);
+      return 2;
+    }
+    if (tokens.length > 0) authTokens = tokens;
+    // Checked before the upstream starts: a refused bind should cost nothing.
+    if (!isLoopbackHost(parsed.host) && authTokens === undefined && !parsed.http.allowUnauthenticated) {
+      process.stderr.write(
+        `codemode proxy: refusing to serve on ${parsed.host} without authentication: anyone who reaches it could use the upstream server with its credentials. ` +
+          'Set --auth-tokens-env VAR (or CODEMODE_AUTH_TOKENS), or pass --allow-unauthenticated when a proxy in front authenticates.\n',
+      );
+      return 2;
+    }
   }
   // Loaded here, not at the top: `--help` and usage errors stay instant.
   const { createProxy } = await import('../proxy/proxy.js');
@@ -198,9 +273,10 @@ export async function runProxyCommand(argv: string[]): Promise<number> {
       void session.closed.then(() => shutdown(0, 'session closed'));
     } else {
       const { serveProxyHttp } = await import('../proxy/http.js');
-      const server = await serveProxyHttp(proxy, { host: parsed.host, port: parsed.port });
+      const { authTokensEnv: _var, ...face } = parsed.http;
+      const server = await serveProxyHttp(proxy, { host: parsed.host, port: parsed.port, ...face, ...(authTokens !== undefined ? { authTokens } : {}) });
       closeServer = () => server.close();
-      log.info(`proxy for ${'url' in parsed.target ? parsed.target.url : parsed.target.command} listening on ${server.url}`);
+      log.info(`proxy for ${'url' in parsed.target ? parsed.target.url : parsed.target.command} listening on ${server.url}${authTokens !== undefined ? ` (auth: ${authTokens.length} static bearer token(s))` : ''}`);
     }
   } catch (error) {
     process.removeListener('SIGINT', onSignal);

@@ -6,18 +6,25 @@
  * upstream, legacy SSE, `auto` falling back to SSE, OAuth, a custom fetch, `requestTimeoutMs`, or an
  * environment HTTP proxy) each session is an SDK server transport bridged to an SDK client by `createProxy`.
  *
+ * Both paths sit behind the same front door as `codemode serve --http` (src/wire): the Host/Origin check,
+ * optional static bearer tokens (each session bound to the token that opened it), a body size cap, and
+ * the headers/request timeouts and connection cap.
+ *
  * @module
  */
 
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createMcpExpressApp } from '@modelcontextprotocol/sdk/server/express.js';
+import express from 'express';
+import type { NextFunction, Request, Response } from 'express';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { createStaticBearerAuth } from '../wire/bearer.js';
+import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, writeJsonRpcError } from '../wire/http-guard.js';
+import type { HttpServerLimits } from '../wire/http-guard.js';
 import { httpTransportOf, isStdioConfig } from './config.js';
 import { HttpForwarder } from './forward.js';
 import { compileToolGlobs, DEFAULT_IDLE_TIMEOUT_MS } from './proxy.js';
@@ -25,15 +32,32 @@ import type { Proxy, ProxySession } from './proxy.js';
 
 const log = createLogger('proxy');
 
-export interface ServeProxyHttpOptions {
-  /** Interface to bind. Default `127.0.0.1`. Loopback hosts get DNS-rebinding protection (Host header check). */
+/** Largest request body the proxy accepts: 4 MiB (the SDK's own default cap). */
+export const DEFAULT_PROXY_MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+export interface ServeProxyHttpOptions extends HttpServerLimits {
+  /** Interface to bind. Default `127.0.0.1`. Loopback binds (any spelling) get DNS-rebinding protection (Host check). */
   host?: string;
   /** Port; `0` (the default) picks a free one. */
   port?: number;
   /** Endpoint path. Default `/mcp`. */
   path?: string;
-  /** Extra Host header values to accept (for a non-loopback bind behind a known name). */
+  /**
+   * Host header names accepted (for a non-loopback bind behind a known name). Replaces the loopback
+   * default; without it a non-loopback bind checks no Host.
+   */
   allowedHosts?: string[];
+  /** Browser origins accepted besides those whose host is an allowed host; they also get CORS answers. */
+  allowedOrigins?: string[];
+  /**
+   * Static bearer tokens clients must send (`Authorization: Bearer <token>`). Each session is bound to the
+   * token that opened it. Required for a non-loopback bind unless `allowUnauthenticated`.
+   */
+  authTokens?: readonly string[];
+  /** Allow a non-loopback bind without `authTokens`. Default false: that is refused. */
+  allowUnauthenticated?: boolean;
+  /** Largest request body in bytes; larger ones get 413. Default `DEFAULT_PROXY_MAX_BODY_BYTES`. */
+  maxBodyBytes?: number;
   /**
    * Forward HTTP -> HTTP at the message level when the upstream allows it (default `true`); `false` always
    * terminates MCP on both sides with the SDK's transports.
@@ -73,35 +97,33 @@ function canForward(proxy: Proxy): boolean {
   return true;
 }
 
-/** The Host names accepted, like the SDK's express app: loopback names for a loopback bind, else all. */
-function allowedHostNames(host: string, allowed: string[] | undefined): Set<string> | undefined {
-  if (allowed !== undefined) return new Set(allowed);
-  if (['127.0.0.1', 'localhost', '::1'].includes(host)) return new Set(['localhost', '127.0.0.1', '[::1]']);
-  return undefined;
-}
-
-function hostRejection(req: IncomingMessage, names: Set<string> | undefined): string | undefined {
-  if (names === undefined) return undefined;
-  const header = req.headers.host;
-  if (header === undefined) return 'Missing Host header';
-  let hostname: string;
-  try {
-    hostname = new URL(`http://${header}`).hostname;
-  } catch {
-    return `Invalid Host header: ${header}`;
-  }
-  return names.has(hostname) ? undefined : `Invalid Host: ${hostname}`;
-}
-
 function reply(res: ServerResponse, status: number, code: number, message: string): void {
-  const text = JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+  writeJsonRpcError(res, status, code, message);
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
+/** The body of `req`, or undefined (after answering 413) when it is larger than `limit` bytes. */
+function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
+    let size = 0;
+    const declared = Number(req.headers['content-length']);
+    const tooLarge = () => {
+      reply(res, 413, -32600, `Request body too large: the limit is ${limit} bytes.`);
+      req.resume();
+      resolve(undefined);
+    };
+    if (Number.isFinite(declared) && declared > limit) return tooLarge();
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeListener('data', onData);
+        chunks.length = 0;
+        tooLarge();
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on('data', onData);
     req.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
     req.once('error', reject);
   });
@@ -120,8 +142,31 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
 export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOptions = {}): Promise<ProxyHttpServer> {
   const host = options.host ?? '127.0.0.1';
   const path = options.path ?? '/mcp';
-  const app = createMcpExpressApp({ host, ...(options.allowedHosts !== undefined ? { allowedHosts: options.allowedHosts } : {}) });
+  const maxBody = options.maxBodyBytes ?? DEFAULT_PROXY_MAX_BODY_BYTES;
+  if (!Number.isInteger(maxBody) || maxBody < 1) throw new CodemodeError('INVALID_CONFIG', `maxBodyBytes must be a positive integer, got ${String(maxBody)}.`);
+  const auth = options.authTokens !== undefined ? createStaticBearerAuth(options.authTokens, 'codemode-proxy') : undefined;
+  if (!isLoopbackHost(host) && auth === undefined && !options.allowUnauthenticated) {
+    throw new CodemodeError(
+      'INVALID_CONFIG',
+      `Refusing to serve the proxy on ${host} without authentication: anyone who can reach it could use the upstream server with its credentials. ` +
+        'Set --auth-tokens-env VAR (or CODEMODE_AUTH_TOKENS), bind 127.0.0.1, or pass --allow-unauthenticated if a trusted proxy in front authenticates.',
+    );
+  }
+  const guard = createHostOriginGuard({
+    bindHost: host,
+    ...(options.allowedHosts !== undefined ? { allowedHosts: options.allowedHosts } : {}),
+    ...(options.allowedOrigins !== undefined ? { allowedOrigins: options.allowedOrigins } : {}),
+  });
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: maxBody, type: ['application/json', 'application/*+json'] }));
   const transports = new Map<string, { transport: StreamableHTTPServerTransport; session: ProxySession }>();
+  /**
+   * Who opened each session (with auth on). A session id is not a credential: another token that learns
+   * it gets 404, as if it did not exist.
+   */
+  const owners = new Map<string, string>();
+  const principals = new WeakMap<IncomingMessage, string>();
 
   /** The SDK path: one `StreamableHTTPServerTransport` per session, bridged by `proxy.connect`. */
   const sdkHandle = async (req: IncomingMessage, res: ServerResponse, body: unknown): Promise<void> => {
@@ -142,11 +187,13 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
         reply(res, 400, -32000, 'Bad Request: send initialize first (no Mcp-Session-Id header)');
         return;
       }
+      const principal = principals.get(req);
       const transport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         onsessioninitialized: (id) => {
           // Runs while handling the initialize request below, after `session` is set.
           transports.set(id, { transport, session });
+          if (principal !== undefined) owners.set(id, principal);
         },
       });
       const previousOnclose = transport.onclose;
@@ -154,7 +201,10 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
       // Protocol.connect wrapped onclose; chain ours after it so the map never keeps a dead session.
       const wrapped = transport.onclose;
       transport.onclose = () => {
-        if (transport.sessionId !== undefined) transports.delete(transport.sessionId);
+        if (transport.sessionId !== undefined) {
+          transports.delete(transport.sessionId);
+          owners.delete(transport.sessionId);
+        }
         (wrapped ?? previousOnclose)?.();
       };
       await transport.handleRequest(req, res, body);
@@ -164,6 +214,16 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
     }
   };
   app.all(path, (req, res) => sdkHandle(req, res, req.body));
+  // Body parser failures (too large, bad JSON) as JSON-RPC errors, not express's HTML page.
+  app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
+    const e = err as { type?: string; status?: number };
+    if (e.type === 'entity.too.large') return reply(res, 413, -32600, `Request body too large: the limit is ${maxBody} bytes.`);
+    if (e.type === 'entity.parse.failed') return reply(res, 400, -32700, 'Parse error: the request body is not valid JSON.');
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return reply(res, e.status, -32600, describeError(err));
+    if (res.headersSent) return next(err);
+    log.error('proxy HTTP request failed', { error: describeError(err) });
+    reply(res, 500, -32603, 'Internal error in the proxy');
+  });
 
   let forwarder: HttpForwarder | undefined;
   if (options.forward !== false && canForward(proxy) && !isStdioConfig(proxy.target)) {
@@ -181,24 +241,14 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
     });
   }
   const detach = forwarder !== undefined ? proxy.attach(forwarder) : undefined;
-  const hostNames = allowedHostNames(host, options.allowedHosts);
-  /** The last Host header that passed: clients send the same one on every request. */
-  let hostSeen: string | undefined;
 
   /** The forward path's share of the traffic: new sessions, and requests of its sessions. */
   const forward = async (fwd: HttpForwarder, req: IncomingMessage, res: ServerResponse, sid: string | undefined): Promise<void> => {
-    if (req.headers.host === undefined || req.headers.host !== hostSeen) {
-      const rejected = hostRejection(req, hostNames);
-      if (rejected !== undefined) {
-        reply(res, 403, -32000, rejected);
-        return;
-      }
-      hostSeen = req.headers.host;
-    }
     let raw: Buffer | undefined;
     let body: unknown;
     if (req.method === 'POST') {
-      raw = await readBody(req);
+      raw = await readBody(req, res, maxBody);
+      if (raw === undefined) return;
       try {
         body = JSON.parse(raw.toString('utf8')) as unknown;
       } catch {
@@ -210,14 +260,41 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
         return;
       }
     }
+    const principal = principals.get(req);
+    if (sid === undefined && principal !== undefined) {
+      // The forwarder names the new session in its answer's headers: remember who opened it.
+      const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
+      (res as { writeHead: unknown }).writeHead = (...args: unknown[]) => {
+        const headers = args.find((a): a is OutgoingHttpHeaders => typeof a === 'object' && a !== null && !Array.isArray(a));
+        const id = headers?.['mcp-session-id'] ?? res.getHeader('mcp-session-id');
+        if (typeof id === 'string') owners.set(id, principal);
+        return writeHead(...args);
+      };
+    }
     await fwd.handle(req, res, sid, body, raw);
   };
 
-  const server = createServer((req, res) => {
+  const server = createLimitedHttpServer((req, res) => {
+    if (guard.handle(req, res)) return;
     const sid = req.headers['mcp-session-id'];
     const id = typeof sid === 'string' ? sid : undefined;
     const url = req.url ?? '/';
     const onPath = url === path || url.startsWith(`${path}?`);
+    if (onPath && auth !== undefined) {
+      const principal = auth.authenticate(req.headers.authorization, res);
+      if (principal === undefined) return;
+      if (id !== undefined) {
+        const owner = owners.get(id);
+        const live = transports.has(id) || forwarder?.owns(id) === true;
+        if (owner !== undefined && !live) owners.delete(id);
+        if (owner !== undefined && live && owner !== principal) {
+          // Exactly the answer for an unknown session: whether the id exists is not revealed.
+          reply(res, 404, -32001, `Session not found: ${id}`);
+          return;
+        }
+      }
+      principals.set(req, principal);
+    }
     if (forwarder !== undefined && onPath && (id !== undefined ? forwarder.owns(id) : req.method === 'POST')) {
       forward(forwarder, req, res, id).catch((error: unknown) => {
         log.error('proxy HTTP request failed', { error: describeError(error) });
@@ -227,7 +304,12 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
       return;
     }
     app(req, res);
-  });
+  }, options);
+  // Forwarded sessions end inside the forwarder (idle, DELETE, upstream gone): forget their owners too.
+  const ownerSweep = setInterval(() => {
+    for (const id of owners.keys()) if (!transports.has(id) && forwarder?.owns(id) !== true) owners.delete(id);
+  }, 60_000);
+  ownerSweep.unref();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, host, () => {
@@ -235,6 +317,7 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
       resolve();
     });
   }).catch((error: unknown) => {
+    clearInterval(ownerSweep);
     detach?.();
     throw new CodemodeError('INVALID_ARGUMENT', `Cannot listen on ${host}:${options.port ?? 0}: ${describeError(error)}`, { cause: error });
   });
@@ -246,10 +329,14 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
     port,
     close() {
       closing ??= (async () => {
-        await proxy.close();
-        detach?.();
-        server.closeAllConnections();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        clearInterval(ownerSweep);
+        try {
+          await proxy.close();
+        } finally {
+          detach?.();
+          server.closeAllConnections();
+          await new Promise<void>((resolve) => server.close(() => resolve()));
+        }
       })();
       return closing;
     },

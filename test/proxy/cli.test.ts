@@ -3,6 +3,7 @@
  * calls runProxyCommand, with real stdio and Streamable HTTP clients on both sides.
  */
 import { spawn } from 'node:child_process';
+import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -43,7 +44,28 @@ describe('codemode proxy: arguments', () => {
   it('--help documents every flag and exits 0', async () => {
     const { code, stdout } = await run(['--help']);
     expect(code).toBe(0);
-    for (const flag of ['--stdio', '--http', '--host', '--port', '--transport', '--header', '--connect-timeout', '--request-timeout', '--idle-timeout', '--ignore-tool', '--forward-header', '--help']) {
+    for (const flag of [
+      '--stdio',
+      '--http',
+      '--host',
+      '--port',
+      '--transport',
+      '--header',
+      '--connect-timeout',
+      '--request-timeout',
+      '--idle-timeout',
+      '--ignore-tool',
+      '--forward-header',
+      '--allowed-host',
+      '--allowed-origin',
+      '--auth-tokens-env',
+      '--allow-unauthenticated',
+      '--max-body',
+      '--headers-timeout',
+      '--receive-timeout',
+      '--max-connections',
+      '--help',
+    ]) {
       expect(stdout).toContain(flag);
     }
   });
@@ -125,4 +147,90 @@ describe('codemode proxy: end to end', () => {
     });
     expect(code).toBe(0);
   });
+});
+
+/** A raw request to 127.0.0.1:`port` with any Host header (fetch will not send a forged one). */
+function raw(port: number, method: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; text: string; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, path: '/mcp', method, headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', ...headers } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        // An accepted GET is an endless SSE stream: the status is all we need.
+        if (method === 'GET' && res.statusCode === 200) {
+          res.destroy();
+          return resolve({ status: 200, text: '', headers: res.headers });
+        }
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, headers: res.headers }));
+      },
+    );
+    req.once('error', reject);
+    req.setTimeout(15_000, () => req.destroy(new Error('no answer')));
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+const INIT = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } };
+const STDIO_UPSTREAM = ['--', NODE, '--experimental-strip-types', '--no-warnings', CONFORMANCE_SERVER, '--stdio'];
+
+describe('codemode proxy: the HTTP face', () => {
+  it('--host ::ffff:127.0.0.1 is loopback: a foreign Host header gets 403, a loopback one is served', async () => {
+    const port = await freePort();
+    const server = await spawnServer([...CLI, '--http', '--host', '::ffff:127.0.0.1', '--port', String(port), ...STDIO_UPSTREAM], /listening on (http:\S+)/);
+    cleanups.push(() => server.stop());
+    const evil = await raw(port, 'POST', { host: 'evil.example' }, INIT);
+    expect(evil.status).toBe(403);
+    expect(evil.text).toMatch(/Invalid Host: evil\.example/);
+    expect((await raw(port, 'POST', { host: `127.0.0.1:${port}`, origin: 'https://evil.example' }, INIT)).status).toBe(403);
+    const ok = await raw(port, 'POST', { host: `[::ffff:7f00:1]:${port}` }, INIT);
+    expect(ok.status).toBe(200);
+  });
+
+  it('refuses a non-loopback bind without tokens or --allow-unauthenticated (exit 2, before starting the upstream)', async () => {
+    const refused = await run(['--http', '--host', '0.0.0.0', '--', NODE, '-e', 'require("fs").writeFileSync(1, "STARTED")']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/refusing to serve on 0\.0\.0\.0 without authentication.*--auth-tokens-env.*--allow-unauthenticated/);
+    const empty = await run(['--http', '--auth-tokens-env', 'CODEMODE_SURELY_UNSET_VAR', '--', NODE, '-e', '0']);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toMatch(/CODEMODE_SURELY_UNSET_VAR: that environment variable is empty or not set/);
+    expect(() => parseProxyArgs(['http://127.0.0.1:1/mcp', '--auth-tokens-env', 'X'])).toThrow(/--auth-tokens-env applies to --http only/);
+  });
+
+  // Both ways the proxy serves HTTP: the SDK path (stdio upstream) and the message-level forward path (HTTP upstream).
+  for (const path of ['sdk', 'forward'] as const) {
+    it(`--auth-tokens-env (${path} path): 401 without a token, and a session is bound to the token that opened it`, async () => {
+      let upstream: string[] = STDIO_UPSTREAM;
+      if (path === 'forward') {
+        const up = await startFixtureHttp();
+        cleanups.push(() => up.stop());
+        upstream = [up.url];
+      }
+      const port = await freePort();
+      const server = await spawnServer([...CLI, '--http', '--port', String(port), '--auth-tokens-env', 'PROXY_TEST_TOKENS', ...upstream], /listening on (http:\S+)/, {
+        PROXY_TEST_TOKENS: 'alice-token,bob-token',
+      });
+      cleanups.push(() => server.stop());
+
+      const none = await raw(port, 'POST', { host: `127.0.0.1:${port}` }, INIT);
+      expect(none.status).toBe(401);
+      expect(none.headers['www-authenticate']).toMatch(/^Bearer realm=/);
+      expect((await raw(port, 'POST', { host: `127.0.0.1:${port}`, authorization: 'Bearer mallory' }, INIT)).status).toBe(401);
+
+      const alice = new Client({ name: 'alice', version: '1' });
+      const transport = new StreamableHTTPClientTransport(new URL(server.url), { requestInit: { headers: { authorization: 'Bearer alice-token' } } });
+      await alice.connect(transport);
+      cleanups.push(() => alice.close());
+      const sid = transport.sessionId!;
+      expect(sid).toBeTruthy();
+      const bob = { host: `127.0.0.1:${port}`, authorization: 'Bearer bob-token', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' };
+      const call = { jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'echo', arguments: { text: 'stolen' } } };
+      expect((await raw(port, 'POST', bob, call)).status).toBe(404);
+      expect((await raw(port, 'GET', { ...bob, accept: 'text/event-stream' })).status).toBe(404);
+      expect((await raw(port, 'DELETE', bob)).status).toBe(404);
+      // Alice's session survived all of it.
+      expect(textOf(await alice.callTool({ name: 'echo', arguments: { text: 'still mine' } }))).toBe('still mine');
+    });
+  }
 });
