@@ -13,7 +13,7 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectUpstream } from '../../src/proxy/upstream.js';
 import type { UpstreamConnection } from '../../src/proxy/upstream.js';
-import { NODE } from './helpers.js';
+import { NODE, readBody, startHttp } from './helpers.js';
 
 const HOSTILE = fileURLToPath(new URL('../fixtures/hostile-stdio-upstream.mjs', import.meta.url));
 
@@ -168,4 +168,59 @@ describe('a hostile stdio upstream next to a well-behaved one', () => {
     expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
     expect(textOf(await bad.client.callTool({ name: 'echo', arguments: { text: 'still here' } }))).toBe('still here');
   });
+});
+
+describe('a hostile Streamable HTTP upstream', () => {
+  /** A raw MCP endpoint whose `big` tool answers `mb` MiB as JSON, or as one SSE event with `sse: true`. */
+  async function hostileHttp(): Promise<string> {
+    const server = await startHttp((req, res) => {
+      if (req.method === 'DELETE') return void res.writeHead(200).end();
+      if (req.method !== 'POST') return void res.writeHead(405).end();
+      void readBody(req).then(async (body) => {
+        const m = JSON.parse(body) as { id?: number; method: string; params?: { name?: string; arguments?: { mb?: number; sse?: boolean; text?: string }; protocolVersion?: string } };
+        if (m.id === undefined) return void res.writeHead(202).end();
+        const headers = { 'mcp-session-id': 'hostile-session' };
+        const reply = (result: unknown): void =>
+          void res.writeHead(200, { ...headers, 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: m.id, result }));
+        if (m.method === 'initialize') {
+          return reply({ protocolVersion: m.params?.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'hostile-http', version: '1' } });
+        }
+        if (m.method !== 'tools/call') return reply({});
+        const args = m.params?.arguments ?? {};
+        if (m.params?.name === 'echo') return reply({ content: [{ type: 'text', text: args.text }] });
+        const sse = args.sse === true;
+        res.writeHead(200, { ...headers, 'content-type': sse ? 'text/event-stream' : 'application/json' });
+        const write = (s: string): Promise<void> => new Promise((r) => (res.write(s) ? r() : res.once('drain', () => r())));
+        await write(`${sse ? 'event: message\ndata: ' : ''}{"result":{"content":[{"type":"text","text":"`);
+        const piece = 'z'.repeat(1024 * 1024);
+        for (let i = 0; i < Math.min(args.mb ?? 1, 256) && !res.destroyed; i++) await write(piece);
+        if (!res.destroyed) res.end(`"}]},"jsonrpc":"2.0","id":${m.id}}${sse ? '\n\n' : ''}`);
+      });
+    });
+    cleanups.push(() => server.close());
+    return `${server.url}/mcp`;
+  }
+
+  for (const sse of [false, true]) {
+    it(`a 100 MiB ${sse ? 'SSE event' : 'JSON body'} fails that call with a size error; the session carries on`, async () => {
+      const url = await hostileHttp();
+      const bad = await connectUpstream({ url, transport: 'http' });
+      cleanups.push(() => bad.close());
+      const baseRssMb = process.memoryUsage().rss / 1024 / 1024;
+      let peakRss = process.memoryUsage().rss;
+      const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 50);
+      cleanups.push(async () => clearInterval(sampler));
+      const error = await bad.client.callTool({ name: 'big', arguments: { mb: 100, sse } }, undefined, { timeout: 60_000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      clearInterval(sampler);
+      expect(error).toBeInstanceOf(McpError);
+      expect((error as McpError).message).toMatch(/upstream result for tools\/call exceeded the 32\.0 MiB limit/);
+      expect(textOf(await bad.client.callTool({ name: 'echo', arguments: { text: 'after' } }))).toBe('after');
+      if (process.env.CODEMODE_TEST_REPORT === '1') process.stderr.write(`[hostile-upstream] http sse=${sse} peak RSS +${(peakRss / 1024 / 1024 - baseRssMb).toFixed(0)} MB\n`);
+      // Buffered whole (the SDK's response.json() or SSE parser), this held several copies of 100 MiB.
+      expect(peakRss / 1024 / 1024 - baseRssMb).toBeLessThan(200);
+    });
+  }
 });
