@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { BridgeConfig, CrossAppAccessConfig } from '../bridge/config.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_AUTH_TIMEOUT_MS, DEFAULT_REFRESH_THRESHOLD_S } from '../bridge/config.js';
+import { isLoopbackHost as isSharedLoopbackHost } from '../wire/http-guard.js';
 
 /** A usage problem: the CLI prints the message and exits with code 2. */
 export class UsageError extends Error {
@@ -121,11 +122,12 @@ const OPTIONS = {
   version: { type: 'boolean', short: 'v' },
 } as const;
 
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
-
-/** True for hosts that never leave the machine: plain http to them is not a credential leak. */
+/**
+ * True for hosts that never leave the machine: plain http to them is not a credential leak. The shared
+ * loopback test (src/wire), plus `*.localhost` names, which resolvers keep on this machine (RFC 6761).
+ */
 export function isLoopbackHost(hostname: string): boolean {
-  return LOOPBACK.has(hostname.toLowerCase()) || /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname.toLowerCase().endsWith('.localhost');
+  return isSharedLoopbackHost(hostname) || hostname.toLowerCase().replace(/\.$/, '').endsWith('.localhost');
 }
 
 /**

@@ -34,10 +34,22 @@ Transport:
   --port <port>                  port for --http (default ${DEFAULT_SERVE_PORT}; 0 = any free port)
   --stateless                    no sessions: each POST is served on its own (for load balancers)
   --session-idle-timeout <s>     close HTTP sessions idle this long (default 1800; "none" = never)
+  --max-sessions <n>             live sessions at once; past it an initialize gets HTTP 503
+                                 (default 1000; "none" = no cap)
+  --max-sessions-per-principal <n>
+                                 live sessions at once per token / JWT subject / OAuth user; past it an
+                                 initialize gets HTTP 429 (default 100; "none" = no cap)
   --max-body <MB>                largest HTTP request body (default 4)
-  --allowed-host <name>          accepted Host header (repeatable). Loopback binds accept localhost,
-                                 127.0.0.1 and [::1]; other binds check Host only when this is given
+  --headers-timeout <s>          a client must send its request headers within this (default 10)
+  --receive-timeout <s>          a client must send its whole request, body included, within this
+                                 (default 30); answers that stream longer (executes, SSE) are not cut
+  --max-connections <n>          open HTTP connections at once; more are dropped (default 2000)
+  --allowed-host <name>          accepted Host header, for /mcp and /healthz (repeatable). Loopback binds
+                                 accept loopback names only; other binds check Host only when this is given
   --allowed-origin <origin>      accepted browser Origin besides the allowed hosts (repeatable)
+  --health-details               GET /healthz shows sessions, executions and failed server names to
+                                 anyone; by default only to callers with valid credentials (others get
+                                 {"status":"ok"} or 503 {"status":"draining"})
 
 HTTP authentication (required to bind a non-loopback address):
   --auth-tokens-env <VAR>        accept the bearer tokens listed in env var VAR (comma separated).
@@ -86,6 +98,12 @@ const SERVE_OPTIONS = {
   stateless: { type: 'boolean' },
   'session-idle-timeout': { type: 'string' },
   'max-body': { type: 'string' },
+  'max-sessions': { type: 'string' },
+  'max-sessions-per-principal': { type: 'string' },
+  'headers-timeout': { type: 'string' },
+  'receive-timeout': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'health-details': { type: 'boolean' },
   'allowed-host': { type: 'string', multiple: true },
   'allowed-origin': { type: 'string', multiple: true },
   'auth-tokens-env': { type: 'string' },
@@ -118,6 +136,12 @@ export interface ServeArgs {
   stateless: boolean;
   sessionIdleTimeoutMs?: number | null;
   maxBodyBytes?: number;
+  maxSessions?: number | null;
+  maxSessionsPerPrincipal?: number | null;
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  maxConnections?: number;
+  healthDetails?: boolean;
   allowedHosts?: string[];
   allowedOrigins?: string[];
   authTokensEnv?: string;
@@ -144,7 +168,26 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
   if (positionals.length > 0) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[0])} (the config file goes after --config).`);
   if (v.stdio && v.http) throw new CliUsageError('choose one of --stdio and --http.');
   const mode = v.http ? 'http' : 'stdio';
-  const httpOnly = ['host', 'port', 'stateless', 'session-idle-timeout', 'max-body', 'allowed-host', 'allowed-origin', 'auth-tokens-env', 'jwks-url', 'jwt-issuer', 'jwt-audience', 'allow-unauthenticated'] as const;
+  const httpOnly = [
+    'host',
+    'port',
+    'stateless',
+    'session-idle-timeout',
+    'max-sessions',
+    'max-sessions-per-principal',
+    'max-body',
+    'headers-timeout',
+    'receive-timeout',
+    'max-connections',
+    'health-details',
+    'allowed-host',
+    'allowed-origin',
+    'auth-tokens-env',
+    'jwks-url',
+    'jwt-issuer',
+    'jwt-audience',
+    'allow-unauthenticated',
+  ] as const;
   if (mode === 'stdio') {
     const given = httpOnly.filter((k) => v[k] !== undefined);
     if (given.length > 0) throw new CliUsageError(`${given.map((k) => `--${k}`).join(', ')} only appl${given.length > 1 ? 'y' : 'ies'} with --http.`);
@@ -166,6 +209,17 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
   };
   const idle = seconds('session-idle-timeout', v['session-idle-timeout'], true);
   const maxBody = numberFlag('max-body', v['max-body']);
+  const maxSessions = numberFlag('max-sessions', v['max-sessions'], { integer: true, min: 1, allowNone: true });
+  const maxPerPrincipal = numberFlag('max-sessions-per-principal', v['max-sessions-per-principal'], { integer: true, min: 1, allowNone: true });
+  const headersTimeout = seconds('headers-timeout', v['headers-timeout']);
+  const receiveTimeout = seconds('receive-timeout', v['receive-timeout']);
+  const maxConnections = numberFlag('max-connections', v['max-connections'], { integer: true, min: 1 });
+  if (headersTimeout != null && receiveTimeout != null && headersTimeout > receiveTimeout) {
+    throw new CliUsageError(`--headers-timeout (${headersTimeout / 1000} s) must not exceed --receive-timeout (${receiveTimeout / 1000} s): headers are part of the request.`);
+  }
+  if (headersTimeout != null && receiveTimeout == null && headersTimeout > 30_000) {
+    throw new CliUsageError(`--headers-timeout (${headersTimeout / 1000} s) must not exceed the receive timeout (default 30 s); raise --receive-timeout too.`);
+  }
   const timeout = seconds('timeout', v.timeout, true);
   const grace = v['shutdown-grace'] === undefined ? 10_000 : Math.round((numberFlag('shutdown-grace', v['shutdown-grace'], { min: 0 }) ?? 0) * 1000);
   const connect = seconds('connect-timeout', v['connect-timeout']);
@@ -183,6 +237,12 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
     stateless: v.stateless ?? false,
     ...(idle !== undefined ? { sessionIdleTimeoutMs: idle } : {}),
     ...(maxBody !== undefined && maxBody !== null ? { maxBodyBytes: Math.round(maxBody * 1024 * 1024) } : {}),
+    ...(maxSessions !== undefined ? { maxSessions } : {}),
+    ...(maxPerPrincipal !== undefined ? { maxSessionsPerPrincipal: maxPerPrincipal } : {}),
+    ...(headersTimeout != null ? { headersTimeoutMs: headersTimeout } : {}),
+    ...(receiveTimeout != null ? { requestTimeoutMs: receiveTimeout } : {}),
+    ...(maxConnections != null ? { maxConnections } : {}),
+    ...(v['health-details'] === true ? { healthDetails: true } : {}),
     ...(v['allowed-host'] !== undefined ? { allowedHosts: v['allowed-host'] } : {}),
     ...(v['allowed-origin'] !== undefined ? { allowedOrigins: v['allowed-origin'] } : {}),
     ...(v['auth-tokens-env'] !== undefined ? { authTokensEnv: v['auth-tokens-env'] } : {}),
@@ -348,6 +408,12 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
           allowUnauthenticated: a.allowUnauthenticated,
           ...(a.sessionIdleTimeoutMs !== undefined ? { sessionIdleTimeoutMs: a.sessionIdleTimeoutMs } : {}),
           ...(a.maxBodyBytes !== undefined ? { maxBodyBytes: a.maxBodyBytes } : {}),
+          ...(a.maxSessions !== undefined ? { maxSessions: a.maxSessions } : {}),
+          ...(a.maxSessionsPerPrincipal !== undefined ? { maxSessionsPerPrincipal: a.maxSessionsPerPrincipal } : {}),
+          ...(a.headersTimeoutMs !== undefined ? { headersTimeoutMs: a.headersTimeoutMs } : {}),
+          ...(a.requestTimeoutMs !== undefined ? { requestTimeoutMs: a.requestTimeoutMs } : {}),
+          ...(a.maxConnections !== undefined ? { maxConnections: a.maxConnections } : {}),
+          ...(a.healthDetails === true ? { healthDetails: true } : {}),
           ...(a.allowedHosts !== undefined ? { allowedHosts: a.allowedHosts } : {}),
           ...(a.allowedOrigins !== undefined ? { allowedOrigins: a.allowedOrigins } : {}),
           ...(auth !== undefined ? { auth } : {}),

@@ -23,7 +23,8 @@ async function activeExecutions(url: string, active: number): Promise<void> {
 
 /** Starts `codemode serve --http --port 0 ...` and waits for its URL. */
 async function serveHttp(args: string[]) {
-  const cli = startCli(['serve', '--http', '--port', '0', ...args]);
+  // --health-details: activeExecutions() reads the execution counts, which /healthz hides from anonymous callers.
+  const cli = startCli(['serve', '--http', '--port', '0', '--health-details', ...args]);
   cleanups.push(() => void cli.child.kill('SIGKILL'));
   const text = await waitFor(cli.stderrText, (t) => /listening on http:\/\/\S+/.test(t) || cli.child.exitCode !== null);
   const url = /listening on (http:\/\/\S+)/.exec(text)?.[1];
