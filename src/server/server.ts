@@ -25,7 +25,7 @@ import type { ToolSource } from '../codemode/types.js';
 import { ATTR, ERROR_TYPE_TOOL_ERROR, extractTraceContext, getTracer, injectTraceContext } from '../telemetry/index.js';
 import type { ServersConfig } from './config.js';
 import { ExecutionLimiter, OverloadedError } from './limiter.js';
-import { connectUpstreams } from './upstreams.js';
+import { connectUpstreams, fetchCatalog } from './upstreams.js';
 import type { Upstreams, UpstreamStatus } from './upstreams.js';
 
 const log = createLogger('server');
@@ -499,9 +499,9 @@ export async function createCodemodeServerFromConfig(config: ServersConfig, opti
     ...(options.strict !== undefined ? { strict: options.strict } : {}),
     ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
     ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
-    onToolsChanged: (name) => {
-      log.info(`upstream "${name}" changed its tools; refreshing the catalog`);
-      // Servers often announce several changes in a burst; list once.
+    // connectUpstreams coalesces a burst (and a storm) of announcements into one call, and logs it once.
+    onToolsChanged: () => {
+      // Several upstreams may announce at once; list once.
       clearTimeout(refreshTimer);
       refreshTimer = setTimeout(() => void target?.refresh(), 100);
       refreshTimer.unref();
@@ -513,11 +513,12 @@ export async function createCodemodeServerFromConfig(config: ServersConfig, opti
       [...upstreams.connections].map(async ([name, connection]) => {
         const source = mcpClientSource(name, connection.client, { transport: connection.kind === 'stdio' ? 'pipe' : 'tcp' });
         try {
-          const tools = await source.listTools({ signal: AbortSignal.timeout(options.connectTimeoutMs ?? 30_000) });
+          // Within the same connect budget and under the catalog caps: a slow or huge catalog is a failed upstream.
+          const tools = await fetchCatalog(name, (signal) => source.listTools({ signal }), { deadlineAt: upstreams.deadlineOf(name) });
           sources.push(guarded(prefetched(source, tools), upstreams));
         } catch (err) {
           log.error(`upstream "${name}" connected but listing its tools failed: ${describeError(err)}`);
-          await upstreams.drop(name, new CodemodeError('UPSTREAM_PROTOCOL', `listing tools failed: ${describeError(err)}`, { cause: err }));
+          await upstreams.drop(name, isCodemodeError(err) ? err : new CodemodeError('UPSTREAM_PROTOCOL', `listing tools failed: ${describeError(err)}`, { cause: err }));
         }
       }),
     );

@@ -11,10 +11,25 @@ import { CodemodeError, describeError, isCodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { describeUpstream } from '../proxy/config.js';
 import type { UpstreamConfig } from '../proxy/config.js';
-import { connectUpstream } from '../proxy/upstream.js';
+import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
 import type { UpstreamConnection } from '../proxy/upstream.js';
 
 const log = createLogger('server');
+
+/**
+ * A burst of `tools/list_changed` is one change: the first announcement waits this long for the rest of
+ * the burst (250 ms), then the catalog is refreshed once.
+ */
+export const TOOLS_CHANGED_DEBOUNCE_MS = 250;
+/**
+ * And an upstream that never stops announcing gets at most one refresh per second: a storm of 15,000
+ * announcements in 5 s used to mean 15,000 log lines and back-to-back catalog rebuilds.
+ */
+export const TOOLS_CHANGED_MIN_INTERVAL_MS = 1000;
+/** Most tools one upstream may list (50,000 still pass); more is reported as a failed upstream. */
+export const DEFAULT_MAX_CATALOG_TOOLS = 50_000;
+/** Largest catalog one upstream may list, in bytes of its tools' JSON (64 MiB); more is a failed upstream. */
+export const DEFAULT_MAX_CATALOG_BYTES = 64 * 1024 * 1024;
 
 export type UpstreamState = 'connected' | 'failed' | 'closed';
 
@@ -36,8 +51,13 @@ export interface ConnectUpstreamsOptions {
   /** Per-upstream connect timeout in ms (the proxy's default otherwise). */
   connectTimeoutMs?: number;
   signal?: AbortSignal;
-  /** Called when an upstream announces `tools/list_changed`. */
-  onToolsChanged?: (name: string) => void;
+  /**
+   * Called when an upstream announced `tools/list_changed`, once per burst (see
+   * `TOOLS_CHANGED_DEBOUNCE_MS`, `TOOLS_CHANGED_MIN_INTERVAL_MS`), with how many announcements it covers.
+   */
+  onToolsChanged?: (name: string, announcements: number) => void;
+  /** Largest single message accepted from an upstream, in bytes (the proxy's 32 MiB default otherwise). */
+  maxMessageBytes?: number;
   /** Receives each stdio child's stderr line by line, prefixed with its name. Default: our stderr. */
   onStderr?: (line: string) => void;
 }
@@ -46,7 +66,28 @@ export interface ConnectUpstreamsOptions {
 export class Upstreams {
   readonly #connections = new Map<string, UpstreamConnection>();
   readonly #status = new Map<string, UpstreamStatus>();
+  readonly #deadlines = new Map<string, number>();
+  /** Cancels pending `tools/list_changed` timers, so nothing fires after close. */
+  readonly #cancels = new Set<() => void>();
   #closing: Promise<void> | undefined;
+
+  /**
+   * When the connect budget of upstream `name` runs out (`performance.now()` time): listing its tools at
+   * start-up must finish by then too, so a slow or huge catalog cannot hold start-up past the timeout.
+   */
+  deadlineOf(name: string): number {
+    return this.#deadlines.get(name) ?? performance.now();
+  }
+
+  /** @internal */
+  setDeadline(name: string, at: number): void {
+    this.#deadlines.set(name, at);
+  }
+
+  /** @internal */
+  onClose(cancel: () => void): void {
+    this.#cancels.add(cancel);
+  }
 
   /** Connected upstreams by name, in config order. */
   get connections(): ReadonlyMap<string, UpstreamConnection> {
@@ -107,6 +148,8 @@ export class Upstreams {
   /** Closes every upstream session (HTTP DELETE / ends the child processes). Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      for (const cancel of this.#cancels) cancel();
+      this.#cancels.clear();
       const all = [...this.#connections.values()];
       await Promise.allSettled(all.map((c) => c.close()));
       for (const status of this.#status.values()) if (status.state === 'connected') status.state = 'closed';
@@ -133,6 +176,97 @@ function lineWriter(name: string, sink: (line: string) => void): (chunk: string)
 }
 
 /**
+ * Turns a stream of `tools/list_changed` announcements into at most one call per burst, and at most one
+ * per `TOOLS_CHANGED_MIN_INTERVAL_MS`, with the number of announcements it covers.
+ */
+function coalescer(name: string, fire: (count: number) => void): { notify(): void; cancel(): void } {
+  let count = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let lastFired = -Infinity;
+  let cancelled = false;
+  return {
+    notify() {
+      if (cancelled) return;
+      count++;
+      if (timer !== undefined) return;
+      const wait = Math.max(TOOLS_CHANGED_DEBOUNCE_MS, lastFired + TOOLS_CHANGED_MIN_INTERVAL_MS - performance.now());
+      timer = setTimeout(() => {
+        timer = undefined;
+        if (cancelled) return;
+        const n = count;
+        count = 0;
+        lastFired = performance.now();
+        log.info(`upstream "${name}" announced ${n} tool-list change${n === 1 ? '' : 's'}; refreshing the catalog once`);
+        fire(n);
+      }, wait);
+      timer.unref();
+    },
+    cancel() {
+      cancelled = true;
+      clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+}
+
+export interface FetchCatalogOptions {
+  /** `performance.now()` time by which the listing must be done (see `Upstreams.deadlineOf`). */
+  deadlineAt: number;
+  /** Default `DEFAULT_MAX_CATALOG_TOOLS`. */
+  maxTools?: number;
+  /** Default `DEFAULT_MAX_CATALOG_BYTES`. */
+  maxBytes?: number;
+}
+
+/**
+ * Lists an upstream's tools within its connect budget and size caps. An upstream over them is a failed
+ * upstream with a clear reason, never a start-up that hangs or a catalog that stalls everyone later.
+ *
+ * @throws CodemodeError `UPSTREAM_TIMEOUT` past the deadline; `UPSTREAM_PROTOCOL` over a cap.
+ *
+ * @example
+ * ```ts
+ * const tools = await fetchCatalog('github', (signal) => source.listTools({ signal }), { deadlineAt: upstreams.deadlineOf('github') });
+ * ```
+ */
+export async function fetchCatalog<T>(name: string, list: (signal: AbortSignal) => Promise<T[]>, options: FetchCatalogOptions): Promise<T[]> {
+  const remaining = Math.max(1, Math.round(options.deadlineAt - performance.now()));
+  const maxTools = options.maxTools ?? DEFAULT_MAX_CATALOG_TOOLS;
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_CATALOG_BYTES;
+  let tools: T[];
+  try {
+    tools = await list(AbortSignal.timeout(remaining));
+  } catch (error) {
+    if (error instanceof Error && (error.name === 'TimeoutError' || /timed out/i.test(error.message))) {
+      throw new CodemodeError(
+        'UPSTREAM_TIMEOUT',
+        `upstream "${name}" connected but did not finish listing its tools within the connect timeout; it is left out. Raise connectTimeoutMs if its catalog is slow to build.`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  if (tools.length > maxTools) {
+    throw new CodemodeError(
+      'UPSTREAM_PROTOCOL',
+      `upstream "${name}" lists ${tools.length} tools, more than the ${maxTools}-tool catalog limit; it is left out. Trim its tools (many servers have a toolset option) or raise maxCatalogTools.`,
+    );
+  }
+  // Each page was already bounded by the per-message cap, so measuring the whole is bounded work too.
+  let bytes = 0;
+  for (const tool of tools) {
+    bytes += JSON.stringify(tool).length;
+    if (bytes > maxBytes) {
+      throw new CodemodeError(
+        'UPSTREAM_PROTOCOL',
+        `upstream "${name}" lists a catalog over the ${Math.round(maxBytes / 1024 / 1024)} MiB limit (tool descriptions and schemas); it is left out. Trim its tools or raise maxCatalogBytes.`,
+      );
+    }
+  }
+  return tools;
+}
+
+/**
  * Connects every upstream in parallel. Failures are logged one per line with their cause; with
  * `strict` the first report throws after closing whatever connected.
  *
@@ -150,13 +284,17 @@ export async function connectUpstreams(servers: Record<string, UpstreamConfig>, 
   const entries = Object.entries(servers);
   const outcomes = await Promise.all(
     entries.map(async ([name, config]) => {
+      upstreams.setDeadline(name, performance.now() + (options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS));
+      const changes = coalescer(name, (count) => options.onToolsChanged?.(name, count));
+      upstreams.onClose(() => changes.cancel());
       try {
         const connection = await connectUpstream(config, {
           ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
           ...(options.signal !== undefined ? { signal: options.signal } : {}),
+          ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
           onStderr: lineWriter(name, sink),
           configure: (client) => {
-            client.setNotificationHandler(ToolListChangedNotificationSchema, () => options.onToolsChanged?.(name));
+            client.setNotificationHandler(ToolListChangedNotificationSchema, () => changes.notify());
           },
         });
         return { connection };

@@ -1,0 +1,79 @@
+/**
+ * Upstream bounds on the server side (issue 17, defects 12 and 15): a `tools/list_changed` storm is one
+ * coalesced refresh (and one log line) per burst, and a catalog over the caps is a failed upstream with a
+ * clear status, while a well-behaved upstream next to it serves. Real stdio processes throughout.
+ */
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { setLogLevel, setLogSink, getLogLevel } from '../../src/log.js';
+import { parseServersConfig } from '../../src/server/config.js';
+import { createCodemodeServerFromConfig } from '../../src/server/server.js';
+import { connectUpstreams, DEFAULT_MAX_CATALOG_TOOLS } from '../../src/server/upstreams.js';
+
+const HOSTILE = fileURLToPath(new URL('../fixtures/hostile-stdio-upstream.mjs', import.meta.url));
+const entry = (env: Record<string, string> = {}) => ({ command: process.execPath, args: [HOSTILE], env });
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await Promise.resolve(cleanups.pop()?.()).catch(() => undefined);
+});
+
+function textOf(result: unknown): string {
+  return ((result as { content?: Array<{ text?: string }> }).content ?? []).map((c) => c.text ?? '').join('');
+}
+
+describe('a tools/list_changed storm', () => {
+  it('is coalesced into a few refreshes with a count, logged once each, while the neighbour keeps answering', async () => {
+    const lines: string[] = [];
+    const level = getLogLevel();
+    setLogLevel('info');
+    const restore = setLogSink((line) => void lines.push(line));
+    cleanups.push(() => {
+      restore();
+      setLogLevel(level);
+    });
+    const calls: number[] = [];
+    const upstreams = await connectUpstreams(
+      { bad: entry(), good: entry() },
+      { onToolsChanged: (name, count) => void (name === 'bad' && calls.push(count)), onStderr: () => undefined },
+    );
+    cleanups.push(() => upstreams.close());
+    const bad = upstreams.connections.get('bad')!;
+    const good = upstreams.connections.get('good')!;
+    const storm = bad.client.callTool({ name: 'storm', arguments: { count: 10_000 } }, undefined, { timeout: 60_000 });
+    let maxMs = 0;
+    for (let i = 0; i < 10; i++) {
+      const started = performance.now();
+      expect(textOf(await good.client.callTool({ name: 'echo', arguments: { text: `n${i}` } }))).toBe(`n${i}`);
+      maxMs = Math.max(maxMs, performance.now() - started);
+    }
+    expect(textOf(await storm)).toBe('stormed 10000');
+    // The last burst is announced after the debounce (and at most one refresh a second).
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(calls.length).toBeGreaterThanOrEqual(1);
+    expect(calls.length).toBeLessThanOrEqual(15);
+    const deadline = Date.now() + 5000;
+    while (calls.reduce((a, b) => a + b, 0) < 10_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(calls.reduce((a, b) => a + b, 0)).toBe(10_000);
+    const logged = lines.filter((l) => l.includes('refreshing the catalog'));
+    expect(logged).toHaveLength(calls.length);
+    expect(logged.at(-1)).toMatch(/upstream "bad" announced \d+ tool-list changes?; refreshing the catalog once/);
+    expect(maxMs).toBeLessThan(2000);
+  });
+});
+
+describe('a catalog over the caps', () => {
+  it(`(more than ${DEFAULT_MAX_CATALOG_TOOLS} tools) is a failed upstream with a clear status; the other one serves`, async () => {
+    const config = parseServersConfig(JSON.stringify({ mcpServers: { huge: entry({ HOSTILE_EXTRA_TOOLS: String(DEFAULT_MAX_CATALOG_TOOLS + 1) }), good: entry() } }), {
+      file: '/tmp/upstream-bounds.json',
+    });
+    const server = await createCodemodeServerFromConfig(config, { connectTimeoutMs: 20_000, onStderr: () => undefined });
+    cleanups.push(() => server.close({ graceMs: 0 }));
+    const status = server.stats().upstreams;
+    expect(status.find((s) => s.name === 'good')).toMatchObject({ state: 'connected' });
+    const huge = status.find((s) => s.name === 'huge');
+    expect(huge).toMatchObject({ state: 'failed', code: 'UPSTREAM_PROTOCOL' });
+    expect(huge?.error).toMatch(/lists 50007 tools, more than the 50000-tool catalog limit; it is left out/);
+    expect(server.mode.catalog.entries.map((e) => e.namespace)).not.toContain('huge');
+  });
+});
