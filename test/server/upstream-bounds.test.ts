@@ -77,3 +77,19 @@ describe('a catalog over the caps', () => {
     expect(server.mode.catalog.entries.map((e) => e.namespace)).not.toContain('huge');
   });
 });
+
+describe('an oversized upstream result', () => {
+  it('is a ToolError in the guest naming the limit, and the next call on that upstream works', async () => {
+    const config = parseServersConfig(JSON.stringify({ mcpServers: { bad: entry() } }), { file: '/tmp/upstream-bounds.json' });
+    const server = await createCodemodeServerFromConfig(config, { connectTimeoutMs: 20_000, onStderr: () => undefined });
+    cleanups.push(() => server.close({ graceMs: 0 }));
+    const outcome = await server.mode.execute(
+      `try { await tools.bad.big({ mb: 40 }); return 'no error'; } catch (e) { return [e.name, e.message, await tools.bad.echo({ text: 'after' })]; }`,
+    );
+    expect(outcome).toMatchObject({ ok: true });
+    const [name, message, after] = (outcome as { value: [string, string, unknown] }).value;
+    expect(name).toBe('ToolError');
+    expect(message).toMatch(/The upstream result for tools\/call \(40\.0 MiB\) exceeded the 32\.0 MiB limit/);
+    expect(JSON.stringify(after)).toContain('after');
+  });
+});
