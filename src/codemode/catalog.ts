@@ -6,7 +6,10 @@
  */
 
 import { CodemodeError } from '../errors.js';
+import { boundTool } from './catalog-limits.js';
+import type { CatalogWarning } from './catalog-limits.js';
 import { toIdentifier } from './naming.js';
+import { capText, MAX_ECHO_CHARS } from './text-caps.js';
 import type { ToolDefinition, ToolSource } from './types.js';
 
 /** One tool in the catalog. */
@@ -54,13 +57,24 @@ export type Resolution = { entry: CatalogEntry } | { error: string };
 export class Catalog {
   readonly entries: readonly CatalogEntry[];
   readonly sources: readonly ToolSource[];
+  /**
+   * What was trimmed or left out as the catalog loaded (oversized descriptions, titles and schemas, tools
+   * with unusable names), in source order. Empty for a well-behaved catalog.
+   */
+  readonly warnings: readonly CatalogWarning[];
+  /** The longest accepted spelling of any tool name: a longer name matches nothing, without a lookup. */
+  readonly maxNameChars: number;
   /** Every accepted spelling of a tool name; `null` marks a spelling that is ambiguous. */
   private readonly aliases = new Map<string, CatalogEntry | null>();
   private readonly byQualified = new Map<string, CatalogEntry>();
 
-  private constructor(sources: readonly ToolSource[], entries: CatalogEntry[]) {
+  private constructor(sources: readonly ToolSource[], entries: CatalogEntry[], warnings: CatalogWarning[]) {
     this.sources = sources;
     this.entries = entries;
+    this.warnings = warnings;
+    let longest = 0;
+    for (const e of entries) longest = Math.max(longest, e.qualifiedName.length, e.path.length);
+    this.maxNameChars = longest;
     for (const entry of entries) {
       this.byQualified.set(entry.qualifiedName, entry);
       // Exact qualified spellings win over everything, so they are set unconditionally.
@@ -111,6 +125,7 @@ export class Catalog {
       }),
     );
     const entries: CatalogEntry[] = [];
+    const warnings: CatalogWarning[] = [];
     sources.forEach((source, i) => {
       const namespaceId = toIdentifier(source.name);
       const ids = new Map<string, string>();
@@ -119,7 +134,8 @@ export class Catalog {
         throw new CodemodeError('UPSTREAM_PROTOCOL', `Source "${source.name}" listed its tools as ${typeof list}, not an array.`);
       }
       for (const raw of list) {
-        const tool = normalizeTool(source.name, raw);
+        const tool = boundTool(source.name, normalizeTool(source.name, raw), warnings);
+        if (tool === undefined) continue;
         const toolId = toIdentifier(tool.name);
         const other = ids.get(toolId);
         if (other !== undefined) {
@@ -158,7 +174,7 @@ export class Catalog {
         spellings.set(spelling, entry);
       }
     }
-    return new Catalog(sources, entries);
+    return new Catalog(sources, entries, warnings);
   }
 
   /**
@@ -166,14 +182,16 @@ export class Catalog {
    * source has it.
    */
   resolve(name: string): Resolution {
+    if (name.length > this.maxNameChars) return { error: `Unknown tool "${capText(name, MAX_ECHO_CHARS)}": no tool has a name that long.` };
     const hit = this.aliases.get(name);
     if (hit) return { entry: hit };
     if (hit === null) {
       const options = this.entries.filter((e) => e.tool.name === name || e.toolId === name).map((e) => `"${e.qualifiedName}"`);
       return { error: `Tool name "${name}" is ambiguous: it exists in several sources. Use one of ${options.join(', ')}.` };
     }
+    const last = name.toLowerCase().split('.').pop() ?? name.toLowerCase();
     const near = this.entries
-      .filter((e) => e.qualifiedName.toLowerCase().includes(name.toLowerCase().split('.').pop() ?? name.toLowerCase()))
+      .filter((e) => e.qualifiedName.toLowerCase().includes(last))
       .slice(0, 3)
       .map((e) => `"${e.qualifiedName}"`);
     return {
@@ -188,6 +206,10 @@ export class Catalog {
     const found: CatalogEntry[] = [];
     const notFound: string[] = [];
     for (const name of names) {
+      if (name.length > this.maxNameChars) {
+        notFound.push(capText(name, MAX_ECHO_CHARS));
+        continue;
+      }
       const hit = this.aliases.get(name);
       if (hit) {
         if (!found.includes(hit)) found.push(hit);

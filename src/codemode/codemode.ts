@@ -20,7 +20,8 @@ import { Catalog } from './catalog.js';
 import type { CatalogEntry } from './catalog.js';
 import { generateDeclarations } from './declarations.js';
 import { normalizeCode } from './normalize.js';
-import { SearchIndex, summarize } from './search.js';
+import { MAX_SCHEMA_NAMES, SearchIndex, summarize } from './search.js';
+import { capString, MAX_ERROR_MESSAGE_CHARS, MAX_ERROR_NAME_CHARS, MAX_TOOL_LABEL_CHARS } from './text-caps.js';
 import type { SearchDetail, SearchOptions, ToolSummary } from './search.js';
 import {
   GUEST_ERROR_CLASSES,
@@ -256,6 +257,14 @@ function limitsOf(sandbox: SandboxProvider): Readonly<SandboxLimits> | undefined
   return ok(timeoutMs) && ok(memoryMb) ? (limits as Readonly<SandboxLimits>) : undefined;
 }
 
+/** The result for code refused before it reached the sandbox (too long, or nested too deep to strip). */
+function refusedBeforeRun(span: Span, error: ExecuteError): ExecuteResult {
+  span.setAttributes({ 'codemode.outcome': error.kind, [ATTR.ERROR_TYPE]: error.kind });
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  const stats = { durationMs: 0, queuedMs: 0, toolCalls: 0, droppedLogLines: 0 };
+  return { ok: false, error, logs: [], toolCalls: [], warnings: [], stats };
+}
+
 function isPlainArgs(value: unknown): value is Record<string, unknown> | undefined {
   return value === undefined || (typeof value === 'object' && value !== null && !Array.isArray(value));
 }
@@ -377,6 +386,9 @@ export class CodeMode {
     if (!Array.isArray(names) || names.some((n) => typeof n !== 'string')) {
       throw new CodemodeError('INVALID_ARGUMENT', 'getSchema(names) needs an array of tool names.');
     }
+    if (names.length > MAX_SCHEMA_NAMES) {
+      throw new CodemodeError('INVALID_ARGUMENT', `getSchema(names) was given ${names.length} names; ask for at most ${MAX_SCHEMA_NAMES} at a time.`);
+    }
     assertDetail('getSchema(names, detail)', detail);
     const { found, notFound } = this.catalogState.lookup(names);
     return {
@@ -404,12 +416,10 @@ export class CodeMode {
       if (code.length > MAX_CODE_CHARS) {
         // The model's doing, so a result it can read and act on, not an exception.
         const message = `The code is ${code.length} characters long; at most ${MAX_CODE_CHARS} are accepted. Send less code: loop over data instead of writing it out, and keep large inputs in tools.`;
-        span.setAttributes({ 'codemode.outcome': 'syntax', [ATTR.ERROR_TYPE]: 'syntax' });
-        span.setStatus({ code: SpanStatusCode.ERROR, message });
-        const stats = { durationMs: 0, queuedMs: 0, toolCalls: 0, droppedLogLines: 0 };
-        return { ok: false, error: { kind: 'syntax', message }, logs: [], toolCalls: [], warnings: [], stats };
+        return refusedBeforeRun(span, { kind: 'syntax', message });
       }
       const normalized = normalizeCode(code);
+      if (normalized.syntaxError) return refusedBeforeRun(span, { kind: 'syntax', ...normalized.syntaxError });
       if (normalized.typescript) span.setAttribute('codemode.code.typescript', true);
       const hostFunctions = this.hostFunctions(catalog, execution);
       let outcome: RunOutcome;
@@ -465,8 +475,9 @@ export class CodeMode {
     mapPosition: (line: number, column: number) => { line: number; column: number },
     execution: Execution,
   ): ExecuteError {
-    const error: ExecuteError = { kind: raw.kind, message: raw.message };
-    if (raw.name !== undefined) error.name = raw.name;
+    // The guest chose the name and message of what it threw: both are capped before they reach a response.
+    const error: ExecuteError = { kind: raw.kind, message: capString(raw.message, MAX_ERROR_MESSAGE_CHARS) };
+    if (raw.name !== undefined) error.name = capString(raw.name, MAX_ERROR_NAME_CHARS);
     // The guest can throw anything under any name: the kind and the tool fields are taken from it only when
     // this execution really refused a call at the cap, or really had a failed call (a handler may name its
     // ToolError's tool itself, and records stop at MAX_CALL_RECORDS, so any failed call will do).
@@ -480,7 +491,7 @@ export class CodeMode {
     }
     const tool = raw.data?.tool;
     if (raw.name === 'ToolError' && typeof tool === 'string' && (execution.droppedRecords > 0 || execution.records.some((r) => !r.ok))) {
-      error.tool = tool;
+      error.tool = capString(tool, MAX_TOOL_LABEL_CHARS);
       if (raw.data?.structuredContent !== undefined) error.structuredContent = raw.data.structuredContent;
     }
     return error;
@@ -504,7 +515,8 @@ export class CodeMode {
       tools,
       callTool: (args, ctx) => {
         const name = args[0];
-        const label = typeof name === 'string' ? name : String(name);
+        // The name is the guest's: capped before it becomes a record, an error or a lookup key.
+        const label = capString(name, MAX_TOOL_LABEL_CHARS);
         if (typeof name !== 'string') {
           execution.admit(label);
           execution.record({ tool: label, ok: false, ms: 0, reason: 'unknown_tool' });
@@ -570,7 +582,7 @@ export class CodeMode {
   }
 
   private async readResource(execution: Execution, sources: ToolSource[], uri: unknown, server: unknown, ctx: HostCallContext): Promise<unknown> {
-    const label = `resources/read ${String(uri)}`;
+    const label = `resources/read ${capString(uri, MAX_TOOL_LABEL_CHARS)}`;
     execution.admit(label);
     if (typeof uri !== 'string' || uri === '') {
       execution.record({ tool: label, ok: false, ms: 0, reason: 'invalid_arguments' });
@@ -615,7 +627,7 @@ export class CodeMode {
   }
 
   private async getPrompt(execution: Execution, sources: ToolSource[], name: unknown, rawArgs: unknown, ctx: HostCallContext): Promise<unknown> {
-    const label = `prompts/get ${String(name)}`;
+    const label = `prompts/get ${capString(name, MAX_TOOL_LABEL_CHARS)}`;
     execution.admit(label);
     if (typeof name !== 'string' || name === '' || !isPlainArgs(rawArgs)) {
       execution.record({ tool: label, ok: false, ms: 0, reason: 'invalid_arguments' });
@@ -642,7 +654,7 @@ export class CodeMode {
     const match = sources.find((s) => s.name === server);
     if (!match) {
       execution.record({ tool: label, ok: false, ms: 0, reason: 'unknown_tool' });
-      throw new ToolError(`${api}: no source named ${JSON.stringify(server)} serves this. Sources that do: ${sources.map((s) => `"${s.name}"`).join(', ')}.`, { tool: label });
+      throw new ToolError(`${api}: no source named ${JSON.stringify(capString(server, MAX_TOOL_LABEL_CHARS))} serves this. Sources that do: ${sources.map((s) => `"${s.name}"`).join(', ')}.`, { tool: label });
     }
     return [match];
   }

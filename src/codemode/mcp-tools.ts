@@ -10,9 +10,11 @@ import type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/
 import * as z from 'zod';
 import { isCodemodeError } from '../errors.js';
 import type { LogEntry } from '../sandbox/types.js';
+import { boundedPrettyJson } from './bounded-json.js';
 import type { CodeMode } from './codemode.js';
-import { MAX_SEARCH_LIMIT } from './search.js';
+import { MAX_SCHEMA_NAMES, MAX_SEARCH_LIMIT } from './search.js';
 import type { SearchDetail } from './search.js';
+import { capText, MAX_ECHO_CHARS } from './text-caps.js';
 import type { ExecuteResult, JsonSchema, ToolCallRecord } from './types.js';
 
 /** Default cap on the characters of the result JSON in the `execute` text content. */
@@ -21,6 +23,8 @@ export const DEFAULT_MAX_RESULT_TEXT_CHARS = 20_000;
 export const DEFAULT_MAX_LOG_TEXT_CHARS = 8_000;
 /** Up to this many characters of declarations are inlined into the `execute` description. */
 export const DEFAULT_INLINE_DECLARATIONS_MAX_CHARS = 6_000;
+/** Cap on the text of an uncaught ToolError's `structuredContent` in the `execute` text content. */
+const MAX_ERROR_DETAILS_TEXT_CHARS = 2_000;
 
 /** What a tool handler receives from the server (a subset of the SDK's `RequestHandlerExtra`). */
 export interface ToolHandlerExtra {
@@ -63,24 +67,33 @@ function cap(text: string, max: number, what: string, advice: string): string {
   if (text.length <= max) return text;
   // Never cut between the two halves of a surrogate pair: a lone half is not valid UTF-16 text.
   const end = max > 0 && isHighSurrogate(text.charCodeAt(max - 1)) ? max - 1 : max;
-  return `${text.slice(0, end)}\n… [${what} truncated: showing ${end} of ${text.length} characters. ${advice}]`;
+  return `${text.slice(0, end)}\n… [${what} truncated: showing the first ${end} characters. ${advice}]`;
 }
 
 function isHighSurrogate(code: number): boolean {
   return code >= 0xd800 && code <= 0xdbff;
 }
 
-function formatLogs(logs: readonly LogEntry[]): string {
-  return logs.map((l) => `[${l.level}] ${l.message}`).join('\n');
+/** The log lines as text, stopping one character past `max`: `cap` then marks the cut. */
+function formatLogs(logs: readonly LogEntry[], max: number): string {
+  const lines: string[] = [];
+  let length = 0;
+  for (const l of logs) {
+    if (length > max) break;
+    const line = `${lines.length > 0 ? '\n' : ''}[${l.level}] ${l.message.length > max - length + 1 ? l.message.slice(0, max - length + 1) : l.message}`;
+    lines.push(line);
+    length += line.length;
+  }
+  return lines.join('');
 }
 
-function toJsonText(value: unknown): string {
-  if (value === undefined) return 'undefined';
-  try {
-    return JSON.stringify(value, null, 2) ?? String(value);
-  } catch {
-    return String(value);
-  }
+/**
+ * The value as pretty JSON, cut at `max` characters with a marker. The writer stops at the cap, so a
+ * 200-million-character rendering is never built (see bounded-json.ts); the total length is not known then.
+ */
+function jsonText(value: unknown, max: number, what: string, advice: string): string {
+  const { text, truncated } = boundedPrettyJson(value, max);
+  return truncated ? `${text}\n… [${what} truncated: showing the first ${text.length} characters. ${advice}]` : text;
 }
 
 /**
@@ -103,16 +116,16 @@ export function formatExecuteResult(result: ExecuteResult, options: Pick<CodeMod
   const content: CallToolResult['content'] = [];
   let head: string;
   if (result.ok) {
-    head = cap(toJsonText(result.value), maxResult, 'result', 'Return less data: pick fields, filter, or slice arrays in the code.');
+    head = jsonText(result.value, maxResult, 'result', 'Return less data: pick fields, filter, or slice arrays in the code.');
   } else {
     const { error } = result;
     const where = error.line !== undefined ? ` at line ${error.line}${error.column !== undefined ? `, column ${error.column}` : ''}` : '';
     head = `Error (${error.kind})${where}: ${error.name && !error.message.startsWith(error.name) && error.kind === 'runtime' ? `${error.name}: ` : ''}${error.message}`;
-    if (error.structuredContent !== undefined) head += `\nTool error details: ${cap(toJsonText(error.structuredContent), 2_000, 'details', '')}`;
+    if (error.structuredContent !== undefined) head += `\nTool error details: ${jsonText(error.structuredContent, MAX_ERROR_DETAILS_TEXT_CHARS, 'details', '')}`;
   }
   content.push({ type: 'text', text: head });
   const tail: string[] = [];
-  if (result.logs.length > 0) tail.push(`Logs:\n${cap(formatLogs(result.logs), maxLogs, 'logs', 'Log less.')}`);
+  if (result.logs.length > 0) tail.push(`Logs:\n${cap(formatLogs(result.logs, maxLogs), maxLogs, 'logs', 'Log less.')}`);
   if (result.warnings.length > 0) tail.push(`Warnings:\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
   if (result.ok && result.value === undefined && result.logs.length === 0) {
     tail.push('Note: the code returned no value. End it with `return <value>` to get a result.');
@@ -300,7 +313,7 @@ export function createCodeModeTools(mode: CodeMode, options: CodeModeToolsOption
       // Brief hits read best (and cost fewest tokens) as one line each; richer levels stay JSON.
       const text =
         results.length === 0
-          ? `No tools match "${query}". Try other words, or an empty query to list tools.`
+          ? `No tools match "${capText(query, MAX_ECHO_CHARS)}". Try other words, or an empty query to list tools.`
           : level === 'brief'
             ? results.map((r) => `${r.call}  (${r.name})${r.description ? `: ${r.description}` : ''}`).join('\n')
             : JSON.stringify(results, null, 2);
@@ -316,13 +329,13 @@ export function createCodeModeTools(mode: CodeMode, options: CodeModeToolsOption
     inputSchema: {
       type: 'object',
       properties: {
-        tools: { type: 'array', items: { type: 'string' }, minItems: 1, description: 'Tool names, e.g. ["github.search_issues"].' },
+        tools: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: MAX_SCHEMA_NAMES, description: 'Tool names, e.g. ["github.search_issues"].' },
         detail: { type: 'string', enum: [...DETAILS], default: 'detailed' },
       },
       required: ['tools'],
     },
     inputShape: {
-      tools: z.array(z.string()).min(1).describe('Tool names, e.g. ["github.search_issues"].'),
+      tools: z.array(z.string()).min(1).max(MAX_SCHEMA_NAMES).describe('Tool names, e.g. ["github.search_issues"].'),
       detail: z.enum(DETAILS).optional(),
     },
     annotations: { title: 'Get tool schemas', readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
@@ -331,11 +344,14 @@ export function createCodeModeTools(mode: CodeMode, options: CodeModeToolsOption
       if (!Array.isArray(tools) || tools.length === 0 || tools.some((t) => typeof t !== 'string')) {
         throw invalidParams('"tools" must be a non-empty array of tool names.');
       }
+      if (tools.length > MAX_SCHEMA_NAMES) {
+        throw invalidParams(`"tools" names ${tools.length} tools; ask for at most ${MAX_SCHEMA_NAMES} at a time.`);
+      }
       const schema = mode.getSchema(tools as string[], parseDetail(detail, 'detailed'));
       const parts: string[] = [];
       if (schema.declarations !== '') parts.push(schema.declarations.trimEnd());
       if (schema.notFound.length > 0) {
-        parts.push(`Not found: ${schema.notFound.map((n) => `"${n}"`).join(', ')}. Use \`${names.search}\` to find tool names.`);
+        parts.push(`Not found: ${schema.notFound.map((n) => `"${capText(n, MAX_ECHO_CHARS)}"`).join(', ')}. Use \`${names.search}\` to find tool names.`);
       }
       const result: CallToolResult = { content: [{ type: 'text', text: parts.join('\n\n') }], structuredContent: schema };
       if (schema.tools.length === 0) result.isError = true;

@@ -12,7 +12,7 @@
 
 import { parse } from 'acorn';
 import type { Node, Program, Token } from 'acorn';
-import { createRequire } from 'node:module';
+import { MAX_TYPESCRIPT_NESTING_DEPTH, scanNesting, stripTypeScript } from './strip-types.js';
 
 export interface NormalizedCode {
   /** The function body to run. */
@@ -24,6 +24,11 @@ export interface NormalizedCode {
    * example "TypeScript enum is not supported in strip-only mode"): a hint for the syntax error.
    */
   typescriptHint?: string;
+  /**
+   * Set when the code is refused before it runs: it is not JavaScript, and it nests too deep to be handed
+   * to the TypeScript stripper. Line and column are in the code as submitted.
+   */
+  syntaxError?: { message: string; line: number; column: number };
   /** Maps a 1-based position in `code` back to the submitted text. */
   mapPosition(line: number, column: number): { line: number; column: number };
 }
@@ -133,26 +138,29 @@ function liveFences(fences: Fence[], inert: Array<[number, number]>): Fence[] {
   return live;
 }
 
-type StripTypes = (code: string) => string;
-let stripTypes: StripTypes | undefined;
+const STRIP_PREFIX = '(async function () {';
+const STRIP_SUFFIX = '\n});';
 
 /**
- * amaro costs ~100 ms to load, so it is required on first use only. Its strip-only mode replaces types
- * with whitespace, which keeps every position. It parses a module, where top-level `return` is illegal,
- * so the body is wrapped in an async function on the same line and unwrapped after.
+ * amaro's strip-only mode replaces types with whitespace, which keeps every position. It parses a module,
+ * where top-level `return` is illegal, so the body is wrapped in an async function on the same line and
+ * unwrapped after. strip-types.ts keeps a broken instance from outliving the input that broke it.
  */
-function loadStripper(): StripTypes {
-  if (stripTypes) return stripTypes;
-  const require = createRequire(import.meta.url);
-  const amaro = require('amaro') as { transformSync(code: string, options: { mode: 'strip-only' }): { code: string } };
-  const prefix = '(async function () {';
-  const suffix = '\n});';
-  stripTypes = (code: string) => {
-    const out = amaro.transformSync(`${prefix}${code}${suffix}`, { mode: 'strip-only' }).code;
-    if (!out.startsWith(prefix) || !out.endsWith(suffix)) throw new Error('unexpected strip output');
-    return out.slice(prefix.length, out.length - suffix.length);
-  };
-  return stripTypes;
+function stripTypes(code: string): string {
+  const out = stripTypeScript(`${STRIP_PREFIX}${code}${STRIP_SUFFIX}`);
+  if (!out.startsWith(STRIP_PREFIX) || !out.endsWith(STRIP_SUFFIX)) throw new Error('unexpected strip output');
+  return out.slice(STRIP_PREFIX.length, out.length - STRIP_SUFFIX.length);
+}
+
+/** 1-based line and column of an offset. */
+function positionOf(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  return { line, column: offset - start + 1 };
 }
 
 function isFunctionNode(node: Node | null | undefined): boolean {
@@ -191,9 +199,22 @@ export function normalizeCode(input: string): NormalizedCode {
   // `callTool<Result>('x', {})` is also valid JavaScript: two comparisons, which fail at run time. When code
   // that parses has that shape, the stripper decides: a generic call is the only reading anyone means.
   const genericCall = program !== undefined && GENERIC_CALL.test(source);
-  if (program === undefined || genericCall) {
+  let syntaxError: NormalizedCode['syntaxError'];
+  // Code that is not JavaScript and nests deeper than the stripper can parse is refused here: a deep enough
+  // input overflows amaro's stack or traps its WebAssembly memory.
+  const tooDeep = program === undefined ? scanNesting(source) : undefined;
+  if (tooDeep !== undefined) {
+    const at = positionOf(source, tooDeep.offset);
+    syntaxError = {
+      message:
+        `The code nests more than ${MAX_TYPESCRIPT_NESTING_DEPTH} levels deep (brackets, arrow functions and type arguments), ` +
+        'and it is not plain JavaScript, so it was not run. Flatten it: name intermediate functions and values instead of nesting them.',
+      line: at.line + lineOffset,
+      column: at.column,
+    };
+  } else if (program === undefined || genericCall) {
     try {
-      const stripped = loadStripper()(source);
+      const stripped = stripTypes(source);
       const reparsed = stripped === source ? undefined : tryParse(stripped);
       if (reparsed !== undefined) {
         source = stripped;
@@ -246,6 +267,7 @@ export function normalizeCode(input: string): NormalizedCode {
     code,
     typescript,
     ...(typescriptHint !== undefined ? { typescriptHint } : {}),
+    ...(syntaxError !== undefined ? { syntaxError } : {}),
     mapPosition(line, column) {
       // Walk this line's insertions left to right; `consumed` is inserted text before the output column.
       let consumed = 0;

@@ -16,6 +16,8 @@ export type SearchDetail = 'brief' | 'detailed' | 'full';
 export const DEFAULT_SEARCH_LIMIT = 10;
 /** Upper bound on `limit`, so one search cannot dump an enormous catalog into a context window. */
 export const MAX_SEARCH_LIMIT = 100;
+/** Upper bound on the names one `get_schema` asks for, like `MAX_SEARCH_LIMIT`. */
+export const MAX_SCHEMA_NAMES = 100;
 
 export interface SearchOptions {
   detail?: SearchDetail;
@@ -58,11 +60,15 @@ const STOPWORDS = new Set([
   'be', 'it', 'its', 'this', 'that', 'i', 'me', 'my', 'we', 'you', 'your', 'can', 'do', 'how', 'what', 'which',
 ]);
 
-/** Lowercase word tokens without stopwords; splits camelCase, snake_case, kebab-case and dotted names. */
+/**
+ * Lowercase word tokens without stopwords; splits camelCase, snake_case, kebab-case and dotted names.
+ * Every regex here is linear: `([A-Z]+)([A-Z][a-z])` backtracked over runs of capitals, and a 64 KB
+ * description of "ABAB..." held the main thread for 9 s while the catalog was indexed.
+ */
 export function tokenize(text: string): string[] {
   return text
     .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
-    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+    .replace(/([A-Z])(?=[A-Z][a-z])/g, '$1 ')
     .toLowerCase()
     .split(/[^\p{L}\p{M}\p{N}]+/u)
     .filter((t) => t.length > 0 && !STOPWORDS.has(t))
@@ -74,6 +80,11 @@ export function tokenize(text: string): string[] {
  * costs a scan of every tool's tokens, so an unbounded query could hold the host for seconds.
  */
 const MAX_QUERY_TERMS = 32;
+/**
+ * Characters of a query read at all: 32 words fit easily. The rest is cut before tokenizing, which took
+ * 2.3 s of the main thread for a 3.9 MB query.
+ */
+export const MAX_QUERY_CHARS = 2_000;
 
 /** A query term that matches no token exactly may match token prefixes ("repo" in "repository"), at this weight. */
 const PREFIX_WEIGHT = 0.5;
@@ -185,14 +196,15 @@ export class SearchIndex {
   /**
    * Ranks tools for a query. An empty query lists tools in catalog order; a query with no words to rank by
    * (only stopwords or punctuation) matches nothing unless it names a tool. A query naming a tool exactly
-   * (`ns.tool` or `tool`) ranks it first. Only the first 32 distinct words count.
+   * (`ns.tool` or `tool`) ranks it first. Only the first 32 distinct words of the first 2,000 characters count.
    */
   search(query: string, options: SearchOptions = {}): ToolSummary[] {
     const detail = options.detail ?? 'brief';
     const limit = Math.max(1, Math.min(MAX_SEARCH_LIMIT, Math.floor(options.limit ?? DEFAULT_SEARCH_LIMIT)));
-    const q = query.trim().toLowerCase();
+    const read = query.length > MAX_QUERY_CHARS ? query.slice(0, MAX_QUERY_CHARS) : query;
+    const q = read.trim().toLowerCase();
     if (q === '') return this.docs.slice(0, limit).map((d) => summarize(d.entry, detail));
-    const terms = [...new Set(tokenize(query))].slice(0, MAX_QUERY_TERMS);
+    const terms = [...new Set(tokenize(read))].slice(0, MAX_QUERY_TERMS);
     const n = this.docs.length;
     // Terms that match no token exactly rank by prefix; their document frequency is computed once per query.
     const prefixDf = new Map<string, number>();

@@ -124,12 +124,12 @@ describe('MCP-facing tools', () => {
     const result = await call(client, 'execute', { code: 'return "x".repeat(5000)' });
     const text = (result.content[0] as { text: string }).text;
     expect(text.length).toBeLessThan(1_300);
-    expect(text).toMatch(/\[result truncated: showing 1000 of 5002 characters/);
+    expect(text).toMatch(/\[result truncated: showing the first 1000 characters/);
     expect((result.structuredContent as { result: string }).result).toHaveLength(5000);
     // Emoji are surrogate pairs: the cut never leaves half of one (the JSON text's quote puts a high half at index 999).
     const emoji = await call(client, 'execute', { code: 'return "😀".repeat(2000)' });
     const cut = (emoji.content[0] as { text: string }).text;
-    expect(cut).toMatch(/\[result truncated: showing 999 of 4002 characters/);
+    expect(cut).toMatch(/\[result truncated: showing the first 999 characters/);
     expect(cut).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/); // no lone surrogate half
   });
 

@@ -234,8 +234,9 @@ describe('code normalization', () => {
     for (const text of ['```' + 'a'.repeat(200_000), 'x\n```' + 'a'.repeat(200_000), '```js\n' + '`'.repeat(100_000)]) {
       const started = performance.now();
       normalizeCode(text);
-      // The old regex took 8.6 s for 100 KB after a fence opener.
-      expect(performance.now() - started).toBeLessThan(1_000);
+      // The old regex took 8.6 s for 100 KB after a fence opener. The bound is wide: acorn alone takes ~0.5 s
+      // per parse of 100,000 backticks (two parses here), over 1 s on a loaded machine.
+      expect(performance.now() - started).toBeLessThan(3_000);
     }
   });
 
