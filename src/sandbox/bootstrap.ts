@@ -4,9 +4,9 @@
  * It is a function expression taking the two host bridges (isolated-vm References). It keeps them, and
  * every builtin it relies on, in its closure, so user code can neither reach an isolated-vm object nor
  * change the bridge's behaviour by patching `JSON`, `Object.prototype`, `Promise.prototype.then`, `Error`
- * and friends. It returns `[install, settleCall, fireTimer]`: the host calls `install(configJson)` once before
- * the user script runs, answers host calls through `settleCall(id, envelope)` and fires timers through
- * `fireTimer(id)`.
+ * and friends. It returns `[install, settleCall, fireTimer, report]`: the host calls `install(configJson, code)`
+ * once before the user script runs, answers host calls through `settleCall(id, envelope)`, fires timers through
+ * `fireTimer(id)`, and reads `report()` when the script's task failed (see the function for what it says).
  *
  * Rules for editing this file (they are what keep the guest out):
  * - Use only builtins captured at the top (`ReflectApply(captured, thisArg, args)` for methods).
@@ -23,7 +23,10 @@ export const USER_FILENAME = 'codemode-user.js';
 /** Filename of this bootstrap, visible in guest stack traces. */
 export const BOOTSTRAP_FILENAME = 'codemode-bootstrap.js';
 
-/** One-shot global through which the user script's wrapper starts the run (deleted on first call). */
+/**
+ * Prefix of the one-shot global through which the user script's wrapper starts the run (deleted on first
+ * read). Each run appends a random suffix, so code can never name it in a hoisted declaration.
+ */
 export const RUN_GLOBAL = '__codemodeRun';
 
 /** Tags of the string a run resolves with: `tag\ndroppedLogLines\nlogMessagesSent\npayload`. */
@@ -37,7 +40,6 @@ export const START_TAGS: ReadonlySet<string> = new Set<StartTag>(['ok', 'undefin
  */
 export const BOOTSTRAP_SOURCE = String.raw`(function (hostCallRef, logRef, timerRef) {
 'use strict';
-const RUN_GLOBAL = '${RUN_GLOBAL}';
 const G = globalThis;
 const ObjectCreate = Object.create;
 const ObjectKeys = Object.keys;
@@ -72,6 +74,9 @@ const TypedArrayTag = ObjectGetOwnPropertyDescriptor(ObjectGetPrototypeOf(Uint8A
 const ArrayBufferByteLength = ObjectGetOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength').get;
 const DataViewByteLength = ObjectGetOwnPropertyDescriptor(DataView.prototype, 'byteLength').get;
 const PromiseCtor = Promise;
+// The constructor behind "new AsyncFunction(body)": it parses body as exactly one async function body, and
+// refuses one that closes the function early. Captured before user code can reach it.
+const AsyncFunctionCtor = ObjectGetPrototypeOf(async function () {}).constructor;
 const refApplyIgnored = logRef.applyIgnored;
 const refApplySyncPromise = hostCallRef.applySyncPromise;
 const syncCallOptions = ObjectCreate(null);
@@ -157,12 +162,19 @@ let settled = false;
 let pending = 0;
 let maxPending = 0;
 let maxResultChars = 0;
+let maxArgBytes = 0;
 let logLinesLeft = 0;
 let logCharsLeft = 0;
 let droppedLogLines = 0;
 // Every message sent to the host's log bridge, so the host can wait for the ones still in transit: isolated-vm
 // does not order applyIgnored tasks before the run's own result (after an I/O answer, about half arrived late).
 let logMessagesSent = 0;
+// Tasks the host started in this isolate after the script's own (replies, timers). isolated-vm reports an
+// unhandled rejection only for the script's task, so report() offers the outcome only if the run settled in
+// that task: one that settled later (a timer fired while the host was still reading the failure) must not
+// hide a rejection left unhandled while the function was still running.
+let hostTasks = 0;
+let outcomeTasks = -1;
 const errorClasses = ObjectCreate(null);
 
 // ---- JSON copy with clear errors ----
@@ -429,9 +441,12 @@ const toGuestError = ((e) => {
   return err;
 });
 const settleCall = ((id, envelope) => {
+  hostTasks++;
   const resolve = calls[id];
   if (resolve === undefined) return;
   delete calls[id];
+  // A reply to a settled run is dropped: the call stays pending, so no guest code resumes after the outcome.
+  if (settled) return;
   resolve(envelope);
 });
 // Envelopes: 'u' (undefined), 'v' + JSON value, or 'e' + JSON {name, message, data?}.
@@ -443,18 +458,43 @@ const unwrap = ((envelope) => {
   if (kind === 'v') return parsed;
   throw toGuestError(parsed);
 });
+const refusedAfterEnd = (label) => new ErrorCtor(label + ': the run has already ended, so host calls are refused');
+// UTF-8 length of s, counting no further than max + 4 (the caller only asks whether it exceeds max).
+const utf8Length = ((s, max) => {
+  let n = 0;
+  const len = s.length;
+  for (let i = 0; i < len && n <= max; i++) {
+    const c = ReflectApply(StringCharCodeAt, s, [i]);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < len) {
+      const d = ReflectApply(StringCharCodeAt, s, [i + 1]);
+      if (d >= 0xdc00 && d <= 0xdfff) { n += 4; i++; } else n += 3;
+    } else n += 3;
+  }
+  return n;
+});
 const makeHostFunction = ((index, label, name) => {
   const f = async function (...args) {
-    if (settled) throw new ErrorCtor(label + ': the run has already ended, so host calls are refused');
-    if (pending >= maxPending) {
-      throw new ErrorCtor(label + ': too many host calls pending at once (limit ' + maxPending + '); await some before starting more');
-    }
+    if (settled) throw refusedAfterEnd(label);
     let argsJson;
     try {
-      argsJson = toJSONText(args, label + ' arguments', maxResultChars);
+      // UTF-8 never takes fewer bytes than UTF-16 code units, so the copier stops at maxArgBytes characters;
+      // only text that might encode past the byte cap is measured (3 MiB of "€" passed a 1 MiB cap by length).
+      argsJson = toJSONText(args, label + ' arguments', maxArgBytes);
+      if (argsJson.length > maxArgBytes / 3 && utf8Length(argsJson, maxArgBytes) > maxArgBytes) throw OUTPUT_LIMIT;
     } catch (err) {
-      if (err === OUTPUT_LIMIT) throw new ErrorCtor(label + ': arguments are larger than the ' + maxResultChars + '-byte limit');
+      if (err === OUTPUT_LIMIT) throw new ErrorCtor(label + ': arguments are larger than the ' + maxArgBytes + '-byte limit (in UTF-8)');
       throw err;
+    }
+    // One microtask before the call leaves. The run's reaction to the user's function settling is queued the
+    // moment it settles, so it runs before this; a call started after that moment (by a .then callback queued
+    // earlier, say) then sees settled and never reaches the host, whether the calls before it were answered
+    // at once or later. Without this, fast host functions let such calls through and slow ones did not.
+    await undefined;
+    if (settled) throw refusedAfterEnd(label);
+    if (pending >= maxPending) {
+      throw new ErrorCtor(label + ': too many host calls pending at once (limit ' + maxPending + '); await some before starting more');
     }
     const id = ++nextCallId;
     pending++;
@@ -517,6 +557,7 @@ const guestClearTimeout = function clearTimeout(id) {
   ReflectApply(refApplyIgnored, timerRef, [undefined, [id, -1]]);
 };
 const fireTimer = (id) => {
+  hostTasks++;
   const entry = timers[id];
   if (entry === undefined || settled) return;
   delete timers[id];
@@ -647,16 +688,24 @@ const describeThrown = ((err) => {
   try { return toJSONText(info, 'error', 1e6); } catch { return '{"message":"the thrown value could not be described"}'; }
 });
 
-// install(configJson) runs synchronously from the host, before any user code: it applies the limits,
-// defines error classes and host functions, and defines the one-shot global RUN_GLOBAL that the user
+// What the host reads back (report()) when the script's task fails: why the code was refused, or the outcome
+// the run had already settled with (a rejection left unhandled after that must not change it).
+let rejectedCode;
+let checked = false;
+let finalOutcome;
+
+// install(configJson, code) runs synchronously from the host, before any user code: it applies the limits,
+// defines error classes and host functions, and defines the one-shot global (config.runGlobal) that the user
 // script's wrapper calls with the user's function (so running the script and starting the run is a
-// single hop). The global deletes itself on its first call.
-const install = ((configJson) => {
+// single hop). The global deletes itself when read.
+const install = ((configJson, code) => {
   if (started) throw new ErrorCtor('codemode sandbox: install() may run once per isolate');
   started = true;
   const config = JSONParse(configJson);
+  const runGlobal = config.runGlobal;
   maxPending = config.maxPending;
   maxResultChars = config.maxResultChars;
+  maxArgBytes = config.maxResultChars;
   logLinesLeft = config.maxLogLines;
   logCharsLeft = config.maxLogChars;
   const classes = config.errorClasses;
@@ -683,23 +732,46 @@ const install = ((configJson) => {
     for (let j = 1; j < path.length; j++) label = childPath(label, path[j]);
     defineValue(target, name, makeHostFunction(i, label, name), target !== G);
   }
-  // A getter that removes itself: the wrapper's call reads it before evaluating its argument, so code that
-  // escapes into that argument list ("}, (grab = __codemodeRun), ...") finds nothing to grab.
+  // A getter that removes itself. Reading it is the first thing the wrapper script evaluates (its name is
+  // random per run, so no hoisted declaration in the code can take its place), so it checks the code here,
+  // on the isolate's thread and before any of it runs: the code must parse as exactly one function body.
+  // Code that closes the wrapper early ("}); tools.x(); (async () => {", or "}, (g = 1), (async () => {" into
+  // the argument list) would otherwise run at top level; now the throw ends the script before that.
   const runDescriptor = ObjectCreate(null);
   runDescriptor.get = () => {
-    delete G[RUN_GLOBAL];
+    delete G[runGlobal];
+    checked = true;
+    try {
+      new AsyncFunctionCtor(code);
+    } catch (err) {
+      let text = 'the code does not parse as one function body';
+      try { text = StringCtor(err.name) + ': ' + StringCtor(err.message); } catch {}
+      rejectedCode = text;
+      settled = true;
+      throw new ErrorCtor('codemode: the code was refused before it ran');
+    }
     return run;
   };
   runDescriptor.configurable = true;
   runDescriptor.enumerable = false;
-  ObjectDefineProperty(G, RUN_GLOBAL, runDescriptor);
+  ObjectDefineProperty(G, runGlobal, runDescriptor);
 });
+// 'n' if the check never ran (the script failed before its first expression: nothing of the code ran),
+// 's' + the parser's message if the code was refused, 'o' + the outcome if the run settled, else ''.
+const report = () => {
+  if (!checked) return 'n';
+  if (rejectedCode !== undefined) return 's' + rejectedCode;
+  if (finalOutcome !== undefined && outcomeTasks === 0) return 'o' + finalOutcome;
+  return '';
+};
 // The run resolves with one string, "tag\ndroppedLogLines\nlogMessagesSent\npayload": a primitive, so
 // resolving the run's promise never looks up a (possibly guest-patched) "then", as it would on an array or object.
-const outcome = (tag, payload) => tag + '\n' + droppedLogLines + '\n' + logMessagesSent + '\n' + payload;
+const outcome = (tag, payload) => {
+  outcomeTasks = hostTasks;
+  return (finalOutcome = tag + '\n' + droppedLogLines + '\n' + logMessagesSent + '\n' + payload);
+};
 let running = false;
 const run = (async (userFn) => {
-  delete G[RUN_GLOBAL];
   if (running) throw new ErrorCtor('codemode sandbox: one run per isolate');
   running = true;
   let value;
@@ -719,5 +791,5 @@ const run = (async (userFn) => {
     return outcome('unserializable', describeThrown(err));
   }
 });
-return [install, settleCall, fireTimer];
+return [install, settleCall, fireTimer, report];
 })`;

@@ -20,7 +20,8 @@ import pLimit from 'p-limit';
 import type { LimitFunction } from 'p-limit';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE, RUN_GLOBAL, START_TAGS, USER_FILENAME } from './bootstrap.js';
+import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE, START_TAGS, USER_FILENAME } from './bootstrap.js';
+import { refusedCodeError, runGlobalName, syntaxError, wrapUserCode } from './code-check.js';
 import type { StartTag } from './bootstrap.js';
 import { describeHostError, flattenHostFunctions, hostResultJson, validateErrorClasses } from './host-functions.js';
 import type { FlatFunctions } from './host-functions.js';
@@ -154,9 +155,10 @@ function errorEnvelope(err: unknown): string {
 // ---------------------------------------------------------------------------------------------------------
 // Prepared isolates
 
-type InstallFn = (configJson: string) => void;
+type InstallFn = (configJson: string, code: string) => void;
 type SettleFn = (id: number, envelope: string) => void;
 type FireFn = (id: number) => void;
+type ReportFn = () => string;
 
 /**
  * When the process exits (process.exit, an uncaught exception) while a guest thread is blocked on a host call
@@ -177,6 +179,7 @@ export class PreparedIsolate {
   /** @internal */ install: ivm.Reference<InstallFn> | undefined;
   /** @internal */ settle: ivm.Reference<SettleFn> | undefined;
   /** @internal */ fire: ivm.Reference<FireFn> | undefined;
+  /** @internal */ report: ivm.Reference<ReportFn> | undefined;
   /** @internal */ state: RunState | undefined;
   /** @internal */ used = false;
   /** @internal */ disposedByUs = false;
@@ -284,7 +287,7 @@ export async function prepareIsolate(limits: Readonly<SandboxLimits>): Promise<P
       if (produced !== undefined) bootstrapCache = produced;
     }
     const factory = script.runSync(context, bag({ reference: true, release: true })) as unknown as ivm.Reference<
-      (hostCall: unknown, log: unknown, timer: unknown) => [InstallFn, SettleFn, FireFn]
+      (hostCall: unknown, log: unknown, timer: unknown) => [InstallFn, SettleFn, FireFn, ReportFn]
     >;
     const hostCall = prepared.track(
       new ivm.Reference((id: number, index: number, argsJson: string): string | Promise<string> => answerGuestCall(prepared, id, index, argsJson)),
@@ -296,12 +299,13 @@ export async function prepareIsolate(limits: Readonly<SandboxLimits>): Promise<P
       new ivm.Reference((id: unknown, delayMs: unknown): void => timerFromGuest(prepared, id, delayMs)),
     );
     const parts = factory.applySync(undefined, [hostCall, logRef, timerRef], bag({ result: bag({ reference: true }) })) as unknown as ivm.Reference<
-      [InstallFn, SettleFn, FireFn]
+      [InstallFn, SettleFn, FireFn, ReportFn]
     >;
     factory.release();
     prepared.install = prepared.track(parts.getSync(0, bag({ reference: true })) as unknown as ivm.Reference<InstallFn>);
     prepared.settle = prepared.track(parts.getSync(1, bag({ reference: true })) as unknown as ivm.Reference<SettleFn>);
     prepared.fire = prepared.track(parts.getSync(2, bag({ reference: true })) as unknown as ivm.Reference<FireFn>);
+    prepared.report = prepared.track(parts.getSync(3, bag({ reference: true })) as unknown as ivm.Reference<ReportFn>);
     parts.release();
     return prepared;
   } catch (err) {
@@ -451,13 +455,26 @@ function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknow
   }
   if (typeof level !== 'string' || !LOG_LEVELS.has(level) || typeof message !== 'string') return;
   const { maxLogLines, maxLogBytes } = state.limits;
-  const bytes = Buffer.byteLength(message);
-  if ((maxLogLines !== null && state.logs.length >= maxLogLines) || (maxLogBytes !== null && state.logBytes + bytes > maxLogBytes)) {
+  if (maxLogLines !== null && state.logs.length >= maxLogLines) {
     state.hostDroppedLogLines++;
     return;
   }
+  // The guest cuts lines by characters (all it can count cheaply); the cap is in UTF-8 bytes, which a line of
+  // "€" takes three times over: cut it here to the bytes left (work bounded by the guest's character cap).
+  let text = message;
+  let bytes = Buffer.byteLength(text);
+  const left = maxLogBytes === null ? Number.POSITIVE_INFINITY : maxLogBytes - state.logBytes;
+  if (bytes > left) {
+    if (left <= 0) {
+      state.hostDroppedLogLines++;
+      return;
+    }
+    text = truncateUtf8(text, left);
+    bytes = Buffer.byteLength(text);
+    state.guestTruncatedLogs = true;
+  }
   state.logBytes += bytes;
-  state.logs.push({ level: level as LogLevel, message });
+  state.logs.push({ level: level as LogLevel, message: text });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -467,7 +484,6 @@ function logFromGuest(prepared: PreparedIsolate, level: unknown, message: unknow
 // Outcomes
 
 const USER_POSITION = new RegExp(`${USER_FILENAME.replace(/[.]/g, '\\.')}:(\\d+):(\\d+)`);
-const SYNTAX_POSITION = new RegExp(`\\s*\\[${USER_FILENAME.replace(/[.]/g, '\\.')}:(\\d+):(\\d+)\\]\\s*$`);
 
 /** Splits the guest's "tag\ndropped\nlogsSent\npayload" string; undefined if it isn't one. */
 function parseRunResult(result: unknown): { tag: StartTag; guestDropped: number; logsSent: number; payload: string } | undefined {
@@ -519,8 +535,21 @@ async function drainLogs(state: RunState, sent: number): Promise<void> {
 
 /** Bounds text the guest controls (messages, stacks) before it reaches callers and logs (the guest clips at 16 KiB too). */
 const MAX_ERROR_TEXT = 32 * 1024;
-function capText(text: string): string {
-  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}… [truncated ${text.length - MAX_ERROR_TEXT} characters]` : text;
+/** Bounds an error's name, which the guest controls too (a forged outcome carried one of 40 M characters). */
+const MAX_ERROR_NAME = 1_000;
+function capText(text: string, max = MAX_ERROR_TEXT): string {
+  if (text.length <= max) return text;
+  // Not between the halves of a surrogate pair.
+  const code = text.charCodeAt(max - 1);
+  const end = code >= 0xd800 && code <= 0xdbff ? max - 1 : max;
+  return `${text.slice(0, end)}… [truncated ${text.length - end} characters]`;
+}
+
+const utf8Encoder = new TextEncoder();
+/** The longest prefix of `text` that fits in `maxBytes` of UTF-8, never splitting a character. */
+function truncateUtf8(text: string, maxBytes: number): string {
+  const { read } = utf8Encoder.encodeInto(text.slice(0, maxBytes), new Uint8Array(maxBytes));
+  return text.slice(0, read);
 }
 
 /** The guest copier's nesting cap (bootstrap's MAX_DEPTH), enforced again on the host. */
@@ -548,31 +577,23 @@ function jsonNestedDeeperThan(text: string, max: number): boolean {
   return false;
 }
 
-function wrapUserCode(code: string): string {
-  // The wrapper's first line is compiled at lineOffset -1, so the user's first line is line 1; user lines
-  // start at column 0, so columns need no mapping. The trailing newline keeps a final `// comment` inert.
-  return `${RUN_GLOBAL}(async function () {\n${code}\n})`;
-}
-
-function syntaxError(err: unknown, code: string): SandboxError {
-  const raw = err instanceof Error ? err.message : describeError(err);
-  const match = SYNTAX_POSITION.exec(raw);
-  const message = match ? raw.slice(0, match.index) : raw;
-  const error: SandboxError = { kind: 'syntax', name: 'SyntaxError', message };
-  if (match) {
-    const lines = code.split('\n');
-    const line = Number(match[1]);
-    if (line > lines.length) {
-      // The parser only noticed at our wrapper's closing line: the user's code ended too early.
-      error.message = `${message} at the end of the code; check for a missing closing brace, bracket or parenthesis`;
-      error.line = lines.length;
-      error.column = (lines[lines.length - 1] ?? '').length + 1;
-    } else {
-      error.line = Math.max(1, line);
-      error.column = Number(match[2]);
-    }
+/** What the guest's report() says after the script's task failed; undefined when it has nothing to add. */
+function readReport(prepared: PreparedIsolate): { kind: 'refused'; message?: string } | { kind: 'settled'; outcome: string } | undefined {
+  const report = prepared.report;
+  if (report === undefined || prepared.disposed) return undefined;
+  let text: unknown;
+  try {
+    text = report.applySync(undefined, [], bag({ result: bag({ copy: true }) }));
+  } catch {
+    return undefined;
   }
-  return error;
+  if (typeof text !== 'string' || text === '') return undefined;
+  // 'n': the script failed before its first expression (a declaration the global scope refused), so
+  // nothing ran, as with a refused body.
+  if (text === 'n') return { kind: 'refused' };
+  if (text[0] === 's') return { kind: 'refused', message: text.slice(1) };
+  if (text[0] === 'o') return { kind: 'settled', outcome: text.slice(1) };
+  return undefined;
 }
 
 function cleanStack(stack: string): string {
@@ -604,11 +625,12 @@ function runtimeError(payload: string): SandboxError {
     return { kind: 'memory', message: 'Out of memory: an ArrayBuffer/typed array allocation exceeded the memory limit.' };
   }
   const error: SandboxError = { kind: 'runtime', message };
-  if (typeof info.name === 'string') error.name = info.name;
+  if (typeof info.name === 'string') error.name = capText(info.name, MAX_ERROR_NAME);
   if (typeof info.stack === 'string') {
-    error.stack = capText(cleanStack(info.stack));
+    const stack = capText(info.stack);
+    error.stack = cleanStack(stack);
     // Only stack frames count: a message that mentions "codemode-user.js:99:1" is not where it was thrown.
-    const frame = info.stack.split('\n').find((line) => /^\s+at /.test(line) && USER_POSITION.test(line));
+    const frame = stack.split('\n').find((line) => /^\s+at /.test(line) && USER_POSITION.test(line));
     const pos = frame === undefined ? null : USER_POSITION.exec(frame);
     if (pos) {
       error.line = Number(pos[1]);
@@ -635,10 +657,12 @@ function unhandledRejectionError(err: unknown): SandboxError {
     message: `Unhandled promise rejection: ${text}. A promise rejected and nothing awaited or caught it; await every call (or add .catch).`,
   };
   if (err instanceof Error) {
-    if (typeof err.name === 'string') error.name = err.name;
+    if (typeof err.name === 'string') error.name = capText(err.name, MAX_ERROR_NAME);
     if (typeof err.stack === 'string') {
-      error.stack = cleanStack(err.stack);
-      const pos = USER_POSITION.exec(err.stack);
+      // Capped before it is split into lines: the guest chose its length.
+      const stack = capText(err.stack);
+      error.stack = cleanStack(stack);
+      const pos = USER_POSITION.exec(stack);
       if (pos) {
         error.line = Number(pos[1]);
         error.column = Number(pos[2]);
@@ -1063,9 +1087,10 @@ export class IsolatedVmSandbox implements SandboxProvider {
       const { isolate, context, install } = prepared;
       if (context === undefined || install === undefined) throw new CodemodeError('SANDBOX_INTERNAL', 'Prepared isolate is incomplete.');
       let script: ivm.Script;
+      const runGlobal = runGlobalName();
       try {
         // Compiling runs no guest code, so it may be synchronous; cost grows with the code's size only.
-        script = isolate.compileScriptSync(wrapUserCode(code), bag({ filename: USER_FILENAME, lineOffset: -1 }));
+        script = isolate.compileScriptSync(wrapUserCode(code, runGlobal), bag({ filename: USER_FILENAME, lineOffset: -1 }));
       } catch (err) {
         if (isolate.isDisposed) throw err;
         return { ok: false, error: syntaxError(err, code), logs: state.logs, stats: stats() };
@@ -1074,6 +1099,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
         undefined,
         [
           JSON.stringify({
+            runGlobal,
             functions: flat.paths,
             errorClasses,
             maxPending: limits.maxPendingHostCalls ?? NO_LIMIT,
@@ -1081,6 +1107,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
             maxLogLines: limits.maxLogLines ?? NO_LIMIT,
             maxLogChars: limits.maxLogBytes ?? NO_LIMIT,
           }),
+          code,
         ],
         bag({}),
       );
@@ -1088,7 +1115,21 @@ export class IsolatedVmSandbox implements SandboxProvider {
       // when guest code leaves a promise rejection unhandled. The script runs asynchronously (on
       // isolated-vm's thread), so the host timer and abort can interrupt it.
       inGuest = true;
-      const result = (await script.run(context, bag({ promise: true, copy: true, release: true }))) as unknown;
+      let result: unknown;
+      try {
+        result = (await script.run(context, bag({ promise: true, copy: true, release: true }))) as unknown;
+      } catch (err) {
+        // The script's task failed. Ask the guest why before blaming the code: it may have refused the code
+        // before any of it ran, or have settled already (a rejection left unhandled after the return then
+        // must not change the outcome, whether the host functions before it answered at once or later).
+        const report = readReport(prepared);
+        if (report === undefined) throw err;
+        if (report.kind === 'refused') {
+          state.settled = true;
+          return { ok: false, error: refusedCodeError(report.message ?? describeError(err), code, limits.memoryMb ?? UNLIMITED_MEMORY_MB), logs: state.logs, stats: stats() };
+        }
+        result = report.outcome;
+      }
       state.settled = true;
       const parsed = parseRunResult(result);
       if (parsed === undefined) {

@@ -34,6 +34,13 @@ const hostFunctions: HostFunctions = {
   },
 };
 
+/**
+ * How long a run stopped by its wall clock may take end to end in these tests. They show that the limit
+ * holds at all (without it these runs never end); the tight bounds live in limits-enforced.test.ts and the
+ * benchmarks. 800 and 1,000 ms failed on a loaded two-core machine (808-1,019 ms, and up to 3 s at load 10).
+ */
+const STOPPED_WITHIN_MS = 10_000;
+
 /** Runs `code` while counting host event-loop turns (a 20 ms interval), so starvation shows. */
 async function runWatched(
   code: string,
@@ -81,86 +88,90 @@ describe('adversarial guest: host flooding', () => {
     for (const code of ['for (;;) await tools.sync(1)', 'for (;;) tools.sync(1)', 'for (;;) tools.echo(1).catch(() => {})']) {
       const { outcome, ms, ticks } = await runWatched(code, { timeoutMs: 500 });
       expect(failure(outcome).kind).toBe('timeout');
-      // On the process pool the flood crosses IPC and the result queues behind it: more slack under load.
-      // Generous: limits-enforced.test.ts holds the 100 ms bound; this shows the limit is not lost. Both vitest
-      // projects run this file at once on two cores, so leave room for load.
-      expect(ms).toBeLessThan(1_000);
+      // On the process pool the flood crosses IPC and the result queues behind it. Both vitest projects run
+      // this file at once on two cores, beside other work: the bound only shows the limit is not lost.
+      expect(ms).toBeLessThan(STOPPED_WITHIN_MS);
       expect(ticks).toBeGreaterThan(5);
     }
-  });
+  }, 60_000);
 });
 
-describe('adversarial guest: escaping the function wrapper', () => {
-  it('code that escapes into the wrapper call cannot grab the bootstrap run function', async () => {
-    // The escaped argument runs before the run calls the user's function, which then reports what it found.
-    const grab = `return globalThis.grabbed; }, (globalThis.grabbed = typeof __codemodeRun === 'function' ? 'grabbed' : 'nothing', 0)); var __z = (function () {`;
-    const { outcome } = await runWatched(grab);
-    expect(value(outcome)).toBe('nothing');
+describe('adversarial guest: escaping the function wrapper (issue 17, defect 5)', () => {
+  // Each of these closes the wrapper early and, before the check, ran at script top level: a host call,
+  // a grab of the run global, a forged outcome string, hostile script values.
+  const escapes: [string, string][] = [
+    ['a host call after "})"', '}); tools.count({ by: 1 }); (async () => {'],
+    ['a host call in the wrapper call\'s argument list', '}, tools.count({}), async () => {'],
+    ['an assignment in the argument list', 'return globalThis.grabbed; }, (globalThis.grabbed = typeof __codemodeRun, tools.count()), 0); var __z = (function () {'],
+    ['a hoisted declaration of the run global', '}); function __codemodeRun(f) { tools.count(); } (async () => {'],
+    ['a forged ok outcome', "}); function g() { tools.count(); return 'ok\\n0\\n3\\n7'; } g(async function () {"],
+    ['a forged error outcome', "}); function g() { return 'error\\n0\\n0\\n{\"name\":\"' + 'n'.repeat(4e7) + '\"}'; } g(async function () {"],
+    ['a forged outcome nested 400,000 deep', "}); function g() { return 'ok\\n0\\n0\\n' + '['.repeat(4e5) + ']'.repeat(4e5); } g(async function () {"],
+    ['a deep script value', '}); function g() { let a = []; for (let i = 0; i < 200000; i++) a = [a]; return Promise.resolve(a); } g(async function () {'],
+    ['a looping thenable', '}); function g() { return { then() { tools.count(); for (;;); } }; } g(async function () {'],
+    ['a ghost that keeps running', "}); g(); function g() { Promise.resolve().then(() => { tools.count(); for (;;); }); return 'ok\\n0\\n0\\n1'; } (async function () {"],
+    ['a console line at top level', 'return 1 }); console.log(typeof hostCallRef, typeof logRef, typeof __codemodeRun, typeof install); (async function () {'],
+    ['an escape on a later line', 'const a = 1;\nreturn a });\ntools.count(); (async () => {'],
+  ];
+
+  it.each(escapes)('code that closes the wrapper is a syntax failure before any of it runs: %s', async (_label, code) => {
+    let calls = 0;
+    const sb = sandbox({ limits: { timeoutMs: 5_000, memoryMb: 64 } });
+    const started = performance.now();
+    const outcome = await sb.run(code, {
+      hostFunctions: {
+        tools: {
+          count: () => {
+            calls++;
+            return calls;
+          },
+        },
+      },
+    });
+    const error = failure(outcome);
+    expect(error).toMatchObject({ kind: 'syntax', name: 'SyntaxError' });
+    expect(error.message).toMatch(/not one function body, so none of it ran/);
+    expect(error.line).toBeGreaterThanOrEqual(1);
+    expect(error.column).toBeGreaterThanOrEqual(1);
+    expect(error.message.length).toBeLessThan(2_000);
+    expect(calls).toBe(0);
+    expect(outcome.stats.hostCalls).toBe(0);
+    expect(outcome.logs).toEqual([]);
+    // Refused before it ran: no loop, no wall clock.
+    expect(performance.now() - started).toBeLessThan(4_000);
+  });
+
+  it('the position is the stray brace in the user code', async () => {
+    const error = failure(await sandbox().run('const a = 1;\nif (a) {\n  return a;\n}}); tools.x(); (async () => {'));
+    expect(error).toMatchObject({ kind: 'syntax', line: 4, column: 2 });
+    expect(error.message).toMatch(/at line 4, column 2/);
+  });
+
+  it('ordinary code that mentions braces, "})" in strings, comments, templates and regexps still runs', async () => {
+    const code = [
+      "const s = '}); (async () => {';",
+      '// }); tools.x(); (async () => {',
+      '/* }) */',
+      'const t = `${s} })`;',
+      'const r = /\\}\\)/;',
+      'const f = async () => { return 2 };',
+      'return [s.length, t.length, r.test("})"), await f()]; // })',
+    ].join('\n');
+    expect(value(await sandbox().run(code))).toEqual([18, 21, true, 2]);
+  });
+
+  it('the run global cannot be read by the code, even by name', async () => {
     const after = await sandbox().run(`
       try { return [typeof __codemodeRun, Object.getOwnPropertyNames(globalThis).filter((n) => n.startsWith('__codemode'))]; }
       catch (e) { return e.name; }`);
     expect(value(after)).toEqual(['undefined', []]);
   });
 
-  it('a forged outcome string cannot smuggle a value nested deeper than the copier allows', async () => {
-    // "})" closes the wrapper; g(...) then makes the script's value a string in the run's own outcome format.
-    const forge = (payload: string): string =>
-      `}); function g() { return 'ok\\n0\\n0\\n' + ${payload}; } g(async function () {`;
-    const deep = await runWatched(forge(`'['.repeat(4e5) + ']'.repeat(4e5)`));
-    // Before the fix this came back ok, and JSON.stringify of the value threw "Maximum call stack size exceeded".
-    expect(failure(deep.outcome)).toMatchObject({ kind: 'runtime', message: expect.stringMatching(/nested more than 200 levels/) });
-    // Brackets inside strings are not nesting; 200 levels are fine.
-    const flat = await runWatched(forge(`JSON.stringify(['['.repeat(1000)])`));
-    expect(value(flat.outcome)).toEqual(['['.repeat(1000)]);
-    const ok = value(await sandbox().run('let a = 1; for (let i = 0; i < 199; i++) a = [a]; return a'));
-    expect(() => JSON.stringify(ok)).not.toThrow();
-  });
-
-  it('a forged error outcome cannot smuggle data nested deeper than the copier allows', async () => {
-    const deep = `'{"message":"m","data":{"a":' + '['.repeat(3000) + ']'.repeat(3000) + '}}'`;
-    const { outcome } = await runWatched(`}); function g() { return 'error\\n0\\n0\\n' + ${deep}; } g(async function () {`);
-    const error = failure(outcome);
-    expect(error).toMatchObject({ kind: 'runtime', message: 'm' });
-    expect(error.data).toBeUndefined();
-    expect(() => JSON.stringify(error, (_k, v: unknown) => v)).not.toThrow();
-  });
-
-  it('a forged outcome that claims log lines it never sent costs the host one bounded wait, and says so', async () => {
-    const { outcome, ms } = await runWatched(`}); function g() { return 'ok\\n0\\n3\\n7'; } g(async function () {`, { timeoutMs: 5_000 });
-    expect(value(outcome)).toBe(7);
-    expect(outcome.logs).toEqual([{ level: 'warn', message: expect.stringMatching(/3 message\(s\) the code logged never arrived/) }]);
-    // The host waited for the three lines (LOG_DRAIN_MS), then gave up instead of hanging.
-    expect(ms).toBeGreaterThanOrEqual(950);
-    expect(ms).toBeLessThan(3_000);
-    // The wall clock and an abort end that wait: the result (already in) comes back then, with the missing
-    // lines said, and nothing is added to its logs afterwards.
-    const forged = `}); function g() { return 'ok\\n0\\n3\\n7'; } g(async function () {`;
-    const timed = await runWatched(forged, { timeoutMs: 300 });
-    expect(value(timed.outcome)).toBe(7);
-    expect(timed.ms).toBeLessThan(400);
-    expect(timed.outcome.logs).toEqual([{ level: 'warn', message: expect.stringMatching(/3 message\(s\) the code logged never arrived/) }]);
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 100);
-    const started = performance.now();
-    const aborted = await sandbox({ limits: { timeoutMs: 5_000 } }).run(forged, { signal: controller.signal });
-    expect(performance.now() - started).toBeLessThan(150);
-    expect(value(aborted)).toBe(7);
-    const logsThen = JSON.stringify(aborted.logs);
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
-    expect(JSON.stringify(aborted.logs)).toBe(logsThen);
-  });
-
-  it('script values that are not the run outcome (deep, revoked proxies, looping getters) fail cleanly', async () => {
-    const escapes = [
-      'function g() { let a = []; for (let i = 0; i < 200000; i++) a = [a]; return Promise.resolve(a); }',
-      'function g() { const r = Proxy.revocable({}, {}); r.revoke(); return r.proxy; }',
-      'function g() { return { get x() { for (;;); } }; }',
-      'function g() { return { then() { for (;;); } }; }',
-    ];
-    for (const fn of escapes) {
-      const { outcome } = await runWatched(`}); ${fn} g(async function () {`);
-      expect(['runtime', 'timeout']).toContain(failure(outcome).kind);
-    }
+  it('code too long to check under the memory limit is refused as memory, not run unchecked', async () => {
+    // isolated-vm compiles strings up to an eighth of the heap limit: 1 Mi characters with 8 MB.
+    const code = `return ${JSON.stringify('x'.repeat(1_100_000))}.length`;
+    const error = failure(await sandbox({ limits: { memoryMb: 8, timeoutMs: 10_000 } }).run(code));
+    expect(error).toMatchObject({ kind: 'memory', message: expect.stringMatching(/code is too long for the 8 MB memory limit/) });
   });
 });
 
@@ -181,9 +192,10 @@ describe('adversarial guest: thrown values', () => {
       ['revoked proxy', 'const r = Proxy.revocable({}, {}); r.revoke(); throw r.proxy', /Uncaught \(not an Error\)/],
       ['self-referencing error', "const e = new Error('c'); e.self = e; e.arr = [e]; throw e", /^c$/],
       ['proxy with huge strings', "throw new Proxy({}, { get(t, k) { return k === 'message' ? 'm'.repeat(5e6) : 'x'.repeat(5e6) } })", /truncated/],
-      ['unhandled rejection of a revoked proxy', 'const r = Proxy.revocable({}, {}); r.revoke(); Promise.reject(r.proxy); await null; return 1', /Unhandled promise rejection/],
-      ['unhandled rejection of a deep array', 'let a = []; for (let i = 0; i < 200000; i++) a = [a]; Promise.reject(a); await null; return 1', /Unhandled promise rejection/],
-      ['unhandled rejection with a huge message', "Promise.reject(new Error('z'.repeat(2e7))); await null; return 1", /Unhandled promise rejection/],
+      // Unhandled while the function still runs (a rejection after it returned no longer counts).
+      ['unhandled rejection of a revoked proxy', 'const r = Proxy.revocable({}, {}); r.revoke(); Promise.reject(r.proxy); await new Promise((w) => setTimeout(w, 1)); return 1', /Unhandled promise rejection/],
+      ['unhandled rejection of a deep array', 'let a = []; for (let i = 0; i < 200000; i++) a = [a]; Promise.reject(a); await new Promise((w) => setTimeout(w, 1)); return 1', /Unhandled promise rejection/],
+      ['unhandled rejection with a huge message', "Promise.reject(new Error('z'.repeat(2e7))); await new Promise((w) => setTimeout(w, 1)); return 1", /Unhandled promise rejection/],
     ];
     for (const [label, code, message] of cases) {
       // Room for the multi-megabyte cases on a loaded machine: a timeout here would hide the real outcome.
@@ -202,9 +214,9 @@ describe('adversarial guest: thrown values', () => {
     ]) {
       const { outcome, ms } = await runWatched(code, { timeoutMs: 300 });
       expect(failure(outcome).kind).toBe('timeout');
-      expect(ms).toBeLessThan(800);
+      expect(ms).toBeLessThan(STOPPED_WITHIN_MS);
     }
-  });
+  }, 90_000);
 });
 
 describe('adversarial guest: memory', () => {
@@ -373,7 +385,7 @@ describe('adversarial guest: wall clock', () => {
     const { outcome, ms } = await runWatched(code, { timeoutMs: 300, memoryMb: 64 });
     expect(['timeout', 'memory']).toContain(failure(outcome).kind);
     // limits-enforced.test.ts holds the 100 ms bound on a quiet machine; this file runs beside heavy tests.
-    expect(ms).toBeLessThan(800);
+    expect(ms).toBeLessThan(STOPPED_WITHIN_MS);
   });
 });
 
