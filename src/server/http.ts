@@ -298,9 +298,13 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
       entry.busy--;
       entry.lastSeen = Date.now();
     });
-    await t.handleRequest(req, res, req.body);
-    // An initialize that failed leaves a transport without a session: nothing will ever reach it again.
-    if (t.sessionId === undefined || sessions.get(t.sessionId, principal) === undefined) await session.close();
+    try {
+      await t.handleRequest(req, res, req.body);
+    } finally {
+      // An initialize that failed leaves a transport without a session: nothing will ever reach it again,
+      // and closing it gives its slot back.
+      if (t.sessionId === undefined || sessions.get(t.sessionId, principal) === undefined) await session.close();
+    }
   };
 
   app.all(path, async (req, res) => {
