@@ -1,7 +1,8 @@
-/** The `codemode serve` flags for sessions, /healthz and slow clients: parsed, validated, and in --help. */
-import { describe, expect, it } from 'vitest';
+/** The `codemode serve` flags for sessions, /healthz and slow clients: parsed, validated, in --help, and honoured by the built bin. */
+import { afterEach, describe, expect, it } from 'vitest';
 import { CliUsageError } from '../../src/cli/args.js';
 import { parseServeArgs, SERVE_HELP } from '../../src/cli/serve-command.js';
+import { startCli, waitFor } from '../cli/helpers.js';
 
 describe('codemode serve: session, health and socket flags', () => {
   it('are documented in --help', () => {
@@ -41,5 +42,31 @@ describe('codemode serve: session, health and socket flags', () => {
       expect(() => parseServeArgs([...argv]), argv.join(' ')).toThrow(CliUsageError);
       expect(() => parseServeArgs([...argv]), argv.join(' ')).toThrow(message);
     }
+  });
+});
+
+describe('codemode serve --http (the built bin): the flags reach the server', () => {
+  const children: Array<{ kill(signal: NodeJS.Signals): boolean }> = [];
+  afterEach(() => {
+    for (const c of children.splice(0)) c.kill('SIGKILL');
+  });
+
+  it('--max-sessions 1 refuses a second initialize with 503; /healthz without --health-details says only up or down', async () => {
+    const cli = startCli(['serve', '--http', '--port', '0', '--max-sessions', '1', '--receive-timeout', '5', '--headers-timeout', '2']);
+    children.push(cli.child);
+    const text = await waitFor(cli.stderrText, (t) => /listening on http:\/\/\S+/.test(t) || cli.child.exitCode !== null);
+    const url = /listening on (http:\/\/\S+)/.exec(text)?.[1];
+    expect(url, text).toBeDefined();
+    const init = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } };
+    const post = () =>
+      fetch(url!, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify(init) });
+    const first = await post();
+    await first.text();
+    expect(first.status).toBe(200);
+    const second = await post();
+    expect(second.status).toBe(503);
+    expect(((await second.json()) as { error: { message: string } }).error.message).toMatch(/limit of 1 open sessions/);
+    const health = await fetch(new URL('/healthz', url));
+    expect(await health.json()).toEqual({ status: 'ok' });
   });
 });
