@@ -198,6 +198,28 @@ describe('codemode proxy: the HTTP face', () => {
     expect(() => parseProxyArgs(['http://127.0.0.1:1/mcp', '--auth-tokens-env', 'X'])).toThrow(/--auth-tokens-env applies to --http only/);
   });
 
+  it('--receive-timeout cuts a client that trickles its request body (408), and the proxy keeps serving', async () => {
+    const port = await freePort();
+    const server = await spawnServer([...CLI, '--http', '--port', String(port), '--headers-timeout', '1000', '--receive-timeout', '1500', ...STDIO_UPSTREAM], /listening on (http:\S+)/);
+    cleanups.push(() => server.stop());
+    const { connect } = await import('node:net');
+    const start = Date.now();
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    cleanups.push(async () => void s.destroy());
+    let answer = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => (answer += d));
+    const closed = new Promise<number>((resolve) => s.once('close', () => resolve(Date.now() - start)));
+    s.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{`);
+    const trickle = setInterval(() => s.destroyed || s.write(' '), 200);
+    cleanups.push(async () => clearInterval(trickle));
+    const ms = await closed;
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    expect(ms).toBeLessThan(10_000);
+    expect((await raw(port, 'POST', { host: `127.0.0.1:${port}` }, INIT)).status).toBe(200);
+  });
+
   // Both ways the proxy serves HTTP: the SDK path (stdio upstream) and the message-level forward path (HTTP upstream).
   for (const path of ['sdk', 'forward'] as const) {
     it(`--auth-tokens-env (${path} path): 401 without a token, and a session is bound to the token that opened it`, async () => {
