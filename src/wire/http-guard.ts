@@ -262,13 +262,17 @@ export function createLimitedHttpServer(handler: RequestListener, limits: HttpSe
   // hostile client never does. Answer, then really close.
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     if (socket.destroyed) return;
-    if (error.code === 'ECONNRESET' || !socket.writable) {
+    // A response already under way (an early 413, say) must not get a second status line in its middle.
+    const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (error.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent === true) {
       socket.destroy();
       return;
     }
     const timeout = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-    const head = timeout ? 'HTTP/1.1 408 Request Timeout' : 'HTTP/1.1 400 Bad Request';
-    const body = timeout ? TIMEOUT_BODY : JSON.stringify({ jsonrpc: '2.0', error: { code: -32600, message: 'Bad Request: malformed HTTP.' }, id: null });
+    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+    const head = timeout ? 'HTTP/1.1 408 Request Timeout' : tooLarge ? 'HTTP/1.1 431 Request Header Fields Too Large' : 'HTTP/1.1 400 Bad Request';
+    const message = timeout ? '' : tooLarge ? 'Request headers too large; send smaller headers.' : 'Bad Request: malformed HTTP.';
+    const body = timeout ? TIMEOUT_BODY : JSON.stringify({ jsonrpc: '2.0', error: { code: -32600, message }, id: null });
     const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
     timer.unref();
     socket.end(`${head}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`, () => {
