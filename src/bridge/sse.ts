@@ -23,7 +23,6 @@ export async function readSse(body: ReadableStream<Uint8Array>, onEvent: (event:
     reader.cancel().catch(() => undefined);
   };
   signal?.addEventListener('abort', onAbort, { once: true });
-  let buffer = '';
   let event = '';
   let data: string[] = [];
   let id: string | undefined;
@@ -52,23 +51,34 @@ export async function readSse(body: ReadableStream<Uint8Array>, onEvent: (event:
       if (/^\d+$/.test(value)) retry = Number(value);
     }
   };
+  // The unfinished line, as pieces: appending to one string and rescanning it from the start made a
+  // long line (one big result event) quadratic in its length.
+  let parts: string[] = [];
+  let pendingCr = false;
   try {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      buffer += value;
       let start = 0;
-      for (let i = 0; i < buffer.length; i++) {
-        const ch = buffer.charCodeAt(i);
-        if (ch === 10 || ch === 13) {
-          // A CR at the very end may be the first half of CRLF: wait for the next chunk.
-          if (ch === 13 && i === buffer.length - 1) break;
-          line(buffer.slice(start, i));
-          if (ch === 13 && buffer.charCodeAt(i + 1) === 10) i++;
-          start = i + 1;
-        }
+      if (pendingCr) {
+        // The CR that ended the previous chunk was the first half of a CRLF.
+        pendingCr = false;
+        if (value.charCodeAt(0) === 10) start = 1;
       }
-      buffer = buffer.slice(start);
+      for (let i = start; i < value.length; i++) {
+        const ch = value.charCodeAt(i);
+        if (ch !== 10 && ch !== 13) continue;
+        parts.push(value.slice(start, i));
+        const text = parts.length === 1 ? parts[0]! : parts.join('');
+        parts = [];
+        line(text);
+        if (ch === 13) {
+          if (i === value.length - 1) pendingCr = true;
+          else if (value.charCodeAt(i + 1) === 10) i++;
+        }
+        start = i + 1;
+      }
+      if (start < value.length) parts.push(value.slice(start));
     }
   } finally {
     signal?.removeEventListener('abort', onAbort);

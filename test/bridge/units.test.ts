@@ -41,6 +41,18 @@ describe('readSse', () => {
     ]);
   });
 
+  it('reads one long event in time linear in its size (a 24 MB result in 64 KB chunks)', async () => {
+    const piece = 'x'.repeat(64 * 1024);
+    const chunks = ['data: {"text":"', ...Array.from({ length: 384 }, () => piece), '"}\r', '\n\r\n'];
+    const started = performance.now();
+    const got = await events(chunks);
+    const ms = performance.now() - started;
+    expect(got).toHaveLength(1);
+    expect(got[0]!.data).toHaveLength(384 * 64 * 1024 + 11);
+    // Rescanning the whole pending line at every chunk took 70 s here; linear takes well under 1 s.
+    expect(ms).toBeLessThan(4000);
+  });
+
   it('dispatches a priming event with empty data so its id is seen', async () => {
     expect(await events(['id: e-1\nretry: 10\ndata: \n\n'])).toEqual([{ event: 'message', data: '', id: 'e-1', retry: 10 }]);
   });
