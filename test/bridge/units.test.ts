@@ -49,8 +49,8 @@ describe('readSse', () => {
     const ms = performance.now() - started;
     expect(got).toHaveLength(1);
     expect(got[0]!.data).toHaveLength(384 * 64 * 1024 + 11);
-    // Rescanning the whole pending line at every chunk took 70 s here; linear takes well under 1 s.
-    expect(ms).toBeLessThan(4000);
+    // Rescanning the whole pending line at every chunk took 70 s here; linear takes under 1 s on a quiet machine.
+    expect(ms).toBeLessThan(15_000);
   });
 
   it('dispatches a priming event with empty data so its id is seen', async () => {
