@@ -589,7 +589,7 @@ export class CodeMode {
       throw new ToolError('resources.read(uri) needs the resource URI as a string.', { tool: label });
     }
     const candidates = this.pickSources(sources, server, 'resources.read', label, execution);
-    const attributes = { [ATTR.MCP_METHOD]: 'resources/read', [ATTR.MCP_RESOURCE_URI]: uri };
+    const attributes = { [ATTR.MCP_METHOD]: 'resources/read', [ATTR.MCP_RESOURCE_URI]: capString(uri, MAX_TOOL_LABEL_CHARS) };
     const result = await this.askInTurn(execution, label, candidates, ctx, 'resources/read', attributes, (source, meta) =>
       source.readResource!(uri, { signal: ctx.signal, meta }),
     );
@@ -622,7 +622,7 @@ export class CodeMode {
     }
     const [only] = failures;
     if (failures.length === 1 && only !== undefined) throw toolErrorFromFailure(label, only.source, only.err, false);
-    const each = failures.map(({ source, err }) => `"${source}": ${err instanceof Error ? err.message || err.name : String(err)}`);
+    const each = failures.map(({ source, err }) => `"${source}": ${capString(err instanceof Error ? err.message || err.name : err, MAX_ERROR_MESSAGE_CHARS / 8)}`);
     throw new ToolError(`${label}: no server could answer (asked ${failures.length}): ${each.join('; ')}`, { tool: label }, { cause: failures.at(-1)?.err });
   }
 
@@ -643,8 +643,9 @@ export class CodeMode {
       candidates = [dot];
       promptName = name.slice(dot.name.length + 1);
     }
-    const attributes = { [ATTR.MCP_METHOD]: 'prompts/get', [ATTR.GEN_AI_PROMPT_NAME]: promptName };
-    return this.askInTurn(execution, label, candidates, ctx, `prompts/get ${promptName}`, attributes, (source, meta) =>
+    const shownName = capString(promptName, MAX_TOOL_LABEL_CHARS);
+    const attributes = { [ATTR.MCP_METHOD]: 'prompts/get', [ATTR.GEN_AI_PROMPT_NAME]: shownName };
+    return this.askInTurn(execution, label, candidates, ctx, `prompts/get ${shownName}`, attributes, (source, meta) =>
       source.getPrompt!(promptName, args, { signal: ctx.signal, meta }),
     );
   }

@@ -141,10 +141,15 @@ export function scanNesting(code: string, limit = MAX_TYPESCRIPT_NESTING_DEPTH):
       case '\r':
         continue;
       case '\n':
-        // A line that does not end in `=>` ends the concise bodies of its level (the next statement starts).
+        // A line that does not end in `=>` ends the concise bodies of its level (the next statement starts),
+        // and one that does not end in `<` the comparisons that were counted as type arguments.
         if (!lastArrow) {
           total -= level.arrows;
           level.arrows = 0;
+        }
+        if (last !== '<') {
+          total -= level.angles;
+          level.angles = 0;
         }
         continue;
       case '"':
@@ -207,7 +212,8 @@ export function scanNesting(code: string, limit = MAX_TYPESCRIPT_NESTING_DEPTH):
         level.angles = 0;
         break;
       case '<':
-        // `Name<` opens type arguments; a comparison is usually spaced (`a < b`), and is undone at `,`/`;`.
+        // `Name<` (or `Name <`) opens type arguments. A comparison counts too, until the `,`, `;`, bracket or
+        // line that ends it: this bounds depth, and real code does not hold 200 comparisons on one line.
         if (IDENT.test(last)) {
           level.angles++;
           total++;

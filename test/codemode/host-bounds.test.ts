@@ -92,7 +92,7 @@ describe('host-side bounds on guest data', () => {
       huge.slice(0, 1); // repeat() builds a rope; a string from the sandbox arrives flat, so flatten it untimed
       const { value, ms } = timed(() => boundedPrettyJson(huge, 50));
       expect(value).toEqual({ text: `"${'x'.repeat(49)}`, truncated: true });
-      expect(ms).toBeLessThan(100);
+      expect(ms).toBeLessThan(500); // wide: well under 1 ms when idle
     });
 
     it('caps the logs text without joining every line first', () => {
@@ -106,7 +106,9 @@ describe('host-side bounds on guest data', () => {
 
   describe('TypeScript stripping (defect 2)', () => {
     const arrows = 'const f = ' + '(a: number) => '.repeat(1_000) + '1;\nreturn f;';
-    // Spaced type arguments pass the nesting scan (it counts `Name<`), so this reaches amaro and traps its memory.
+    // 5,000 type arguments trap amaro's WebAssembly ("memory access out of bounds"); the scan refuses them first,
+    // so the test hands them to amaro directly. 5,000 ternaries are not counted by the scan: they reach amaro
+    // and overflow its stack, and that instance is discarded.
     const trap = 'let x: ' + 'Array <'.repeat(5_000) + 'number' + '>'.repeat(5_000) + ' = [];\nreturn x;';
     const ternaries = 'const x: number = ' + 'a ? b : '.repeat(5_000) + 'c;\nreturn x;';
 
@@ -128,13 +130,18 @@ describe('host-side bounds on guest data', () => {
         const valid = normalizeCode('const n: number = 41;\nn + 1');
         expect(valid.typescript).toBe(true);
         expect(valid.code).toBe('const n         = 41;\nreturn (n + 1)');
+        // Let the event loop turn: a process-pool sandbox reads a worker's silence during a long blocked
+        // stretch of this test as a hung worker.
+        await new Promise((resolve) => setImmediate(resolve));
       }
-      // The trap really reached amaro and its broken instance was replaced.
-      expect(discardedStrippers()).toBeGreaterThan(before);
-      expect(() => stripTypeScript(trap)).toThrow();
-      expect(stripTypeScript('let y: string = "s";')).toBe('let y         = "s";');
+      // The ternaries really reached amaro and broke its stack; each broken instance was replaced.
+      expect(discardedStrippers()).toBeGreaterThanOrEqual(before + 3);
+      for (let i = 0; i < 3; i++) {
+        expect(() => stripTypeScript(trap)).toThrow(/memory access out of bounds/);
+        expect(stripTypeScript('let y: string = "s";')).toBe('let y         = "s";');
+      }
       const result = await mode.execute('const n: number = await tools.t.echo({ n: 2 }).then((r: { n: number }) => r.n);\nreturn n * 21;');
-      expect(result).toMatchObject({ ok: true, value: 42 });
+      expect(result.ok ? result.value : result.error).toBe(42);
     });
 
     it('lets real code through the nesting scan', () => {
@@ -143,6 +150,7 @@ describe('host-side bounds on guest data', () => {
         'const m: Map<string, Array<Record<string, number>>> = new Map();\nfor (let i = 0; i < 10; i++) { if (i < 5 && i > 2) m.set(String(i), []); }\n'.repeat(200),
         'const s = `a ${`b ${"(("}`} ((`;\nconst r = /[(({]+/g;\n// (((((\n/* {{{{ */\n'.repeat(300),
         'const curry = (a: number) =>\n  (b: number) =>\n    (c: number) => a + b + c;\n'.repeat(300),
+        'const a = 1\nconst b = a < 2\nconst c = b ? a < 3 : a > 4\nlet d: Array<number> = []\n'.repeat(300),
       ];
       for (const code of real) expect(scanNesting(code)).toBeUndefined();
     });
