@@ -421,6 +421,11 @@ export interface CodemodeServerFromConfigOptions extends Omit<CodemodeServerOpti
   strict?: boolean;
   /** Per-upstream connect timeout in ms. */
   connectTimeoutMs?: number;
+  /**
+   * Largest single message accepted from an upstream, in bytes (default 32 MiB). A bigger tool result
+   * fails its call with a clear error as it streams in; the upstream stays connected.
+   */
+  maxUpstreamMessageBytes?: number;
   /** Options of the `CodeMode` (limits, sandbox, maxToolCalls); the config's `codemode` section fills gaps. */
   codeMode?: Omit<CodeModeOptions, 'sources'>;
   /** Receives upstream children's stderr lines. */
@@ -499,6 +504,7 @@ export async function createCodemodeServerFromConfig(config: ServersConfig, opti
     ...(options.strict !== undefined ? { strict: options.strict } : {}),
     ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
     ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
+    ...(options.maxUpstreamMessageBytes !== undefined ? { maxMessageBytes: options.maxUpstreamMessageBytes } : {}),
     // connectUpstreams coalesces a burst (and a storm) of announcements into one call, and logs it once.
     onToolsChanged: () => {
       // Several upstreams may announce at once; list once.

@@ -79,17 +79,17 @@ describe('a catalog over the caps', () => {
 });
 
 describe('an oversized upstream result', () => {
-  it('is a ToolError in the guest naming the limit, and the next call on that upstream works', async () => {
+  it('is a ToolError in the guest naming the (configured) limit, and the next call on that upstream works', async () => {
     const config = parseServersConfig(JSON.stringify({ mcpServers: { bad: entry() } }), { file: '/tmp/upstream-bounds.json' });
-    const server = await createCodemodeServerFromConfig(config, { connectTimeoutMs: 20_000, onStderr: () => undefined });
+    const server = await createCodemodeServerFromConfig(config, { connectTimeoutMs: 20_000, onStderr: () => undefined, maxUpstreamMessageBytes: 4 * 1024 * 1024 });
     cleanups.push(() => server.close({ graceMs: 0 }));
     const outcome = await server.mode.execute(
-      `try { await tools.bad.big({ mb: 40 }); return 'no error'; } catch (e) { return [e.name, e.message, await tools.bad.echo({ text: 'after' })]; }`,
+      `try { await tools.bad.big({ mb: 5 }); return 'no error'; } catch (e) { return [e.name, e.message, await tools.bad.echo({ text: 'after' })]; }`,
     );
     expect(outcome).toMatchObject({ ok: true });
     const [name, message, after] = (outcome as { value: [string, string, unknown] }).value;
     expect(name).toBe('ToolError');
-    expect(message).toMatch(/The upstream result for tools\/call \(40\.0 MiB\) exceeded the 32\.0 MiB limit/);
+    expect(message).toMatch(/The upstream result for tools\/call \(5\.0 MiB\) exceeded the 4\.0 MiB limit/);
     expect(JSON.stringify(after)).toContain('after');
   });
 });
