@@ -23,6 +23,11 @@ export const DEFAULT_MAX_RESULT_TEXT_CHARS = 20_000;
 export const DEFAULT_MAX_LOG_TEXT_CHARS = 8_000;
 /** Up to this many characters of declarations are inlined into the `execute` description. */
 export const DEFAULT_INLINE_DECLARATIONS_MAX_CHARS = 6_000;
+/**
+ * Cap on the text of a `search` answer at detail "detailed" or "full". 100 hits of large schemas, pretty-printed
+ * with deep indentation, could otherwise grow far beyond the catalog they came from.
+ */
+const MAX_SEARCH_TEXT_CHARS = 200_000;
 /** Cap on the text of an uncaught ToolError's `structuredContent` in the `execute` text content. */
 const MAX_ERROR_DETAILS_TEXT_CHARS = 2_000;
 
@@ -316,7 +321,7 @@ export function createCodeModeTools(mode: CodeMode, options: CodeModeToolsOption
           ? `No tools match "${capText(query, MAX_ECHO_CHARS)}". Try other words, or an empty query to list tools.`
           : level === 'brief'
             ? results.map((r) => `${r.call}  (${r.name})${r.description ? `: ${r.description}` : ''}`).join('\n')
-            : JSON.stringify(results, null, 2);
+            : jsonText(results, MAX_SEARCH_TEXT_CHARS, 'search results', 'Ask with detail "brief", a lower limit, or get_schema for a few tools.');
       return { content: [{ type: 'text', text }], structuredContent: { results } };
     },
   };

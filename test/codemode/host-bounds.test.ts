@@ -244,6 +244,23 @@ describe('host-side bounds on guest data', () => {
       }
     });
 
+    it('caps the text of a detailed search, however deep and wide the schemas are', async () => {
+      let schema: Record<string, unknown> = { type: 'string', enum: Array.from({ length: 15_000 }, (_, i) => `v${i}`) };
+      for (let i = 0; i < 30; i++) schema = { type: 'object', properties: { deeper: schema } };
+      const tools = Array.from({ length: 100 }, (_, i) => ({ name: `t${i}`, description: 'Deep tool.', input: schema, handler: () => i }));
+      const m = await CodeMode.create({ sources: [localTools('deep', tools)], sandbox });
+      try {
+        const [, search] = createCodeModeTools(m, { inlineDeclarationsMaxChars: 0 });
+        const answer = await search!.handler({ query: 'deep tool', detail: 'full', limit: 100 });
+        // Pretty-printed whole, these hits were about 100 MB of text.
+        expect(textOf(answer).length).toBeLessThan(201_000);
+        expect(textOf(answer)).toMatch(/\[search results truncated: showing the first \d+ characters\. Ask with detail "brief"/);
+        expect((answer.structuredContent as { results: unknown[] }).results).toHaveLength(100);
+      } finally {
+        await m.close();
+      }
+    });
+
     it('leaves out a tool whose name is too long to use, and says so', async () => {
       const m = await CodeMode.create({ sources: [localTools('s', [{ name: 'n'.repeat(10_000), handler: () => 1 }, { name: 'fine', handler: () => 2 }])], sandbox });
       try {
