@@ -27,6 +27,7 @@ import { describeHostError, flattenHostFunctions, hostResultJson, validateErrorC
 import type { FlatFunctions } from './host-functions.js';
 import { coolEventLoop, keepEventLoopHot } from './hot-poll.js';
 import { resolveLimits } from './limits.js';
+import { watchRelease } from './threads.js';
 import type {
   HostCallContext,
   HostFunction,
@@ -237,11 +238,22 @@ export class PreparedIsolate {
     liveSet.delete(this);
     if (!this.isolate.isDisposed) {
       this.disposedByUs = true;
+      // A no-op queued behind whatever the isolate's thread is still doing: it settles once the thread has let
+      // go, which tells a thread stuck in a long built-in after its run settled (threads.ts).
+      let probe: Promise<unknown> | undefined;
+      if (this.used && this.settle !== undefined) {
+        try {
+          probe = this.settle.apply(undefined, [-1, ''], bag({}));
+        } catch {
+          /* no probe: nothing to watch */
+        }
+      }
       try {
         this.isolate.dispose();
       } catch (err) {
         log.warn('isolate dispose failed', { error: describeError(err) });
       }
+      if (probe !== undefined) watchRelease(probe);
     }
     for (const ref of this.#refs) {
       try {

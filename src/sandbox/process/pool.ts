@@ -765,12 +765,17 @@ export class ProcessPool {
         this.#pump();
         return;
       }
+      case 'ghost':
+        if (worker.mustDie !== true) log.warn('a sandbox worker has an isolate thread still running after its run settled; retiring it', { pid: worker.pid, threads: message.threads });
+        this.#afterRun(worker, worker.beatRss, 0, undefined, true);
+        this.#pump();
+        return;
     }
   }
 
-  #afterRun(worker: WorkerHandle, rss: number, catastrophic: number, stopped?: string): void {
+  #afterRun(worker: WorkerHandle, rss: number, catastrophic: number, stopped?: string, ghost = false): void {
     // Exiting can crash or hang on a thread still inside a built-in, or parked after a catastrophic error.
-    if (stopped !== undefined || catastrophic > 0) worker.mustDie = true;
+    if (stopped !== undefined || catastrophic > 0 || ghost) worker.mustDie = true;
     if (worker.role !== 'retiring' && !worker.doomed) {
       let reason: string | undefined;
       // After a catastrophic error V8 keeps the isolate's thread parked and its heap allocated for good.
@@ -779,6 +784,8 @@ export class ProcessPool {
       // (lastIndexOf over 2^53 indices, fill of a 2^32 array) keeps its thread busy, and its memory growing,
       // after the run has returned. Nothing can stop that thread but the end of the process.
       else if (stopped !== undefined) reason = `a run was stopped (${stopped}) and its isolate's thread may still be running`;
+      // The same thread after a run that settled normally: microtasks after the return reached such a built-in.
+      else if (ghost) reason = 'an isolate thread kept running after its run settled';
       else if (this.maxRunsPerWorker !== null && worker.runs >= this.maxRunsPerWorker) reason = `${worker.runs} runs`;
       else if (this.maxRssMb !== null && rss > this.maxRssMb * 2 ** 20) reason = `RSS ${Math.round(rss / 2 ** 20)} MB`;
       if (reason !== undefined) {

@@ -47,7 +47,13 @@ export type FromWorker =
    */
   | { t: 'done'; id: number; outcome: RunOutcome; rss: number; warm: boolean; catastrophic: number }
   /** `run()` rejected in the worker (a host-side error such as invalid arguments), with its code. */
-  | { t: 'failed'; id: number; code: string; message: string; rss: number; catastrophic: number };
+  | { t: 'failed'; id: number; code: string; message: string; rss: number; catastrophic: number }
+  /**
+   * An isolate's thread was still running well after its run settled and the isolate was disposed (a long
+   * built-in reached by microtasks after the return): it burns a core until the process ends, so the parent
+   * retires this worker. `threads` is how many such threads the worker has now.
+   */
+  | { t: 'ghost'; threads: number };
 
 /** How often a worker reports that its main thread is alive. */
 export const HEARTBEAT_MS = 250;

@@ -17,6 +17,7 @@ import { createLogger } from '../../log.js';
 import { IsolatedVmSandbox, catastrophicErrorCount, prepareIsolate } from '../isolated-vm-sandbox.js';
 import type { PreparedIsolate } from '../isolated-vm-sandbox.js';
 import { resolveLimits } from '../limits.js';
+import { onGhostIsolateThread } from '../threads.js';
 import type { HostCallContext, HostFunctions } from '../types.js';
 import { HEARTBEAT_MS } from './protocol.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
@@ -206,6 +207,10 @@ process.on('message', (raw: unknown) => {
       break;
   }
 });
+
+// A thread that outlived its run keeps a core busy for every later tenant of this process, and nothing but the
+// end of the process stops it: the parent retires this worker when told.
+onGhostIsolateThread((threads) => send({ t: 'ghost', threads }));
 
 await refill(config.warmMemoryMb);
 send({ t: 'ready', rss: process.memoryUsage.rss() });
