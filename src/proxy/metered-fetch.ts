@@ -147,6 +147,9 @@ function boundedSse(response: Response, maxBytes: number, body: unknown): Respon
   };
   const stream = new ReadableStream<Uint8Array>({
     async pull(controller) {
+      // One event-loop turn per chunk: the SDK reads events in a loop that, while data is buffered, never
+      // leaves the microtask queue, so a flooding upstream stalled every other session for seconds.
+      await new Promise((resolve) => setImmediate(resolve));
       for (;;) {
         const { value, done } = await reader.read();
         if (done) {
