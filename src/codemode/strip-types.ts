@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
 /**
- * Nesting (brackets, concise arrow bodies and type arguments) past which code is not handed to amaro.
+ * Nesting (brackets, concise arrow bodies, conditionals and type arguments) past which code is not handed to amaro.
  * amaro itself handled 400 levels of each shape tried and failed at 1,000; real code nests a few dozen.
  */
 export const MAX_TYPESCRIPT_NESTING_DEPTH = 200;
@@ -89,7 +89,7 @@ const IDENT = /[\w$]/;
 const REGEX_BEFORE = new Set(['', '(', ',', '=', ':', '[', '!', '&', '|', '?', '{', '}', ';', '+', '-', '*', '%', '<', '>', '~', '^']);
 
 interface Level {
-  /** Concise arrow bodies (`=> expr`) open at this level. */
+  /** Concise arrow bodies (`=> expr`) and conditional branches (`c ? a : b`) open at this level. */
   arrows: number;
   /** Type arguments (`Name<`) open at this level. */
   angles: number;
@@ -98,8 +98,8 @@ interface Level {
 }
 
 /**
- * A linear scan for nesting deeper than `limit`, counting brackets, concise arrow bodies and type
- * arguments, and skipping strings, comments, template text and regular expressions. It is a bound, not a
+ * A linear scan for nesting deeper than `limit`, counting brackets, concise arrow bodies, conditionals
+ * and type arguments, and skipping strings, comments, template text and regular expressions. It is a bound, not a
  * parser: it errs towards counting less (a `,` or `;` ends the arrows and type arguments of its level), so
  * that real code is not refused.
  *
@@ -141,9 +141,9 @@ export function scanNesting(code: string, limit = MAX_TYPESCRIPT_NESTING_DEPTH):
       case '\r':
         continue;
       case '\n':
-        // A line that does not end in `=>` ends the concise bodies of its level (the next statement starts),
-        // and one that does not end in `<` the comparisons that were counted as type arguments.
-        if (!lastArrow) {
+        // A line that does not end in `=>`, `?` or `:` ends the concise bodies and conditionals of its level
+        // (the next statement starts), and one that does not end in `<` the comparisons counted as type arguments.
+        if (!lastArrow && last !== '?' && last !== ':') {
           total -= level.arrows;
           level.arrows = 0;
         }
@@ -211,6 +211,16 @@ export function scanNesting(code: string, limit = MAX_TYPESCRIPT_NESTING_DEPTH):
         level.arrows = 0;
         level.angles = 0;
         break;
+      case '?': {
+        // A conditional nests its branches (5,000 in a row overflowed amaro's stack). Not `?.`, `??`, `?:`,
+        // `?)`, `?,` or `?=`: optional chaining, nullish coalescing and optional parameters and properties.
+        const next = code[i + 1];
+        if (last !== '?' && next !== '.' && next !== '?' && next !== ':' && next !== ')' && next !== ',' && next !== '=') {
+          level.arrows++;
+          total++;
+        }
+        break;
+      }
       case '<':
         // `Name<` (or `Name <`) opens type arguments. A comparison counts too, until the `,`, `;`, bracket or
         // line that ends it: this bounds depth, and real code does not hold 200 comparisons on one line.

@@ -107,9 +107,10 @@ describe('host-side bounds on guest data', () => {
   describe('TypeScript stripping (defect 2)', () => {
     const arrows = 'const f = ' + '(a: number) => '.repeat(1_000) + '1;\nreturn f;';
     // 5,000 type arguments trap amaro's WebAssembly ("memory access out of bounds"); the scan refuses them first,
-    // so the test hands them to amaro directly. 5,000 ternaries are not counted by the scan: they reach amaro
-    // and overflow its stack, and that instance is discarded.
+    // so the test hands them to amaro directly. A chain of 20,000 assignments is not nesting the scan counts: it
+    // reaches amaro and traps it, and that instance is discarded.
     const trap = 'let x: ' + 'Array <'.repeat(5_000) + 'number' + '>'.repeat(5_000) + ' = [];\nreturn x;';
+    const assignments = 'let x: number;\nx = ' + 'x = '.repeat(20_000) + '1;\nreturn x;';
     const ternaries = 'const x: number = ' + 'a ? b : '.repeat(5_000) + 'c;\nreturn x;';
 
     it('refuses code nested too deep for the stripper with a syntax error at its position, before anything runs', async () => {
@@ -125,7 +126,7 @@ describe('host-side bounds on guest data', () => {
     it('still strips valid TypeScript after ten poison attempts in the same process', async () => {
       const before = discardedStrippers();
       for (let i = 0; i < 10; i++) {
-        const poison = [arrows, trap, ternaries][i % 3]!;
+        const poison = [arrows, assignments, ternaries, trap][i % 4]!;
         expect(normalizeCode(poison).typescript).toBe(false);
         const valid = normalizeCode('const n: number = 41;\nn + 1');
         expect(valid.typescript).toBe(true);
@@ -134,8 +135,10 @@ describe('host-side bounds on guest data', () => {
         // stretch of this test as a hung worker.
         await new Promise((resolve) => setImmediate(resolve));
       }
-      // The ternaries really reached amaro and broke its stack; each broken instance was replaced.
+      // The assignment chains really reached amaro and broke it; each broken instance was replaced.
       expect(discardedStrippers()).toBeGreaterThanOrEqual(before + 3);
+      expect(scanNesting(ternaries)).toBeDefined();
+      expect(scanNesting(trap)).toBeDefined();
       for (let i = 0; i < 3; i++) {
         expect(() => stripTypeScript(trap)).toThrow(/memory access out of bounds/);
         expect(stripTypeScript('let y: string = "s";')).toBe('let y         = "s";');
@@ -151,6 +154,7 @@ describe('host-side bounds on guest data', () => {
         'const s = `a ${`b ${"(("}`} ((`;\nconst r = /[(({]+/g;\n// (((((\n/* {{{{ */\n'.repeat(300),
         'const curry = (a: number) =>\n  (b: number) =>\n    (c: number) => a + b + c;\n'.repeat(300),
         'const a = 1\nconst b = a < 2\nconst c = b ? a < 3 : a > 4\nlet d: Array<number> = []\n'.repeat(300),
+        'function f(a?: number, b?: string): number { return a ?? b?.length ?? 0 }\nconst t = f()\n  ? 1\n  : 2\nlet o: { p?: string } = {}\n'.repeat(300),
       ];
       for (const code of real) expect(scanNesting(code)).toBeUndefined();
     });
