@@ -43,6 +43,9 @@ export const NOTIFICATION_BATCH = 256;
 /** `notifications/message` (upstream logs) delivered per second; the rest are dropped and counted. */
 export const MAX_LOG_NOTIFICATIONS_PER_SECOND = 100;
 
+/** Requests remembered for naming a size error; the oldest is forgotten past this many. */
+const MAX_TRACKED_REQUESTS = 10_000;
+
 type Id = string | number;
 
 function idOf(message: JSONRPCMessage): Id | undefined {
@@ -399,6 +402,12 @@ export class StdioUpstreamTransport implements Transport {
     this.#noteBytes = 0;
     this.#progressAt.clear();
     this.#pending.clear();
+    if (this.#logsDropped > 0) {
+      log.warn(`dropped ${this.#logsDropped} log notification(s) from upstream (more than ${MAX_LOG_NOTIFICATIONS_PER_SECOND}/s)`, {
+        command: this.#options.command,
+      });
+      this.#logsDropped = 0;
+    }
     const wait = this.#stdinDrain;
     this.#stdinDrain = undefined;
     wait?.reject(new Error('stdio upstream is not running'));
@@ -410,8 +419,7 @@ export class StdioUpstreamTransport implements Transport {
     if (stdin === undefined || stdin === null || this.#closed || stdin.destroyed) {
       return Promise.reject(new Error('stdio upstream is not running'));
     }
-    const id = idOf(message);
-    if (id !== undefined && 'method' in message) this.#pending.set(id, message.method);
+    this.#track(message);
     if (stdin.write(serializeMessage(message)) && this.#stdinDrain === undefined) return Promise.resolve();
     if (this.#stdinDrain === undefined) {
       let resolve!: () => void;
@@ -425,6 +433,19 @@ export class StdioUpstreamTransport implements Transport {
       this.#stdinDrain = { promise, resolve, reject };
     }
     return this.#stdinDrain.promise;
+  }
+
+  /** Remembers requests we send (to name them in a size error), forgetting cancelled ones, within a bound. */
+  #track(message: JSONRPCMessage): void {
+    const id = idOf(message);
+    if (id !== undefined && 'method' in message) {
+      this.#pending.set(id, message.method);
+      // An upstream that never answers must not grow this map: forget the oldest past the bound.
+      if (this.#pending.size > MAX_TRACKED_REQUESTS) this.#pending.delete(this.#pending.keys().next().value!);
+    } else if ('method' in message && message.method === 'notifications/cancelled') {
+      const cancelled = (message.params as { requestId?: unknown } | undefined)?.requestId;
+      if (typeof cancelled === 'string' || typeof cancelled === 'number') this.#pending.delete(cancelled);
+    }
   }
 
   /** Sends `signal` to the child now (used when a connection attempt failed: there is nothing to wait for). */

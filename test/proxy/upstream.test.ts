@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from '../../src/proxy/upstream.js';
 import type { UpstreamConnection } from '../../src/proxy/upstream.js';
 import { parseUpstreamConfig } from '../../src/proxy/config.js';
+import { oversizedLineId } from '../../src/proxy/stdio-transport.js';
 import { CodemodeError } from '../../src/errors.js';
 import { EVERYTHING, NODE, freePort, readBody, spawnServer, startHttp, timeRejection } from './helpers.js';
 import type { LoopbackServer } from './helpers.js';
@@ -193,5 +194,19 @@ describe('connectUpstream success', () => {
     cleanups.push(() => explicit.close());
     expect(explicit.kind).toBe('sse');
     await expect(connectUpstream({ url: `http://127.0.0.1:${port}/sse`, transport: 'http' })).rejects.toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' });
+  });
+});
+
+describe('oversizedLineId (finding the request an oversized stdio line answered)', () => {
+  it('reads the id at the head or, as the SDK serializes it, at the tail', () => {
+    expect(oversizedLineId('{"jsonrpc":"2.0","id":7,"result":{"content":[{"text":"xxx', 'xxx"}]}}')).toBe(7);
+    expect(oversizedLineId('{"id":"a\\"b","result":', '"}}')).toBe('a"b');
+    expect(oversizedLineId('{"result":{"content":[{"type":"text","text":"xx', 'xx"}]},"jsonrpc":"2.0","id":42}')).toBe(42);
+    expect(oversizedLineId('{"result":{"text":"', 'x"},"jsonrpc":"2.0","id":"req-1"}\r')).toBe('req-1');
+  });
+
+  it('does not take an "id" inside the text for the envelope id', () => {
+    expect(oversizedLineId('{"result":{"text":"{\\"id\\":3,', '... \\"id\\": 9 and more"}}')).toBeUndefined();
+    expect(oversizedLineId('{"method":"notifications/message","params":{"data":"', 'xx"}}')).toBeUndefined();
   });
 });
