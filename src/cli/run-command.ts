@@ -205,9 +205,9 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
       }
       throw err;
     }
-    const [{ CodeMode }, { IsolatedVmSandbox }, { codeModeOptionsFromConfig }] = await Promise.all([
+    const [{ CodeMode }, { ProcessSandbox }, { codeModeOptionsFromConfig }] = await Promise.all([
       import('../codemode/codemode.js'),
-      import('../sandbox/isolated-vm-sandbox.js'),
+      import('../sandbox/process/process-sandbox.js'),
       import('../server/server.js'),
     ]);
     const counter = { calls: 0 };
@@ -243,7 +243,12 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
       ...(args.timeoutMs !== undefined ? { timeoutMs: args.timeoutMs } : {}),
       ...(args.memoryMb !== undefined ? { memoryMb: args.memoryMb } : {}),
     };
-    const sandbox = new IsolatedVmSandbox({ limits, maxConcurrency: 1, warmIsolates: 0 });
+    // The script runs in a sandbox worker process, never in this one. A run stopped inside a long built-in
+    // (Array.from of 1e8 elements past --memory, lastIndexOf over 2^53 indices past --timeout) leaves its
+    // isolate's thread running after disposal, and nothing stops that thread but the end of its process:
+    // here, exiting under it crashed with SIGSEGV (exit 139) instead of the documented exit 1. The pool
+    // SIGKILLs such a worker; this process never loads isolated-vm, so it always exits with its own code.
+    const sandbox = new ProcessSandbox({ limits, size: 1, concurrencyPerWorker: 1, standbyWorkers: 0 });
     cleanup.push(() => sandbox.close());
     let mode;
     try {

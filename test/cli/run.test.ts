@@ -102,6 +102,21 @@ describe('codemode run', () => {
     expect(capped.stderr).toMatch(/tool_call_limit error.*at most 2/);
   });
 
+  it('a memory or timeout stop inside a long built-in exits 1, never by a signal (it crashed with SIGSEGV, exit 139)', async () => {
+    // Both leave the isolate's thread running after its run was stopped; exiting under it crashed the CLI.
+    const cases: [string[], string, RegExp][] = [
+      [['--memory', '64'], 'return Array.from({ length: 1e8 }).length;', /memory error/],
+      [['--timeout', '1'], 'Promise.resolve().then(() => Array.prototype.lastIndexOf.call({ length: 2 ** 53 }, 1)); return 1;', /timeout error/],
+    ];
+    for (let i = 0; i < 3; i++) {
+      for (const [flags, input, message] of cases) {
+        const result = await runCli(['run', ...flags, '-'], { input, timeoutMs: 60_000 });
+        expect({ i, input, code: result.code, signal: result.signal }).toEqual({ i, input, code: 1, signal: null });
+        expect(result.stderr).toMatch(message);
+      }
+    }
+  }, 300_000);
+
   it('reports a server that fails to start and runs with the others (exit 2 with --strict)', async () => {
     const { INVENTORY } = await import('../e2e/helpers.js');
     const config = await script(
