@@ -12,7 +12,7 @@
 
 import { parse } from 'acorn';
 import type { Node, Program, Token } from 'acorn';
-import { MAX_TYPESCRIPT_NESTING_DEPTH, scanNesting, stripTypeScript } from './strip-types.js';
+import { MAX_TYPESCRIPT_NESTING_DEPTH, scanNesting, stripTypeScript, stripTypeScriptOffThread } from './strip-types.js';
 
 export interface NormalizedCode {
   /** The function body to run. */
@@ -146,11 +146,17 @@ const STRIP_SUFFIX = '\n});';
  * where top-level `return` is illegal, so the body is wrapped in an async function on the same line and
  * unwrapped after. strip-types.ts keeps a broken instance from outliving the input that broke it.
  */
-function stripTypes(code: string): string {
-  const out = stripTypeScript(`${STRIP_PREFIX}${code}${STRIP_SUFFIX}`);
+function wrapForStrip(code: string): string {
+  return `${STRIP_PREFIX}${code}${STRIP_SUFFIX}`;
+}
+
+function unwrapStripped(out: string): string {
   if (!out.startsWith(STRIP_PREFIX) || !out.endsWith(STRIP_SUFFIX)) throw new Error('unexpected strip output');
   return out.slice(STRIP_PREFIX.length, out.length - STRIP_SUFFIX.length);
 }
+
+/** What the stripper did with the source a normalization step asked it to strip. */
+type StripOutcome = { stripped: string } | { error: unknown };
 
 /** 1-based line and column of an offset. */
 function positionOf(text: string, offset: number): { line: number; column: number } {
@@ -178,6 +184,44 @@ function isFunctionNode(node: Node | null | undefined): boolean {
  * ```
  */
 export function normalizeCode(input: string): NormalizedCode {
+  const steps = normalizeSteps(input);
+  let step = steps.next();
+  while (!step.done) {
+    let outcome: StripOutcome;
+    try {
+      outcome = { stripped: unwrapStripped(stripTypeScript(wrapForStrip(step.value))) };
+    } catch (error) {
+      outcome = { error };
+    }
+    step = steps.next(outcome);
+  }
+  return step.value;
+}
+
+/**
+ * `normalizeCode` with TypeScript stripped in a worker thread (strip-types.ts): what `execute` uses, so a
+ * large or hostile input's stripping never holds the event loop that other sessions share.
+ */
+export async function normalizeCodeOffThread(input: string): Promise<NormalizedCode> {
+  const steps = normalizeSteps(input);
+  let step = steps.next();
+  while (!step.done) {
+    let outcome: StripOutcome;
+    try {
+      outcome = { stripped: unwrapStripped(await stripTypeScriptOffThread(wrapForStrip(step.value))) };
+    } catch (error) {
+      outcome = { error };
+    }
+    step = steps.next(outcome);
+  }
+  return step.value;
+}
+
+/**
+ * The normalization, as steps: it yields the source to strip when it needs the TypeScript stripper, and is
+ * resumed with what the stripper did, so one body serves the in-thread and the worker-thread stripper.
+ */
+function* normalizeSteps(input: string): Generator<string, NormalizedCode, StripOutcome> {
   // A hashbang line is legal only at the very start of a script, not inside the function the sandbox wraps
   // the code in: blank it out (spaces keep every position).
   const submitted = input.startsWith('#!') ? input.replace(/^#![^\n]*/, (line) => ' '.repeat(line.length)) : input;
@@ -213,18 +257,19 @@ export function normalizeCode(input: string): NormalizedCode {
       column: at.column,
     };
   } else if (program === undefined || genericCall) {
-    try {
-      const stripped = stripTypes(source);
+    const outcome = yield source;
+    if ('stripped' in outcome) {
+      const stripped = outcome.stripped;
       const reparsed = stripped === source ? undefined : tryParse(stripped);
       if (reparsed !== undefined) {
         source = stripped;
         program = reparsed;
         typescript = true;
       }
-    } catch (err) {
+    } else {
       // Not valid TypeScript either: the sandbox reports the syntax error. Syntax that is TypeScript but
       // cannot be stripped (enum, namespace, parameter properties) gets its own explanation.
-      const e = err as { code?: unknown; message?: unknown };
+      const e = outcome.error as { code?: unknown; message?: unknown };
       if (!genericCall && e?.code === 'UnsupportedSyntax' && typeof e.message === 'string') typescriptHint = e.message;
     }
   }

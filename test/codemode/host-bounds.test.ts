@@ -9,7 +9,7 @@ import { boundedPrettyJson, MAX_INDENT_LEVELS } from '../../src/codemode/bounded
 import { MAX_TOOL_DESCRIPTION_CHARS, MAX_SCHEMA_STRING_CHARS } from '../../src/codemode/catalog-limits.js';
 import { CodeMode } from '../../src/codemode/codemode.js';
 import { createCodeModeTools, formatExecuteResult } from '../../src/codemode/mcp-tools.js';
-import { normalizeCode } from '../../src/codemode/normalize.js';
+import { normalizeCode, normalizeCodeOffThread } from '../../src/codemode/normalize.js';
 import { MAX_QUERY_CHARS } from '../../src/codemode/search.js';
 import { localTools } from '../../src/codemode/sources.js';
 import { discardedStrippers, scanNesting, stripTypeScript } from '../../src/codemode/strip-types.js';
@@ -145,6 +145,21 @@ describe('host-side bounds on guest data', () => {
       }
       const result = await mode.execute('const n: number = await tools.t.echo({ n: 2 }).then((r: { n: number }) => r.n);\nreturn n * 21;');
       expect(result.ok ? result.value : result.error).toBe(42);
+    });
+
+    it('strips off the main thread in execute, and replaces a worker that a trap broke', async () => {
+      const before = discardedStrippers();
+      for (let i = 0; i < 10; i++) {
+        const poisoned = await mode.execute(i % 2 === 0 ? assignments : arrows);
+        expect(poisoned.ok).toBe(false);
+        const valid = await mode.execute('const n: number = 20;\nreturn n + 2;');
+        expect(valid.ok ? valid.value : valid.error).toBe(22);
+      }
+      expect(discardedStrippers()).toBeGreaterThanOrEqual(before + 5);
+      const direct = await normalizeCodeOffThread('const s: string = "x";\ns');
+      expect(direct).toMatchObject({ typescript: true, code: 'const s         = "x";\nreturn (s)' });
+      // amaro's own syntax reports come back with their code, so hints still work.
+      expect((await normalizeCodeOffThread('enum E { A }\nreturn E.A;')).typescriptHint).toMatch(/enum/);
     });
 
     it('lets real code through the nesting scan', () => {
