@@ -10,9 +10,9 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { deserializeMessage, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
+import { serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describeError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -122,6 +122,8 @@ export interface StdioTransportStats {
 interface Queued {
   message: JSONRPCMessage | undefined;
   bytes: number;
+  /** False for a progress notification not yet checked against the JSON-RPC schema. */
+  checked: boolean;
 }
 
 /** Stdio client transport that remembers why its child went away. */
@@ -252,16 +254,32 @@ export class StdioUpstreamTransport implements Transport {
 
   #onLine(line: string, bytes: number): void {
     if (line.trim() === '') return;
-    let message: JSONRPCMessage;
+    let raw: unknown;
     try {
-      message = deserializeMessage(line);
+      raw = JSON.parse(line);
     } catch {
-      const err = new Error(`not a JSON-RPC message: ${JSON.stringify(line.slice(0, 200))}`);
-      this.firstBadLine ??= describeError(err).slice(0, 300);
-      this.onerror?.(err);
+      this.#bad(line);
       return;
     }
-    this.#enqueue(message, bytes);
+    const r = raw as { method?: unknown; id?: unknown; params?: { progressToken?: unknown } } | null;
+    // Progress is validated when delivered: in a flood most are replaced before then, and schema-checking
+    // each one was most of the flood's cost.
+    if (r !== null && typeof r === 'object' && r.method === 'notifications/progress' && r.id === undefined) {
+      this.#enqueue(raw as JSONRPCMessage, bytes, false);
+      return;
+    }
+    const parsed = JSONRPCMessageSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.#bad(line);
+      return;
+    }
+    this.#enqueue(parsed.data, bytes);
+  }
+
+  #bad(line: string): void {
+    const err = new Error(`not a JSON-RPC message: ${JSON.stringify(line.slice(0, 200))}`);
+    this.firstBadLine ??= describeError(err).slice(0, 300);
+    this.onerror?.(err);
   }
 
   #onOversized(bytes: number, id: Id | undefined): void {
@@ -283,7 +301,7 @@ export class StdioUpstreamTransport implements Transport {
    * that request's stream, which closes with its response. Progress is coalesced per token (only the
    * latest matters, and it keeps the earlier one's place), and upstream logs are rate-limited.
    */
-  #enqueue(message: JSONRPCMessage, bytes: number): void {
+  #enqueue(message: JSONRPCMessage, bytes: number, checked = true): void {
     const method = (message as { method?: unknown }).method;
     const id = idOf(message);
     if (id === undefined && method === 'notifications/progress') {
@@ -294,16 +312,17 @@ export class StdioUpstreamTransport implements Transport {
         this.#noteBytes += bytes - queued.bytes;
         queued.message = message;
         queued.bytes = bytes;
+        queued.checked = checked;
         return;
       }
-      const entry: Queued = { message, bytes };
+      const entry: Queued = { message, bytes, checked };
       this.#progressAt.set(token, entry);
       this.#push(entry);
       return;
     }
     if (id === undefined && method === 'notifications/message' && !this.#admitLog()) return;
     if (id !== undefined && method === undefined) this.#pending.delete(id);
-    this.#push({ message, bytes });
+    this.#push({ message, bytes, checked });
   }
 
   #push(entry: Queued): void {
@@ -379,7 +398,16 @@ export class StdioUpstreamTransport implements Transport {
         const token = (message as { params?: { progressToken?: unknown } }).params?.progressToken;
         if (token !== undefined && this.#progressAt.get(token) === entry) this.#progressAt.delete(token);
       }
-      this.onmessage?.(message);
+      let deliver = message;
+      if (!entry.checked) {
+        const parsed = JSONRPCMessageSchema.safeParse(message);
+        if (!parsed.success) {
+          this.#bad(JSON.stringify(message).slice(0, 200));
+          continue;
+        }
+        deliver = parsed.data;
+      }
+      this.onmessage?.(deliver);
       if (this.#closed) return;
     }
     if (this.#noteHead === this.#notes.length || this.#noteHead > 4096) {

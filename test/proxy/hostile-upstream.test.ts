@@ -84,7 +84,7 @@ describe('a hostile stdio upstream next to a well-behaved one', () => {
     const watcher = watch(good);
     let progressEvents = 0;
     const started = performance.now();
-    const result = await bad.client.callTool({ name: 'flood', arguments: { ms: 6000, method: 'progress' } }, undefined, {
+    const result = await bad.client.callTool({ name: 'flood', arguments: { ms: 8000, method: 'progress' } }, undefined, {
       onprogress: () => void progressEvents++,
       timeout: 60_000,
     });
@@ -92,14 +92,15 @@ describe('a hostile stdio upstream next to a well-behaved one', () => {
     const seen = await watcher.stop();
     expect(textOf(result)).toMatch(/^flooded \d+$/);
     const sent = Number(textOf(result).split(' ')[1]);
-    // The answer comes when the flood ends, not after a backlog: 6 s of flooding, generous slack.
-    expect(callMs).toBeLessThan(15_000);
+    // The answer comes when the flood ends, not after a backlog: 8 s of flooding, generous slack.
+    expect(callMs).toBeLessThan(20_000);
     expect(progressEvents).toBeGreaterThan(0);
     expect(progressEvents).toBeLessThanOrEqual(sent);
     expect(seen.calls).toBeGreaterThan(10);
     expect(seen.maxCallMs).toBeLessThan(2000);
-    // Unbounded, this grew by about 50 MB/s (300 MB over 6 s).
-    expect(seen.peakRssMb - baseRssMb).toBeLessThan(120);
+    // Unbounded, this grew by about 50 MB/s (+300 MB at 6 s, still growing). Bounded, the peak is heap
+    // churn that does not grow with the flood's length (+135 MB at 6 s, +145 MB at 12 s).
+    expect(seen.peakRssMb - baseRssMb).toBeLessThan(200);
   });
 
   it('a log-message flood is rate-limited, and the answer and the neighbour are not held up', async () => {
@@ -123,7 +124,7 @@ describe('a hostile stdio upstream next to a well-behaved one', () => {
     expect(logs).toBeGreaterThan(0);
     expect(logs).toBeLessThanOrEqual(100 * Math.ceil(callMs / 1000 + 1));
     expect(seen.maxCallMs).toBeLessThan(2000);
-    expect(seen.peakRssMb - baseRssMb).toBeLessThan(120);
+    expect(seen.peakRssMb - baseRssMb).toBeLessThan(200);
   });
 
   it('a 200 MiB result fails that call with a size error as it streams in; the connection and the neighbour carry on', async () => {
