@@ -25,6 +25,7 @@ import type { ToolSource } from '../codemode/types.js';
 import { ATTR, ERROR_TYPE_TOOL_ERROR, extractTraceContext, getTracer, injectTraceContext } from '../telemetry/index.js';
 import type { ServersConfig } from './config.js';
 import { ExecutionLimiter, OverloadedError } from './limiter.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
 import { connectUpstreams, fetchCatalog } from './upstreams.js';
 import type { Upstreams, UpstreamStatus } from './upstreams.js';
 
@@ -455,9 +456,10 @@ export function codeModeOptionsFromConfig(config: ServersConfig, explicit: Omit<
 
 /**
  * Wraps a source so its first `listTools` is served from a list fetched earlier (no second round trip at
- * start-up); later calls (refresh) go upstream.
+ * start-up); later calls (refresh) go upstream, under the same catalog caps and within `timeoutMs`, so a
+ * `tools/list_changed` that brings a huge or endless catalog fails that refresh and the previous one stays.
  */
-function prefetched(source: ToolSource, tools: Awaited<ReturnType<ToolSource['listTools']>>): ToolSource {
+function prefetched(name: string, source: ToolSource, tools: Awaited<ReturnType<ToolSource['listTools']>>, timeoutMs: number): ToolSource {
   let first: typeof tools | undefined = tools;
   return Object.assign(Object.create(source) as ToolSource, {
     listTools: (opts?: { signal?: AbortSignal }) => {
@@ -466,7 +468,11 @@ function prefetched(source: ToolSource, tools: Awaited<ReturnType<ToolSource['li
         first = undefined;
         return Promise.resolve(out);
       }
-      return source.listTools(opts);
+      return fetchCatalog(
+        name,
+        (signal) => source.listTools({ signal: opts?.signal === undefined ? signal : AbortSignal.any([signal, opts.signal]) }),
+        { deadlineAt: performance.now() + timeoutMs },
+      );
     },
   });
 }
@@ -521,7 +527,7 @@ export async function createCodemodeServerFromConfig(config: ServersConfig, opti
         try {
           // Within the same connect budget and under the catalog caps: a slow or huge catalog is a failed upstream.
           const tools = await fetchCatalog(name, (signal) => source.listTools({ signal }), { deadlineAt: upstreams.deadlineOf(name) });
-          sources.push(guarded(prefetched(source, tools), upstreams));
+          sources.push(guarded(prefetched(name, source, tools, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS), upstreams));
         } catch (err) {
           log.error(`upstream "${name}" connected but listing its tools failed: ${describeError(err)}`);
           await upstreams.drop(name, isCodemodeError(err) ? err : new CodemodeError('UPSTREAM_PROTOCOL', `listing tools failed: ${describeError(err)}`, { cause: err }));

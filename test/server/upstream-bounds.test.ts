@@ -73,8 +73,33 @@ describe('a catalog over the caps', () => {
     expect(status.find((s) => s.name === 'good')).toMatchObject({ state: 'connected' });
     const huge = status.find((s) => s.name === 'huge');
     expect(huge).toMatchObject({ state: 'failed', code: 'UPSTREAM_PROTOCOL' });
-    expect(huge?.error).toMatch(/lists 50007 tools, more than the 50000-tool catalog limit; it is left out/);
+    expect(huge?.error).toMatch(/lists 50008 tools, more than the 50000-tool catalog limit; it is left out/);
     expect(server.mode.catalog.entries.map((e) => e.namespace)).not.toContain('huge');
+  });
+});
+
+describe('a catalog that grows over the caps after start-up', () => {
+  it('fails that refresh and keeps the previous catalog; the server keeps serving', async () => {
+    const lines: string[] = [];
+    const level = getLogLevel();
+    setLogLevel('info');
+    const restore = setLogSink((line) => void lines.push(line));
+    cleanups.push(() => {
+      restore();
+      setLogLevel(level);
+    });
+    const config = parseServersConfig(JSON.stringify({ mcpServers: { bad: entry() } }), { file: '/tmp/upstream-bounds.json' });
+    const server = await createCodemodeServerFromConfig(config, { connectTimeoutMs: 20_000, onStderr: () => undefined });
+    cleanups.push(() => server.close({ graceMs: 0 }));
+    const before = server.mode.catalog.entries.length;
+    const grown = await server.mode.execute(`return await tools.bad.grow({ count: ${DEFAULT_MAX_CATALOG_TOOLS + 1} });`);
+    expect(grown).toMatchObject({ ok: true });
+    const deadline = Date.now() + 15_000;
+    while (!lines.some((l) => l.includes('could not refresh the tool catalog')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(lines.find((l) => l.includes('could not refresh the tool catalog'))).toMatch(/more than the 50000-tool catalog limit/);
+    expect(server.mode.catalog.entries.length).toBe(before);
+    const echoed = await server.mode.execute(`return await tools.bad.echo({ text: 'still serving' });`);
+    expect(JSON.stringify(echoed)).toContain('still serving');
   });
 });
 
