@@ -19,7 +19,8 @@ import { ATTR, ERROR_TYPE_TOOL_ERROR, getTracer, injectTraceContext } from '../t
 import { Catalog } from './catalog.js';
 import type { CatalogEntry } from './catalog.js';
 import { generateDeclarations } from './declarations.js';
-import { normalizeCodeOffThread } from './normalize.js';
+import type { NormalizedCode } from './normalize.js';
+import { NormalizeError, normalizeCodeOffThread } from './normalize-off-thread.js';
 import { MAX_SCHEMA_NAMES, SearchIndex, summarize } from './search.js';
 import { capString, MAX_ERROR_MESSAGE_CHARS, MAX_ERROR_NAME_CHARS, MAX_TOOL_LABEL_CHARS } from './text-caps.js';
 import type { SearchDetail, SearchOptions, ToolSummary } from './search.js';
@@ -418,7 +419,13 @@ export class CodeMode {
         const message = `The code is ${code.length} characters long; at most ${MAX_CODE_CHARS} are accepted. Send less code: loop over data instead of writing it out, and keep large inputs in tools.`;
         return refusedBeforeRun(span, { kind: 'syntax', message });
       }
-      const normalized = await normalizeCodeOffThread(code);
+      let normalized: NormalizedCode;
+      try {
+        normalized = await normalizeCodeOffThread(code);
+      } catch (err) {
+        if (err instanceof NormalizeError) return refusedBeforeRun(span, { kind: err.kind, message: err.message });
+        throw err;
+      }
       if (normalized.syntaxError) return refusedBeforeRun(span, { kind: 'syntax', ...normalized.syntaxError });
       if (normalized.typescript) span.setAttribute('codemode.code.typescript', true);
       const hostFunctions = this.hostFunctions(catalog, execution);

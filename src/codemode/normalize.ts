@@ -12,7 +12,7 @@
 
 import { parse } from 'acorn';
 import type { Node, Program, Token } from 'acorn';
-import { MAX_TYPESCRIPT_NESTING_DEPTH, scanNesting, stripTypeScript, stripTypeScriptOffThread } from './strip-types.js';
+import { MAX_TYPESCRIPT_NESTING_DEPTH, scanNesting, stripTypeScript } from './strip-types.js';
 
 export interface NormalizedCode {
   /** The function body to run. */
@@ -31,6 +31,20 @@ export interface NormalizedCode {
   syntaxError?: { message: string; line: number; column: number };
   /** Maps a 1-based position in `code` back to the submitted text. */
   mapPosition(line: number, column: number): { line: number; column: number };
+}
+
+/** Column shifts of the inserted text, per output line. */
+interface Shift {
+  line: number;
+  column: number;
+  length: number;
+}
+
+/** `NormalizedCode` without its function: what crosses from the worker thread. */
+export interface NormalizedData extends Omit<NormalizedCode, 'mapPosition'> {
+  shifts: Shift[];
+  /** Lines before the code that ran (a fence's chatter and opening line). */
+  lineOffset: number;
 }
 
 interface Insertion {
@@ -184,6 +198,14 @@ function isFunctionNode(node: Node | null | undefined): boolean {
  * ```
  */
 export function normalizeCode(input: string): NormalizedCode {
+  return withPositions(normalizeData(input));
+}
+
+/**
+ * `normalizeCode` as plain data (no function), so the worker thread of normalize-off-thread.ts can send it.
+ * The normalization runs as steps: it yields the source to strip when it needs the TypeScript stripper.
+ */
+export function normalizeData(input: string): NormalizedData {
   const steps = normalizeSteps(input);
   let step = steps.next();
   while (!step.done) {
@@ -198,30 +220,13 @@ export function normalizeCode(input: string): NormalizedCode {
   return step.value;
 }
 
-/**
- * `normalizeCode` with TypeScript stripped in a worker thread (strip-types.ts): what `execute` uses, so a
- * large or hostile input's stripping never holds the event loop that other sessions share.
- */
-export async function normalizeCodeOffThread(input: string): Promise<NormalizedCode> {
-  const steps = normalizeSteps(input);
-  let step = steps.next();
-  while (!step.done) {
-    let outcome: StripOutcome;
-    try {
-      outcome = { stripped: unwrapStripped(await stripTypeScriptOffThread(wrapForStrip(step.value))) };
-    } catch (error) {
-      outcome = { error };
-    }
-    step = steps.next(outcome);
-  }
-  return step.value;
+/** The normalized code when no TypeScript stripping is needed (plain JavaScript); else `undefined`. */
+export function normalizeJavaScript(input: string): NormalizedData | undefined {
+  const step = normalizeSteps(input).next();
+  return step.done ? step.value : undefined;
 }
 
-/**
- * The normalization, as steps: it yields the source to strip when it needs the TypeScript stripper, and is
- * resumed with what the stripper did, so one body serves the in-thread and the worker-thread stripper.
- */
-function* normalizeSteps(input: string): Generator<string, NormalizedCode, StripOutcome> {
+function* normalizeSteps(input: string): Generator<string, NormalizedData, StripOutcome> {
   // A hashbang line is legal only at the very start of a script, not inside the function the sandbox wraps
   // the code in: blank it out (spaces keep every position).
   const submitted = input.startsWith('#!') ? input.replace(/^#![^\n]*/, (line) => ' '.repeat(line.length)) : input;
@@ -313,6 +318,16 @@ function* normalizeSteps(input: string): Generator<string, NormalizedCode, Strip
     typescript,
     ...(typescriptHint !== undefined ? { typescriptHint } : {}),
     ...(syntaxError !== undefined ? { syntaxError } : {}),
+    shifts,
+    lineOffset,
+  };
+}
+
+/** Adds `mapPosition` to normalized data (built in this thread or in the worker). */
+export function withPositions(data: NormalizedData): NormalizedCode {
+  const { shifts, lineOffset, ...rest } = data;
+  return {
+    ...rest,
     mapPosition(line, column) {
       // Walk this line's insertions left to right; `consumed` is inserted text before the output column.
       let consumed = 0;

@@ -15,7 +15,6 @@
 
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { Worker } from 'node:worker_threads';
 
 /**
  * Nesting (brackets, concise arrow bodies, conditionals and type arguments) past which code is not handed to amaro.
@@ -74,105 +73,9 @@ export function stripTypeScript(code: string): string {
   }
 }
 
-/** How many broken stripper instances (in this thread or the worker) were replaced in this process. */
+/** How many broken stripper instances were replaced in this thread. */
 export function discardedStrippers(): number {
   return discarded;
-}
-
-/**
- * Longest a strip may take in the worker before the worker is ended and the strip fails. A 200,000-character
- * input strips in well under a second; a pathological one is not worth waiting for.
- */
-export const STRIP_TIMEOUT_MS = 10_000;
-
-interface WorkerReply {
-  id: number;
-  ok: boolean;
-  code?: string;
-  message?: string;
-  sound?: boolean;
-}
-
-const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './strip-worker.ts' : './strip-worker.js', import.meta.url);
-
-/**
- * One worker thread, started on first use, serving one strip at a time. It keeps amaro's CPU time (up to a
- * quarter of a second for 8 KB of deeply nested input) and the ~100 ms reload after a trap off the main thread.
- */
-class StripWorker {
-  private worker: Worker | undefined;
-  private nextId = 0;
-  private queue: Promise<unknown> = Promise.resolve();
-
-  strip(code: string): Promise<string> {
-    const run = this.queue.then(() => this.send(code));
-    // The queue only orders requests; one's failure must not fail the next.
-    this.queue = run.catch(() => undefined);
-    return run;
-  }
-
-  private start(): Worker {
-    if (this.worker) return this.worker;
-    const worker = new Worker(WORKER_URL);
-    worker.unref();
-    worker.on('error', () => {}); // reported through 'exit' to the pending request
-    this.worker = worker;
-    return worker;
-  }
-
-  private retire(worker: Worker): void {
-    if (this.worker === worker) this.worker = undefined;
-    discarded++;
-    void worker.terminate().catch(() => {});
-  }
-
-  private send(code: string): Promise<string> {
-    const worker = this.start();
-    const id = ++this.nextId;
-    return new Promise<string>((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        worker.off('message', onMessage);
-        worker.off('exit', onExit);
-        worker.unref();
-      };
-      const onMessage = (reply: WorkerReply) => {
-        if (reply.id !== id) return;
-        done();
-        if (reply.ok && typeof reply.code === 'string') resolve(reply.code);
-        else {
-          if (!reply.sound) this.retire(worker);
-          reject(Object.assign(new Error(reply.message ?? 'TypeScript stripping failed'), reply.code !== undefined ? { code: reply.code } : {}));
-        }
-      };
-      const onExit = () => {
-        done();
-        if (this.worker === worker) this.worker = undefined;
-        reject(new Error('The TypeScript stripper stopped.'));
-      };
-      const timer = setTimeout(() => {
-        done();
-        this.retire(worker);
-        reject(new Error(`Stripping the TypeScript took longer than ${STRIP_TIMEOUT_MS} ms.`));
-      }, STRIP_TIMEOUT_MS);
-      worker.on('message', onMessage);
-      worker.on('exit', onExit);
-      // Referenced while a strip is pending, so a process with nothing else to do waits for the answer.
-      worker.ref();
-      worker.postMessage({ id, code });
-    });
-  }
-}
-
-let stripWorker: StripWorker | undefined;
-
-/**
- * `stripTypeScript` in a worker thread: the same output and errors (amaro's syntax reports keep their
- * `code`), with the parsing off the main thread and a broken instance replaced by a fresh worker.
- */
-export function stripTypeScriptOffThread(code: string): Promise<string> {
-  stripWorker ??= new StripWorker();
-  return stripWorker.strip(code);
 }
 
 /** Where code nests too deep: the offset at which the depth first passed the limit. */

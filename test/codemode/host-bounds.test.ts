@@ -9,7 +9,8 @@ import { boundedPrettyJson, MAX_INDENT_LEVELS } from '../../src/codemode/bounded
 import { MAX_TOOL_DESCRIPTION_CHARS, MAX_SCHEMA_STRING_CHARS } from '../../src/codemode/catalog-limits.js';
 import { CodeMode } from '../../src/codemode/codemode.js';
 import { createCodeModeTools, formatExecuteResult } from '../../src/codemode/mcp-tools.js';
-import { normalizeCode, normalizeCodeOffThread } from '../../src/codemode/normalize.js';
+import { normalizeCode } from '../../src/codemode/normalize.js';
+import { normalizeCodeOffThread, offThreadStats } from '../../src/codemode/normalize-off-thread.js';
 import { MAX_QUERY_CHARS } from '../../src/codemode/search.js';
 import { localTools } from '../../src/codemode/sources.js';
 import { discardedStrippers, scanNesting, stripTypeScript } from '../../src/codemode/strip-types.js';
@@ -147,15 +148,29 @@ describe('host-side bounds on guest data', () => {
       expect(result.ok ? result.value : result.error).toBe(42);
     });
 
-    it('strips off the main thread in execute, and replaces a worker that a trap broke', async () => {
-      const before = discardedStrippers();
+    it('prepares code off the main thread in execute, and recovers there from traps', async () => {
+      const before = offThreadStats().strippersDiscarded;
+      // The event loop keeps turning while the worker parses and strips (and reloads amaro after a trap).
+      let maxGapMs = 0;
+      let last = performance.now();
+      const ticker = setInterval(() => {
+        const now = performance.now();
+        maxGapMs = Math.max(maxGapMs, now - last);
+        last = now;
+      }, 2);
+      const backticks = '```js\n' + '`'.repeat(100_000); // acorn alone takes ~0.5 s per parse of this
+      const slow = await mode.execute(backticks);
+      clearInterval(ticker);
+      expect(slow.ok).toBe(false);
+      expect(maxGapMs).toBeLessThan(400); // wide: ~1 s of main-thread parsing before, a few ms now
       for (let i = 0; i < 10; i++) {
         const poisoned = await mode.execute(i % 2 === 0 ? assignments : arrows);
         expect(poisoned.ok).toBe(false);
         const valid = await mode.execute('const n: number = 20;\nreturn n + 2;');
         expect(valid.ok ? valid.value : valid.error).toBe(22);
       }
-      expect(discardedStrippers()).toBeGreaterThanOrEqual(before + 5);
+      expect(offThreadStats().strippersDiscarded).toBeGreaterThanOrEqual(before + 5);
+      expect(offThreadStats().workersStarted).toBe(1);
       const direct = await normalizeCodeOffThread('const s: string = "x";\ns');
       expect(direct).toMatchObject({ typescript: true, code: 'const s         = "x";\nreturn (s)' });
       // amaro's own syntax reports come back with their code, so hints still work.
