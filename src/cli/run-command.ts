@@ -188,10 +188,18 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  // The script runs in a sandbox worker process, never in this one. A run stopped inside a long built-in
+  // (Array.from of 1e8 elements past --memory, lastIndexOf over 2^53 indices past --timeout) leaves its
+  // isolate's thread running after disposal, and nothing stops that thread but the end of its process:
+  // here, exiting under it crashed with SIGSEGV (exit 139) instead of the documented exit 1. The pool
+  // SIGKILLs such a worker; this process never loads isolated-vm, so it always exits with its own code.
+  // The worker starts now, so that its start-up overlaps reading the script and connecting the servers.
+  const { ProcessPool } = await import('../sandbox/process/pool.js');
+  const pool = new ProcessPool({ size: 1, concurrencyPerWorker: 1, standbyWorkers: 0, ...(args.memoryMb !== undefined ? { warmMemoryMb: args.memoryMb } : {}) });
+  const cleanup: Array<() => Promise<void>> = [() => pool.close()];
   const { loadServersConfig } = await import('../server/config.js');
   const { startTelemetryFromEnv } = await import('./telemetry.js');
   const telemetry = await startTelemetryFromEnv();
-  const cleanup: Array<() => Promise<void>> = [];
   try {
     let code: string;
     let config;
@@ -243,12 +251,7 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
       ...(args.timeoutMs !== undefined ? { timeoutMs: args.timeoutMs } : {}),
       ...(args.memoryMb !== undefined ? { memoryMb: args.memoryMb } : {}),
     };
-    // The script runs in a sandbox worker process, never in this one. A run stopped inside a long built-in
-    // (Array.from of 1e8 elements past --memory, lastIndexOf over 2^53 indices past --timeout) leaves its
-    // isolate's thread running after disposal, and nothing stops that thread but the end of its process:
-    // here, exiting under it crashed with SIGSEGV (exit 139) instead of the documented exit 1. The pool
-    // SIGKILLs such a worker; this process never loads isolated-vm, so it always exits with its own code.
-    const sandbox = new ProcessSandbox({ limits, size: 1, concurrencyPerWorker: 1, standbyWorkers: 0 });
+    const sandbox = new ProcessSandbox({ pool, limits });
     cleanup.push(() => sandbox.close());
     let mode;
     try {
