@@ -2,7 +2,7 @@
  * Code normalization in a worker thread, for `execute`. Parsing and TypeScript stripping of submitted code
  * cost the main thread up to seconds on hostile inputs (acorn takes ~0.5 s for 100,000 backticks; amaro's
  * reload after a trap ~100 ms); in a worker they cost other sessions nothing. One worker serves one request at
- * a time; one that takes longer than `NORMALIZE_TIMEOUT_MS` is ended and replaced.
+ * a time (there are `NORMALIZE_WORKERS`); one that takes longer than `NORMALIZE_TIMEOUT_MS` is ended and replaced.
  *
  * @module
  */
@@ -59,9 +59,12 @@ class NormalizeWorker {
   private discardedSeen = 0;
   private nextId = 0;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Requests queued or running on this worker. */
+  pending = 0;
 
   normalize(input: string): Promise<NormalizedData> {
-    const run = this.queue.then(() => this.send(input));
+    this.pending++;
+    const run = this.queue.then(() => this.send(input)).finally(() => this.pending--);
     // The queue only orders requests; one's failure must not fail the next.
     this.queue = run.catch(() => undefined);
     return run;
@@ -120,7 +123,24 @@ class NormalizeWorker {
   }
 }
 
-let shared: NormalizeWorker | undefined;
+/**
+ * Workers preparing code. Two, so one slow (hostile) input does not queue everyone else's behind it; the
+ * second starts only when the first is busy.
+ */
+export const NORMALIZE_WORKERS = 2;
+const workers: NormalizeWorker[] = [];
+
+/** An idle worker, a new one while under the limit, or else the least busy. */
+function pickWorker(): NormalizeWorker {
+  const idle = workers.find((w) => w.pending === 0);
+  if (idle) return idle;
+  if (workers.length < NORMALIZE_WORKERS) {
+    const worker = new NormalizeWorker();
+    workers.push(worker);
+    return worker;
+  }
+  return workers.reduce((a, b) => (b.pending < a.pending ? b : a));
+}
 
 /**
  * `normalizeCode` in a worker thread: the same result, with parsing and stripping off the main thread (short
@@ -131,6 +151,5 @@ let shared: NormalizeWorker | undefined;
 export async function normalizeCodeOffThread(input: string): Promise<NormalizedCode> {
   const plain = input.length <= IN_THREAD_MAX_CHARS ? normalizeJavaScript(input) : undefined;
   if (plain !== undefined) return withPositions(plain);
-  shared ??= new NormalizeWorker();
-  return withPositions(await shared.normalize(input));
+  return withPositions(await pickWorker().normalize(input));
 }

@@ -173,6 +173,13 @@ describe('host-side bounds on guest data', () => {
       expect(offThreadStats().workersStarted).toBe(1);
       const direct = await normalizeCodeOffThread('const s: string = "x";\ns');
       expect(direct).toMatchObject({ typescript: true, code: 'const s         = "x";\nreturn (s)' });
+      // A slow preparation does not hold up another one: the second worker takes it.
+      const order: string[] = [];
+      await Promise.all([
+        normalizeCodeOffThread('```js\n' + '`'.repeat(200_000)).then(() => order.push('slow')),
+        normalizeCodeOffThread('const q: number = 1;\nq').then(() => order.push('quick')),
+      ]);
+      expect(order).toEqual(['quick', 'slow']);
       // amaro's own syntax reports come back with their code, so hints still work.
       expect((await normalizeCodeOffThread('enum E { A }\nreturn E.A;')).typescriptHint).toMatch(/enum/);
     });
