@@ -49,6 +49,9 @@ Upstream:
   --request-timeout <ms>     cap per forwarded request, reset by progress (default: none)
   --idle-timeout <ms>        close an HTTP session idle this long (default 1800000; 0 = never)
   --ignore-tool <glob>       hide matching tools (repeatable; * and ?)
+  --max-upstream-message <bytes>
+                             largest message the upstream may send; a larger answer fails that request
+                             with a size error as it streams in (default 33554432, 32 MiB)
   --forward-header <name>    copy this downstream HTTP header upstream (repeatable; default: none are)
 
   -h, --help                 show this help
@@ -124,6 +127,7 @@ export function parseProxyArgs(argv: readonly string[]): ParsedProxyArgs | 'help
         'request-timeout': { type: 'string' },
         'idle-timeout': { type: 'string' },
         'ignore-tool': { type: 'string', multiple: true },
+        'max-upstream-message': { type: 'string' },
         'forward-header': { type: 'string', multiple: true },
         'allowed-host': { type: 'string', multiple: true },
         'allowed-origin': { type: 'string', multiple: true },
@@ -177,12 +181,14 @@ export function parseProxyArgs(argv: readonly string[]): ParsedProxyArgs | 'help
   const connectTimeoutMs = parseMs('connect-timeout', values['connect-timeout']);
   const requestTimeoutMs = parseMs('request-timeout', values['request-timeout']);
   const idle = parseMs('idle-timeout', values['idle-timeout'], true);
+  const maxMessageBytes = parseCount('max-upstream-message', values['max-upstream-message']);
   const options: ProxyOptions = {
     inheritEnv: true,
     ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}),
     ...(requestTimeoutMs !== undefined ? { requestTimeoutMs } : {}),
     ...(idle !== undefined ? { idleTimeoutMs: idle === 0 ? null : idle } : {}),
     ...(values['ignore-tool'] !== undefined ? { ignoreTools: values['ignore-tool'] } : {}),
+    ...(maxMessageBytes !== undefined ? { maxMessageBytes } : {}),
     ...(values['forward-header'] !== undefined ? { forwardHeaders: values['forward-header'] } : {}),
   };
   const maxBodyBytes = parseCount('max-body', values['max-body']);

@@ -74,6 +74,8 @@ Tools and limits:
   --max-queue <n>                executes waiting for a slot; beyond it callers get a "busy, retry" error
                                  result at once (default 4 x max-concurrent)
   --connect-timeout <s>          how long to wait for each server to start (default 30)
+  --max-upstream-message <MB>    largest message one server may send (a tool result, a tool list); a
+                                 larger answer fails that call with a size error as it streams in (default 32)
   --shutdown-grace <s>           on SIGTERM/SIGINT, let running executes finish this long before
                                  aborting them (default 10)
 
@@ -120,6 +122,7 @@ const SERVE_OPTIONS = {
   'max-concurrent': { type: 'string' },
   'max-queue': { type: 'string' },
   'connect-timeout': { type: 'string' },
+  'max-upstream-message': { type: 'string' },
   'shutdown-grace': { type: 'string' },
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -157,6 +160,7 @@ export interface ServeArgs {
   maxConcurrent?: number;
   maxQueue?: number;
   connectTimeoutMs?: number;
+  maxUpstreamMessageBytes?: number;
   shutdownGraceMs: number;
   logLevel?: LogLevel;
 }
@@ -223,6 +227,8 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
   const timeout = seconds('timeout', v.timeout, true);
   const grace = v['shutdown-grace'] === undefined ? 10_000 : Math.round((numberFlag('shutdown-grace', v['shutdown-grace'], { min: 0 }) ?? 0) * 1000);
   const connect = seconds('connect-timeout', v['connect-timeout']);
+  const maxUpstreamMessage = numberFlag('max-upstream-message', v['max-upstream-message']);
+  if (maxUpstreamMessage === 0) throw new CliUsageError('--max-upstream-message must be a number > 0 (MB), got "0".');
   const maxConcurrent = numberFlag('max-concurrent', v['max-concurrent'], { integer: true, min: 1 });
   const maxQueue = numberFlag('max-queue', v['max-queue'], { integer: true, min: 0 });
   const isolation = v.isolation;
@@ -257,6 +263,7 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
     ...(maxConcurrent !== undefined && maxConcurrent !== null ? { maxConcurrent } : {}),
     ...(maxQueue !== undefined && maxQueue !== null ? { maxQueue } : {}),
     ...(connect !== undefined && connect !== null ? { connectTimeoutMs: connect } : {}),
+    ...(maxUpstreamMessage != null ? { maxUpstreamMessageBytes: Math.round(maxUpstreamMessage * 1024 * 1024) } : {}),
     shutdownGraceMs: grace,
     ...(logLevel !== undefined ? { logLevel: logLevel as LogLevel } : {}),
   };
@@ -369,6 +376,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
       maxConcurrentExecutions: maxConcurrent,
       ...(a.maxQueue !== undefined ? { maxQueuedExecutions: a.maxQueue } : {}),
       ...(a.connectTimeoutMs !== undefined ? { connectTimeoutMs: a.connectTimeoutMs } : {}),
+      ...(a.maxUpstreamMessageBytes !== undefined ? { maxUpstreamMessageBytes: a.maxUpstreamMessageBytes } : {}),
       codeMode: { sandbox, maxToolCalls: a.maxToolCalls !== undefined ? a.maxToolCalls : fromConfig.maxToolCalls },
       transport: a.mode === 'http' ? 'tcp' : 'pipe',
     });

@@ -52,7 +52,7 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 30 * 60_000;
 const AnyResult = z.looseObject({});
 
 export interface ProxyOptions
-  extends Pick<ConnectUpstreamOptions, 'connectTimeoutMs' | 'authProvider' | 'fetch' | 'inheritEnv' | 'onStderr' | 'headers'> {
+  extends Pick<ConnectUpstreamOptions, 'connectTimeoutMs' | 'authProvider' | 'fetch' | 'inheritEnv' | 'onStderr' | 'headers' | 'maxMessageBytes'> {
   /**
    * Milliseconds a forwarded request may run, reset by every progress notification. Default `null`:
    * no cap (the downstream client decides when to give up, and its cancellation is forwarded).
@@ -281,6 +281,7 @@ class Session implements ProxySession {
         ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
         ...(options.inheritEnv !== undefined ? { inheritEnv: options.inheritEnv } : {}),
         ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
+        ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
         headers: { ...(options.headers ?? {}), ...this.#headers },
         ...(this.#initParams !== undefined ? { initialize: this.#initParams } : {}),
         holdInitialized: true,

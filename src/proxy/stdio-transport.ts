@@ -83,7 +83,7 @@ export function oversizedAnswer(id: Id, method: string, bytes: number | undefine
       code: ErrorCode.InternalError,
       message:
         `The upstream result for ${method}${size} exceeded the ${mb(maxBytes)} limit for one upstream message, so codemode discarded it. ` +
-        'Ask the tool for less (filter, paginate or narrow the query), or raise maxMessageBytes.',
+        'Ask the tool for less (filter, paginate or narrow the query), or raise the limit (maxMessageBytes; --max-upstream-message on the command line).',
     },
   };
 }

@@ -1,8 +1,14 @@
 /** The `codemode serve` flags for sessions, /healthz and slow clients: parsed, validated, in --help, and honoured by the built bin. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CliUsageError } from '../../src/cli/args.js';
 import { parseServeArgs, SERVE_HELP } from '../../src/cli/serve-command.js';
-import { startCli, waitFor } from '../cli/helpers.js';
+import { CLI, ROOT, startCli, waitFor } from '../cli/helpers.js';
 
 describe('codemode serve: session, health and socket flags', () => {
   it('are documented in --help', () => {
@@ -69,4 +75,34 @@ describe('codemode serve --http (the built bin): the flags reach the server', ()
     const health = await fetch(new URL('/healthz', url));
     expect(await health.json()).toEqual({ status: 'ok' });
   });
+});
+
+describe('codemode serve --max-upstream-message', () => {
+  it('is documented, parses MB into bytes, and refuses nonsense', () => {
+    expect(SERVE_HELP).toContain('  --max-upstream-message ');
+    expect(parseServeArgs(['--max-upstream-message', '8'])).toMatchObject({ maxUpstreamMessageBytes: 8 * 1024 * 1024 });
+    expect(parseServeArgs([])).not.toHaveProperty('maxUpstreamMessageBytes');
+    for (const bad of ['0', '-2.5', 'lots']) expect(() => parseServeArgs(['--max-upstream-message', bad]), bad).toThrow(/--max-upstream-message/);
+  });
+
+  it('reaches the upstream connections of the built bin: a 3 MB answer under a 1 MB cap is a ToolError naming the limit', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'codemode-maxmsg-'));
+    const config = join(dir, 'mcp.json');
+    writeFileSync(config, JSON.stringify({ mcpServers: { h: { command: process.execPath, args: [join(ROOT, 'test/fixtures/hostile-stdio-upstream.mjs')] } } }));
+    const client = new Client({ name: 't', version: '1' });
+    try {
+      await client.connect(
+        new StdioClientTransport({ command: process.execPath, args: ['--no-node-snapshot', CLI, 'serve', '--stdio', '--config', config, '--max-upstream-message', '1'], stderr: 'ignore' }),
+      );
+      const r = (await client.callTool({ name: 'execute', arguments: { code: "try { await tools.h.big({ mb: 3 }); return 'no error'; } catch (e) { return e.name + ': ' + e.message; } " } })) as CallToolResult;
+      const text = (r.content[0] as { text: string }).text;
+      expect(text).toMatch(/ToolError: .*exceeded the 1\.0 MiB limit/);
+      // The connection survives the refused answer.
+      const again = (await client.callTool({ name: 'execute', arguments: { code: "return await tools.h.echo({ text: 'still here' });" } })) as CallToolResult;
+      expect((again.content[0] as { text: string }).text).toContain('still here');
+    } finally {
+      await client.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
