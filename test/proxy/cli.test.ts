@@ -56,6 +56,7 @@ describe('codemode proxy: arguments', () => {
       '--idle-timeout',
       '--ignore-tool',
       '--forward-header',
+      '--max-upstream-message',
       '--allowed-host',
       '--allowed-origin',
       '--auth-tokens-env',
