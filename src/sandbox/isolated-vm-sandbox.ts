@@ -26,6 +26,7 @@ import type { StartTag } from './bootstrap.js';
 import { describeHostError, flattenHostFunctions, hostResultJson, validateErrorClasses } from './host-functions.js';
 import type { FlatFunctions } from './host-functions.js';
 import { coolEventLoop, keepEventLoopHot } from './hot-poll.js';
+import { capText, jsonNestedDeeperThan, MAX_ERROR_NAME, MAX_RESULT_DEPTH, truncateUtf8 } from './caps.js';
 import { resolveLimits } from './limits.js';
 import { watchRelease } from './threads.js';
 import type {
@@ -543,50 +544,6 @@ async function drainLogs(state: RunState, sent: number): Promise<void> {
       message: `[console output incomplete: ${lost} message(s) the code logged never arrived from the sandbox within ${LOG_DRAIN_MS} ms]`,
     });
   }
-}
-
-/** Bounds text the guest controls (messages, stacks) before it reaches callers and logs (the guest clips at 16 KiB too). */
-const MAX_ERROR_TEXT = 32 * 1024;
-/** Bounds an error's name, which the guest controls too (a forged outcome carried one of 40 M characters). */
-const MAX_ERROR_NAME = 1_000;
-function capText(text: string, max = MAX_ERROR_TEXT): string {
-  if (text.length <= max) return text;
-  // Not between the halves of a surrogate pair.
-  const code = text.charCodeAt(max - 1);
-  const end = code >= 0xd800 && code <= 0xdbff ? max - 1 : max;
-  return `${text.slice(0, end)}… [truncated ${text.length - end} characters]`;
-}
-
-const utf8Encoder = new TextEncoder();
-/** The longest prefix of `text` that fits in `maxBytes` of UTF-8, never splitting a character. */
-function truncateUtf8(text: string, maxBytes: number): string {
-  const { read } = utf8Encoder.encodeInto(text.slice(0, maxBytes), new Uint8Array(maxBytes));
-  return text.slice(0, read);
-}
-
-/** The guest copier's nesting cap (bootstrap's MAX_DEPTH), enforced again on the host. */
-const MAX_RESULT_DEPTH = 200;
-
-/** True when JSON text nests arrays/objects deeper than `max`. Linear; skips strings (and their escapes). */
-function jsonNestedDeeperThan(text: string, max: number): boolean {
-  // Nesting deeper than max needs more than 2 * max brackets.
-  if (text.length <= 2 * max) return false;
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) {
-      inString = true;
-    } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > max) return true;
-    } else if (c === 0x5d || c === 0x7d) {
-      depth--;
-    }
-  }
-  return false;
 }
 
 /** What the guest's report() says after the script's task failed; undefined when it has nothing to add. */
