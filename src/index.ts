@@ -52,10 +52,11 @@ export {
 } from './proxy/config.js';
 export type { UpstreamConfig, StdioUpstreamConfig, HttpUpstreamConfig, HttpTransportKind } from './proxy/config.js';
 export { connectUpstream, isSessionExpiredError, DEFAULT_CONNECT_TIMEOUT_MS } from './proxy/upstream.js';
+export { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES } from './proxy/stdio-transport.js';
 export type { ConnectUpstreamOptions, UpstreamConnection } from './proxy/upstream.js';
 export { createProxy, DEFAULT_IDLE_TIMEOUT_MS } from './proxy/proxy.js';
 export type { Proxy, ProxyOptions, ProxySession, ProxyConnectOptions } from './proxy/proxy.js';
-export { serveProxyHttp } from './proxy/http.js';
+export { serveProxyHttp, DEFAULT_PROXY_MAX_BODY_BYTES } from './proxy/http.js';
 export type { ProxyHttpServer, ServeProxyHttpOptions } from './proxy/http.js';
 
 // codemode: the code-mode engine (catalog, declarations, discovery, execute) and its MCP-facing tools.
@@ -130,6 +131,10 @@ export type {
 } from './server/server.js';
 export { serveHttp, isLoopbackHost, DEFAULT_SESSION_IDLE_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES } from './server/http.js';
 export type { ServeHttpOptions, CodemodeHttpServer, HttpAuthLike, HttpAuthFactory } from './server/http.js';
+export { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL } from './server/sessions.js';
+// The HTTP front door shared by serve and proxy: socket limits against slow clients.
+export { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS } from './wire/http-guard.js';
+export type { HttpServerLimits } from './wire/http-guard.js';
 export { serveStdio } from './server/stdio.js';
 export type { ServeStdioOptions, CodemodeStdioServer } from './server/stdio.js';
 export { createHttpAuth, parseTokenList, DEFAULT_AUTH_TOKENS_ENV, DEFAULT_JWT_ALGORITHMS } from './server/http-auth.js';
