@@ -82,6 +82,9 @@ export { DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT } from './codemode/search.js';
 export type { SearchDetail, SearchOptions, ToolSummary, ParameterSummary } from './codemode/search.js';
 export { schemaToTs } from './codemode/schema-to-ts.js';
 export { toIdentifier } from './codemode/naming.js';
+// What the catalog does to a hostile upstream's tools: caps, and the warnings it records when it trims.
+export { MAX_TOOL_DESCRIPTION_CHARS, MAX_TOOL_NAME_CHARS, MAX_SCHEMA_CHARS, MAX_SCHEMA_DEPTH } from './codemode/catalog-limits.js';
+export type { CatalogWarning } from './codemode/catalog-limits.js';
 export {
   createCodeModeTools,
   formatExecuteResult,

@@ -204,7 +204,12 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
         sessions: options.stateless ? undefined : sessions.size,
         executions: { active: stats.activeExecutions, queued: stats.queuedExecutions },
         tools: stats.tools,
-        upstreams: { connected: stats.upstreams.length - failed.length, failed },
+        upstreams: {
+          connected: stats.upstreams.length - failed.length,
+          failed,
+          // Upstreams whose catalog the caps trimmed (huge descriptions or schemas, unusable names), with counts.
+          trimmed: Object.fromEntries(stats.upstreams.filter((u) => u.trimmed !== undefined).map((u) => [u.name, u.trimmed])),
+        },
       });
     };
     if (options.healthDetails === true) details();

@@ -21,6 +21,7 @@ import type { CodeModeOptions } from '../codemode/codemode.js';
 import { createCodeModeTools } from '../codemode/mcp-tools.js';
 import type { CodeModeTool, CodeModeToolsOptions } from '../codemode/mcp-tools.js';
 import { mcpClientSource } from '../codemode/sources.js';
+import type { CatalogWarning } from '../codemode/catalog-limits.js';
 import type { ToolSource } from '../codemode/types.js';
 import { ATTR, ERROR_TYPE_TOOL_ERROR, extractTraceContext, getTracer, injectTraceContext } from '../telemetry/index.js';
 import type { ServersConfig } from './config.js';
@@ -79,7 +80,8 @@ export interface CodemodeServerStats {
   activeExecutions: number;
   queuedExecutions: number;
   tools: number;
-  upstreams: UpstreamStatus[];
+  /** Each upstream's state, with how many of its tools the catalog caps trimmed or left out. */
+  upstreams: Array<UpstreamStatus & { trimmed?: number }>;
   closing: boolean;
 }
 
@@ -113,12 +115,36 @@ function errorResult(kind: string, message: string, extra: Record<string, unknow
   return { content: [{ type: 'text', text: `Error (${kind}): ${message}` }], isError: true, structuredContent: { error: { kind, message, ...extra }, logs: [], toolCalls: [] } };
 }
 
+/** Catalog warnings (tools whose descriptions or schemas the caps trimmed, or left out) per source. */
+function warningsBySource(mode: CodeMode): Map<string, { count: number; first: CatalogWarning }> {
+  const out = new Map<string, { count: number; first: CatalogWarning }>();
+  for (const w of mode.catalog.warnings) {
+    const seen = out.get(w.source);
+    if (seen === undefined) out.set(w.source, { count: 1, first: w });
+    else seen.count++;
+  }
+  return out;
+}
+
 function describeUpstreams(statuses: readonly UpstreamStatus[], mode: CodeMode): string {
   const counts = new Map<string, number>();
   for (const e of mode.catalog.entries) counts.set(e.namespace, (counts.get(e.namespace) ?? 0) + 1);
+  const trimmed = warningsBySource(mode);
   return statuses
-    .map((s) => (s.state === 'connected' ? `- ${s.name}: ${counts.get(s.name) ?? 0} tools` : `- ${s.name}: UNAVAILABLE (${s.error ?? s.state}); its tools cannot be called`))
+    .map((s) => {
+      if (s.state !== 'connected') return `- ${s.name}: UNAVAILABLE (${s.error ?? s.state}); its tools cannot be called`;
+      const t = trimmed.get(s.name);
+      const note = t === undefined ? '' : ` (its catalog exceeded codemode's caps: ${t.count} change${t.count === 1 ? '' : 's'}, e.g. ${t.first.message})`;
+      return `- ${s.name}: ${counts.get(s.name) ?? 0} tools${note}`;
+    })
     .join('\n');
+}
+
+/** Logs, once per catalog load, which sources the caps trimmed: one line per source, not one per tool. */
+function logCatalogWarnings(mode: CodeMode): void {
+  for (const [source, { count, first }] of warningsBySource(mode)) {
+    log.warn('an upstream catalog exceeded the caps and was trimmed', { upstream: source, changes: count, first: first.message });
+  }
 }
 
 class CodemodeServerImpl implements CodemodeServer {
@@ -139,6 +165,7 @@ class CodemodeServerImpl implements CodemodeServer {
     this.limiter = new ExecutionLimiter(options.maxConcurrentExecutions, options.maxQueuedExecutions);
     this.#tools = createCodeModeTools(this.mode, options.tools);
     this.#buildExposed();
+    logCatalogWarnings(this.mode);
   }
 
   get closing(): boolean {
@@ -170,6 +197,7 @@ class CodemodeServerImpl implements CodemodeServer {
           if (this.closing) return;
           try {
             await this.mode.refresh();
+            logCatalogWarnings(this.mode);
             this.#tools = createCodeModeTools(this.mode, this.#options.tools);
             this.#buildExposed();
             await Promise.allSettled([...this.#sessions].map((s) => s.sendToolListChanged()));
@@ -190,7 +218,13 @@ class CodemodeServerImpl implements CodemodeServer {
       activeExecutions: this.limiter.active,
       queuedExecutions: this.limiter.queued,
       tools: this.mode.catalog.entries.length,
-      upstreams: this.#options.upstreams?.status() ?? [],
+      upstreams: (() => {
+        const trimmed = warningsBySource(this.mode);
+        return (this.#options.upstreams?.status() ?? []).map((u) => {
+          const t = trimmed.get(u.name);
+          return t === undefined ? u : { ...u, trimmed: t.count };
+        });
+      })(),
       closing: this.closing,
     };
   }

@@ -4,6 +4,8 @@
  * clear status, while a well-behaved upstream next to it serves. Real stdio processes throughout.
  */
 import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { setLogLevel, setLogSink, getLogLevel } from '../../src/log.js';
 import { parseServersConfig } from '../../src/server/config.js';
@@ -117,4 +119,30 @@ describe('an oversized upstream result', () => {
     expect(message).toMatch(/The upstream result for tools\/call \(5\.0 MiB\) exceeded the 4\.0 MiB limit/);
     expect(JSON.stringify(after)).toContain('after');
   });
+});
+
+describe('a tool description of 512 KB', () => {
+  it('is trimmed as the catalog loads, and the trim is reported (session instructions, server stats) while the neighbour serves', async () => {
+    const config = parseServersConfig(JSON.stringify({ mcpServers: { bad: entry({ HOSTILE_DESCRIPTION_KB: '512' }), good: entry() } }));
+    const started = performance.now();
+    const server = await createCodemodeServerFromConfig(config, { connectTimeoutMs: 20_000, onStderr: () => undefined });
+    cleanups.push(() => server.close({ graceMs: 0 }));
+    // Before the fix this never finished; the margin is wide for a loaded machine.
+    expect(performance.now() - started).toBeLessThan(20_000);
+    const bad = server.stats().upstreams.find((u) => u.name === 'bad');
+    expect(bad).toMatchObject({ state: 'connected', trimmed: 1 });
+    expect(server.stats().upstreams.find((u) => u.name === 'good')).not.toHaveProperty('trimmed');
+    const echo = server.mode.catalog.entries.find((e) => e.qualifiedName === 'bad.echo');
+    expect(echo?.tool.description?.length).toBeLessThan(11_000);
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    const session = await server.connect(serverSide);
+    cleanups.push(() => session.close());
+    const client = new Client({ name: 't', version: '1' });
+    await client.connect(clientSide);
+    cleanups.push(() => client.close());
+    expect(client.getInstructions()).toMatch(/- bad: 7 tools \(its catalog exceeded codemode's caps: 1 change, e\.g\. The description of "echo"/);
+    const hits = await client.callTool({ name: 'search', arguments: { query: 'ABCDEFGH echo' } });
+    expect(textOf(hits)).toContain('bad.echo');
+    expect(textOf(await client.callTool({ name: 'execute', arguments: { code: "return await tools.good.echo({ text: 'fine' });" } }))).toContain('fine');
+  }, 60_000);
 });
