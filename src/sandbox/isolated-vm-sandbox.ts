@@ -546,13 +546,17 @@ async function drainLogs(state: RunState, sent: number): Promise<void> {
   }
 }
 
-/** What the guest's report() says after the script's task failed; undefined when it has nothing to add. */
-function readReport(prepared: PreparedIsolate): { kind: 'refused'; message?: string } | { kind: 'settled'; outcome: string } | undefined {
+/**
+ * What the guest's report() says after the script's task failed; undefined when it has nothing to add.
+ * Asynchronous on purpose: a later task of the guest (a reply, a timer) may be running in the isolate by now,
+ * and a synchronous call would block this thread, wall-clock timer included, for as long as it runs.
+ */
+async function readReport(prepared: PreparedIsolate): Promise<{ kind: 'refused'; message?: string } | { kind: 'settled'; outcome: string } | undefined> {
   const report = prepared.report;
   if (report === undefined || prepared.disposed) return undefined;
   let text: unknown;
   try {
-    text = report.applySync(undefined, [], bag({ result: bag({ copy: true }) }));
+    text = await report.apply(undefined, [], bag({ result: bag({ copy: true }) }));
   } catch {
     return undefined;
   }
@@ -1091,7 +1095,7 @@ export class IsolatedVmSandbox implements SandboxProvider {
         // The script's task failed. Ask the guest why before blaming the code: it may have refused the code
         // before any of it ran, or have settled already (a rejection left unhandled after the return then
         // must not change the outcome, whether the host functions before it answered at once or later).
-        const report = readReport(prepared);
+        const report = await readReport(prepared);
         if (report === undefined) throw err;
         if (report.kind === 'refused') {
           state.settled = true;
