@@ -12,8 +12,12 @@
  * @module
  */
 
-/** How long a disposed isolate's thread may take to let go before it counts as still running. */
-export const GHOST_AFTER_MS = 250;
+/**
+ * How long a disposed isolate's thread may take to let go before it counts as still running. An idle one
+ * answers the probe in about 1 ms (isolated-vm starts a new thread rather than queue a task), so this only
+ * leaves room for a loaded machine; a false alarm costs a worker restart, nothing more.
+ */
+export const GHOST_AFTER_MS = 500;
 
 const pending = new Set<Promise<unknown>>();
 const idleWaiters = new Set<() => void>();

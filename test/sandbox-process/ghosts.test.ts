@@ -27,7 +27,7 @@ describe('ghost isolate threads', () => {
     const [ghostPid] = sb.pool.stats().pids;
     // The run itself succeeds: the result is out before the built-in starts.
     expect(value(await sb.run(GHOST, { hostFunctions }))).toBe(1);
-    // The worker notices its thread did not let go (250 ms after disposal) and the pool SIGKILLs it.
+    // The worker notices its thread did not let go (500 ms after disposal) and the pool SIGKILLs it.
     await waitFor(() => !alive(ghostPid!), 10_000, 'the worker with the ghost thread to be killed');
     expect(sb.pool.stats().recycled).toBe(1);
 
@@ -50,8 +50,8 @@ describe('ghost isolate threads', () => {
         value(await sb.run('const a = await slow(); console.log(a); Promise.resolve().then(() => 0); return a + 1;', { hostFunctions })),
       ).toBe(2);
     }
-    // Longer than the 250 ms a disposed isolate's thread gets to let go.
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    // Longer than the 500 ms a disposed isolate's thread gets to let go.
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
     expect(sb.pool.stats().recycled).toBe(0);
     expect(sb.pool.stats().pids).toEqual([pid]);
   });
