@@ -12,6 +12,7 @@ import { isCodemodeError } from '../errors.js';
 import type { LogEntry } from '../sandbox/types.js';
 import { boundedPrettyJson } from './bounded-json.js';
 import type { CodeMode } from './codemode.js';
+import { generateDeclarations } from './declarations.js';
 import { MAX_SCHEMA_NAMES, MAX_SEARCH_LIMIT } from './search.js';
 import type { SearchDetail } from './search.js';
 import { capText, MAX_ECHO_CHARS } from './text-caps.js';
@@ -21,8 +22,12 @@ import type { ExecuteResult, JsonSchema, ToolCallRecord } from './types.js';
 export const DEFAULT_MAX_RESULT_TEXT_CHARS = 20_000;
 /** Default cap on the characters of the logs in the `execute` text content. */
 export const DEFAULT_MAX_LOG_TEXT_CHARS = 8_000;
-/** Up to this many characters of declarations are inlined into the `execute` description. */
-export const DEFAULT_INLINE_DECLARATIONS_MAX_CHARS = 6_000;
+/**
+ * Up to this many characters of declarations are inlined into the `execute` description. Sized so that
+ * codemode's whole tools/list stays under 1,500 tokens (o200k_base; bench/footprint.ts): the three tools
+ * without declarations cost ~740 tokens, and declarations run as dense as 3.8 characters per token.
+ */
+export const DEFAULT_INLINE_DECLARATIONS_MAX_CHARS = 2_800;
 /**
  * Cap on the text of a `search` answer at detail "detailed" or "full". 100 hits of large schemas, pretty-printed
  * with deep indentation, could otherwise grow far beyond the catalog they came from.
@@ -184,8 +189,10 @@ export function executeDescription(mode: CodeMode, options: Pick<CodeModeToolsOp
     if (parts.length > 0) lines.push(`- Each execution ${parts.join(', ')}.`);
   }
   lines.push('- There is no network, filesystem, `require` or `import`: only the tools.');
-  const declarations = mode.declarations();
   const entries = mode.catalog.entries;
+  // Only `declare const tools`: the bullets above already say what ToolError, callTool, resources and
+  // prompts are, and repeating their declarations cost ~210 tokens of every host's context.
+  const declarations = generateDeclarations(entries, { preamble: false });
   const inlineMax = options.inlineDeclarationsMaxChars ?? DEFAULT_INLINE_DECLARATIONS_MAX_CHARS;
   lines.push('');
   if (entries.length > 0 && declarations.length <= inlineMax) {

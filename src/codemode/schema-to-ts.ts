@@ -151,6 +151,8 @@ export function schemaDocLines(schema: unknown): string[] {
   if (schema.default !== undefined) tags.push(`@default ${safeJson(schema.default)}`);
   for (const key of ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'minLength', 'maxLength', 'minItems', 'maxItems', 'pattern'] as const) {
     const v = schema[key];
+    // zod's .int() writes the safe-integer range as bounds; @integer already says it, in 1 token, not 60.
+    if (typeof v === 'number' && Math.abs(v) === Number.MAX_SAFE_INTEGER) continue;
     if (typeof v === 'number' || typeof v === 'string') tags.push(`@${key} ${typeof v === 'string' ? v : String(v)}`);
   }
   if (schema.type === 'integer') tags.push('@integer');

@@ -263,3 +263,12 @@ void use;
     expect(out, out).toBe('');
   }, 90_000);
 });
+
+describe('schemaDocLines', () => {
+  it("leaves out zod's safe-integer bounds (@integer says it) but keeps real bounds", async () => {
+    const { schemaDocLines } = await import('../../src/codemode/schema-to-ts.js');
+    const safe = schemaDocLines({ type: 'integer', minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER });
+    expect(safe).toEqual(['@integer']);
+    expect(schemaDocLines({ type: 'integer', minimum: 0, maximum: 100 })).toEqual(['@minimum 0', '@maximum 100', '@integer']);
+  });
+});

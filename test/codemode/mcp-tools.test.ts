@@ -90,7 +90,10 @@ describe('MCP-facing tools', () => {
     expect(execute).toContain('at most 50 tool calls');
     expect(execute).toContain('Each execution runs for at most 10 s, uses at most 100 MB of memory, returns at most 1 MiB of JSON.');
     expect(execute).toContain('list_items(args?: Record<string, unknown>): Promise<unknown>;');
-    expect(execute).toContain('declare class ToolError');
+    // Only the tools are declared: the bullets already describe ToolError and callTool, in fewer tokens.
+    expect(execute).toContain('declare const tools');
+    expect(execute).not.toContain('declare class ToolError');
+    expect(execute).toContain('A failed call throws `ToolError`');
   });
 
   it('describes a large catalog by namespace and points to search', () => {
