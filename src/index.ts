@@ -35,6 +35,8 @@ export type {
 export { IsolatedVmSandbox, PreparedIsolate, prepareIsolate, liveIsolateCount, UNLIMITED_MEMORY_MB } from './sandbox/isolated-vm-sandbox.js';
 export type { IsolatedVmSandboxOptions, RunWithPreparedOptions } from './sandbox/isolated-vm-sandbox.js';
 export { resolveLimits, DEFAULT_LIMITS } from './sandbox/limits.js';
+// Isolate threads still running after their isolate was disposed (a guest stuck in a long built-in).
+export { busyIsolateThreads, ghostIsolateThreadCount, onGhostIsolateThread, isolateThreadsIdle, GHOST_AFTER_MS } from './sandbox/threads.js';
 // sandbox/process: the same contract in a pool of worker processes (crash containment, warm starts).
 export { ProcessSandbox } from './sandbox/process/process-sandbox.js';
 export type { ProcessSandboxOptions } from './sandbox/process/process-sandbox.js';

@@ -54,15 +54,3 @@ export async function packageVersion(): Promise<string> {
     return 'unknown';
   }
 }
-
-let interrupted = false;
-
-/** Records that an isolate was stopped mid-run in this process (the exit then waits a moment; see codemode.ts). */
-export function markIsolateInterrupted(): void {
-  interrupted = true;
-}
-
-/** True when `markIsolateInterrupted()` was called. */
-export function isolateWasInterrupted(): boolean {
-  return interrupted;
-}

@@ -79,10 +79,8 @@ try {
 await new Promise<void>((resolve) => (process.stdout.writableNeedDrain ? process.stdout.once('drain', resolve) : resolve()));
 // isolated-vm can crash the process (SIGSEGV) when it exits while a just-disposed isolate's thread is still
 // unwinding: measured 7 in 20 runs right after a timeout with no pause, 1 in 20 with 30 ms, 0 in 30 with
-// 150 ms. So a run whose isolate was stopped mid-flight, and every server (whose shutdown may abort
-// executes), pauses before exiting; a run that finished normally does not.
-const { isolateWasInterrupted } = await import('./args.js');
-if (process.argv[2] === 'serve' || (process.argv[2] === 'run' && (isolateWasInterrupted() || code !== 0))) {
-  await new Promise((resolve) => setTimeout(resolve, 150));
-}
+// 150 ms. A server with in-process isolation (whose shutdown may abort executes) pauses before exiting.
+// `codemode run` needs no pause: its script runs in a sandbox worker process, and this one never loads
+// isolated-vm (a thread stuck in a long built-in outlives any pause; only a separate process contains it).
+if (process.argv[2] === 'serve') await new Promise((resolve) => setTimeout(resolve, 150));
 process.exit(code);

@@ -12,7 +12,7 @@ import { describeError, isCodemodeError } from '../errors.js';
 import { createLogger, setLogLevel } from '../log.js';
 import type { LogLevel } from '../log.js';
 import type { ExecuteResult, ToolSource } from '../codemode/types.js';
-import { CliUsageError, EXIT, markIsolateInterrupted, numberFlag, parseFlags } from './args.js';
+import { CliUsageError, EXIT, numberFlag, parseFlags } from './args.js';
 
 const log = createLogger('run');
 
@@ -288,8 +288,6 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
     }
     if (!result.ok) {
       const e = result.error;
-      // The isolate was stopped mid-run: its thread may still be unwinding when we exit (see codemode.ts).
-      if (e.kind === 'timeout' || e.kind === 'memory' || e.kind === 'aborted' || e.kind === 'crashed' || e.kind === 'internal') markIsolateInterrupted();
       const where = e.line !== undefined ? ` at line ${e.line}${e.column !== undefined ? `, column ${e.column}` : ''}` : '';
       const why = e.kind === 'aborted' && interrupted !== undefined ? `interrupted by ${interrupted}` : `${e.name && e.kind === 'runtime' ? `${e.name}: ` : ''}${e.message}`;
       if (!args.json) io.stderr.write(`codemode run: ${e.kind} error${where}: ${why}\n`);
