@@ -75,7 +75,7 @@ describe('codemode serve over Streamable HTTP', () => {
     const c = await client(http.url);
     const { tools } = await c.listTools();
     expect(tools.map((t) => t.name)).toEqual(['execute', 'search', 'get_schema']);
-    expect(tools[0]!.description).toMatch(/inventory[\s\S]*list_products/);
+    expect(tools[0]!.description).toMatch(/5 tools are available in the namespaces inventory \(5\)/);
     expect(c.getInstructions()).toContain('inventory: 5 tools');
 
     const result = await execute(
