@@ -155,7 +155,8 @@ const ATTACKS: Array<[string, (c: Client, url: URL, sockets: Socket[]) => Promis
   ['several-MB flat result', (c) => callTool(c, 'execute', { code: "return Array.from({ length: 200000 }, (_, i) => ({ i, s: 'abcdefgh' }));" })],
   ['TypeScript poison (1,000 nested typed arrows)', (c) => callTool(c, 'execute', { code: `const f = ${'(a: number) => '.repeat(1000)}1; return 1;` })],
   ['1 MB tool names, 200 attempts', (c) => callTool(c, 'execute', { code: "const n = 'z'.repeat(1e6); for (let i = 0; i < 200; i++) { try { await callTool(n + i, {}); } catch {} } return 1;" })],
-  ['3.9 MB search query', (c) => callTool(c, 'search', { query: 'weather '.repeat(480_000) })],
+  ['0.9 MB search query (under the body cap)', (c) => callTool(c, 'search', { query: 'weather '.repeat(115_000) })],
+  ['3.9 MB search query (over the body cap)', (c) => callTool(c, 'search', { query: 'weather '.repeat(480_000) })],
   ['wrapper escape', (c) => callTool(c, 'execute', { code: '}); tools.hostile.echo({ value: 1 }); (async () => {' })],
   ['calls after return', (c) => callTool(c, 'execute', { code: 'tools.hostile.echo({}).then(() => tools.hostile.echo({})).then(() => tools.hostile.echo({})); return 1;' })],
   ['memory bomb', (c) => callTool(c, 'execute', { code: 'const a = []; while (true) a.push(new Array(1e5).fill(1.5));' })],
@@ -181,7 +182,7 @@ async function main(): Promise<void> {
   const sockets: Socket[] = [];
   const treeSamples: Array<{ t: number; mb: number }> = [];
   const treeTimer = setInterval(() => treeSamples.push({ t: Date.now(), mb: treeRssMb(child.pid!) }), 250);
-  const attackLog: Array<{ name: string; ms: number; outcome: string }> = [];
+  const attackLog: Array<{ name: string; ms: number; outcome: string; from: number; to: number }> = [];
   try {
     process.stdout.write(`tenancy bench: Node ${process.version}, ${(await import('node:os')).availableParallelism()} CPUs, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
     process.stdout.write(`quiet phase ${QUIET_S} s, hostile phase ${HOSTILE_S} s, ${GOOD_SESSIONS} well-behaved sessions (3 tool calls per execute)\n`);
@@ -203,6 +204,7 @@ async function main(): Promise<void> {
       for (const [name, attack] of ATTACKS) {
         if (Date.now() >= end) break;
         const a0 = performance.now();
+        const from = Date.now();
         let outcome: string;
         try {
           const r = (await attack(hostile, target, sockets)) as { isError?: boolean; content?: Array<{ text?: string }> } | undefined;
@@ -211,7 +213,7 @@ async function main(): Promise<void> {
         } catch (err) {
           outcome = `threw: ${String(err).slice(0, 120)}`;
         }
-        attackLog.push({ name, ms: performance.now() - a0, outcome });
+        attackLog.push({ name, ms: performance.now() - a0, outcome, from, to: Date.now() });
       }
     }
     await hostile.close().catch(() => {});
@@ -233,8 +235,14 @@ async function main(): Promise<void> {
     const qTree = phase(treeSamples, t0, quietEnd).map((s) => s.mb);
     const hTree = phase(treeSamples, quietEnd, end + 250).map((s) => s.mb);
 
-    process.stdout.write('\nattacks (hostile session, in order of the first round):\n');
-    for (const a of attackLog.slice(0, ATTACKS.length)) process.stdout.write(`  ${a.name.padEnd(48)} ${a.ms.toFixed(0).padStart(6)} ms  ${a.outcome}\n`);
+    // The largest event-loop delay seen while each kind of attack ran (over all rounds; the probe's
+    // 250 ms intervals that overlap the attack).
+    const delayWhile = (name: string) =>
+      maxOf(attackLog.filter((a) => a.name === name).flatMap((a) => probe.filter((p) => p.t > a.from && p.t - 250 <= a.to).map((p) => p.maxDelayMs)));
+    process.stdout.write('\nattacks (hostile session; time and outcome of the first round, largest event-loop delay over all rounds):\n');
+    for (const a of attackLog.slice(0, ATTACKS.length)) {
+      process.stdout.write(`  ${a.name.padEnd(48)} ${a.ms.toFixed(0).padStart(6)} ms  loop ${delayWhile(a.name).toFixed(0).padStart(4)} ms  ${a.outcome}\n`);
+    }
     process.stdout.write(`  ${attackLog.length} attacks in ${Math.ceil(attackLog.length / ATTACKS.length)} rounds\n\n`);
 
     const row = (name: string, xs: Sample[], loop: number, rss: number, tree: number) => {

@@ -39,7 +39,7 @@ Transport:
   --max-sessions-per-principal <n>
                                  live sessions at once per token / JWT subject / OAuth user; past it an
                                  initialize gets HTTP 429 (default 100; "none" = no cap)
-  --max-body <MB>                largest HTTP request body (default 4)
+  --max-body <MB>                largest HTTP request body (default 1)
   --headers-timeout <s>          a client must send its request headers within this (default 10)
   --receive-timeout <s>          a client must send its whole request, body included, within this
                                  (default 30); answers that stream longer (executes, SSE) are not cut

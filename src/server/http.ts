@@ -25,8 +25,13 @@ export { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TI
 
 const log = createLogger('server');
 
-/** Largest accepted request body: 4 MiB (the SDK's own default cap). */
-export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+/**
+ * Largest accepted request body: 1 MiB. Parsing a body blocks the event loop every session shares: a
+ * 3.9 MB search request held it for ~200 ms on a loaded 2-vCPU machine (bench/tenancy.ts), against a
+ * 50 ms goal. The largest legitimate request, an execute at MAX_CODE_CHARS (200,000 characters), fits
+ * with room to spare; raise it (--max-body) only for --expose-tools calls that carry large arguments.
+ */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 /** Something that authenticates requests: `createHttpAuth(...)`, or an OAuth proxy's `requireAuth` + `router`. */
 export interface HttpAuthLike {

@@ -240,6 +240,21 @@ describe('codemode serve over Streamable HTTP', () => {
     expect(result.structuredContent).toMatchObject({ error: { kind: 'aborted' } });
   });
 
+  it('takes bodies up to 1 MiB by default: a 200,000-character execute fits, a 1.5 MB body gets 413 without a session', async () => {
+    const { http } = await engine({});
+    const c = await client(http.url);
+    const code = `return ${JSON.stringify('x'.repeat(199_000))}.length;`;
+    const r = (await c.callTool({ name: 'execute', arguments: { code } })) as CallToolResult;
+    expect(r.isError, JSON.stringify(r.content)).toBeFalsy();
+    const big = await fetch(http.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { pad: 'x'.repeat(1_500_000) } }),
+    });
+    expect(big.status).toBe(413);
+    expect(await big.json()).toMatchObject({ error: { message: expect.stringContaining(`limit is ${1024 * 1024} bytes`) } });
+  });
+
   it('rejects foreign Host and Origin headers (DNS rebinding), oversized bodies, and unknown sessions', async () => {
     const { http } = await engine({}, {}, { maxBodyBytes: 2_000 });
     const init = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } };
