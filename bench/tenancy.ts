@@ -119,7 +119,7 @@ async function callTool(client: Client, name: string, args: Record<string, unkno
   return client.request({ method: 'tools/call', params: { name, arguments: args } }, CallToolResultSchema, { timeout: timeoutMs });
 }
 
-interface Sample { t: number; ms: number; ok: boolean }
+interface Sample { t: number; ms: number; ok: boolean; why?: string }
 
 async function goodSession(url: string, i: number, stopAt: () => number, out: Sample[]): Promise<void> {
   const client = await connectClient(url, `good-${i}`);
@@ -127,13 +127,15 @@ async function goodSession(url: string, i: number, stopAt: () => number, out: Sa
     for (let n = 0; n < 1_000_000 && Date.now() < stopAt(); n++) {
       const t0 = performance.now();
       let ok = false;
+      let why: string | undefined;
       try {
         const r = await callTool(client, 'execute', { code: GOOD_CODE });
         ok = r.isError !== true;
-      } catch {
-        ok = false;
+        if (!ok) why = JSON.stringify(r.content).slice(0, 300);
+      } catch (err) {
+        why = String(err).slice(0, 300);
       }
-      out.push({ t: Date.now(), ms: performance.now() - t0, ok });
+      out.push({ t: Date.now(), ms: performance.now() - t0, ok, ...(why !== undefined ? { why } : {}) });
     }
   } finally {
     await client.close().catch(() => {});
@@ -266,6 +268,7 @@ async function main(): Promise<void> {
       [`TypeScript after the attacks: ${tsOk ? 'strips and runs' : `broken (${tsText.slice(0, 120)})`}`, tsOk],
       [`well-behaved executes that failed: ${loud.filter((s) => !s.ok).length + quiet.filter((s) => !s.ok).length} (goal 0)`, loud.every((s) => s.ok) && quiet.every((s) => s.ok)],
     ] as const;
+    for (const s of [...quiet, ...loud].filter((x) => !x.ok).slice(0, 5)) process.stdout.write(`\nfailed well-behaved execute at +${((s.t - t0) / 1000).toFixed(1)} s: ${s.why ?? '?'}`);
     process.stdout.write(`\n${goals.map(([text, ok]) => `${ok ? 'met' : 'NOT met'}: ${text}`).join('\n')}\nload average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
     if (goals.some(([, ok]) => !ok)) process.exitCode = 1;
   } finally {
