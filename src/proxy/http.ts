@@ -17,13 +17,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import type { NextFunction, Request, Response } from 'express';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { createStaticBearerAuth } from '../wire/bearer.js';
-import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, writeJsonRpcError } from '../wire/http-guard.js';
+import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, jsonBodyErrorHandler, writeJsonRpcError } from '../wire/http-guard.js';
 import type { HttpServerLimits } from '../wire/http-guard.js';
 import { httpTransportOf, isStdioConfig } from './config.js';
 import { HttpForwarder } from './forward.js';
@@ -215,15 +214,7 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
   };
   app.all(path, (req, res) => sdkHandle(req, res, req.body));
   // Body parser failures (too large, bad JSON) as JSON-RPC errors, not express's HTML page.
-  app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
-    const e = err as { type?: string; status?: number };
-    if (e.type === 'entity.too.large') return reply(res, 413, -32600, `Request body too large: the limit is ${maxBody} bytes.`);
-    if (e.type === 'entity.parse.failed') return reply(res, 400, -32700, 'Parse error: the request body is not valid JSON.');
-    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return reply(res, e.status, -32600, describeError(err));
-    if (res.headersSent) return next(err);
-    log.error('proxy HTTP request failed', { error: describeError(err) });
-    reply(res, 500, -32603, 'Internal error in the proxy');
-  });
+  app.use(jsonBodyErrorHandler(maxBody, 'proxy HTTP request failed', 'Internal error in the proxy'));
 
   let forwarder: HttpForwarder | undefined;
   if (options.forward !== false && canForward(proxy) && !isStdioConfig(proxy.target)) {

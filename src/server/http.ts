@@ -9,12 +9,12 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
+import type { Request, RequestHandler, Response, Router } from 'express';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, writeJsonRpcError } from '../wire/http-guard.js';
+import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, jsonBodyErrorHandler, writeJsonRpcError } from '../wire/http-guard.js';
 import type { HttpServerLimits } from '../wire/http-guard.js';
 import type { CodemodeServer } from './server.js';
 import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, DEFAULT_SESSION_IDLE_TIMEOUT_MS, principalOf, SessionStore } from './sessions.js';
@@ -328,15 +328,7 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
   });
 
   // Body parser failures (too large, bad JSON) as JSON-RPC errors, not express's HTML page.
-  app.use((err: unknown, _req: Request, res: Response, next: NextFunction) => {
-    const e = err as { type?: string; status?: number };
-    if (e.type === 'entity.too.large') return rpcError(res, 413, -32600, `Request body too large: the limit is ${maxBody} bytes.`);
-    if (e.type === 'entity.parse.failed') return rpcError(res, 400, -32700, 'Parse error: the request body is not valid JSON.');
-    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return rpcError(res, e.status, -32600, describeError(err));
-    if (res.headersSent) return next(err);
-    log.error('HTTP request failed', { error: describeError(err) });
-    rpcError(res, 500, -32603, 'Internal error in codemode; see its logs.');
-  });
+  app.use(jsonBodyErrorHandler(maxBody, 'HTTP request failed', 'Internal error in codemode; see its logs.'));
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

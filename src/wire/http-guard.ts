@@ -187,6 +187,23 @@ export function writeJsonRpcError(res: ServerResponse, status: number, code: num
   res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) }).end(text);
 }
 
+/**
+ * An express-style error handler for JSON body parsing: too large (413), not JSON (400) and other client
+ * errors answer as JSON-RPC errors, not express's HTML page; anything else is logged as `what` and answered
+ * 500 with `internalMessage`. Shared by serve and the proxy so both refuse bodies alike.
+ */
+export function jsonBodyErrorHandler(maxBodyBytes: number, what: string, internalMessage: string) {
+  return (err: unknown, _req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void => {
+    const e = err as { type?: string; status?: number };
+    if (e.type === 'entity.too.large') return writeJsonRpcError(res, 413, -32600, `Request body too large: the limit is ${maxBodyBytes} bytes.`);
+    if (e.type === 'entity.parse.failed') return writeJsonRpcError(res, 400, -32700, 'Parse error: the request body is not valid JSON.');
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return writeJsonRpcError(res, e.status, -32600, err instanceof Error ? err.message : String(err));
+    if (res.headersSent) return next(err);
+    log.error(what, { error: err instanceof Error ? err.message : String(err) });
+    writeJsonRpcError(res, 500, -32603, internalMessage);
+  };
+}
+
 /** Socket limits of an HTTP server. `null` turns one off (not recommended on a shared server). */
 export interface HttpServerLimits {
   /** Time to receive the request headers (ms). Default `DEFAULT_HEADERS_TIMEOUT_MS`. */

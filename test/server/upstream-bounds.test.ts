@@ -20,20 +20,26 @@ afterEach(async () => {
   while (cleanups.length > 0) await Promise.resolve(cleanups.pop()?.()).catch(() => undefined);
 });
 
+/** Log lines at info level and above, from here to the end of the test. */
+function captureLogs(): string[] {
+  const lines: string[] = [];
+  const level = getLogLevel();
+  setLogLevel('info');
+  const restore = setLogSink((line) => void lines.push(line));
+  cleanups.push(() => {
+    restore();
+    setLogLevel(level);
+  });
+  return lines;
+}
+
 function textOf(result: unknown): string {
   return ((result as { content?: Array<{ text?: string }> }).content ?? []).map((c) => c.text ?? '').join('');
 }
 
 describe('a tools/list_changed storm', () => {
   it('is coalesced into a few refreshes with a count, logged once each, while the neighbour keeps answering', async () => {
-    const lines: string[] = [];
-    const level = getLogLevel();
-    setLogLevel('info');
-    const restore = setLogSink((line) => void lines.push(line));
-    cleanups.push(() => {
-      restore();
-      setLogLevel(level);
-    });
+    const lines = captureLogs();
     const calls: number[] = [];
     const upstreams = await connectUpstreams(
       { bad: entry(), good: entry() },
@@ -82,14 +88,7 @@ describe('a catalog over the caps', () => {
 
 describe('a catalog that grows over the caps after start-up', () => {
   it('fails that refresh and keeps the previous catalog; the server keeps serving', async () => {
-    const lines: string[] = [];
-    const level = getLogLevel();
-    setLogLevel('info');
-    const restore = setLogSink((line) => void lines.push(line));
-    cleanups.push(() => {
-      restore();
-      setLogLevel(level);
-    });
+    const lines = captureLogs();
     const config = parseServersConfig(JSON.stringify({ mcpServers: { bad: entry() } }), { file: '/tmp/upstream-bounds.json' });
     const server = await createCodemodeServerFromConfig(config, { connectTimeoutMs: 20_000, onStderr: () => undefined });
     cleanups.push(() => server.close({ graceMs: 0 }));
