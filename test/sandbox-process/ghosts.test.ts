@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { alive, startSandbox, value, waitFor } from './helpers.js';
+import { alive, startSandbox, value } from './helpers.js';
 
 // Runs after an awaited host call (so the run settles in a later task of the isolate, while the host already
 // waits for its result), and three reactions after the return, so the result is out before the built-in starts.
@@ -27,6 +27,25 @@ async function cpuSecondsPerSecond(pid: number): Promise<number> {
   return (ticks() - before) / 100;
 }
 
+/**
+ * What became of a worker after a run that may have left a ghost thread: killed (the pool retired it),
+ * idle (no ghost formed: its thread let go), or still alive and burning a core after 20 s (the defect).
+ */
+async function ghostOutcome(pid: number): Promise<'killed' | 'no ghost' | 'ghost left alive'> {
+  const deadline = performance.now() + 20_000;
+  while (performance.now() < deadline) {
+    if (!alive(pid)) return 'killed';
+    let cpu: number;
+    try {
+      cpu = await cpuSecondsPerSecond(pid);
+    } catch {
+      return 'killed'; // it ended while we sampled it
+    }
+    if (cpu < 0.2 && alive(pid)) return 'no ghost';
+  }
+  return alive(pid) ? 'ghost left alive' : 'killed';
+}
+
 describe('ghost isolate threads', () => {
   it('a worker whose isolate thread outlives an ok run is retired and replaced; the next run is not slowed by it', async () => {
     const sb = await startSandbox({ standbyWorkers: 0, limits: { timeoutMs: 20_000 } });
@@ -36,18 +55,23 @@ describe('ghost isolate threads', () => {
     value(await sb.run(WORK));
     const quietMs = performance.now() - started;
 
-    const [ghostPid] = sb.pool.stats().pids;
-    // The run itself succeeds: the result is out before the built-in starts.
-    expect(value(await sb.run(GHOST, { hostFunctions }))).toBe(1);
-    // The worker notices its thread did not let go (500 ms after disposal) and the pool SIGKILLs it. The
-    // margin is for a machine busy with other test files; a worker still alive then must at least not be
-    // burning a core (a ghost nobody retired would).
-    try {
-      await waitFor(() => !alive(ghostPid!), 20_000, 'the worker with the ghost thread to be killed');
-    } catch (err) {
-      const burning = cpuSecondsPerSecond(ghostPid!);
-      throw new Error(`${String(err)}; it used ${(await burning).toFixed(2)} s of CPU per second meanwhile`, { cause: err });
+    // Whether the ghost forms depends on the guest's reactions running before the isolate is disposed,
+    // which a machine busy with other test files can reorder (measured once in a full CI run: the worker
+    // sat idle, 0.01 s of CPU per second). So: try up to four times. The property that must hold every
+    // time is that no worker is left alive burning a core; at least one attempt must show the kill.
+    let ghostPid: number | undefined;
+    const outcomes: string[] = [];
+    for (let attempt = 0; attempt < 4 && !outcomes.includes('killed'); attempt++) {
+      await sb.pool.ready();
+      const [pid] = sb.pool.stats().pids;
+      // The run itself succeeds: the result is out before the built-in starts.
+      expect(value(await sb.run(GHOST, { hostFunctions }))).toBe(1);
+      const outcome = await ghostOutcome(pid!);
+      outcomes.push(outcome);
+      expect(outcome, `attempt ${attempt + 1}: the worker's isolate thread kept running and nobody retired it`).not.toBe('ghost left alive');
+      if (outcome === 'killed') ghostPid = pid;
     }
+    expect(outcomes, 'the ghost thread never formed, so the kill could not be shown').toContain('killed');
     expect(sb.pool.stats().recycled).toBe(1);
 
     await sb.pool.ready();
@@ -59,7 +83,7 @@ describe('ghost isolate threads', () => {
     // With the ghost alive the run shares its cores with a thread that never ends (112 -> 667 ms in the
     // issue). The bound is loose for a loaded machine; the kill above is the real assertion.
     expect(afterMs).toBeLessThan(Math.max(4 * quietMs, 2_000));
-  }, 60_000);
+  }, 150_000);
 
   it('ordinary runs, including ones that log and call the host after awaits, retire no worker', async () => {
     const sb = await startSandbox({ standbyWorkers: 0 });
