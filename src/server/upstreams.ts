@@ -249,7 +249,7 @@ export async function fetchCatalog<T>(name: string, list: (signal: AbortSignal) 
   if (tools.length > maxTools) {
     throw new CodemodeError(
       'UPSTREAM_PROTOCOL',
-      `upstream "${name}" lists ${tools.length} tools, more than the ${maxTools}-tool catalog limit; it is left out. Trim its tools (many servers have a toolset option) or raise maxCatalogTools.`,
+      `upstream "${name}" lists ${tools.length} tools, more than the ${maxTools}-tool catalog limit; it is left out. Trim its tools (many servers have a toolset option); the limit is fixed.`,
     );
   }
   // Each page was already bounded by the per-message cap, so measuring the whole is bounded work too.
@@ -259,7 +259,7 @@ export async function fetchCatalog<T>(name: string, list: (signal: AbortSignal) 
     if (bytes > maxBytes) {
       throw new CodemodeError(
         'UPSTREAM_PROTOCOL',
-        `upstream "${name}" lists a catalog over the ${Math.round(maxBytes / 1024 / 1024)} MiB limit (tool descriptions and schemas); it is left out. Trim its tools or raise maxCatalogBytes.`,
+        `upstream "${name}" lists a catalog over the ${Math.round(maxBytes / 1024 / 1024)} MiB limit (tool descriptions and schemas); it is left out. Trim its tools (many servers have a toolset option); the limit is fixed.`,
       );
     }
   }
