@@ -70,7 +70,7 @@ Tools and limits:
   --isolation <mode>             where executes run: "process" (a pool of worker processes, so a sandbox
                                  crash or hang fails one execute, not the server; the default with --http)
                                  or "in-process" (faster start; the default with --stdio)
-  --max-concurrent <n>           executes running at once (default: CPU count, at least 2)
+  --max-concurrent <n>           executes running at once (default: 2 x CPU count, at least 4)
   --max-queue <n>                executes waiting for a slot; beyond it callers get a "busy, retry" error
                                  result at once (default 4 x max-concurrent)
   --connect-timeout <s>          how long to wait for each server to start (default 30)

@@ -34,7 +34,7 @@ export interface CodemodeSettings {
   memoryMb?: number | null;
   /** Tool calls per execute (every attempt counts); `null` turns the cap off. Default 50. */
   maxToolCalls?: number | null;
-  /** Executes running at once (server). Default: the number of CPUs, at least 2. */
+  /** Executes running at once (server). Default: twice the number of CPUs, at least 4. */
   maxConcurrentExecutions?: number;
   /** Executes waiting for a slot before callers get a "busy, retry" result (server). Default 4 x concurrency. */
   maxQueuedExecutions?: number;

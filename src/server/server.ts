@@ -26,6 +26,7 @@ import type { ToolSource } from '../codemode/types.js';
 import { ATTR, ERROR_TYPE_TOOL_ERROR, extractTraceContext, getTracer, injectTraceContext } from '../telemetry/index.js';
 import type { ServersConfig } from './config.js';
 import { ExecutionLimiter, OverloadedError } from './limiter.js';
+import { principalOfAuth } from './sessions.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
 import { connectUpstreams, fetchCatalog } from './upstreams.js';
 import type { Upstreams, UpstreamStatus } from './upstreams.js';
@@ -282,7 +283,10 @@ class CodemodeServerImpl implements CodemodeServer {
             progressToken === undefined
               ? undefined
               : (p: Progress) => void extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken } }).catch(() => undefined);
-          const result = await this.#callTool(name, request.params.arguments, extra.signal, progress, forwardProgress);
+          // Fairness between tenants: the authenticated principal, else the session (anonymous servers are
+          // loopback-only, where each session is its own client).
+          const tenant = extra.authInfo !== undefined ? `principal:${principalOfAuth(extra.authInfo)}` : `session:${extra.sessionId ?? 'stdio'}`;
+          const result = await this.#callTool(name, request.params.arguments, extra.signal, tenant, progress, forwardProgress);
           if (result.isError) {
             span.setAttribute(ATTR.ERROR_TYPE, ERROR_TYPE_TOOL_ERROR);
             span.setStatus({ code: SpanStatusCode.ERROR });
@@ -321,12 +325,13 @@ class CodemodeServerImpl implements CodemodeServer {
     name: string,
     args: Record<string, unknown> | undefined,
     signal: AbortSignal,
+    tenant: string,
     progress?: ProgressSink,
     forwardProgress?: (p: Progress) => void,
   ): Promise<CallToolResult> {
     const tool = this.#tools.find((t) => t.name === name);
     if (tool !== undefined) {
-      if (tool.name === (this.#options.tools?.names?.execute ?? 'execute')) return this.#execute(tool, args, signal, progress);
+      if (tool.name === (this.#options.tools?.names?.execute ?? 'execute')) return this.#execute(tool, args, signal, tenant, progress);
       return tool.handler(args, { signal });
     }
     const exposed = this.#exposed.get(name);
@@ -336,7 +341,7 @@ class CodemodeServerImpl implements CodemodeServer {
     throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${name}". Available: ${[...this.#tools.map((t) => t.name), ...this.#exposed.keys()].slice(0, 20).join(', ')}.`);
   }
 
-  async #execute(tool: CodeModeTool, args: Record<string, unknown> | undefined, signal: AbortSignal, progress?: ProgressSink): Promise<CallToolResult> {
+  async #execute(tool: CodeModeTool, args: Record<string, unknown> | undefined, signal: AbortSignal, tenant: string, progress?: ProgressSink): Promise<CallToolResult> {
     if (typeof args?.code !== 'string') throw new McpError(ErrorCode.InvalidParams, '"code" must be a string holding the code to run.');
     if (this.closing) return errorResult('unavailable', 'The server is shutting down and accepts no new executions. Retry in a moment (or on another instance).', { retryAfterMs: 1_000 });
     const controller = new AbortController();
@@ -355,7 +360,7 @@ class CodemodeServerImpl implements CodemodeServer {
     const run = this.limiter.run(() => {
       running = true;
       return tool.handler(args, { signal: controller.signal });
-    }, controller.signal);
+    }, controller.signal, tenant);
     this.#inflight.set(controller, run.catch(() => undefined));
     try {
       const result = await run;

@@ -28,7 +28,11 @@ export const ANONYMOUS_PRINCIPAL = 'anonymous';
  * and subject (the OAuth proxy), else `anonymous`. Tokens rotate; the principal does not.
  */
 export function principalOf(req: Request): string {
-  const auth = (req as Request & { auth?: AuthInfo }).auth;
+  return principalOfAuth((req as Request & { auth?: AuthInfo }).auth);
+}
+
+/** `principalOf` for the auth info an MCP request handler sees (`extra.authInfo`). */
+export function principalOfAuth(auth: AuthInfo | undefined): string {
   if (auth === undefined) return ANONYMOUS_PRINCIPAL;
   const extra = auth.extra ?? {};
   if (typeof extra.principal === 'string') return extra.principal;
