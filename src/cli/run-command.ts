@@ -195,7 +195,8 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
   // SIGKILLs such a worker; this process never loads isolated-vm, so it always exits with its own code.
   // The worker starts now, so that its start-up overlaps reading the script and connecting the servers.
   const { ProcessPool } = await import('../sandbox/process/pool.js');
-  const pool = new ProcessPool({ size: 1, concurrencyPerWorker: 1, standbyWorkers: 0, ...(args.memoryMb !== undefined ? { warmMemoryMb: args.memoryMb } : {}) });
+  // One user, no shared event loop to protect: the script runs at this command's own priority.
+  const pool = new ProcessPool({ size: 1, concurrencyPerWorker: 1, standbyWorkers: 0, nice: null, ...(args.memoryMb !== undefined ? { warmMemoryMb: args.memoryMb } : {}) });
   const cleanup: Array<() => Promise<void>> = [() => pool.close()];
   const { loadServersConfig } = await import('../server/config.js');
   const { startTelemetryFromEnv } = await import('./telemetry.js');

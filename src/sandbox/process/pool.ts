@@ -21,6 +21,7 @@ import { MAX_TIMEOUT_MS } from '../limits.js';
 import { DEFAULT_MEMORY_MB } from '../types.js';
 import type { HostFunction, RunOutcome, RunStats, SandboxLimits } from '../types.js';
 import { describeHostError, hostResultJson } from '../host-functions.js';
+import { DEFAULT_WORKER_NICE } from './priority.js';
 import { HEARTBEAT_MS } from './protocol.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 
@@ -151,6 +152,12 @@ export interface ProcessPoolOptions {
   hangTimeoutMs?: number;
   /** Memory limit of the isolate a fresh worker prepares before its first run. Default 100 (MB). */
   warmMemoryMb?: number | null;
+  /**
+   * CPU priority of the workers, as a nice value (0-19; higher is lower priority). Default 10: guest code
+   * yields the CPU to this process's event loop and to the upstream servers when the machine is busy, and
+   * runs at full speed when it is not. `null`: workers run at this process's priority.
+   */
+  nice?: number | null;
 }
 
 /** A snapshot of the pool, for health checks and tests. */
@@ -312,6 +319,7 @@ export class ProcessPool {
   readonly killGraceMs: number;
   readonly hangTimeoutMs: number;
   readonly warmMemoryMb: number | null;
+  readonly nice: number | null;
   readonly #workers = new Set<WorkerHandle>();
   readonly #queue: Job[] = [];
   readonly #readyWaiters: { resolve(): void; reject(err: Error): void }[] = [];
@@ -351,6 +359,11 @@ export class ProcessPool {
       throw new CodemodeError('INVALID_CONFIG', `hangTimeoutMs must be at least ${2 * HEARTBEAT_MS} ms (workers heartbeat every ${HEARTBEAT_MS} ms).`);
     }
     this.warmMemoryMb = options.warmMemoryMb === undefined ? DEFAULT_MEMORY_MB : options.warmMemoryMb;
+    const nice = options.nice === undefined ? DEFAULT_WORKER_NICE : options.nice;
+    if (nice !== null && (!Number.isInteger(nice) || nice < 0 || nice > 19)) {
+      throw new CodemodeError('INVALID_CONFIG', `nice must be an integer from 0 to 19 (or null to leave the priority alone), got ${String(nice)}.`);
+    }
+    this.nice = nice;
     this.#watchdog = setInterval(() => this.#checkHung(), HEARTBEAT_MS);
     this.#watchdog.unref();
     this.#balance();
@@ -630,7 +643,7 @@ export class ProcessPool {
       const value = process.env[key];
       if (value !== undefined) env[key] = value;
     }
-    const config: WorkerConfig = { warmMemoryMb: this.warmMemoryMb };
+    const config: WorkerConfig = { warmMemoryMb: this.warmMemoryMb, nice: this.nice };
     let child: ChildProcess;
     try {
       child = fork(WORKER_PATH, [JSON.stringify(config)], {

@@ -62,4 +62,6 @@ export const HEARTBEAT_MS = 250;
 export interface WorkerConfig {
   /** Memory limit of the isolate kept warm before the first run (`null`: isolated-vm's unlimited stand-in). */
   warmMemoryMb: number | null;
+  /** Nice value the worker sets on all its threads at start (`null`: leave its priority alone). */
+  nice?: number | null;
 }

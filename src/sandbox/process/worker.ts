@@ -19,6 +19,7 @@ import type { PreparedIsolate } from '../isolated-vm-sandbox.js';
 import { resolveLimits } from '../limits.js';
 import { onGhostIsolateThread } from '../threads.js';
 import type { HostCallContext, HostFunctions } from '../types.js';
+import { lowerOwnPriority } from './priority.js';
 import { HEARTBEAT_MS } from './protocol.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 
@@ -51,6 +52,9 @@ const config = ((): WorkerConfig => {
     return { warmMemoryMb: 100 };
   }
 })();
+
+// First, before any isolate thread exists: guest code must yield the CPU to the parent's event loop.
+if (typeof config.nice === 'number') lowerOwnPriority(config.nice);
 
 // ---------------------------------------------------------------------------------------------------------
 // Warm isolates: at most one per memory limit, most recent limits only (a pool normally serves one).
