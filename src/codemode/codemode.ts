@@ -6,32 +6,23 @@
  * @module
  */
 
-import pLimit from 'p-limit';
-import type { LimitFunction } from 'p-limit';
-import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { Context, Span } from '@opentelemetry/api';
+import { context, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { Span } from '@opentelemetry/api';
 import { CodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { assertHostResultCopyable } from '../sandbox/host-functions.js';
 import { resolveLimits } from '../sandbox/limits.js';
-import type { HostCallContext, HostFunctions, RunOutcome, SandboxLimits, SandboxLimitsInput, SandboxProvider } from '../sandbox/types.js';
-import { ATTR, ERROR_TYPE_TOOL_ERROR, getTracer, injectTraceContext } from '../telemetry/index.js';
+import type { RunOutcome, SandboxLimits, SandboxLimitsInput, SandboxProvider } from '../sandbox/types.js';
+import { ATTR, getTracer } from '../telemetry/index.js';
 import { Catalog } from './catalog.js';
-import type { CatalogEntry } from './catalog.js';
 import { generateDeclarations } from './declarations.js';
+import { Execution, mapRunError } from './execution.js';
+import type { PendingCall } from './execution.js';
+import { buildHostFunctions } from './host-calls.js';
 import type { NormalizedCode } from './normalize.js';
 import { NormalizeError, normalizeCodeOffThread } from './normalize-off-thread.js';
 import { MAX_SCHEMA_NAMES, SearchIndex, summarize } from './search.js';
-import { capString, MAX_ERROR_MESSAGE_CHARS, MAX_ERROR_NAME_CHARS, MAX_TOOL_LABEL_CHARS } from './text-caps.js';
 import type { SearchDetail, SearchOptions, ToolSummary } from './search.js';
-import {
-  GUEST_ERROR_CLASSES,
-  shapeToolResult,
-  ToolCallLimitError,
-  ToolError,
-  toolErrorFromFailure,
-  toolErrorFromResult,
-} from './tool-errors.js';
+import { GUEST_ERROR_CLASSES } from './tool-errors.js';
 import type { ExecuteError, ExecuteResult, ToolCallRecord, ToolSource } from './types.js';
 
 const log = createLogger('codemode');
@@ -45,8 +36,6 @@ export const DEFAULT_MAX_CONCURRENT_TOOL_CALLS = 10;
  * sandbox's wall clock applies; a model's block is a few KB.
  */
 export const MAX_CODE_CHARS = 200_000;
-/** Cap on per-call records kept for one execution (the count in stats stays exact). */
-const MAX_CALL_RECORDS = 1_000;
 
 export interface CodeModeOptions {
   /** Where tools come from: `mcpClientSource(...)`, `localTools(...)`, or your own `ToolSource`. */
@@ -91,164 +80,6 @@ function validateCount(name: string, value: number | null | undefined, fallback:
   return value;
 }
 
-interface PendingCall {
-  record: ToolCallRecord;
-  started: number;
-}
-
-/** The mutable state of one execution. */
-class Execution {
-  attempts = 0;
-  settled = false;
-  readonly records: ToolCallRecord[] = [];
-  readonly pending = new Set<PendingCall>();
-  /** Calls cancelled because the run ended while they were in flight. */
-  readonly cancelled: PendingCall[] = [];
-  droppedRecords = 0;
-  completed = 0;
-  onToolCall: ExecuteOptions['onToolCall'];
-
-  readonly span: Span;
-  readonly parentContext: Context;
-  /** `parentContext` with the execution span set: the parent of every call's span (one per execution). */
-  readonly spanContext: Context;
-  readonly maxToolCalls: number | null;
-  /** Bounds the calls upstream at once (`maxConcurrentToolCalls`; none when that is `null`). */
-  readonly limit: LimitFunction | undefined;
-
-  // Plain fields rather than parameter properties, so the source runs under Node's type stripping.
-  constructor(span: Span, parentContext: Context, maxToolCalls: number | null, maxConcurrent: number | null) {
-    this.span = span;
-    this.parentContext = parentContext;
-    this.spanContext = trace.setSpan(parentContext, span);
-    this.maxToolCalls = maxToolCalls;
-    this.limit = maxConcurrent === null ? undefined : pLimit(maxConcurrent);
-  }
-
-  record(entry: ToolCallRecord): ToolCallRecord {
-    if (this.records.length < MAX_CALL_RECORDS) this.records.push(entry);
-    else this.droppedRecords++;
-    return entry;
-  }
-
-  /** Counts an attempt; past the cap the call is refused before it reaches any tool. */
-  admit(label: string): void {
-    if (this.settled) throw new Error('This execution has finished; tool calls after it returned are refused.');
-    this.attempts++;
-    if (this.maxToolCalls !== null && this.attempts > this.maxToolCalls) {
-      this.record({ tool: label, ok: false, ms: 0, reason: 'limit' });
-      throw new ToolCallLimitError(this.maxToolCalls, label);
-    }
-  }
-
-  /**
-   * Runs one upstream call with concurrency bound, a CLIENT span, trace context in `_meta`, and a record.
-   * `invoke` gets the `_meta` to send; `isOk` tells a tool-error result from a good one.
-   */
-  async run<T>(
-    label: string,
-    spanName: string,
-    attributes: Readonly<Record<string, string>>,
-    ctx: HostCallContext,
-    invoke: (meta: Record<string, unknown>) => Promise<T>,
-    isOk: (value: T) => boolean,
-  ): Promise<T> {
-    const started = performance.now();
-    // Recorded now, filled in when the call ends: records stay in call order even when calls overlap.
-    const pendingCall: PendingCall = { record: this.record({ tool: label, ok: false, ms: 0 }), started };
-    this.pending.add(pendingCall);
-    let ok = false;
-    const call = async (): Promise<T> => {
-      // A call that waited for a slot while the execution ended never starts.
-      if (ctx.signal.aborted) throw new Error('cancelled before it started');
-      const span = getTracer().startSpan(spanName, { kind: SpanKind.CLIENT, attributes }, this.spanContext);
-      try {
-        const value = await invoke(injectTraceContext({}, trace.setSpan(this.spanContext, span)));
-        ok = isOk(value);
-        if (!ok) {
-          span.setAttribute(ATTR.ERROR_TYPE, ERROR_TYPE_TOOL_ERROR);
-          span.setStatus({ code: SpanStatusCode.ERROR });
-        }
-        return value;
-      } catch (err) {
-        const type = ctx.signal.aborted ? 'cancelled' : err instanceof ToolError ? ERROR_TYPE_TOOL_ERROR : errorType(err);
-        span.setAttribute(ATTR.ERROR_TYPE, type);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
-        throw err;
-      } finally {
-        span.end();
-      }
-    };
-    try {
-      return await (this.limit === undefined ? call() : this.limit(call));
-    } finally {
-      this.pending.delete(pendingCall);
-      // A call that outlives the execution was already recorded as cancelled at settle time.
-      if (!this.settled) {
-        pendingCall.record.ok = ok;
-        pendingCall.record.ms = Math.round(performance.now() - started);
-        if (!ok && ctx.signal.aborted) {
-          // The sandbox aborts a call's signal as the run ends, possibly just before settle() runs.
-          pendingCall.record.reason = 'cancelled';
-          this.cancelled.push(pendingCall);
-        }
-        this.completed++;
-        if (this.onToolCall) {
-          try {
-            this.onToolCall(pendingCall.record, this.completed);
-          } catch (err) {
-            log.warn('onToolCall threw', { error: err instanceof Error ? err.message : String(err) });
-          }
-        }
-      }
-    }
-  }
-
-  /** Marks the execution finished; calls still in flight are recorded as cancelled. */
-  settle(): PendingCall[] {
-    this.settled = true;
-    const left = [...this.pending];
-    this.cancelled.push(...left);
-    for (const call of left) {
-      call.record.ok = false;
-      call.record.reason = 'cancelled';
-      call.record.ms = Math.round(performance.now() - call.started);
-    }
-    this.pending.clear();
-    return this.cancelled;
-  }
-}
-
-function assertCopyable(label: string, value: unknown): void {
-  try {
-    assertHostResultCopyable(value);
-  } catch (err) {
-    throw new ToolError(`${label}: its result cannot be copied into the sandbox: ${err instanceof Error ? err.message : String(err)}`, { tool: label }, { cause: err });
-  }
-}
-
-function errorType(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return typeof code === 'number' || typeof code === 'string' ? String(code) : err.name || 'Error';
-  }
-  return 'Error';
-}
-
-const spanInfoCache = new WeakMap<CatalogEntry, { spanName: string; attributes: Readonly<Record<string, string>> }>();
-
-/** The CLIENT span's name and fixed attributes for calls to one catalog entry, built once per entry. */
-function callSpanInfo(entry: CatalogEntry): { spanName: string; attributes: Readonly<Record<string, string>> } {
-  let info = spanInfoCache.get(entry);
-  if (info === undefined) {
-    const attributes: Record<string, string> = { [ATTR.MCP_METHOD]: 'tools/call', [ATTR.TOOL_NAME]: entry.tool.name };
-    if (entry.source.transport) attributes[ATTR.NETWORK_TRANSPORT] = entry.source.transport;
-    info = { spanName: `tools/call ${entry.tool.name}`, attributes: Object.freeze(attributes) };
-    spanInfoCache.set(entry, info);
-  }
-  return info;
-}
-
 /** A provider's `limits` property, when it has one of the right shape (IsolatedVmSandbox does). */
 function limitsOf(sandbox: SandboxProvider): Readonly<SandboxLimits> | undefined {
   const limits = (sandbox as { limits?: unknown }).limits;
@@ -264,10 +95,6 @@ function refusedBeforeRun(span: Span, error: ExecuteError): ExecuteResult {
   span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
   const stats = { durationMs: 0, queuedMs: 0, toolCalls: 0, droppedLogLines: 0 };
   return { ok: false, error, logs: [], toolCalls: [], warnings: [], stats };
-}
-
-function isPlainArgs(value: unknown): value is Record<string, unknown> | undefined {
-  return value === undefined || (typeof value === 'object' && value !== null && !Array.isArray(value));
 }
 
 /**
@@ -428,7 +255,7 @@ export class CodeMode {
       }
       if (normalized.syntaxError) return refusedBeforeRun(span, { kind: 'syntax', ...normalized.syntaxError });
       if (normalized.typescript) span.setAttribute('codemode.code.typescript', true);
-      const hostFunctions = this.hostFunctions(catalog, execution);
+      const hostFunctions = buildHostFunctions(catalog, execution, this.toolCallTimeoutMs);
       let outcome: RunOutcome;
       let leftover: PendingCall[] = [];
       try {
@@ -461,7 +288,7 @@ export class CodeMode {
         span.setAttribute('codemode.outcome', 'ok');
         return { ok: true, value: outcome.value, logs: outcome.logs, toolCalls: execution.records, warnings, stats };
       }
-      const error = this.mapError(outcome.error, normalized.mapPosition, execution);
+      const error = mapRunError(outcome.error, normalized.mapPosition, execution);
       if (error.kind === 'syntax' && normalized.typescriptHint !== undefined) {
         error.message += ` (${normalized.typescriptHint}: only type annotations can be used; write enums as objects and namespaces as plain code)`;
       }
@@ -475,196 +302,6 @@ export class CodeMode {
     } finally {
       span.end();
     }
-  }
-
-  private mapError(
-    raw: Extract<RunOutcome, { ok: false }>['error'],
-    mapPosition: (line: number, column: number) => { line: number; column: number },
-    execution: Execution,
-  ): ExecuteError {
-    // The guest chose the name and message of what it threw: both are capped before they reach a response.
-    const error: ExecuteError = { kind: raw.kind, message: capString(raw.message, MAX_ERROR_MESSAGE_CHARS) };
-    if (raw.name !== undefined) error.name = capString(raw.name, MAX_ERROR_NAME_CHARS);
-    // The guest can throw anything under any name: the kind and the tool fields are taken from it only when
-    // this execution really refused a call at the cap, or really had a failed call (a handler may name its
-    // ToolError's tool itself, and records stop at MAX_CALL_RECORDS, so any failed call will do).
-    if (raw.kind === 'runtime' && raw.name === 'ToolCallLimitError' && execution.maxToolCalls !== null && execution.attempts > execution.maxToolCalls) {
-      error.kind = 'tool_call_limit';
-    }
-    if (raw.line !== undefined) {
-      const pos = mapPosition(raw.line, raw.column ?? 1);
-      error.line = pos.line;
-      if (raw.column !== undefined) error.column = pos.column;
-    }
-    const tool = raw.data?.tool;
-    if (raw.name === 'ToolError' && typeof tool === 'string' && (execution.droppedRecords > 0 || execution.records.some((r) => !r.ok))) {
-      error.tool = capString(tool, MAX_TOOL_LABEL_CHARS);
-      if (raw.data?.structuredContent !== undefined) error.structuredContent = raw.data.structuredContent;
-    }
-    return error;
-  }
-
-  private hostFunctions(catalog: Catalog, execution: Execution): HostFunctions {
-    // Null prototypes: a tool or namespace called "toString" or "__proto__" must be a plain own key.
-    const tools: HostFunctions = Object.create(null) as HostFunctions;
-    for (const entry of catalog.entries) {
-      const ns = (tools[entry.namespaceId] ??= Object.create(null) as HostFunctions) as HostFunctions;
-      ns[entry.toolId] = (args, ctx) => this.callEntry(execution, entry.qualifiedName, entry, args[0], ctx);
-    }
-    // Upstream spellings work too (`tools.everything['get-sum']`), where they differ from and do not
-    // shadow an identifier: models often write the name they saw in a tool list.
-    for (const entry of catalog.entries) {
-      if (!Object.hasOwn(tools, entry.namespace)) tools[entry.namespace] = tools[entry.namespaceId]!;
-      const ns = tools[entry.namespaceId] as HostFunctions;
-      if (!Object.hasOwn(ns, entry.tool.name)) ns[entry.tool.name] = ns[entry.toolId]!;
-    }
-    const fns: HostFunctions = {
-      tools,
-      callTool: (args, ctx) => {
-        const name = args[0];
-        // The name is the guest's: capped before it becomes a record, an error or a lookup key.
-        const label = capString(name, MAX_TOOL_LABEL_CHARS);
-        if (typeof name !== 'string') {
-          execution.admit(label);
-          execution.record({ tool: label, ok: false, ms: 0, reason: 'unknown_tool' });
-          throw new ToolError(`callTool(name, args) needs the tool name as a string, got ${typeof name}.`, { tool: label });
-        }
-        const resolved = catalog.resolve(name);
-        if ('error' in resolved) {
-          execution.admit(label);
-          execution.record({ tool: label, ok: false, ms: 0, reason: 'unknown_tool' });
-          throw new ToolError(resolved.error, { tool: label });
-        }
-        return this.callEntry(execution, resolved.entry.qualifiedName, resolved.entry, args[1], ctx);
-      },
-    };
-    const resourceSources = catalog.sources.filter((s) => typeof s.readResource === 'function');
-    if (resourceSources.length > 0) {
-      fns.resources = { read: (args, ctx) => this.readResource(execution, resourceSources, args[0], args[1], ctx) };
-    }
-    const promptSources = catalog.sources.filter((s) => typeof s.getPrompt === 'function');
-    if (promptSources.length > 0) {
-      fns.prompts = { get: (args, ctx) => this.getPrompt(execution, promptSources, args[0], args[1], ctx) };
-    }
-    return fns;
-  }
-
-  private async callEntry(execution: Execution, label: string, entry: CatalogEntry, rawArgs: unknown, ctx: HostCallContext): Promise<unknown> {
-    execution.admit(label);
-    if (!isPlainArgs(rawArgs)) {
-      execution.record({ tool: label, ok: false, ms: 0, reason: 'invalid_arguments' });
-      throw new ToolError(`${label}: arguments must be an object, got ${Array.isArray(rawArgs) ? 'an array' : rawArgs === null ? 'null' : typeof rawArgs}.`, { tool: label });
-    }
-    const args = rawArgs ?? {};
-    const { spanName, attributes: base } = callSpanInfo(entry);
-    // The session id can change (a reconnect); the rest is fixed per entry and built once.
-    const sessionId = entry.source.sessionId;
-    const attributes = sessionId ? { ...base, [ATTR.MCP_SESSION_ID]: sessionId } : base;
-    const local = entry.source.local === true;
-    const timeoutMs = this.toolCallTimeoutMs;
-    try {
-      const output = await execution.run(
-        label,
-        spanName,
-        attributes,
-        ctx,
-        async (meta) => {
-          const output = await entry.source.callTool(entry.tool.name, args, timeoutMs !== undefined ? { signal: ctx.signal, meta, timeoutMs } : { signal: ctx.signal, meta });
-          // A handler's value (a Map, a BigInt, a cycle) that cannot cross into the sandbox fails the call here,
-          // so the guest gets a ToolError and the record says failed, not a bare Error after an "ok" call.
-          if ('value' in output) assertCopyable(label, output.value);
-          return output;
-        },
-        (out) => !('mcp' in out && out.mcp.isError === true),
-      );
-      if ('value' in output) return output.value;
-      if (output.mcp.isError === true) throw toolErrorFromResult(label, output.mcp);
-      return shapeToolResult(output.mcp);
-    } catch (err) {
-      if (err instanceof ToolError) throw err;
-      if (ctx.signal.aborted) throw new ToolError(`${label}: cancelled because the execution ended.`, { tool: label }, { cause: err });
-      log.debug('tool call failed', { tool: label, error: err instanceof Error ? err.message : String(err) });
-      throw toolErrorFromFailure(label, entry.namespace, err, local);
-    }
-  }
-
-  private async readResource(execution: Execution, sources: ToolSource[], uri: unknown, server: unknown, ctx: HostCallContext): Promise<unknown> {
-    const label = `resources/read ${capString(uri, MAX_TOOL_LABEL_CHARS)}`;
-    execution.admit(label);
-    if (typeof uri !== 'string' || uri === '') {
-      execution.record({ tool: label, ok: false, ms: 0, reason: 'invalid_arguments' });
-      throw new ToolError('resources.read(uri) needs the resource URI as a string.', { tool: label });
-    }
-    const candidates = this.pickSources(sources, server, 'resources.read', label, execution);
-    const attributes = { [ATTR.MCP_METHOD]: 'resources/read', [ATTR.MCP_RESOURCE_URI]: capString(uri, MAX_TOOL_LABEL_CHARS) };
-    const result = await this.askInTurn(execution, label, candidates, ctx, 'resources/read', attributes, (source, meta) =>
-      source.readResource!(uri, { signal: ctx.signal, meta }),
-    );
-    return result.contents;
-  }
-
-  /**
-   * Asks each candidate source in turn until one answers. Every source asked after the first counts as one
-   * more call toward `maxToolCalls` (each is a request upstream); if all fail, the error names each
-   * source's own failure.
-   */
-  private async askInTurn<T>(
-    execution: Execution,
-    label: string,
-    candidates: readonly ToolSource[],
-    ctx: HostCallContext,
-    spanName: string,
-    attributes: Readonly<Record<string, string>>,
-    invoke: (source: ToolSource, meta: Record<string, unknown>) => Promise<T>,
-  ): Promise<T> {
-    const failures: { source: string; err: unknown }[] = [];
-    for (const [i, source] of candidates.entries()) {
-      if (i > 0) execution.admit(label);
-      try {
-        return await execution.run(label, spanName, attributes, ctx, (meta) => invoke(source, meta), () => true);
-      } catch (err) {
-        failures.push({ source: source.name, err });
-        if (ctx.signal.aborted) break;
-      }
-    }
-    const [only] = failures;
-    if (failures.length === 1 && only !== undefined) throw toolErrorFromFailure(label, only.source, only.err, false);
-    const each = failures.map(({ source, err }) => `"${source}": ${capString(err instanceof Error ? err.message || err.name : err, MAX_ERROR_MESSAGE_CHARS / 8)}`);
-    throw new ToolError(`${label}: no server could answer (asked ${failures.length}): ${each.join('; ')}`, { tool: label }, { cause: failures.at(-1)?.err });
-  }
-
-  private async getPrompt(execution: Execution, sources: ToolSource[], name: unknown, rawArgs: unknown, ctx: HostCallContext): Promise<unknown> {
-    const label = `prompts/get ${capString(name, MAX_TOOL_LABEL_CHARS)}`;
-    execution.admit(label);
-    if (typeof name !== 'string' || name === '' || !isPlainArgs(rawArgs)) {
-      execution.record({ tool: label, ok: false, ms: 0, reason: 'invalid_arguments' });
-      throw new ToolError('prompts.get(name, args) needs the prompt name as a string and args as an object of strings.', { tool: label });
-    }
-    const args: Record<string, string> = {};
-    for (const [k, v] of Object.entries(rawArgs ?? {})) args[k] = typeof v === 'string' ? v : JSON.stringify(v);
-    // "namespace.prompt" routes to that namespace; a bare name goes to every prompt source in turn.
-    let candidates = sources;
-    let promptName = name;
-    const dot = sources.find((s) => name.startsWith(`${s.name}.`));
-    if (dot) {
-      candidates = [dot];
-      promptName = name.slice(dot.name.length + 1);
-    }
-    const shownName = capString(promptName, MAX_TOOL_LABEL_CHARS);
-    const attributes = { [ATTR.MCP_METHOD]: 'prompts/get', [ATTR.GEN_AI_PROMPT_NAME]: shownName };
-    return this.askInTurn(execution, label, candidates, ctx, `prompts/get ${shownName}`, attributes, (source, meta) =>
-      source.getPrompt!(promptName, args, { signal: ctx.signal, meta }),
-    );
-  }
-
-  private pickSources(sources: ToolSource[], server: unknown, api: string, label: string, execution: Execution): ToolSource[] {
-    if (server === undefined || server === null) return sources;
-    const match = sources.find((s) => s.name === server);
-    if (!match) {
-      execution.record({ tool: label, ok: false, ms: 0, reason: 'unknown_tool' });
-      throw new ToolError(`${api}: no source named ${JSON.stringify(capString(server, MAX_TOOL_LABEL_CHARS))} serves this. Sources that do: ${sources.map((s) => `"${s.name}"`).join(', ')}.`, { tool: label });
-    }
-    return [match];
   }
 
   private async getSandbox(): Promise<SandboxProvider> {
