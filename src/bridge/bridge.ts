@@ -14,9 +14,11 @@ import type { Readable, Writable } from 'node:stream';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { LineReader } from '../wire/line-reader.js';
+import { compileToolGlobs } from '../wire/globs.js';
+import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
+import { RpcCode, errorResponse, isRequest, isResponse } from '../wire/jsonrpc.js';
 import type { BridgeConfig } from './config.js';
-import type { JsonRpcId, JsonRpcMessage } from './jsonrpc.js';
-import { RpcCode, UpstreamError, errorResponse, isRequest, isResponse } from './jsonrpc.js';
+import { UpstreamError } from './upstream-error.js';
 import type { AuthHooks } from './upstream.js';
 import { GET_STREAM_WAIT_MS, Upstream } from './upstream.js';
 
@@ -37,13 +39,6 @@ export interface Bridge {
   close(exitCode?: number): Promise<number>;
 }
 
-/** Compiles `--ignore-tool` globs (`*`, `?`) into one matcher. */
-export function toolMatcher(globs: readonly string[]): (name: string) => boolean {
-  if (globs.length === 0) return () => false;
-  const res = globs.map((g) => new RegExp(`^${g.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`));
-  return (name) => res.some((re) => re.test(name));
-}
-
 /**
  * Starts a bridge on `io` (the process's stdin/stdout in the CLI). Nothing touches the upstream
  * until the host sends `initialize`: there is no probe session.
@@ -57,7 +52,7 @@ export function toolMatcher(globs: readonly string[]): (name: string) => boolean
  */
 export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: () => Promise<AuthHooks>): Bridge {
   const shutdown = new AbortController();
-  const ignored = toolMatcher(config.ignoreTools);
+  const ignoredBy = compileToolGlobs(config.ignoreTools);
   const toolsListIds = new Set<JsonRpcId>();
   let upstream: Upstream | undefined;
   let state: 'idle' | 'connecting' | 'ready' | 'closed' = 'idle';
@@ -77,7 +72,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
 
   const fromUpstream = (message: JsonRpcMessage): void => {
     if (message.id !== undefined && message.id !== null && toolsListIds.delete(message.id) && Array.isArray(message.result?.tools)) {
-      message.result.tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || !ignored(t.name));
+      message.result.tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || ignoredBy(t.name) === undefined);
     }
     write(message);
   };
@@ -134,7 +129,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     const up = upstream;
     if (up === undefined) return;
     if (isRequest(message)) {
-      if (message.method === 'tools/call' && typeof message.params?.name === 'string' && ignored(message.params.name)) {
+      if (message.method === 'tools/call' && typeof message.params?.name === 'string' && ignoredBy(message.params.name) !== undefined) {
         write(errorResponse(message.id, RpcCode.InvalidParams, `Tool ${message.params.name} not found (hidden by --ignore-tool)`));
         return;
       }

@@ -20,7 +20,7 @@ import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } fr
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { FlowContext } from './auth.js';
-import { UpstreamError } from './jsonrpc.js';
+import { UpstreamError } from './upstream-error.js';
 import type { StoredState, StoredTokens } from './token-store.js';
 
 const log = createLogger('remote');

@@ -11,9 +11,11 @@
 
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
-import type { JsonRpcId, JsonRpcMessage } from './jsonrpc.js';
-import { RpcCode, UpstreamError, errorResponse } from './jsonrpc.js';
-import { readSse } from './sse.js';
+import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
+import { RpcCode, errorResponse } from '../wire/jsonrpc.js';
+import { networkFailureOf } from '../wire/net-errors.js';
+import { readSse } from '../wire/sse.js';
+import { UpstreamError } from './upstream-error.js';
 
 /** What the OAuth layer offers the transport. Loaded lazily; absent when OAuth is off. */
 export interface AuthHooks {
@@ -45,31 +47,24 @@ export const GET_STREAM_WAIT_MS = 2_000;
 
 /** Maps a fetch() rejection to a message that names the cause. */
 export function classifyFetchError(err: unknown, url: URL, what: string): UpstreamError {
-  const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
-  const code = cause?.code ?? (err as { code?: string })?.code;
-  const name = (err as { name?: string })?.name;
-  const where = `${url.host}`;
-  if (name === 'TimeoutError') return new UpstreamError('UPSTREAM_TIMEOUT', `${what}: ${url.href} did not answer in time`, { cause: err });
-  switch (code) {
-    case 'ECONNREFUSED':
+  const where = url.host;
+  if ((err as { name?: string } | null)?.name === 'TimeoutError') return new UpstreamError('UPSTREAM_TIMEOUT', `${what}: ${url.href} did not answer in time`, { cause: err });
+  const net = networkFailureOf(err);
+  switch (net?.kind) {
+    case 'refused':
       return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: connection refused by ${where}: nothing is listening there. Is the server running, and is the port right?`, { cause: err });
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-    case 'EAI_NONAME':
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: cannot resolve host ${url.hostname} (DNS ${code}). Check the URL.`, { cause: err });
-    case 'ECONNRESET':
-    case 'UND_ERR_SOCKET':
-    case 'EPIPE':
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: the connection to ${where} was reset (${code}); the server may have restarted`, { cause: err });
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-    case 'ETIMEDOUT':
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: ${where} is unreachable (${code})`, { cause: err });
-    default:
-      if (typeof code === 'string' && /CERT|SSL|TLS/.test(code)) {
-        return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: TLS failure talking to ${where} (${code}: ${cause?.message ?? ''})`, { cause: err });
-      }
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: request to ${url.href} failed: ${cause?.message ?? describeError(err)}`, { cause: err });
+    case 'dns':
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: cannot resolve host ${url.hostname} (DNS ${net.code}). Check the URL.`, { cause: err });
+    case 'reset':
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: the connection to ${where} was reset (${net.code}); the server may have restarted`, { cause: err });
+    case 'unreachable':
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: ${where} is unreachable (${net.code})`, { cause: err });
+    case 'tls':
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: TLS failure talking to ${where} (${net.code}: ${net.message ?? net.text})`, { cause: err });
+    default: {
+      const causeMessage = (err as { cause?: { message?: unknown } } | null)?.cause?.message;
+      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: request to ${url.href} failed: ${typeof causeMessage === 'string' ? causeMessage : describeError(err)}`, { cause: err });
+    }
   }
 }
 

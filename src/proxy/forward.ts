@@ -26,17 +26,17 @@ import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamable
 import { ErrorCode, InitializeResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
+import type { JsonRpcId as Id } from '../wire/jsonrpc.js';
+import { errorResponse, isRequest, wireErrorMessage } from '../wire/jsonrpc.js';
 import type { HttpUpstreamConfig } from './config.js';
+import { ACCEPT_BOTH, PROTOCOL_HEADERS, RESPONSE_HEADERS, pipeFilteredLists, readAll, readAnswer, sendJson, wireErrorOf } from './forward-io.js';
+import type { Json } from './forward-io.js';
+import { ForwardSession } from './forward-session.js';
+import type { ForwardSessionOwner } from './forward-session.js';
 import { RawHttpPool } from './raw-http.js';
 import { classifyConnectError, classifyRequestError, DEFAULT_CONNECT_TIMEOUT_MS, isSessionExpiredError } from './upstream.js';
 
 const log = createLogger('proxy');
-
-/** Downstream request headers that are part of the protocol and therefore forwarded; nothing else is. */
-const PROTOCOL_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id'] as const;
-/** Upstream response headers passed down (the session id is translated separately). */
-const RESPONSE_HEADERS = ['content-type', 'cache-control', 'mcp-protocol-version'] as const;
-const ACCEPT_BOTH = 'application/json, text/event-stream';
 
 export interface ForwarderOptions {
   /** Upstream headers from the config and the proxy options (already merged). */
@@ -55,152 +55,16 @@ export interface ForwarderOptions {
   fallback?: (req: IncomingMessage, res: ServerResponse, body: unknown) => void;
 }
 
-type Json = Record<string, unknown>;
-type Id = string | number;
-
 interface UpstreamAnswer {
   res: IncomingMessage;
   req: ClientRequest;
-}
-
-/** Reads a request or response body fully. */
-function readAll(stream: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
-    stream.once('error', reject);
-    stream.once('aborted', () => reject(Object.assign(new Error('the connection closed mid-answer'), { code: 'ECONNRESET' })));
-  });
-}
-
-/** One parsed SSE event: its raw text (without the blank line) and its joined `data`. */
-interface SseEvent {
-  raw: string;
-  data: string | undefined;
-}
-
-/** Splits an SSE byte stream into events as they complete. */
-class SseSplitter {
-  #buf = '';
-  push(chunk: string): SseEvent[] {
-    this.#buf += chunk;
-    const out: SseEvent[] = [];
-    for (;;) {
-      const m = /\r\n\r\n|\n\n|\r\r/.exec(this.#buf);
-      if (m === null) break;
-      const raw = this.#buf.slice(0, m.index);
-      this.#buf = this.#buf.slice(m.index + m[0].length);
-      out.push({ raw, data: sseData(raw) });
-    }
-    return out;
-  }
-}
-
-function sseData(raw: string): string | undefined {
-  let data: string | undefined;
-  for (const line of raw.split(/\r\n|\n|\r/)) {
-    if (!line.startsWith('data')) continue;
-    if (line.length > 4 && line[4] !== ':') continue;
-    let value = line.slice(5);
-    if (value.startsWith(' ')) value = value.slice(1);
-    data = data === undefined ? value : `${data}\n${value}`;
-  }
-  return data;
-}
-
-function isRequest(m: unknown): m is { id: Id; method: string; params?: Json } {
-  return typeof m === 'object' && m !== null && typeof (m as Json).method === 'string' && ((m as Json).id !== undefined && (m as Json).id !== null);
-}
-
-function jsonError(id: Id | null, code: number, message: string, data?: unknown): Json {
-  return { jsonrpc: '2.0', id, error: data === undefined ? { code, message } : { code, message, data } };
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {
-  if (res.headersSent) {
-    res.end();
-    return;
-  }
-  const text = JSON.stringify(body);
-  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
-}
-
-/** The JSON-RPC error for an upstream failure, as the SDK path phrases it (`data.reason` = the code). */
-function wireErrorOf(local: CodemodeError): { code: number; message: string; data: unknown } {
-  if (local.cause instanceof McpError && local.code === 'UPSTREAM_PROTOCOL') {
-    const prefix = `MCP error ${local.cause.code}: `;
-    const msg = local.cause.message.startsWith(prefix) ? local.cause.message.slice(prefix.length) : local.cause.message;
-    return { code: local.cause.code, message: msg, data: local.cause.data };
-  }
-  return { code: ErrorCode.InternalError, message: local.message, data: { reason: local.code } };
-}
-
-function filterTools(message: unknown, isHidden: (name: string) => string | undefined): unknown {
-  const result = (message as { result?: { tools?: unknown } }).result;
-  if (result === undefined || !Array.isArray(result.tools)) return message;
-  const tools = (result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || isHidden(t.name) === undefined);
-  return { ...(message as Json), result: { ...result, tools } };
-}
-
-/** A forwarded downstream session: its upstream session and what is needed to recreate it. */
-class ForwardSession {
-  readonly id = randomUUID();
-  upstreamId: string | undefined;
-  readonly headers: Record<string, string>;
-  readonly initialize: Json;
-  protocolVersion: string | undefined;
-  inflight = 0;
-  last = Date.now();
-  closed = false;
-  #renewing: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  readonly #owner: HttpForwarder;
-
-  constructor(owner: HttpForwarder, headers: Record<string, string>, initialize: Json) {
-    this.#owner = owner;
-    this.headers = headers;
-    this.initialize = initialize;
-  }
-
-  startIdleClock(idleMs: number | null): void {
-    if (idleMs === null) return;
-    const check = (): void => {
-      const quiet = Date.now() - this.last;
-      if (this.inflight > 0 || quiet < idleMs) {
-        this.#timer = setTimeout(check, Math.max(50, idleMs - quiet));
-        this.#timer.unref();
-        return;
-      }
-      log.info('closing idle proxy session', { idleMs });
-      void this.close();
-    };
-    this.#timer = setTimeout(check, idleMs);
-    this.#timer.unref();
-  }
-
-  /** Re-initializes the upstream session (once for concurrent callers that saw the same dead session). */
-  renew(dead: string | undefined): Promise<void> {
-    if (this.upstreamId !== dead) return Promise.resolve();
-    this.#renewing ??= this.#owner.reinitialize(this).finally(() => {
-      this.#renewing = undefined;
-    });
-    return this.#renewing;
-  }
-
-  close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    this.closed = true;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    return this.#owner.endSession(this);
-  }
 }
 
 /**
  * Forwards Streamable HTTP sessions to one Streamable HTTP upstream. `handle` serves a request for a session
  * it owns (or a new `initialize`) and returns true; false means the request is not its own.
  */
-export class HttpForwarder {
+export class HttpForwarder implements ForwardSessionOwner {
   readonly #url: URL;
   readonly #target: { protocol: string; hostname: string; port: number | undefined; path: string };
   readonly #label: string;
@@ -241,14 +105,14 @@ export class HttpForwarder {
     }
     const session = this.#sessions.get(sessionId);
     if (session === undefined) {
-      sendJson(res, 404, jsonError(null, -32001, `Session not found: ${sessionId}`));
+      sendJson(res, 404, errorResponse(null, -32001, `Session not found: ${sessionId}`));
       return;
     }
     session.last = Date.now();
     if (req.method === 'POST') await this.#post(session, req, res, body, raw ?? Buffer.alloc(0));
     else if (req.method === 'GET') await this.#get(session, req, res);
     else if (req.method === 'DELETE') await this.#delete(session, res);
-    else sendJson(res, 405, jsonError(null, -32000, 'Method not allowed.'), { allow: 'GET, POST, DELETE' });
+    else sendJson(res, 405, errorResponse(null, -32000, 'Method not allowed.'), { allow: 'GET, POST, DELETE' });
   }
 
   #upstreamHeaders(session: ForwardSession | undefined, req: IncomingMessage | undefined, extra?: Record<string, string>): OutgoingHttpHeaders {
@@ -276,34 +140,6 @@ export class HttpForwarder {
     });
   }
 
-  /** Reads the JSON-RPC answer to request `id` from a JSON or SSE response, with the raw SSE events before it. */
-  async #readAnswer(res: IncomingMessage, id: Id): Promise<{ message: unknown; sse: string | undefined }> {
-    const type = res.headers['content-type'] ?? '';
-    if (type.includes('text/event-stream')) {
-      const splitter = new SseSplitter();
-      let raw = '';
-      res.setEncoding('utf8');
-      for await (const chunk of res as AsyncIterable<string>) {
-        for (const event of splitter.push(chunk)) {
-          raw += `${event.raw}\n\n`;
-          if (event.data === undefined || event.data === '') continue;
-          const message = JSON.parse(event.data) as unknown;
-          if (typeof message === 'object' && message !== null && (message as Json).id === id && ('result' in message || 'error' in message)) {
-            res.destroy();
-            return { message, sse: raw };
-          }
-        }
-      }
-      throw new SyntaxError('the event stream ended without a JSON-RPC answer');
-    }
-    if (!type.includes('application/json')) {
-      res.resume();
-      throw new StreamableHTTPError(-1, `Unexpected content type: ${type === '' ? '(none)' : type}`);
-    }
-    const message = JSON.parse((await readAll(res)).toString('utf8')) as unknown;
-    return { message, sse: undefined };
-  }
-
   /**
    * Runs `initialize` upstream for `session` within the connect timeout: returns the raw answer (and the raw
    * SSE text when the upstream answered with a stream), or throws what `classifyConnectError` understands.
@@ -320,7 +156,7 @@ export class HttpForwarder {
         const text = (await readAll(res).catch(() => Buffer.alloc(0))).toString('utf8').slice(0, 1000);
         throw Object.assign(new StreamableHTTPError(res.statusCode ?? -1, `Error POSTing to endpoint: ${text}`), { status: res.statusCode });
       }
-      const answer = await this.#readAnswer(res, message.id as Id);
+      const answer = await readAnswer(res, message.id as Id);
       const reply = answer.message as Json;
       if (typeof reply !== 'object' || reply === null || reply.jsonrpc !== '2.0' || reply.id !== message.id || !('result' in reply || 'error' in reply)) {
         throw new SyntaxError(`expected a JSON-RPC answer to request ${JSON.stringify(message.id)}, got ${JSON.stringify(reply).slice(0, 120)}`);
@@ -365,18 +201,18 @@ export class HttpForwarder {
       }
       if (error instanceof McpError && error.code !== ErrorCode.RequestTimeout) {
         // The upstream answered initialize with a JSON-RPC error: pass it on as it was.
-        sendJson(res, 200, { jsonrpc: '2.0', id: message.id as Id, error: { code: error.code, message: String((error as { message: string }).message).replace(/^MCP error -?\d+: /, ''), ...(error.data !== undefined ? { data: error.data } : {}) } });
+        sendJson(res, 200, { jsonrpc: '2.0', id: message.id as Id, error: { code: error.code, message: wireErrorMessage(error), ...(error.data !== undefined ? { data: error.data } : {}) } });
         return;
       }
       const local = classifyConnectError(error, { label: this.#label, kind: 'http', timeoutMs: this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS });
       log.warn('upstream initialize failed', { upstream: this.#label, error: local.message });
       const wire = wireErrorOf(local);
-      sendJson(res, 200, jsonError(message.id as Id, wire.code, wire.message, wire.data));
+      sendJson(res, 200, errorResponse(message.id as Id, wire.code, wire.message, wire.data));
       return;
     }
     if (this.#closed) {
       void this.endSession(session);
-      sendJson(res, 503, jsonError(message.id as Id, ErrorCode.ConnectionClosed, 'The proxy is closing'));
+      sendJson(res, 503, errorResponse(message.id as Id, ErrorCode.ConnectionClosed, 'The proxy is closing'));
       return;
     }
     this.#sessions.set(session.id, session);
@@ -410,13 +246,13 @@ export class HttpForwarder {
         if (m.method === 'tools/list') (listIds ??= new Set()).add(m.id);
         if (m.method === 'tools/call' || m.method === 'tools/list') {
           if (messages.length > 1) {
-            sendJson(res, 400, jsonError(null, ErrorCode.InvalidRequest, 'This proxy filters tools (ignoreTools): send tools/list and tools/call one per POST, not in a JSON-RPC batch.'));
+            sendJson(res, 400, errorResponse(null, ErrorCode.InvalidRequest, 'This proxy filters tools (ignoreTools): send tools/list and tools/call one per POST, not in a JSON-RPC batch.'));
             return;
           }
           const name = m.params?.name;
           const hiddenBy = m.method === 'tools/call' && typeof name === 'string' ? this.#options.isHidden(name) : undefined;
           if (hiddenBy !== undefined) {
-            sendJson(res, 200, jsonError(m.id, ErrorCode.InvalidParams, `Tool "${name as string}" is not available through this proxy (hidden by ignoreTools pattern "${hiddenBy}").`));
+            sendJson(res, 200, errorResponse(m.id, ErrorCode.InvalidParams, `Tool "${name as string}" is not available through this proxy (hidden by ignoreTools pattern "${hiddenBy}").`));
             return;
           }
         }
@@ -613,7 +449,6 @@ export class HttpForwarder {
       if (v !== undefined) (headers as Record<string, string | string[]>)[name] = v;
     }
     if (up.headers['mcp-session-id'] !== undefined) headers['mcp-session-id'] = session.id;
-    const type = String(up.headers['content-type'] ?? '');
     up.once('aborted', () => res.destroy());
     up.once('error', () => res.destroy());
     if (listIds === undefined) {
@@ -626,44 +461,8 @@ export class HttpForwarder {
       up.pipe(res);
       return;
     }
-    const filter = this.#options.isHidden;
     res.writeHead(status, headers);
-    if (type.includes('text/event-stream')) {
-      const splitter = new SseSplitter();
-      up.setEncoding('utf8');
-      up.on('data', (chunk: string) => {
-        for (const event of splitter.push(chunk)) {
-          let text = event.raw;
-          if (event.data !== undefined && event.data !== '') {
-            try {
-              const message = JSON.parse(event.data) as Json;
-              if (listIds.has(message.id as Id) && 'result' in message) {
-                const keep = event.raw.split(/\r\n|\n|\r/).filter((line) => !line.startsWith('data'));
-                text = [...keep, `data: ${JSON.stringify(filterTools(message, filter))}`].join('\n');
-              }
-            } catch {
-              // Not JSON: passed on untouched.
-            }
-          }
-          res.write(`${text}\n\n`);
-        }
-      });
-      up.once('end', () => res.end());
-      return;
-    }
-    void readAll(up).then(
-      (buf) => {
-        let out = buf.toString('utf8');
-        try {
-          const parsed = JSON.parse(out) as unknown;
-          out = JSON.stringify(Array.isArray(parsed) ? parsed.map((m) => filterTools(m, filter)) : filterTools(parsed, filter));
-        } catch {
-          // Not JSON: passed on untouched.
-        }
-        res.end(out);
-      },
-      () => res.destroy(),
-    );
+    pipeFilteredLists(up, res, listIds, this.#options.isHidden);
   }
 
   /** Answers every request in `messages` with the classified upstream failure. */
@@ -673,11 +472,11 @@ export class HttpForwarder {
     const local = classifyRequestError(error, this.#label, what);
     log.debug('forwarding failed', { upstream: this.#label, error: local.message });
     if (requests.length === 0) {
-      if (method === 'GET') sendJson(res, 502, jsonError(null, ErrorCode.InternalError, local.message, { reason: local.code }));
+      if (method === 'GET') sendJson(res, 502, errorResponse(null, ErrorCode.InternalError, local.message, { reason: local.code }));
       else if (!res.headersSent) res.writeHead(202).end();
       return;
     }
-    const errors = requests.map((r) => jsonError(r.id, ErrorCode.InternalError, local.message, { reason: local.code }));
+    const errors = requests.map((r) => errorResponse(r.id, ErrorCode.InternalError, local.message, { reason: local.code }));
     sendJson(res, 200, batch ? errors : errors[0]);
   }
 

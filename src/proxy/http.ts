@@ -24,9 +24,10 @@ import { createLogger } from '../log.js';
 import { createStaticBearerAuth } from '../wire/bearer.js';
 import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, jsonBodyErrorHandler, writeJsonRpcError } from '../wire/http-guard.js';
 import type { HttpServerLimits } from '../wire/http-guard.js';
+import { compileToolGlobs } from '../wire/globs.js';
 import { httpTransportOf, isStdioConfig } from './config.js';
 import { HttpForwarder } from './forward.js';
-import { compileToolGlobs, DEFAULT_IDLE_TIMEOUT_MS } from './proxy.js';
+import { DEFAULT_IDLE_TIMEOUT_MS } from './proxy.js';
 import type { Proxy, ProxySession } from './proxy.js';
 
 const log = createLogger('proxy');

@@ -29,15 +29,15 @@ import type {
 import { z } from 'zod';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { compileToolGlobs } from '../wire/globs.js';
+import { wireErrorMessage } from '../wire/jsonrpc.js';
+import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
 import { describeUpstream, parseUpstreamConfig } from './config.js';
 import type { UpstreamConfig } from './config.js';
 import { classifyRequestError, connectUpstream, isSessionExpiredError } from './upstream.js';
 import type { ConnectUpstreamOptions, UpstreamConnection } from './upstream.js';
 
 const log = createLogger('proxy');
-
-/** Forwarded requests are not capped: the largest timer Node accepts (~24.8 days) stands in for "none". */
-const NO_TIMEOUT_MS = 2_147_483_647;
 
 /** How long an upstream message with no request to ride on waits for the downstream's standalone stream. */
 const STANDALONE_WAIT_MS = 5000;
@@ -138,28 +138,6 @@ class WireError extends Error {
     this.code = code;
     this.data = data;
   }
-}
-
-function rawMessage(error: McpError): string {
-  const prefix = `MCP error ${error.code}: `;
-  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : error.message;
-}
-
-/**
- * Compiles tool-name globs: `*` is any run of characters, `?` one character; everything else is literal.
- * Returns a matcher giving the first glob that matches a name, or `undefined`.
- *
- * @example
- * ```ts
- * compileToolGlobs(['delete_*'])('delete_repo'); // 'delete_*'
- * ```
- */
-export function compileToolGlobs(globs: readonly string[]): (name: string) => string | undefined {
-  const compiled = globs.map((glob) => {
-    const source = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-    return { glob, re: new RegExp(`^${source}$`) };
-  });
-  return (name) => compiled.find((c) => c.re.test(name))?.glob;
 }
 
 /** The low-level server with capability checks off: the upstream, not the proxy, decides what it supports. */
@@ -290,7 +268,7 @@ class Session implements ProxySession {
     } catch (error) {
       if (error instanceof CodemodeError && error.cause instanceof McpError && error.code === 'UPSTREAM_PROTOCOL') {
         // The upstream answered initialize with a JSON-RPC error: pass it on as it was.
-        throw new WireError(error.cause.code, rawMessage(error.cause), error.cause.data);
+        throw new WireError(error.cause.code, wireErrorMessage(error.cause), error.cause.data);
       }
       throw toWireError(error, 'initialize');
     }
@@ -330,7 +308,8 @@ class Session implements ProxySession {
       try {
         return await this.server.request({ method: request.method, params: request.params } as ServerRequest, AnyResult, {
           signal,
-          timeout: NO_TIMEOUT_MS,
+          // Forwarded requests are not capped: the largest timer Node accepts stands in for "none".
+          timeout: MAX_TIMER_DELAY_MS,
           ...(related !== undefined ? { relatedRequestId: related } : {}),
         });
       } catch (error) {
@@ -417,7 +396,7 @@ class Session implements ProxySession {
     const timeout = this.#proxy.options.requestTimeoutMs ?? null;
     const options: RequestOptions = {
       signal,
-      timeout: timeout ?? NO_TIMEOUT_MS,
+      timeout: timeout ?? MAX_TIMER_DELAY_MS,
       resetTimeoutOnProgress: true,
       ...(progressToken !== undefined
         ? {
@@ -513,13 +492,13 @@ function pickHeaders(headers: Record<string, string | string[] | undefined> | un
 function toWireError(error: unknown, method: string, label = 'the upstream'): WireError {
   if (error instanceof WireError) return error;
   if (error instanceof McpError) {
-    if (error.code === ErrorCode.ConnectionClosed && rawMessage(error) === 'Connection closed') {
+    if (error.code === ErrorCode.ConnectionClosed && wireErrorMessage(error) === 'Connection closed') {
       return new WireError(ErrorCode.InternalError, `Upstream ${label} closed the connection while handling ${method}.`, { reason: 'UPSTREAM_UNAVAILABLE' });
     }
-    if (error.code === ErrorCode.RequestTimeout && rawMessage(error) === 'Request timed out') {
+    if (error.code === ErrorCode.RequestTimeout && wireErrorMessage(error) === 'Request timed out') {
       return new WireError(ErrorCode.RequestTimeout, `The upstream did not answer ${method} in time (requestTimeoutMs).`, error.data);
     }
-    return new WireError(error.code, rawMessage(error), error.data);
+    return new WireError(error.code, wireErrorMessage(error), error.data);
   }
   const local = error instanceof CodemodeError ? error : classifyRequestError(error, label, method);
   return new WireError(ErrorCode.InternalError, local.message, { reason: local.code });
@@ -595,8 +574,8 @@ export function createProxy(target: UpstreamConfig | unknown, options: ProxyOpti
     ['requestTimeoutMs', options.requestTimeoutMs],
     ['idleTimeoutMs', options.idleTimeoutMs],
   ] as const) {
-    if (value !== undefined && value !== null && (!Number.isFinite(value) || value <= 0 || value > NO_TIMEOUT_MS)) {
-      throw new CodemodeError('INVALID_ARGUMENT', `${key} must be a positive number of milliseconds up to ${NO_TIMEOUT_MS}, or null for none; got ${String(value)}`);
+    if (value !== undefined && value !== null && (!Number.isFinite(value) || value <= 0 || value > MAX_TIMER_DELAY_MS)) {
+      throw new CodemodeError('INVALID_ARGUMENT', `${key} must be a positive number of milliseconds up to ${MAX_TIMER_DELAY_MS}, or null for none; got ${String(value)}`);
     }
   }
   return new ProxyImpl(config, options);

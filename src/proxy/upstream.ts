@@ -38,6 +38,7 @@ import type {
 import { CodemodeError, describeError } from '../errors.js';
 import type { CodemodeErrorCode } from '../errors.js';
 import { createLogger } from '../log.js';
+import { describeHttpStatus, networkFailureOf } from '../wire/net-errors.js';
 import { describeUpstream, httpTransportOf, isStdioConfig, parseUpstreamConfig } from './config.js';
 import type { HttpUpstreamConfig, StdioUpstreamConfig, UpstreamConfig } from './config.js';
 import { meteredFetch } from './metered-fetch.js';
@@ -216,36 +217,12 @@ function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', opt
   });
 }
 
-function errnoCode(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 function httpStatusOf(err: unknown): number | undefined {
   if (err instanceof StreamableHTTPError || err instanceof SseError) {
     return typeof err.code === 'number' && err.code > 0 ? err.code : undefined;
   }
   return undefined;
 }
-
-const NETWORK_CODES: Record<string, string> = {
-  ECONNREFUSED: 'nothing is listening there (connection refused)',
-  ENOTFOUND: 'the host name does not resolve',
-  EAI_AGAIN: 'the host name could not be resolved (DNS lookup failed)',
-  ECONNRESET: 'the connection was reset',
-  EHOSTUNREACH: 'the host is unreachable',
-  ENETUNREACH: 'the network is unreachable',
-  ETIMEDOUT: 'the TCP connection timed out',
-  UND_ERR_SOCKET: 'the connection closed unexpectedly',
-  UND_ERR_CONNECT_TIMEOUT: 'the TCP connection timed out',
-  CERT_HAS_EXPIRED: 'its TLS certificate has expired',
-  DEPTH_ZERO_SELF_SIGNED_CERT: 'its TLS certificate is self-signed',
-  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'its TLS certificate cannot be verified',
-};
 
 interface ClassifyContext {
   label: string;
@@ -258,11 +235,6 @@ interface ClassifyContext {
 
 function err(code: CodemodeErrorCode, message: string, cause: unknown): CodemodeError {
   return new CodemodeError(code, message, { cause });
-}
-
-function statusText(status: number): string {
-  const names: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 406: 'Not Acceptable', 415: 'Unsupported Media Type', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
-  return names[status] ?? '';
 }
 
 /** Turns whatever a connection attempt threw into a `CodemodeError` that names the cause. */
@@ -326,7 +298,7 @@ export function classifyConnectError(error: unknown, ctx: ClassifyContext): Code
 
   const status = httpStatusOf(error);
   if (status !== undefined) {
-    const prefix = `Upstream ${label} answered HTTP ${status}${statusText(status) === '' ? '' : ` ${statusText(status)}`}`;
+    const prefix = `Upstream ${label} answered ${describeHttpStatus(status)}`;
     if (status === 401 || status === 403) {
       return err(
         'UPSTREAM_AUTH',
@@ -358,9 +330,9 @@ export function classifyConnectError(error: unknown, ctx: ClassifyContext): Code
     );
   }
 
-  const net = errnoCode(error);
-  if (net !== undefined && net in NETWORK_CODES) {
-    return err('UPSTREAM_UNAVAILABLE', `Cannot reach upstream ${label}: ${NETWORK_CODES[net]} (${net}). Is the server running?`, error);
+  const net = networkFailureOf(error);
+  if (net !== undefined) {
+    return err('UPSTREAM_UNAVAILABLE', `Cannot reach upstream ${label}: ${net.text} (${net.code}). Is the server running?`, error);
   }
 
   // Zod (JSON-RPC schema) and JSON syntax errors come from a body that is not JSON-RPC.
@@ -400,9 +372,9 @@ export function classifyRequestError(error: unknown, label: string, method: stri
   if (status !== undefined) {
     return err('UPSTREAM_PROTOCOL', `Upstream ${label} answered ${method} with HTTP ${status}: ${describeError(error).slice(0, 300)}`, error);
   }
-  const net = errnoCode(error);
-  if (net !== undefined && net in NETWORK_CODES) {
-    return err('UPSTREAM_UNAVAILABLE', `Upstream ${label} became unreachable during ${method}: ${NETWORK_CODES[net]} (${net}).`, error);
+  const net = networkFailureOf(error);
+  if (net !== undefined) {
+    return err('UPSTREAM_UNAVAILABLE', `Upstream ${label} became unreachable during ${method}: ${net.text} (${net.code}).`, error);
   }
   if (error instanceof TypeError && /fetch failed/i.test(error.message)) {
     return err('UPSTREAM_UNAVAILABLE', `Upstream ${label} became unreachable during ${method}: ${describeError(error.cause ?? error)}.`, error);

@@ -24,7 +24,6 @@ import { createProxy } from '../../src/proxy/proxy.js';
 import type { ProxyOptions } from '../../src/proxy/proxy.js';
 import { serveProxyHttp } from '../../src/proxy/http.js';
 import type { ProxyHttpServer } from '../../src/proxy/http.js';
-import { compileToolGlobs } from '../../src/proxy/proxy.js';
 import { EVERYTHING, NODE, fixtureStdioConfig, freePort, readBody, spawnServer, startFixtureHttp, startHttp, timeRejection } from './helpers.js';
 import type { ChildServer } from './helpers.js';
 
@@ -492,16 +491,5 @@ describe('upstream restart mid-session (server-everything answers 400 for a sess
     expect(raw.status).toBe(400);
     expect(await raw.text()).toMatch(/No valid session ID/);
     expect(textOf(await client.callTool({ name: 'echo', arguments: { message: 'two' } }))).toBe('Echo: two');
-  });
-});
-
-describe('compileToolGlobs', () => {
-  it('matches * and ? and treats the rest literally', () => {
-    const m = compileToolGlobs(['delete_*', 'a.b', 'x?z']);
-    expect(m('delete_all')).toBe('delete_*');
-    expect(m('a.b')).toBe('a.b');
-    expect(m('axb')).toBeUndefined();
-    expect(m('xyz')).toBe('x?z');
-    expect(m('keep')).toBeUndefined();
   });
 });
