@@ -11,11 +11,7 @@ import { parseArgs } from 'node:util';
 import type { BridgeConfig, CrossAppAccessConfig } from '../bridge/config.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_AUTH_TIMEOUT_MS, DEFAULT_REFRESH_THRESHOLD_S } from '../bridge/config.js';
 import { isLoopbackHost as isSharedLoopbackHost } from '../wire/http-guard.js';
-
-/** A usage problem: the CLI prints the message and exits with code 2. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
+import { CliUsageError } from './args.js';
 
 export type ParsedRemoteArgs =
   | { kind: 'help' }
@@ -137,7 +133,7 @@ export function isLoopbackHost(hostname: string): boolean {
 export function expandVars(text: string, env: NodeJS.ProcessEnv, where: string): string {
   return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
     const value = env[name];
-    if (value === undefined) throw new UsageError(`${where}: environment variable ${name} is not set (referenced as \${${name}})`);
+    if (value === undefined) throw new CliUsageError(`${where}: environment variable ${name} is not set (referenced as \${${name}})`);
     return value;
   });
 }
@@ -150,11 +146,11 @@ const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
  */
 export function parseHeader(raw: string, env: NodeJS.ProcessEnv, where: string): [string, string] {
   const colon = raw.indexOf(':');
-  if (colon <= 0) throw new UsageError(`${where}: expected "Name: Value", got ${JSON.stringify(raw)}`);
+  if (colon <= 0) throw new CliUsageError(`${where}: expected "Name: Value", got ${JSON.stringify(raw)}`);
   const name = raw.slice(0, colon).trim();
-  if (!TOKEN_RE.test(name)) throw new UsageError(`${where}: ${JSON.stringify(name)} is not a valid header name`);
+  if (!TOKEN_RE.test(name)) throw new CliUsageError(`${where}: ${JSON.stringify(name)} is not a valid header name`);
   const value = expandVars(raw.slice(colon + 1).trim(), env, where);
-  if (/[\r\n\0]/.test(value)) throw new UsageError(`${where}: the value of ${name} contains a line break or NUL`);
+  if (/[\r\n\0]/.test(value)) throw new CliUsageError(`${where}: the value of ${name} contains a line break or NUL`);
   return [name, value];
 }
 
@@ -162,7 +158,7 @@ function parseSeconds(value: string | undefined, flag: string, fallbackMs: numbe
   if (value === undefined) return fallbackMs;
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) {
-    throw new UsageError(`--${flag}: expected a positive number of seconds, got ${JSON.stringify(value)}`);
+    throw new CliUsageError(`--${flag}: expected a positive number of seconds, got ${JSON.stringify(value)}`);
   }
   return Math.round(n * 1000);
 }
@@ -173,18 +169,18 @@ function parseStaticClient(value: string, env: NodeJS.ProcessEnv): Record<string
     try {
       text = readFileSync(value.slice(1), 'utf8');
     } catch (err) {
-      throw new UsageError(`--static-oauth-client-info: cannot read ${value.slice(1)}: ${(err as Error).message}`);
+      throw new CliUsageError(`--static-oauth-client-info: cannot read ${value.slice(1)}: ${(err as Error).message}`);
     }
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(expandVars(text, env, '--static-oauth-client-info'));
   } catch (err) {
-    if (err instanceof UsageError) throw err;
-    throw new UsageError(`--static-oauth-client-info: not valid JSON (${(err as Error).message})`);
+    if (err instanceof CliUsageError) throw err;
+    throw new CliUsageError(`--static-oauth-client-info: not valid JSON (${(err as Error).message})`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || typeof (parsed as { client_id?: unknown }).client_id !== 'string') {
-    throw new UsageError('--static-oauth-client-info: expected a JSON object with a string "client_id"');
+    throw new CliUsageError('--static-oauth-client-info: expected a JSON object with a string "client_id"');
   }
   return parsed as Record<string, unknown>;
 }
@@ -195,9 +191,9 @@ function parseClientMetadataUrl(value: string | undefined): string | undefined {
   try {
     url = new URL(value);
   } catch {
-    throw new UsageError(`--client-metadata-url: not a URL: ${JSON.stringify(value)}`);
+    throw new CliUsageError(`--client-metadata-url: not a URL: ${JSON.stringify(value)}`);
   }
-  if (url.protocol !== 'https:' || url.pathname === '/') throw new UsageError('--client-metadata-url: must be an https:// URL with a path');
+  if (url.protocol !== 'https:' || url.pathname === '/') throw new CliUsageError('--client-metadata-url: must be an https:// URL with a path');
   return url.href;
 }
 
@@ -207,43 +203,43 @@ const CROSS_APP_FLAGS = ['idp-token-url', 'id-token', 'idp-client-id', 'idp-clie
 function parseCrossApp(values: Record<string, unknown>, wanted: boolean, env: NodeJS.ProcessEnv, allowHttp: boolean): CrossAppAccessConfig | undefined {
   if (!wanted) {
     const stray = CROSS_APP_FLAGS.find((f) => values[f] !== undefined);
-    if (stray !== undefined) throw new UsageError(`--${stray} only applies to --oauth-grant cross_app_access`);
+    if (stray !== undefined) throw new CliUsageError(`--${stray} only applies to --oauth-grant cross_app_access`);
     return undefined;
   }
   const rawUrl = values['idp-token-url'] as string | undefined;
   const rawToken = values['id-token'] as string | undefined;
-  if (rawUrl === undefined || rawToken === undefined) throw new UsageError('--oauth-grant cross_app_access needs --idp-token-url and --id-token');
+  if (rawUrl === undefined || rawToken === undefined) throw new CliUsageError('--oauth-grant cross_app_access needs --idp-token-url and --id-token');
   let url: URL;
   try {
     url = new URL(expandVars(rawUrl, env, '--idp-token-url'));
   } catch (err) {
-    if (err instanceof UsageError) throw err;
-    throw new UsageError(`--idp-token-url: not a URL: ${JSON.stringify(rawUrl)}`);
+    if (err instanceof CliUsageError) throw err;
+    throw new CliUsageError(`--idp-token-url: not a URL: ${JSON.stringify(rawUrl)}`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UsageError(`--idp-token-url: unsupported scheme ${url.protocol} (use https://)`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new CliUsageError(`--idp-token-url: unsupported scheme ${url.protocol} (use https://)`);
   if (url.protocol === 'http:' && !allowHttp && !isLoopbackHost(url.hostname)) {
-    throw new UsageError(`--idp-token-url: refusing plain http:// to ${url.hostname}: the ID token would travel unencrypted. Use https:// or pass --allow-http`);
+    throw new CliUsageError(`--idp-token-url: refusing plain http:// to ${url.hostname}: the ID token would travel unencrypted. Use https:// or pass --allow-http`);
   }
   let idToken: CrossAppAccessConfig['idToken'];
   if (rawToken.startsWith('@')) {
     const file = rawToken.slice(1);
     try {
-      if (readFileSync(file, 'utf8').trim() === '') throw new UsageError(`--id-token: ${file} is empty`);
+      if (readFileSync(file, 'utf8').trim() === '') throw new CliUsageError(`--id-token: ${file} is empty`);
     } catch (err) {
-      if (err instanceof UsageError) throw err;
-      throw new UsageError(`--id-token: cannot read ${file}: ${(err as Error).message}`);
+      if (err instanceof CliUsageError) throw err;
+      throw new CliUsageError(`--id-token: cannot read ${file}: ${(err as Error).message}`);
     }
     idToken = { file };
   } else {
     const value = expandVars(rawToken, env, '--id-token').trim();
     // A JWT is three base64url parts; anything else is a pasting mistake better caught now.
-    if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(value)) throw new UsageError('--id-token: expected a JWT (header.payload.signature), @file or ${VAR}');
+    if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(value)) throw new CliUsageError('--id-token: expected a JWT (header.payload.signature), @file or ${VAR}');
     idToken = { value };
   }
   const idpClientId = values['idp-client-id'] as string | undefined;
   const rawSecret = values['idp-client-secret'] as string | undefined;
-  if (idpClientId === '') throw new UsageError('--idp-client-id: empty');
-  if (rawSecret !== undefined && idpClientId === undefined) throw new UsageError('--idp-client-secret needs --idp-client-id');
+  if (idpClientId === '') throw new CliUsageError('--idp-client-id: empty');
+  if (rawSecret !== undefined && idpClientId === undefined) throw new CliUsageError('--idp-client-secret needs --idp-client-id');
   return {
     idpTokenUrl: url.href,
     idToken,
@@ -268,43 +264,43 @@ export function parseRemoteArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
     ({ values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true }));
   } catch (err) {
     // parseArgs's messages name the flag ("Unknown option '--x'"); keep them, drop its advice about "--".
-    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+    throw new CliUsageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
   }
   if (values.help === true) return { kind: 'help' };
   if (values.version === true) return { kind: 'version' };
 
-  if (positionals.length === 0) throw new UsageError('missing <url>: codemode-remote <url> [callback-port] [options]');
-  if (positionals.length > 2) throw new UsageError(`too many arguments: ${positionals.slice(2).map((p) => JSON.stringify(p)).join(' ')}`);
+  if (positionals.length === 0) throw new CliUsageError('missing <url>: codemode-remote <url> [callback-port] [options]');
+  if (positionals.length > 2) throw new CliUsageError(`too many arguments: ${positionals.slice(2).map((p) => JSON.stringify(p)).join(' ')}`);
   const [rawUrl, rawPort] = positionals as [string, string | undefined];
 
   let url: URL;
   try {
     url = new URL(rawUrl);
   } catch {
-    throw new UsageError(`not a URL: ${JSON.stringify(rawUrl)} (expected e.g. https://example.com/mcp)`);
+    throw new CliUsageError(`not a URL: ${JSON.stringify(rawUrl)} (expected e.g. https://example.com/mcp)`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UsageError(`unsupported URL scheme ${url.protocol} (use https:// or http://)`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new CliUsageError(`unsupported URL scheme ${url.protocol} (use https:// or http://)`);
   const allowHttp = values['allow-http'] === true;
   if (url.protocol === 'http:' && !allowHttp && !isLoopbackHost(url.hostname)) {
-    throw new UsageError(`refusing plain http:// to ${url.hostname}: tokens and headers would travel unencrypted. Use https:// or pass --allow-http`);
+    throw new CliUsageError(`refusing plain http:// to ${url.hostname}: tokens and headers would travel unencrypted. Use https:// or pass --allow-http`);
   }
 
   let callbackPort: number | undefined;
   if (rawPort !== undefined) {
     const n = Number(rawPort);
-    if (!/^\d+$/.test(rawPort) || n < 1 || n > 65535) throw new UsageError(`callback-port: expected a port number 1-65535, got ${JSON.stringify(rawPort)}`);
+    if (!/^\d+$/.test(rawPort) || n < 1 || n > 65535) throw new CliUsageError(`callback-port: expected a port number 1-65535, got ${JSON.stringify(rawPort)}`);
     callbackPort = n;
   }
 
   const transport = (values.transport as string | undefined) ?? 'auto';
   if (transport !== 'auto' && transport !== 'http' && transport !== 'sse') {
-    throw new UsageError(`--transport: expected auto, http or sse, got ${JSON.stringify(transport)}`);
+    throw new CliUsageError(`--transport: expected auto, http or sse, got ${JSON.stringify(transport)}`);
   }
   const authFlag = values.auth as string | undefined;
   if (authFlag !== undefined && authFlag !== 'oauth' && authFlag !== 'none') {
-    throw new UsageError(`--auth: expected oauth or none, got ${JSON.stringify(authFlag)}`);
+    throw new CliUsageError(`--auth: expected oauth or none, got ${JSON.stringify(authFlag)}`);
   }
-  if (values.debug === true && values.silent === true) throw new UsageError('--debug and --silent are mutually exclusive');
+  if (values.debug === true && values.silent === true) throw new CliUsageError('--debug and --silent are mutually exclusive');
 
   const headers: Record<string, string> = {};
   const addHeader = ([name, value]: [string, string]): void => {
@@ -317,7 +313,7 @@ export function parseRemoteArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
     try {
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      throw new UsageError(`--header-file: cannot read ${file}: ${(err as Error).message}`);
+      throw new CliUsageError(`--header-file: cannot read ${file}: ${(err as Error).message}`);
     }
     text.split(/\r?\n/).forEach((line, i) => {
       const trimmed = line.trim();
@@ -333,7 +329,7 @@ export function parseRemoteArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
   try {
     new URL(`http://${host}:1/`);
   } catch {
-    throw new UsageError(`--host: ${JSON.stringify(values.host)} is not a valid host name`);
+    throw new CliUsageError(`--host: ${JSON.stringify(values.host)} is not a valid host name`);
   }
 
   let resource: string | undefined;
@@ -341,26 +337,26 @@ export function parseRemoteArgs(argv: readonly string[], env: NodeJS.ProcessEnv)
     try {
       resource = new URL(values.resource as string).href;
     } catch {
-      throw new UsageError(`--resource: not a URL: ${JSON.stringify(values.resource)}`);
+      throw new CliUsageError(`--resource: not a URL: ${JSON.stringify(values.resource)}`);
     }
   }
 
   const ignoreTools = (values['ignore-tool'] as string[] | undefined) ?? [];
-  for (const glob of ignoreTools) if (glob === '') throw new UsageError('--ignore-tool: empty pattern');
+  for (const glob of ignoreTools) if (glob === '') throw new CliUsageError('--ignore-tool: empty pattern');
 
   const rawGrant = (values['oauth-grant'] as string | undefined) ?? 'authorization_code';
   const grant = rawGrant === 'cross-app-access' ? 'cross_app_access' : rawGrant;
   if (grant !== 'authorization_code' && grant !== 'client_credentials' && grant !== 'cross_app_access') {
-    throw new UsageError(`--oauth-grant: expected authorization_code, client_credentials or cross_app_access, got ${JSON.stringify(rawGrant)}`);
+    throw new CliUsageError(`--oauth-grant: expected authorization_code, client_credentials or cross_app_access, got ${JSON.stringify(rawGrant)}`);
   }
   const staticClientInfo = values['static-oauth-client-info'] === undefined ? undefined : parseStaticClient(values['static-oauth-client-info'] as string, env);
   if (grant === 'client_credentials' && (staticClientInfo === undefined || (typeof staticClientInfo.client_secret !== 'string' && typeof staticClientInfo.private_key_pem !== 'string'))) {
-    throw new UsageError('--oauth-grant client_credentials needs --static-oauth-client-info with "client_secret" or "private_key_pem"');
+    throw new CliUsageError('--oauth-grant client_credentials needs --static-oauth-client-info with "client_secret" or "private_key_pem"');
   }
 
   const crossApp = parseCrossApp(values, grant === 'cross_app_access', env, allowHttp);
   if (grant === 'cross_app_access' && (typeof staticClientInfo?.client_secret !== 'string' || staticClientInfo.client_secret === '')) {
-    throw new UsageError('--oauth-grant cross_app_access needs --static-oauth-client-info with "client_id" and "client_secret" (the client registered at the MCP server\'s authorization server)');
+    throw new CliUsageError('--oauth-grant cross_app_access needs --static-oauth-client-info with "client_id" and "client_secret" (the client registered at the MCP server\'s authorization server)');
   }
 
   const headlessEnv = env.CODEMODE_REMOTE_HEADLESS;

@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs';
 import { describeError } from '../errors.js';
 import { setLogLevel } from '../log.js';
-import { REMOTE_HELP, UsageError, parseRemoteArgs } from './remote-args.js';
+import { CliUsageError } from './args.js';
+import { REMOTE_HELP, parseRemoteArgs } from './remote-args.js';
 
 function version(): string {
   try {
@@ -34,7 +35,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   try {
     parsed = parseRemoteArgs(argv, env);
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (err instanceof CliUsageError) {
       process.stderr.write(`codemode-remote: ${err.message}\nRun codemode-remote --help for usage.\n`);
       return 2;
     }

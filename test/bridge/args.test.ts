@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REMOTE_HELP, UsageError, parseRemoteArgs } from '../../src/cli/remote-args.js';
+import { CliUsageError } from '../../src/cli/args.js';
+import { REMOTE_HELP, parseRemoteArgs } from '../../src/cli/remote-args.js';
 import { BRIDGE_BIN } from '../fixtures/bridge-host.js';
 
 const URL_ = 'https://mcp.example.com/mcp';
@@ -22,7 +23,7 @@ function usage(argv: string[], env: NodeJS.ProcessEnv = {}): string {
   try {
     parseRemoteArgs(argv, env);
   } catch (err) {
-    expect(err).toBeInstanceOf(UsageError);
+    expect(err).toBeInstanceOf(CliUsageError);
     return (err as Error).message;
   }
   throw new Error('expected a usage error');
