@@ -29,6 +29,8 @@ import { ExecutionLimiter, OverloadedError } from './limiter.js';
 import { principalOfAuth } from './sessions.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
 import { connectUpstreams, fetchCatalog } from './upstreams.js';
+import { wireErrorMessage } from '../wire/jsonrpc.js';
+import { MAX_TIMER_DELAY_MS as MAX_TIMER_MS } from '../wire/timers.js';
 import type { Upstreams, UpstreamStatus } from './upstreams.js';
 
 const log = createLogger('server');
@@ -39,8 +41,6 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 export const DEFAULT_PROGRESS_INTERVAL_MS = 5_000;
 /** Separator between server and tool name for `--expose-tools` (dots are not allowed by some hosts). */
 export const EXPOSED_TOOL_SEPARATOR = '__';
-/** The largest delay `setTimeout` accepts; the SDK's timer fires at once past it. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 export interface CodemodeServerOptions {
   /** The engine. */
@@ -404,8 +404,7 @@ class CodemodeServerImpl implements CodemodeServer {
     } catch (err) {
       if (err instanceof McpError) {
         // Re-throwing as-is would send "MCP error -32602: MCP error -32602: ..." (the SDK prefixes again).
-        const prefix = `MCP error ${err.code}: `;
-        throw new McpError(err.code, err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message, err.data);
+        throw new McpError(err.code, wireErrorMessage(err), err.data);
       }
       return errorResult('upstream_error', `Calling ${namespace}.${toolName} failed: ${describeError(err)}`);
     }
