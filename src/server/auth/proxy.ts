@@ -4,9 +4,11 @@
  * `jti` references the stored upstream session. Upstream tokens are refreshed transparently on use,
  * so a client that sat idle for hours keeps working without a new login.
  *
+ * This file holds the router and the token endpoints. The browser steps (consent page, IdP callback) are in
+ * `browser-login.ts`, the session refresh in `sessions.ts`, and the sealed records in `records.ts`.
+ *
  * @module
  */
-import { createHash, randomBytes } from 'node:crypto';
 import express from 'express';
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
@@ -27,31 +29,24 @@ import {
 } from '@modelcontextprotocol/sdk/server/auth/errors.js';
 import { CodemodeError, describeError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { loadSigningKeys, seal, unseal } from './keys.js';
+import { BrowserLogin } from './browser-login.js';
+import { loadSigningKeys } from './keys.js';
 import type { SigningKeys } from './keys.js';
+import { messagePage, sendPage } from './pages.js';
+import { randomToken, SealedRecords, sha256 } from './records.js';
+import type { AccessRecord, CodeRecord, RefreshRecord, SessionRecord } from './records.js';
+import { SESSION_RETENTION_GRACE_MS, UpstreamSessions } from './sessions.js';
 import { MemoryOAuthStorage } from './storage.js';
 import type { OAuthStorage } from './storage.js';
-import { UpstreamClient, UpstreamGrantRevokedError } from './upstream.js';
-import type { UpstreamConfig, UpstreamTokens } from './upstream.js';
+import { UpstreamClient } from './upstream.js';
+import type { UpstreamConfig } from './upstream.js';
 
 const log = createLogger('oauth');
 
 export const DEFAULT_ACCESS_TOKEN_EXPIRY_SECONDS = 3600;
 export const DEFAULT_REFRESH_TOKEN_EXPIRY_SECONDS = 30 * 24 * 3600;
-/** A login started at the upstream must come back within this long. */
-const TRANSACTION_TTL_MS = 10 * 60_000;
-/** Authorization codes are single-use and short-lived (RFC 6749 §4.1.2 recommends at most 10 minutes). */
-const AUTHORIZATION_CODE_TTL_MS = 5 * 60_000;
 /** A rotated refresh token stays usable this long, so a client that retried a lost response is not logged out. */
 const REFRESH_ROTATION_GRACE_MS = 30_000;
-/** Kept past the last referencing token so clock skew between instances cannot orphan a token. */
-const SESSION_RETENTION_GRACE_MS = 60_000;
-/** The refresh lease outlives the upstream request timeout (10 s), so a slow refresh is not run twice. */
-const REFRESH_LOCK_TTL_MS = 20_000;
-const REFRESH_LOCK_POLL_MS = 25;
-/** After a rejected refresh, re-read storage this many times, this far apart, before ending the session. */
-const REREAD_ATTEMPTS = 4;
-const REREAD_INTERVAL_MS = 100;
 /** How long past the refresh-token lifetime an unused registered client is kept. */
 const CLIENT_IDLE_EXTRA_S = 7 * 24 * 3600;
 
@@ -115,60 +110,6 @@ export interface OAuthProxy {
   close(): Promise<void>;
 }
 
-/** One upstream login, referenced by every codemode token issued from it. Stored sealed under `sess:<id>`. */
-interface SessionRecord {
-  clientId: string;
-  subject?: string;
-  upstream: UpstreamTokens;
-  /** Keep the record at least until this time (ms): the latest expiry of any codemode token referencing it. */
-  retainUntil: number;
-  refreshCount: number;
-  updatedAt: number;
-}
-
-interface TransactionRecord {
-  clientId: string;
-  /** False until the user approved this client on the consent page. */
-  approved: boolean;
-  /** SHA-256 of the cookie that ties the login to the browser that started it. */
-  browserBinding?: string;
-  redirectUri: string;
-  codeChallenge: string;
-  state?: string;
-  scopes: string[];
-  resource?: string;
-  upstreamVerifier?: string;
-}
-
-interface CodeRecord {
-  sid: string;
-  clientId: string;
-  redirectUri: string;
-  codeChallenge: string;
-  scopes: string[];
-  resource?: string;
-}
-
-interface AccessRecord {
-  sid: string;
-  clientId: string;
-}
-
-interface RefreshRecord {
-  sid: string;
-  clientId: string;
-  scopes: string[];
-  rotatedAt?: number;
-}
-
-function randomToken(bytes = 32): string {
-  return randomBytes(bytes).toString('base64url');
-}
-
-function sha256(value: string): string {
-  return createHash('sha256').update(value).digest('base64url');
-}
-
 function positiveSeconds(name: string, value: number | undefined, fallback: number, allowZero = false): number {
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
@@ -192,95 +133,41 @@ function joseReason(err: unknown): string {
   return 'Token is invalid';
 }
 
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/** Pages are framed by nobody (clickjacking on a consent button) and run no script. */
-function sendPage(res: Response, status: number, html: string): void {
-  res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'");
-  res.setHeader('X-Frame-Options', 'DENY');
-  res.setHeader('Cache-Control', 'no-store');
-  res.status(status).type('html').send(html);
-}
-
-function page(title: string, body: string): string {
-  return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>` +
-    '<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}code{word-break:break-all}button{margin-right:.5rem;padding:.4rem 1rem}</style>' +
-    `</head><body>${body}</body></html>`;
-}
-
-function messagePage(message: string): string {
-  return page('codemode sign-in', `<h1>codemode sign-in</h1><p>${escapeHtml(message)}</p>`);
-}
-
-function consentPage(client: OAuthClientInformationFull, txn: TransactionRecord, txnId: string, action: string): string {
-  // client_name is chosen by whoever registered the client: show it, but lead with where the tokens go.
-  const name = typeof client.client_name === 'string' && client.client_name !== '' ? client.client_name : client.client_id;
-  const scopes = txn.scopes.length > 0 ? `<p>Scopes: <code>${escapeHtml(txn.scopes.join(' '))}</code></p>` : '';
-  return page(
-    'Authorize MCP client',
-    '<h1>Authorize MCP client?</h1>' +
-      `<p>An application calling itself <strong>${escapeHtml(name)}</strong> wants to use this codemode server as you.</p>` +
-      `<p>Tokens will be sent to <code>${escapeHtml(txn.redirectUri)}</code>. Approve only if you started this sign-in from that application.</p>` +
-      scopes +
-      `<form method="post" action="${escapeHtml(action)}"><input type="hidden" name="txn" value="${escapeHtml(txnId)}">` +
-      '<button type="submit" name="action" value="approve">Approve</button><button type="submit" name="action" value="deny">Deny</button></form>',
-  );
-}
-
 class OAuthProxyProvider implements OAuthServerProvider {
-  readonly #storage: OAuthStorage;
+  readonly #records: SealedRecords;
   readonly #keys: SigningKeys;
   /** Keys being rotated out: still accepted for verifying JWTs and opening stored records, never used to sign. */
   readonly #previousKeys: SigningKeys[];
-  readonly #upstream: UpstreamClient;
+  readonly #sessions: UpstreamSessions;
+  readonly #login: BrowserLogin;
   readonly #issuer: string;
   readonly #audience: string;
-  readonly #callbackUrl: string;
   readonly #accessTtlS: number;
   readonly #refreshTtlS: number;
-  readonly #thresholdMs: number;
   readonly #scopesSupported: string[] | undefined;
   readonly #exposeUpstream: boolean;
-  readonly #consent: boolean;
-  readonly #validationIntervalMs: number | undefined;
-  readonly #consentPath: string;
-  /** In-process queue per session, in front of the storage lease, so local waiters don't poll the store. */
-  readonly #localLocks = new Map<string, Promise<void>>();
   #closed = false;
 
   constructor(options: OAuthProxyOptions, storage: OAuthStorage, keys: SigningKeys, upstream: UpstreamClient, callbackUrl: string, consentPath: string) {
-    this.#storage = storage;
     this.#keys = keys;
     this.#previousKeys = (options.previousSigningKeys ?? []).map((k) => loadSigningKeys(k));
-    this.#upstream = upstream;
+    this.#records = new SealedRecords(storage, keys, this.#previousKeys);
     this.#issuer = new URL(options.issuerUrl).href;
     this.#audience = new URL(options.resourceUrl).href;
-    this.#callbackUrl = callbackUrl;
     this.#accessTtlS = positiveSeconds('accessTokenExpirySeconds', options.accessTokenExpirySeconds, DEFAULT_ACCESS_TOKEN_EXPIRY_SECONDS);
     this.#refreshTtlS = positiveSeconds('refreshTokenExpirySeconds', options.refreshTokenExpirySeconds, DEFAULT_REFRESH_TOKEN_EXPIRY_SECONDS);
-    this.#thresholdMs = positiveSeconds('tokenExpiryThresholdSeconds', options.tokenExpiryThresholdSeconds, 0, true) * 1000;
+    const thresholdMs = positiveSeconds('tokenExpiryThresholdSeconds', options.tokenExpiryThresholdSeconds, 0, true) * 1000;
     this.#scopesSupported = options.scopesSupported;
     this.#exposeUpstream = options.exposeUpstreamToken !== false;
-    this.#consent = options.consent !== false;
-    this.#validationIntervalMs =
+    const validationIntervalMs =
       options.upstreamValidationIntervalSeconds === undefined ? undefined : positiveSeconds('upstreamValidationIntervalSeconds', options.upstreamValidationIntervalSeconds, 0) * 1000;
-    this.#consentPath = consentPath;
+    this.#sessions = new UpstreamSessions(this.#records, upstream, thresholdMs, validationIntervalMs);
+    this.#login = new BrowserLogin(this.#records, this.#sessions, upstream, { issuer: this.#issuer, callbackUrl, consentPath, consent: options.consent !== false });
   }
 
   close(): void {
     this.#closed = true;
-  }
-
-  // ---- sealed JSON records ----
-
-  #unseal(raw: string): string | undefined {
-    for (const keys of [this.#keys, ...this.#previousKeys]) {
-      const text = unseal(keys.sealKey, raw);
-      if (text !== undefined) return text;
-    }
-    return undefined;
+    this.#sessions.close();
   }
 
   /** Verifies with the current key, then with each previous one; the algorithm is pinned per key. */
@@ -306,31 +193,6 @@ class OAuthProxyProvider implements OAuthServerProvider {
     throw lastError;
   }
 
-  async #read<T>(key: string): Promise<T | undefined> {
-    const raw = await this.#storage.get(key);
-    if (raw === undefined) return undefined;
-    const text = this.#unseal(raw);
-    if (text === undefined) {
-      log.warn('stored OAuth record cannot be opened (another signing key?); treating it as absent', { key: key.split(':')[0] });
-      return undefined;
-    }
-    return JSON.parse(text) as T;
-  }
-
-  async #take<T>(key: string): Promise<T | undefined> {
-    const raw = await this.#storage.take(key);
-    const text = raw === undefined ? undefined : this.#unseal(raw);
-    return text === undefined ? undefined : (JSON.parse(text) as T);
-  }
-
-  async #write(key: string, value: unknown, ttlMs: number | undefined): Promise<void> {
-    await this.#storage.set(key, seal(this.#keys.sealKey, JSON.stringify(value)), ttlMs === undefined ? undefined : Math.max(1000, Math.ceil(ttlMs)));
-  }
-
-  async #saveSession(sid: string, session: SessionRecord): Promise<void> {
-    await this.#write(`sess:${sid}`, session, session.retainUntil - Date.now());
-  }
-
   // ---- clients (dynamic registration, shared across instances through the storage) ----
 
   /**
@@ -342,15 +204,15 @@ class OAuthProxyProvider implements OAuthServerProvider {
   }
 
   readonly clientsStore: OAuthRegisteredClientsStore = {
-    getClient: async (clientId: string) => this.#read<OAuthClientInformationFull>(`client:${clientId}`),
+    getClient: async (clientId: string) => this.#records.read<OAuthClientInformationFull>(`client:${clientId}`),
     registerClient: async (client) => {
       const full = client as OAuthClientInformationFull;
-      await this.#write(`client:${full.client_id}`, full, this.#clientTtlMs());
+      await this.#records.write(`client:${full.client_id}`, full, this.#clientTtlMs());
       return full;
     },
   };
 
-  // ---- authorization ----
+  // ---- authorization (the browser steps live in BrowserLogin) ----
 
   #checkResource(resource: URL | string | undefined): void {
     if (resource === undefined) return;
@@ -370,161 +232,21 @@ class OAuthProxyProvider implements OAuthServerProvider {
     this.#checkResource(params.resource);
     const scopes = (params.scopes ?? []).filter((s) => s !== '');
     this.#checkScopes(scopes);
-    const txnId = randomToken();
-    const upstreamVerifier = this.#upstream.usesPkce ? randomToken(48) : undefined;
-    // With consent on, the login is bound to this browser by a cookie: a consent form or callback
-    // replayed from another browser (an attacker who started the flow himself) is refused.
-    const nonce = this.#consent ? randomToken(24) : undefined;
-    const txn: TransactionRecord = {
-      clientId: client.client_id,
-      redirectUri: params.redirectUri,
-      codeChallenge: params.codeChallenge,
-      scopes,
-      approved: !this.#consent,
-      ...(params.state !== undefined && { state: params.state }),
-      ...(params.resource !== undefined && { resource: params.resource.href }),
-      ...(upstreamVerifier !== undefined && { upstreamVerifier }),
-      ...(nonce !== undefined && { browserBinding: sha256(nonce) }),
-    };
-    await this.#write(`txn:${txnId}`, txn, TRANSACTION_TTL_MS);
-    if (nonce === undefined) {
-      res.redirect(302, await this.#upstreamUrl(txnId, txn));
-      return;
-    }
-    res.append('Set-Cookie', this.#bindingCookie(txnId, nonce, TRANSACTION_TTL_MS / 1000));
-    sendPage(res, 200, consentPage(client, txn, txnId, this.#consentPath));
+    await this.#login.start(client, params, scopes, res);
   }
 
-  #cookieName(txnId: string): string {
-    return `codemode_oauth_${txnId.slice(0, 16)}`;
+  /** POST of the consent page. */
+  handleConsent(req: Request, res: Response): Promise<void> {
+    return this.#login.handleConsent(req, res);
   }
 
-  #bindingCookie(txnId: string, value: string, maxAgeS: number): string {
-    const secure = this.#issuer.startsWith('https:') ? '; Secure' : '';
-    return `${this.#cookieName(txnId)}=${value}; Max-Age=${maxAgeS}; Path=/; HttpOnly; SameSite=Lax${secure}`;
-  }
-
-  #boundToThisBrowser(req: Request, txnId: string, txn: TransactionRecord): boolean {
-    if (txn.browserBinding === undefined) return true;
-    const name = this.#cookieName(txnId);
-    for (const part of (req.headers.cookie ?? '').split(';')) {
-      const [k, ...v] = part.trim().split('=');
-      if (k === name && sha256(v.join('=')) === txn.browserBinding) return true;
-    }
-    return false;
-  }
-
-  async #upstreamUrl(txnId: string, txn: TransactionRecord): Promise<string> {
-    try {
-      return await this.#upstream.authorizeUrl({
-        redirectUri: this.#callbackUrl,
-        state: txnId,
-        ...(txn.upstreamVerifier !== undefined && { codeChallenge: sha256(txn.upstreamVerifier) }),
-      });
-    } catch (err) {
-      log.error('cannot start upstream login', { error: describeError(err) });
-      throw new TemporarilyUnavailableError('The upstream identity provider is unavailable; try again later');
-    }
-  }
-
-  /** POST of the consent page: approve forwards to the upstream IdP, deny returns access_denied to the client. */
-  async handleConsent(req: Request, res: Response): Promise<void> {
-    res.setHeader('Cache-Control', 'no-store');
-    const body = (req.body ?? {}) as Record<string, unknown>;
-    const txnId = typeof body.txn === 'string' ? body.txn : '';
-    const txn = txnId === '' ? undefined : await this.#read<TransactionRecord>(`txn:${txnId}`);
-    if (txn === undefined) {
-      sendPage(res, 400, messagePage('This sign-in request expired or was already used. Start the sign-in again from your MCP client.'));
-      return;
-    }
-    if (!this.#boundToThisBrowser(req, txnId, txn)) {
-      sendPage(res, 403, messagePage('This approval did not come from the browser that started the sign-in. Start the sign-in again from your MCP client.'));
-      return;
-    }
-    if (body.action !== 'approve') {
-      await this.#storage.delete(`txn:${txnId}`);
-      const back = new URL(txn.redirectUri);
-      back.searchParams.set('error', 'access_denied');
-      back.searchParams.set('error_description', 'The user denied access');
-      if (txn.state !== undefined) back.searchParams.set('state', txn.state);
-      res.redirect(302, back.href);
-      return;
-    }
-    await this.#write(`txn:${txnId}`, { ...txn, approved: true }, TRANSACTION_TTL_MS);
-    res.redirect(302, await this.#upstreamUrl(txnId, txn));
-  }
-
-  /** The IdP callback: finish the upstream login, store the upstream tokens, send the client its code. */
-  async handleCallback(req: Request, res: Response): Promise<void> {
-    res.setHeader('Cache-Control', 'no-store');
-    const q = req.query;
-    const state = typeof q.state === 'string' ? q.state : undefined;
-    const txn = state === undefined || state === '' ? undefined : await this.#take<TransactionRecord>(`txn:${state}`);
-    if (txn === undefined) {
-      sendPage(res, 400, messagePage('This login link expired or was already used. Start the sign-in again from your MCP client.'));
-      return;
-    }
-    if (!txn.approved || !this.#boundToThisBrowser(req, state!, txn)) {
-      sendPage(res, 403, messagePage('This sign-in was not approved in this browser. Start the sign-in again from your MCP client.'));
-      return;
-    }
-    if (txn.browserBinding !== undefined) res.append('Set-Cookie', this.#bindingCookie(state!, '', 0));
-    const back = new URL(txn.redirectUri);
-    if (txn.state !== undefined) back.searchParams.set('state', txn.state);
-    const fail = (error: string, description: string): void => {
-      back.searchParams.set('error', error);
-      back.searchParams.set('error_description', description);
-      res.redirect(302, back.href);
-    };
-    if (typeof q.error === 'string') {
-      fail(q.error === 'access_denied' ? 'access_denied' : 'server_error', `The upstream identity provider refused the login (${q.error})`);
-      return;
-    }
-    if (typeof q.code !== 'string' || q.code === '') {
-      fail('server_error', 'The upstream identity provider returned no authorization code');
-      return;
-    }
-    let sid: string;
-    try {
-      const tokens = await this.#upstream.exchangeCode({
-        code: q.code,
-        redirectUri: this.#callbackUrl,
-        ...(txn.upstreamVerifier !== undefined && { codeVerifier: txn.upstreamVerifier }),
-      });
-      const identity = await this.#upstream.identity(tokens.accessToken, tokens.idToken);
-      sid = randomToken();
-      const now = Date.now();
-      const session: SessionRecord = {
-        clientId: txn.clientId,
-        ...(identity.subject !== undefined && { subject: identity.subject }),
-        upstream: tokens,
-        retainUntil: now + AUTHORIZATION_CODE_TTL_MS + SESSION_RETENTION_GRACE_MS,
-        refreshCount: 0,
-        updatedAt: now,
-      };
-      await this.#saveSession(sid, session);
-      log.info('user signed in', { subject: identity.subject, client: txn.clientId });
-    } catch (err) {
-      log.warn('upstream login failed', { error: describeError(err) });
-      fail(err instanceof UpstreamGrantRevokedError ? 'access_denied' : 'server_error', 'Signing in at the upstream identity provider failed; try again');
-      return;
-    }
-    const code = randomToken();
-    const record: CodeRecord = {
-      sid,
-      clientId: txn.clientId,
-      redirectUri: txn.redirectUri,
-      codeChallenge: txn.codeChallenge,
-      scopes: txn.scopes,
-      ...(txn.resource !== undefined && { resource: txn.resource }),
-    };
-    await this.#write(`code:${sha256(code)}`, record, AUTHORIZATION_CODE_TTL_MS);
-    back.searchParams.set('code', code);
-    res.redirect(302, back.href);
+  /** The IdP callback. */
+  handleCallback(req: Request, res: Response): Promise<void> {
+    return this.#login.handleCallback(req, res);
   }
 
   async challengeForAuthorizationCode(client: OAuthClientInformationFull, authorizationCode: string): Promise<string> {
-    const record = await this.#read<CodeRecord>(`code:${sha256(authorizationCode)}`);
+    const record = await this.#records.read<CodeRecord>(`code:${sha256(authorizationCode)}`);
     if (record === undefined || record.clientId !== client.client_id) throw new InvalidGrantError('Invalid or expired authorization code');
     return record.codeChallenge;
   }
@@ -537,7 +259,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
     resource?: URL,
   ): Promise<OAuthTokens> {
     // take: a code is redeemed at most once, even by two instances racing.
-    const record = await this.#take<CodeRecord>(`code:${sha256(authorizationCode)}`);
+    const record = await this.#records.take<CodeRecord>(`code:${sha256(authorizationCode)}`);
     if (record === undefined || record.clientId !== client.client_id) throw new InvalidGrantError('Invalid or expired authorization code');
     if (redirectUri !== undefined && redirectUri !== record.redirectUri) throw new InvalidGrantError('redirect_uri does not match the authorization request');
     this.#checkResource(resource);
@@ -546,7 +268,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
 
   async exchangeRefreshToken(client: OAuthClientInformationFull, refreshToken: string, scopes?: string[], resource?: URL): Promise<OAuthTokens> {
     const key = `rt:${sha256(refreshToken)}`;
-    const record = await this.#read<RefreshRecord>(key);
+    const record = await this.#records.read<RefreshRecord>(key);
     if (record === undefined || record.clientId !== client.client_id) throw new InvalidGrantError('Invalid or expired refresh token; sign in again');
     const now = Date.now();
     if (record.rotatedAt !== undefined && now - record.rotatedAt > REFRESH_ROTATION_GRACE_MS) {
@@ -558,18 +280,18 @@ class OAuthProxyProvider implements OAuthServerProvider {
     if (widened.length > 0) throw new InvalidScopeError(`Refresh cannot add scopes: ${widened.join(' ')}`);
     // A dead upstream login must fail here with invalid_grant, which makes the client start a new login.
     try {
-      await this.#ensureFresh(record.sid);
+      await this.#sessions.ensureFresh(record.sid);
     } catch (err) {
       if (err instanceof InvalidTokenError) throw new InvalidGrantError(err.message);
       throw err;
     }
-    if (record.rotatedAt === undefined) await this.#write(key, { ...record, rotatedAt: now }, REFRESH_ROTATION_GRACE_MS);
+    if (record.rotatedAt === undefined) await this.#records.write(key, { ...record, rotatedAt: now }, REFRESH_ROTATION_GRACE_MS);
     return this.#issue(record.sid, client.client_id, granted);
   }
 
   async #issue(sid: string, clientId: string, scopes: string[]): Promise<OAuthTokens> {
-    return this.#withSessionLock(sid, async () => {
-      const session = await this.#read<SessionRecord>(`sess:${sid}`);
+    return this.#sessions.withLock(sid, async () => {
+      const session = await this.#records.read<SessionRecord>(`sess:${sid}`);
       if (session === undefined) throw new InvalidGrantError('The sign-in session has ended; sign in again');
       const now = Date.now();
       const up = session.upstream;
@@ -591,7 +313,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
         .setExpirationTime(exp)
         .sign(this.#keys.signKey);
       const access: AccessRecord = { sid, clientId };
-      await this.#write(`at:${jti}`, access, accessTtlS * 1000);
+      await this.#records.write(`at:${jti}`, access, accessTtlS * 1000);
       let retainUntil = exp * 1000;
       const tokens: OAuthTokens = { access_token: jwt, token_type: 'Bearer', expires_in: accessTtlS, ...(scope !== '' && { scope }) };
       // A refresh token is useful only when the session can outlive the current upstream token.
@@ -601,24 +323,24 @@ class OAuthProxyProvider implements OAuthServerProvider {
         if (refreshTtlS > 0) {
           const refreshToken = randomToken();
           const record: RefreshRecord = { sid, clientId, scopes };
-          await this.#write(`rt:${sha256(refreshToken)}`, record, refreshTtlS * 1000);
+          await this.#records.write(`rt:${sha256(refreshToken)}`, record, refreshTtlS * 1000);
           tokens.refresh_token = refreshToken;
           retainUntil = Math.max(retainUntil, now + refreshTtlS * 1000);
         }
       }
-      const registered = await this.#read<OAuthClientInformationFull>(`client:${clientId}`);
-      if (registered !== undefined) await this.#write(`client:${clientId}`, registered, this.#clientTtlMs());
+      const registered = await this.#records.read<OAuthClientInformationFull>(`client:${clientId}`);
+      if (registered !== undefined) await this.#records.write(`client:${clientId}`, registered, this.#clientTtlMs());
       // The upstream token must outlive every codemode token that references it.
       retainUntil += SESSION_RETENTION_GRACE_MS;
       if (retainUntil > session.retainUntil) {
         session.retainUntil = retainUntil;
-        await this.#saveSession(sid, session);
+        await this.#sessions.save(sid, session);
       }
       return tokens;
     });
   }
 
-  // ---- verification and transparent upstream refresh ----
+  // ---- verification (the transparent upstream refresh lives in UpstreamSessions) ----
 
   async verifyAccessToken(token: string): Promise<AuthInfo> {
     if (this.#closed) throw new ServerError('The OAuth proxy is closed');
@@ -628,10 +350,10 @@ class OAuthProxyProvider implements OAuthServerProvider {
     } catch (err) {
       throw new InvalidTokenError(joseReason(err));
     }
-    const access = await this.#read<AccessRecord>(`at:${payload.jti}`);
+    const access = await this.#records.read<AccessRecord>(`at:${payload.jti}`);
     if (access === undefined) throw new InvalidTokenError('Token was revoked or its sign-in session ended; sign in again');
-    let session = await this.#ensureFresh(access.sid);
-    if (this.#validationIntervalMs !== undefined) session = await this.#validateUpstream(access.sid, session);
+    let session = await this.#sessions.ensureFresh(access.sid);
+    session = await this.#sessions.validateUpstream(access.sid, session);
     const scope = typeof payload.scope === 'string' ? payload.scope : '';
     return {
       token,
@@ -646,140 +368,24 @@ class OAuthProxyProvider implements OAuthServerProvider {
     };
   }
 
-  /**
-   * Asks the IdP (its userinfo endpoint) whether the upstream token still works, at most once per
-   * interval per session across all instances. A refused token (the user revoked the app) is refreshed;
-   * if that fails too, the request gets 401. An unreachable IdP does not fail requests: expiry rules still hold.
-   */
-  async #validateUpstream(sid: string, session: SessionRecord): Promise<SessionRecord> {
-    const key = `val:${sid}`;
-    if ((await this.#storage.get(key)) !== undefined) return session;
-    const verdict = await this.#upstream.checkToken(session.upstream.accessToken);
-    if (verdict === 'unknown') return session;
-    let current = session;
-    if (verdict === 'invalid') {
-      log.info('upstream token refused by the IdP; refreshing', { subject: session.subject });
-      current = await this.#ensureFresh(sid, session.upstream.accessToken);
-    }
-    await this.#storage.set(key, '1', this.#validationIntervalMs!);
-    return current;
-  }
-
-  #needsRefresh(session: SessionRecord, now = Date.now()): boolean {
-    const exp = session.upstream.expiresAt;
-    return exp !== undefined && now + this.#thresholdMs >= exp;
-  }
-
-  /** Loads the session; refreshes the upstream token (once, under a per-session lock) when it is due. */
-  async #ensureFresh(sid: string, rejectedToken?: string): Promise<SessionRecord> {
-    // `rejectedToken`: an upstream access token the IdP refused although it has not expired (revoked).
-    const due = (s: SessionRecord): boolean => this.#needsRefresh(s) || s.upstream.accessToken === rejectedToken;
-    const first = await this.#read<SessionRecord>(`sess:${sid}`);
-    if (first === undefined) throw new InvalidTokenError('The sign-in session has ended; sign in again');
-    if (!due(first)) return first;
-    return this.#withSessionLock(sid, async () => {
-      // Another request (here or on another instance) may have refreshed while we waited.
-      const current = await this.#read<SessionRecord>(`sess:${sid}`);
-      if (current === undefined) throw new InvalidTokenError('The sign-in session has ended; sign in again');
-      if (!due(current)) return current;
-      const expired = (s: SessionRecord): boolean =>
-        (s.upstream.expiresAt !== undefined && Date.now() >= s.upstream.expiresAt) || s.upstream.accessToken === rejectedToken;
-      const refreshToken = current.upstream.refreshToken;
-      if (refreshToken === undefined) {
-        if (!expired(current)) return current; // inside the threshold but nothing to refresh with: still valid
-        throw new InvalidTokenError('The upstream token expired and the IdP gave no refresh token; sign in again');
-      }
-      let fresh: UpstreamTokens;
-      try {
-        fresh = await this.#upstream.refresh(refreshToken);
-      } catch (err) {
-        // Re-read before giving up: another instance may have refreshed (and rotated the refresh token)
-        // meanwhile, e.g. after our lease lapsed. A rejected refresh token is the tell-tale sign, and that
-        // instance may still be saving, so look a few times, briefly.
-        const looks = err instanceof UpstreamGrantRevokedError ? REREAD_ATTEMPTS : 1;
-        for (let look = 0; look < looks; look++) {
-          if (look > 0) await new Promise((resolve) => setTimeout(resolve, REREAD_INTERVAL_MS));
-          const again = await this.#read<SessionRecord>(`sess:${sid}`);
-          if (again === undefined) break;
-          if (again.upstream.accessToken !== current.upstream.accessToken && !due(again)) return again;
-        }
-        if (err instanceof UpstreamGrantRevokedError) {
-          log.warn('upstream refresh token rejected; session ended', { subject: current.subject, reason: err.message });
-          await this.#storage.delete(`sess:${sid}`);
-          throw new InvalidTokenError('The upstream sign-in has ended (the IdP rejected the refresh); sign in again');
-        }
-        if (!expired(current)) return current; // an early refresh failed, but the token still works
-        log.warn('upstream refresh failed', { subject: current.subject, error: describeError(err) });
-        throw new ServerError('The upstream identity provider could not refresh the session; try again shortly');
-      }
-      const updated: SessionRecord = {
-        ...current,
-        upstream: {
-          ...fresh,
-          // Providers that don't rotate refresh tokens omit them from the refresh response.
-          ...(fresh.refreshToken === undefined && { refreshToken, ...(current.upstream.refreshExpiresAt !== undefined && { refreshExpiresAt: current.upstream.refreshExpiresAt }) }),
-        },
-        refreshCount: current.refreshCount + 1,
-        updatedAt: Date.now(),
-      };
-      await this.#saveSession(sid, updated);
-      log.debug('upstream token refreshed', { subject: updated.subject, refreshes: updated.refreshCount });
-      return updated;
-    });
-  }
-
-  /**
-   * Runs `fn` holding the session's lock: an in-process queue, then a storage lease (a Redis key when on
-   * Redis) so that instances sharing the store refresh once. Every session write goes through here so a
-   * refresh and a token issue cannot overwrite each other's update.
-   */
-  async #withSessionLock<T>(sid: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#localLocks.get(sid) ?? Promise.resolve();
-    let done!: () => void;
-    const mine = new Promise<void>((resolve) => {
-      done = resolve;
-    });
-    const tail = previous.then(() => mine);
-    this.#localLocks.set(sid, tail);
-    await previous;
-    try {
-      const deadline = Date.now() + REFRESH_LOCK_TTL_MS;
-      let release = await this.#storage.tryLock(`session:${sid}`, REFRESH_LOCK_TTL_MS);
-      while (release === undefined) {
-        if (this.#closed) throw new ServerError('The OAuth proxy is closed');
-        if (Date.now() >= deadline) throw new TemporarilyUnavailableError('Timed out waiting for another instance to refresh the session; try again');
-        await new Promise((resolve) => setTimeout(resolve, REFRESH_LOCK_POLL_MS));
-        release = await this.#storage.tryLock(`session:${sid}`, REFRESH_LOCK_TTL_MS);
-      }
-      try {
-        return await fn();
-      } finally {
-        await release();
-      }
-    } finally {
-      done();
-      if (this.#localLocks.get(sid) === tail) this.#localLocks.delete(sid);
-    }
-  }
-
   async revokeToken(client: OAuthClientInformationFull, request: OAuthTokenRevocationRequest): Promise<void> {
     const token = request.token;
     if (token.split('.').length === 3) {
       try {
         const payload = await this.#verifyJwt(token, { ignoreExpiry: true }); // revoking an expired token is fine
-        const access = payload.jti === undefined ? undefined : await this.#read<AccessRecord>(`at:${payload.jti}`);
-        if (access !== undefined && access.clientId === client.client_id) await this.#storage.delete(`at:${payload.jti}`);
+        const access = payload.jti === undefined ? undefined : await this.#records.read<AccessRecord>(`at:${payload.jti}`);
+        if (access !== undefined && access.clientId === client.client_id) await this.#records.storage.delete(`at:${payload.jti}`);
       } catch {
         // RFC 7009 §2.2: invalid tokens are not an error.
       }
       return;
     }
     const key = `rt:${sha256(token)}`;
-    const record = await this.#read<RefreshRecord>(key);
+    const record = await this.#records.read<RefreshRecord>(key);
     if (record === undefined || record.clientId !== client.client_id) return;
     // Revoking the refresh token ends the grant: drop the upstream session so its access tokens die too.
-    await this.#storage.delete(key);
-    await this.#storage.delete(`sess:${record.sid}`);
+    await this.#records.storage.delete(key);
+    await this.#records.storage.delete(`sess:${record.sid}`);
   }
 }
 
