@@ -13,9 +13,9 @@ import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse } from '../wire/jsonrpc.js';
-import { networkFailureOf } from '../wire/net-errors.js';
 import { readSse } from '../wire/sse.js';
-import { UpstreamError } from './upstream-error.js';
+import type { SseEvent } from '../wire/sse.js';
+import { UpstreamError, bodySnippet, classifyFetchError } from './upstream-error.js';
 
 /** What the OAuth layer offers the transport. Loaded lazily; absent when OAuth is off. */
 export interface AuthHooks {
@@ -44,38 +44,6 @@ const DELETE_TIMEOUT_MS = 300;
 const REINIT_TIMEOUT_MS = 15_000;
 /** How long requests wait for the standalone GET stream to open before going out anyway. */
 export const GET_STREAM_WAIT_MS = 2_000;
-
-/** Maps a fetch() rejection to a message that names the cause. */
-export function classifyFetchError(err: unknown, url: URL, what: string): UpstreamError {
-  const where = url.host;
-  if ((err as { name?: string } | null)?.name === 'TimeoutError') return new UpstreamError('UPSTREAM_TIMEOUT', `${what}: ${url.href} did not answer in time`, { cause: err });
-  const net = networkFailureOf(err);
-  switch (net?.kind) {
-    case 'refused':
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: connection refused by ${where}: nothing is listening there. Is the server running, and is the port right?`, { cause: err });
-    case 'dns':
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: cannot resolve host ${url.hostname} (DNS ${net.code}). Check the URL.`, { cause: err });
-    case 'reset':
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: the connection to ${where} was reset (${net.code}); the server may have restarted`, { cause: err });
-    case 'unreachable':
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: ${where} is unreachable (${net.code})`, { cause: err });
-    case 'tls':
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: TLS failure talking to ${where} (${net.code}: ${net.message ?? net.text})`, { cause: err });
-    default: {
-      const causeMessage = (err as { cause?: { message?: unknown } } | null)?.cause?.message;
-      return new UpstreamError('UPSTREAM_UNAVAILABLE', `${what}: request to ${url.href} failed: ${typeof causeMessage === 'string' ? causeMessage : describeError(err)}`, { cause: err });
-    }
-  }
-}
-
-async function bodySnippet(res: Response): Promise<string> {
-  try {
-    const text = (await res.text()).replace(/\s+/g, ' ').trim();
-    return text.length > 200 ? `${text.slice(0, 200)}...` : text;
-  } catch {
-    return '';
-  }
-}
 
 function isJson(contentType: string): boolean {
   return /^application\/(?:[\w.+-]*\+)?json\b/i.test(contentType);
@@ -139,6 +107,18 @@ export class Upstream {
       }
     }
     this.opts.onMessage(message);
+  }
+
+  /** Dispatches the message of a `message` event (`seen` sees it first); other events are not messages. */
+  private dispatchEvent(ev: SseEvent, seen?: (message: JsonRpcMessage) => void): void {
+    if (ev.event !== 'message' || ev.data.trim() === '') return;
+    try {
+      const message = JSON.parse(ev.data) as JsonRpcMessage;
+      seen?.(message);
+      this.dispatch(message);
+    } catch (err) {
+      this.opts.log.warn('upstream sent an event that is not JSON; dropped', { error: describeError(err) });
+    }
   }
 
   private dispatchText(text: string, url: URL): void {
@@ -349,17 +329,12 @@ export class Upstream {
     let lastEventId: string | undefined;
     let retryMs = DEFAULT_RECONNECT_MS;
     let answered = false;
-    const onEvent = (ev: { event: string; data: string; id: string | undefined; retry: number | undefined }): void => {
+    const onEvent = (ev: SseEvent): void => {
       if (ev.id !== undefined) lastEventId = ev.id;
       if (ev.retry !== undefined) retryMs = ev.retry;
-      if (ev.event !== 'message' || ev.data.trim() === '') return;
-      try {
-        const parsed = JSON.parse(ev.data) as JsonRpcMessage;
-        if (requestId !== undefined && parsed.id === requestId && parsed.method === undefined) answered = true;
-        this.dispatch(parsed);
-      } catch (err) {
-        this.opts.log.warn('upstream sent an event that is not JSON; dropped', { error: describeError(err) });
-      }
+      this.dispatchEvent(ev, (m) => {
+        if (requestId !== undefined && m.id === requestId && m.method === undefined) answered = true;
+      });
     };
     let stream: ReadableStream<Uint8Array> | undefined = body;
     for (let attempt = 0; stream !== undefined && attempt <= MAX_STREAM_RECONNECTS; attempt++) {
@@ -478,12 +453,7 @@ export class Upstream {
               (ev) => {
                 if (ev.id !== undefined) lastEventId = ev.id;
                 if (ev.retry !== undefined) retryMs = ev.retry;
-                if (ev.event !== 'message' || ev.data.trim() === '') return;
-                try {
-                  this.dispatch(JSON.parse(ev.data) as JsonRpcMessage);
-                } catch {
-                  this.opts.log.warn('upstream sent an event that is not JSON; dropped');
-                }
+                this.dispatchEvent(ev);
               },
               this.signal,
             );
@@ -541,12 +511,8 @@ export class Upstream {
             } catch (err) {
               reject(new UpstreamError('UPSTREAM_PROTOCOL', `bad SSE endpoint event: ${describeError(err)}`));
             }
-          } else if (ev.event === 'message' && ev.data.trim() !== '') {
-            try {
-              this.dispatch(JSON.parse(ev.data) as JsonRpcMessage);
-            } catch {
-              this.opts.log.warn('upstream sent an event that is not JSON; dropped');
-            }
+          } else {
+            this.dispatchEvent(ev);
           }
         },
         this.signal,
