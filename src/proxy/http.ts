@@ -152,11 +152,7 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
         'Set --auth-tokens-env VAR (or CODEMODE_AUTH_TOKENS), bind 127.0.0.1, or pass --allow-unauthenticated if a trusted proxy in front authenticates.',
     );
   }
-  const guard = createHostOriginGuard({
-    bindHost: host,
-    ...(options.allowedHosts !== undefined ? { allowedHosts: options.allowedHosts } : {}),
-    ...(options.allowedOrigins !== undefined ? { allowedOrigins: options.allowedOrigins } : {}),
-  });
+  const guard = createHostOriginGuard({ bindHost: host, allowedHosts: options.allowedHosts, allowedOrigins: options.allowedOrigins });
   const app = express();
   app.disable('x-powered-by');
   app.use(express.json({ limit: maxBody, type: ['application/json', 'application/*+json'] }));
