@@ -11,9 +11,8 @@ import * as z from 'zod';
 import { CodemodeError } from '../errors.js';
 import type { JsonSchema, SourceCallOptions, ToolCallOutput, ToolDefinition, ToolSource } from './types.js';
 import { ToolError } from './tool-errors.js';
+import { MAX_TIMER_DELAY_MS as MAX_TIMER_MS } from '../wire/timers.js';
 
-/** The largest delay `setTimeout` accepts; the SDK's timer would fire at once past it. */
-const MAX_TIMER_MS = 2_147_483_647;
 /** Bound on `tools/list` pages, so a server that always returns a cursor cannot loop us forever. */
 const MAX_LIST_PAGES = 100;
 

@@ -5,6 +5,7 @@
  */
 
 import { CodemodeError } from '../errors.js';
+import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
 import {
   DEFAULT_MAX_LOG_BYTES,
   DEFAULT_MAX_LOG_LINES,
@@ -36,7 +37,7 @@ const NO_LIMITS: Readonly<SandboxLimits> = Object.freeze({
 });
 
 /** The longest `timeoutMs`: Node timers cannot wait longer (about 24.8 days); `null` means no limit. */
-export const MAX_TIMEOUT_MS = 2_147_483_647;
+export const MAX_TIMEOUT_MS = MAX_TIMER_DELAY_MS;
 
 /** isolated-vm refuses heaps under 8 MB. */
 export const MIN_MEMORY_MB = 8;

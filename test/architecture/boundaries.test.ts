@@ -168,9 +168,9 @@ describe('import boundaries (ARCHITECTURE.md §1)', () => {
     expect(check('exports/unknown.ts', `export { createProxy } from '../proxy/proxy.js';`)).toHaveLength(1);
   });
 
-  it('lets wire be imported by proxy, bridge, server and cli, and wire import nothing of ours but errors and log', () => {
-    for (const layer of ['proxy', 'bridge', 'server', 'cli']) expect(check(`${layer}/x.ts`, `import { LineReader } from '../wire/line-reader.js';`)).toEqual([]);
-    expect(check('codemode/x.ts', `import { LineReader } from '../wire/line-reader.js';`)).toHaveLength(1);
+  it('lets wire be imported by proxy, bridge, server, cli, codemode and sandbox (not telemetry), and wire import nothing of ours but errors and log', () => {
+    for (const layer of ['proxy', 'bridge', 'server', 'cli', 'codemode', 'sandbox']) expect(check(`${layer}/x.ts`, `import { LineReader } from '../wire/line-reader.js';`)).toEqual([]);
+    expect(check('telemetry/x.ts', `import { LineReader } from '../wire/line-reader.js';`)).toHaveLength(1);
     expect(check('wire/x.ts', `import { CodemodeError } from '../errors.js';\nimport { createLogger } from '../log.js';\nimport { StringDecoder } from 'node:string_decoder';`)).toEqual([]);
     expect(check('wire/x.ts', `import { createProxy } from '../proxy/proxy.js';`)).toHaveLength(1);
     expect(check('wire/x.ts', `import { z } from 'zod';`)).toEqual(['src/wire/x.ts:1: src/wire imports only node built-ins, errors and log (zod)']);

@@ -16,9 +16,10 @@ export const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   cli: ['server', 'bridge', 'proxy', 'codemode', 'sandbox', 'telemetry', 'wire'],
   server: ['codemode', 'proxy', 'wire', 'telemetry'],
   bridge: ['wire', 'proxy'],
-  codemode: ['sandbox', 'telemetry'],
+  codemode: ['sandbox', 'telemetry', 'wire'],
   proxy: ['wire', 'telemetry'],
-  sandbox: [],
+  // Only for the timer ceiling (wire/timers.ts): wire is the SDK-free bottom layer.
+  sandbox: ['wire'],
   telemetry: [],
   // The SDK-free transport pieces at the bottom: node built-ins, errors and log only.
   wire: [],
