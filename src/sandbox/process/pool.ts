@@ -21,7 +21,6 @@ import { MAX_TIMEOUT_MS } from '../limits.js';
 import { DEFAULT_MEMORY_MB } from '../types.js';
 import type { HostFunction, RunOutcome, RunStats, SandboxLimits } from '../types.js';
 import { describeHostError, hostResultJson } from '../host-functions.js';
-import { DEFAULT_WORKER_NICE } from './priority.js';
 import { HEARTBEAT_MS } from './protocol.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 
@@ -153,9 +152,10 @@ export interface ProcessPoolOptions {
   /** Memory limit of the isolate a fresh worker prepares before its first run. Default 100 (MB). */
   warmMemoryMb?: number | null;
   /**
-   * CPU priority of the workers, as a nice value (0-19; higher is lower priority). Default 10: guest code
+   * CPU priority of the workers, as a nice value (0-19; higher is lower priority). With 10, say, guest code
    * yields the CPU to this process's event loop and to the upstream servers when the machine is busy, and
-   * runs at full speed when it is not. `null`: workers run at this process's priority.
+   * runs at full speed when it is not; but on a busy machine a CPU-bound guest then gets a tenth of a core
+   * and meets its wall clock before its memory limit. Default `null`: workers run at this process's priority.
    */
   nice?: number | null;
 }
@@ -359,7 +359,7 @@ export class ProcessPool {
       throw new CodemodeError('INVALID_CONFIG', `hangTimeoutMs must be at least ${2 * HEARTBEAT_MS} ms (workers heartbeat every ${HEARTBEAT_MS} ms).`);
     }
     this.warmMemoryMb = options.warmMemoryMb === undefined ? DEFAULT_MEMORY_MB : options.warmMemoryMb;
-    const nice = options.nice === undefined ? DEFAULT_WORKER_NICE : options.nice;
+    const nice = options.nice ?? null;
     if (nice !== null && (!Number.isInteger(nice) || nice < 0 || nice > 19)) {
       throw new CodemodeError('INVALID_CONFIG', `nice must be an integer from 0 to 19 (or null to leave the priority alone), got ${String(nice)}.`);
     }

@@ -16,9 +16,6 @@
 import { readdirSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 
-/** The default nice value of sandbox workers: clearly below the server, still scheduled under load. */
-export const DEFAULT_WORKER_NICE = 10;
-
 /**
  * Sets the nice value of this process's threads to at least `nice` (never raises a priority: that needs
  * privileges). Returns how many threads were lowered; failures are not fatal and count as 0.
