@@ -87,7 +87,9 @@ describe('adversarial guest: host flooding', () => {
   it('a tight loop of host calls (sync answers, awaited or not) cannot starve the host: the wall clock holds', async () => {
     for (const code of ['for (;;) await tools.sync(1)', 'for (;;) tools.sync(1)', 'for (;;) tools.echo(1).catch(() => {})']) {
       const { outcome, ms, ticks } = await runWatched(code, { timeoutMs: 500 });
-      expect(failure(outcome).kind).toBe('timeout');
+      // A flood that does not await keeps its calls' promises: on a fast run they can reach the 64 MB limit
+      // before the 500 ms clock (CI saw it once). Either limit stopping the run is the point here.
+      expect(['timeout', 'memory']).toContain(failure(outcome).kind);
       // On the process pool the flood crosses IPC and the result queues behind it. Both vitest projects run
       // this file at once on two cores, beside other work: the bound only shows the limit is not lost.
       expect(ms).toBeLessThan(STOPPED_WITHIN_MS);
