@@ -1,20 +1,29 @@
 /**
- * The package's subpath exports: `codemode/proxy` and `codemode/server` never load isolated-vm's native
- * addon on import (a proxy user never needs it; the server loads the sandbox on the first execute), while
- * `codemode/sandbox` does, which proves the check can see the addon. Runs against the build, through the
+ * The package's subpath exports: importing `codemode/proxy` or `codemode/server` never loads isolated-vm's
+ * native addon (a proxy user never needs it; the server loads the sandbox when it runs code), while
+ * `codemode/sandbox` does, which proves the recorder sees the addon. Runs against the build, through the
  * package's own `exports` map (Node resolves a package's own name from inside it).
  */
 import { spawnSync } from 'node:child_process';
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadRecorder } from '../fixtures/load-recorder.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 function importReport(specifier: string): { exports: string[]; isolatedVm: boolean } {
-  const script = `import(${JSON.stringify(specifier)}).then((m) => {
-    const loaded = Object.keys(require.cache).some((k) => k.includes('/node_modules/isolated-vm/'));
-    process.stdout.write(JSON.stringify({ exports: Object.keys(m), isolatedVm: loaded }));
-  });`;
-  const run = spawnSync(process.execPath, ['--no-node-snapshot', '-e', script], { cwd: process.cwd(), encoding: 'utf8', timeout: 60_000 });
+  const dir = mkdtempSync(join(tmpdir(), 'cm-subpath-'));
+  dirs.push(dir);
+  const { env, loaded } = loadRecorder(dir);
+  const script = `import(${JSON.stringify(specifier)}).then((m) => process.stdout.write(JSON.stringify(Object.keys(m))));`;
+  const run = spawnSync(process.execPath, ['--no-node-snapshot', '-e', script], { cwd: process.cwd(), env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
   expect(run.status, run.stderr).toBe(0);
-  return JSON.parse(run.stdout) as { exports: string[]; isolatedVm: boolean };
+  return { exports: JSON.parse(run.stdout) as string[], isolatedVm: loaded().some((u) => u.includes('/node_modules/isolated-vm/')) };
 }
 
 describe('subpath exports', () => {
@@ -24,13 +33,13 @@ describe('subpath exports', () => {
     expect(r.isolatedVm).toBe(false);
   });
 
-  it('codemode/server gives the server without loading isolated-vm until an execute runs', () => {
+  it('codemode/server gives the server without loading isolated-vm on import', () => {
     const r = importReport('codemode/server');
     expect(r.exports).toEqual(expect.arrayContaining(['createCodemodeServerFromConfig', 'serveStdio']));
     expect(r.isolatedVm).toBe(false);
   });
 
-  it('codemode/sandbox loads isolated-vm (control: the check sees the addon)', () => {
+  it('codemode/sandbox loads isolated-vm (control: the recorder sees the addon)', () => {
     const r = importReport('codemode/sandbox');
     expect(r.exports).toEqual(expect.arrayContaining(['IsolatedVmSandbox']));
     expect(r.isolatedVm).toBe(true);

@@ -5,33 +5,19 @@
  * bridge loads; a control run proves the hook sees the SDK and isolated-vm when they are loaded.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawnBridge } from '../fixtures/bridge-host.js';
 import type { BridgeHost } from '../fixtures/bridge-host.js';
+import { loadRecorder } from '../fixtures/load-recorder.js';
 
 /** What the bridge must never load: the SDK (and zod, its schemas) and the sandbox's native addon. */
 const FORBIDDEN = /\/node_modules\/(?:@modelcontextprotocol\/sdk|zod|isolated-vm)\//;
-
-const HOOK = `
-import { registerHooks } from 'node:module';
-import { writeFileSync } from 'node:fs';
-const seen = new Set();
-registerHooks({
-  resolve(specifier, context, next) {
-    const result = next(specifier, context);
-    seen.add(result.url);
-    return result;
-  },
-});
-process.on('exit', () => writeFileSync(process.env.CODEMODE_LOADED_OUT, JSON.stringify([...seen])));
-`;
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -69,20 +55,10 @@ async function upstream(): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
 }
 
-function hookEnv(dir: string): { env: NodeJS.ProcessEnv; loaded: () => string[] } {
-  const hook = join(dir, 'record-loads.mjs');
-  writeFileSync(hook, HOOK);
-  const out = join(dir, 'loaded.json');
-  return {
-    env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${pathToFileURL(hook).href}`.trim(), CODEMODE_LOADED_OUT: out },
-    loaded: () => JSON.parse(readFileSync(out, 'utf8')) as string[],
-  };
-}
-
 describe('codemode-remote start-up', () => {
   it('serves a session without loading the MCP SDK, zod or isolated-vm', async () => {
     const dir = tempDir();
-    const { env, loaded } = hookEnv(dir);
+    const { env, loaded } = loadRecorder(dir);
     const url = await upstream();
     // OAuth is on (the default), so the auth hooks load too; the login code loads only on a 401.
     const h: BridgeHost = spawnBridge([url], { ...env, CODEMODE_CONFIG_DIR: join(dir, 'config') });
@@ -103,7 +79,7 @@ describe('codemode-remote start-up', () => {
 
   it('the load recorder sees the SDK and isolated-vm when something loads them (control)', () => {
     const dir = tempDir();
-    const { env, loaded } = hookEnv(dir);
+    const { env, loaded } = loadRecorder(dir);
     const script = "await import('@modelcontextprotocol/sdk/types.js'); try { (await import('node:module')).createRequire(import.meta.url)('isolated-vm'); } catch {}";
     const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd(), env: { ...process.env, ...env }, encoding: 'utf8' });
     expect(run.status, run.stderr).toBe(0);
