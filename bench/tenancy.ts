@@ -10,7 +10,8 @@
  * one more session cycles through the attacks of issue 17 (guest, client and upstream side).
  *
  * Reported: the well-behaved sessions' p50/p99 latency in each phase, the server's largest event-loop delay
- * (perf_hooks.monitorEventLoopDelay, preloaded into the server by bench/fixtures/loop-probe.mjs) and its
+ * (perf_hooks.monitorEventLoopDelay, preloaded into the server's main thread by bench/fixtures/loop-probe.mjs;
+ * the delay is how late its 10 ms timer fired) and its
  * peak RSS (main process; the process tree including sandbox workers is shown too).
  * Goals: hostile p99 <= 2x quiet p99; event-loop delay <= 50 ms; peak RSS <= quiet peak + 300 MB.
  * Exits 1 when a goal is missed, so `npm run bench` shows it.
@@ -153,6 +154,7 @@ function trickle(url: URL, sockets: Socket[]): void {
 }
 
 const ATTACKS: Array<[string, (c: Client, url: URL, sockets: Socket[]) => Promise<unknown>]> = [
+  ['deep 256 KB result, 199 levels (under the serve cap)', (c) => callTool(c, 'execute', { code: 'let v = new Array(125000).fill(0); for (let i = 0; i < 198; i++) v = [v]; return v;' })],
   ['deep 1 MB result, 199 levels', (c) => callTool(c, 'execute', { code: 'let v = new Array(500000).fill(0); for (let i = 0; i < 198; i++) v = [v]; return v;' })],
   ['several-MB flat result', (c) => callTool(c, 'execute', { code: "return Array.from({ length: 200000 }, (_, i) => ({ i, s: 'abcdefgh' }));" })],
   ['TypeScript poison (1,000 nested typed arrows)', (c) => callTool(c, 'execute', { code: `const f = ${'(a: number) => '.repeat(1000)}1; return 1;` })],
@@ -164,6 +166,7 @@ const ATTACKS: Array<[string, (c: Client, url: URL, sockets: Socket[]) => Promis
   ['memory bomb', (c) => callTool(c, 'execute', { code: 'const a = []; while (true) a.push(new Array(1e5).fill(1.5));' })],
   ['CPU spin 2 s', (c) => callTool(c, 'execute', { code: 'const t = Date.now(); while (Date.now() - t < 2000) {} return 1;' })],
   ['upstream notification flood 3 s', (c) => callTool(c, 'execute', { code: 'return await tools.hostile.flood({ seconds: 3 });' })],
+  ['upstream 1.9 MB result (under the serve cap)', (c) => callTool(c, 'execute', { code: 'return (await tools.hostile.big({ mb: 1.9 })).length;' })],
   ['upstream 200 MB result', (c) => callTool(c, 'execute', { code: 'try { return (await tools.hostile.big({ mb: 200 })).length; } catch (e) { return String(e).slice(0, 200); }' })],
   ['upstream list_changed storm, 512 KB description', (c) => callTool(c, 'execute', { code: 'return await tools.hostile.storm({ count: 2000, descriptionKb: 512 });' })],
   [
@@ -243,7 +246,7 @@ async function main(): Promise<void> {
       maxOf(attackLog.filter((a) => a.name === name).flatMap((a) => probe.filter((p) => p.t > a.from && p.t - 250 <= a.to).map((p) => p.maxDelayMs)));
     process.stdout.write('\nattacks (hostile session; time and outcome of the first round, largest event-loop delay over all rounds):\n');
     for (const a of attackLog.slice(0, ATTACKS.length)) {
-      process.stdout.write(`  ${a.name.padEnd(48)} ${a.ms.toFixed(0).padStart(6)} ms  loop ${delayWhile(a.name).toFixed(0).padStart(4)} ms  ${a.outcome}\n`);
+      process.stdout.write(`  ${a.name.padEnd(54)} ${a.ms.toFixed(0).padStart(6)} ms  loop ${delayWhile(a.name).toFixed(0).padStart(4)} ms  ${a.outcome}\n`);
     }
     process.stdout.write(`  ${attackLog.length} attacks in ${Math.ceil(attackLog.length / ATTACKS.length)} rounds\n\n`);
 

@@ -66,6 +66,9 @@ Tools and limits:
   --strict                       refuse to start when any configured server fails
   --timeout <seconds>            wall-clock limit per execute (default 30; "none" = no limit)
   --memory <MB>                  heap limit per execute (default 100; "none" = no limit)
+  --max-result <KB>              largest return value per execute, as JSON (default 256; "none" = no cap).
+                                 The server parses and re-serializes each result on the event loop all
+                                 sessions share, so this cap bounds what one result costs the others
   --max-tool-calls <n>           tool calls per execute (default 50; "none" = no cap)
   --isolation <mode>             where executes run: "process" (a pool of worker processes, so a sandbox
                                  crash or hang fails one execute, not the server; the default with --http)
@@ -75,7 +78,9 @@ Tools and limits:
                                  result at once (default 4 x max-concurrent)
   --connect-timeout <s>          how long to wait for each server to start (default 30)
   --max-upstream-message <MB>    largest message one server may send (a tool result, a tool list); a
-                                 larger answer fails that call with a size error as it streams in (default 32)
+                                 larger answer fails that call with a size error as it streams in
+                                 (default 2: each message is parsed and passed on by the event loop all
+                                 sessions share, at about 25 ms per MB)
   --shutdown-grace <s>           on SIGTERM/SIGINT, let running executes finish this long before
                                  aborting them (default 10)
 
@@ -117,6 +122,7 @@ const SERVE_OPTIONS = {
   strict: { type: 'boolean' },
   timeout: { type: 'string' },
   memory: { type: 'string' },
+  'max-result': { type: 'string' },
   'max-tool-calls': { type: 'string' },
   isolation: { type: 'string' },
   'max-concurrent': { type: 'string' },
@@ -127,6 +133,25 @@ const SERVE_OPTIONS = {
   'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
+
+/**
+ * The largest return value of one execute under `codemode serve`, in bytes of JSON, unless the flag or the
+ * config sets another (the library's default is 1 MiB). A shared server parses each result from its worker
+ * and serializes it again into the MCP response, on the event loop every session waits on: about 40 ms per
+ * MiB for a deeply nested value on a 2-vCPU machine (bench/RESULTS.md), so 256 KiB holds one result's cost
+ * near 15 ms. It is still about 60,000 tokens of JSON, more than a model's context should take in one result.
+ */
+export const SERVE_DEFAULT_MAX_RESULT_BYTES = 256 * 1024;
+
+/**
+ * The largest message one upstream server may send to `codemode serve` (a tool result, a tool list), unless
+ * --max-upstream-message sets another (the proxy's and the library's default is 32 MiB). The server parses
+ * each message, copies the tool result to JSON for the sandbox and sends it to the sandbox worker, all on
+ * the event loop every session waits on: about 25 ms per MB on a 2-vCPU machine (a 30 MB result stalled
+ * every other session for about a second; bench/RESULTS.md). 2 MiB keeps one message near 40 ms. A larger
+ * answer fails that one call with a ToolError naming the flag, as it streams in.
+ */
+export const SERVE_DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES = 2 * 1024 * 1024;
 
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
@@ -154,6 +179,8 @@ export interface ServeArgs {
   strict: boolean;
   timeoutMs?: number | null;
   memoryMb?: number | null;
+  /** Largest return value in bytes of JSON; `null` = no cap. Unset: the config's, else `SERVE_DEFAULT_MAX_RESULT_BYTES`. */
+  maxResultBytes?: number | null;
   maxToolCalls?: number | null;
   /** Where executes run; unset means `process` with --http and `in-process` with --stdio. */
   isolation?: 'process' | 'in-process';
@@ -228,6 +255,7 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
   const grace = v['shutdown-grace'] === undefined ? 10_000 : Math.round((numberFlag('shutdown-grace', v['shutdown-grace'], { min: 0 }) ?? 0) * 1000);
   const connect = seconds('connect-timeout', v['connect-timeout']);
   const maxUpstreamMessage = numberFlag('max-upstream-message', v['max-upstream-message']);
+  const maxResult = numberFlag('max-result', v['max-result'], { allowNone: true });
   if (maxUpstreamMessage === 0) throw new CliUsageError('--max-upstream-message must be a number > 0 (MB), got "0".');
   const maxConcurrent = numberFlag('max-concurrent', v['max-concurrent'], { integer: true, min: 1 });
   const maxQueue = numberFlag('max-queue', v['max-queue'], { integer: true, min: 0 });
@@ -258,6 +286,7 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
     strict: v.strict ?? false,
     ...(timeout !== undefined ? { timeoutMs: timeout } : {}),
     ...(v.memory !== undefined ? { memoryMb: numberFlag('memory', v.memory, { allowNone: true }) ?? null } : {}),
+    ...(maxResult !== undefined ? { maxResultBytes: maxResult === null ? null : Math.round(maxResult * 1024) } : {}),
     ...(isolation !== undefined ? { isolation } : {}),
     ...(v['max-tool-calls'] !== undefined ? { maxToolCalls: numberFlag('max-tool-calls', v['max-tool-calls'], { integer: true, allowNone: true }) ?? null } : {}),
     ...(maxConcurrent !== undefined && maxConcurrent !== null ? { maxConcurrent } : {}),
@@ -359,9 +388,11 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
     ]);
     const fromConfig = codeModeOptionsFromConfig(config, {});
     const limits = {
+      maxResultBytes: SERVE_DEFAULT_MAX_RESULT_BYTES,
       ...(fromConfig.limits ?? {}),
       ...(a.timeoutMs !== undefined ? { timeoutMs: a.timeoutMs } : {}),
       ...(a.memoryMb !== undefined ? { memoryMb: a.memoryMb } : {}),
+      ...(a.maxResultBytes !== undefined ? { maxResultBytes: a.maxResultBytes } : {}),
     };
     const maxConcurrent = a.maxConcurrent ?? config.settings.maxConcurrentExecutions ?? DEFAULT_MAX_CONCURRENT_EXECUTIONS;
     // One isolate slot per execution slot: the server's limiter is the only queue callers wait in.
@@ -376,7 +407,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
       maxConcurrentExecutions: maxConcurrent,
       ...(a.maxQueue !== undefined ? { maxQueuedExecutions: a.maxQueue } : {}),
       ...(a.connectTimeoutMs !== undefined ? { connectTimeoutMs: a.connectTimeoutMs } : {}),
-      ...(a.maxUpstreamMessageBytes !== undefined ? { maxUpstreamMessageBytes: a.maxUpstreamMessageBytes } : {}),
+      maxUpstreamMessageBytes: a.maxUpstreamMessageBytes ?? SERVE_DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES,
       codeMode: { sandbox, maxToolCalls: a.maxToolCalls !== undefined ? a.maxToolCalls : fromConfig.maxToolCalls },
       transport: a.mode === 'http' ? 'tcp' : 'pipe',
     });

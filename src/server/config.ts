@@ -32,6 +32,8 @@ export interface CodemodeSettings {
   timeoutSeconds?: number | null;
   /** Heap limit of one execute in MB; `null` turns it off. Default 100. */
   memoryMb?: number | null;
+  /** Largest return value of one execute, in KiB of JSON; `null` turns the cap off. Default 256 under `codemode serve`. */
+  maxResultKb?: number | null;
   /** Tool calls per execute (every attempt counts); `null` turns the cap off. Default 50. */
   maxToolCalls?: number | null;
   /** Executes running at once (server). Default: twice the number of CPUs, at least 4. */
@@ -71,6 +73,7 @@ const limitSchema = (what: string) =>
 const SettingsSchema = z.strictObject({
   timeoutSeconds: limitSchema('timeoutSeconds').optional(),
   memoryMb: limitSchema('memoryMb').optional(),
+  maxResultKb: limitSchema('maxResultKb').optional(),
   maxToolCalls: positiveInt.nullable().optional(),
   maxConcurrentExecutions: positiveInt.optional(),
   maxQueuedExecutions: z.number().int('must be a whole number').min(0, 'must be 0 or more').optional(),

@@ -483,10 +483,11 @@ export function codeModeOptionsFromConfig(config: ServersConfig, explicit: Omit<
   const s = config.settings;
   const out: Omit<CodeModeOptions, 'sources'> = { ...explicit };
   if (out.maxToolCalls === undefined && s.maxToolCalls !== undefined) out.maxToolCalls = s.maxToolCalls;
-  if (out.sandbox === undefined && out.limits === undefined && (s.timeoutSeconds !== undefined || s.memoryMb !== undefined)) {
+  if (out.sandbox === undefined && out.limits === undefined && (s.timeoutSeconds !== undefined || s.memoryMb !== undefined || s.maxResultKb !== undefined)) {
     out.limits = {
       ...(s.timeoutSeconds !== undefined ? { timeoutMs: s.timeoutSeconds === null ? null : Math.round(s.timeoutSeconds * 1000) } : {}),
       ...(s.memoryMb !== undefined ? { memoryMb: s.memoryMb } : {}),
+      ...(s.maxResultKb !== undefined ? { maxResultBytes: s.maxResultKb === null ? null : Math.round(s.maxResultKb * 1024) } : {}),
     };
   }
   return out;

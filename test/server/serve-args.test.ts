@@ -7,7 +7,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CliUsageError } from '../../src/cli/args.js';
-import { parseServeArgs, SERVE_HELP } from '../../src/cli/serve-command.js';
+import { parseServeArgs, SERVE_DEFAULT_MAX_RESULT_BYTES, SERVE_DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES, SERVE_HELP } from '../../src/cli/serve-command.js';
 import { CLI, ROOT, startCli, waitFor } from '../cli/helpers.js';
 
 describe('codemode serve: session, health and socket flags', () => {
@@ -82,10 +82,12 @@ describe('codemode serve --max-upstream-message', () => {
     expect(SERVE_HELP).toContain('  --max-upstream-message ');
     expect(parseServeArgs(['--max-upstream-message', '8'])).toMatchObject({ maxUpstreamMessageBytes: 8 * 1024 * 1024 });
     expect(parseServeArgs([])).not.toHaveProperty('maxUpstreamMessageBytes');
+    expect(SERVE_DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES).toBe(2 * 1024 * 1024);
+    expect(SERVE_HELP).toMatch(/--max-upstream-message[^\n]*\n[^\n]*\n\s+\(default 2:/);
     for (const bad of ['0', '-2.5', 'lots']) expect(() => parseServeArgs(['--max-upstream-message', bad]), bad).toThrow(/--max-upstream-message/);
   });
 
-  it('reaches the upstream connections of the built bin: a 3 MB answer under a 1 MB cap is a ToolError naming the limit', async () => {
+  it('reaches the upstream connections of the built bin: a 3 MB answer under a 1 MB cap is a ToolError naming the limit; by default 3 MB is over the 2 MiB cap and 1 MB passes', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'codemode-maxmsg-'));
     const config = join(dir, 'mcp.json');
     writeFileSync(config, JSON.stringify({ mcpServers: { h: { command: process.execPath, args: [join(ROOT, 'test/fixtures/hostile-stdio-upstream.mjs')] } } }));
@@ -100,9 +102,64 @@ describe('codemode serve --max-upstream-message', () => {
       // The connection survives the refused answer.
       const again = (await client.callTool({ name: 'execute', arguments: { code: "return await tools.h.echo({ text: 'still here' });" } })) as CallToolResult;
       expect((again.content[0] as { text: string }).text).toContain('still here');
+      await client.close();
+      const byDefault = new Client({ name: 't', version: '1' });
+      await byDefault.connect(new StdioClientTransport({ command: process.execPath, args: ['--no-node-snapshot', CLI, 'serve', '--stdio', '--config', config], stderr: 'ignore' }));
+      try {
+        const over = (await byDefault.callTool({ name: 'execute', arguments: { code: "try { await tools.h.big({ mb: 3 }); return 'no error'; } catch (e) { return e.name + ': ' + e.message; } " } })) as CallToolResult;
+        expect((over.content[0] as { text: string }).text).toMatch(/ToolError: .*exceeded the 2\.0 MiB limit.*--max-upstream-message/);
+        const under = (await byDefault.callTool({ name: 'execute', arguments: { code: 'return (await tools.h.big({ mb: 1 })).length;' } })) as CallToolResult;
+        expect(under.isError).toBeFalsy();
+        expect(Number((under.content[0] as { text: string }).text)).toBe(1024 * 1024);
+      } finally {
+        await byDefault.close();
+      }
     } finally {
       await client.close();
       rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+describe('codemode serve --max-result', () => {
+  it('is documented, parses KB into bytes ("none" = no cap), and refuses nonsense', () => {
+    expect(SERVE_HELP).toContain('  --max-result ');
+    expect(parseServeArgs(['--max-result', '512'])).toMatchObject({ maxResultBytes: 512 * 1024 });
+    expect(parseServeArgs(['--max-result', 'none'])).toMatchObject({ maxResultBytes: null });
+    expect(parseServeArgs([])).not.toHaveProperty('maxResultBytes');
+    expect(SERVE_DEFAULT_MAX_RESULT_BYTES).toBe(256 * 1024);
+    for (const bad of ['-1', 'big', '']) expect(() => parseServeArgs([`--max-result=${bad}`]), bad).toThrow(/--max-result must be a number/);
+  });
+
+  it('the built bin refuses a 300 KB result by default, and returns it under --max-result 1024 or the config\'s maxResultKb', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'codemode-maxresult-'));
+    const code = "return 'x'.repeat(300 * 1024);";
+    const run = async (args: string[]) => {
+      const client = new Client({ name: 't', version: '1' });
+      await client.connect(new StdioClientTransport({ command: process.execPath, args: ['--no-node-snapshot', CLI, 'serve', '--stdio', ...args], stderr: 'ignore' }));
+      try {
+        return (await client.callTool({ name: 'execute', arguments: { code } })) as CallToolResult;
+      } finally {
+        await client.close();
+      }
+    };
+    try {
+      const refused = await run([]);
+      expect(refused.isError).toBe(true);
+      expect(refused.structuredContent).toMatchObject({ error: { kind: 'output_limit' } });
+      expect((refused.content[0] as { text: string }).text).toContain('262144-byte limit');
+      const allowed = await run(['--max-result', '1024']);
+      expect(allowed.isError).toBeFalsy();
+      expect((allowed.structuredContent as { result: string }).result).toHaveLength(300 * 1024);
+      const config = join(dir, 'mcp.json');
+      writeFileSync(config, JSON.stringify({ mcpServers: {}, codemode: { maxResultKb: 400 } }));
+      const fromConfig = await run(['--config', config]);
+      expect(fromConfig.isError).toBeFalsy();
+      // The flag wins over the config.
+      const flagWins = await run(['--config', config, '--max-result', '100']);
+      expect(flagWins.structuredContent).toMatchObject({ error: { kind: 'output_limit' } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
