@@ -145,6 +145,14 @@ export function hostResultJson(value: unknown): string | undefined {
 }
 
 /**
+ * True when JSON.stringify alone copies `value` faithfully (plain objects, arrays and JSON primitives, not
+ * too deep to check): such a value may cross a JSON channel as itself instead of as JSON text.
+ */
+export function isPlainHostResult(value: unknown): boolean {
+  return isPlainValue(value) === true;
+}
+
+/**
  * Throws as hostResultJson would, without serializing plain data: for a caller that checks a value before
  * handing it to the sandbox, which copies it afterwards anyway.
  */

@@ -26,8 +26,11 @@ export type ToWorker =
       errorClasses: string[];
     }
   | { t: 'abort'; id: number }
-  /** The answer to a `call`: `json` is the JSON text of the value (absent for `undefined`). */
-  | { t: 'reply'; call: number; ok: true; json?: string }
+  /**
+   * The answer to a `call`: plain data travels as `value` (the channel's own JSON copy is then the only one
+   * the parent makes); anything else as `json`, the JSON text of the checked copy. Neither for `undefined`.
+   */
+  | { t: 'reply'; call: number; ok: true; value?: unknown; json?: string }
   | { t: 'reply'; call: number; ok: false; error: WireHostError };
 
 /** Worker -> parent. */

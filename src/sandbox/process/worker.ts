@@ -136,7 +136,7 @@ function onReply(message: Extract<ToWorker, { t: 'reply' }>): void {
   calls.delete(message.call);
   runs.get(pending.runId)?.calls.delete(message.call);
   if (message.ok) {
-    pending.resolve(message.json === undefined ? undefined : (JSON.parse(message.json) as unknown));
+    pending.resolve('value' in message ? message.value : message.json === undefined ? undefined : (JSON.parse(message.json) as unknown));
     return;
   }
   // Rebuilt so that IsolatedVmSandbox copies the same name, message and data into the guest.
