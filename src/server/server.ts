@@ -28,7 +28,7 @@ import type { ServersConfig } from './config.js';
 import { ExecutionLimiter, OverloadedError } from './limiter.js';
 import { principalOfAuth } from './sessions.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
-import { connectUpstreams, fetchCatalog } from './upstreams.js';
+import { connectUpstreams, fetchCatalog, guarded, prefetched } from './upstreams.js';
 import { wireErrorMessage } from '../wire/jsonrpc.js';
 import { MAX_TIMER_DELAY_MS as MAX_TIMER_MS } from '../wire/timers.js';
 import type { Upstreams, UpstreamStatus } from './upstreams.js';
@@ -491,42 +491,6 @@ export function codeModeOptionsFromConfig(config: ServersConfig, explicit: Omit<
     };
   }
   return out;
-}
-
-/**
- * Wraps a source so its first `listTools` is served from a list fetched earlier (no second round trip at
- * start-up); later calls (refresh) go upstream, under the same catalog caps and within `timeoutMs`, so a
- * `tools/list_changed` that brings a huge or endless catalog fails that refresh and the previous one stays.
- */
-function prefetched(name: string, source: ToolSource, tools: Awaited<ReturnType<ToolSource['listTools']>>, timeoutMs: number): ToolSource {
-  let first: typeof tools | undefined = tools;
-  return Object.assign(Object.create(source) as ToolSource, {
-    listTools: (opts?: { signal?: AbortSignal }) => {
-      if (first !== undefined) {
-        const out = first;
-        first = undefined;
-        return Promise.resolve(out);
-      }
-      return fetchCatalog(
-        name,
-        (signal) => source.listTools({ signal: opts?.signal === undefined ? signal : AbortSignal.any([signal, opts.signal]) }),
-        { deadlineAt: performance.now() + timeoutMs },
-      );
-    },
-  });
-}
-
-/** Makes calls to an upstream that went away fail with the reason we know, not the SDK's "Not connected". */
-function guarded(source: ToolSource, upstreams: Upstreams): ToolSource {
-  return Object.assign(Object.create(source) as ToolSource, {
-    callTool: (...args: Parameters<ToolSource['callTool']>) => {
-      const status = upstreams.status().find((s) => s.name === source.name);
-      if (status !== undefined && status.state !== 'connected') {
-        return Promise.reject(new Error(`${status.error ?? status.state}; restart codemode to reconnect it`));
-      }
-      return source.callTool(...args);
-    },
-  });
 }
 
 /**

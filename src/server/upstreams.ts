@@ -13,6 +13,7 @@ import { describeUpstream } from '../proxy/config.js';
 import type { UpstreamConfig } from '../proxy/config.js';
 import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
 import type { UpstreamConnection } from '../proxy/upstream.js';
+import type { ToolSource } from '../codemode/types.js';
 
 const log = createLogger('server');
 
@@ -321,4 +322,40 @@ export async function connectUpstreams(servers: Record<string, UpstreamConfig>, 
     log.warn(`serving the other ${entries.length - failed.length} upstream(s); calls to the failed ones report why`);
   }
   return upstreams;
+}
+
+/**
+ * Wraps a source so its first `listTools` is served from a list fetched earlier (no second round trip at
+ * start-up); later calls (refresh) go upstream, under the same catalog caps and within `timeoutMs`, so a
+ * `tools/list_changed` that brings a huge or endless catalog fails that refresh and the previous one stays.
+ */
+export function prefetched(name: string, source: ToolSource, tools: Awaited<ReturnType<ToolSource['listTools']>>, timeoutMs: number): ToolSource {
+  let first: typeof tools | undefined = tools;
+  return Object.assign(Object.create(source) as ToolSource, {
+    listTools: (opts?: { signal?: AbortSignal }) => {
+      if (first !== undefined) {
+        const out = first;
+        first = undefined;
+        return Promise.resolve(out);
+      }
+      return fetchCatalog(
+        name,
+        (signal) => source.listTools({ signal: opts?.signal === undefined ? signal : AbortSignal.any([signal, opts.signal]) }),
+        { deadlineAt: performance.now() + timeoutMs },
+      );
+    },
+  });
+}
+
+/** Makes calls to an upstream that went away fail with the reason we know, not the SDK's "Not connected". */
+export function guarded(source: ToolSource, upstreams: Upstreams): ToolSource {
+  return Object.assign(Object.create(source) as ToolSource, {
+    callTool: (...args: Parameters<ToolSource['callTool']>) => {
+      const status = upstreams.status().find((s) => s.name === source.name);
+      if (status !== undefined && status.state !== 'connected') {
+        return Promise.reject(new Error(`${status.error ?? status.state}; restart codemode to reconnect it`));
+      }
+      return source.callTool(...args);
+    },
+  });
 }
