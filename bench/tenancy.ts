@@ -15,6 +15,9 @@
  * peak RSS (main process; the process tree including sandbox workers is shown too).
  * Goals: hostile p99 <= 2x quiet p99; event-loop delay <= 50 ms; peak RSS <= quiet peak + 300 MB.
  * Exits 1 when a goal is missed, so `npm run bench` shows it.
+ *
+ * TENANCY_SERVE_ARGS adds flags to `codemode serve` (space separated), to compare settings in one setup,
+ * for example TENANCY_SERVE_ARGS='--worker-nice 10'. The flags in use are printed.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -38,6 +41,7 @@ const PROBE = join(ROOT, 'bench/fixtures/loop-probe.mjs');
 const HOSTILE_S = Number(process.argv[2] ?? 60);
 const QUIET_S = Number(process.argv[3] ?? 20);
 const GOOD_SESSIONS = 4;
+const SERVE_ARGS = (process.env.TENANCY_SERVE_ARGS ?? '').split(' ').filter((a) => a !== '');
 const GOAL_P99_RATIO = 2;
 const GOAL_LOOP_DELAY_MS = 50;
 const GOAL_RSS_GROWTH_MB = 300;
@@ -89,7 +93,7 @@ async function startServer(dir: string): Promise<{ child: ChildProcess; url: str
     JSON.stringify({ mcpServers: { inventory: { command: process.execPath, args: [INVENTORY] }, hostile: { command: process.execPath, args: [HOSTILE] } } }),
   );
   const probeFile = join(dir, 'probe.jsonl');
-  const child = spawn(process.execPath, ['--no-node-snapshot', '--import', PROBE, CLI, 'serve', '--http', '--port', '0', '--config', config, '--log-level', 'warn'], {
+  const child = spawn(process.execPath, ['--no-node-snapshot', '--import', PROBE, CLI, 'serve', '--http', '--port', '0', '--config', config, '--log-level', 'warn', ...SERVE_ARGS], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, CODEMODE_BENCH_PROBE: probeFile },
   });
@@ -191,6 +195,7 @@ async function main(): Promise<void> {
   try {
     process.stdout.write(`tenancy bench: Node ${process.version}, ${(await import('node:os')).availableParallelism()} CPUs, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
     process.stdout.write(`quiet phase ${QUIET_S} s, hostile phase ${HOSTILE_S} s, ${GOOD_SESSIONS} well-behaved sessions (3 tool calls per execute)\n`);
+    process.stdout.write(`codemode serve flags: ${SERVE_ARGS.length > 0 ? SERVE_ARGS.join(' ') : '(defaults)'}\n`);
     // Warm-up: the pool, the upstreams and the JIT, not counted.
     const warm = await connectClient(url, 'warm');
     for (let i = 0; i < 20; i++) await callTool(warm, 'execute', { code: GOOD_CODE });

@@ -73,6 +73,9 @@ Tools and limits:
   --isolation <mode>             where executes run: "process" (a pool of worker processes, so a sandbox
                                  crash or hang fails one execute, not the server; the default with --http)
                                  or "in-process" (faster start; the default with --stdio)
+  --worker-nice <n>              CPU priority of the sandbox worker processes (0-19, with --isolation
+                                 process; default: the server's own). 10 lets the event loop every session
+                                 shares, and the upstream servers, go first when the machine is busy
   --max-concurrent <n>           executes running at once (default: 2 x CPU count, at least 4)
   --max-queue <n>                executes waiting for a slot; beyond it callers get a "busy, retry" error
                                  result at once (default 4 x max-concurrent)
@@ -125,6 +128,7 @@ const SERVE_OPTIONS = {
   'max-result': { type: 'string' },
   'max-tool-calls': { type: 'string' },
   isolation: { type: 'string' },
+  'worker-nice': { type: 'string' },
   'max-concurrent': { type: 'string' },
   'max-queue': { type: 'string' },
   'connect-timeout': { type: 'string' },
@@ -184,6 +188,8 @@ export interface ServeArgs {
   maxToolCalls?: number | null;
   /** Where executes run; unset means `process` with --http and `in-process` with --stdio. */
   isolation?: 'process' | 'in-process';
+  /** Nice value of the sandbox worker processes (process isolation only); unset: the server's priority. */
+  workerNice?: number;
   maxConcurrent?: number;
   maxQueue?: number;
   connectTimeoutMs?: number;
@@ -260,6 +266,11 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
   const maxConcurrent = numberFlag('max-concurrent', v['max-concurrent'], { integer: true, min: 1 });
   const maxQueue = numberFlag('max-queue', v['max-queue'], { integer: true, min: 0 });
   const isolation = v.isolation;
+  const workerNice = numberFlag('worker-nice', v['worker-nice'], { integer: true, min: 0 });
+  if (workerNice != null && workerNice > 19) throw new CliUsageError(`--worker-nice must be a whole number from 0 to 19, got ${JSON.stringify(v['worker-nice'])}.`);
+  if (workerNice != null && (isolation ?? (mode === 'http' ? 'process' : 'in-process')) === 'in-process') {
+    throw new CliUsageError('--worker-nice only applies with process isolation (the default with --http; add --isolation process): in-process executes run on the server\'s own threads.');
+  }
   if (isolation !== undefined && isolation !== 'process' && isolation !== 'in-process') {
     throw new CliUsageError(`--isolation must be "process" or "in-process", got ${JSON.stringify(isolation)}.`);
   }
@@ -288,6 +299,7 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
     ...(v.memory !== undefined ? { memoryMb: numberFlag('memory', v.memory, { allowNone: true }) ?? null } : {}),
     ...(maxResult !== undefined ? { maxResultBytes: maxResult === null ? null : Math.round(maxResult * 1024) } : {}),
     ...(isolation !== undefined ? { isolation } : {}),
+    ...(workerNice != null ? { workerNice } : {}),
     ...(v['max-tool-calls'] !== undefined ? { maxToolCalls: numberFlag('max-tool-calls', v['max-tool-calls'], { integer: true, allowNone: true }) ?? null } : {}),
     ...(maxConcurrent !== undefined && maxConcurrent !== null ? { maxConcurrent } : {}),
     ...(maxQueue !== undefined && maxQueue !== null ? { maxQueue } : {}),
@@ -302,10 +314,10 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
  * A `ProcessSandbox` whose pool runs `maxConcurrent` executes at once (workers up to the core count, the
  * rest as per-worker concurrency), so the server's limiter stays the only queue.
  */
-async function processSandbox(limits: SandboxLimitsInput, maxConcurrent: number): Promise<SandboxProvider & { close(): Promise<void> }> {
+async function processSandbox(limits: SandboxLimitsInput, maxConcurrent: number, nice: number | undefined): Promise<SandboxProvider & { close(): Promise<void> }> {
   const [{ ProcessSandbox }, { availableParallelism }] = await Promise.all([import('../sandbox/process/process-sandbox.js'), import('node:os')]);
   const size = Math.max(1, Math.min(maxConcurrent, availableParallelism()));
-  return new ProcessSandbox({ limits, size, concurrencyPerWorker: Math.ceil(maxConcurrent / size) });
+  return new ProcessSandbox({ limits, size, concurrencyPerWorker: Math.ceil(maxConcurrent / size), ...(nice !== undefined ? { nice } : {}) });
 }
 
 /**
@@ -399,7 +411,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
     // Process isolation by default over HTTP: a shared server must survive a sandbox crash or hang.
     const sandbox =
       (a.isolation ?? (a.mode === 'http' ? 'process' : 'in-process')) === 'process'
-        ? await processSandbox(limits, maxConcurrent)
+        ? await processSandbox(limits, maxConcurrent, a.workerNice)
         : new IsolatedVmSandbox({ limits, maxConcurrency: maxConcurrent });
     const starting = createCodemodeServerFromConfig(config, {
       strict: a.strict,

@@ -1,5 +1,5 @@
 /** The `codemode serve` flags for sessions, /healthz and slow clients: parsed, validated, in --help, and honoured by the built bin. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -162,4 +162,69 @@ describe('codemode serve --max-result', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 90_000);
+});
+
+describe('codemode serve --worker-nice', () => {
+  it('is documented, parses, refuses nonsense and in-process isolation', () => {
+    expect(SERVE_HELP).toContain('  --worker-nice ');
+    expect(parseServeArgs(['--http', '--worker-nice', '10'])).toMatchObject({ workerNice: 10 });
+    expect(parseServeArgs(['--stdio', '--isolation', 'process', '--worker-nice', '0'])).toMatchObject({ workerNice: 0 });
+    expect(parseServeArgs(['--http'])).not.toHaveProperty('workerNice');
+    for (const [argv, message] of [
+      [['--http', '--worker-nice', '20'], /from 0 to 19/],
+      [['--http', '--worker-nice', '1.5'], /whole number/],
+      [['--http', '--worker-nice=-1'], /--worker-nice must be/],
+      [['--stdio', '--worker-nice', '10'], /only applies with process isolation/],
+      [['--http', '--isolation', 'in-process', '--worker-nice', '10'], /only applies with process isolation/],
+    ] as const) {
+      expect(() => parseServeArgs([...argv]), argv.join(' ')).toThrow(CliUsageError);
+      expect(() => parseServeArgs([...argv]), argv.join(' ')).toThrow(message);
+    }
+  });
+});
+
+describe.runIf(process.platform === 'linux')('codemode serve --worker-nice (the built bin)', () => {
+  /** Nice value (field 19 of /proc/<pid>/stat) of each sandbox worker process whose parent is `ppid`. */
+  function workerNices(ppid: number): number[] {
+    const out: number[] = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        if (Number(fields[1]) !== ppid) continue;
+        if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('worker.js')) continue;
+        out.push(Number(fields[16]));
+      } catch {
+        // The process ended while we read it.
+      }
+    }
+    return out;
+  }
+
+  it('runs the sandbox workers of serve --http at the given nice value, and at the server\'s own without the flag', async () => {
+    for (const [args, expected] of [
+      [['--worker-nice', '7'], 7],
+      [[], 0],
+    ] as const) {
+      const cli = startCli(['serve', '--http', '--port', '0', ...args]);
+      try {
+        const text = await waitFor(cli.stderrText, (t) => /listening on http:\/\/\S+/.test(t) || cli.child.exitCode !== null);
+        expect(text).toMatch(/listening on/);
+        const own = Number(readFileSync(`/proc/${cli.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+        const want = expected === 0 ? own : expected;
+        // A worker lowers its priority once it has started (after loading isolated-vm): wait for that.
+        let nices: number[] = [];
+        const deadline = Date.now() + 20_000;
+        do {
+          nices = workerNices(cli.child.pid!);
+          if (nices.length > 0 && nices.every((n) => n === want)) break;
+          await new Promise((r) => setTimeout(r, 100));
+        } while (Date.now() < deadline);
+        expect(nices.length, 'sandbox workers found').toBeGreaterThan(0);
+        for (const n of nices) expect(n).toBe(want);
+      } finally {
+        cli.child.kill('SIGKILL');
+      }
+    }
+  }, 60_000);
 });
