@@ -267,6 +267,9 @@ async function main(): Promise<void> {
     const hRss = maxOf(hp.map((p) => p.rssMb));
     process.stdout.write(row('quiet', quiet, qLoop, qRss, maxOf(qTree)));
     process.stdout.write(row('hostile', loud, hLoop, hRss, maxOf(hTree)));
+    // How often, not only how bad: the share of 250 ms probe intervals whose largest delay passed the goal.
+    const over = (xs: Array<{ maxDelayMs: number }>) => `${xs.filter((p) => p.maxDelayMs > GOAL_LOOP_DELAY_MS).length} of ${xs.length}`;
+    process.stdout.write(`\n250 ms intervals with an event-loop delay over ${GOAL_LOOP_DELAY_MS} ms: quiet ${over(qp)}, hostile ${over(hp)}; p99 of the intervals' largest delay: quiet ${pct(qp.map((p) => p.maxDelayMs), 99).toFixed(1)} ms, hostile ${pct(hp.map((p) => p.maxDelayMs), 99).toFixed(1)} ms\n`);
 
     const ratio = pct(loud.map((s) => s.ms), 99) / pct(quiet.map((s) => s.ms), 99);
     const goals = [
