@@ -75,7 +75,18 @@ export default tseslint.config(
   },
   ...boundaryBlocks(),
   {
+    // The guest bootstrap runs in a bare V8 isolate: a script with ECMAScript globals only (no Node, no
+    // DOM), and every builtin it uses is captured at its top, before user code can patch it.
+    files: ['src/sandbox/guest/*.js'],
+    languageOptions: { sourceType: 'script', globals: {} },
+    rules: {
+      'no-restricted-globals': ['error', ...['process', 'Buffer', 'require', 'module', 'setTimeout', 'setInterval', 'queueMicrotask', 'structuredClone', 'console'].map((name) => ({ name, message: 'The isolate has no host globals: use the bridges and the builtins captured at the top.' }))],
+      strict: ['error', 'function'],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
+    ignores: ['src/sandbox/guest/*.js'],
     languageOptions: {
       globals: { process: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', URL: 'readonly', Buffer: 'readonly' },
     },
