@@ -22,8 +22,19 @@ export {
   UpstreamGrantRevokedError,
   DEFAULT_ACCESS_TOKEN_EXPIRY_SECONDS,
   DEFAULT_REFRESH_TOKEN_EXPIRY_SECONDS,
+  SIGNING_KEY_ENV as OAUTH_SIGNING_KEY_ENV,
 } from '../server/auth/index.js';
-export type { OAuthProxy, OAuthProxyOptions, OAuthConfig, OAuthStorage, UpstreamConfig as OAuthUpstreamConfig } from '../server/auth/index.js';
+export type {
+  OAuthProxy,
+  OAuthProxyOptions,
+  OAuthConfig,
+  OAuthStorage,
+  ReleaseLock,
+  RedisOAuthStorageOptions,
+  UpstreamConfig as OAuthUpstreamConfig,
+  OidcUpstreamConfig,
+  GitHubUpstreamConfig,
+} from '../server/auth/index.js';
 
 // server: the engine as an MCP server (execute / search / get_schema) over stdio or Streamable HTTP.
 export { loadServersConfig, parseServersConfig } from '../server/config.js';

@@ -29,8 +29,6 @@ export const STDERR_TAIL_BYTES = 4096;
  * upstream answer cannot stall the event loop for seconds or hold a GB (a 200 MB result did both).
  */
 export const DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES = 32 * 1024 * 1024;
-/** @deprecated The old name of the per-message cap; now the default, `DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES`. */
-export const STDIO_MAX_MESSAGE_BYTES = DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES;
 /**
  * Undelivered notifications held before the child's stdout is paused: 1,000 messages or 4 MiB, whichever
  * comes first. Reading resumes below half of both. The child then blocks on its own write, which is the

@@ -36,10 +36,6 @@ export function isRequest(m: unknown): m is JsonRpcMessage & { id: JsonRpcId; me
   return typeof method === 'string' && id !== undefined && id !== null;
 }
 
-export function isNotification(m: JsonRpcMessage): boolean {
-  return typeof m.method === 'string' && (m.id === undefined || m.id === null);
-}
-
 export function isResponse(m: JsonRpcMessage): boolean {
   return m.method === undefined && (m.result !== undefined || m.error !== undefined);
 }

@@ -23,7 +23,6 @@ import { hardRssCeiling, overCeilingMessage, RSS_SAMPLE_MS, statmRss } from './r
 import { sendToWorker, startWorker, stopWorker, updateWorkerRef } from './worker-spawn.js';
 
 export type { PoolJob, ProcessPoolOptions, ProcessPoolStats } from './pool-types.js';
-export { HARD_RSS_FACTOR, HARD_RSS_FLOOR_MB, RSS_SAMPLE_MS } from './rss.js';
 export { SOURCE_EXEC_ARGV } from './worker-spawn.js';
 export { DEFAULT_HANG_TIMEOUT_MS, DEFAULT_KILL_GRACE_MS, DEFAULT_MAX_RSS_MB, DEFAULT_MAX_RUNS_PER_WORKER } from './pool-types.js';
 
