@@ -4,6 +4,9 @@
  *
  *   node --no-node-snapshot --experimental-strip-types bench/bridge.ts [runs=9] [calls=200]
  *
+ * BASELINE_DIR=<checkout of an earlier commit, built> adds that commit's codemode-remote as a third column,
+ * measured in the same run (before and after a change, on the same machine state).
+ *
  * Measures: spawn -> initialize result; spawn -> initialize + tools/list; median added latency per
  * tools/call against a direct SDK HTTP client; RSS after the calls; and what the host sees for a
  * wrong URL (server root) and a dead port.
@@ -27,8 +30,10 @@ interface Bridge {
   name: string;
   args: (url: string) => string[];
 }
+const BASELINE_DIR = process.env.BASELINE_DIR;
 const BRIDGES: Bridge[] = [
   { name: 'codemode-remote', args: (url) => [join(root, 'dist/cli/codemode-remote.js'), url] },
+  ...(BASELINE_DIR !== undefined ? [{ name: 'codemode-remote (baseline)', args: (url: string) => [join(resolve(BASELINE_DIR), 'dist/cli/codemode-remote.js'), url] }] : []),
   { name: 'mcp-remote 0.15.1', args: (url) => [join(root, 'node_modules/mcp-remote/dist/proxy.js'), url] },
 ];
 const ENV = { ...process.env, CODEMODE_CONFIG_DIR: configDir, MCP_REMOTE_CONFIG_DIR: configDir };
@@ -236,18 +241,19 @@ async function main(): Promise<void> {
     }
 
     const d = median(direct);
+    const row = (label: string, cell: (name: string) => string) => `| ${label} | ${BRIDGES.map((b) => cell(b.name)).join(' | ')} |`;
     const lines = [
-      `Runs: ${RUNS} interleaved launches per bridge (after one warm-up each), ${CALLS} sequential tools/call (echo) per bridge.`,
+      `Runs: ${RUNS} interleaved launches per bridge (after one warm-up each), ${CALLS} sequential tools/call (echo) per bridge.${BASELINE_DIR !== undefined ? ` Baseline: ${BASELINE_DIR}.` : ''}`,
       '',
-      '| metric | codemode-remote | mcp-remote 0.15.1 |',
-      '|---|---|---|',
-      `| spawn -> initialize result, median (range) | ${Math.round(median(init['codemode-remote']!))} ms (${range(init['codemode-remote']!)}) | ${Math.round(median(init['mcp-remote 0.15.1']!))} ms (${range(init['mcp-remote 0.15.1']!)}) |`,
-      `| CPU time (user+sys) at initialize result, median (range) | ${Math.round(median(cpu['codemode-remote']!))} ms (${range(cpu['codemode-remote']!)}) | ${Math.round(median(cpu['mcp-remote 0.15.1']!))} ms (${range(cpu['mcp-remote 0.15.1']!)}) |`,
-      `| spawn -> initialize + tools/list, median (range) | ${Math.round(median(initList['codemode-remote']!))} ms (${range(initList['codemode-remote']!)}) | ${Math.round(median(initList['mcp-remote 0.15.1']!))} ms (${range(initList['mcp-remote 0.15.1']!)}) |`,
-      `| tools/call median through the bridge | ${median(perCall['codemode-remote']!).toFixed(2)} ms | ${median(perCall['mcp-remote 0.15.1']!).toFixed(2)} ms |`,
-      `| added vs direct SDK HTTP client (${d.toFixed(2)} ms) | ${(median(perCall['codemode-remote']!) - d).toFixed(2)} ms | ${(median(perCall['mcp-remote 0.15.1']!) - d).toFixed(2)} ms |`,
-      `| added vs raw fetch, no SDK (${median(raw).toFixed(2)} ms) | ${(median(perCall['codemode-remote']!) - median(raw)).toFixed(2)} ms | ${(median(perCall['mcp-remote 0.15.1']!) - median(raw)).toFixed(2)} ms |`,
-      `| RSS after ${CALLS + 20} calls | ${rss['codemode-remote']!.toFixed(0)} MiB | ${rss['mcp-remote 0.15.1']!.toFixed(0)} MiB |`,
+      `| metric | ${BRIDGES.map((b) => b.name).join(' | ')} |`,
+      `|---|${BRIDGES.map(() => '---|').join('')}`,
+      row('spawn -> initialize result, median (range)', (n) => `${Math.round(median(init[n]!))} ms (${range(init[n]!)})`),
+      row('CPU time (user+sys) at initialize result, median (range)', (n) => `${Math.round(median(cpu[n]!))} ms (${range(cpu[n]!)})`),
+      row('spawn -> initialize + tools/list, median (range)', (n) => `${Math.round(median(initList[n]!))} ms (${range(initList[n]!)})`),
+      row('tools/call median through the bridge', (n) => `${median(perCall[n]!).toFixed(2)} ms`),
+      row(`added vs direct SDK HTTP client (${d.toFixed(2)} ms)`, (n) => `${(median(perCall[n]!) - d).toFixed(2)} ms`),
+      row(`added vs raw fetch, no SDK (${median(raw).toFixed(2)} ms)`, (n) => `${(median(perCall[n]!) - median(raw)).toFixed(2)} ms`),
+      row(`RSS after ${CALLS + 20} calls`, (n) => `${rss[n]!.toFixed(0)} MiB`),
       '',
       '| failure | bridge | host waited | exit | what the host saw |',
       '|---|---|---|---|---|',

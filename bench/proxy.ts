@@ -16,6 +16,9 @@
  * Two reference rows put the HTTP figure in context: CPU time per call of the proxy and fixture processes
  * (from /proc, over the proxied rounds), and the same comparison through a minimal keep-alive `node:http`
  * pipe with no MCP logic at all (what any Node HTTP hop costs on this machine: the floor for a forwarder).
+ *
+ * BASELINE_DIR=<checkout of an earlier commit> adds that commit's proxy process to the two separate-process
+ * rows, measured in the same run against the same fixture (before and after a change).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -37,6 +40,9 @@ const NODE = process.execPath;
 const FIXTURE = fileURLToPath(new URL('../test/fixtures/conformance-server.ts', import.meta.url));
 const ENTRY = fileURLToPath(new URL('../test/fixtures/proxy-cli-entry.ts', import.meta.url));
 const LOADER = fileURLToPath(new URL('../test/fixtures/ts-loader.mjs', import.meta.url));
+const BASELINE_DIR = process.env.BASELINE_DIR;
+const BASE_ENTRY = BASELINE_DIR === undefined ? undefined : join(BASELINE_DIR, 'test/fixtures/proxy-cli-entry.ts');
+const BASE_LOADER = BASELINE_DIR === undefined ? undefined : join(BASELINE_DIR, 'test/fixtures/ts-loader.mjs');
 const TS = ['--experimental-strip-types', '--no-warnings'];
 const ENV = { ...process.env, NODE_COMPILE_CACHE: join(tmpdir(), 'codemode-compile-cache'), CODEMODE_LOG_LEVEL: 'info' };
 const children: ChildProcess[] = [];
@@ -131,6 +137,36 @@ async function compare(name: string, direct: Client, proxied: Client, cpu: Recor
   return row;
 }
 
+/** Like `compare`, with several proxied clients interleaved in the same rounds (before/after in one run). */
+async function compareInterleaved(direct: Client, rows: Array<{ name: string; client: Client; cpu: Record<string, number | undefined> }>): Promise<void> {
+  await timeCalls(direct, WARMUP, []);
+  for (const r of rows) await timeCalls(r.client, WARMUP, []);
+  const d: number[] = [];
+  const samples = rows.map(() => [] as number[]);
+  const used = rows.map(() => ({}) as Record<string, [number, number]>);
+  const perRound = Math.ceil(CALLS / ROUNDS);
+  for (let round = 0; round < ROUNDS; round++) {
+    await timeCalls(direct, perRound, d);
+    for (const [i, r] of rows.entries()) {
+      const before = Object.fromEntries(Object.entries(r.cpu).map(([k, pid]) => [k, cpuMs(pid)]));
+      await timeCalls(r.client, perRound, samples[i]!);
+      for (const [k, pid] of Object.entries(r.cpu)) {
+        const [total, sys] = cpuMs(pid);
+        const [total0, sys0] = before[k] ?? [0, 0];
+        const [t, sy] = used[i]![k] ?? [0, 0];
+        used[i]![k] = [t + total - total0, sy + sys - sys0];
+      }
+    }
+  }
+  for (const [i, r] of rows.entries()) {
+    const p = samples[i]!;
+    const cpuText = Object.entries(used[i]!).map(([k, [ms, sys]]) => `${k} ${(ms / p.length).toFixed(3)} ms (kernel ${(sys / p.length).toFixed(3)})`).join(', ');
+    process.stdout.write(
+      `${r.name.padEnd(34)} direct median ${median(d).toFixed(3)} ms (p90 ${p90(d).toFixed(3)})  proxy median ${median(p).toFixed(3)} ms (p90 ${p90(p).toFixed(3)})  added ${(median(p) - median(d)).toFixed(3)} ms  [${p.length} calls each]${cpuText === '' ? '' : `  CPU per proxied call: ${cpuText}`}\n`,
+    );
+  }
+}
+
 try {
   process.stdout.write(`proxy bench: node ${process.version}, ${CALLS} calls per side in ${ROUNDS} alternating rounds, ${WARMUP} warm-up calls; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${availableParallelism()} CPUs\n`);
   // Streamable HTTP -> Streamable HTTP
@@ -145,7 +181,17 @@ try {
   const httpPipe = await client(new StreamableHTTPClientTransport(new URL(pipeUrl)));
   await compare('reference: bare node:http pipe', httpDirect, httpPipe, { pipe: pids.get(pipeUrl), fixture: pids.get(fixtureUrl) });
   await httpPipe.close();
-  await compare('Streamable HTTP -> Streamable HTTP', httpDirect, httpProxy, { proxy: pids.get(proxyUrl), fixture: pids.get(fixtureUrl) });
+  if (BASE_ENTRY !== undefined && BASE_LOADER !== undefined) {
+    const baseUrl = await startHttp([...TS, '--import', BASE_LOADER, BASE_ENTRY, fixtureUrl, '--http', '--port', '0']);
+    const httpBase = await client(new StreamableHTTPClientTransport(new URL(baseUrl)));
+    await compareInterleaved(httpDirect, [
+      { name: 'Streamable HTTP -> Streamable HTTP', client: httpProxy, cpu: { proxy: pids.get(proxyUrl), fixture: pids.get(fixtureUrl) } },
+      { name: 'HTTP -> HTTP, baseline', client: httpBase, cpu: { proxy: pids.get(baseUrl), fixture: pids.get(fixtureUrl) } },
+    ]);
+    await httpBase.close();
+  } else {
+    await compare('Streamable HTTP -> Streamable HTTP', httpDirect, httpProxy, { proxy: pids.get(proxyUrl), fixture: pids.get(fixtureUrl) });
+  }
   await httpProxy.close();
 
   // The same, with the proxy in this process (the loader resolves src/*.js to the TypeScript sources).
@@ -163,9 +209,20 @@ try {
   const stdioProxy = await client(
     new StdioClientTransport({ command: NODE, args: [...TS, '--import', LOADER, ENTRY, '--stdio', '--', NODE, ...TS, FIXTURE, '--stdio'], env: ENV as Record<string, string>, stderr: 'ignore' }),
   );
-  await compare('stdio -> stdio', stdioDirect, stdioProxy);
-  await stdioDirect.close();
+  if (BASE_ENTRY !== undefined && BASE_LOADER !== undefined) {
+    const stdioBase = await client(
+      new StdioClientTransport({ command: NODE, args: [...TS, '--import', BASE_LOADER, BASE_ENTRY, '--stdio', '--', NODE, ...TS, FIXTURE, '--stdio'], env: ENV as Record<string, string>, stderr: 'ignore' }),
+    );
+    await compareInterleaved(stdioDirect, [
+      { name: 'stdio -> stdio', client: stdioProxy, cpu: {} },
+      { name: 'stdio -> stdio, baseline', client: stdioBase, cpu: {} },
+    ]);
+    await stdioBase.close();
+  } else {
+    await compare('stdio -> stdio', stdioDirect, stdioProxy);
+  }
   await stdioProxy.close();
+  await stdioDirect.close();
 } finally {
   for (const c of children) c.kill('SIGTERM');
 }
