@@ -1,6 +1,7 @@
 /**
  * The guest half of the sandbox: JavaScript source that runs inside every fresh isolate before user code.
- * The source itself is guest/bootstrap.js; this module loads it and names what the host shares with it.
+ * The source itself is in guest/ (parts joined into one function); this module loads it and names what the
+ * host shares with it.
  *
  * It is a function expression taking the two host bridges (isolated-vm References). It keeps them, and
  * every builtin it relies on, in its closure, so user code can neither reach an isolated-vm object nor
@@ -9,7 +10,7 @@
  * once before the user script runs, answers host calls through `settleCall(id, envelope)`, fires timers through
  * `fireTimer(id)`, and reads `report()` when the script's task failed (see the function for what it says).
  *
- * The rules for editing the guest source are at the top of guest/bootstrap.js.
+ * The rules for editing the guest source are in guest/README.md.
  *
  * @module
  */
@@ -31,9 +32,19 @@ export const RUN_GLOBAL = '__codemodeRun';
 export type StartTag = 'ok' | 'undefined' | 'error' | 'unserializable' | 'output_limit';
 export const START_TAGS: ReadonlySet<string> = new Set<StartTag>(['ok', 'undefined', 'error', 'unserializable', 'output_limit']);
 
+/** The guest bootstrap's parts (guest/*.js), in the order their top-level code runs. */
+export const GUEST_PARTS = ['captures', 'json', 'console', 'host-calls', 'intl', 'run'] as const;
+
 /**
- * The guest bootstrap's source (guest/bootstrap.js), read once when this module loads. It is real,
- * linted JavaScript that tsc checks against ECMAScript builtins only (tsconfig.guest.json); the isolate
- * compiles this text as is, so what was checked is what runs. The build copies it next to this module.
+ * The guest bootstrap's source: one function expression of the three host bridges whose body is the parts
+ * of guest/, joined in order, read once when this module loads. The parts are real, linted JavaScript that
+ * tsc checks against ECMAScript builtins only (tsconfig.guest.json); the isolate compiles this text, so
+ * what was checked is what runs. The build copies guest/ next to this module.
  */
-export const BOOTSTRAP_SOURCE: string = readFileSync(new URL('./guest/bootstrap.js', import.meta.url), 'utf8');
+export const BOOTSTRAP_SOURCE: string = [
+  '(function (hostCallRef, logRef, timerRef) {',
+  "'use strict';",
+  ...GUEST_PARTS.map((part) => readFileSync(new URL(`./guest/${part}.js`, import.meta.url), 'utf8')),
+  'return [install, settleCall, fireTimer, report];',
+  '})',
+].join('\n');
