@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ALL = ['sandbox', 'codemode', 'offthread-floor', 'process-pool', 'proxy', 'bridge', 'server', 'server-auth', 'tenancy', 'footprint'];
+const ALL = ['sandbox', 'codemode', 'offthread-floor', 'process-pool', 'proxy', 'bridge', 'server', 'server-auth', 'startup', 'tenancy', 'footprint'];
 
 const args = process.argv.slice(2);
 let rounds: string | undefined;

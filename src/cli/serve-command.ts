@@ -371,7 +371,8 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
     const config = a.config !== undefined ? await loadServersConfig(a.config) : { file: undefined, servers: {}, settings: {} };
     if (Object.keys(config.servers).length === 0) log.warn('no upstream servers configured (--config): execute runs plain code with no tools');
     const tokensVar = a.authTokensEnv ?? (env.CODEMODE_AUTH_TOKENS !== undefined ? 'CODEMODE_AUTH_TOKENS' : undefined);
-    const { parseTokenList, createHttpAuth } = await import('../server/http-auth.js');
+    // stdio never loads the HTTP stack (express, the SDK's HTTP transport, jose): ~100 ms of start-up.
+    const [{ parseTokenList }, { isLoopbackHost }] = await Promise.all([import('../wire/bearer.js'), import('../wire/http-guard.js')]);
     const tokens = tokensVar !== undefined ? parseTokenList(env[tokensVar]) : [];
     if (a.authTokensEnv !== undefined && tokens.length === 0) return usage(`--auth-tokens-env ${a.authTokensEnv}: that environment variable is empty or not set.`);
     if (a.mode === 'http' && config.oauth !== undefined && (tokens.length > 0 || a.jwt !== undefined)) {
@@ -382,8 +383,10 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
       const { parseOAuthConfig } = await import('../server/auth/config.js');
       oauth = parseOAuthConfig(config.oauth, `${config.file ?? 'config'}: oauth`, env);
     }
-    const auth = a.mode === 'http' && (tokens.length > 0 || a.jwt !== undefined) ? createHttpAuth({ bearerTokens: tokens, ...(a.jwt !== undefined ? { jwt: a.jwt } : {}) }) : undefined;
-    const { isLoopbackHost, serveHttp } = await import('../server/http.js');
+    const auth =
+      a.mode === 'http' && (tokens.length > 0 || a.jwt !== undefined)
+        ? (await import('../server/http-auth.js')).createHttpAuth({ bearerTokens: tokens, ...(a.jwt !== undefined ? { jwt: a.jwt } : {}) })
+        : undefined;
     if (a.mode === 'http' && !isLoopbackHost(a.host) && auth === undefined && oauth === undefined && !a.allowUnauthenticated) {
       return usage(
         `refusing to serve on ${a.host} without authentication: anyone who reaches it could run code with your tools. ` +
@@ -452,6 +455,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
     } else {
       let http;
       try {
+        const { serveHttp } = await import('../server/http.js');
         http = await serveHttp(server, {
           host: a.host,
           port: a.port,

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import type * as NodeHttp from 'node:http';
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import type { Socket } from 'node:net';
@@ -14,6 +15,10 @@ import { CodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
 
 const log = createLogger('http');
+
+// Through require: see net-errors.ts (an ES import of node:http loads undici, ~45 ms of start-up for
+// `codemode serve --stdio`, which uses this module only for isLoopbackHost).
+const { createServer } = createRequire(import.meta.url)('node:http') as typeof NodeHttp;
 
 /** A client must send all its request headers within this time: 10 s. */
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;

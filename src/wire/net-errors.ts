@@ -7,7 +7,13 @@
  * @module
  */
 
-import { STATUS_CODES } from 'node:http';
+import type * as NodeHttp from 'node:http';
+import { createRequire } from 'node:module';
+
+// Through require, not `import ... from 'node:http'`: Node builds an ES module facade of node:http by reading
+// every export, which loads its undici-backed ones too (~45 ms on a 2-vCPU machine). codemode serve --stdio
+// and the bridge name HTTP statuses without ever serving HTTP.
+const { STATUS_CODES } = createRequire(import.meta.url)('node:http') as typeof NodeHttp;
 
 /** The class of a network failure, for callers that phrase each class themselves. */
 export type NetworkFailureKind = 'refused' | 'dns' | 'reset' | 'unreachable' | 'tls';
