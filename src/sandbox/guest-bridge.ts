@@ -15,6 +15,7 @@ import { coolEventLoop, keepEventLoopHot } from './hot-poll.js';
 import type { PreparedIsolate } from './prepared-isolate.js';
 import type { RunState } from './run-state.js';
 import type { LogLevel } from './types.js';
+import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
 
 const LOG_LEVELS: ReadonlySet<string> = new Set<LogLevel>(['log', 'info', 'warn', 'error', 'debug']);
 
@@ -164,7 +165,7 @@ export function timerFromGuest(prepared: PreparedIsolate, id: unknown, delayMs: 
     } catch {
       /* the isolate went away meanwhile */
     }
-  }, Math.min(delayMs, 2_147_483_647));
+  }, Math.min(delayMs, MAX_TIMER_DELAY_MS));
   state.timers.set(id, handle);
 }
 

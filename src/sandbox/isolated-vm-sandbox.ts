@@ -46,6 +46,7 @@ import { watchRss } from './rss-guard.js';
 import { bag, createRunState, NO_LIMIT } from './run-state.js';
 import type { RunState } from './run-state.js';
 import type { LogEntry, RunOptions, RunOutcome, RunStats, SandboxLimits, SandboxLimitsInput, SandboxProvider } from './types.js';
+import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
 
 export {
   PreparedIsolate,
@@ -487,6 +488,8 @@ function installConfig(runGlobal: string, flat: FlatFunctions, errorClasses: str
     maxResultChars: limits.maxResultBytes ?? NO_LIMIT,
     maxLogLines: limits.maxLogLines ?? NO_LIMIT,
     maxLogChars: limits.maxLogBytes ?? NO_LIMIT,
+    // The host's timer ceiling (Node's), so the guest clamps delays to the same value the host would.
+    maxTimerDelayMs: MAX_TIMER_DELAY_MS,
   });
 }
 

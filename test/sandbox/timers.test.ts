@@ -20,6 +20,21 @@ describe('timers (issue 2, point 8: bounded by the run, cleared when it ends)', 
     expect(performance.now() - started).toBeGreaterThanOrEqual(100);
   });
 
+  it('delays past Node\'s timer ceiling (or Infinity) wait, they do not fire at once', async () => {
+    // Node runs a timer whose delay is over 2^31 - 1 ms after 1 ms; both sides clamp to the ceiling instead.
+    for (const delay of ['1e12', 'Infinity', '2 ** 31']) {
+      const out = value(
+        await sandbox().run(`
+          let fired = false;
+          setTimeout(() => { fired = true; }, ${delay});
+          await new Promise((resolve) => setTimeout(resolve, 60));
+          return fired;
+        `),
+      );
+      expect(out, delay).toBe(false);
+    }
+  });
+
   it('no timer callback runs after the run settled', async () => {
     let calls = 0;
     const outcome = await sandbox().run('setTimeout(() => late(), 20); setTimeout(() => late(), 0); return "done"', {

@@ -114,7 +114,8 @@ const MAX_TIMERS = 1000;
 // number of timers one run may ever create is capped too; with it, the host handles at most 2 messages each.
 let timersCreated = 0;
 const MAX_TIMERS_PER_RUN = 10000;
-const MAX_DELAY = 2147483647;
+// The longest delay the host's timers take (Node's ceiling), set by install() from the host's constant.
+let maxTimerDelay = 0;
 const guestSetTimeout = function setTimeout(callback, delay, ...args) {
   if (typeof callback !== 'function') throw new TypeErrorCtor('setTimeout: the callback must be a function');
   if (settled) return 0;
@@ -125,7 +126,7 @@ const guestSetTimeout = function setTimeout(callback, delay, ...args) {
   timersCreated++;
   let ms = typeof delay === 'number' ? delay : 0;
   if (!(ms >= 0)) ms = 0;
-  if (ms > MAX_DELAY) ms = MAX_DELAY;
+  if (ms > maxTimerDelay) ms = maxTimerDelay;
   const id = ++nextTimerId;
   const entry = ObjectCreate(null);
   entry.callback = callback;

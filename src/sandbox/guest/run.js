@@ -57,6 +57,7 @@ const install = ((configJson, code) => {
   maxArgBytes = config.maxResultChars;
   logLinesLeft = config.maxLogLines;
   logCharsLeft = config.maxLogChars;
+  maxTimerDelay = config.maxTimerDelayMs;
   const classes = config.errorClasses;
   for (let i = 0; i < classes.length; i++) {
     const Cls = makeErrorClass(classes[i]);
