@@ -10,10 +10,11 @@
 import type * as NodeHttp from 'node:http';
 import { createRequire } from 'node:module';
 
-// Through require, not `import ... from 'node:http'`: Node builds an ES module facade of node:http by reading
-// every export, which loads its undici-backed ones too (~45 ms on a 2-vCPU machine). codemode serve --stdio
-// and the bridge name HTTP statuses without ever serving HTTP.
-const { STATUS_CODES } = createRequire(import.meta.url)('node:http') as typeof NodeHttp;
+// node:http only when a status is named, and through require: an `import ... from 'node:http'` makes Node
+// build an ES module facade that reads every export, which loads its undici-backed ones too (~45 ms on a
+// 2-vCPU machine), and even a require of it costs a few ms that stdio-only start-ups do not need.
+let statusCodes: typeof NodeHttp.STATUS_CODES | undefined;
+const statusCodesTable = (): typeof NodeHttp.STATUS_CODES => (statusCodes ??= (createRequire(import.meta.url)('node:http') as typeof NodeHttp).STATUS_CODES);
 
 /** The class of a network failure, for callers that phrase each class themselves. */
 export type NetworkFailureKind = 'refused' | 'dns' | 'reset' | 'unreachable' | 'tls';
@@ -86,6 +87,6 @@ export function networkFailureOf(error: unknown): NetworkFailure | undefined {
  * ```
  */
 export function describeHttpStatus(status: number): string {
-  const name = STATUS_CODES[status];
+  const name = statusCodesTable()[status];
   return name === undefined ? `HTTP ${status}` : `HTTP ${status} ${name}`;
 }
