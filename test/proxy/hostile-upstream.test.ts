@@ -98,9 +98,11 @@ describe('a hostile stdio upstream next to a well-behaved one', () => {
     expect(progressEvents).toBeLessThanOrEqual(sent);
     expect(seen.calls).toBeGreaterThan(10);
     expect(seen.maxCallMs).toBeLessThan(2000);
-    // Unbounded, this grew by about 50 MB/s (+300 MB at 6 s, still growing). Bounded, the peak is heap
-    // churn that does not grow with the flood's length (+135 MB at 6 s, +145 MB at 12 s).
-    expect(seen.peakRssMb - baseRssMb).toBeLessThan(200);
+    // Unbounded, this grew by about 50 MB/s (+300 MB at 6 s, still growing: about +400 MB by the end of this
+    // 8 s flood). Bounded, the peak is heap churn that does not grow with the flood's length (+135 MB at 6 s,
+    // +145 MB at 12 s, +189 MB in a later idle run; +214 MB once in fresh-clone CI, GC behind on a busy machine).
+    // 300 MB sits between the two.
+    expect(seen.peakRssMb - baseRssMb).toBeLessThan(300);
   });
 
   it('a log-message flood is rate-limited, and the answer and the neighbour are not held up', async () => {
