@@ -110,35 +110,12 @@ const median = (xs: number[]): number => {
 };
 const p90 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)] as number;
 
-/** `cpu`: processes whose CPU time per call is reported, measured over the proxied rounds only. */
-async function compare(name: string, direct: Client, proxied: Client, cpu: Record<string, number | undefined> = {}): Promise<{ name: string; direct: number; proxy: number; added: number }> {
-  await timeCalls(direct, WARMUP, []);
-  await timeCalls(proxied, WARMUP, []);
-  const d: number[] = [];
-  const p: number[] = [];
-  const used: Record<string, [number, number]> = {};
-  const perRound = Math.ceil(CALLS / ROUNDS);
-  for (let r = 0; r < ROUNDS; r++) {
-    await timeCalls(direct, perRound, d);
-    const before = Object.fromEntries(Object.entries(cpu).map(([k, pid]) => [k, cpuMs(pid)]));
-    await timeCalls(proxied, perRound, p);
-    for (const [k, pid] of Object.entries(cpu)) {
-      const [total, sys] = cpuMs(pid);
-      const [total0, sys0] = before[k] ?? [0, 0];
-      const [t, s] = used[k] ?? [0, 0];
-      used[k] = [t + total - total0, s + sys - sys0];
-    }
-  }
-  const row = { name, direct: median(d), proxy: median(p), added: median(p) - median(d) };
-  const cpuText = Object.entries(used).map(([k, [ms, sys]]) => `${k} ${(ms / p.length).toFixed(3)} ms (kernel ${(sys / p.length).toFixed(3)})`).join(', ');
-  process.stdout.write(
-    `${name.padEnd(34)} direct median ${row.direct.toFixed(3)} ms (p90 ${p90(d).toFixed(3)})  proxy median ${row.proxy.toFixed(3)} ms (p90 ${p90(p).toFixed(3)})  added ${row.added.toFixed(3)} ms  [${d.length} calls each]${cpuText === '' ? '' : `  CPU per proxied call: ${cpuText}`}\n`,
-  );
-  return row;
-}
-
-/** Like `compare`, with several proxied clients interleaved in the same rounds (before/after in one run). */
-async function compareInterleaved(direct: Client, rows: Array<{ name: string; client: Client; cpu: Record<string, number | undefined> }>): Promise<void> {
+/**
+ * Direct against proxied calls, alternating in rounds so machine load drifts affect all alike. Several proxied
+ * clients (before/after in one run) share the rounds and the direct samples. `cpu`: processes whose CPU time
+ * per call is reported, measured over that client's proxied rounds only.
+ */
+async function compare(direct: Client, rows: Array<{ name: string; client: Client; cpu: Record<string, number | undefined> }>): Promise<void> {
   await timeCalls(direct, WARMUP, []);
   for (const r of rows) await timeCalls(r.client, WARMUP, []);
   const d: number[] = [];
@@ -179,19 +156,16 @@ try {
   // Reference floor: the same hop through a bare keep-alive pipe.
   const pipeUrl = await startHttp(['--input-type=module', '-e', PIPE, fixtureUrl]);
   const httpPipe = await client(new StreamableHTTPClientTransport(new URL(pipeUrl)));
-  await compare('reference: bare node:http pipe', httpDirect, httpPipe, { pipe: pids.get(pipeUrl), fixture: pids.get(fixtureUrl) });
+  await compare(httpDirect, [{ name: 'reference: bare node:http pipe', client: httpPipe, cpu: { pipe: pids.get(pipeUrl), fixture: pids.get(fixtureUrl) } }]);
   await httpPipe.close();
+  const httpRows = [{ name: 'Streamable HTTP -> Streamable HTTP', client: httpProxy, cpu: { proxy: pids.get(proxyUrl), fixture: pids.get(fixtureUrl) } }];
   if (BASE_ENTRY !== undefined && BASE_LOADER !== undefined) {
     const baseUrl = await startHttp([...TS, '--import', BASE_LOADER, BASE_ENTRY, fixtureUrl, '--http', '--port', '0']);
     const httpBase = await client(new StreamableHTTPClientTransport(new URL(baseUrl)));
-    await compareInterleaved(httpDirect, [
-      { name: 'Streamable HTTP -> Streamable HTTP', client: httpProxy, cpu: { proxy: pids.get(proxyUrl), fixture: pids.get(fixtureUrl) } },
-      { name: 'HTTP -> HTTP, baseline', client: httpBase, cpu: { proxy: pids.get(baseUrl), fixture: pids.get(fixtureUrl) } },
-    ]);
-    await httpBase.close();
-  } else {
-    await compare('Streamable HTTP -> Streamable HTTP', httpDirect, httpProxy, { proxy: pids.get(proxyUrl), fixture: pids.get(fixtureUrl) });
+    httpRows.push({ name: 'HTTP -> HTTP, baseline', client: httpBase, cpu: { proxy: pids.get(baseUrl), fixture: pids.get(fixtureUrl) } });
   }
+  await compare(httpDirect, httpRows);
+  for (const row of httpRows.slice(1)) await row.client.close();
   await httpProxy.close();
 
   // The same, with the proxy in this process (the loader resolves src/*.js to the TypeScript sources).
@@ -199,7 +173,7 @@ try {
   const { serveProxyHttp } = await import('../src/proxy/http.js');
   const local = await serveProxyHttp(createProxy({ url: fixtureUrl }));
   const httpLocal = await client(new StreamableHTTPClientTransport(new URL(local.url)));
-  await compare('HTTP -> HTTP, proxy in-process', httpDirect, httpLocal);
+  await compare(httpDirect, [{ name: 'HTTP -> HTTP, proxy in-process', client: httpLocal, cpu: {} }]);
   await httpLocal.close();
   await local.close();
   await httpDirect.close();
@@ -209,18 +183,15 @@ try {
   const stdioProxy = await client(
     new StdioClientTransport({ command: NODE, args: [...TS, '--import', LOADER, ENTRY, '--stdio', '--', NODE, ...TS, FIXTURE, '--stdio'], env: ENV as Record<string, string>, stderr: 'ignore' }),
   );
+  const stdioRows = [{ name: 'stdio -> stdio', client: stdioProxy, cpu: {} }];
   if (BASE_ENTRY !== undefined && BASE_LOADER !== undefined) {
     const stdioBase = await client(
       new StdioClientTransport({ command: NODE, args: [...TS, '--import', BASE_LOADER, BASE_ENTRY, '--stdio', '--', NODE, ...TS, FIXTURE, '--stdio'], env: ENV as Record<string, string>, stderr: 'ignore' }),
     );
-    await compareInterleaved(stdioDirect, [
-      { name: 'stdio -> stdio', client: stdioProxy, cpu: {} },
-      { name: 'stdio -> stdio, baseline', client: stdioBase, cpu: {} },
-    ]);
-    await stdioBase.close();
-  } else {
-    await compare('stdio -> stdio', stdioDirect, stdioProxy);
+    stdioRows.push({ name: 'stdio -> stdio, baseline', client: stdioBase, cpu: {} });
   }
+  await compare(stdioDirect, stdioRows);
+  for (const row of stdioRows.slice(1)) await row.client.close();
   await stdioProxy.close();
   await stdioDirect.close();
 } finally {

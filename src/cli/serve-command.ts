@@ -261,7 +261,7 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
   const grace = v['shutdown-grace'] === undefined ? 10_000 : Math.round((numberFlag('shutdown-grace', v['shutdown-grace'], { min: 0 }) ?? 0) * 1000);
   const connect = seconds('connect-timeout', v['connect-timeout']);
   const maxUpstreamMessage = numberFlag('max-upstream-message', v['max-upstream-message']);
-  const maxResult = numberFlag('max-result', v['max-result'], { allowNone: true });
+  const maxResult = numberFlag('max-result', v['max-result'], { allowNone: true, min: 1 });
   if (maxUpstreamMessage === 0) throw new CliUsageError('--max-upstream-message must be a number > 0 (MB), got "0".');
   const maxConcurrent = numberFlag('max-concurrent', v['max-concurrent'], { integer: true, min: 1 });
   const maxQueue = numberFlag('max-queue', v['max-queue'], { integer: true, min: 0 });

@@ -16,9 +16,9 @@ import { createLogger } from '../log.js';
 
 const log = createLogger('http');
 
-// Through require: see net-errors.ts (an ES import of node:http loads undici, ~45 ms of start-up for
-// `codemode serve --stdio`, which uses this module only for isLoopbackHost).
-const { createServer } = createRequire(import.meta.url)('node:http') as typeof NodeHttp;
+// node:http through require, and only when a server is created: see net-errors.ts (an ES import of node:http
+// loads undici, ~45 ms of start-up for `codemode serve --stdio`, which uses this module only for isLoopbackHost).
+const nodeHttp = (): typeof NodeHttp => createRequire(import.meta.url)('node:http') as typeof NodeHttp;
 
 /** A client must send all its request headers within this time: 10 s. */
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
@@ -264,7 +264,7 @@ const CLOSE_GRACE_MS = 1_000;
  */
 export function createLimitedHttpServer(handler: RequestListener, limits: HttpServerLimits = {}): Server {
   const resolved = resolveHttpServerLimits(limits);
-  const server = createServer(
+  const server = nodeHttp().createServer(
     {
       headersTimeout: resolved.headersTimeoutMs,
       requestTimeout: resolved.requestTimeoutMs,

@@ -128,7 +128,7 @@ describe('codemode serve --max-result', () => {
     expect(parseServeArgs(['--max-result', 'none'])).toMatchObject({ maxResultBytes: null });
     expect(parseServeArgs([])).not.toHaveProperty('maxResultBytes');
     expect(SERVE_DEFAULT_MAX_RESULT_BYTES).toBe(256 * 1024);
-    for (const bad of ['-1', 'big', '']) expect(() => parseServeArgs([`--max-result=${bad}`]), bad).toThrow(/--max-result must be a number/);
+    for (const bad of ['-1', 'big', '', '0.5']) expect(() => parseServeArgs([`--max-result=${bad}`]), bad).toThrow(/--max-result must be a number/);
   });
 
   it('the built bin refuses a 300 KB result by default, and returns it under --max-result 1024 or the config\'s maxResultKb', async () => {
