@@ -16,6 +16,19 @@ function children(pid: number): number[] {
   }
 }
 
+/** Every process below `pid` (Linux). */
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const stack = [pid];
+  for (let guard = 0; stack.length > 0 && guard < 1_000; guard++) {
+    for (const child of children(stack.pop()!)) {
+      out.push(child);
+      stack.push(child);
+    }
+  }
+  return out;
+}
+
 function cmdline(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
@@ -63,13 +76,19 @@ describe('codemode serve --isolation (issue 8)', () => {
   it('over HTTP, executes run in worker processes by default', async () => {
     const { pid, url } = await serveHttp([]);
     expect(JSON.stringify(await execute(url, 'return 6 * 7'))).toContain('42');
-    const workers = children(pid).filter((c) => cmdline(c).includes('sandbox/process/worker.js'));
+    const workers = descendants(pid).filter((c) => cmdline(c).includes('sandbox/process/worker.js'));
     expect(workers.length).toBeGreaterThan(0);
+    // The server forks only its launcher; the launcher forks the workers, so replacing a worker never
+    // runs fork() on the server's event loop (whose cost grows with the server's RSS).
+    const launchers = children(pid).filter((c) => cmdline(c).includes('sandbox/process/launcher.js'));
+    expect(launchers).toHaveLength(1);
+    expect(children(pid).filter((c) => cmdline(c).includes('sandbox/process/worker.js'))).toEqual([]);
+    for (const w of workers) expect(children(launchers[0]!)).toContain(w);
   });
 
   it('--isolation in-process keeps executes in the server process', async () => {
     const { pid, url } = await serveHttp(['--isolation', 'in-process']);
     expect(JSON.stringify(await execute(url, 'return 6 * 7'))).toContain('42');
-    expect(children(pid).filter((c) => cmdline(c).includes('sandbox/process/worker'))).toEqual([]);
+    expect(descendants(pid).filter((c) => /sandbox\/process\/(worker|launcher)/.test(cmdline(c)))).toEqual([]);
   });
 });

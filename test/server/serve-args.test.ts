@@ -184,21 +184,33 @@ describe('codemode serve --worker-nice', () => {
 });
 
 describe.runIf(process.platform === 'linux')('codemode serve --worker-nice (the built bin)', () => {
-  /** Nice value (field 19 of /proc/<pid>/stat) of each sandbox worker process whose parent is `ppid`. */
-  function workerNices(ppid: number): number[] {
-    const out: number[] = [];
+  /**
+   * Nice value (field 19 of /proc/<pid>/stat) of each sandbox worker process below `root` (its workers are
+   * the children of its launcher, which is its child).
+   */
+  function workerNices(root: number): number[] {
+    const procs: Array<{ pid: number; ppid: number; nice: number; worker: boolean }> = [];
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       try {
         const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ');
-        if (Number(fields[1]) !== ppid) continue;
-        if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('worker.js')) continue;
-        out.push(Number(fields[16]));
+        const worker = readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('worker.js');
+        procs.push({ pid: Number(entry), ppid: Number(fields[1]), nice: Number(fields[16]), worker });
       } catch {
         // The process ended while we read it.
       }
     }
-    return out;
+    const below = new Set([root]);
+    for (let grew = true, guard = 0; grew && guard < 10; guard++) {
+      grew = false;
+      for (const p of procs) {
+        if (below.has(p.ppid) && !below.has(p.pid)) {
+          below.add(p.pid);
+          grew = true;
+        }
+      }
+    }
+    return procs.filter((p) => p.worker && below.has(p.pid) && p.pid !== root).map((p) => p.nice);
   }
 
   it('runs the sandbox workers of serve --http at the given nice value, and at the server\'s own without the flag', async () => {

@@ -20,7 +20,8 @@ import type { Job, PoolJob, ProcessPoolOptions, ProcessPoolStats, WorkerHandle }
 import { HEARTBEAT_MS } from './protocol.js';
 import type { FromWorker, WorkerConfig } from './protocol.js';
 import { hardRssCeiling, overCeilingMessage, RSS_SAMPLE_MS, statmRss } from './rss.js';
-import { sendToWorker, startWorker, stopWorker, updateWorkerRef } from './worker-spawn.js';
+import { createSpawner, sendToWorker, startWorker, stopWorker, updateWorkerRef } from './worker-spawn.js';
+import type { Spawner } from './spawner.js';
 
 export type { PoolJob, ProcessPoolOptions, ProcessPoolStats } from './pool-types.js';
 export { SOURCE_EXEC_ARGV } from './worker-spawn.js';
@@ -50,7 +51,7 @@ const MAX_START_BACKOFF_MS = 5_000;
  *   a run started is SIGKILLed and replaced.
  * - Workers are recycled after `maxRunsPerWorker` runs, or when their RSS passes `maxRssMb`.
  * - Each worker keeps a fresh isolate prepared before a run arrives (an isolate is never reused).
- * - Workers exit on their own when this process goes away (their IPC channel closes).
+ * - Workers exit on their own when this process goes away (their channel closes).
  *
  * @example
  * ```ts
@@ -75,6 +76,7 @@ export class ProcessPool {
   readonly warmMemoryMb: number | null;
   readonly nice: number | null;
   readonly #workers = new Set<WorkerHandle>();
+  readonly #spawner: Spawner;
   readonly #queue: Job[] = [];
   readonly #readyWaiters: { resolve(): void; reject(err: Error): void }[] = [];
   #nextJob = 0;
@@ -108,6 +110,10 @@ export class ProcessPool {
       warmMemoryMb: this.warmMemoryMb,
       nice: this.nice,
     } = resolvePoolOptions(options));
+    if (options.spawnVia !== undefined && options.spawnVia !== 'launcher' && options.spawnVia !== 'direct') {
+      throw new CodemodeError('INVALID_CONFIG', `spawnVia must be 'launcher' or 'direct'; got ${String(options.spawnVia)}.`);
+    }
+    this.#spawner = createSpawner(options.spawnVia);
     this.#watchdog = setInterval(() => this.#checkHung(), HEARTBEAT_MS);
     this.#watchdog.unref();
     this.#balance();
@@ -199,7 +205,7 @@ export class ProcessPool {
 
   /** Process ids of every live worker (serving, standby, starting or retiring); for leak checks. */
   allPids(): number[] {
-    return [...this.#workers].filter((w) => !w.dead).map((w) => w.pid);
+    return [...this.#workers].filter((w) => !w.dead && w.pid > 0).map((w) => w.pid);
   }
 
   /** True once `close()` was called. */
@@ -264,6 +270,7 @@ export class ProcessPool {
     // Runs settle within killGraceMs: the worker answers the abort, or is killed (which settles them too).
     await Promise.allSettled(running);
     await Promise.allSettled([...this.#workers].map((w) => this.#stop(w)));
+    this.#spawner.close();
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -311,7 +318,7 @@ export class ProcessPool {
   }
 
   /**
-   * Spawns missing workers off the current tick: `fork()` blocks this thread for milliseconds, and a just
+   * Spawns missing workers off the current tick: a direct `fork()` blocks this thread for milliseconds, and a just
    * promoted standby should take the queued runs first. After failed starts it backs off.
    */
   #scheduleSpawn(): void {
@@ -342,7 +349,7 @@ export class ProcessPool {
     const config: WorkerConfig = { warmMemoryMb: this.warmMemoryMb, nice: this.nice };
     let worker: WorkerHandle;
     try {
-      worker = startWorker(role, config, {
+      worker = startWorker(this.#spawner, role, config, {
         onMessage: (w, message) => this.#onMessage(w, message),
         onExit: (w, code, signal) => this.#onExit(w, code, signal),
         onStartTimeout: (w) => this.#kill(w, 'start timeout'),
@@ -460,7 +467,7 @@ export class ProcessPool {
     worker.dead = true;
     clearTimeout(worker.startTimer);
     this.#workers.delete(worker);
-    const how = signal !== null ? `signal ${signal}` : `exit code ${String(code)}`;
+    const how = signal !== null ? `signal ${signal}` : code !== null ? `exit code ${code}` : 'an end whose cause was not reported';
     const expected = worker.doomed && worker.killedFor === undefined;
     if (!expected) {
       this.#crashed++;
@@ -511,7 +518,7 @@ export class ProcessPool {
       worker.killedMessage = runMessage;
     }
     try {
-      worker.child.kill('SIGKILL');
+      worker.proc.kill('SIGKILL');
     } catch (err) {
       log.warn('could not kill a sandbox worker', { pid: worker.pid, error: describeError(err) });
     }

@@ -1,6 +1,6 @@
 /**
- * The IPC protocol between a `ProcessPool` (parent) and its worker processes. Messages travel over Node's
- * `child_process` IPC channel with its default JSON serialization, so every field is plain JSON.
+ * The protocol between a `ProcessPool` and its worker processes. Messages travel as newline-delimited JSON
+ * over the worker's fd 3 (line-channel.ts), so every field is plain JSON.
  *
  * The parent keeps the host functions: a worker knows only their paths and names, and relays each guest
  * call back as a `call` message. Workers therefore hold no credentials and no connections.
@@ -26,6 +26,11 @@ export type ToWorker =
       errorClasses: string[];
     }
   | { t: 'abort'; id: number }
+  /**
+   * The first message on a channel: the worker sends nothing before it. A launcher that started the worker
+   * held the same socket end until the pool acknowledged it, and a read there would lose the message.
+   */
+  | { t: 'hello' }
   /**
    * The answer to a `call`: plain data travels as `value` (the channel's own JSON copy is then the only one
    * the parent makes); anything else as `json`, the JSON text of the checked copy. Neither for `undefined`.

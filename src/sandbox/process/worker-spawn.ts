@@ -6,13 +6,13 @@
  * @module
  */
 
-import { fork } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describeError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import type { WorkerHandle } from './pool-types.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
+import { DirectSpawner, LauncherSpawner } from './spawner.js';
+import type { Spawner, WorkerProcess } from './spawner.js';
 
 const log = createLogger('sandbox-pool');
 
@@ -48,22 +48,30 @@ const WORKER_ENV_KEYS = ['PATH', 'TZ', 'LANG', 'LC_ALL', 'TMPDIR', 'SYSTEMROOT',
 /** @internal Exposed for tests that start a TypeScript parent process the same way. */
 export const SOURCE_EXEC_ARGV: readonly string[] = WORKER_EXEC_ARGV;
 
+/** The Node flags a launcher runs with: a launcher is a plain script, but from sources it is TypeScript too. */
+const LAUNCHER_EXEC_ARGV = FROM_SOURCES ? ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', '--import', TS_RESOLVE_HOOK] : [];
+
 /**
- * Forks a worker with `config`. Throws what `fork` throws (the caller counts it as a failed start).
- * stdout is the protocol in stdio modes, so a worker never gets it; its stderr carries its logs.
+ * How a pool starts its workers: through a launcher process on Linux, where `fork()` from a large server
+ * costs its event loop time that grows with its RSS (see spawner.ts); directly elsewhere. `via` forces one.
  */
-export function forkWorker(config: WorkerConfig): ChildProcess {
+export function createSpawner(via?: 'launcher' | 'direct'): Spawner {
+  const choice = via ?? (process.platform === 'linux' ? 'launcher' : 'direct');
+  return choice === 'launcher' ? new LauncherSpawner(LAUNCHER_EXEC_ARGV) : new DirectSpawner();
+}
+
+/**
+ * Starts a worker with `config` through `spawner`. Throws what a synchronous spawn failure throws (the caller
+ * counts it as a failed start). stdout is the protocol in stdio modes, so a worker never gets it; its stderr
+ * carries its logs, and fd 3 is its channel to us.
+ */
+function spawnWorker(spawner: Spawner, config: WorkerConfig, events: Parameters<Spawner['start']>[2]): WorkerProcess {
   const env: Record<string, string> = {};
   for (const key of WORKER_ENV_KEYS) {
     const value = process.env[key];
     if (value !== undefined) env[key] = value;
   }
-  return fork(WORKER_PATH, [JSON.stringify(config)], {
-    execArgv: WORKER_EXEC_ARGV,
-    env,
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    serialization: 'json',
-  });
+  return spawner.start([...WORKER_EXEC_ARGV, WORKER_PATH, JSON.stringify(config)], env, events);
 }
 
 /** What the pool hears from a worker started by `startWorker`. */
@@ -75,13 +83,38 @@ export interface WorkerHooks {
   onStartTimeout(worker: WorkerHandle): void;
 }
 
-/** Forks a worker and wires its events to `hooks`. Throws what `fork` throws. */
-export function startWorker(role: 'serving' | 'standby', config: WorkerConfig, hooks: WorkerHooks): WorkerHandle {
-  const child = forkWorker(config);
+/** Starts a worker and wires its events to `hooks`. Throws what a synchronous spawn failure throws. */
+export function startWorker(spawner: Spawner, role: 'serving' | 'standby', config: WorkerConfig, hooks: WorkerHooks): WorkerHandle {
   let exited!: () => void;
-  const worker: WorkerHandle = {
-    child,
-    pid: child.pid ?? -1,
+  let gone = false;
+  // The handle exists before the process does: events are routed through it once both exist.
+  const box: { worker: WorkerHandle | undefined } = { worker: undefined };
+  const early: Array<() => void> = [];
+  const proc = spawnWorker(spawner, config, {
+    onMessage: (message: FromWorker) => {
+      const worker = box.worker;
+      if (worker === undefined) early.push(() => hooks.onMessage(box.worker!, message));
+      else hooks.onMessage(worker, message);
+    },
+    onExit: (code, signal) => {
+      const report = (): void => {
+        if (gone) return;
+        gone = true;
+        try {
+          hooks.onExit(box.worker!, code, signal);
+        } finally {
+          exited();
+        }
+      };
+      if (box.worker === undefined) early.push(report);
+      else report();
+    },
+  });
+  const handle: WorkerHandle = {
+    proc,
+    get pid() {
+      return proc.pid;
+    },
     role,
     ready: false,
     doomed: false,
@@ -97,42 +130,23 @@ export function startWorker(role: 'serving' | 'standby', config: WorkerConfig, h
     baseRss: 0,
     beatRss: 0,
   };
-  worker.startTimer = setTimeout(() => {
-    if (!worker.ready) hooks.onStartTimeout(worker);
+  box.worker = handle;
+  handle.startTimer = setTimeout(() => {
+    if (!handle.ready) hooks.onStartTimeout(handle);
   }, START_TIMEOUT_MS);
-  worker.startTimer.unref();
-  child.on('message', (message: FromWorker) => {
-    try {
-      hooks.onMessage(worker, message);
-    } catch (err) {
-      log.error('handling a worker message failed', { pid: worker.pid, error: describeError(err) });
-    }
-  });
-  let gone = false;
-  const onGone = (code: number | null, signal: NodeJS.Signals | null): void => {
-    if (gone) return;
-    gone = true;
-    try {
-      hooks.onExit(worker, code, signal);
-    } finally {
-      exited();
-    }
-  };
-  child.on('error', (err) => {
-    log.debug('worker process error', { pid: worker.pid, error: describeError(err) });
-    // A process that never started emits 'error' and may never emit 'exit'.
-    if (child.pid === undefined) onGone(null, null);
-  });
-  child.once('exit', onGone);
-  child.unref();
-  return worker;
+  handle.startTimer.unref();
+  // Until it is ready, a starting worker keeps this process alive.
+  proc.keepAlive(true);
+  // A direct spawn that failed at once reports its exit synchronously: deliver it now that the handle exists.
+  if (early.length > 0) queueMicrotask(() => early.splice(0).forEach((f) => f()));
+  return handle;
 }
 
 /** Sends a message to a live worker; a failed send is logged (the worker's exit reports the cause). */
 export function sendToWorker(worker: WorkerHandle, message: ToWorker): void {
-  if (worker.dead || !worker.child.connected) return;
+  if (worker.dead || !worker.proc.connected) return;
   try {
-    worker.child.send(message, undefined, undefined, (err) => {
+    worker.proc.send(message, (err) => {
       if (err) log.debug('sending to a worker failed', { pid: worker.pid, error: describeError(err) });
     });
   } catch (err) {
@@ -142,10 +156,8 @@ export function sendToWorker(worker: WorkerHandle, message: ToWorker): void {
 
 /** Keeps this process alive only while a worker starts or runs something for us. */
 export function updateWorkerRef(worker: WorkerHandle): void {
-  const channel = worker.child.channel;
-  if (channel == null) return;
-  if (!worker.ready || worker.jobs.size > 0) channel.ref();
-  else channel.unref();
+  if (worker.dead) return;
+  worker.proc.keepAlive(!worker.ready || worker.jobs.size > 0 || worker.doomed);
 }
 
 /**
@@ -156,12 +168,8 @@ export async function stopWorker(worker: WorkerHandle, graceMs: number, kill: ()
   if (worker.dead) return;
   worker.doomed = true;
   // Whoever awaits this (close()) is waiting for the exit: keep the process alive until it comes.
-  worker.child.ref();
-  try {
-    if (worker.child.connected) worker.child.disconnect();
-  } catch {
-    /* already disconnected */
-  }
+  worker.proc.keepAlive(true);
+  worker.proc.end();
   const timer = setTimeout(kill, graceMs);
   timer.unref();
   await worker.exited;

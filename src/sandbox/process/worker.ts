@@ -1,17 +1,20 @@
 /**
  * Entry point of a sandbox worker process (spawned by `ProcessPool`, never imported). It hosts
  * isolated-vm through the in-process `IsolatedVmSandbox`, so results, logs and error kinds are exactly the
- * in-process ones; only host calls differ: they are relayed to the parent over IPC.
+ * in-process ones; only host calls differ: they are relayed to the pool over the worker's channel (fd 3,
+ * newline-delimited JSON; see line-channel.ts).
  *
  * Warm starts: the worker keeps one prepared isolate (fresh isolate + bootstrapped context) per memory
  * limit it has seen last, hands it to the next run, and prepares the next one after the run's result is
  * on its way. An isolate is never reused between runs.
  *
- * The worker exits when its IPC channel closes: the parent closed it, exited, or was killed.
+ * The worker exits when its channel closes: the pool closed it, exited, or was killed.
  *
  * @module
  */
 
+import { fstatSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { CodemodeError, describeError } from '../../errors.js';
 import { createLogger } from '../../log.js';
 import { IsolatedVmSandbox, catastrophicErrorCount, prepareIsolate } from '../isolated-vm-sandbox.js';
@@ -19,30 +22,47 @@ import type { PreparedIsolate } from '../isolated-vm-sandbox.js';
 import { resolveLimits } from '../limits.js';
 import { onGhostIsolateThread } from '../threads.js';
 import type { HostCallContext, HostFunctions } from '../types.js';
+import { LineChannel, WORKER_CHANNEL_FD } from './line-channel.js';
 import { lowerOwnPriority } from './priority.js';
 import { HEARTBEAT_MS } from './protocol.js';
 import type { FromWorker, ToWorker, WorkerConfig } from './protocol.js';
 
 const log = createLogger('sandbox-worker');
 
-if (typeof process.send !== 'function') {
-  log.error('this is the codemode sandbox worker; it runs only as a child of ProcessPool (no IPC channel found)');
-  process.exit(2);
-}
+/** The channel to the pool: fd 3, a socket pair end the pool (or its launcher) gave us. */
+const channel = ((): LineChannel<ToWorker, FromWorker> => {
+  let isSocket = false;
+  try {
+    isSocket = fstatSync(WORKER_CHANNEL_FD).isSocket();
+  } catch {
+    // No fd 3 at all.
+  }
+  if (!isSocket) {
+    log.error('this is the codemode sandbox worker; it runs only under a ProcessPool (no channel on fd 3)');
+    process.exit(2);
+  }
+  return new LineChannel<ToWorker, FromWorker>(new Socket({ fd: WORKER_CHANNEL_FD, readable: true, writable: true }), {
+    onMessage: (message) => onMessage(message),
+    onBadMessage: (reason) => log.error('the pool sent a message that is not one', { reason }),
+    onClose: () => onChannelClosed(),
+  });
+})();
 
+/**
+ * What we said before the pool's `hello`: held back, because until then a launcher may still hold our
+ * channel's other end and read (and lose) it. Only `ready` and heartbeats can be early; a few at most.
+ */
+let greeted = false;
+const early: Array<[FromWorker, (() => void) | undefined]> = [];
 
-/** Sends to the parent; `written` runs once the message is handed to the OS (or could not be). */
+/** Sends to the pool; `written` runs once the message is handed to the OS (or could not be). */
 function send(message: FromWorker, written?: () => void): void {
-  if (!process.connected) {
-    written?.();
+  if (!greeted) {
+    if (early.length < 64) early.push([message, written]);
+    else written?.();
     return;
   }
-  try {
-    process.send?.(message, undefined, undefined, () => written?.());
-  } catch {
-    /* the channel closed meanwhile; 'disconnect' ends the process */
-    written?.();
-  }
+  channel.send(message, () => written?.());
 }
 
 const config = ((): WorkerConfig => {
@@ -186,20 +206,25 @@ async function onRun(message: Extract<ToWorker, { t: 'run' }>): Promise<void> {
 // The parent going away (close, exit, SIGKILL) closes the channel: nothing is left to serve. Isolates
 // are disposed first: Node's exit waits for isolated-vm's cleanup, which waits for running guest code, so
 // a plain exit() would hang behind a `while (true) {}`.
-process.on('disconnect', () => {
+function onChannelClosed(): void {
   for (const run of runs.values()) run.controller.abort();
   for (const spare of spares.values()) spare.dispose();
   process.exit(0);
-});
+}
 
 // Ctrl-C in a terminal and a service manager's SIGTERM reach the whole process group. The parent decides
 // when runs end (its graceful shutdown may let them finish); we exit when it closes the channel.
 process.on('SIGINT', () => undefined);
 process.on('SIGTERM', () => undefined);
 
-process.on('message', (raw: unknown) => {
-  const message = raw as ToWorker;
+function onMessage(message: ToWorker): void {
   switch (message.t) {
+    case 'hello':
+      if (!greeted) {
+        greeted = true;
+        for (const [m, written] of early.splice(0)) send(m, written);
+      }
+      break;
     case 'run':
       void onRun(message);
       break;
@@ -210,7 +235,7 @@ process.on('message', (raw: unknown) => {
       onReply(message);
       break;
   }
-});
+}
 
 // A thread that outlived its run keeps a core busy for every later tenant of this process, and nothing but the
 // end of the process stops it: the parent retires this worker when told.
