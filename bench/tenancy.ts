@@ -17,7 +17,8 @@
  * Exits 1 when a goal is missed, so `npm run bench` shows it.
  *
  * TENANCY_SERVE_ARGS adds flags to `codemode serve` (space separated), to compare settings in one setup,
- * for example TENANCY_SERVE_ARGS='--worker-nice 10'. The flags in use are printed.
+ * for example TENANCY_SERVE_ARGS='--worker-nice 10'. The flags in use are printed. TENANCY_ATTACKS narrows
+ * the hostile session to some attacks (substrings of their names, comma separated), to attribute a cost.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -157,7 +158,7 @@ function trickle(url: URL, sockets: Socket[]): void {
   sockets.push(s);
 }
 
-const ATTACKS: Array<[string, (c: Client, url: URL, sockets: Socket[]) => Promise<unknown>]> = [
+const ALL_ATTACKS: Array<[string, (c: Client, url: URL, sockets: Socket[]) => Promise<unknown>]> = [
   ['deep 256 KB result, 199 levels (under the serve cap)', (c) => callTool(c, 'execute', { code: 'let v = new Array(125000).fill(0); for (let i = 0; i < 198; i++) v = [v]; return v;' })],
   ['deep 1 MB result, 199 levels', (c) => callTool(c, 'execute', { code: 'let v = new Array(500000).fill(0); for (let i = 0; i < 198; i++) v = [v]; return v;' })],
   ['several-MB flat result', (c) => callTool(c, 'execute', { code: "return Array.from({ length: 200000 }, (_, i) => ({ i, s: 'abcdefgh' }));" })],
@@ -185,9 +186,22 @@ const ATTACKS: Array<[string, (c: Client, url: URL, sockets: Socket[]) => Promis
   ['20 trickling connections', async (_c, url, sockets) => { for (let i = 0; i < 20; i++) trickle(url, sockets); }],
 ];
 
+/** TENANCY_ATTACKS narrows the hostile session to the attacks whose names contain one of its `,`-separated parts (to attribute a cost to one attack). */
+const ATTACK_FILTER = (process.env.TENANCY_ATTACKS ?? '').split(',').map((a) => a.trim()).filter((a) => a !== '');
+const ATTACKS = ATTACK_FILTER.length === 0 ? ALL_ATTACKS : ALL_ATTACKS.filter(([name]) => ATTACK_FILTER.some((f) => name.includes(f)));
+if (ATTACKS.length === 0) throw new Error(`TENANCY_ATTACKS=${process.env.TENANCY_ATTACKS} matches no attack; the attacks are: ${ALL_ATTACKS.map(([n]) => n).join('; ')}`);
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'codemode-tenancy-'));
   const { child, url, probeFile } = await startServer(dir);
+  // The machine's own floor, measured in the same run: an idle Node process with the same probe. Whatever
+  // delay it shows comes from the machine (two shared vCPUs, steal time, the other processes of this
+  // bench), not from the server's work, so the server's delay is read against it.
+  const controlFile = join(dir, 'control.jsonl');
+  const control = spawn(process.execPath, ['--import', PROBE, '-e', 'setInterval(() => {}, 1000)'], {
+    stdio: 'ignore',
+    env: { ...process.env, CODEMODE_BENCH_PROBE: controlFile },
+  });
   const sockets: Socket[] = [];
   const treeSamples: Array<{ t: number; mb: number }> = [];
   const treeTimer = setInterval(() => treeSamples.push({ t: Date.now(), mb: treeRssMb(child.pid!) }), 250);
@@ -196,6 +210,7 @@ async function main(): Promise<void> {
     process.stdout.write(`tenancy bench: Node ${process.version}, ${(await import('node:os')).availableParallelism()} CPUs, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
     process.stdout.write(`quiet phase ${QUIET_S} s, hostile phase ${HOSTILE_S} s, ${GOOD_SESSIONS} well-behaved sessions (3 tool calls per execute)\n`);
     process.stdout.write(`codemode serve flags: ${SERVE_ARGS.length > 0 ? SERVE_ARGS.join(' ') : '(defaults)'}\n`);
+    if (ATTACK_FILTER.length > 0) process.stdout.write(`attacks narrowed by TENANCY_ATTACKS to: ${ATTACKS.map(([n]) => n).join('; ')}\n`);
     // Warm-up: the pool, the upstreams and the JIT, not counted.
     const warm = await connectClient(url, 'warm');
     for (let i = 0; i < 20; i++) await callTool(warm, 'execute', { code: GOOD_CODE });
@@ -242,6 +257,14 @@ async function main(): Promise<void> {
     const maxOf = (xs: number[]) => xs.reduce((m, x) => Math.max(m, x), 0);
     const qp = phase(probe, t0, quietEnd);
     const hp = phase(probe, quietEnd, end + 250);
+    let controlProbe: typeof probe = [];
+    try {
+      controlProbe = readFileSync(controlFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as (typeof probe)[number]);
+    } catch {
+      // The control never wrote: reported as no samples below.
+    }
+    const qc = phase(controlProbe, t0, quietEnd);
+    const hc = phase(controlProbe, quietEnd, end + 250);
     const qTree = phase(treeSamples, t0, quietEnd).map((s) => s.mb);
     const hTree = phase(treeSamples, quietEnd, end + 250).map((s) => s.mb);
 
@@ -270,6 +293,19 @@ async function main(): Promise<void> {
     // How often, not only how bad: the share of 250 ms probe intervals whose largest delay passed the goal.
     const over = (xs: Array<{ maxDelayMs: number }>) => `${xs.filter((p) => p.maxDelayMs > GOAL_LOOP_DELAY_MS).length} of ${xs.length}`;
     process.stdout.write(`\n250 ms intervals with an event-loop delay over ${GOAL_LOOP_DELAY_MS} ms: quiet ${over(qp)}, hostile ${over(hp)}; p99 of the intervals' largest delay: quiet ${pct(qp.map((p) => p.maxDelayMs), 99).toFixed(1)} ms, hostile ${pct(hp.map((p) => p.maxDelayMs), 99).toFixed(1)} ms\n`);
+    // Where the worst intervals fall: the attack running then, and how far into it (to attribute a delay
+    // to the start of an attack, its end, or the time in between).
+    const worst = [...hp].sort((a, b) => b.maxDelayMs - a.maxDelayMs).slice(0, 5);
+    process.stdout.write('worst hostile-phase intervals:');
+    for (const w of worst) {
+      const a = attackLog.find((x) => w.t > x.from && w.t - 250 <= x.to);
+      const where = a === undefined ? 'between attacks' : `${a.name}, interval ends ${w.t - a.from} ms after its start (it took ${a.to - a.from} ms)`;
+      process.stdout.write(`\n  ${w.maxDelayMs.toFixed(1)} ms: ${where}`);
+    }
+    process.stdout.write('\n');
+    process.stdout.write(
+      `control (an idle Node process with the same probe, same run): largest delay quiet ${maxOf(qc.map((p) => p.maxDelayMs)).toFixed(1)} ms, hostile ${maxOf(hc.map((p) => p.maxDelayMs)).toFixed(1)} ms; intervals over ${GOAL_LOOP_DELAY_MS} ms: quiet ${over(qc)}, hostile ${over(hc)}\n`,
+    );
 
     const ratio = pct(loud.map((s) => s.ms), 99) / pct(quiet.map((s) => s.ms), 99);
     const goals = [
@@ -284,6 +320,7 @@ async function main(): Promise<void> {
     if (goals.some(([, ok]) => !ok)) process.exitCode = 1;
   } finally {
     clearInterval(treeTimer);
+    control.kill('SIGKILL');
     for (const s of sockets) s.destroy();
     child.kill('SIGTERM');
     await new Promise((r) => {
