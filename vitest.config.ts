@@ -7,7 +7,7 @@ export default defineConfig({
     execArgv: ['--no-node-snapshot'],
     setupFiles: ['test/setup/settle-isolates.ts'],
     // One line per missing system service (redis-server), or a failure under CI=true.
-    globalSetup: ['test/setup/check-services.ts'],
+    globalSetup: ['test/setup/check-services.ts', 'test/setup/leftovers.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Two cores here: more parallel forks only make the timing-sensitive sandbox tests noisy.

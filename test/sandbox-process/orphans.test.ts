@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -19,8 +20,8 @@ afterEach(() => {
   }
 });
 
-async function startParent(): Promise<{ parent: number; workers: number[] }> {
-  const child = spawn(process.execPath, [...SOURCE_EXEC_ARGV, fixture], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startParent(mode?: 'starting'): Promise<{ parent: number; workers: number[] }> {
+  const child = spawn(process.execPath, [...SOURCE_EXEC_ARGV, fixture, ...(mode === undefined ? [] : [mode])], { stdio: ['ignore', 'pipe', 'inherit'] });
   leftovers.push(child.pid!);
   const line = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the parent fixture did not report its workers within 30 s')), 30_000);
@@ -52,5 +53,30 @@ describe('no orphans (issue 8, shutdown)', () => {
     process.kill(parent, sig);
     await waitFor(() => workers.every((pid) => !alive(pid)), 10_000, 'every worker to exit');
     expect(alive(parent)).toBe(false);
+  });
+
+  it('nothing is left when the parent is killed while its workers are being started (their channels in transit)', async () => {
+    for (let round = 0; round < 3; round++) {
+      const { parent, workers } = await startParent('starting');
+      const launcher = workers[0]!;
+      // Whatever the launcher started, before and after the kill, must end with it.
+      const started = new Set<number>();
+      const collect = () => {
+        try {
+          for (const c of readFileSync(`/proc/${launcher}/task/${launcher}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) started.add(Number(c));
+        } catch {
+          // The launcher is gone.
+        }
+      };
+      collect();
+      process.kill(parent, 'SIGKILL');
+      for (let i = 0; i < 20; i++) {
+        collect();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      leftovers.push(launcher, ...started);
+      await waitFor(() => !alive(launcher), 10_000, 'the launcher to exit');
+      await waitFor(() => [...started].every((pid) => !alive(pid)), 10_000, 'every worker the launcher started to exit');
+    }
   });
 });

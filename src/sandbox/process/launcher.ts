@@ -94,8 +94,20 @@ process.on('message', (raw: unknown) => {
 });
 
 // The pool closed the channel, exited or was killed: nothing is left to launch. Workers keep running until
-// their own channel to the pool closes (they exit then), so none is killed here.
+// their own channel to the pool closes (they exit then), so none is killed here; our exit closes the copies
+// of their sockets we may still hold.
 process.on('disconnect', () => process.exit(0));
+// 'disconnect' alone is not enough: Node postpones it while a sent handle waits for its acknowledgement,
+// and a pool killed in that moment never acknowledges. The launcher then lived on, holding its copies of
+// the workers' sockets, so those workers never saw their channel close either (found as leftover
+// processes after the test suite). A parent pid other than the pool's means the pool is gone; the pool
+// passes its pid, because it may die before this line runs (we would then read the reaper's pid).
+const pool = Number(process.argv[2]);
+const poolGone = (): boolean => Number.isInteger(pool) && pool > 0 && process.ppid !== pool;
+if (poolGone()) process.exit(0);
+setInterval(() => {
+  if (poolGone()) process.exit(0);
+}, 250).unref();
 // A terminal's Ctrl-C and a service manager's SIGTERM reach the whole process group; the pool decides.
 process.on('SIGINT', () => undefined);
 process.on('SIGTERM', () => undefined);

@@ -342,7 +342,8 @@ export class LauncherSpawner implements Spawner {
 
   #ensureLauncher(): ChildProcess {
     if (this.#launcher !== undefined && this.#launcher.connected) return this.#launcher;
-    const launcher = fork(LAUNCHER_PATH, [], {
+    // Our pid: the launcher exits when its parent is anyone else (we died, even before it started).
+    const launcher = fork(LAUNCHER_PATH, [String(process.pid)], {
       execArgv: [...this.#execArgv],
       // It passes each worker the environment the pool chose; it needs nothing of ours.
       env: process.env.PATH === undefined ? {} : { PATH: process.env.PATH },
