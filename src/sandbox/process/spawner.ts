@@ -179,13 +179,16 @@ class LaunchedWorker implements WorkerProcess {
   readonly #spawner: LauncherSpawner;
   readonly #events: WorkerEvents;
   readonly join: ExitJoin;
+  /** The launcher that started it: only that launcher's death orphans it. */
+  readonly launcher: ChildProcess;
   #pid = -1;
   #channel: LineChannel<FromWorker, ToWorker> | undefined;
   #alive = false;
   #endWhenAttached = false;
 
-  constructor(id: number, spawner: LauncherSpawner, events: WorkerEvents) {
+  constructor(id: number, launcher: ChildProcess, spawner: LauncherSpawner, events: WorkerEvents) {
     this.id = id;
+    this.launcher = launcher;
     this.#spawner = spawner;
     this.#events = events;
     this.join = new ExitJoin(events);
@@ -283,7 +286,7 @@ export class LauncherSpawner implements Spawner {
   start(args: string[], env: Record<string, string>, events: WorkerEvents): WorkerProcess {
     const launcher = this.#ensureLauncher();
     const id = this.#nextId++;
-    const worker = new LaunchedWorker(id, this, events);
+    const worker = new LaunchedWorker(id, launcher, this, events);
     this.#workers.set(id, worker);
     // Until the launcher answers, the request keeps this process alive (the pool holds it while starting).
     this.#send(launcher, { t: 'spawn', id, file: process.execPath, args, env });
@@ -323,8 +326,9 @@ export class LauncherSpawner implements Spawner {
 
   kill(worker: LaunchedWorker, signal: NodeJS.Signals): void {
     if (worker.join.done) return;
-    const launcher = this.#launcher;
-    if (launcher?.connected === true) {
+    // Its own launcher: only that one knows it.
+    const launcher = worker.launcher;
+    if (launcher.connected) {
       this.#send(launcher, { t: 'kill', id: worker.id, signal });
       return;
     }
@@ -356,9 +360,10 @@ export class LauncherSpawner implements Spawner {
     launcher.once('exit', (code, signal) => {
       if (this.#launcher === launcher) this.#launcher = undefined;
       if (!this.#closed || this.#workers.size > 0) {
-        log.warn('the sandbox worker launcher exited; its workers are stopped and a new launcher starts when needed', { code, signal, workers: this.#workers.size });
+        log.warn('the sandbox worker launcher exited; its workers are stopped and a new launcher starts when needed', { code, signal });
       }
-      for (const worker of [...this.#workers.values()]) {
+      // Only this launcher's workers: a new launcher may already serve later starts.
+      for (const worker of [...this.#workers.values()].filter((w) => w.launcher === launcher)) {
         this.#workers.delete(worker.id);
         worker.orphaned();
         worker.release();

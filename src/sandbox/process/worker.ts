@@ -33,7 +33,9 @@ const log = createLogger('sandbox-worker');
 const channel = ((): LineChannel<ToWorker, FromWorker> => {
   let isSocket = false;
   try {
-    isSocket = fstatSync(WORKER_CHANNEL_FD).isSocket();
+    // A Unix socket pair; a pipe where the platform makes one for a 'pipe' stdio entry.
+    const stat = fstatSync(WORKER_CHANNEL_FD);
+    isSocket = stat.isSocket() || stat.isFIFO();
   } catch {
     // No fd 3 at all.
   }
