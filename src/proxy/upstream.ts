@@ -20,11 +20,11 @@
  */
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport, SseError } from '@modelcontextprotocol/sdk/client/sse.js';
-import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
-import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+// Types only (erased): the modules themselves load on first use (loadHttpSdk).
+import type * as AuthSdk from '@modelcontextprotocol/sdk/client/auth.js';
+import type * as SseSdk from '@modelcontextprotocol/sdk/client/sse.js';
+import type * as StreamableHttpSdk from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { FetchLike, Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ErrorCode, InitializeResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type {
@@ -186,14 +186,40 @@ interface Attempt {
   stdio?: StdioUpstreamTransport;
 }
 
-function stdioEnv(config: StdioUpstreamConfig, inheritEnv: boolean): Record<string, string> {
+/**
+ * The SDK's HTTP client side (Streamable HTTP, legacy SSE, OAuth), loaded the first time an HTTP upstream
+ * connects: about 55-60 ms of module loading that a start-up with only stdio upstreams (or none) does not
+ * pay. Its error classes are only ever thrown once it is loaded, so `instanceof` checks read it as it is.
+ */
+type HttpClientSdk = typeof StreamableHttpSdk & typeof SseSdk & Pick<typeof AuthSdk, 'UnauthorizedError'>;
+let httpSdk: HttpClientSdk | undefined;
+async function loadHttpSdk(): Promise<HttpClientSdk> {
+  if (httpSdk !== undefined) return httpSdk;
+  const [streamable, sse, auth] = await Promise.all([
+    import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
+    import('@modelcontextprotocol/sdk/client/sse.js'),
+    import('@modelcontextprotocol/sdk/client/auth.js'),
+  ]);
+  httpSdk = { ...streamable, ...sse, UnauthorizedError: auth.UnauthorizedError };
+  return httpSdk;
+}
+
+/** The SDK's default child environment (PATH, HOME, ...), from its stdio client module, loaded when first needed (~20 ms). */
+let defaultEnvironment: (() => Record<string, string>) | undefined;
+async function loadDefaultEnvironment(): Promise<() => Record<string, string>> {
+  defaultEnvironment ??= (await import('@modelcontextprotocol/sdk/client/stdio.js')).getDefaultEnvironment;
+  return defaultEnvironment;
+}
+
+async function stdioEnv(config: StdioUpstreamConfig, inheritEnv: boolean): Promise<Record<string, string>> {
   const base: Record<string, string> = {};
-  const source = inheritEnv ? process.env : getDefaultEnvironment();
+  const source = inheritEnv ? process.env : (await loadDefaultEnvironment())();
   for (const [k, v] of Object.entries(source)) if (v !== undefined) base[k] = v;
   return { ...base, ...(config.env ?? {}) };
 }
 
-function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', options: ConnectUpstreamOptions): Transport {
+async function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', options: ConnectUpstreamOptions): Promise<Transport> {
+  const { StreamableHTTPClientTransport, SSEClientTransport } = await loadHttpSdk();
   const headers = { ...(config.headers ?? {}), ...(options.headers ?? {}) };
   const url = new URL(config.url);
   const requestInit: RequestInit = { headers };
@@ -218,7 +244,7 @@ function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', opt
 }
 
 function httpStatusOf(err: unknown): number | undefined {
-  if (err instanceof StreamableHTTPError || err instanceof SseError) {
+  if (httpSdk !== undefined && (err instanceof httpSdk.StreamableHTTPError || err instanceof httpSdk.SseError)) {
     return typeof err.code === 'number' && err.code > 0 ? err.code : undefined;
   }
   return undefined;
@@ -288,7 +314,7 @@ export function classifyConnectError(error: unknown, ctx: ClassifyContext): Code
     return err('UPSTREAM_PROTOCOL', `Upstream ${label} refused initialize: ${error.message}`, error);
   }
 
-  if (error instanceof UnauthorizedError) {
+  if (httpSdk !== undefined && error instanceof httpSdk.UnauthorizedError) {
     return err(
       'UPSTREAM_AUTH',
       `Upstream ${label} requires authorization (${error.message}). Complete the OAuth flow or pass an Authorization header.`,
@@ -322,7 +348,7 @@ export function classifyConnectError(error: unknown, ctx: ClassifyContext): Code
     return err('UPSTREAM_PROTOCOL', `${prefix} to initialize, which is not a valid MCP answer. ${detail}`, error);
   }
 
-  if (error instanceof StreamableHTTPError && /Unexpected content type/i.test(error.message)) {
+  if (httpSdk !== undefined && error instanceof httpSdk.StreamableHTTPError && /Unexpected content type/i.test(error.message)) {
     return err(
       'UPSTREAM_PROTOCOL',
       `Upstream ${label} is not an MCP server: it answered initialize with ${error.message.replace(/^.*Unexpected content type:\s*/i, 'content type ')} instead of JSON-RPC (application/json or text/event-stream).`,
@@ -497,7 +523,7 @@ export async function connectUpstream(config: UpstreamConfig | unknown, options:
     const stdio = new StdioUpstreamTransport({
       command: cfg.command,
       args: cfg.args ?? [],
-      env: stdioEnv(cfg, options.inheritEnv ?? false),
+      env: await stdioEnv(cfg, options.inheritEnv ?? false),
       cwd: cfg.cwd,
       onStderr: options.onStderr,
       maxMessageBytes: options.maxMessageBytes,
@@ -506,15 +532,15 @@ export async function connectUpstream(config: UpstreamConfig | unknown, options:
   }
 
   const choice = httpTransportOf(cfg);
-  if (choice === 'sse') return run({ kind: 'sse', transport: makeHttpTransport(cfg, 'sse', options) }, timeoutMs);
+  if (choice === 'sse') return run({ kind: 'sse', transport: await makeHttpTransport(cfg, 'sse', options) }, timeoutMs);
   try {
-    return await run({ kind: 'http', transport: makeHttpTransport(cfg, 'http', options) }, timeoutMs);
+    return await run({ kind: 'http', transport: await makeHttpTransport(cfg, 'http', options) }, timeoutMs);
   } catch (error) {
     const status = httpStatusOf((error as CodemodeError).cause);
     if (choice !== 'auto' || (status !== 404 && status !== 405)) throw error;
     const remaining = Math.max(1, timeoutMs - (Date.now() - started));
     log.debug('Streamable HTTP refused, trying legacy SSE', { url: cfg.url, status });
-    return run({ kind: 'sse', transport: makeHttpTransport(cfg, 'sse', options) }, remaining, (error as CodemodeError).cause);
+    return run({ kind: 'sse', transport: await makeHttpTransport(cfg, 'sse', options) }, remaining, (error as CodemodeError).cause);
   }
 }
 
@@ -542,7 +568,7 @@ function makeConnection(config: UpstreamConfig, attempt: Attempt, client: Client
     close() {
       closing ??= (async () => {
         try {
-          if (transport instanceof StreamableHTTPClientTransport && transport.sessionId !== undefined) {
+          if (httpSdk !== undefined && transport instanceof httpSdk.StreamableHTTPClientTransport && transport.sessionId !== undefined) {
             // Tell the server the session is over so it frees it; never wait long for a dying upstream.
             await withDeadline(transport.terminateSession(), 1000, () => new Error('terminate timed out')).catch(() => undefined);
           }
