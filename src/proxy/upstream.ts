@@ -22,7 +22,6 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
 // Types only (erased): the modules themselves load on first use (loadHttpSdk).
-import type * as AuthSdk from '@modelcontextprotocol/sdk/client/auth.js';
 import type * as SseSdk from '@modelcontextprotocol/sdk/client/sse.js';
 import type * as StreamableHttpSdk from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { FetchLike, Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
@@ -189,18 +188,16 @@ interface Attempt {
 /**
  * The SDK's HTTP client side (Streamable HTTP, legacy SSE, OAuth), loaded the first time an HTTP upstream
  * connects: about 55-60 ms of module loading that a start-up with only stdio upstreams (or none) does not
- * pay. Its error classes are only ever thrown once it is loaded, so `instanceof` checks read it as it is.
+ * pay. Its error classes are recognised by name (`isSdkHttpError`), not against this copy: other code makes
+ * them from its own static import (the proxy's forward path, callers of `isSessionExpiredError`), before
+ * this module ever loaded them.
  */
-type HttpClientSdk = typeof StreamableHttpSdk & typeof SseSdk & Pick<typeof AuthSdk, 'UnauthorizedError'>;
+type HttpClientSdk = typeof StreamableHttpSdk & typeof SseSdk;
 let httpSdk: HttpClientSdk | undefined;
 async function loadHttpSdk(): Promise<HttpClientSdk> {
   if (httpSdk !== undefined) return httpSdk;
-  const [streamable, sse, auth] = await Promise.all([
-    import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
-    import('@modelcontextprotocol/sdk/client/sse.js'),
-    import('@modelcontextprotocol/sdk/client/auth.js'),
-  ]);
-  httpSdk = { ...streamable, ...sse, UnauthorizedError: auth.UnauthorizedError };
+  const [streamable, sse] = await Promise.all([import('@modelcontextprotocol/sdk/client/streamableHttp.js'), import('@modelcontextprotocol/sdk/client/sse.js')]);
+  httpSdk = { ...streamable, ...sse };
   return httpSdk;
 }
 
@@ -243,8 +240,23 @@ async function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse
   });
 }
 
+type SdkHttpErrorName = 'StreamableHTTPError' | 'SseError' | 'UnauthorizedError';
+
+/** Whether `err` is (or extends) one of the SDK's HTTP client error classes, whichever import made it. */
+function isSdkHttpError(err: unknown, ...names: SdkHttpErrorName[]): err is Error & { code?: unknown } {
+  if (!(err instanceof Error)) return false;
+  // A short chain (subclass -> SDK class -> Error); the bound is a guard against a hostile prototype loop.
+  let proto: unknown = Object.getPrototypeOf(err);
+  for (let depth = 0; depth < 8 && proto !== null && proto !== Error.prototype; depth++) {
+    const name = (proto as { constructor?: { name?: unknown } }).constructor?.name;
+    if (typeof name === 'string' && (names as string[]).includes(name)) return true;
+    proto = Object.getPrototypeOf(proto);
+  }
+  return false;
+}
+
 function httpStatusOf(err: unknown): number | undefined {
-  if (httpSdk !== undefined && (err instanceof httpSdk.StreamableHTTPError || err instanceof httpSdk.SseError)) {
+  if (isSdkHttpError(err, 'StreamableHTTPError', 'SseError')) {
     return typeof err.code === 'number' && err.code > 0 ? err.code : undefined;
   }
   return undefined;
@@ -314,7 +326,7 @@ export function classifyConnectError(error: unknown, ctx: ClassifyContext): Code
     return err('UPSTREAM_PROTOCOL', `Upstream ${label} refused initialize: ${error.message}`, error);
   }
 
-  if (httpSdk !== undefined && error instanceof httpSdk.UnauthorizedError) {
+  if (isSdkHttpError(error, 'UnauthorizedError')) {
     return err(
       'UPSTREAM_AUTH',
       `Upstream ${label} requires authorization (${error.message}). Complete the OAuth flow or pass an Authorization header.`,
@@ -348,7 +360,7 @@ export function classifyConnectError(error: unknown, ctx: ClassifyContext): Code
     return err('UPSTREAM_PROTOCOL', `${prefix} to initialize, which is not a valid MCP answer. ${detail}`, error);
   }
 
-  if (httpSdk !== undefined && error instanceof httpSdk.StreamableHTTPError && /Unexpected content type/i.test(error.message)) {
+  if (isSdkHttpError(error, 'StreamableHTTPError') && /Unexpected content type/i.test(error.message)) {
     return err(
       'UPSTREAM_PROTOCOL',
       `Upstream ${label} is not an MCP server: it answered initialize with ${error.message.replace(/^.*Unexpected content type:\s*/i, 'content type ')} instead of JSON-RPC (application/json or text/event-stream).`,
