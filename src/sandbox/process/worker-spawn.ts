@@ -86,28 +86,19 @@ export interface WorkerHooks {
 /** Starts a worker and wires its events to `hooks`. Throws what a synchronous spawn failure throws. */
 export function startWorker(spawner: Spawner, role: 'serving' | 'standby', config: WorkerConfig, hooks: WorkerHooks): WorkerHandle {
   let exited!: () => void;
-  let gone = false;
-  // The handle exists before the process does: events are routed through it once both exist.
+  // The handle needs the process and the process's events need the handle. No spawner reports an event
+  // synchronously from start() (spawn errors, exits and messages all arrive on later turns), so the box is
+  // filled before any event reads it.
   const box: { worker: WorkerHandle | undefined } = { worker: undefined };
-  const early: Array<() => void> = [];
   const proc = spawnWorker(spawner, config, {
-    onMessage: (message: FromWorker) => {
-      const worker = box.worker;
-      if (worker === undefined) early.push(() => hooks.onMessage(box.worker!, message));
-      else hooks.onMessage(worker, message);
-    },
+    onMessage: (message: FromWorker) => hooks.onMessage(box.worker!, message),
+    // Exactly once: the spawner's exit join guarantees it.
     onExit: (code, signal) => {
-      const report = (): void => {
-        if (gone) return;
-        gone = true;
-        try {
-          hooks.onExit(box.worker!, code, signal);
-        } finally {
-          exited();
-        }
-      };
-      if (box.worker === undefined) early.push(report);
-      else report();
+      try {
+        hooks.onExit(box.worker!, code, signal);
+      } finally {
+        exited();
+      }
     },
   });
   const handle: WorkerHandle = {
@@ -137,8 +128,6 @@ export function startWorker(spawner: Spawner, role: 'serving' | 'standby', confi
   handle.startTimer.unref();
   // Until it is ready, a starting worker keeps this process alive.
   proc.keepAlive(true);
-  // A direct spawn that failed at once reports its exit synchronously: deliver it now that the handle exists.
-  if (early.length > 0) queueMicrotask(() => early.splice(0).forEach((f) => f()));
   return handle;
 }
 
