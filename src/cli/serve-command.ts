@@ -39,6 +39,9 @@ Transport:
   --max-sessions-per-principal <n>
                                  live sessions at once per token / JWT subject / OAuth user; past it an
                                  initialize gets HTTP 429 (default 100; "none" = no cap)
+  --session-rate <n>[/<burst>]   new sessions one client may open per second, after a burst (default
+                                 10/60); past it an initialize gets HTTP 429. A client is its principal,
+                                 or its address without auth ("none" = no limit)
   --max-body <MB>                largest HTTP request body (default 1)
   --headers-timeout <s>          a client must send its request headers within this (default 10)
   --receive-timeout <s>          a client must send its whole request, body included, within this
@@ -110,6 +113,7 @@ const SERVE_OPTIONS = {
   'max-body': { type: 'string' },
   'max-sessions': { type: 'string' },
   'max-sessions-per-principal': { type: 'string' },
+  'session-rate': { type: 'string' },
   'headers-timeout': { type: 'string' },
   'receive-timeout': { type: 'string' },
   'max-connections': { type: 'string' },
@@ -170,6 +174,8 @@ export interface ServeArgs {
   maxBodyBytes?: number;
   maxSessions?: number | null;
   maxSessionsPerPrincipal?: number | null;
+  /** New sessions per client: `null` = no limit. Unset: the server's default. */
+  sessionRate?: { perSecond: number; burst: number } | null;
   headersTimeoutMs?: number;
   requestTimeoutMs?: number;
   maxConnections?: number;
@@ -198,6 +204,20 @@ export interface ServeArgs {
   logLevel?: LogLevel;
 }
 
+/** `--session-rate 10`, `10/60` or `none`. The burst defaults to six seconds' worth (at least 1). */
+function parseSessionRate(value: string | undefined): { perSecond: number; burst: number } | null | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim().toLowerCase();
+  if (v === 'none' || v === 'off') return null;
+  const match = /^(\d+(?:\.\d+)?)(?:\/(\d+))?$/.exec(v);
+  const perSecond = match === null ? Number.NaN : Number(match[1]);
+  const burst = match?.[2] === undefined ? Math.max(1, Math.ceil(perSecond * 6)) : Number(match[2]);
+  if (!(perSecond > 0) || !(burst >= 1)) {
+    throw new CliUsageError(`--session-rate must be <per second> or <per second>/<burst> (like 10/60), both > 0, or "none"; got ${JSON.stringify(value)}.`);
+  }
+  return { perSecond, burst };
+}
+
 /** Parses `codemode serve` arguments (after the subcommand). Throws `CliUsageError`. */
 export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
   const { values: v, positionals } = parseFlags(argv, SERVE_OPTIONS);
@@ -212,6 +232,7 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
     'session-idle-timeout',
     'max-sessions',
     'max-sessions-per-principal',
+    'session-rate',
     'max-body',
     'headers-timeout',
     'receive-timeout',
@@ -248,6 +269,7 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
   const maxBody = numberFlag('max-body', v['max-body']);
   const maxSessions = numberFlag('max-sessions', v['max-sessions'], { integer: true, min: 1, allowNone: true });
   const maxPerPrincipal = numberFlag('max-sessions-per-principal', v['max-sessions-per-principal'], { integer: true, min: 1, allowNone: true });
+  const sessionRate = parseSessionRate(v['session-rate']);
   const headersTimeout = seconds('headers-timeout', v['headers-timeout']);
   const receiveTimeout = seconds('receive-timeout', v['receive-timeout']);
   const maxConnections = numberFlag('max-connections', v['max-connections'], { integer: true, min: 1 });
@@ -284,6 +306,7 @@ export function parseServeArgs(argv: readonly string[]): ServeArgs | 'help' {
     ...(maxBody !== undefined && maxBody !== null ? { maxBodyBytes: Math.round(maxBody * 1024 * 1024) } : {}),
     ...(maxSessions !== undefined ? { maxSessions } : {}),
     ...(maxPerPrincipal !== undefined ? { maxSessionsPerPrincipal: maxPerPrincipal } : {}),
+    ...(sessionRate !== undefined ? { sessionRate } : {}),
     ...(headersTimeout != null ? { headersTimeoutMs: headersTimeout } : {}),
     ...(receiveTimeout != null ? { requestTimeoutMs: receiveTimeout } : {}),
     ...(maxConnections != null ? { maxConnections } : {}),
@@ -465,6 +488,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
           ...(a.maxBodyBytes !== undefined ? { maxBodyBytes: a.maxBodyBytes } : {}),
           ...(a.maxSessions !== undefined ? { maxSessions: a.maxSessions } : {}),
           ...(a.maxSessionsPerPrincipal !== undefined ? { maxSessionsPerPrincipal: a.maxSessionsPerPrincipal } : {}),
+          ...(a.sessionRate !== undefined ? { sessionRate: a.sessionRate } : {}),
           ...(a.headersTimeoutMs !== undefined ? { headersTimeoutMs: a.headersTimeoutMs } : {}),
           ...(a.requestTimeoutMs !== undefined ? { requestTimeoutMs: a.requestTimeoutMs } : {}),
           ...(a.maxConnections !== undefined ? { maxConnections: a.maxConnections } : {}),

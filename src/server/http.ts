@@ -17,10 +17,22 @@ import { createLogger } from '../log.js';
 import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, jsonBodyErrorHandler, writeJsonRpcError } from '../wire/http-guard.js';
 import type { HttpServerLimits } from '../wire/http-guard.js';
 import type { CodemodeServer } from './server.js';
-import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, DEFAULT_SESSION_IDLE_TIMEOUT_MS, principalOf, SessionStore } from './sessions.js';
+import {
+  ANONYMOUS_PRINCIPAL,
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_MAX_SESSIONS_PER_PRINCIPAL,
+  DEFAULT_SESSION_IDLE_TIMEOUT_MS,
+  DEFAULT_SESSION_RATE_BURST,
+  DEFAULT_SESSION_RATE_PER_SECOND,
+  principalOf,
+  SessionRateLimiter,
+  SessionStore,
+} from './sessions.js';
+import type { SessionRate } from './sessions.js';
 import type { SessionEntry } from './sessions.js';
 
-export { isLoopbackHost, DEFAULT_SESSION_IDLE_TIMEOUT_MS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL };
+export { isLoopbackHost, DEFAULT_SESSION_IDLE_TIMEOUT_MS, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, DEFAULT_SESSION_RATE_PER_SECOND, DEFAULT_SESSION_RATE_BURST };
+export type { SessionRate };
 
 const log = createLogger('server');
 
@@ -69,6 +81,13 @@ export interface ServeHttpOptions extends HttpServerLimits {
    */
   maxSessionsPerPrincipal?: number | null;
   /**
+   * How fast one client may open sessions (stateful mode): `perSecond` on average, `burst` at once. A client
+   * is its principal when authenticated, else its remote address (so clients behind one proxy share one).
+   * An initialize past it gets HTTP 429 with `Retry-After`. `null` = no limit. Default
+   * `{ perSecond: DEFAULT_SESSION_RATE_PER_SECOND, burst: DEFAULT_SESSION_RATE_BURST }` (10 and 60).
+   */
+  sessionRate?: SessionRate | null;
+  /**
    * Let `/healthz` show details (sessions, executions, upstream names) to callers without credentials.
    * Default false: they get only `{"status": "ok"}` (200) or `{"status": "draining"}` (503); details need
    * a valid `Authorization` header when auth is on.
@@ -111,6 +130,19 @@ function rpcError(res: Response, status: number, code: number, message: string, 
   writeJsonRpcError(res, status, code, message, headers);
 }
 
+function validSessionRate(rate: SessionRate | null | undefined): SessionRate | null {
+  if (rate === undefined) return { perSecond: DEFAULT_SESSION_RATE_PER_SECOND, burst: DEFAULT_SESSION_RATE_BURST };
+  if (rate === null) return null;
+  const { perSecond, burst } = rate as Partial<SessionRate>;
+  if (typeof perSecond !== 'number' || !Number.isFinite(perSecond) || perSecond <= 0) {
+    throw new CodemodeError('INVALID_CONFIG', `sessionRate.perSecond must be a number > 0, or sessionRate null for no limit; got ${String(perSecond)}.`);
+  }
+  if (typeof burst !== 'number' || !Number.isInteger(burst) || burst < 1) {
+    throw new CodemodeError('INVALID_CONFIG', `sessionRate.burst must be a whole number >= 1; got ${String(burst)}.`);
+  }
+  return { perSecond, burst };
+}
+
 function positiveOrNull(name: string, value: number | null | undefined, fallback: number): number | null {
   if (value === undefined) return fallback;
   if (value !== null && (!Number.isInteger(value) || value < 1)) throw new CodemodeError('INVALID_CONFIG', `${name} must be a positive whole number, or null for no cap; got ${String(value)}.`);
@@ -146,6 +178,23 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
   if (!Number.isInteger(maxBody) || maxBody < 1) throw new CodemodeError('INVALID_CONFIG', `maxBodyBytes must be a positive integer, got ${String(maxBody)}.`);
   const maxSessions = positiveOrNull('maxSessions', options.maxSessions, DEFAULT_MAX_SESSIONS);
   const maxPerPrincipal = positiveOrNull('maxSessionsPerPrincipal', options.maxSessionsPerPrincipal, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL);
+  const sessionRate = validSessionRate(options.sessionRate);
+  const rateLimiter = sessionRate === null ? undefined : new SessionRateLimiter(sessionRate);
+  const rateText = sessionRate === null ? '' : `${sessionRate.perSecond} per second after a burst of ${sessionRate.burst}`;
+  // Refused initializes are logged one line per reason per 10 s at most, with a count: a client looping on
+  // initialize must not flood the log.
+  const refusalLog = new Map<string, { at: number; count: number }>();
+  const logRefusal = (reason: string, status: number): void => {
+    const now = Date.now();
+    const seen = refusalLog.get(reason) ?? { at: Number.NEGATIVE_INFINITY, count: 0 };
+    seen.count++;
+    if (now - seen.at >= 10_000) {
+      log.warn(`new sessions refused: ${reason}`, { status, refused: seen.count });
+      seen.at = now;
+      seen.count = 0;
+    }
+    refusalLog.set(reason, seen);
+  };
   const guard = createHostOriginGuard({
     bindHost: host,
     ...(options.allowedHosts !== undefined ? { allowedHosts: options.allowedHosts } : {}),
@@ -270,9 +319,20 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
     if (req.method !== 'POST' || !isInitializeRequest(req.body)) {
       return rpcError(res, 400, -32000, 'Bad Request: no Mcp-Session-Id header. Send an initialize request first.');
     }
+    const retryAfter = rateLimiter?.take(principal === ANONYMOUS_PRINCIPAL ? `address:${req.socket.remoteAddress ?? ''}` : principal);
+    if (retryAfter !== undefined) {
+      logRefusal('a client passed the session rate', 429);
+      return rpcError(
+        res,
+        429,
+        -32000,
+        `Too many new sessions from you: the limit is ${rateText}. Retry in ${retryAfter} s, and reuse a session rather than initialize again.`,
+        { 'Retry-After': String(retryAfter) },
+      );
+    }
     const refused = sessions.reserve(principal);
     if (refused !== undefined) {
-      log.warn('new session refused: session cap reached', { status: refused.status });
+      logRefusal(refused.status === 429 ? 'a principal reached its session cap' : 'the server reached its session cap', refused.status);
       return rpcError(res, refused.status, -32000, refused.message, { 'Retry-After': '60' });
     }
     let released = false;

@@ -20,6 +20,13 @@ export const DEFAULT_MAX_SESSIONS = 1_000;
 /** Live sessions at once for one authenticated principal (a token, a JWT subject, an OAuth user): 100. */
 export const DEFAULT_MAX_SESSIONS_PER_PRINCIPAL = 100;
 
+/** New sessions one client may open per second, on average: 10 (an `initialize` costs the server about 1.3 ms). */
+export const DEFAULT_SESSION_RATE_PER_SECOND = 10;
+/** New sessions one client may open in a burst, before the per-second rate applies: 60. */
+export const DEFAULT_SESSION_RATE_BURST = 60;
+/** Clients whose rate is tracked at once; past it the longest-unseen one is forgotten (it starts over full). */
+const MAX_RATE_KEYS = 10_000;
+
 /** The principal of requests without auth (a loopback server, or one behind an authenticating proxy). */
 export const ANONYMOUS_PRINCIPAL = 'anonymous';
 
@@ -61,6 +68,57 @@ export interface SessionLimits {
 export interface SessionRefusal {
   status: 429 | 503;
   message: string;
+}
+
+/** How fast one client may open sessions: `perSecond` on average, up to `burst` at once. */
+export interface SessionRate {
+  perSecond: number;
+  burst: number;
+}
+
+/**
+ * A token bucket per client for new sessions. A client is its principal when authenticated, else its remote
+ * address. Each `initialize` costs the shared main thread about 1.3 ms (the SDK's handling and the reply)
+ * and leaves a session behind until it expires, so a client that opens them in a loop is refused with 429
+ * after its burst, cheaply, instead of taking turns of the event loop from everyone else. The table of
+ * clients is bounded (`MAX_RATE_KEYS`), and a client whose bucket is full again holds nothing worth keeping.
+ */
+export class SessionRateLimiter {
+  readonly #rate: SessionRate;
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #now: () => number;
+
+  constructor(rate: SessionRate, now: () => number = () => performance.now()) {
+    this.#rate = rate;
+    this.#now = now;
+  }
+
+  /** Takes one session from `client`'s bucket: `undefined` when allowed, else the seconds until one is. */
+  take(client: string): number | undefined {
+    const now = this.#now();
+    const { perSecond, burst } = this.#rate;
+    const bucket = this.#buckets.get(client);
+    let tokens = burst;
+    if (bucket !== undefined) {
+      tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
+      this.#buckets.delete(client); // re-inserted below: the map's order is least recently seen first
+    }
+    if (tokens < 1) {
+      this.#buckets.set(client, { tokens, at: now });
+      return Math.max(1, Math.ceil((1 - tokens) / perSecond));
+    }
+    this.#buckets.set(client, { tokens: tokens - 1, at: now });
+    if (this.#buckets.size > MAX_RATE_KEYS) {
+      const oldest = this.#buckets.keys().next().value;
+      if (oldest !== undefined) this.#buckets.delete(oldest);
+    }
+    return undefined;
+  }
+
+  /** Clients tracked now (bounded by `MAX_RATE_KEYS`). */
+  get size(): number {
+    return this.#buckets.size;
+  }
 }
 
 /** The session table. Reservations count toward the caps while an initialize is in flight. */

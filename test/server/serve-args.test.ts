@@ -12,7 +12,7 @@ import { CLI, ROOT, startCli, waitFor } from '../cli/helpers.js';
 
 describe('codemode serve: session, health and socket flags', () => {
   it('are documented in --help', () => {
-    for (const flag of ['--max-sessions', '--max-sessions-per-principal', '--health-details', '--headers-timeout', '--receive-timeout', '--max-connections']) {
+    for (const flag of ['--max-sessions', '--max-sessions-per-principal', '--session-rate', '--health-details', '--headers-timeout', '--receive-timeout', '--max-connections']) {
       expect(SERVE_HELP).toContain(`  ${flag} `);
     }
   });
@@ -34,6 +34,10 @@ describe('codemode serve: session, health and socket flags', () => {
     ]);
     expect(args).toMatchObject({ maxSessions: 50, maxSessionsPerPrincipal: null, healthDetails: true, headersTimeoutMs: 5_000, requestTimeoutMs: 20_000, maxConnections: 300 });
     expect(parseServeArgs(['--http'])).not.toHaveProperty('healthDetails');
+    expect(parseServeArgs(['--http'])).not.toHaveProperty('sessionRate');
+    expect(parseServeArgs(['--http', '--session-rate', '2/5'])).toMatchObject({ sessionRate: { perSecond: 2, burst: 5 } });
+    expect(parseServeArgs(['--http', '--session-rate', '0.5'])).toMatchObject({ sessionRate: { perSecond: 0.5, burst: 3 } });
+    expect(parseServeArgs(['--http', '--session-rate', 'none'])).toMatchObject({ sessionRate: null });
   });
 
   it('refuse bad values and stdio mode with a usage error', () => {
@@ -44,6 +48,11 @@ describe('codemode serve: session, health and socket flags', () => {
       [['--http', '--headers-timeout', '40'], /raise --receive-timeout too/],
       [['--max-sessions', '5'], /only applies with --http/],
       [['--health-details'], /only applies with --http/],
+      [['--session-rate', '5'], /only applies with --http/],
+      [['--http', '--session-rate', 'fast'], /--session-rate must be <per second> or <per second>\/<burst>/],
+      [['--http', '--session-rate', '0/10'], /--session-rate must be/],
+      [['--http', '--session-rate', '5/0'], /--session-rate must be/],
+      [['--http', '--session-rate', '5/2.5'], /--session-rate must be/],
     ] as const) {
       expect(() => parseServeArgs([...argv]), argv.join(' ')).toThrow(CliUsageError);
       expect(() => parseServeArgs([...argv]), argv.join(' ')).toThrow(message);
@@ -74,6 +83,25 @@ describe('codemode serve --http (the built bin): the flags reach the server', ()
     expect(((await second.json()) as { error: { message: string } }).error.message).toMatch(/limit of 1 open sessions/);
     const health = await fetch(new URL('/healthz', url));
     expect(await health.json()).toEqual({ status: 'ok' });
+  });
+
+  it('--session-rate 0.1/2 refuses a third initialize from the same client with 429 and Retry-After', async () => {
+    const cli = startCli(['serve', '--http', '--port', '0', '--session-rate', '0.1/2']);
+    children.push(cli.child);
+    const text = await waitFor(cli.stderrText, (t) => /listening on http:\/\/\S+/.test(t) || cli.child.exitCode !== null);
+    const url = /listening on (http:\/\/\S+)/.exec(text)?.[1];
+    expect(url, text).toBeDefined();
+    const init = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } };
+    const statuses: number[] = [];
+    let last: Response | undefined;
+    for (let i = 0; i < 3; i++) {
+      last = await fetch(url!, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify(init) });
+      statuses.push(last.status);
+      if (i < 2) await last.text();
+    }
+    expect(statuses).toEqual([200, 200, 429]);
+    expect(Number(last!.headers.get('retry-after'))).toBeGreaterThanOrEqual(9);
+    expect(((await last!.json()) as { error: { message: string } }).error.message).toMatch(/0\.1 per second after a burst of 2/);
   });
 });
 

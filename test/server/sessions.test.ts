@@ -7,7 +7,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHttpAuth } from '../../src/server/http-auth.js';
-import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL } from '../../src/server/http.js';
+import { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, DEFAULT_SESSION_RATE_BURST, DEFAULT_SESSION_RATE_PER_SECOND, serveHttp } from '../../src/server/http.js';
+import { SessionRateLimiter } from '../../src/server/sessions.js';
 import type { ServeHttpOptions } from '../../src/server/http.js';
 import { execute, inventoryEntry, startEngine } from './helpers.js';
 import type { Engine } from './helpers.js';
@@ -112,9 +113,78 @@ describe('HTTP sessions', () => {
     expect(http.sessionCount).toBe(2);
   });
 
+  it('limits how fast one principal opens sessions (429 with Retry-After); other principals and open sessions are unaffected', async () => {
+    const { http } = await engine({}, { auth: createHttpAuth({ bearerTokens: [ALICE, BOB] }), sessionRate: { perSecond: 0.2, burst: 3 } });
+    const alice = [];
+    for (let i = 0; i < 5; i++) alice.push(await initialize(http.url, ALICE));
+    expect(alice.map((a) => a.status)).toEqual([200, 200, 200, 429, 429]);
+    expect(alice[3]!.sessionId).toBeNull();
+    expect(JSON.parse(alice[3]!.text)).toMatchObject({
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: -32000, message: expect.stringMatching(/Too many new sessions.*0\.2 per second after a burst of 3.*Retry in [1-5] s.*reuse a session/) },
+    });
+    const retry = await send(http.url, 'POST', { authorization: `Bearer ${ALICE}` }, INIT);
+    expect(Number(retry.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(retry.headers.get('retry-after'))).toBeLessThanOrEqual(5);
+    expect(http.sessionCount).toBe(3);
+
+    // Bob has his own bucket, and Alice's open sessions keep working.
+    expect((await initialize(http.url, BOB)).status).toBe(200);
+    const call = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'execute', arguments: { code: 'return 40 + 2' } } };
+    const used = await send(http.url, 'POST', { authorization: `Bearer ${ALICE}`, 'mcp-session-id': alice[0]!.sessionId!, 'mcp-protocol-version': '2025-06-18' }, call);
+    expect(used.status).toBe(200);
+    expect(used.text).toContain('42');
+  });
+
+  it('without auth, limits sessions per client address: an initialize loop opens only its burst', async () => {
+    const { http } = await engine({}, { sessionRate: { perSecond: 0.01, burst: 4 } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 300; i++) statuses.push((await send(http.url, 'POST', {}, INIT)).status);
+    expect(statuses.slice(0, 4)).toEqual([200, 200, 200, 200]);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(296);
+    expect(http.sessionCount).toBe(4);
+  });
+
+  it('sessionRate null lifts the limit, and a malformed one is a config error', async () => {
+    const { http } = await engine({}, { sessionRate: null });
+    const statuses: number[] = [];
+    for (let i = 0; i < 70; i++) statuses.push((await send(http.url, 'POST', {}, INIT)).status);
+    expect(new Set(statuses)).toEqual(new Set([200]));
+    for (const bad of [{ perSecond: 0, burst: 1 }, { perSecond: 1, burst: 0 }, { perSecond: Number.NaN, burst: 2 }, { perSecond: 1, burst: 1.5 }]) {
+      await expect(serveHttp({} as never, { sessionRate: bad })).rejects.toMatchObject({ code: 'INVALID_CONFIG', message: expect.stringMatching(/sessionRate\.(perSecond|burst) must be/) });
+    }
+  });
+
   it('has documented defaults', () => {
     expect(DEFAULT_MAX_SESSIONS).toBe(1_000);
     expect(DEFAULT_MAX_SESSIONS_PER_PRINCIPAL).toBe(100);
+    expect(DEFAULT_SESSION_RATE_PER_SECOND).toBe(10);
+    expect(DEFAULT_SESSION_RATE_BURST).toBe(60);
+  });
+});
+
+describe('SessionRateLimiter', () => {
+  it('allows a burst, then refills at the rate, per client, and forgets the longest-unseen client past 10,000', () => {
+    let now = 0;
+    const limiter = new SessionRateLimiter({ perSecond: 2, burst: 3 }, () => now);
+    expect([limiter.take('a'), limiter.take('a'), limiter.take('a')]).toEqual([undefined, undefined, undefined]);
+    expect(limiter.take('a')).toBe(1);
+    expect(limiter.take('b')).toBeUndefined();
+    now = 400; // 0.8 of a session refilled: still refused
+    expect(limiter.take('a')).toBe(1);
+    now = 600; // 1.2
+    expect(limiter.take('a')).toBeUndefined();
+    expect(limiter.take('a')).toBe(1);
+    now = 100_000; // full again, never more than the burst
+    expect([limiter.take('a'), limiter.take('a'), limiter.take('a'), limiter.take('a')]).toEqual([undefined, undefined, undefined, 1]);
+
+    const slow = new SessionRateLimiter({ perSecond: 0.1, burst: 1 }, () => now);
+    expect(slow.take('x')).toBeUndefined();
+    expect(slow.take('x')).toBe(10);
+
+    for (let i = 0; i < 10_005; i++) limiter.take(`client-${i}`);
+    expect(limiter.size).toBe(10_000);
   });
 });
 
