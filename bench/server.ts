@@ -6,7 +6,11 @@
  * - latency of execute `return 1`, and of an execute making 10 calls to a stdio upstream (the example
  *   inventory server), p50 / p95, with 10 direct `tools/call`s to the same server as a reference;
  * - throughput with 8 concurrent clients;
- * - server RSS per concurrent execution (executes parked on a 4 s upstream call).
+ * - server RSS per concurrent execution (executes parked on a 4 s upstream call);
+ * - the two protocol eras side by side (issue 15): execute `return 1` and `tools/list` for a 2025-11-25
+ *   client and a 2026-07-28 client (the v2 SDK client in `legacy` mode and pinned), over HTTP (the same
+ *   server) and over stdio (a `serve --stdio` process each), alternating one call of each era so both see
+ *   the same machine, with the ratio 2026 / 2025 of the medians. Goal: 2026 no slower than 2025.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -18,6 +22,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
+import { Client as V2Client, StreamableHTTPClientTransport as V2HttpTransport } from '@modelcontextprotocol/client';
+import type { CallToolResult as V2CallToolResult } from '@modelcontextprotocol/client';
+import { StdioClientTransport as V2StdioTransport } from '@modelcontextprotocol/client/stdio';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(ROOT, 'dist/cli/codemode.js');
@@ -65,6 +72,73 @@ function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   return kb / 1024;
+}
+
+type Era = 'legacy' | { pin: string };
+const ERAS: Array<[string, Era]> = [
+  ['2025-11-25', 'legacy'],
+  ['2026-07-28', { pin: '2026-07-28' }],
+];
+
+/** Alternates one call per era, `n` rounds, and returns each era's timings. */
+async function alternate(clients: V2Client[], n: number, fn: (c: V2Client) => Promise<void>): Promise<number[][]> {
+  const out = clients.map(() => [] as number[]);
+  for (let i = 0; i < n; i++) {
+    for (let k = 0; k < clients.length; k++) {
+      // Start with a different era each round, so neither always runs first.
+      const j = (k + i) % clients.length;
+      const t0 = performance.now();
+      await fn(clients[j]!);
+      out[j]!.push(performance.now() - t0);
+    }
+  }
+  return out;
+}
+
+async function v2Execute(c: V2Client, code: string): Promise<void> {
+  const r = (await c.callTool({ name: 'execute', arguments: { code } }, { timeout: 120_000 })) as V2CallToolResult;
+  if (r.isError) throw new Error(`execute failed: ${JSON.stringify(r.structuredContent)}`);
+}
+
+/** Both eras over one transport: rows of p50 / p95 per era, and the ratio of the medians. */
+async function erasRows(label: string, clients: V2Client[]): Promise<string[]> {
+  for (let i = 0; i < 20; i++) for (const c of clients) await v2Execute(c, RETURN_1);
+  const exec = await alternate(clients, 200, (c) => v2Execute(c, RETURN_1));
+  // bypass: the 2026 client would otherwise answer from its cache (tools/list carries ttlMs).
+  const list = await alternate(clients, 200, async (c) => void (await c.listTools(undefined, { cacheMode: 'bypass' })));
+  const row = (what: string, t: number[][]) => {
+    const [legacy, modern] = [pct(t[0]!, 50), pct(t[1]!, 50)];
+    return `| ${label} | ${what} | ${ms(legacy)} / ${ms(pct(t[0]!, 95))} | ${ms(modern)} / ${ms(pct(t[1]!, 95))} | ${(modern / legacy).toFixed(2)} |`;
+  };
+  return [row('execute `return 1`', exec), row('`tools/list`', list)];
+}
+
+async function erasOverStdio(config: string): Promise<string[]> {
+  const clients: V2Client[] = [];
+  try {
+    for (const [, mode] of ERAS) {
+      const c = new V2Client({ name: 'bench-eras', version: '1.0.0' }, { versionNegotiation: { mode } });
+      await c.connect(new V2StdioTransport({ command: process.execPath, args: ['--no-node-snapshot', CLI, 'serve', '--stdio', '--config', config, '--log-level', 'warn'], stderr: 'ignore' }));
+      clients.push(c);
+    }
+    return await erasRows('stdio', clients);
+  } finally {
+    await Promise.allSettled(clients.map((c) => c.close()));
+  }
+}
+
+async function erasOverHttp(url: string): Promise<string[]> {
+  const clients: V2Client[] = [];
+  try {
+    for (const [, mode] of ERAS) {
+      const c = new V2Client({ name: 'bench-eras', version: '1.0.0' }, { versionNegotiation: { mode } });
+      await c.connect(new V2HttpTransport(new URL(url)));
+      clients.push(c);
+    }
+    return await erasRows('HTTP', clients);
+  } finally {
+    await Promise.allSettled(clients.map((c) => c.close()));
+  }
 }
 
 async function main(): Promise<void> {
@@ -145,6 +219,9 @@ async function main(): Promise<void> {
       clients.push(...extra);
     }
 
+    const erasHttp = await erasOverHttp(url);
+    const erasStdio = await erasOverStdio(config);
+
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     const lines = [
       `machine: 2 vCPU, Node ${process.versions.node}, load average ${load} (shared with parallel work)`,
@@ -164,6 +241,11 @@ async function main(): Promise<void> {
       `| concurrent executes (each parked on a 4 s upstream call) | peak server RSS | per execution over idle (${idle.toFixed(0)} MiB) |`,
       '|---|---|---|',
       ...rss.map((r) => `| ${r.n} | ${r.peak.toFixed(0)} MiB | ${((r.peak - idle) / r.n).toFixed(2)} MiB |`),
+      '',
+      '| protocol eras, v2 SDK client (200 alternating rounds) | call | 2025-11-25 p50 / p95 | 2026-07-28 p50 / p95 | 2026 / 2025 (p50) |',
+      '|---|---|---|---|---|',
+      ...erasHttp,
+      ...erasStdio,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

@@ -471,7 +471,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
     let closeAll: (graceMs: number) => Promise<void>;
     if (a.mode === 'stdio') {
       const { serveStdio } = await import('../server/stdio.js');
-      const stdio = await serveStdio(server, { input: process.stdin, output: process.stdout });
+      const stdio = serveStdio(server, { input: process.stdin, output: process.stdout });
       log.info(`serving ${summary} over stdio`);
       void stdio.done.then((why) => stop(why === 'eof' ? 'stdin closed' : 'session closed'));
       closeAll = (graceMs) => server.close({ graceMs });

@@ -46,6 +46,7 @@ export {
   DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_PROGRESS_INTERVAL_MS,
   EXPOSED_TOOL_SEPARATOR,
+  TOOLS_LIST_CACHE_HINT,
 } from '../server/server.js';
 export type {
   CodemodeServer,
@@ -57,7 +58,8 @@ export type {
 } from '../server/server.js';
 export { serveHttp, isLoopbackHost, DEFAULT_SESSION_IDLE_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES } from '../server/http.js';
 export type { ServeHttpOptions, CodemodeHttpServer, HttpAuthLike, HttpAuthFactory } from '../server/http.js';
-export { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL } from '../server/sessions.js';// The HTTP front door shared by serve and proxy: socket limits against slow clients.
+export { DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_PRINCIPAL, DEFAULT_SESSION_RATE_PER_SECOND, DEFAULT_SESSION_RATE_BURST } from '../server/sessions.js';
+export type { SessionRate } from '../server/sessions.js';// The HTTP front door shared by serve and proxy: socket limits against slow clients.
 export { DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS } from '../wire/http-guard.js';
 export type { HttpServerLimits } from '../wire/http-guard.js';
 export { serveStdio } from '../server/stdio.js';

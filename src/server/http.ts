@@ -1,6 +1,8 @@
 /**
- * Hosting a `CodemodeServer` over Streamable HTTP (express 5 and the SDK's transport): `/mcp` with
- * stateful sessions (idle timeout) or `stateless` mode, DNS-rebinding protection (Host and Origin checks),
+ * Hosting a `CodemodeServer` over Streamable HTTP (express 5 and the v2 SDK): `/mcp` serves both protocol
+ * eras. 2025-11-25 clients get stateful sessions (idle timeout, caps, rate) or `stateless` mode; 2026-07-28
+ * requests are stateless by design and go to the SDK's `createMcpHandler` (envelope and header validation,
+ * `server/discover`, `subscriptions/listen`, cache hints). Around both: DNS-rebinding protection (Host and Origin checks),
  * a body size limit, optional authentication, `/healthz`, and graceful shutdown.
  *
  * @module
@@ -10,8 +12,8 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Request, RequestHandler, Response, Router } from 'express';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { NodeStreamableHTTPServerTransport, toNodeHandler } from '@modelcontextprotocol/node';
+import { classifyInboundRequest, createMcpHandler, isInitializeRequest } from '@modelcontextprotocol/server';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, jsonBodyErrorHandler, writeJsonRpcError } from '../wire/http-guard.js';
@@ -282,15 +284,39 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
   if (hasAuth) app.use(path, authenticate);
   app.post(path, express.json({ limit: maxBody, type: ['application/json', 'application/*+json'] }));
 
+  // 2026-07-28 requests: one server instance per request, built by the engine; catalog changes reach the
+  // `subscriptions/listen` streams through the handler's notifier. In stateless mode the same handler also
+  // serves 2025 clients, one request at a time (the SDK's stateless fallback).
+  const factory = (ctx: Parameters<CodemodeServer['createServer']>[0]) => server.createServer(ctx);
+  const mcpHandler = createMcpHandler(factory, {
+    legacy: options.stateless ? 'stateless' : 'reject',
+    onerror: (error) => log.debug('MCP request error', { error: describeError(error) }),
+  });
+  const serveMcp = toNodeHandler(mcpHandler, { onerror: (error) => log.error('MCP HTTP request failed', { error: describeError(error) }) });
+  const stopToolsChanged = server.onToolsChanged(() => mcpHandler.notify.toolsChanged());
+
+  /** True when `req` is a 2026-07-28 request (its version in `_meta` and the `Mcp-Protocol-Version` header). */
+  const isModern = (req: Request): boolean => {
+    const header = (name: string) => {
+      const v = req.headers[name];
+      return typeof v === 'string' ? v : undefined;
+    };
+    const outcome = classifyInboundRequest({
+      httpMethod: req.method,
+      ...(header('mcp-protocol-version') !== undefined ? { protocolVersionHeader: header('mcp-protocol-version') } : {}),
+      ...(header('mcp-method') !== undefined ? { mcpMethodHeader: header('mcp-method') } : {}),
+      ...(header('mcp-name') !== undefined ? { mcpNameHeader: header('mcp-name') } : {}),
+      ...(req.body !== undefined ? { body: req.body as unknown } : {}),
+    });
+    return outcome.kind !== 'legacy';
+  };
+
   const handleStateless = async (req: Request, res: Response): Promise<void> => {
     if (req.method !== 'POST') {
       res.setHeader('Allow', 'POST');
       return rpcError(res, 405, -32000, 'This server is stateless: only POST is supported (no sessions, no GET stream).');
     }
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    const session = await server.connect(transport);
-    res.once('close', () => void session.close());
-    await transport.handleRequest(req, res, req.body);
+    await serveMcp(req, res, req.body);
   };
 
   const handleStateful = async (req: Request, res: Response): Promise<void> => {
@@ -316,8 +342,17 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
       await entry.transport.handleRequest(req, res, req.body);
       return;
     }
+    if (req.method === 'POST' && isModern(req)) {
+      await serveMcp(req, res, req.body);
+      return;
+    }
     if (req.method !== 'POST' || !isInitializeRequest(req.body)) {
-      return rpcError(res, 400, -32000, 'Bad Request: no Mcp-Session-Id header. Send an initialize request first.');
+      return rpcError(
+        res,
+        400,
+        -32000,
+        'Bad Request: no Mcp-Session-Id header. Send an initialize request first (protocol 2025-11-25), or send protocol 2026-07-28 requests with their version in _meta.',
+      );
     }
     const retryAfter = rateLimiter?.take(principal === ANONYMOUS_PRINCIPAL ? `address:${req.socket.remoteAddress ?? ''}` : principal);
     if (retryAfter !== undefined) {
@@ -343,9 +378,9 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
     };
     const holder: { entry?: SessionEntry } = {};
     let session;
-    let transport: StreamableHTTPServerTransport;
+    let transport: NodeStreamableHTTPServerTransport;
     try {
-      transport = new StreamableHTTPServerTransport({
+      transport = new NodeStreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         onsessioninitialized: (id) => {
           if (holder.entry !== undefined) sessions.add(id, holder.entry);
@@ -397,6 +432,8 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
     });
   }).catch((error: unknown) => {
     sessions.drain();
+    stopToolsChanged();
+    void mcpHandler.close().catch(() => undefined);
     throw new CodemodeError('INVALID_ARGUMENT', `Cannot listen on ${host}:${options.port ?? 0}: ${describeError(error)}`, { cause: error });
   });
 
@@ -410,6 +447,8 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
   } catch (err) {
     resolveAuth(undefined);
     sessions.drain();
+    stopToolsChanged();
+    await mcpHandler.close().catch(() => undefined);
     httpServer.closeAllConnections();
     await new Promise<void>((resolve) => httpServer.close(() => resolve()));
     throw err;
@@ -431,6 +470,8 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
         try {
           await server.close({ ...(closeOptions.graceMs !== undefined ? { graceMs: closeOptions.graceMs } : {}), drain: () => waitForPosts(3_000) });
         } finally {
+          stopToolsChanged();
+          await mcpHandler.close().catch((err: unknown) => log.debug('closing the MCP handler failed', { error: describeError(err) }));
           await Promise.allSettled(sessions.drain().map((e) => e.session.close()));
           httpServer.closeAllConnections();
           await stopped;

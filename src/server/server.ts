@@ -10,12 +10,21 @@
  */
 
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
-import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation';
-import { CallToolRequestSchema, CallToolResultSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
-import type { CallToolResult, Implementation, Progress, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { ProtocolError, ProtocolErrorCode, Server } from '@modelcontextprotocol/server';
+import type {
+  CallToolResult,
+  Implementation,
+  JsonSchemaType,
+  JsonSchemaValidator,
+  jsonSchemaValidator,
+  McpRequestContext,
+  Progress,
+  ServerContext,
+  Tool,
+  Transport,
+} from '@modelcontextprotocol/server';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/server/validators/ajv';
+import { CallToolResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError, isCodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { CodeMode } from '../codemode/codemode.js';
@@ -100,8 +109,16 @@ export interface CloseOptions {
 
 /** The engine served over MCP. */
 export interface CodemodeServer {
-  /** Serves one MCP session over `transport`. */
+  /** Serves one MCP session of the 2025 era (initialize, then requests) over `transport`. */
   connect(transport: Transport): Promise<CodemodeSession>;
+  /**
+   * Builds the MCP server for one 2026-07-28 request (HTTP), or for one connection of either era (the v2 SDK's
+   * `serveStdio`): the factory that `createMcpHandler` and `serveStdio` take. With `track`, the server gets
+   * `tools/list_changed` on catalog changes and is closed with this server.
+   */
+  createServer(context?: McpRequestContext, options?: { track?: boolean }): Server;
+  /** Calls `listener` after each catalog change (after the tracked servers were told). Returns an unsubscribe. */
+  onToolsChanged(listener: () => void): () => void;
   readonly mode: CodeMode;
   readonly limiter: ExecutionLimiter;
   stats(): CodemodeServerStats;
@@ -113,6 +130,12 @@ export interface CodemodeServer {
   /** True once `close()` started. */
   readonly closing: boolean;
 }
+
+/**
+ * The cache hint on 2026-07-28 `tools/list` results: a minute, private to the client. The list changes only
+ * when an upstream's does, and clients that listen (`subscriptions/listen`) hear of that at once.
+ */
+export const TOOLS_LIST_CACHE_HINT = { ttlMs: 60_000, cacheScope: 'private' } as const;
 
 function errorResult(kind: string, message: string, extra: Record<string, unknown> = {}): CallToolResult {
   return { content: [{ type: 'text', text: `Error (${kind}): ${message}` }], isError: true, structuredContent: { error: { kind, message, ...extra }, logs: [], toolCalls: [] } };
@@ -171,7 +194,10 @@ class CodemodeServerImpl implements CodemodeServer {
   readonly mode: CodeMode;
   readonly limiter: ExecutionLimiter;
   readonly #options: CodemodeServerOptions;
+  /** 2025 sessions and stdio connections: they get `list_changed` and close with the server. */
   readonly #sessions = new Set<Server>();
+  /** Told of each catalog change (the HTTP host's 2026-07-28 subscriptions). */
+  readonly #changeListeners = new Set<() => void>();
   readonly #inflight = new Map<AbortController, Promise<unknown>>();
   #tools: CodeModeTool[];
   #exposed: Map<string, { namespace: string; tool: Tool }> = new Map();
@@ -221,6 +247,13 @@ class CodemodeServerImpl implements CodemodeServer {
             this.#tools = createCodeModeTools(this.mode, this.#options.tools);
             this.#buildExposed();
             await Promise.allSettled([...this.#sessions].map((s) => s.sendToolListChanged()));
+            for (const listener of this.#changeListeners) {
+              try {
+                listener();
+              } catch (err) {
+                log.debug('a tools-changed listener failed', { error: describeError(err) });
+              }
+            }
           } catch (err) {
             log.warn('could not refresh the tool catalog; keeping the previous one', { error: describeError(err) });
           }
@@ -259,76 +292,110 @@ class CodemodeServerImpl implements CodemodeServer {
     return lines.join('\n');
   }
 
-  async connect(transport: Transport): Promise<CodemodeSession> {
-    if (this.closing) throw new CodemodeError('CLOSED', 'The codemode server is shutting down and accepts no new sessions.');
+  /** The `tools/list` answer: codemode's tools, then the exposed upstream tools sorted by name (a stable order for caches). */
+  #listTools(): { tools: Tool[] } {
+    return {
+      tools: [
+        ...this.#tools.map(({ name, title, description, inputSchema, annotations }) => ({ name, title, description, inputSchema, annotations }) as Tool),
+        ...[...this.#exposed.values()].map((e) => e.tool).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+      ],
+    };
+  }
+
+  createServer(requestContext: McpRequestContext = { era: 'legacy' }, options: { track?: boolean } = {}): Server {
     const server = new Server(this.#options.serverInfo ?? { name: 'codemode', version: '0.1.0' }, {
       capabilities: { tools: { listChanged: true }, logging: {} },
       instructions: this.#instructions(),
       jsonSchemaValidator: new LazyValidator(),
+      cacheHints: { 'tools/list': TOOLS_LIST_CACHE_HINT },
     });
-    server.setRequestHandler(ListToolsRequestSchema, () => ({
-      tools: [
-        ...this.#tools.map(({ name, title, description, inputSchema, annotations }) => ({ name, title, description, inputSchema, annotations })),
-        ...[...this.#exposed.values()].map((e) => e.tool),
-      ],
-    }));
-    server.setRequestHandler(CallToolRequestSchema, (request, extra) => {
-      const { name } = request.params;
-      const parent = extractTraceContext(request.params._meta, context.active());
-      const span = getTracer().startSpan(
-        `tools/call ${name}`,
-        {
-          kind: SpanKind.SERVER,
-          attributes: {
-            [ATTR.MCP_METHOD]: 'tools/call',
-            [ATTR.TOOL_NAME]: name,
-            [ATTR.JSONRPC_REQUEST_ID]: String(extra.requestId),
-            [ATTR.NETWORK_TRANSPORT]: this.#options.transport ?? (extra.sessionId !== undefined ? 'tcp' : 'pipe'),
-            ...(extra.sessionId !== undefined ? { [ATTR.MCP_SESSION_ID]: extra.sessionId } : {}),
-          },
+    server.setRequestHandler('tools/list', () => this.#listTools());
+    server.setRequestHandler('tools/call', (request, ctx: ServerContext) => this.#handleCall(server, request.params, ctx, requestContext));
+    if (options.track) {
+      this.#sessions.add(server);
+      const previous = server.onclose;
+      server.onclose = () => {
+        this.#sessions.delete(server);
+        previous?.();
+      };
+    }
+    return server;
+  }
+
+  onToolsChanged(listener: () => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  #handleCall(
+    server: Server,
+    params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
+    ctx: ServerContext,
+    requestContext: McpRequestContext,
+  ): Promise<CallToolResult> {
+    const { name } = params;
+    const meta = ctx.mcpReq._meta ?? params._meta;
+    const parent = extractTraceContext(meta, context.active());
+    const authInfo = ctx.http?.authInfo ?? requestContext.authInfo;
+    const span = getTracer().startSpan(
+      `tools/call ${name}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          [ATTR.MCP_METHOD]: 'tools/call',
+          [ATTR.TOOL_NAME]: name,
+          [ATTR.JSONRPC_REQUEST_ID]: String(ctx.mcpReq.id),
+          [ATTR.NETWORK_TRANSPORT]: this.#options.transport ?? (ctx.sessionId !== undefined || ctx.http !== undefined ? 'tcp' : 'pipe'),
+          ...(ctx.sessionId !== undefined ? { [ATTR.MCP_SESSION_ID]: ctx.sessionId } : {}),
         },
-        parent,
-      );
-      return context.with(trace.setSpan(parent, span), async () => {
-        try {
-          const progressToken = request.params._meta?.progressToken;
-          const progress =
-            progressToken === undefined
-              ? undefined
-              : (elapsedMs: number, message: string) =>
-                  void extra
-                    .sendNotification({ method: 'notifications/progress', params: { progressToken, progress: Math.round(elapsedMs), message } })
-                    .catch(() => undefined);
-          const forwardProgress =
-            progressToken === undefined
-              ? undefined
-              : (p: Progress) => void extra.sendNotification({ method: 'notifications/progress', params: { ...p, progressToken } }).catch(() => undefined);
-          // Fairness between tenants: the authenticated principal, else the session (anonymous servers are
-          // loopback-only, where each session is its own client).
-          const tenant = extra.authInfo !== undefined ? `principal:${principalOfAuth(extra.authInfo)}` : `session:${extra.sessionId ?? 'stdio'}`;
-          const result = await this.#callTool(name, request.params.arguments, extra.signal, tenant, progress, forwardProgress);
-          if (result.isError) {
-            span.setAttribute(ATTR.ERROR_TYPE, ERROR_TYPE_TOOL_ERROR);
-            span.setStatus({ code: SpanStatusCode.ERROR });
-          }
-          return result;
-        } catch (err) {
-          span.setAttribute(ATTR.ERROR_TYPE, err instanceof McpError ? String(err.code) : 'internal');
-          span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
-          throw err;
-        } finally {
-          span.end();
+      },
+      parent,
+    );
+    return context.with(trace.setSpan(parent, span), async () => {
+      try {
+        const progressToken = meta?.progressToken as string | number | undefined;
+        const notify = (progress: Progress) => void ctx.mcpReq.notify({ method: 'notifications/progress', params: { ...progress, progressToken: progressToken! } }).catch(() => undefined);
+        const progress =
+          progressToken === undefined ? undefined : (elapsedMs: number, message: string) => notify({ progress: Math.round(elapsedMs), message } as Progress);
+        const forwardProgress = progressToken === undefined ? undefined : (p: Progress) => notify(p);
+        // Fairness between tenants: the authenticated principal, else the session (anonymous servers are
+        // loopback-only, where each session is its own client); anonymous 2026-07-28 requests have no
+        // session and share one tenant.
+        const tenant =
+          authInfo !== undefined
+            ? `principal:${principalOfAuth(authInfo)}`
+            : ctx.sessionId !== undefined
+              ? `session:${ctx.sessionId}`
+              : requestContext.era === 'modern' && ctx.http !== undefined
+                ? 'stateless'
+                : 'stdio';
+        const result = await this.#callTool(name, params.arguments, ctx.mcpReq.signal, tenant, progress, forwardProgress);
+        if (result.isError) {
+          span.setAttribute(ATTR.ERROR_TYPE, ERROR_TYPE_TOOL_ERROR);
+          span.setStatus({ code: SpanStatusCode.ERROR });
         }
-      });
+        return server.projectCallToolResult(result, undefined) as CallToolResult;
+      } catch (err) {
+        span.setAttribute(ATTR.ERROR_TYPE, err instanceof ProtocolError ? String(err.code) : 'internal');
+        span.setStatus({ code: SpanStatusCode.ERROR, message: describeError(err) });
+        throw err;
+      } finally {
+        span.end();
+      }
     });
+  }
+
+  async connect(transport: Transport): Promise<CodemodeSession> {
+    if (this.closing) throw new CodemodeError('CLOSED', 'The codemode server is shutting down and accepts no new sessions.');
+    const server = this.createServer({ era: 'legacy' }, { track: true });
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+    const tracked = server.onclose;
     server.onclose = () => {
-      this.#sessions.delete(server);
+      tracked?.();
       resolveClosed();
     };
     server.onerror = (error) => log.debug('session transport error', { error: describeError(error) });
-    this.#sessions.add(server);
     await server.connect(transport);
     let closing: Promise<void> | undefined;
     return {
@@ -358,11 +425,11 @@ class CodemodeServerImpl implements CodemodeServer {
     if (exposed !== undefined) {
       return this.#forward(exposed.namespace, exposed.tool.name.slice(exposed.namespace.length + EXPOSED_TOOL_SEPARATOR.length), args, signal, forwardProgress);
     }
-    throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${name}". Available: ${[...this.#tools.map((t) => t.name), ...this.#exposed.keys()].slice(0, 20).join(', ')}.`);
+    throw new ProtocolError(ProtocolErrorCode.InvalidParams, `Unknown tool "${name}". Available: ${[...this.#tools.map((t) => t.name), ...this.#exposed.keys()].slice(0, 20).join(', ')}.`);
   }
 
   async #execute(tool: CodeModeTool, args: Record<string, unknown> | undefined, signal: AbortSignal, tenant: string, progress?: ProgressSink): Promise<CallToolResult> {
-    if (typeof args?.code !== 'string') throw new McpError(ErrorCode.InvalidParams, '"code" must be a string holding the code to run.');
+    if (typeof args?.code !== 'string') throw new ProtocolError(ProtocolErrorCode.InvalidParams, '"code" must be a string holding the code to run.');
     if (this.closing) return errorResult('unavailable', 'The server is shutting down and accepts no new executions. Retry in a moment (or on another instance).', { retryAfterMs: 1_000 });
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal.reason);
@@ -423,8 +490,8 @@ class CodemodeServerImpl implements CodemodeServer {
       return { ...result, content: result.content ?? [] } as CallToolResult;
     } catch (err) {
       if (err instanceof McpError) {
-        // Re-throwing as-is would send "MCP error -32602: MCP error -32602: ..." (the SDK prefixes again).
-        throw new McpError(err.code, wireErrorMessage(err), err.data);
+        // The upstream's protocol error, passed on with its code and data (without the v1 SDK's message prefix).
+        throw new ProtocolError(err.code, wireErrorMessage(err), err.data);
       }
       return errorResult('upstream_error', `Calling ${namespace}.${toolName} failed: ${describeError(err)}`);
     }

@@ -7,7 +7,7 @@
 
 import type { Request } from 'express';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { NodeStreamableHTTPServerTransport } from '@modelcontextprotocol/node';
 import { createLogger } from '../log.js';
 import type { CodemodeSession } from './server.js';
 
@@ -48,7 +48,7 @@ export function principalOfAuth(auth: AuthInfo | undefined): string {
 }
 
 export interface SessionEntry {
-  transport: StreamableHTTPServerTransport;
+  transport: NodeStreamableHTTPServerTransport;
   session: CodemodeSession;
   principal: string;
   lastSeen: number;

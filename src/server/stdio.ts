@@ -1,13 +1,19 @@
 /**
- * Serving a `CodemodeServer` over stdio. The SDK's `StdioServerTransport` does not notice stdin EOF, so
- * this watches the input stream itself: a host that closes our stdin gets a prompt, clean exit.
+ * Serving a `CodemodeServer` over stdio, both protocol eras: the v2 SDK's `serveStdio` picks the era from the
+ * client's opening message (`initialize` for 2025-11-25, a `server/discover` or any request carrying its
+ * version in `_meta` for 2026-07-28) and pins one server instance for the connection. This also watches the
+ * input stream itself: a host that closes our stdin gets a prompt, clean exit.
  *
  * @module
  */
 
 import type { Readable, Writable } from 'node:stream';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import type { CodemodeServer, CodemodeSession } from './server.js';
+import { serveStdio as serveStdioEntry, StdioServerTransport } from '@modelcontextprotocol/server/stdio';
+import { describeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import type { CodemodeServer } from './server.js';
+
+const log = createLogger('server');
 
 export interface ServeStdioOptions {
   /** Default: the process's stdin. */
@@ -17,34 +23,52 @@ export interface ServeStdioOptions {
 }
 
 export interface CodemodeStdioServer {
-  readonly session: CodemodeSession;
-  /** Resolves when the input ended (EOF) or the session closed. */
+  /** Resolves when the input ended (EOF) or the connection closed. */
   readonly done: Promise<'eof' | 'closed'>;
+  /** Closes the connection. Idempotent. */
+  close(): Promise<void>;
 }
 
 /**
- * Serves one session over stdin/stdout.
+ * Serves one connection over stdin/stdout, to a client of either protocol era.
  *
  * @example
  * ```ts
- * const stdio = await serveStdio(server);
+ * const stdio = serveStdio(server);
  * await stdio.done;           // the host closed our stdin
  * await server.close();
  * ```
  */
-export async function serveStdio(server: CodemodeServer, options: ServeStdioOptions = {}): Promise<CodemodeStdioServer> {
+export function serveStdio(server: CodemodeServer, options: ServeStdioOptions = {}): CodemodeStdioServer {
   const input = options.input ?? process.stdin;
-  const transport = new StdioServerTransport(input, options.output);
   let resolveDone!: (why: 'eof' | 'closed') => void;
   const done = new Promise<'eof' | 'closed'>((resolve) => (resolveDone = resolve));
   const onEnd = () => resolveDone('eof');
   input.once('end', onEnd);
   input.once('close', onEnd);
-  const session = await server.connect(transport);
-  void session.closed.then(() => resolveDone('closed'));
+  const wire = new StdioServerTransport(input, options.output);
+  // The entry may build a probe instance for a `server/discover` and discard it when the client falls back
+  // to `initialize`; each instance is tracked (list_changed, closed with the server) until it closes, and
+  // only the end of the connection itself (the wire closing) ends this.
+  const handle = serveStdioEntry((context) => server.createServer(context, { track: true }), {
+    transport: wire,
+    onerror: (error) => log.debug('stdio connection error', { error: describeError(error) }),
+  });
+  const entryOnClose = wire.onclose;
+  wire.onclose = () => {
+    entryOnClose?.();
+    resolveDone('closed');
+  };
   void done.then(() => {
     input.off('end', onEnd);
     input.off('close', onEnd);
   });
-  return { session, done };
+  let closing: Promise<void> | undefined;
+  return {
+    done,
+    close: () => {
+      closing ??= handle.close().catch(() => undefined);
+      return closing;
+    },
+  };
 }

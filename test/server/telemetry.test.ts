@@ -2,6 +2,8 @@ import { context, SpanKind, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { Client as V2Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { serveHttp } from '../../src/server/http.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { telemetryWanted } from '../../src/cli/telemetry.js';
@@ -54,6 +56,31 @@ describe('OpenTelemetry in the server', () => {
     const inner = spans.find((s) => s.name === 'tools/call one');
     expect(inner?.parentSpanContext?.spanId).toBe(execute!.spanContext().spanId);
     expect(inner?.spanContext().traceId).toBe(traceId);
+  });
+
+  it('a 2026-07-28 request over HTTP: the traceparent in its _meta parents the SERVER span and the execute span (SEP-414)', async () => {
+    const own = createCodemodeServer({ mode: await CodeMode.create({ sources: [localTools('loc', [{ name: 'one', handler: () => 1 }])] }) });
+    const http = await serveHttp(own, { port: 0 });
+    const modern = new V2Client({ name: 'otel-2026', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } });
+    try {
+      await modern.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+      exporter.reset();
+      const traceId = '0af7651916cd43dd8448eb211c80319c';
+      const callerSpanId = 'b7ad6b7169203331';
+      const result = await modern.callTool({ name: 'execute', arguments: { code: 'return await tools.loc.one()' }, _meta: { traceparent: `00-${traceId}-${callerSpanId}-01` } });
+      expect(result.structuredContent).toMatchObject({ result: 1 });
+      await provider.forceFlush();
+      const spans = exporter.getFinishedSpans();
+      const serverSpan = spans.find((s) => s.name === 'tools/call execute');
+      expect(serverSpan?.spanContext().traceId).toBe(traceId);
+      expect(serverSpan?.parentSpanContext?.spanId).toBe(callerSpanId);
+      expect(serverSpan?.attributes).toMatchObject({ 'network.transport': 'tcp' });
+      const execute = spans.find((s) => s.name === 'codemode.execute');
+      expect(execute?.parentSpanContext?.spanId).toBe(serverSpan!.spanContext().spanId);
+    } finally {
+      await modern.close();
+      await http.close({ graceMs: 0 });
+    }
   });
 
   it('marks a failed execute with error.type tool_error', async () => {

@@ -1,0 +1,206 @@
+/**
+ * `codemode serve` speaks both protocol eras on one endpoint (issue 15): the v2 SDK client, pinned to
+ * 2026-07-28, in `auto` mode and in `legacy` mode, over Streamable HTTP (an in-process server on 127.0.0.1:0)
+ * and stdio (the built bin), with the example inventory server as the upstream. Plus the 2026-07-28 wire
+ * rules checked with raw HTTP requests.
+ */
+import { fileURLToPath } from 'node:url';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import type { CallToolResult } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CLI, inventoryEntry, startEngine } from './helpers.js';
+import type { Engine } from './helpers.js';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const MODERN = '2026-07-28';
+type Mode = 'legacy' | 'auto' | { pin: string };
+const MODES: Array<[string, Mode, string]> = [
+  ['pinned to 2026-07-28', { pin: MODERN }, MODERN],
+  ['auto', 'auto', MODERN],
+  ['legacy', 'legacy', '2025-11-25'],
+];
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+async function engine(servers: Record<string, unknown>, options: Parameters<typeof startEngine>[1] = {}): Promise<Engine> {
+  const e = await startEngine(servers, options);
+  cleanups.push(() => e.close());
+  return e;
+}
+
+function v2Client(mode: Mode): Client {
+  const client = new Client({ name: 'eras-test', version: '1.0.0' }, { versionNegotiation: { mode } });
+  cleanups.push(() => client.close());
+  return client;
+}
+
+const textOf = (r: CallToolResult): string => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+
+const STOCK = `const a = await tools.inventory.get_product({ sku: 'KB-101' });
+const b = await tools.inventory.get_product({ sku: 'MS-220' });
+return { skus: [a.sku, b.sku], calls: 2 };`;
+
+/** What every era and transport must do: list, execute with upstream calls, search, get_schema, errors. */
+async function exercise(client: Client, expectedVersion: string): Promise<void> {
+  expect(client.getNegotiatedProtocolVersion()).toBe(expectedVersion);
+  const names = (await client.listTools()).tools.map((t) => t.name);
+  expect(names).toEqual(expect.arrayContaining(['execute', 'search', 'get_schema']));
+
+  const run = (await client.callTool({ name: 'execute', arguments: { code: STOCK } })) as CallToolResult;
+  expect(run.isError ?? false).toBe(false);
+  expect(run.structuredContent).toMatchObject({ result: { skus: ['KB-101', 'MS-220'], calls: 2 }, toolCalls: [{ tool: 'inventory.get_product' }, { tool: 'inventory.get_product' }] });
+
+  const found = (await client.callTool({ name: 'search', arguments: { query: 'product stock' } })) as CallToolResult;
+  expect(textOf(found)).toContain('inventory.get_product');
+  const schema = (await client.callTool({ name: 'get_schema', arguments: { tools: ['inventory.get_product'] } })) as CallToolResult;
+  expect(textOf(schema)).toMatch(/get_product/);
+
+  // A guest error is a tool result, a malformed call a protocol error that names the problem.
+  const failed = (await client.callTool({ name: 'execute', arguments: { code: "throw new Error('boom')" } })) as CallToolResult;
+  expect(failed.isError).toBe(true);
+  expect(textOf(failed)).toContain('boom');
+  await expect(client.callTool({ name: 'execute', arguments: { code: 42 } })).rejects.toThrow(/"code" must be a string/);
+  await expect(client.callTool({ name: 'no_such_tool', arguments: {} })).rejects.toThrow(/Unknown tool "no_such_tool"/);
+}
+
+describe('codemode serve --http, both eras on one endpoint (v2 SDK client)', () => {
+  for (const [label, mode, version] of MODES) {
+    it(`${label}: negotiates ${version}, and list, execute with upstream calls, search, get_schema and errors work`, async () => {
+      const { http } = await engine({ inventory: inventoryEntry });
+      const client = v2Client(mode);
+      await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+      await exercise(client, version);
+      // Only the 2025 client holds a session.
+      expect(http.sessionCount).toBe(version === MODERN ? 0 : 1);
+    });
+  }
+
+  it('2026-07-28: cancellation aborts the execute, and progress reaches the caller', async () => {
+    const { http, server } = await engine({ inventory: inventoryEntry }, { progressIntervalMs: 50 });
+    const client = v2Client({ pin: MODERN });
+    await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+    const progress: number[] = [];
+    const slow = (await client.callTool(
+      { name: 'execute', arguments: { code: 'await new Promise((r) => setTimeout(r, 600)); return 1;' } },
+      { onprogress: (p) => void progress.push(p.progress) },
+    )) as CallToolResult;
+    expect(slow.structuredContent).toMatchObject({ result: 1 });
+    expect(progress.length).toBeGreaterThan(0);
+
+    const controller = new AbortController();
+    const pending = client.callTool({ name: 'execute', arguments: { code: 'await new Promise((r) => setTimeout(r, 20000)); return 1;' } }, { signal: controller.signal });
+    const deadline = Date.now() + 10_000;
+    while (server.stats().activeExecutions === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(server.stats().activeExecutions).toBe(1);
+    controller.abort();
+    await expect(pending).rejects.toThrow();
+    while (server.stats().activeExecutions > 0 && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 20));
+    expect(server.stats().activeExecutions).toBe(0);
+  });
+
+  it("2026-07-28: an upstream's list_changed reaches a subscriptions/listen stream, and tools/list shows the new tool", async () => {
+    const changing = { command: process.execPath, args: [fileURLToPath(new URL('./fixtures/changing-server.mjs', import.meta.url))] };
+    const { http } = await engine({ changing }, { exposeTools: true });
+    let changed = 0;
+    const client = new Client(
+      { name: 'eras-test', version: '1.0.0' },
+      { versionNegotiation: { mode: { pin: MODERN } }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changed++ } } },
+    );
+    cleanups.push(() => client.close());
+    await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+    const added = (await client.callTool({ name: 'execute', arguments: { code: "return await tools.changing.add_tool({ name: 'fresh' })" } })) as CallToolResult;
+    expect(added.structuredContent).toMatchObject({ result: 'added fresh' });
+    const deadline = Date.now() + 10_000;
+    while (changed === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(changed).toBeGreaterThan(0);
+    expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toContain('changing__fresh');
+  });
+});
+
+describe('codemode serve --http, the 2026-07-28 wire rules (raw requests)', () => {
+  const envelope = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {}, 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' } };
+  async function post(url: string, body: Record<string, unknown>, headers: Record<string, string>): Promise<{ status: number; json: Record<string, unknown> }> {
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(20_000),
+    });
+    const text = await res.text();
+    const data = text.startsWith('{') ? text : (/^data: (.*)$/m.exec(text)?.[1] ?? '{}');
+    return { status: res.status, json: JSON.parse(data) as Record<string, unknown> };
+  }
+  const headersFor = (method: string, name?: string) => ({ 'mcp-protocol-version': MODERN, 'mcp-method': method, ...(name !== undefined ? { 'mcp-name': name } : {}) });
+
+  it('server/discover, resultType, cache hints in a stable order, and serverInfo in result _meta; no session is created', async () => {
+    const { http } = await engine({ inventory: inventoryEntry }, { exposeTools: true });
+    const discover = await post(http.url, { jsonrpc: '2.0', id: 1, method: 'server/discover', params: { _meta: envelope } }, headersFor('server/discover'));
+    expect(discover.status).toBe(200);
+    expect(discover.json).toMatchObject({ id: 1, result: { supportedVersions: expect.arrayContaining([MODERN]), capabilities: { tools: { listChanged: true } }, resultType: 'complete' } });
+
+    const list = await post(http.url, { jsonrpc: '2.0', id: 2, method: 'tools/list', params: { _meta: envelope } }, headersFor('tools/list'));
+    const result = list.json.result as { tools: Array<{ name: string }>; resultType: string; ttlMs: number; cacheScope: string; _meta: Record<string, unknown> };
+    expect(result).toMatchObject({ resultType: 'complete', ttlMs: 60_000, cacheScope: 'private' });
+    expect(result._meta['io.modelcontextprotocol/serverInfo']).toMatchObject({ name: 'codemode' });
+    const names = result.tools.map((t) => t.name);
+    expect(names.slice(0, 3)).toEqual(['execute', 'search', 'get_schema']);
+    expect(names.slice(3)).toEqual([...names.slice(3)].sort());
+    const again = await post(http.url, { jsonrpc: '2.0', id: 3, method: 'tools/list', params: { _meta: envelope } }, headersFor('tools/list'));
+    expect((again.json.result as { tools: Array<{ name: string }> }).tools.map((t) => t.name)).toEqual(names);
+
+    const call = await post(
+      http.url,
+      { jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'execute', arguments: { code: 'return 6 * 7' }, _meta: envelope } },
+      headersFor('tools/call', 'execute'),
+    );
+    expect(call.json).toMatchObject({ id: 4, result: { resultType: 'complete', structuredContent: { result: 42 } } });
+    expect(http.sessionCount).toBe(0);
+  });
+
+  it('refuses an unsupported version, a missing envelope and a header that disagrees with the body, each with the request id', async () => {
+    const { http } = await engine({});
+    const badVersion = await post(
+      http.url,
+      { jsonrpc: '2.0', id: 'v', method: 'tools/list', params: { _meta: { ...envelope, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } } },
+      { ...headersFor('tools/list'), 'mcp-protocol-version': '2099-01-01' },
+    );
+    expect(badVersion.status).toBe(400);
+    expect(badVersion.json).toMatchObject({ id: 'v', error: { code: -32022, data: { supported: expect.arrayContaining([MODERN]) } } });
+
+    const noCapabilities = await post(
+      http.url,
+      { jsonrpc: '2.0', id: 'c', method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN } } },
+      headersFor('tools/list'),
+    );
+    expect(noCapabilities.status).toBe(400);
+    expect(noCapabilities.json).toMatchObject({ id: 'c', error: { code: -32602 } });
+
+    const mismatch = await post(
+      http.url,
+      { jsonrpc: '2.0', id: 'h', method: 'tools/call', params: { name: 'execute', arguments: { code: 'return 1' }, _meta: envelope } },
+      headersFor('tools/call', 'search'),
+    );
+    expect(mismatch.status).toBe(400);
+    expect(mismatch.json).toMatchObject({ id: 'h', error: { code: -32020 } });
+  });
+});
+
+describe('codemode serve --stdio (the built bin), both eras', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'codemode-eras-'));
+  const config = join(dir, 'mcp.json');
+  writeFileSync(config, JSON.stringify({ mcpServers: { inventory: inventoryEntry } }));
+
+  for (const [label, mode, version] of MODES) {
+    it(`${label}: negotiates ${version}, and list, execute with upstream calls, search, get_schema and errors work`, async () => {
+      const client = v2Client(mode);
+      await client.connect(new StdioClientTransport({ command: process.execPath, args: ['--no-node-snapshot', CLI, 'serve', '--stdio', '--config', config], stderr: 'ignore' }));
+      await exercise(client, version);
+    });
+  }
+});
