@@ -1,5 +1,5 @@
 /**
- * System services some tests need (redis-server today). On a machine without one, those tests are skipped
+ * System services some tests need (redis-server, nginx). On a machine without one, those tests are skipped
  * and the global setup prints one line naming the service and how to install it; under CI=true a missing
  * service fails the run instead, since .ci/run installs them (issue 16).
  */
@@ -10,10 +10,13 @@ export interface Service {
   command: string;
   /** How to get it on Debian/Ubuntu. */
   install: string;
+  /** Arguments that make the command print its version and exit 0. Default `--version`. */
+  versionArgs?: string[];
 }
 
 export const SERVICES = {
   redis: { command: 'redis-server', install: 'apt-get install -y redis-server' },
+  nginx: { command: 'nginx', install: 'apt-get install -y nginx', versionArgs: ['-v'] },
 } satisfies Record<string, Service>;
 
 const seen = new Map<string, boolean>();
@@ -22,7 +25,7 @@ const seen = new Map<string, boolean>();
 export function hasService(service: Service): boolean {
   let ok = seen.get(service.command);
   if (ok === undefined) {
-    ok = spawnSync(service.command, ['--version'], { stdio: 'ignore' }).status === 0;
+    ok = spawnSync(service.command, service.versionArgs ?? ['--version'], { stdio: 'ignore' }).status === 0;
     seen.set(service.command, ok);
   }
   return ok;
