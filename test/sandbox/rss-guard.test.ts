@@ -22,14 +22,13 @@ describe.skipIf(ON_PROCESS_POOL)('host RSS guard (issue 2, point 6)', () => {
       const sampler = setInterval(() => {
         peak = Math.max(peak, process.memoryUsage.rss());
       }, 5);
-      const started = performance.now();
       const outcome = await sb.run(code);
       clearInterval(sampler);
       const error = failure(outcome);
+      // Before the guard the 20 s wall clock stopped these, as kind timeout: kind memory is the guard's
+      // stop. (No time bound here: on a loaded machine the stop took 11.6 s once; the time is a benchmark's.)
       expect(error.kind).toBe('memory');
       expect(error.message).toMatch(/64 MB memory limit/);
-      // Far sooner than the 20 s wall clock that stopped it before the guard.
-      expect(performance.now() - started).toBeLessThan(10_000);
       expect((peak - base) / MB).toBeLessThan(BOUND_MB);
       // The sandbox is still usable.
       expect(value(await sb.run('return 1'))).toBe(1);
