@@ -21,6 +21,7 @@ export * from './exports/server.js';
 export { CodeMode, DEFAULT_MAX_TOOL_CALLS, DEFAULT_MAX_CONCURRENT_TOOL_CALLS } from './codemode/codemode.js';
 export type { CodeModeOptions, ExecuteOptions } from './codemode/codemode.js';
 export { mcpClientSource, localTools, localTool } from './codemode/sources.js';
+export type { SourceClient } from './codemode/sources.js';
 export type { McpClientSourceOptions, LocalTool, LocalToolContext } from './codemode/sources.js';
 export { ToolError, ToolCallLimitError } from './codemode/tool-errors.js';
 export type { ToolErrorData } from './codemode/tool-errors.js';

@@ -38,7 +38,18 @@ export interface McpClientSourceOptions {
  * const mode = await CodeMode.create({ sources: [mcpClientSource('everything', client)] });
  * ```
  */
-export function mcpClientSource(name: string, client: Client, options: McpClientSourceOptions = {}): ToolSource {
+/**
+ * What `mcpClientSource` needs of an SDK client: the v1 `Client` has it, and so does the proxy layer's
+ * negotiated client (the v2 client behind the same calls, speaking 2026-07-28 or 2025-11-25).
+ */
+export interface SourceClient {
+  request: Client['request'];
+  listTools: Client['listTools'];
+  getServerCapabilities: Client['getServerCapabilities'];
+  readonly transport: { readonly sessionId?: string | undefined } | undefined;
+}
+
+export function mcpClientSource(name: string, client: SourceClient, options: McpClientSourceOptions = {}): ToolSource {
   /**
    * Runs one request with a signal of its own, linked to the call's signal only while the request is open.
    * The SDK adds an `abort` listener to the signal it is given and never removes it, and the sandbox hands

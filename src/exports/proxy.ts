@@ -21,7 +21,8 @@ export {
 export type { UpstreamConfig, StdioUpstreamConfig, HttpUpstreamConfig, HttpTransportKind } from '../proxy/config.js';
 export { connectUpstream, isSessionExpiredError, DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
 export { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES } from '../proxy/stdio-transport.js';
-export type { ConnectUpstreamOptions, UpstreamConnection } from '../proxy/upstream.js';
+export type { ConnectUpstreamOptions, NegotiatedConnectOptions, UpstreamConnection } from '../proxy/upstream.js';
+export type { UpstreamClient } from '../proxy/negotiated-client.js';
 export { createProxy, DEFAULT_IDLE_TIMEOUT_MS } from '../proxy/proxy.js';
 export type { Proxy, ProxyOptions, ProxySession, ProxyConnectOptions } from '../proxy/proxy.js';
 export { serveProxyHttp, DEFAULT_PROXY_MAX_BODY_BYTES } from '../proxy/http.js';

@@ -42,6 +42,10 @@ import { describeUpstream, httpTransportOf, isStdioConfig, parseUpstreamConfig }
 import type { HttpUpstreamConfig, StdioUpstreamConfig, UpstreamConfig } from './config.js';
 import { meteredFetch } from './metered-fetch.js';
 import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES, StdioUpstreamTransport } from './stdio-transport.js';
+import { NegotiatedClient, toV1Error } from './negotiated-client.js';
+import type { UpstreamClient } from './negotiated-client.js';
+// Types only (erased): the v2 client package loads on the first negotiated connection (loadV2Client).
+import type * as V2ClientSdk from '@modelcontextprotocol/client';
 
 const log = createLogger('proxy');
 
@@ -89,6 +93,11 @@ export interface ConnectUpstreamOptions {
   inheritEnv?: boolean;
   /** Stdio only: receives the child's stderr. Default: written through to our stderr. */
   onStderr?: (chunk: string) => void;
+  /**
+   * Which protocol eras to speak. `legacy` (the default): the v1 SDK client, `initialize` only (the proxy
+   * forwards a downstream `initialize` this way). For both eras pass `NegotiatedConnectOptions`.
+   */
+  protocol?: 'legacy';
   /** Called on each fresh `Client` before it connects: install request/notification handlers here. */
   configure?: (client: Client) => void;
   /**
@@ -100,13 +109,29 @@ export interface ConnectUpstreamOptions {
   holdInitialized?: boolean;
 }
 
+/**
+ * Options for a connection that negotiates the era: the v2 SDK client in `auto` mode, 2026-07-28 where the
+ * server offers it (`server/discover`), else 2025-11-25 (`initialize`). Over stdio the probe runs on the
+ * one child process (no second copy of the server is started). The connection's `client` is an
+ * `UpstreamClient`.
+ */
+export interface NegotiatedConnectOptions extends Omit<ConnectUpstreamOptions, 'protocol' | 'configure' | 'initialize' | 'holdInitialized'> {
+  protocol: 'auto';
+  /** Called on the client before it connects: install notification handlers here. */
+  configure?: (client: UpstreamClient) => void;
+}
+
 /** A live upstream session. */
-export interface UpstreamConnection {
+export interface UpstreamConnection<C extends UpstreamClient = Client> {
   /** The connected SDK client. Set `client.onclose` to learn when the upstream goes away. */
-  readonly client: Client;
+  readonly client: C;
   /** The transport actually used (`auto` resolves to `http` or `sse`). */
   readonly kind: 'stdio' | 'http' | 'sse';
-  /** The upstream's `initialize` answer, exactly as received (capabilities, serverInfo, instructions, ...). */
+  /**
+   * The upstream's `initialize` answer, exactly as received (capabilities, serverInfo, instructions, ...).
+   * On a 2026-07-28 connection (no `initialize`), the same fields from its `server/discover` answer, with
+   * the negotiated version as `protocolVersion`.
+   */
   readonly initializeResult: InitializeResult;
   /** The validated config. */
   readonly config: UpstreamConfig;
@@ -240,7 +265,7 @@ async function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse
   });
 }
 
-type SdkHttpErrorName = 'StreamableHTTPError' | 'SseError' | 'UnauthorizedError';
+type SdkHttpErrorName = 'StreamableHTTPError' | 'SseError' | 'UnauthorizedError' | 'SdkHttpError';
 
 /** Whether `err` is (or extends) one of the SDK's HTTP client error classes, whichever import made it. */
 function isSdkHttpError(err: unknown, ...names: SdkHttpErrorName[]): err is Error & { code?: unknown } {
@@ -258,6 +283,11 @@ function isSdkHttpError(err: unknown, ...names: SdkHttpErrorName[]): err is Erro
 function httpStatusOf(err: unknown): number | undefined {
   if (isSdkHttpError(err, 'StreamableHTTPError', 'SseError')) {
     return typeof err.code === 'number' && err.code > 0 ? err.code : undefined;
+  }
+  // The v2 SDK's HTTP errors carry the status as `status` (their `code` is a string).
+  if (isSdkHttpError(err, 'SdkHttpError')) {
+    const status = (err as { status?: unknown }).status;
+    return typeof status === 'number' && status > 0 ? status : undefined;
   }
   return undefined;
 }
@@ -360,7 +390,10 @@ export function classifyConnectError(error: unknown, ctx: ClassifyContext): Code
     return err('UPSTREAM_PROTOCOL', `${prefix} to initialize, which is not a valid MCP answer. ${detail}`, error);
   }
 
-  if (isSdkHttpError(error, 'StreamableHTTPError') && /Unexpected content type/i.test(error.message)) {
+  const unexpectedContent =
+    (isSdkHttpError(error, 'StreamableHTTPError') || (error as { code?: unknown } | null)?.code === 'CLIENT_HTTP_UNEXPECTED_CONTENT') &&
+    /Unexpected content type/i.test((error as Error).message);
+  if (unexpectedContent && error instanceof Error) {
     return err(
       'UPSTREAM_PROTOCOL',
       `Upstream ${label} is not an MCP server: it answered initialize with ${error.message.replace(/^.*Unexpected content type:\s*/i, 'content type ')} instead of JSON-RPC (application/json or text/event-stream).`,
@@ -491,7 +524,14 @@ function withDeadline<T>(promise: Promise<T>, ms: number, onTimeout: () => Error
  * }
  * ```
  */
-export async function connectUpstream(config: UpstreamConfig | unknown, options: ConnectUpstreamOptions = {}): Promise<UpstreamConnection> {
+export async function connectUpstream(config: UpstreamConfig | unknown, options: NegotiatedConnectOptions): Promise<UpstreamConnection<UpstreamClient>>;
+export async function connectUpstream(config: UpstreamConfig | unknown, options?: ConnectUpstreamOptions): Promise<UpstreamConnection>;
+export async function connectUpstream(
+  config: UpstreamConfig | unknown,
+  anyOptions: ConnectUpstreamOptions | NegotiatedConnectOptions = {},
+): Promise<UpstreamConnection<UpstreamClient>> {
+  const options = anyOptions;
+  const negotiated = options.protocol === 'auto';
   const cfg = parseUpstreamConfig(config);
   const label = describeUpstream(cfg);
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -504,26 +544,20 @@ export async function connectUpstream(config: UpstreamConfig | unknown, options:
   if (options.signal?.aborted) throw new CodemodeError('ABORTED', `Connecting to upstream ${label} was aborted.`);
   const started = Date.now();
 
-  const run = async (attempt: Attempt, budgetMs: number, httpFailure?: unknown): Promise<UpstreamConnection> => {
-    let client: Client | undefined;
+  const run = async (attempt: Attempt, budgetMs: number, httpFailure?: unknown): Promise<UpstreamConnection<UpstreamClient>> => {
     try {
-      // The Client's own request timeout covers a silent upstream; the outer deadline also covers a fetch
+      // The client's own request timeout covers a silent upstream; the outer deadline also covers a fetch
       // or spawn that never settles, so no attempt outlives its budget.
-      const connected = await withDeadline(
-        attemptConnect(attempt, options, budgetMs),
+      return await withDeadline<UpstreamConnection<UpstreamClient>>(
+        negotiated
+          ? connectNegotiatedAttempt(cfg, attempt, options as NegotiatedConnectOptions, budgetMs)
+          : connectLegacyAttempt(cfg, label, attempt, options as ConnectUpstreamOptions, budgetMs),
         budgetMs + 250,
         () => new McpError(ErrorCode.RequestTimeout, 'Request timed out'),
       );
-      client = connected.client;
-      const raw = connected.tap.rawResult;
-      const parsed = InitializeResultSchema.safeParse(raw);
-      if (!parsed.success) {
-        throw new CodemodeError('UPSTREAM_PROTOCOL', `Upstream ${label} sent an invalid initialize result: ${parsed.error.message.slice(0, 300)}`);
-      }
-      return makeConnection(cfg, attempt, client, connected.tap, { ...(raw as InitializeResult) });
     } catch (error) {
       // Classify first: closing the transport changes what it reports (a timed-out child then "exits").
-      const classified = classifyConnectError(error, { label, kind: attempt.kind, timeoutMs, stdio: attempt.stdio, httpFailure });
+      const classified = classifyConnectError(toV1Error(error), { label, kind: attempt.kind, timeoutMs, stdio: attempt.stdio, httpFailure });
       attempt.stdio?.kill();
       await attempt.transport.close().catch(() => undefined);
       if (options.signal?.aborted) throw new CodemodeError('ABORTED', `Connecting to upstream ${label} was aborted.`, { cause: error });
@@ -544,16 +578,122 @@ export async function connectUpstream(config: UpstreamConfig | unknown, options:
   }
 
   const choice = httpTransportOf(cfg);
-  if (choice === 'sse') return run({ kind: 'sse', transport: await makeHttpTransport(cfg, 'sse', options) }, timeoutMs);
+  const transport = (kind: 'http' | 'sse') => (negotiated ? makeV2HttpTransport(cfg, kind, options) : makeHttpTransport(cfg, kind, options));
+  if (choice === 'sse') return run({ kind: 'sse', transport: await transport('sse') }, timeoutMs);
   try {
-    return await run({ kind: 'http', transport: await makeHttpTransport(cfg, 'http', options) }, timeoutMs);
+    return await run({ kind: 'http', transport: await transport('http') }, timeoutMs);
   } catch (error) {
     const status = httpStatusOf((error as CodemodeError).cause);
     if (choice !== 'auto' || (status !== 404 && status !== 405)) throw error;
     const remaining = Math.max(1, timeoutMs - (Date.now() - started));
     log.debug('Streamable HTTP refused, trying legacy SSE', { url: cfg.url, status });
-    return run({ kind: 'sse', transport: await makeHttpTransport(cfg, 'sse', options) }, remaining, (error as CodemodeError).cause);
+    return run({ kind: 'sse', transport: await transport('sse') }, remaining, (error as CodemodeError).cause);
   }
+}
+
+/** One `initialize` with the v1 client (the proxy's path): the raw answer is kept and validated. */
+async function connectLegacyAttempt(cfg: UpstreamConfig, label: string, attempt: Attempt, options: ConnectUpstreamOptions, budgetMs: number): Promise<UpstreamConnection> {
+  const connected = await attemptConnect(attempt, options, budgetMs);
+  const raw = connected.tap.rawResult;
+  const parsed = InitializeResultSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new CodemodeError('UPSTREAM_PROTOCOL', `Upstream ${label} sent an invalid initialize result: ${parsed.error.message.slice(0, 300)}`);
+  }
+  return makeConnection(cfg, attempt, connected.client, connected.tap, { ...(raw as InitializeResult) });
+}
+
+/** The v2 SDK client, loaded on the first negotiated connection (the proxy, which stays on v1, never pays it). */
+type V2Sdk = typeof V2ClientSdk;
+let v2Sdk: V2Sdk | undefined;
+async function loadV2Client(): Promise<V2Sdk> {
+  v2Sdk ??= await import('@modelcontextprotocol/client');
+  return v2Sdk;
+}
+
+/** The v2 SDK's HTTP transports (they send the 2026-07-28 headers), with the same headers, auth and metering. */
+async function makeV2HttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', options: ConnectUpstreamOptions | NegotiatedConnectOptions): Promise<Transport> {
+  const { StreamableHTTPClientTransport, SSEClientTransport } = await loadV2Client();
+  const headers = { ...(config.headers ?? {}), ...(options.headers ?? {}) };
+  const url = new URL(config.url);
+  const fetchFn = meteredFetch(options.fetch, options.maxMessageBytes ?? DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES);
+  // The v1 and v2 OAuth provider interfaces differ only in optional members codemode's providers lack.
+  const authProvider = options.authProvider as V2ClientSdk.OAuthClientProvider | undefined;
+  const transport =
+    kind === 'http'
+      ? new StreamableHTTPClientTransport(url, { requestInit: { headers }, fetch: fetchFn, ...(authProvider !== undefined ? { authProvider } : {}) })
+      : new SSEClientTransport(url, {
+          requestInit: { headers },
+          eventSourceInit: {
+            fetch: (input, init) => fetchFn(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), ...headers } }),
+          },
+          ...(authProvider !== undefined ? { authProvider } : {}),
+          ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+        });
+  return transport as unknown as Transport;
+}
+
+/** One negotiation with the v2 client: `server/discover` first, `initialize` when the server has no 2026-07-28. */
+async function connectNegotiatedAttempt(cfg: UpstreamConfig, attempt: Attempt, options: NegotiatedConnectOptions, budgetMs: number): Promise<UpstreamConnection<NegotiatedClient>> {
+  const sdk = await loadV2Client();
+  const inner = new sdk.Client(options.clientInfo ?? DEFAULT_CLIENT_INFO, {
+    capabilities: (options.capabilities ?? {}) as V2ClientSdk.ClientCapabilities,
+    versionNegotiation: { mode: 'auto', probe: { timeoutMs: budgetMs } },
+  });
+  const client = new NegotiatedClient(inner);
+  options.configure?.(client);
+  // The v2 client's probe does not watch the connect signal: an abort closes the transport, which ends it.
+  const onAbort = () => void attempt.transport.close().catch(() => undefined);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await inner.connect(attempt.transport as unknown as V2ClientSdk.Transport, {
+      timeout: budgetMs,
+      ...(options.signal !== undefined ? { signal: options.signal } : {}),
+    });
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+  if (inner.getProtocolEra() === 'modern' && inner.getServerCapabilities()?.tools?.listChanged === true) {
+    // 2026-07-28 has no unsolicited notifications: tool-list changes come on a subscriptions/listen stream,
+    // and reach the same notification handlers a 2025 connection's would.
+    await inner.listen({ toolsListChanged: true }, { timeout: budgetMs }).catch((error: unknown) => {
+      log.warn('upstream offers tools.listChanged but refused subscriptions/listen; its tool changes will not be seen', {
+        upstream: describeUpstream(cfg),
+        error: describeError(error),
+      });
+    });
+  }
+  const serverInfo = inner.getServerVersion() ?? { name: 'unknown', version: '' };
+  const instructions = inner.getInstructions();
+  const initializeResult = {
+    protocolVersion: inner.getNegotiatedProtocolVersion() ?? '',
+    capabilities: (inner.getServerCapabilities() ?? {}) as InitializeResult['capabilities'],
+    serverInfo,
+    ...(instructions !== undefined ? { instructions } : {}),
+  } as InitializeResult;
+  let closing: Promise<void> | undefined;
+  const transport = attempt.transport as Transport & { terminateSession?: () => Promise<void> };
+  return {
+    client,
+    kind: attempt.kind,
+    initializeResult,
+    config: cfg,
+    get sessionId() {
+      return transport.sessionId;
+    },
+    releaseInitialized: () => Promise.resolve(),
+    close() {
+      closing ??= (async () => {
+        try {
+          if (typeof transport.terminateSession === 'function' && transport.sessionId !== undefined) {
+            await withDeadline(transport.terminateSession(), 1000, () => new Error('terminate timed out')).catch(() => undefined);
+          }
+        } finally {
+          await client.close().catch(() => undefined);
+        }
+      })();
+      return closing;
+    },
+  };
 }
 
 function makeConnection(config: UpstreamConfig, attempt: Attempt, client: Client, tap: InitializeTap, initializeResult: InitializeResult): UpstreamConnection {

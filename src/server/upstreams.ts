@@ -5,7 +5,6 @@
  * @module
  */
 
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError, isCodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -13,6 +12,7 @@ import { describeUpstream } from '../proxy/config.js';
 import type { UpstreamConfig } from '../proxy/config.js';
 import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
 import type { UpstreamConnection } from '../proxy/upstream.js';
+import type { UpstreamClient } from '../proxy/negotiated-client.js';
 import type { ToolSource } from '../codemode/types.js';
 
 const log = createLogger('server');
@@ -65,7 +65,7 @@ export interface ConnectUpstreamsOptions {
 
 /** The live upstreams of one server or run. */
 export class Upstreams {
-  readonly #connections = new Map<string, UpstreamConnection>();
+  readonly #connections = new Map<string, UpstreamConnection<UpstreamClient>>();
   readonly #status = new Map<string, UpstreamStatus>();
   readonly #deadlines = new Map<string, number>();
   /** Cancels pending `tools/list_changed` timers, so nothing fires after close. */
@@ -91,7 +91,7 @@ export class Upstreams {
   }
 
   /** Connected upstreams by name, in config order. */
-  get connections(): ReadonlyMap<string, UpstreamConnection> {
+  get connections(): ReadonlyMap<string, UpstreamConnection<UpstreamClient>> {
     return this.#connections;
   }
 
@@ -106,11 +106,11 @@ export class Upstreams {
   }
 
   /** @internal */
-  add(name: string, target: string, outcome: { connection: UpstreamConnection } | { error: unknown }): void {
+  add(name: string, target: string, outcome: { connection: UpstreamConnection<UpstreamClient> } | { error: unknown }): void {
     if ('connection' in outcome) {
       this.#connections.set(name, outcome.connection);
       this.#status.set(name, { name, target, state: 'connected' });
-      const client: Client = outcome.connection.client;
+      const client = outcome.connection.client;
       const previous = client.onclose;
       client.onclose = () => {
         previous?.();
@@ -289,7 +289,9 @@ export async function connectUpstreams(servers: Record<string, UpstreamConfig>, 
       const changes = coalescer(name, (count) => options.onToolsChanged?.(name, count));
       upstreams.onClose(() => changes.cancel());
       try {
+        // Both eras: 2026-07-28 where the upstream offers it, 2025-11-25 otherwise.
         const connection = await connectUpstream(config, {
+          protocol: 'auto',
           ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
           ...(options.signal !== undefined ? { signal: options.signal } : {}),
           ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from '../../src/proxy/upstream.js';
 import type { UpstreamConnection } from '../../src/proxy/upstream.js';
 import { parseUpstreamConfig } from '../../src/proxy/config.js';
@@ -18,8 +18,13 @@ async function http(handler: Parameters<typeof startHttp>[0]): Promise<LoopbackS
   return s;
 }
 
+/** Which client the failure tests run with: the v1 one (the proxy's) or the negotiating v2 one (serve's). */
+let protocol: 'legacy' | 'auto' = 'legacy';
+
 async function expectFailure(config: unknown, code: string, message: RegExp, maxMs: number, options = {}): Promise<CodemodeError> {
-  const { error, ms } = await timeRejection(() => connectUpstream(config, { onStderr: () => undefined, ...options }));
+  const { error, ms } = await timeRejection(() =>
+    protocol === 'auto' ? connectUpstream(config, { onStderr: () => undefined, ...options, protocol: 'auto' }) : connectUpstream(config, { onStderr: () => undefined, ...options }),
+  );
   expect(error).toBeInstanceOf(CodemodeError);
   const e = error as CodemodeError;
   expect(e.code).toBe(code);
@@ -57,7 +62,14 @@ describe('parseUpstreamConfig', () => {
   });
 });
 
-describe('connectUpstream failure classes', () => {
+for (const mode of ['legacy', 'auto'] as const) describe(`connectUpstream failure classes (protocol ${mode})`, () => {
+  beforeAll(() => {
+    protocol = mode;
+  });
+  afterAll(() => {
+    protocol = 'legacy';
+  });
+
   it('documents a connect-timeout default', () => {
     expect(DEFAULT_CONNECT_TIMEOUT_MS).toBe(30_000);
   });
@@ -139,7 +151,9 @@ describe('connectUpstream failure classes', () => {
     const s = await http(() => undefined);
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 100);
-    const { error, ms } = await timeRejection(() => connectUpstream({ url: `${s.url}/mcp` }, { signal: ac.signal }));
+    const { error, ms } = await timeRejection(() =>
+      protocol === 'auto' ? connectUpstream({ url: `${s.url}/mcp` }, { signal: ac.signal, protocol: 'auto' }) : connectUpstream({ url: `${s.url}/mcp` }, { signal: ac.signal }),
+    );
     expect((error as CodemodeError).code).toBe('ABORTED');
     expect(ms).toBeLessThan(1000);
   });

@@ -81,6 +81,24 @@ describe('codemode serve --http, both eras on one endpoint (v2 SDK client)', () 
     });
   }
 
+  it('upstreams of both eras in one execute (a 2026-07-28-only server and a 2025 one), for clients of both eras', async () => {
+    const modern = { command: process.execPath, args: ['--experimental-strip-types', '--no-warnings', fileURLToPath(new URL('../fixtures/modern-upstream.ts', import.meta.url)), '--stdio'] };
+    const { server, http } = await engine({ inventory: inventoryEntry, modern });
+    expect(server.stats().upstreams.map((u) => [u.name, u.state])).toEqual([
+      ['inventory', 'connected'],
+      ['modern', 'connected'],
+    ]);
+    for (const [, mode] of MODES) {
+      const client = v2Client(mode);
+      await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
+      const r = (await client.callTool({
+        name: 'execute',
+        arguments: { code: "const e = await tools.modern.echo({ text: 'both' }); const p = await tools.inventory.get_product({ sku: 'KB-101' }); return [e.text, p.sku];" },
+      })) as CallToolResult;
+      expect(r.structuredContent).toMatchObject({ result: ['both', 'KB-101'] });
+    }
+  });
+
   it('2026-07-28: cancellation aborts the execute, and progress reaches the caller', async () => {
     const { http, server } = await engine({ inventory: inventoryEntry }, { progressIntervalMs: 50 });
     const client = v2Client({ pin: MODERN });

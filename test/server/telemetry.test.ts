@@ -9,7 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { telemetryWanted } from '../../src/cli/telemetry.js';
 import { CodeMode } from '../../src/codemode/codemode.js';
 import { localTools } from '../../src/codemode/sources.js';
-import { createCodemodeServer } from '../../src/server/server.js';
+import { fileURLToPath } from 'node:url';
+import { parseServersConfig } from '../../src/server/config.js';
+import { createCodemodeServer, createCodemodeServerFromConfig } from '../../src/server/server.js';
 import type { CodemodeServer } from '../../src/server/server.js';
 
 const exporter = new InMemorySpanExporter();
@@ -80,6 +82,42 @@ describe('OpenTelemetry in the server', () => {
     } finally {
       await modern.close();
       await http.close({ graceMs: 0 });
+    }
+  });
+
+  it('inner tool calls carry the trace context in _meta to a 2026-07-28-only upstream, beside a 2025 one in the same execute', async () => {
+    const modern = fileURLToPath(new URL('../fixtures/modern-upstream.ts', import.meta.url));
+    const inventory = fileURLToPath(new URL('../../examples/inventory-server.mjs', import.meta.url));
+    const config = parseServersConfig(
+      JSON.stringify({
+        mcpServers: {
+          modern: { command: process.execPath, args: ['--experimental-strip-types', '--no-warnings', modern, '--stdio'] },
+          inventory: { command: process.execPath, args: [inventory] },
+        },
+      }),
+    );
+    const own = await createCodemodeServerFromConfig(config, { connectTimeoutMs: 20_000, onStderr: () => undefined });
+    const [a, b] = InMemoryTransport.createLinkedPair();
+    await own.connect(b);
+    const c = new Client({ name: 'otel-eras', version: '1.0.0' });
+    try {
+      await c.connect(a);
+      const traceId = '5bf92f3577b34da6a3ce929d0e0e4736';
+      const result = await c.callTool({
+        name: 'execute',
+        arguments: { code: "const e = await tools.modern.echo({ text: 'x' }); const p = await tools.inventory.get_product({ sku: 'KB-101' }); return { traceparent: e.traceparent, sku: p.sku };" },
+        _meta: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+      });
+      const value = (result.structuredContent as { result: { traceparent: string; sku: string } }).result;
+      expect(value.sku).toBe('KB-101');
+      // The 2026-07-28 upstream got a traceparent of the caller's trace, parented by the inner CLIENT span.
+      expect(value.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+      await provider.forceFlush();
+      const inner = exporter.getFinishedSpans().find((s) => s.name === 'tools/call echo');
+      expect(value.traceparent.split('-')[2]).toBe(inner?.spanContext().spanId);
+    } finally {
+      await c.close();
+      await own.close({ graceMs: 0 });
     }
   });
 

@@ -6,6 +6,7 @@
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { setLogLevel, setLogSink, getLogLevel } from '../../src/log.js';
 import { parseServersConfig } from '../../src/server/config.js';
@@ -48,11 +49,11 @@ describe('a tools/list_changed storm', () => {
     cleanups.push(() => upstreams.close());
     const bad = upstreams.connections.get('bad')!;
     const good = upstreams.connections.get('good')!;
-    const storm = bad.client.callTool({ name: 'storm', arguments: { count: 10_000 } }, undefined, { timeout: 60_000 });
+    const storm = bad.client.request({ method: 'tools/call', params: { name: 'storm', arguments: { count: 10_000 } } }, CallToolResultSchema, { timeout: 60_000 });
     let maxMs = 0;
     for (let i = 0; i < 10; i++) {
       const started = performance.now();
-      expect(textOf(await good.client.callTool({ name: 'echo', arguments: { text: `n${i}` } }))).toBe(`n${i}`);
+      expect(textOf(await good.client.request({ method: 'tools/call', params: { name: 'echo', arguments: { text: `n${i}` } } }, CallToolResultSchema))).toBe(`n${i}`);
       maxMs = Math.max(maxMs, performance.now() - started);
     }
     expect(textOf(await storm)).toBe('stormed 10000');
