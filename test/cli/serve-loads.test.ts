@@ -1,7 +1,9 @@
 /**
- * Start-up cost that a configuration does not need is not paid (issue 16): the SDK's HTTP client side
- * (Streamable HTTP, legacy SSE, OAuth; about 55-60 ms of loading) is loaded only when an HTTP upstream is
- * configured. Proven with the load recorder on the built bin, with a control that configures one.
+ * Start-up cost that a configuration does not need is not paid (issue 16). codemode serve connects its
+ * upstreams with the v2 SDK client (it negotiates the protocol era), loaded on the first upstream
+ * connection: a serve with no upstreams never loads it, and serve never loads the v1 SDK's HTTP client side
+ * (Streamable HTTP, legacy SSE, OAuth; about 55-60 ms of loading), which only the proxy uses now. Proven with
+ * the load recorder on the built bin, with controls that show the recorder sees the v2 client load.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -50,19 +52,33 @@ async function loadsOf(servers: Record<string, unknown>): Promise<{ urls: string
   return { urls: loaded(), tools: (list.result?.tools ?? []).map((t) => t.name) };
 }
 
+const V2_CLIENT = /\/@modelcontextprotocol\/client\/dist\/index\.mjs$/;
+
+it('the patterns name the real module files (so "never loaded" cannot pass for a wrong path)', () => {
+  expect(import.meta.resolve('@modelcontextprotocol/sdk/client/streamableHttp.js')).toMatch(HTTP_CLIENT);
+  expect(import.meta.resolve('@modelcontextprotocol/sdk/client/sse.js')).toMatch(HTTP_CLIENT);
+  expect(import.meta.resolve('@modelcontextprotocol/client')).toMatch(V2_CLIENT);
+});
+
 describe('codemode serve loads only what its configuration needs', () => {
-  it('with only a stdio upstream, the SDK HTTP client side is never loaded', async () => {
+  it('with no upstream, the v2 SDK client is never loaded', async () => {
+    const { urls, tools } = await loadsOf({});
+    expect(tools).toContain('execute');
+    expect(urls.some((u) => u.endsWith('/dist/proxy/upstream.js'))).toBe(true);
+    expect(urls.filter((u) => V2_CLIENT.test(u) || HTTP_CLIENT.test(u))).toEqual([]);
+  }, 60_000);
+
+  it('with a stdio upstream, the v2 client connects it (control: the recorder sees it) and the v1 HTTP client side is never loaded', async () => {
     const { urls, tools } = await loadsOf({ inventory: { command: process.execPath, args: [join(ROOT, 'examples/inventory-server.mjs')] } });
     expect(tools).toContain('execute');
-    // It did connect an upstream through the SDK client (so the list below is not empty for a wrong reason).
-    expect(urls.some((u) => u.endsWith('/@modelcontextprotocol/sdk/dist/esm/client/index.js'))).toBe(true);
-    expect(urls.some((u) => u.endsWith('/dist/proxy/upstream.js'))).toBe(true);
+    expect(urls.some((u) => V2_CLIENT.test(u))).toBe(true);
     expect(urls.filter((u) => HTTP_CLIENT.test(u))).toEqual([]);
   }, 60_000);
 
-  it('with an HTTP upstream configured, it is (control: the recorder sees it)', async () => {
+  it('with an HTTP upstream, still not the v1 HTTP client side (the v2 client has its own transports)', async () => {
     // Nothing listens on port 9 here: the upstream is reported failed and serve runs without it.
     const { urls } = await loadsOf({ remote: { url: 'http://127.0.0.1:9/mcp' } });
-    expect(urls.some((u) => HTTP_CLIENT.test(u))).toBe(true);
+    expect(urls.some((u) => V2_CLIENT.test(u))).toBe(true);
+    expect(urls.filter((u) => HTTP_CLIENT.test(u))).toEqual([]);
   }, 60_000);
 });

@@ -213,6 +213,39 @@ describe('codemode serve --stdio (the built bin), both eras', () => {
   const dir = mkdtempSync(join(tmpdir(), 'codemode-eras-'));
   const config = join(dir, 'mcp.json');
   writeFileSync(config, JSON.stringify({ mcpServers: { inventory: inventoryEntry } }));
+  const changingConfig = join(dir, 'changing.json');
+  const changing = { command: process.execPath, args: [fileURLToPath(new URL('./fixtures/changing-server.mjs', import.meta.url))] };
+  writeFileSync(changingConfig, JSON.stringify({ mcpServers: { changing } }));
+
+  it('2026-07-28: list_changed arrives on subscriptions/listen, and a cancelled execute stops before its next tool call', async () => {
+    let changed = 0;
+    const client = new Client(
+      { name: 'eras-test', version: '1.0.0' },
+      { versionNegotiation: { mode: { pin: MODERN } }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changed++ } } },
+    );
+    cleanups.push(() => client.close());
+    await client.connect(
+      new StdioClientTransport({ command: process.execPath, args: ['--no-node-snapshot', CLI, 'serve', '--stdio', '--expose-tools', '--config', changingConfig], stderr: 'ignore' }),
+    );
+    expect(client.getNegotiatedProtocolVersion()).toBe(MODERN);
+    const added = (await client.callTool({ name: 'execute', arguments: { code: "return await tools.changing.add_tool({ name: 'fresh' })" } })) as CallToolResult;
+    expect(added.structuredContent).toMatchObject({ result: 'added fresh' });
+    const deadline = Date.now() + 10_000;
+    while (changed === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(changed).toBeGreaterThan(0);
+    expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toContain('changing__fresh');
+
+    // Cancelled while it waits: the tool call after the wait never happens.
+    const controller = new AbortController();
+    const pending = client.callTool(
+      { name: 'execute', arguments: { code: "await new Promise((r) => setTimeout(r, 1500)); return await tools.changing.add_tool({ name: 'late' });" } },
+      { signal: controller.signal },
+    );
+    setTimeout(() => controller.abort(), 300);
+    await expect(pending).rejects.toThrow();
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).not.toContain('changing__late');
+  });
 
   for (const [label, mode, version] of MODES) {
     it(`${label}: negotiates ${version}, and list, execute with upstream calls, search, get_schema and errors work`, async () => {
