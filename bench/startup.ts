@@ -10,8 +10,9 @@
  * - `codemode serve --stdio` with no upstreams;
  * - the example inventory server alone (an upstream's own start-up);
  * - `codemode serve --stdio` with that server as its one stdio upstream.
- * - `codemode proxy --stdio` in front of the minimal server (and, with BASELINE_DIR=<checkout of an earlier
- *   commit, built>, the same from that checkout, for a before/after in one run), with each proxy's RSS.
+ * - `codemode proxy --stdio` in front of the minimal server, with each proxy's RSS;
+ * - with BASELINE_DIR=<checkout of an earlier commit, built>: both serve rows and the proxy row again from
+ *   that checkout, for a before/after in one run.
  * Each time is from spawn to the answer of `tools/list` (after `initialize` and `notifications/initialized`),
  * measured by a bare line-JSON client (no SDK on the measuring side). Medians and ranges are printed with
  * the goals: serve alone at or under 1.1x the minimal server; serve with one upstream at or under the slower
@@ -42,7 +43,13 @@ const CONTENDERS: Array<{ name: string; args: string[] }> = [
   { name: 'inventory server alone', args: [INVENTORY] },
   { name: 'codemode serve --stdio, one stdio upstream', args: ['--no-node-snapshot', CLI, 'serve', '--stdio', '--config', config, '--log-level', 'warn'] },
   { name: 'codemode proxy --stdio -> minimal server', args: proxyArgs(CLI) },
-  ...(BASELINE_DIR !== undefined ? [{ name: 'codemode proxy --stdio -> minimal server, baseline', args: proxyArgs(join(BASELINE_DIR, 'dist/cli/codemode.js')) }] : []),
+  ...(BASELINE_DIR !== undefined
+    ? [
+        { name: 'codemode serve --stdio, no upstreams, baseline', args: ['--no-node-snapshot', join(BASELINE_DIR, 'dist/cli/codemode.js'), 'serve', '--stdio', '--log-level', 'warn'] },
+        { name: 'codemode serve --stdio, one stdio upstream, baseline', args: ['--no-node-snapshot', join(BASELINE_DIR, 'dist/cli/codemode.js'), 'serve', '--stdio', '--config', config, '--log-level', 'warn'] },
+        { name: 'codemode proxy --stdio -> minimal server, baseline', args: proxyArgs(join(BASELINE_DIR, 'dist/cli/codemode.js')) },
+      ]
+    : []),
 ];
 const rssKb = new Map<string, number[]>();
 

@@ -142,6 +142,8 @@ export class StdioUpstreamTransport implements Transport {
   readonly #maxMessageBytes: number;
   readonly #reader: LineReader;
   #child: ChildProcess | undefined;
+  #prestarted: Promise<void> | undefined;
+  #prestartTaken = false;
   #stderrTail = '';
   #closed = false;
   #exited: Promise<void> | undefined;
@@ -182,7 +184,24 @@ export class StdioUpstreamTransport implements Transport {
     return this.#noteCount;
   }
 
+  /**
+   * Spawns the child now, before a client connects: the next `start()` (the client's) returns this same
+   * promise instead of spawning. Lets the caller load its client code while the child boots. Only the first
+   * `start()` after it is covered.
+   */
+  prestart(): Promise<void> {
+    if (this.#prestarted === undefined) {
+      this.#prestarted = this.start();
+      this.#prestarted.catch(() => undefined); // reported to whoever calls start() next
+    }
+    return this.#prestarted;
+  }
+
   start(): Promise<void> {
+    if (this.#prestarted !== undefined && !this.#prestartTaken) {
+      this.#prestartTaken = true;
+      return this.#prestarted;
+    }
     if (this.#child !== undefined) throw new Error('StdioUpstreamTransport already started');
     return new Promise<void>((resolve, reject) => {
       const child = spawn(this.#options.command, [...(this.#options.args ?? [])], {

@@ -19,7 +19,9 @@
  * @module
  */
 
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+// Types only (erased): the v1 client loads on the first legacy connection (loadV1Client).
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type * as V1ClientSdk from '@modelcontextprotocol/sdk/client/index.js';
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
 // Types only (erased): the modules themselves load on first use (loadHttpSdk).
 import type * as SseSdk from '@modelcontextprotocol/sdk/client/sse.js';
@@ -478,6 +480,7 @@ async function attemptConnect(
   timeoutMs: number,
 ): Promise<{ client: Client; tap: InitializeTap }> {
   const init = options.initialize;
+  const { Client } = await loadV1Client();
   const client = new Client(init?.clientInfo ?? options.clientInfo ?? DEFAULT_CLIENT_INFO, {
     capabilities: init?.capabilities ?? options.capabilities ?? {},
   });
@@ -602,6 +605,16 @@ async function connectLegacyAttempt(cfg: UpstreamConfig, label: string, attempt:
   return makeConnection(cfg, attempt, connected.client, connected.tap, { ...(raw as InitializeResult) });
 }
 
+/**
+ * The v1 SDK client (about 60 ms of loading, on top of the protocol types), loaded on the first legacy
+ * connection: `codemode serve` and `codemode run` connect with the v2 client and never pay it.
+ */
+let v1Client: typeof V1ClientSdk | undefined;
+async function loadV1Client(): Promise<typeof V1ClientSdk> {
+  v1Client ??= await import('@modelcontextprotocol/sdk/client/index.js');
+  return v1Client;
+}
+
 /** The v2 SDK client, loaded on the first negotiated connection (the proxy, which stays on v1, never pays it). */
 type V2Sdk = typeof V2ClientSdk;
 let v2Sdk: V2Sdk | undefined;
@@ -634,6 +647,8 @@ async function makeV2HttpTransport(config: HttpUpstreamConfig, kind: 'http' | 's
 
 /** One negotiation with the v2 client: `server/discover` first, `initialize` when the server has no 2026-07-28. */
 async function connectNegotiatedAttempt(cfg: UpstreamConfig, attempt: Attempt, options: NegotiatedConnectOptions, budgetMs: number): Promise<UpstreamConnection<NegotiatedClient>> {
+  // The child boots (a few hundred ms) while the client code loads (about 50 ms, the first time).
+  void attempt.stdio?.prestart();
   const sdk = await loadV2Client();
   const inner = new sdk.Client(options.clientInfo ?? DEFAULT_CLIENT_INFO, {
     capabilities: (options.capabilities ?? {}) as V2ClientSdk.ClientCapabilities,
