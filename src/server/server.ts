@@ -202,6 +202,9 @@ class CodemodeServerImpl implements CodemodeServer {
   #tools: CodeModeTool[];
   #exposed: Map<string, { namespace: string; tool: Tool }> = new Map();
   #closing: Promise<void> | undefined;
+  /** Bumped on every catalog (re)build: the instructions cache's key. */
+  #catalogGeneration = 0;
+  #instructionsCache: { key: string; text: string } | undefined;
   #refreshing: Promise<void> | undefined;
   #refreshAgain = false;
 
@@ -219,6 +222,7 @@ class CodemodeServerImpl implements CodemodeServer {
   }
 
   #buildExposed(): void {
+    this.#catalogGeneration++;
     this.#exposed = new Map();
     if (!this.#options.exposeTools) return;
     for (const entry of this.mode.catalog.entries) {
@@ -282,12 +286,23 @@ class CodemodeServerImpl implements CodemodeServer {
     };
   }
 
+  /**
+   * The instructions for a new session or 2026-07-28 request, cached: counting tools per upstream walks the
+   * whole catalog (up to 50,000 entries), and a 2026-07-28 request builds its server from scratch. Rebuilt
+   * when the catalog was refreshed or an upstream's state changed.
+   */
   #instructions(): string {
+    const statuses = this.#options.upstreams?.status() ?? [];
+    const key = `${this.#catalogGeneration}|${statuses.map((s) => `${s.name}:${s.state}:${s.error ?? ''}`).join('|')}`;
+    if (this.#instructionsCache?.key !== key) this.#instructionsCache = { key, text: this.#buildInstructions(statuses) };
+    return this.#instructionsCache.text;
+  }
+
+  #buildInstructions(statuses: readonly UpstreamStatus[]): string {
     const lines = [
       'codemode: do a whole task in one `execute` call. Write JavaScript where every upstream tool is an async function (`await tools.<server>.<tool>(args)`), combine and filter results in code, and return only what you need.',
       'Use `search` to find tools and `get_schema` for their exact TypeScript signatures when the `execute` description does not list them.',
     ];
-    const statuses = this.#options.upstreams?.status() ?? [];
     if (statuses.length > 0) lines.push('', 'Upstream servers:', describeUpstreams(statuses, this.mode));
     return lines.join('\n');
   }

@@ -148,6 +148,10 @@ describe('codemode serve over Streamable HTTP', () => {
       error: { name: 'ToolError', tool: 'changing.add_tool', message: expect.stringMatching(/server "changing" .*connection closed \(the server exited/) },
     });
     expect((await execute(c, `return (await tools.inventory.get_product({ sku: 'KB-101' })).sku`)).structuredContent).toMatchObject({ result: 'KB-101' });
+    // The instructions are cached, but a session opened after the death is told of it.
+    expect(c.getInstructions()).toMatch(/- changing: \d+ tools/);
+    const later = await client(http.url);
+    expect(later.getInstructions()).toMatch(/- changing: UNAVAILABLE \(the connection closed/);
   });
 
   it('--expose-tools passes upstream tools through, results and errors untouched', async () => {
