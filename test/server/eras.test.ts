@@ -42,6 +42,16 @@ function v2Client(mode: Mode): Client {
 
 const textOf = (r: CallToolResult): string => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
 
+/** Adds a tool to the `changing` upstream through execute; returns once the client heard the change and lists the tool. */
+async function addToolAndHearIt(client: Client, changes: () => number): Promise<void> {
+  const added = (await client.callTool({ name: 'execute', arguments: { code: "return await tools.changing.add_tool({ name: 'fresh' })" } })) as CallToolResult;
+  expect(added.structuredContent).toMatchObject({ result: 'added fresh' });
+  const deadline = Date.now() + 10_000;
+  while (changes() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+  expect(changes()).toBeGreaterThan(0);
+  expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toContain('changing__fresh');
+}
+
 const STOCK = `const a = await tools.inventory.get_product({ sku: 'KB-101' });
 const b = await tools.inventory.get_product({ sku: 'MS-220' });
 return { skus: [a.sku, b.sku], calls: 2 };`;
@@ -132,12 +142,7 @@ describe('codemode serve --http, both eras on one endpoint (v2 SDK client)', () 
     );
     cleanups.push(() => client.close());
     await client.connect(new StreamableHTTPClientTransport(new URL(http.url)));
-    const added = (await client.callTool({ name: 'execute', arguments: { code: "return await tools.changing.add_tool({ name: 'fresh' })" } })) as CallToolResult;
-    expect(added.structuredContent).toMatchObject({ result: 'added fresh' });
-    const deadline = Date.now() + 10_000;
-    while (changed === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    expect(changed).toBeGreaterThan(0);
-    expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toContain('changing__fresh');
+    await addToolAndHearIt(client, () => changed);
   });
 });
 
@@ -228,12 +233,7 @@ describe('codemode serve --stdio (the built bin), both eras', () => {
       new StdioClientTransport({ command: process.execPath, args: ['--no-node-snapshot', CLI, 'serve', '--stdio', '--expose-tools', '--config', changingConfig], stderr: 'ignore' }),
     );
     expect(client.getNegotiatedProtocolVersion()).toBe(MODERN);
-    const added = (await client.callTool({ name: 'execute', arguments: { code: "return await tools.changing.add_tool({ name: 'fresh' })" } })) as CallToolResult;
-    expect(added.structuredContent).toMatchObject({ result: 'added fresh' });
-    const deadline = Date.now() + 10_000;
-    while (changed === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    expect(changed).toBeGreaterThan(0);
-    expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toContain('changing__fresh');
+    await addToolAndHearIt(client, () => changed);
 
     // Cancelled while it waits: the tool call after the wait never happens.
     const controller = new AbortController();
