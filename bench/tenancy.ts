@@ -24,6 +24,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import type { Socket } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
@@ -149,6 +150,20 @@ async function goodSession(url: string, i: number, stopAt: () => number, out: Sa
 }
 
 /** A socket that sends a request line and then one body byte every 2 s, to hold a connection open. */
+/** One POST from a chosen loopback address; resolves when the answer was read whole. */
+function postFrom(url: URL, localAddress: string, body: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'POST', localAddress, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' } }, (res) => {
+      res.resume();
+      res.once('end', () => resolve());
+      res.once('error', reject);
+    });
+    req.setTimeout(30_000, () => req.destroy(new Error('no answer in 30 s')));
+    req.once('error', reject);
+    req.end(body);
+  });
+}
+
 function trickle(url: URL, sockets: Socket[]): void {
   const s = netConnect(Number(url.port), url.hostname);
   s.on('error', () => {});
@@ -177,10 +192,10 @@ const ALL_ATTACKS: Array<[string, (c: Client, url: URL, sockets: Socket[]) => Pr
   [
     '300 initialize requests',
     async (_c, url) => {
+      // From the hostile tenant's own address (127.0.0.2): without auth the session rate keys on the client
+      // address, and the well-behaved sessions (127.0.0.1) are other clients.
       const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'flood', version: '1' } } });
-      for (let i = 0; i < 300; i++) {
-        await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body }).then((r) => r.arrayBuffer()).catch(() => {});
-      }
+      for (let i = 0; i < 300; i++) await postFrom(url, '127.0.0.2', body).catch(() => {});
     },
   ],
   ['20 trickling connections', async (_c, url, sockets) => { for (let i = 0; i < 20; i++) trickle(url, sockets); }],
