@@ -242,30 +242,6 @@ async function stdioEnv(config: StdioUpstreamConfig, inheritEnv: boolean): Promi
   return { ...base, ...(config.env ?? {}) };
 }
 
-async function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', options: ConnectUpstreamOptions): Promise<Transport> {
-  const { StreamableHTTPClientTransport, SSEClientTransport } = await loadHttpSdk();
-  const headers = { ...(config.headers ?? {}), ...(options.headers ?? {}) };
-  const url = new URL(config.url);
-  const requestInit: RequestInit = { headers };
-  // Every body is metered: no single upstream message over the cap is buffered whole.
-  const fetchFn = meteredFetch(options.fetch, options.maxMessageBytes ?? DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES);
-  if (kind === 'http') {
-    return new StreamableHTTPClientTransport(url, {
-      requestInit,
-      ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
-      fetch: fetchFn,
-    });
-  }
-  return new SSEClientTransport(url, {
-    requestInit,
-    // EventSource does its own GET; it needs the headers (and fetch) too, or an auth header is lost.
-    eventSourceInit: {
-      fetch: (input, init) => fetchFn(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), ...headers } }),
-    },
-    ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
-    ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
-  });
-}
 
 type SdkHttpErrorName = 'StreamableHTTPError' | 'SseError' | 'UnauthorizedError' | 'SdkHttpError';
 
@@ -581,7 +557,7 @@ export async function connectUpstream(
   }
 
   const choice = httpTransportOf(cfg);
-  const transport = (kind: 'http' | 'sse') => (negotiated ? makeV2HttpTransport(cfg, kind, options) : makeHttpTransport(cfg, kind, options));
+  const transport = (kind: 'http' | 'sse') => makeHttpTransport(cfg, kind, options, negotiated ? 'v2' : 'v1');
   if (choice === 'sse') return run({ kind: 'sse', transport: await transport('sse') }, timeoutMs);
   try {
     return await run({ kind: 'http', transport: await transport('http') }, timeoutMs);
@@ -623,26 +599,36 @@ async function loadV2Client(): Promise<V2Sdk> {
   return v2Sdk;
 }
 
-/** The v2 SDK's HTTP transports (they send the 2026-07-28 headers), with the same headers, auth and metering. */
-async function makeV2HttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', options: ConnectUpstreamOptions | NegotiatedConnectOptions): Promise<Transport> {
-  const { StreamableHTTPClientTransport, SSEClientTransport } = await loadV2Client();
+/** The options both SDK lines' HTTP transports take (their types differ only in optional auth members). */
+interface HttpTransportOptions {
+  requestInit: RequestInit;
+  fetch?: FetchLike;
+  authProvider?: OAuthClientProvider;
+  eventSourceInit?: { fetch: FetchLike };
+}
+type HttpTransportClass = new (url: URL, options: HttpTransportOptions) => Transport;
+
+/**
+ * An upstream HTTP transport with the config's headers, the caller's auth and a metered fetch: the v1 SDK's
+ * (the proxy's legacy connections) or the v2 SDK's (negotiated ones: they send the 2026-07-28 headers).
+ */
+async function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse', options: ConnectUpstreamOptions | NegotiatedConnectOptions, sdk: 'v1' | 'v2'): Promise<Transport> {
+  const classes = sdk === 'v1' ? await loadHttpSdk() : await loadV2Client();
+  const TransportClass = (kind === 'http' ? classes.StreamableHTTPClientTransport : classes.SSEClientTransport) as unknown as HttpTransportClass;
   const headers = { ...(config.headers ?? {}), ...(options.headers ?? {}) };
-  const url = new URL(config.url);
+  const auth = options.authProvider !== undefined ? { authProvider: options.authProvider } : {};
+  // Every body is metered: no single upstream message over the cap is buffered whole.
   const fetchFn = meteredFetch(options.fetch, options.maxMessageBytes ?? DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES);
-  // The v1 and v2 OAuth provider interfaces differ only in optional members codemode's providers lack.
-  const authProvider = options.authProvider as V2ClientSdk.OAuthClientProvider | undefined;
-  const transport =
-    kind === 'http'
-      ? new StreamableHTTPClientTransport(url, { requestInit: { headers }, fetch: fetchFn, ...(authProvider !== undefined ? { authProvider } : {}) })
-      : new SSEClientTransport(url, {
-          requestInit: { headers },
-          eventSourceInit: {
-            fetch: (input, init) => fetchFn(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), ...headers } }),
-          },
-          ...(authProvider !== undefined ? { authProvider } : {}),
-          ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
-        });
-  return transport as unknown as Transport;
+  if (kind === 'http') return new TransportClass(new URL(config.url), { requestInit: { headers }, fetch: fetchFn, ...auth });
+  return new TransportClass(new URL(config.url), {
+    requestInit: { headers },
+    // EventSource does its own GET; it needs the headers (and fetch) too, or an auth header is lost.
+    eventSourceInit: {
+      fetch: (input, init) => fetchFn(input, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), ...headers } }),
+    },
+    ...auth,
+    ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+  });
 }
 
 /** One negotiation with the v2 client: `server/discover` first, `initialize` when the server has no 2026-07-28. */
