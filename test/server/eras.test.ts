@@ -122,13 +122,16 @@ describe('codemode serve --http, both eras on one endpoint (v2 SDK client)', () 
     expect(progress.length).toBeGreaterThan(0);
 
     const controller = new AbortController();
-    const pending = client.callTool({ name: 'execute', arguments: { code: 'await new Promise((r) => setTimeout(r, 20000)); return 1;' } }, { signal: controller.signal });
-    const deadline = Date.now() + 10_000;
-    while (server.stats().activeExecutions === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // The guest would run 25 s (under the 30 s default timeout); the check below gives up 10 s after the abort
+    // and at most 20 s after the start, so only a cancellation that reached the run can pass it.
+    const pending = client.callTool({ name: 'execute', arguments: { code: 'await new Promise((r) => setTimeout(r, 25000)); return 1;' } }, { signal: controller.signal });
+    const started = Date.now();
+    while (server.stats().activeExecutions === 0 && Date.now() < started + 10_000) await new Promise((r) => setTimeout(r, 20));
     expect(server.stats().activeExecutions).toBe(1);
     controller.abort();
+    const abortedAt = Date.now();
     await expect(pending).rejects.toThrow();
-    while (server.stats().activeExecutions > 0 && Date.now() < deadline + 10_000) await new Promise((r) => setTimeout(r, 20));
+    while (server.stats().activeExecutions > 0 && Date.now() < abortedAt + 10_000) await new Promise((r) => setTimeout(r, 20));
     expect(server.stats().activeExecutions).toBe(0);
   });
 
@@ -243,8 +246,22 @@ describe('codemode serve --stdio (the built bin), both eras', () => {
     );
     setTimeout(() => controller.abort(), 300);
     await expect(pending).rejects.toThrow();
-    await new Promise((r) => setTimeout(r, 2_500));
-    expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).not.toContain('changing__late');
+    // A control with the same wait, started after it: by the time it has made its call, an uncancelled run
+    // would have made its own (no fixed sleep, so a slow machine cannot make the check pass vacuously).
+    const control = (await client.callTool({
+      name: 'execute',
+      arguments: { code: "await new Promise((r) => setTimeout(r, 1500)); return await tools.changing.add_tool({ name: 'control' });" },
+    })) as CallToolResult;
+    expect(control.structuredContent).toMatchObject({ result: 'added control' });
+    // The catalog refresh after list_changed is debounced: wait until it shows the control; a listing that
+    // has the control has everything added before it.
+    let names: string[] = [];
+    for (const until = Date.now() + 10_000; !names.includes('changing__control') && Date.now() < until; ) {
+      names = (await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name);
+      if (!names.includes('changing__control')) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(names).toContain('changing__control');
+    expect(names).not.toContain('changing__late');
   });
 
   for (const [label, mode, version] of MODES) {
