@@ -121,6 +121,11 @@ export interface NegotiatedConnectOptions extends Omit<ConnectUpstreamOptions, '
   protocol: 'auto';
   /** Called on the client before it connects: install notification handlers here. */
   configure?: (client: UpstreamClient) => void;
+  /**
+   * Called once a stdio upstream's child was spawned, while it boots (a few hundred ms for a Node server):
+   * time on the caller's thread that would otherwise be spent waiting, for its own warm-up.
+   */
+  whileBooting?: () => void;
 }
 
 /** A live upstream session. */
@@ -594,6 +599,7 @@ async function loadV1Client(): Promise<typeof V1ClientSdk> {
 /** The v2 SDK client, loaded on the first negotiated connection (the proxy, which stays on v1, never pays it). */
 type V2Sdk = typeof V2ClientSdk;
 let v2Sdk: V2Sdk | undefined;
+let clientSchemasBuilt = false;
 async function loadV2Client(): Promise<V2Sdk> {
   v2Sdk ??= await import('@modelcontextprotocol/client');
   return v2Sdk;
@@ -636,6 +642,15 @@ async function connectNegotiatedAttempt(cfg: UpstreamConfig, attempt: Attempt, o
   // The child boots (a few hundred ms) while the client code loads (about 50 ms, the first time).
   void attempt.stdio?.prestart();
   const sdk = await loadV2Client();
+  if (attempt.stdio !== undefined) {
+    // The client's wire schemas are built on first use, which is parsing the child's first answer: build
+    // them now, while the child boots, off the path from its answer to a connection. Once per process.
+    if (!clientSchemasBuilt) {
+      clientSchemasBuilt = true;
+      sdk.preloadSchemas();
+    }
+    options.whileBooting?.();
+  }
   const inner = new sdk.Client(options.clientInfo ?? DEFAULT_CLIENT_INFO, {
     capabilities: (options.capabilities ?? {}) as V2ClientSdk.ClientCapabilities,
     versionNegotiation: { mode: 'auto', probe: { timeoutMs: budgetMs } },

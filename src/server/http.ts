@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { Request, RequestHandler, Response, Router } from 'express';
 import { NodeStreamableHTTPServerTransport, toNodeHandler } from '@modelcontextprotocol/node';
-import { classifyInboundRequest, createMcpHandler, isInitializeRequest } from '@modelcontextprotocol/server';
+import { classifyInboundRequest, createMcpHandler, isInitializeRequest, PROTOCOL_VERSION_META_KEY } from '@modelcontextprotocol/server';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, jsonBodyErrorHandler, writeJsonRpcError } from '../wire/http-guard.js';
@@ -295,8 +295,28 @@ export async function serveHttp(server: CodemodeServer, options: ServeHttpOption
   const serveMcp = toNodeHandler(mcpHandler, { onerror: (error) => log.error('MCP HTTP request failed', { error: describeError(error) }) });
   const stopToolsChanged = server.onToolsChanged(() => mcpHandler.notify.toolsChanged());
 
-  /** True when `req` is a 2026-07-28 request (its version in `_meta` and the `Mcp-Protocol-Version` header). */
+  /** The SDK's rule: a protocol version at or after this one belongs to the stateless era. */
+  const FIRST_MODERN_PROTOCOL_VERSION = '2026-07-28';
+  /**
+   * True when `req` is a 2026-07-28 request (its version in `_meta` and the `Mcp-Protocol-Version` header), or
+   * one the SDK's handler must reject as a malformed one.
+   *
+   * The common case is decided without the SDK's full classification (about 25 µs of schema checks, which
+   * the handler then runs again): a single non-`initialize` message whose `_meta` claims a protocol version,
+   * or that comes with an `Mcp-Protocol-Version` header of 2026-07-28 or later, can only be routed to the handler, as
+   * modern or as a rejection; the handler validates it in full. Everything else is classified here.
+   */
   const isModern = (req: Request): boolean => {
+    const body = req.body as unknown;
+    if (typeof body === 'object' && body !== null && !Array.isArray(body)) {
+      const { method, params } = body as { method?: unknown; params?: unknown };
+      if (typeof method === 'string' && method !== 'initialize') {
+        const meta = typeof params === 'object' && params !== null ? (params as { _meta?: unknown })._meta : undefined;
+        if (typeof meta === 'object' && meta !== null && !Array.isArray(meta) && PROTOCOL_VERSION_META_KEY in meta) return true;
+        const version = req.headers['mcp-protocol-version'];
+        if (typeof version === 'string' && version.trim() >= FIRST_MODERN_PROTOCOL_VERSION) return true;
+      }
+    }
     const header = (name: string) => {
       const v = req.headers[name];
       return typeof v === 'string' ? v : undefined;

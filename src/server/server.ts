@@ -10,7 +10,7 @@
  */
 
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { ProtocolError, ProtocolErrorCode, Server } from '@modelcontextprotocol/server';
+import { preloadSchemas, ProtocolError, ProtocolErrorCode, Server } from '@modelcontextprotocol/server';
 import type {
   CallToolResult,
   Implementation,
@@ -595,6 +595,14 @@ export function codeModeOptionsFromConfig(config: ServersConfig, explicit: Omit<
   return out;
 }
 
+let serverSchemasBuilt = false;
+/** Builds the v2 server's wire schemas now rather than on the first request. Once per process. */
+function buildServerSchemas(): void {
+  if (serverSchemasBuilt) return;
+  serverSchemasBuilt = true;
+  preloadSchemas();
+}
+
 /**
  * Connects every upstream of a config, builds the `CodeMode` over the ones that answer, and serves it. An
  * upstream that fails to connect or to list its tools is reported (logs, `initialize` instructions,
@@ -616,6 +624,9 @@ export async function createCodemodeServerFromConfig(config: ServersConfig, opti
     ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
     ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
     ...(options.maxUpstreamMessageBytes !== undefined ? { maxMessageBytes: options.maxUpstreamMessageBytes } : {}),
+    // The server's wire schemas are built on first use, which is the first client request after start-up;
+    // a stdio upstream's boot is idle time on this thread to build them in (about 40 ms).
+    whileBooting: buildServerSchemas,
     // connectUpstreams coalesces a burst (and a storm) of announcements into one call, and logs it once.
     onToolsChanged: () => {
       // Several upstreams may announce at once; list once.

@@ -61,6 +61,8 @@ export interface ConnectUpstreamsOptions {
   maxMessageBytes?: number;
   /** Receives each stdio child's stderr line by line, prefixed with its name. Default: our stderr. */
   onStderr?: (line: string) => void;
+  /** Called while each stdio upstream boots (see `NegotiatedConnectOptions.whileBooting`). */
+  whileBooting?: () => void;
 }
 
 /** The live upstreams of one server or run. */
@@ -296,6 +298,7 @@ export async function connectUpstreams(servers: Record<string, UpstreamConfig>, 
           ...(options.signal !== undefined ? { signal: options.signal } : {}),
           ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
           onStderr: lineWriter(name, sink),
+          ...(options.whileBooting !== undefined ? { whileBooting: options.whileBooting } : {}),
           configure: (client) => {
             client.setNotificationHandler(ToolListChangedNotificationSchema, () => changes.notify());
           },

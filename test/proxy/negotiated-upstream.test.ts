@@ -84,6 +84,28 @@ describe('connectUpstream with protocol auto', () => {
     expect(JSON.stringify(result)).toContain('KB-101');
   });
 
+  it('calls whileBooting once while a stdio child boots (before the connection is made), and not for HTTP', async () => {
+    let answered = false;
+    const booting: boolean[] = [];
+    const up = await connectUpstream(
+      { command: NODE, args: [INVENTORY] },
+      {
+        protocol: 'auto',
+        onStderr: () => undefined,
+        connectTimeoutMs: 20_000,
+        whileBooting: () => booting.push(answered),
+      },
+    );
+    answered = true;
+    cleanups.push(() => up.close());
+    expect(booting).toEqual([false]);
+    // Not for an HTTP upstream: there is no child to wait on.
+    const http: boolean[] = [];
+    const remote = await connectUpstream({ url: await modernHttp() }, { protocol: 'auto', connectTimeoutMs: 20_000, whileBooting: () => http.push(true) });
+    cleanups.push(() => remote.close());
+    expect(http).toEqual([]);
+  });
+
   it('without negotiation (the v1 client), the 2026-07-28-only server is refused with a clear protocol error', async () => {
     const error = await connectUpstream(modernStdio, { onStderr: () => undefined, connectTimeoutMs: 20_000 }).then(
       (c) => c.close().then(() => undefined),

@@ -151,7 +151,7 @@ describe('codemode serve --http, both eras on one endpoint (v2 SDK client)', () 
 
 describe('codemode serve --http, the 2026-07-28 wire rules (raw requests)', () => {
   const envelope = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {}, 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' } };
-  async function post(url: string, body: Record<string, unknown>, headers: Record<string, string>): Promise<{ status: number; json: Record<string, unknown> }> {
+  async function post(url: string, body: Record<string, unknown>, headers: Record<string, string>): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
     const res = await fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
@@ -160,7 +160,7 @@ describe('codemode serve --http, the 2026-07-28 wire rules (raw requests)', () =
     });
     const text = await res.text();
     const data = text.startsWith('{') ? text : (/^data: (.*)$/m.exec(text)?.[1] ?? '{}');
-    return { status: res.status, json: JSON.parse(data) as Record<string, unknown> };
+    return { status: res.status, json: JSON.parse(data) as Record<string, unknown>, headers: res.headers };
   }
   const headersFor = (method: string, name?: string) => ({ 'mcp-protocol-version': MODERN, 'mcp-method': method, ...(name !== undefined ? { 'mcp-name': name } : {}) });
 
@@ -214,6 +214,26 @@ describe('codemode serve --http, the 2026-07-28 wire rules (raw requests)', () =
     );
     expect(mismatch.status).toBe(400);
     expect(mismatch.json).toMatchObject({ id: 'h', error: { code: -32020 } });
+
+    // Routed to the SDK's validation on the header alone (no envelope): its error, not the no-session one.
+    const headerOnly = await post(http.url, { jsonrpc: '2.0', id: 'e', method: 'tools/list', params: {} }, headersFor('tools/list'));
+    expect(headerOnly.status).toBe(400);
+    expect(headerOnly.json).toMatchObject({ id: 'e', error: { code: -32602, message: expect.stringMatching(/envelope/) } });
+    // An envelope with a 2025 header disagrees, and a modern header on an initialize is refused: no session.
+    const oldHeader = await post(http.url, { jsonrpc: '2.0', id: 'o', method: 'tools/list', params: { _meta: envelope } }, { ...headersFor('tools/list'), 'mcp-protocol-version': '2025-11-25' });
+    expect(oldHeader.status).toBe(400);
+    expect(oldHeader.json).toMatchObject({ id: 'o', error: { code: -32020 } });
+    const modernInitialize = await post(
+      http.url,
+      { jsonrpc: '2.0', id: 'i', method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } },
+      headersFor('initialize'),
+    );
+    expect(modernInitialize.status).toBe(400);
+    expect(modernInitialize.headers.get('mcp-session-id')).toBeNull();
+    // Neither era: a 2025 request without a session gets codemode's own answer.
+    const noSession = await post(http.url, { jsonrpc: '2.0', id: 'n', method: 'tools/list', params: {} }, { 'mcp-protocol-version': '2025-11-25' });
+    expect(noSession.status).toBe(400);
+    expect(noSession.json).toMatchObject({ error: { message: expect.stringMatching(/no Mcp-Session-Id header/) } });
   });
 });
 

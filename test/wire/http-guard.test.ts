@@ -81,6 +81,17 @@ describe('createHostOriginGuard', () => {
     }
   });
 
+  it('gives the same verdicts from its cache, and client-chosen Host values do not grow it without bound', () => {
+    const guard = createHostOriginGuard({ bindHost: '127.0.0.1' });
+    for (let round = 0; round < 3; round++) {
+      expect(guard.checkHost(req({ host: 'localhost:3000' }))).toBeUndefined();
+      expect(guard.checkHost(req({ host: 'evil.example' }))?.status).toBe(403);
+      expect(guard.checkHost(req({ host: 'a b' }))).toMatchObject({ status: 403, message: 'Invalid Host header: a b' });
+      // More distinct values than the cache holds, interleaved with the known ones.
+      for (let i = 0; i < 200; i++) expect(guard.checkHost(req({ host: `h${round}-${i}.evil.example` }))?.status).toBe(403);
+    }
+  });
+
   it('explicit allowed hosts replace the default; a non-loopback bind checks nothing without them', () => {
     const named = createHostOriginGuard({ bindHost: '0.0.0.0', allowedHosts: ['mcp.example.com'] });
     expect(named.checkHost(req({ host: 'mcp.example.com:443' }))).toBeUndefined();
