@@ -12,6 +12,7 @@ import { describeError, isCodemodeError } from '../errors.js';
 import { createLogger, setLogLevel } from '../log.js';
 import type { LogLevel } from '../log.js';
 import type { ExecuteResult, ToolSource } from '../codemode/types.js';
+import type { StartingUpstreams } from '../server/upstreams.js';
 import { CliUsageError, EXIT, numberFlag, parseFlags } from './args.js';
 
 const log = createLogger('run');
@@ -214,6 +215,20 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
       }
       throw err;
     }
+    // The servers' processes start first and boot while the rest of codemode loads. (The MCP client side is
+    // loaded only when there are servers to talk to.)
+    let starting: StartingUpstreams | undefined;
+    if (config !== undefined && Object.keys(config.servers).length > 0) {
+      const { startUpstreams } = await import('../server/upstreams.js');
+      starting = startUpstreams(config.servers, {
+        strict: args.strict,
+        signal: controller.signal,
+        ...(args.connectTimeoutMs !== undefined ? { connectTimeoutMs: args.connectTimeoutMs } : {}),
+      });
+      const s = starting;
+      cleanup.push(() => s.abandon());
+      await starting.spawned;
+    }
     const [{ CodeMode }, { ProcessSandbox }, { codeModeOptionsFromConfig }] = await Promise.all([
       import('../codemode/codemode.js'),
       import('../sandbox/process/process-sandbox.js'),
@@ -221,16 +236,11 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
     ]);
     const counter = { calls: 0 };
     const sources: ToolSource[] = [];
-    if (config !== undefined && Object.keys(config.servers).length > 0) {
-      // The MCP client side is loaded only when there are servers to talk to.
-      const [{ connectUpstreams }, { mcpClientSource }] = await Promise.all([import('../server/upstreams.js'), import('../codemode/sources.js')]);
+    if (starting !== undefined) {
+      const { mcpClientSource } = await import('../codemode/sources.js');
       let upstreams;
       try {
-        upstreams = await connectUpstreams(config.servers, {
-          strict: args.strict,
-          signal: controller.signal,
-          ...(args.connectTimeoutMs !== undefined ? { connectTimeoutMs: args.connectTimeoutMs } : {}),
-        });
+        upstreams = await starting.ready;
       } catch (err) {
         if (controller.signal.aborted) {
           io.stderr.write(`codemode run: interrupted by ${interrupted ?? 'a signal'} while starting the servers\n`);
@@ -240,7 +250,6 @@ export async function runCommand(argv: readonly string[], io: RunIo = { stdin: p
         return isCodemodeError(err, 'UPSTREAM_UNAVAILABLE') ? EXIT.USAGE : EXIT.FAILURE;
       }
       const up = upstreams;
-      cleanup.push(() => up.close());
       for (const failed of up.failures()) io.stderr.write(`codemode run: warning: server "${failed.name}" is unavailable (${failed.error ?? 'unknown error'}); its tools are missing\n`);
       for (const [name, connection] of up.connections) {
         sources.push(counted(mcpClientSource(name, connection.client, { transport: connection.kind === 'stdio' ? 'pipe' : 'tcp' }), counter));

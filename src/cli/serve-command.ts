@@ -13,6 +13,7 @@ import { createLogger, setLogLevel } from '../log.js';
 import type { LogLevel } from '../log.js';
 import type { SandboxLimitsInput, SandboxProvider } from '../sandbox/types.js';
 import type { OAuthConfig } from '../server/auth/config.js';
+import type { StartingUpstreams } from '../server/upstreams.js';
 import { CliUsageError, EXIT, numberFlag, parseFlags } from './args.js';
 
 const log = createLogger('serve');
@@ -389,6 +390,8 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
   const { loadServersConfig } = await import('../server/config.js');
   const { startTelemetryFromEnv } = await import('./telemetry.js');
   let telemetry;
+  // Upstreams started before the server exists; closed here if start-up stops before the server takes them.
+  let startedUpstreams: StartingUpstreams | undefined;
   try {
     // Validate everything we can before starting any server process.
     const config = a.config !== undefined ? await loadServersConfig(a.config) : { file: undefined, servers: {}, settings: {} };
@@ -416,6 +419,18 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
           'Set --auth-tokens-env VAR (or CODEMODE_AUTH_TOKENS), --jwks-url/--jwt-issuer/--jwt-audience, an "oauth" config section, ' +
           'or pass --allow-unauthenticated when a proxy in front authenticates.',
       );
+    }
+    // Everything is validated: start the servers' processes now, so that they boot while this process loads
+    // the sandbox and the MCP server code (about 150 ms), instead of after it.
+    if (Object.keys(config.servers).length > 0) {
+      const { startUpstreams } = await import('../server/upstreams.js');
+      startedUpstreams = startUpstreams(config.servers, {
+        strict: a.strict,
+        ...(a.connectTimeoutMs !== undefined ? { connectTimeoutMs: a.connectTimeoutMs } : {}),
+        maxMessageBytes: a.maxUpstreamMessageBytes ?? SERVE_DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES,
+      });
+      // Loading the rest first would hold the spawns back behind it (module evaluation runs on this thread).
+      await startedUpstreams.spawned;
     }
     telemetry = await startTelemetryFromEnv(env);
 
@@ -448,7 +463,9 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
       maxUpstreamMessageBytes: a.maxUpstreamMessageBytes ?? SERVE_DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES,
       codeMode: { sandbox, maxToolCalls: a.maxToolCalls !== undefined ? a.maxToolCalls : fromConfig.maxToolCalls },
       transport: a.mode === 'http' ? 'tcp' : 'pipe',
+      ...(startedUpstreams !== undefined ? { upstreams: startedUpstreams } : {}),
     });
+    startedUpstreams = undefined; // the server owns them now
     const early = await Promise.race([starting.then(() => undefined, () => undefined), stopped]);
     if (early !== undefined) {
       // Interrupted while upstreams were starting: let them finish starting, then close them.
@@ -528,6 +545,7 @@ export async function serveCommand(argv: readonly string[], env: NodeJS.ProcessE
     process.stderr.write(`codemode serve: ${describeError(err)}\n`);
     return EXIT.FAILURE;
   } finally {
+    await startedUpstreams?.abandon();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await telemetry?.shutdown();

@@ -121,6 +121,8 @@ export interface NegotiatedConnectOptions extends Omit<ConnectUpstreamOptions, '
   protocol: 'auto';
   /** Called on the client before it connects: install notification handlers here. */
   configure?: (client: UpstreamClient) => void;
+  /** Called as soon as a stdio upstream's child process was spawned (not for HTTP). */
+  onSpawn?: () => void;
   /**
    * Called once a stdio upstream's child was spawned, while it boots (a few hundred ms for a Node server):
    * time on the caller's thread that would otherwise be spent waiting, for its own warm-up.
@@ -640,7 +642,10 @@ async function makeHttpTransport(config: HttpUpstreamConfig, kind: 'http' | 'sse
 /** One negotiation with the v2 client: `server/discover` first, `initialize` when the server has no 2026-07-28. */
 async function connectNegotiatedAttempt(cfg: UpstreamConfig, attempt: Attempt, options: NegotiatedConnectOptions, budgetMs: number): Promise<UpstreamConnection<NegotiatedClient>> {
   // The child boots (a few hundred ms) while the client code loads (about 50 ms, the first time).
-  void attempt.stdio?.prestart();
+  if (attempt.stdio !== undefined) {
+    void attempt.stdio.prestart();
+    options.onSpawn?.();
+  }
   const sdk = await loadV2Client();
   if (attempt.stdio !== undefined) {
     // The client's wire schemas are built on first use, which is parsing the child's first answer: build

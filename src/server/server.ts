@@ -39,10 +39,10 @@ import type { ServersConfig } from './config.js';
 import { ExecutionLimiter, OverloadedError } from './limiter.js';
 import { principalOfAuth } from './sessions.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
-import { connectUpstreams, fetchCatalog, guarded, prefetched } from './upstreams.js';
+import { fetchCatalog, guarded, prefetched, startUpstreams } from './upstreams.js';
 import { wireErrorMessage } from '../wire/jsonrpc.js';
 import { MAX_TIMER_DELAY_MS as MAX_TIMER_MS } from '../wire/timers.js';
-import type { Upstreams, UpstreamStatus } from './upstreams.js';
+import type { StartingUpstreams, Upstreams, UpstreamStatus } from './upstreams.js';
 
 const log = createLogger('server');
 
@@ -571,6 +571,12 @@ export interface CodemodeServerFromConfigOptions extends Omit<CodemodeServerOpti
   codeMode?: Omit<CodeModeOptions, 'sources'>;
   /** Receives upstream children's stderr lines. */
   onStderr?: (line: string) => void;
+  /**
+   * Upstream connections the caller started already (`startUpstreams`, with this config and the same
+   * `strict`, `connectTimeoutMs`, `maxUpstreamMessageBytes` and `onStderr`). The server takes them over:
+   * it closes them when it closes, or when it fails to start.
+   */
+  upstreams?: StartingUpstreams;
 }
 
 /**
@@ -619,22 +625,27 @@ function buildServerSchemas(): void {
 export async function createCodemodeServerFromConfig(config: ServersConfig, options: CodemodeServerFromConfigOptions = {}): Promise<CodemodeServer> {
   let target: (CodemodeServer & { refresh(): Promise<void> }) | undefined;
   let refreshTimer: NodeJS.Timeout | undefined;
-  const upstreams = await connectUpstreams(config.servers, {
-    ...(options.strict !== undefined ? { strict: options.strict } : {}),
-    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
-    ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
-    ...(options.maxUpstreamMessageBytes !== undefined ? { maxMessageBytes: options.maxUpstreamMessageBytes } : {}),
-    // The server's wire schemas are built on first use, which is the first client request after start-up;
-    // a stdio upstream's boot is idle time on this thread to build them in (about 40 ms).
-    whileBooting: buildServerSchemas,
-    // connectUpstreams coalesces a burst (and a storm) of announcements into one call, and logs it once.
-    onToolsChanged: () => {
-      // Several upstreams may announce at once; list once.
-      clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(() => void target?.refresh(), 100);
-      refreshTimer.unref();
-    },
-  });
+  const starting =
+    options.upstreams ??
+    startUpstreams(config.servers, {
+      ...(options.strict !== undefined ? { strict: options.strict } : {}),
+      ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+      ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
+      ...(options.maxUpstreamMessageBytes !== undefined ? { maxMessageBytes: options.maxUpstreamMessageBytes } : {}),
+      // The server's wire schemas are built on first use, which is the first client request after start-up;
+      // a stdio upstream's boot is idle time on this thread to build them in (about 40 ms).
+      whileBooting: buildServerSchemas,
+    });
+  // Upstreams started by the caller may still be booting: the same idle time.
+  if (options.upstreams !== undefined && !starting.settled && Object.keys(config.servers).length > 0) buildServerSchemas();
+  // connectUpstreams coalesces a burst (and a storm) of announcements into one call, and logs it once.
+  starting.onToolsChanged = () => {
+    // Several upstreams may announce at once; list once.
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(() => void target?.refresh(), 100);
+    refreshTimer.unref();
+  };
+  const upstreams = await starting.ready;
   try {
     const sources: ToolSource[] = [];
     await Promise.all(

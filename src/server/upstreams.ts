@@ -8,7 +8,7 @@
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError, isCodemodeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { describeUpstream } from '../proxy/config.js';
+import { describeUpstream, isStdioConfig } from '../proxy/config.js';
 import type { UpstreamConfig } from '../proxy/config.js';
 import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from '../proxy/upstream.js';
 import type { UpstreamConnection } from '../proxy/upstream.js';
@@ -63,6 +63,8 @@ export interface ConnectUpstreamsOptions {
   onStderr?: (line: string) => void;
   /** Called while each stdio upstream boots (see `NegotiatedConnectOptions.whileBooting`). */
   whileBooting?: () => void;
+  /** Called once per upstream when its connection attempt has spawned its process, or ended without one. */
+  onStarted?: (name: string) => void;
 }
 
 /** The live upstreams of one server or run. */
@@ -290,6 +292,13 @@ export async function connectUpstreams(servers: Record<string, UpstreamConfig>, 
       upstreams.setDeadline(name, performance.now() + (options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS));
       const changes = coalescer(name, (count) => options.onToolsChanged?.(name, count));
       upstreams.onClose(() => changes.cancel());
+      let told = false;
+      const started = () => {
+        if (told) return;
+        told = true;
+        options.onStarted?.(name);
+      };
+      if (!isStdioConfig(config)) started(); // nothing to spawn
       try {
         // Both eras: 2026-07-28 where the upstream offers it, 2025-11-25 otherwise.
         const connection = await connectUpstream(config, {
@@ -299,6 +308,7 @@ export async function connectUpstreams(servers: Record<string, UpstreamConfig>, 
           ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
           onStderr: lineWriter(name, sink),
           ...(options.whileBooting !== undefined ? { whileBooting: options.whileBooting } : {}),
+          onSpawn: started,
           configure: (client) => {
             client.setNotificationHandler(ToolListChangedNotificationSchema, () => changes.notify());
           },
@@ -306,6 +316,8 @@ export async function connectUpstreams(servers: Record<string, UpstreamConfig>, 
         return { connection };
       } catch (error) {
         return { error };
+      } finally {
+        started();
       }
     }),
   );
@@ -364,3 +376,70 @@ export function guarded(source: ToolSource, upstreams: Upstreams): ToolSource {
     },
   });
 }
+
+/**
+ * Upstream connections under way, started before the rest of the server exists: the command line starts
+ * its servers' processes before it loads the sandbox and the MCP server code, so their boot and its own
+ * overlap (see `startUpstreams`).
+ */
+export interface StartingUpstreams {
+  /** Every upstream connected or failed, as `connectUpstreams` reports it; rejects as it does in strict mode. */
+  readonly ready: Promise<Upstreams>;
+  /** Whether `ready` has settled. */
+  readonly settled: boolean;
+  /** Every stdio upstream's process was spawned (or its attempt ended): from here on it boots on its own. */
+  readonly spawned: Promise<void>;
+  /** Hears each burst of tool-list changes (see `ConnectUpstreamsOptions.onToolsChanged`); set it when there is a catalog to refresh. */
+  onToolsChanged: ((name: string, announcements: number) => void) | undefined;
+  /** For a caller that will not use them: closes the connections once they finished starting. Idempotent. */
+  abandon(): Promise<void>;
+}
+
+/**
+ * Starts `connectUpstreams` now and returns at once; give the result to `createCodemodeServerFromConfig`
+ * (`upstreams`) with the same config.
+ *
+ * @example
+ * ```ts
+ * const starting = startUpstreams(config.servers, { connectTimeoutMs: 30_000 });
+ * const { createCodemodeServerFromConfig } = await import('codemode/server'); // loads while they boot
+ * const server = await createCodemodeServerFromConfig(config, { upstreams: starting, connectTimeoutMs: 30_000 });
+ * ```
+ */
+export function startUpstreams(servers: Record<string, UpstreamConfig>, options: Omit<ConnectUpstreamsOptions, 'onToolsChanged'> = {}): StartingUpstreams {
+  let settled = false;
+  let abandoned: Promise<void> | undefined;
+  let waiting = Object.keys(servers).length;
+  let allSpawned!: () => void;
+  const spawned = new Promise<void>((resolve) => (allSpawned = resolve));
+  if (waiting === 0) allSpawned();
+  const starting: StartingUpstreams = {
+    ready: connectUpstreams(servers, {
+      ...options,
+      onToolsChanged: (name, count) => starting.onToolsChanged?.(name, count),
+      onStarted: (name) => {
+        options.onStarted?.(name);
+        if (--waiting === 0) allSpawned();
+      },
+    }),
+    get settled() {
+      return settled;
+    },
+    spawned,
+    onToolsChanged: undefined,
+    abandon() {
+      abandoned ??= starting.ready.then(
+        (u) => u.close(),
+        () => undefined,
+      );
+      return abandoned;
+    },
+  };
+  // Strict mode rejects before anyone may await it; the awaiting caller still sees the rejection.
+  starting.ready.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  return starting;
+}
+
