@@ -1,6 +1,8 @@
 /**
  * The OAuth flow of codemode-remote, built on the MCP SDK's client auth (RFC 9728 protected-resource
- * discovery, RFC 8414 / OIDC metadata, dynamic client registration, PKCE S256, refresh). This file
+ * discovery, RFC 8414 / OIDC metadata, dynamic client registration with `application_type`, Client ID
+ * Metadata Documents, PKCE S256, refresh, credentials bound to their issuer), plus the RFC 9207 `iss`
+ * check of the authorization response, which the v1 flow does not make. This file
  * supplies what the SDK leaves to the application: an `OAuthClientProvider` over the token store, a
  * loopback callback server, the browser (or headless hand-off), and cross-process leases so
  * concurrent bridges run one login and one refresh between them.
@@ -37,7 +39,8 @@ function tokensPatch(tokens: OAuthTokens): Partial<StoredState> {
 interface CallbackServer {
   port: number;
   redirectUrl: string;
-  waitForCode(state: string, timeoutMs: number, signal: AbortSignal): Promise<string>;
+  /** The callback's `code`, and its `iss` (RFC 9207) when the authorization server sent one. */
+  waitForCode(state: string, timeoutMs: number, signal: AbortSignal): Promise<{ code: string; iss: string | undefined }>;
   close(): void;
 }
 
@@ -75,7 +78,7 @@ async function startCallbackServer(port: number, host: string): Promise<Callback
     port: actual,
     redirectUrl: `http://${host}:${actual}${CALLBACK_PATH}`,
     waitForCode(state, timeoutMs, signal) {
-      return new Promise<string>((resolve, reject) => {
+      return new Promise<{ code: string; iss: string | undefined }>((resolve, reject) => {
         const timer = setTimeout(() => reject(new CodemodeError('AUTH_FAILED', `no authorization arrived within ${Math.round(timeoutMs / 1000)} s (raise --auth-timeout, or open the printed URL)`)), timeoutMs);
         const onAbort = (): void => reject(new CodemodeError('ABORTED', 'authorization cancelled: the bridge is shutting down'));
         signal.addEventListener('abort', onAbort, { once: true });
@@ -90,7 +93,7 @@ async function startCallbackServer(port: number, host: string): Promise<Callback
           const code = params.get('code');
           if (error !== null) reject(new CodemodeError('AUTH_FAILED', `the authorization server denied access: ${error}${params.get('error_description') ? ` (${params.get('error_description')})` : ''}`));
           else if (code === null) reject(new CodemodeError('AUTH_FAILED', 'the OAuth callback carried no code'));
-          else resolve(code);
+          else resolve({ code, iss: params.get('iss') ?? undefined });
         };
         for (const p of early.splice(0)) deliver(p);
       });
@@ -155,14 +158,18 @@ class BridgeOAuthProvider implements OAuthClientProvider {
   }
 
   get clientMetadata(): OAuthClientMetadata {
-    return {
+    // application_type: a native application (RFC 8252), run on the user's machine and redirected to
+    // loopback. The v1 SDK's type does not list the field; its registration sends the metadata as given.
+    const metadata: OAuthClientMetadata & { application_type: 'native' } = {
       client_name: 'codemode-remote',
+      application_type: 'native',
       redirect_uris: this.redirect === undefined ? [] : [this.redirect],
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: 'none',
       ...(this.ctx.auth.scope !== undefined ? { scope: this.ctx.auth.scope } : {}),
     };
+    return metadata;
   }
 
   state(): string {
@@ -277,7 +284,8 @@ export async function authorize(ctx: FlowContext, current: StoredState, res: Res
       const url = provider.authorizationUrl;
       if (url === undefined) throw new CodemodeError('AUTH_FAILED', 'the OAuth flow asked for a redirect but produced no URL');
       presentAuthorizationUrl(url, ctx);
-      const code = await callback.waitForCode(provider.oauthState, ctx.auth.authTimeoutMs, signal);
+      const { code, iss } = await callback.waitForCode(provider.oauthState, ctx.auth.authTimeoutMs, signal);
+      await checkResponseIssuer(iss, provider.discoveryState()?.authorizationServerMetadata);
       result = await withAuthErrors(() => sdkAuth(provider, { ...options, authorizationCode: code }));
     }
     if (result !== 'AUTHORIZED') throw new CodemodeError('AUTH_FAILED', 'authorization did not complete');
@@ -370,6 +378,22 @@ async function openCallback(ctx: FlowContext, state: StoredState): Promise<Callb
     log.info(`callback port ${remembered} is in use; using a free port`);
     return startCallbackServer(0, ctx.auth.callbackHost);
   }
+}
+
+/**
+ * RFC 9207: an authorization response that names another issuer than the server the flow discovered (the
+ * mix-up attack), or none when that server advertises that it always does, is refused before its code is
+ * redeemed. The check is the v2 SDK's (`validateAuthorizationResponseIssuer`), loaded only here: the v1
+ * flow the bridge runs (which passes the 2025-03-26 metadata back-compat scenario the v2 flow refuses)
+ * does not make it.
+ */
+async function checkResponseIssuer(iss: string | undefined, metadata: { issuer?: unknown; authorization_response_iss_parameter_supported?: unknown } | undefined): Promise<void> {
+  const expectedIssuer = typeof metadata?.issuer === 'string' ? metadata.issuer : undefined;
+  if (iss === undefined && metadata?.authorization_response_iss_parameter_supported !== true) return;
+  const { validateAuthorizationResponseIssuer } = await import('@modelcontextprotocol/client');
+  await withAuthErrors(async () =>
+    validateAuthorizationResponseIssuer({ iss, expectedIssuer, issParameterSupported: metadata?.authorization_response_iss_parameter_supported === true }),
+  );
 }
 
 async function withAuthErrors<T>(fn: () => Promise<T>): Promise<T> {

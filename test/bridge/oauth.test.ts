@@ -109,6 +109,44 @@ describe('OAuth login and token storage', () => {
     expect((await h.exited).code).toBe(1);
   });
 
+  it('registers as a native application (application_type, OIDC DCR / SEP-837)', async () => {
+    const f = await fixture();
+    const h = bridge(f.url, configDir());
+    expect((await h.initialize()).error, h.stderr()).toBeUndefined();
+    expect(f.registrationBodies).toEqual([expect.objectContaining({ application_type: 'native', client_name: 'codemode-remote', token_endpoint_auth_method: 'none' })]);
+  });
+
+  describe('RFC 9207: the authorization response names its issuer', () => {
+    it('an iss equal to the discovered issuer is accepted, advertised or not', async () => {
+      for (const issSupported of [true, false]) {
+        const f = await fixture();
+        f.iss = 'correct';
+        f.issSupported = issSupported;
+        const h = bridge(f.url, configDir());
+        expect((await h.initialize()).error, h.stderr()).toBeUndefined();
+        expect(await echo(h, 'ok')).toBe('echo: ok');
+        expect(f.stats.codeExchanges).toBe(1);
+      }
+    });
+
+    for (const [label, iss, issSupported] of [
+      ["another server's iss (the mix-up attack)", 'wrong', false],
+      ['no iss from a server that advertises it', 'absent', true],
+    ] as const) {
+      it(`${label}: refused before the code is redeemed, as an initialize error`, async () => {
+        const f = await fixture();
+        f.iss = iss;
+        f.issSupported = issSupported;
+        const h = bridge(f.url, configDir());
+        const init = await h.request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } }, 15_000);
+        expect(init.error?.message).toMatch(/OAuth flow failed: .*issuer/i);
+        expect((init.error?.data as { reason?: string }).reason).toBe('AUTH_FAILED');
+        expect(f.stats).toMatchObject({ authorizations: 1, codeExchanges: 0 });
+        expect((await h.exited).code).toBe(1);
+      });
+    }
+  });
+
   it('a 401 from a server without OAuth metadata is an initialize error that suggests a header', async () => {
     const f = await fixture();
     f.upstream.fault = { kind: 'status', status: 401, headers: { 'www-authenticate': 'Bearer' }, body: 'nope' };
