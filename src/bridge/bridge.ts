@@ -39,6 +39,16 @@ export interface Bridge {
   close(exitCode?: number): Promise<number>;
 }
 
+/** The `_meta` key in which a 2026-07-28 message carries its protocol version. */
+const PROTOCOL_VERSION_META_KEY = 'io.modelcontextprotocol/protocolVersion';
+
+/** A message's 2026-07-28 (or later) protocol version, from its `_meta`; undefined for a 2025 message. */
+function modernVersionOf(message: JsonRpcMessage): string | undefined {
+  const meta = message.params?._meta;
+  const version = typeof meta === 'object' && meta !== null ? (meta as Record<string, unknown>)[PROTOCOL_VERSION_META_KEY] : undefined;
+  return typeof version === 'string' && version >= '2026-07-28' ? version : undefined;
+}
+
 /**
  * Starts a bridge on `io` (the process's stdin/stdout in the CLI). Nothing touches the upstream
  * until the host sends `initialize`: there is no probe session.
@@ -55,7 +65,14 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
   const ignoredBy = compileToolGlobs(config.ignoreTools);
   const toolsListIds = new Set<JsonRpcId>();
   let upstream: Upstream | undefined;
-  let state: 'idle' | 'connecting' | 'ready' | 'closed' = 'idle';
+  // `modern`: the host speaks 2026-07-28 (a version in each request's `_meta`); every message is its own
+  // stateless POST, and there is no session and no initialize.
+  let state: 'idle' | 'connecting' | 'ready' | 'modern' | 'closed' = 'idle';
+  let modernUpstream: Promise<Upstream> | undefined;
+  /** Whether the remote has answered a 2026-07-28 request (then the host can no longer fall back to initialize). */
+  let modernAnswered = false;
+  /** 2026-07-28 requests in flight: aborting one is how it is cancelled over HTTP. */
+  const modernInflight = new Map<JsonRpcId, AbortController>();
   let queued: JsonRpcMessage[] = [];
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
@@ -71,6 +88,10 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
   };
 
   const fromUpstream = (message: JsonRpcMessage): void => {
+    if (state === 'modern' && message.id !== undefined && message.id !== null && message.method === undefined) {
+      modernInflight.delete(message.id);
+      if (message.error === undefined) modernAnswered = true;
+    }
     if (message.id !== undefined && message.id !== null && toolsListIds.delete(message.id) && Array.isArray(message.result?.tools)) {
       message.result.tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || ignoredBy(t.name) === undefined);
     }
@@ -161,8 +182,82 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     );
   };
 
+  /** One message of a 2026-07-28 host, sent as its own POST with the revision's headers. */
+  const forwardModern = (message: JsonRpcMessage, version: string): void => {
+    state = 'modern';
+    modernUpstream ??= (async () => {
+      if (config.auth !== undefined && authFactory !== undefined) authHooks = await authFactory();
+      upstream = makeUpstream('http');
+      return upstream;
+    })();
+    if (message.method === 'notifications/cancelled') {
+      const id = message.params?.requestId;
+      const inflight = typeof id === 'string' || typeof id === 'number' ? modernInflight.get(id) : undefined;
+      if (inflight !== undefined) {
+        modernInflight.delete(id as JsonRpcId);
+        upstream?.markCancelled(id as JsonRpcId);
+        inflight.abort();
+      }
+      return;
+    }
+    const request = isRequest(message) ? message : undefined;
+    if (request !== undefined) {
+      if (request.method === 'tools/call' && typeof request.params?.name === 'string' && ignoredBy(request.params.name) !== undefined) {
+        write(errorResponse(request.id, RpcCode.InvalidParams, `Tool ${request.params.name} not found (hidden by --ignore-tool)`));
+        return;
+      }
+      if (request.method === 'tools/list') toolsListIds.add(request.id);
+    }
+    const cancel = new AbortController();
+    if (request !== undefined) modernInflight.set(request.id, cancel);
+    modernUpstream
+      .then((up) => up.sendModern(message, version, AbortSignal.any([cancel.signal, shutdown.signal])))
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          if (state === 'closed' || cancel.signal.aborted) return;
+          if (request === undefined) {
+            log.warn(`could not forward ${message.method ?? 'a message'}`, { error: describeError(err) });
+            return;
+          }
+          modernInflight.delete(request.id);
+          toolsListIds.delete(request.id);
+          const rpcCode = err instanceof UpstreamError ? err.rpcCode : RpcCode.InternalError;
+          const code = err instanceof CodemodeError ? err.code : 'UPSTREAM_UNAVAILABLE';
+          write(errorResponse(request.id, rpcCode, `codemode-remote: ${describeError(err)}`, { reason: code, url: config.url.href }));
+        },
+      );
+  };
+
   const handle = (message: JsonRpcMessage): void => {
     if (state === 'closed') return;
+    const version = modernVersionOf(message);
+    if (version !== undefined && (state === 'idle' || state === 'modern')) {
+      forwardModern(message, version);
+      return;
+    }
+    if (state === 'modern' && message.method === 'notifications/cancelled') {
+      forwardModern(message, '');
+      return;
+    }
+    if (message.method === 'initialize' && isRequest(message) && state === 'modern' && !modernAnswered) {
+      // A host in `auto` mode whose 2026-07-28 discovery the remote refused falls back to initialize.
+      state = 'idle';
+      modernUpstream = undefined;
+      upstream = undefined;
+    }
+    if (state === 'modern') {
+      if (isRequest(message)) {
+        write(
+          errorResponse(
+            message.id,
+            RpcCode.InvalidRequest,
+            `codemode-remote: this connection speaks MCP 2026-07-28, and ${message.method} carries no protocol version in _meta (${PROTOCOL_VERSION_META_KEY})`,
+          ),
+        );
+      }
+      return;
+    }
     if (message.method === 'initialize' && isRequest(message)) {
       if (state !== 'idle') {
         write(errorResponse(message.id, RpcCode.InvalidRequest, 'codemode-remote: initialize was already received'));

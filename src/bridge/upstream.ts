@@ -49,6 +49,41 @@ function isJson(contentType: string): boolean {
   return /^application\/(?:[\w.+-]*\+)?json\b/i.test(contentType);
 }
 
+/** Most of an error body read to find a JSON-RPC error in it; a longer one is not an MCP answer. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+/** The JSON-RPC error response in an HTTP error's body, or undefined when the body is not one. */
+async function jsonRpcErrorOf(res: Response): Promise<JsonRpcMessage | undefined> {
+  const declared = Number(res.headers.get('content-length') ?? '0');
+  if (declared > MAX_ERROR_BODY_BYTES || res.body === null) {
+    await res.body?.cancel().catch(() => undefined);
+    return undefined;
+  }
+  let text = '';
+  const decoder = new TextDecoder();
+  const reader = res.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+      if (text.length > MAX_ERROR_BODY_BYTES) {
+        await reader.cancel().catch(() => undefined);
+        return undefined;
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  try {
+    const m = JSON.parse(text) as JsonRpcMessage;
+    const e = m?.error as { code?: unknown; message?: unknown } | undefined;
+    return m?.jsonrpc === '2.0' && typeof e?.code === 'number' && typeof e.message === 'string' ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A message-level client transport. `send` delivers one message; answers arrive through
  * `onMessage` (or through `request`'s promise for the transport's own requests).
@@ -222,8 +257,31 @@ export class Upstream {
     if (this.cancelled.size > 1_000) this.cancelled.delete(this.cancelled.values().next().value as JsonRpcId);
   }
 
+  /**
+   * Sends one 2026-07-28 message: stateless, with no session, and with the headers the revision requires
+   * on HTTP (`Mcp-Protocol-Version` from the message's own `_meta`, `Mcp-Method`, and `Mcp-Name` for the
+   * calls that name a tool, prompt or resource). An error answer with a JSON-RPC body (a 400 with -32022,
+   * say) reaches the host as that JSON-RPC error, intact. `signal` aborts the request: over HTTP, closing
+   * a 2026-07-28 request is how it is cancelled.
+   */
+  sendModern(message: JsonRpcMessage, version: string, signal: AbortSignal): Promise<void> {
+    const headers: Record<string, string> = { 'mcp-protocol-version': version };
+    if (typeof message.method === 'string') headers['mcp-method'] = message.method;
+    const params = message.params as { name?: unknown; uri?: unknown } | undefined;
+    const name = message.method === 'resources/read' ? params?.uri : message.method === 'tools/call' || message.method === 'prompts/get' ? params?.name : undefined;
+    // Header values must be plain visible ASCII; a name that is not is left to the body (the server
+    // answers the mismatch itself).
+    if (typeof name === 'string' && /^[\x20-\x7e]*$/.test(name)) headers['mcp-name'] = name;
+    return this.send(message, signal, false, { headers, passErrors: true });
+  }
+
   /** Delivers one message upstream. Retries once after re-authorizing or recovering the session. */
-  async send(message: JsonRpcMessage, signal: AbortSignal = this.signal, duringRecovery = false): Promise<void> {
+  async send(
+    message: JsonRpcMessage,
+    signal: AbortSignal = this.signal,
+    duringRecovery = false,
+    modern?: { headers: Record<string, string>; passErrors: boolean },
+  ): Promise<void> {
     if (this.closed) throw new UpstreamError('CLOSED', 'the upstream connection is closed');
     if (this.opts.mode === 'sse') return this.sendSse(message, signal);
     let authRetried = false;
@@ -237,7 +295,7 @@ export class Upstream {
       try {
         res = await fetch(url, {
           method: 'POST',
-          headers: await this.headers({ 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, signal),
+          headers: await this.headers({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...modern?.headers }, signal),
           body: JSON.stringify(message),
           signal: AbortSignal.any([signal, this.signal]),
         });
@@ -275,12 +333,23 @@ export class Upstream {
         }
         throw new UpstreamError('UPSTREAM_PROTOCOL', `${url.href} rejected ${message.method ?? 'a message'} with HTTP 400: ${text}`, { status: 400, rpcCode: RpcCode.InternalError });
       }
-      return this.handlePostResponse(res, message, url);
+      return this.handlePostResponse(res, message, url, modern?.passErrors ?? false);
     }
   }
 
-  private async handlePostResponse(res: Response, message: JsonRpcMessage, url: URL): Promise<void> {
+  private async handlePostResponse(res: Response, message: JsonRpcMessage, url: URL, passErrors = false): Promise<void> {
     const isInit = message.method === 'initialize';
+    if (!res.ok && passErrors && isJson(res.headers.get('content-type') ?? '')) {
+      const answer = await jsonRpcErrorOf(res);
+      if (answer !== undefined) {
+        // It answers this POST's request, whatever id it carries: servers send `id: null` when they refuse a
+        // request before reading it (a 2025-only server given no session), and the host waits on its own id.
+        if (message.method !== undefined && message.id !== undefined && message.id !== null) this.dispatch({ ...answer, id: message.id });
+        else this.opts.log.warn(`${url.href} refused ${message.method ?? 'a message'} (HTTP ${res.status})`, { error: String(answer.error?.message) });
+        return;
+      }
+      throw new UpstreamError(res.status >= 500 ? 'UPSTREAM_UNAVAILABLE' : 'UPSTREAM_PROTOCOL', `${url.href} answered HTTP ${res.status}`, { status: res.status });
+    }
     if (!res.ok) {
       const text = await bodySnippet(res);
       if (isInit && (res.status === 404 || res.status === 405)) {
@@ -346,7 +415,7 @@ export class Upstream {
       }
       stream = undefined;
       if (this.closed || answered || requestId === undefined) return;
-      if (lastEventId === undefined) break;
+      if (lastEventId === undefined || this.cancelled.has(requestId)) break;
       await new Promise((r) => setTimeout(r, retryMs));
       if (this.closed) return;
       try {

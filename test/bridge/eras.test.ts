@@ -1,0 +1,156 @@
+/**
+ * codemode-remote carries a 2026-07-28 host (issue 14, the bridge's same-era cell, and the fallback of an
+ * `auto` host to a 2025-only remote). Real processes: the v2 SDK client over stdio to the built bridge,
+ * which talks Streamable HTTP to `codemode serve --http` (both eras) or to `codemode proxy --http` in
+ * front of the example inventory server (2025 only). Needs the built bins (`npm run build`).
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/client';
+import type { CallToolResult } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { spawnBridge } from '../fixtures/bridge-host.js';
+import type { BridgeHost } from '../fixtures/bridge-host.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CLI = join(ROOT, 'dist/cli/codemode.js');
+const REMOTE = join(ROOT, 'dist/cli/codemode-remote.js');
+const CHANGING = fileURLToPath(new URL('../server/fixtures/changing-server.mjs', import.meta.url));
+const INVENTORY = join(ROOT, 'examples/inventory-server.mjs');
+const MODERN = '2026-07-28';
+const ENVELOPE = {
+  'io.modelcontextprotocol/protocolVersion': MODERN,
+  'io.modelcontextprotocol/clientCapabilities': {},
+  'io.modelcontextprotocol/clientInfo': { name: 'raw-host', version: '1.0.0' },
+};
+
+const children: ChildProcess[] = [];
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+const dir = mkdtempSync(join(tmpdir(), 'cm-remote-eras-'));
+let modernUrl = '';
+let legacyUrl = '';
+
+/** Starts a codemode bin that prints "listening on <url>" on stderr, and returns the URL. */
+async function listening(args: string[]): Promise<string> {
+  const child = spawn(process.execPath, ['--no-node-snapshot', CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(child);
+  let text = '';
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`did not start: ${text}`)), 30_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const m = /listening on (http:\/\/\S+?\/mcp)/.exec(text);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+  });
+}
+
+beforeAll(async () => {
+  const config = join(dir, 'mcp.json');
+  writeFileSync(config, JSON.stringify({ mcpServers: { changing: { command: process.execPath, args: [CHANGING] } } }));
+  [modernUrl, legacyUrl] = await Promise.all([
+    listening(['serve', '--http', '--port', '0', '--expose-tools', '--config', config, '--log-level', 'warn']),
+    listening(['proxy', '--http', '--port', '0', '--', process.execPath, INVENTORY]),
+  ]);
+}, 60_000);
+
+afterEach(async () => {
+  while (cleanups.length > 0) await Promise.resolve(cleanups.pop()?.()).catch(() => undefined);
+});
+
+afterAll(() => {
+  for (const c of children) c.kill();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+type Mode = 'legacy' | 'auto' | { pin: string };
+
+/** A v2 SDK client in `mode`, through a fresh bridge to `url`; counts tool-list changes it hears. */
+async function throughBridge(url: string, mode: Mode, extra: string[] = []): Promise<{ client: Client; changes: () => number }> {
+  let changes = 0;
+  const client = new Client(
+    { name: 'bridge-eras', version: '1.0.0' },
+    { versionNegotiation: { mode }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changes++ } } },
+  );
+  cleanups.push(() => client.close());
+  await client.connect(new StdioClientTransport({ command: process.execPath, args: [REMOTE, url, ...extra], stderr: 'ignore' }));
+  return { client, changes: () => changes };
+}
+
+async function execute(client: Client, code: string, options: { signal?: AbortSignal } = {}): Promise<CallToolResult> {
+  return (await client.callTool({ name: 'execute', arguments: { code } }, options)) as CallToolResult;
+}
+
+describe('codemode-remote and a 2026-07-28 host', () => {
+  for (const mode of [{ pin: MODERN }, 'auto'] as const) {
+    it(`${typeof mode === 'string' ? mode : 'pinned'} host, remote with both eras: 2026-07-28 end to end (list with --ignore-tool, execute, tool error, list_changed on subscriptions/listen)`, async () => {
+      const { client, changes } = await throughBridge(modernUrl, mode, ['--ignore-tool', 'search']);
+      expect(client.getNegotiatedProtocolVersion()).toBe(MODERN);
+      const names = (await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name);
+      expect(names).toEqual(expect.arrayContaining(['execute', 'get_schema', 'changing__add_tool']));
+      expect(names).not.toContain('search');
+      expect((await execute(client, 'return 6 * 7')).structuredContent).toMatchObject({ result: 42 });
+      const failed = await execute(client, "throw new TypeError('boom')");
+      expect(failed.isError).toBe(true);
+      expect(failed.structuredContent).toMatchObject({ error: { message: expect.stringContaining('boom') } });
+
+      // The remote hears an upstream's change and tells the listen stream the bridge holds open.
+      const name = `fresh_${typeof mode === 'string' ? mode : 'pinned'}`;
+      expect((await execute(client, `return await tools.changing.add_tool({ name: '${name}' })`)).structuredContent).toMatchObject({ result: `added ${name}` });
+      const deadline = Date.now() + 15_000;
+      while (changes() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      expect(changes()).toBeGreaterThan(0);
+      expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toContain(`changing__${name}`);
+    });
+  }
+
+  it('cancelling a 2026-07-28 call through the bridge stops the execute before its next tool call', async () => {
+    const { client } = await throughBridge(modernUrl, { pin: MODERN });
+    const controller = new AbortController();
+    const pending = execute(client, "await new Promise((r) => setTimeout(r, 1500)); return await tools.changing.add_tool({ name: 'late' });", { signal: controller.signal });
+    setTimeout(() => controller.abort(), 300);
+    await expect(pending).rejects.toThrow();
+    // A control with the same wait, started after it: by the time it has made its call, an uncancelled run
+    // would have made its own.
+    expect((await execute(client, "await new Promise((r) => setTimeout(r, 1500)); return await tools.changing.add_tool({ name: 'control' });")).structuredContent).toMatchObject({
+      result: 'added control',
+    });
+    let names: string[] = [];
+    for (const until = Date.now() + 10_000; !names.includes('changing__control') && Date.now() < until; ) {
+      names = (await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name);
+      if (!names.includes('changing__control')) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(names).toContain('changing__control');
+    expect(names).not.toContain('changing__late');
+  });
+
+  it('a 2025-only remote: an auto host falls back to 2025-11-25 and works; a pinned host is refused by name', async () => {
+    const auto = await throughBridge(legacyUrl, 'auto');
+    expect(auto.client.getNegotiatedProtocolVersion()).toBe('2025-11-25');
+    expect((await auto.client.listTools()).tools.map((t) => t.name)).toContain('get_product');
+    await expect(throughBridge(legacyUrl, { pin: MODERN })).rejects.toThrow(/did not offer pinned protocol version 2026-07-28/);
+  });
+
+  it("the remote's own JSON-RPC errors reach the host intact, under the host's id; a request without its version after 2026 messages is refused by the bridge", async () => {
+    const host: BridgeHost = spawnBridge([modernUrl]);
+    cleanups.push(() => host.kill());
+    // No client capabilities in the envelope: the remote's -32602, with its message. (The host's `request`
+    // resolves only on an answer with its own id.)
+    const noCapabilities = await host.request('tools/list', { _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN } }, 15_000);
+    expect(noCapabilities).toMatchObject({ error: { code: -32602, message: expect.stringContaining('clientCapabilities') } });
+    const unsupported = await host.request('tools/list', { _meta: { ...ENVELOPE, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } }, 15_000);
+    expect(unsupported).toMatchObject({ error: { code: -32022 } });
+    const ok = await host.request('tools/list', { _meta: ENVELOPE }, 15_000);
+    expect((ok.result?.tools as Array<{ name: string }>).map((t) => t.name)).toContain('execute');
+    const bare = await host.request('tools/list', {}, 15_000);
+    expect(bare).toMatchObject({ error: { code: -32600, message: expect.stringMatching(/2026-07-28.*carries no protocol version/) } });
+  });
+});
