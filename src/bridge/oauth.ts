@@ -275,6 +275,10 @@ export async function authorize(ctx: FlowContext, current: StoredState, res: Res
       // Step-up: the current grant is too narrow, and a refresh would return the same scopes.
       fresh = ctx.store.update({ tokens: undefined, expiresAt: undefined });
     }
+    // A login discovers again rather than trusting what an earlier one found: the resource may name another
+    // authorization server now. (Client credentials stay bound to the issuer they came from; the SDK
+    // registers anew with a different one.)
+    if (fresh.discoveryState !== undefined) fresh = ctx.store.update({ discoveryState: undefined });
     callback = await openCallback(ctx, fresh);
     if (callback.port !== fresh.callbackPort) fresh = ctx.store.update({ callbackPort: callback.port });
     const provider = new BridgeOAuthProvider(ctx, fresh, callback.redirectUrl);

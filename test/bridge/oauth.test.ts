@@ -116,6 +116,30 @@ describe('OAuth login and token storage', () => {
     expect(f.registrationBodies).toEqual([expect.objectContaining({ application_type: 'native', client_name: 'codemode-remote', token_endpoint_auth_method: 'none' })]);
   });
 
+  it("a client registered with one authorization server is never presented to another: the server's move to a new one means a new registration there", async () => {
+    const a = await fixture();
+    const b = await fixture();
+    const dir = configDir();
+    const first = bridge(a.url, dir);
+    expect((await first.initialize()).error, first.stderr()).toBeUndefined();
+    await first.endInput();
+    const registeredWithA = a.authorizeClientIds[0]!;
+    expect(a.stats.registrations).toBe(1);
+
+    // The resource now names B as its authorization server, and A's tokens stop working.
+    a.authorizationServer = b.issuer;
+    a.revokeAccessTokens();
+    a.revokeRefreshTokens();
+    const second = bridge(a.url, dir);
+    // (B's token then does not open A's resource: the initialize fails, which is not what is tested here.)
+    await second.request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } }, 20_000);
+    // B saw a registration of its own and a login with that client, never A's client id.
+    expect(b.stats.registrations).toBe(1);
+    expect(b.authorizeClientIds).toHaveLength(1);
+    expect(b.authorizeClientIds).not.toContain(registeredWithA);
+    expect(b.registrationBodies[0]).toMatchObject({ application_type: 'native' });
+  });
+
   describe('RFC 9207: the authorization response names its issuer', () => {
     it('an iss equal to the discovered issuer is accepted, advertised or not', async () => {
       for (const issSupported of [true, false]) {
