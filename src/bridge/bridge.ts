@@ -39,8 +39,17 @@ export interface Bridge {
   close(exitCode?: number): Promise<number>;
 }
 
-/** The `_meta` key in which a 2026-07-28 message carries its protocol version. */
+/** The `_meta` keys of a 2026-07-28 request's envelope, and of a result's server identity. */
 const PROTOCOL_VERSION_META_KEY = 'io.modelcontextprotocol/protocolVersion';
+const CLIENT_INFO_META_KEY = 'io.modelcontextprotocol/clientInfo';
+const CLIENT_CAPABILITIES_META_KEY = 'io.modelcontextprotocol/clientCapabilities';
+const LOG_LEVEL_META_KEY = 'io.modelcontextprotocol/logLevel';
+const SERVER_INFO_META_KEY = 'io.modelcontextprotocol/serverInfo';
+const MODERN_PROTOCOL_VERSION = '2026-07-28';
+/** The 2025-era versions a host may ask for when the bridge translates; the newest is the default. */
+const LEGACY_PROTOCOL_VERSIONS: readonly string[] = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'];
+/** Ids of the bridge's own requests to the remote; their answers never reach the host. */
+const INTERNAL_ID_PREFIX = 'codemode-remote-';
 
 /** A message's 2026-07-28 (or later) protocol version, from its `_meta`; undefined for a 2025 message. */
 function modernVersionOf(message: JsonRpcMessage): string | undefined {
@@ -73,6 +82,12 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
   let modernAnswered = false;
   /** 2026-07-28 requests in flight: aborting one is how it is cancelled over HTTP. */
   const modernInflight = new Map<JsonRpcId, AbortController>();
+  /**
+   * Set when a 2025 host meets a remote that speaks only 2026-07-28: the bridge answered `initialize` from
+   * `server/discover`, and translates each message (the envelope from the host's initialize, `ping` and
+   * `logging/setLevel` answered here, list changes from a `subscriptions/listen` stream).
+   */
+  let translation: { envelope: Record<string, unknown>; capabilities: Record<string, unknown>; logLevel?: string } | undefined;
   let queued: JsonRpcMessage[] = [];
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
@@ -87,10 +102,28 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     io.output.write(`${JSON.stringify(message)}\n`);
   };
 
-  const fromUpstream = (message: JsonRpcMessage): void => {
-    if (state === 'modern' && message.id !== undefined && message.id !== null && message.method === undefined) {
-      modernInflight.delete(message.id);
+  const fromUpstream = (incoming: JsonRpcMessage): void => {
+    let message = incoming;
+    const isAnswer = message.id !== undefined && message.id !== null && message.method === undefined;
+    if ((state === 'modern' || translation !== undefined) && isAnswer) {
+      modernInflight.delete(message.id!);
       if (message.error === undefined) modernAnswered = true;
+    }
+    if (translation !== undefined) {
+      // The bridge's own requests (the listen stream) and the revision's own notifications stay here.
+      if (isAnswer && typeof message.id === 'string' && message.id.startsWith(INTERNAL_ID_PREFIX)) return;
+      if (message.method === 'notifications/subscriptions/acknowledged') return;
+      if (isAnswer && message.result !== undefined) {
+        const { resultType, ttlMs: _ttl, cacheScope: _scope, ...rest } = message.result as Record<string, unknown>;
+        message =
+          resultType === 'input_required'
+            ? errorResponse(
+                message.id!,
+                RpcCode.InternalError,
+                'codemode-remote: the remote (MCP 2026-07-28) asked for more input during this request (input_required); codemode-remote cannot relay that to a 2025 host yet. Use a host that speaks 2026-07-28.',
+              )
+            : { ...message, result: rest };
+      }
     }
     if (message.id !== undefined && message.id !== null && toolsListIds.delete(message.id) && Array.isArray(message.result?.tools)) {
       message.result.tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || ignoredBy(t.name) === undefined);
@@ -128,6 +161,10 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
         return await upstream.request(init, deadline, signal);
       } catch (err) {
         const status = err instanceof UpstreamError ? err.status : undefined;
+        if (status === 400 && !signal.aborted) {
+          const translated = await discoverInstead(upstream, init, deadline, signal).catch(() => undefined);
+          if (translated !== undefined) return translated;
+        }
         if (config.transport === 'http' || (status !== 404 && status !== 405) || signal.aborted) throw err;
         log.info(`Streamable HTTP answered ${status}; trying the legacy SSE transport once`);
         const http = upstream;
@@ -146,7 +183,74 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     return upstream.request(init, deadline, signal);
   };
 
+  /** A 2025 host's message, as the 2026-07-28 remote expects it. */
+  const forwardTranslated = (message: JsonRpcMessage, t: NonNullable<typeof translation>): void => {
+    if (message.method === 'notifications/initialized') {
+      const caps = t.capabilities as { tools?: { listChanged?: unknown }; prompts?: { listChanged?: unknown }; resources?: { listChanged?: unknown } };
+      const notifications = {
+        ...(caps.tools?.listChanged === true ? { toolsListChanged: true } : {}),
+        ...(caps.prompts?.listChanged === true ? { promptsListChanged: true } : {}),
+        ...(caps.resources?.listChanged === true ? { resourcesListChanged: true } : {}),
+      };
+      // The 2025 host's list_changed notifications come from one long-lived listen request.
+      if (Object.keys(notifications).length > 0) {
+        postModern({ jsonrpc: '2.0', id: `${INTERNAL_ID_PREFIX}listen`, method: 'subscriptions/listen', params: { notifications, _meta: t.envelope } }, MODERN_PROTOCOL_VERSION);
+      }
+      return;
+    }
+    if (isRequest(message) && message.method === 'ping') {
+      write({ jsonrpc: '2.0', id: message.id, result: {} });
+      return;
+    }
+    if (isRequest(message) && message.method === 'logging/setLevel') {
+      const level = message.params?.level;
+      if (typeof level === 'string') t.logLevel = level;
+      write({ jsonrpc: '2.0', id: message.id, result: {} });
+      return;
+    }
+    if (message.method === undefined) return; // an answer: the 2026-07-28 remote sends the host no requests
+    const params = (message.params ?? {}) as Record<string, unknown>;
+    const meta = { ...(params._meta as Record<string, unknown> | undefined), ...t.envelope, ...(t.logLevel !== undefined ? { [LOG_LEVEL_META_KEY]: t.logLevel } : {}) };
+    postModern({ ...message, params: { ...params, _meta: meta } }, MODERN_PROTOCOL_VERSION);
+  };
+
+  /**
+   * A remote that refused a 2025 `initialize` with HTTP 400 may speak only 2026-07-28: ask it
+   * `server/discover` with the host's identity, and answer the host's `initialize` from that. Undefined
+   * when the remote does not offer 2026-07-28 either (the caller reports the original refusal).
+   */
+  const discoverInstead = async (up: Upstream, init: JsonRpcMessage & { id: JsonRpcId }, deadline: number, signal: AbortSignal): Promise<JsonRpcMessage | undefined> => {
+    const hostParams = (init.params ?? {}) as { protocolVersion?: unknown; capabilities?: unknown; clientInfo?: unknown };
+    const envelope = {
+      [PROTOCOL_VERSION_META_KEY]: MODERN_PROTOCOL_VERSION,
+      [CLIENT_INFO_META_KEY]: hostParams.clientInfo ?? { name: 'codemode-remote', version: '0' },
+      [CLIENT_CAPABILITIES_META_KEY]: hostParams.capabilities ?? {},
+    };
+    const answer = await up.request({ jsonrpc: '2.0', id: `${INTERNAL_ID_PREFIX}discover`, method: 'server/discover', params: { _meta: envelope } }, deadline, signal, MODERN_PROTOCOL_VERSION);
+    const result = answer.result as { supportedVersions?: unknown; capabilities?: unknown; instructions?: unknown; _meta?: Record<string, unknown> } | undefined;
+    if (answer.error !== undefined || !Array.isArray(result?.supportedVersions) || !result.supportedVersions.includes(MODERN_PROTOCOL_VERSION)) return undefined;
+    const capabilities = typeof result.capabilities === 'object' && result.capabilities !== null ? (result.capabilities as Record<string, unknown>) : {};
+    translation = { envelope, capabilities };
+    modernUpstream = Promise.resolve(up);
+    const requested = typeof hostParams.protocolVersion === 'string' ? hostParams.protocolVersion : undefined;
+    log.info('the remote speaks MCP 2026-07-28 only; translating for this 2025 host');
+    return {
+      jsonrpc: '2.0',
+      id: init.id,
+      result: {
+        protocolVersion: requested !== undefined && LEGACY_PROTOCOL_VERSIONS.includes(requested) ? requested : LEGACY_PROTOCOL_VERSIONS.at(-1)!,
+        capabilities,
+        serverInfo: result._meta?.[SERVER_INFO_META_KEY] ?? { name: 'unknown', version: '' },
+        ...(typeof result.instructions === 'string' ? { instructions: result.instructions } : {}),
+      },
+    };
+  };
+
   const forward = (message: JsonRpcMessage): void => {
+    if (translation !== undefined) {
+      forwardTranslated(message, translation);
+      return;
+    }
     const up = upstream;
     if (up === undefined) return;
     if (isRequest(message)) {
@@ -190,6 +294,12 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       upstream = makeUpstream('http');
       return upstream;
     })();
+    postModern(message, version);
+  };
+
+  /** Sends one 2026-07-28 message on `modernUpstream`; cancellations abort the request they name. */
+  const postModern = (message: JsonRpcMessage, version: string): void => {
+    if (modernUpstream === undefined) return;
     if (message.method === 'notifications/cancelled') {
       const id = message.params?.requestId;
       const inflight = typeof id === 'string' || typeof id === 'number' ? modernInflight.get(id) : undefined;

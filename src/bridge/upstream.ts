@@ -215,7 +215,7 @@ export class Upstream {
    * Sends a request the transport answers itself (initialize, re-initialize) and waits for its
    * response, at most `timeoutMs`.
    */
-  async request(message: JsonRpcMessage & { id: JsonRpcId }, timeoutMs: number, signal: AbortSignal): Promise<JsonRpcMessage> {
+  async request(message: JsonRpcMessage & { id: JsonRpcId }, timeoutMs: number, signal: AbortSignal, modernVersion?: string): Promise<JsonRpcMessage> {
     const timeout = this.deadline(timeoutMs);
     const both = AbortSignal.any([signal, timeout.signal, this.signal]);
     const answered = new Promise<JsonRpcMessage>((resolve, reject) => {
@@ -235,7 +235,7 @@ export class Upstream {
     });
     answered.catch(() => undefined);
     try {
-      await this.send(message, both);
+      await (modernVersion !== undefined ? this.sendModern(message, modernVersion, both) : this.send(message, both));
     } catch (err) {
       this.waiters.delete(message.id);
       if (both.aborted) return answered.finally(() => timeout.clear());
@@ -243,7 +243,7 @@ export class Upstream {
       throw err;
     }
     const response = await answered.finally(() => timeout.clear());
-    if (message.method === 'initialize' && response.result !== undefined) {
+    if (modernVersion === undefined && message.method === 'initialize' && response.result !== undefined) {
       this.initParams = message.params;
       const version = response.result.protocolVersion;
       if (typeof version === 'string') this.protocolVersion = version;

@@ -34,6 +34,26 @@ const cleanups: Array<() => Promise<unknown> | unknown> = [];
 const dir = mkdtempSync(join(tmpdir(), 'cm-remote-eras-'));
 let modernUrl = '';
 let legacyUrl = '';
+let modernOnlyUrl = '';
+const MODERN_ONLY = fileURLToPath(new URL('../fixtures/modern-upstream.ts', import.meta.url));
+
+/** The 2026-07-28-only fixture over HTTP, once it prints its URL. */
+async function modernOnly(): Promise<string> {
+  const child = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(child);
+  let text = '';
+  return new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the fixture did not start: ${text}`)), 30_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(text);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+  });
+}
 
 /** Starts a codemode bin that prints "listening on <url>" on stderr, and returns the URL. */
 async function listening(args: string[]): Promise<string> {
@@ -56,9 +76,10 @@ async function listening(args: string[]): Promise<string> {
 beforeAll(async () => {
   const config = join(dir, 'mcp.json');
   writeFileSync(config, JSON.stringify({ mcpServers: { changing: { command: process.execPath, args: [CHANGING] } } }));
-  [modernUrl, legacyUrl] = await Promise.all([
+  [modernUrl, legacyUrl, modernOnlyUrl] = await Promise.all([
     listening(['serve', '--http', '--port', '0', '--expose-tools', '--config', config, '--log-level', 'warn']),
     listening(['proxy', '--http', '--port', '0', '--', process.execPath, INVENTORY]),
+    modernOnly(),
   ]);
 }, 60_000);
 
@@ -154,3 +175,46 @@ describe('codemode-remote and a 2026-07-28 host', () => {
     expect(bare).toMatchObject({ error: { code: -32600, message: expect.stringMatching(/2026-07-28.*carries no protocol version/) } });
   });
 });
+
+describe('codemode-remote translates for a 2025 host in front of a 2026-07-28-only remote', () => {
+  const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+
+  it('initialize is answered from server/discover; list, calls with trace context, the envelope, ping, logging/setLevel and list_changed work', async () => {
+    const { client, changes } = await throughBridge(modernOnlyUrl, 'legacy');
+    expect(client.getNegotiatedProtocolVersion()).toBe('2025-11-25');
+    expect(client.getServerVersion()).toMatchObject({ name: 'modern-upstream' });
+    expect(client.getServerCapabilities()).toMatchObject({ tools: { listChanged: true } });
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'add_tool', 'whoami']));
+    const echoed = (await client.callTool({ name: 'echo', arguments: { text: 'hi' }, _meta: { traceparent: TRACEPARENT } })) as CallToolResult;
+    expect(echoed.structuredContent).toEqual({ text: 'hi', traceparent: TRACEPARENT });
+    await client.ping();
+    await client.setLoggingLevel('debug');
+    // Every request carries the envelope built from the host's initialize, and the level it set.
+    const envelope = JSON.parse(((await client.callTool({ name: 'whoami', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> }).content[0]!.text) as Record<string, unknown>;
+    expect(envelope).toMatchObject({
+      'io.modelcontextprotocol/protocolVersion': MODERN,
+      'io.modelcontextprotocol/clientInfo': { name: 'bridge-eras' },
+      'io.modelcontextprotocol/logLevel': 'debug',
+    });
+    await client.callTool({ name: 'add_tool', arguments: { name: 'late_tool' } });
+    const deadline = Date.now() + 15_000;
+    while (changes() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(changes()).toBeGreaterThan(0);
+    expect((await client.listTools()).tools.map((t) => t.name)).toContain('late_tool');
+    await expect(client.callTool({ name: 'nope', arguments: {} })).rejects.toThrow(/Unknown tool: nope/);
+  });
+
+  it('answers carry no 2026-only fields (resultType, cache hints); the remote still creates no session', async () => {
+    const host: BridgeHost = spawnBridge([modernOnlyUrl]);
+    cleanups.push(() => host.kill());
+    const init = await host.initialize();
+    expect(init.result).toMatchObject({ protocolVersion: '2025-06-18', serverInfo: { name: 'modern-upstream' } });
+    const listed = await host.request('tools/list', {}, 15_000);
+    expect(listed.result).toBeDefined();
+    expect(listed.result).not.toHaveProperty('resultType');
+    expect(listed.result).not.toHaveProperty('ttlMs');
+    expect(listed.result).not.toHaveProperty('cacheScope');
+    expect(host.stdout.filter((m) => typeof m.id === 'string' && m.id.startsWith('codemode-remote-'))).toEqual([]);
+  });
+});
+
