@@ -4,8 +4,6 @@
  * which talks Streamable HTTP to `codemode serve --http` (both eras) or to `codemode proxy --http` in
  * front of the example inventory server (2025 only). Needs the built bins (`npm run build`).
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +13,9 @@ import type { CallToolResult } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawnBridge } from '../fixtures/bridge-host.js';
+import { spawnServer } from '../proxy/helpers.js';
+import type { ChildServer } from '../proxy/helpers.js';
+import { listUntil } from '../server/helpers.js';
 import type { BridgeHost } from '../fixtures/bridge-host.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -29,7 +30,7 @@ const ENVELOPE = {
   'io.modelcontextprotocol/clientInfo': { name: 'raw-host', version: '1.0.0' },
 };
 
-const children: ChildProcess[] = [];
+const servers: ChildServer[] = [];
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 const dir = mkdtempSync(join(tmpdir(), 'cm-remote-eras-'));
 let modernUrl = '';
@@ -37,49 +38,20 @@ let legacyUrl = '';
 let modernOnlyUrl = '';
 const MODERN_ONLY = fileURLToPath(new URL('../fixtures/modern-upstream.ts', import.meta.url));
 
-/** The 2026-07-28-only fixture over HTTP, once it prints its URL. */
-async function modernOnly(): Promise<string> {
-  const child = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(child);
-  let text = '';
-  return new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the fixture did not start: ${text}`)), 30_000);
-    child.stderr!.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(text);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-  });
-}
-
-/** Starts a codemode bin that prints "listening on <url>" on stderr, and returns the URL. */
+/** Starts a server that prints "listening on <url>" on stderr (a codemode bin, or the 2026-only fixture). */
 async function listening(args: string[]): Promise<string> {
-  const child = spawn(process.execPath, ['--no-node-snapshot', CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(child);
-  let text = '';
-  return new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`did not start: ${text}`)), 30_000);
-    child.stderr!.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      const m = /listening on (http:\/\/\S+?\/mcp)/.exec(text);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-  });
+  const server = await spawnServer(args, /listening on (http:\/\/\S+?\/mcp)/, {}, 30_000);
+  servers.push(server);
+  return server.url;
 }
 
 beforeAll(async () => {
   const config = join(dir, 'mcp.json');
   writeFileSync(config, JSON.stringify({ mcpServers: { changing: { command: process.execPath, args: [CHANGING] } } }));
   [modernUrl, legacyUrl, modernOnlyUrl] = await Promise.all([
-    listening(['serve', '--http', '--port', '0', '--expose-tools', '--config', config, '--log-level', 'warn']),
-    listening(['proxy', '--http', '--port', '0', '--', process.execPath, INVENTORY]),
-    modernOnly(),
+    listening(['--no-node-snapshot', CLI, 'serve', '--http', '--port', '0', '--expose-tools', '--config', config, '--log-level', 'warn']),
+    listening(['--no-node-snapshot', CLI, 'proxy', '--http', '--port', '0', '--', process.execPath, INVENTORY]),
+    listening(['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--port', '0']),
   ]);
 }, 60_000);
 
@@ -87,8 +59,8 @@ afterEach(async () => {
   while (cleanups.length > 0) await Promise.resolve(cleanups.pop()?.()).catch(() => undefined);
 });
 
-afterAll(() => {
-  for (const c of children) c.kill();
+afterAll(async () => {
+  await Promise.all(servers.map((server) => server.stop()));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -144,11 +116,7 @@ describe('codemode-remote and a 2026-07-28 host', () => {
     expect((await execute(client, "await new Promise((r) => setTimeout(r, 1500)); return await tools.changing.add_tool({ name: 'control' });")).structuredContent).toMatchObject({
       result: 'added control',
     });
-    let names: string[] = [];
-    for (const until = Date.now() + 10_000; !names.includes('changing__control') && Date.now() < until; ) {
-      names = (await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name);
-      if (!names.includes('changing__control')) await new Promise((r) => setTimeout(r, 100));
-    }
+    const names = await listUntil(client, 'changing__control');
     expect(names).toContain('changing__control');
     expect(names).not.toContain('changing__late');
   });

@@ -9,7 +9,7 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import type { CallToolResult } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, inventoryEntry, startEngine } from './helpers.js';
+import { CLI, inventoryEntry, listUntil, startEngine } from './helpers.js';
 import type { Engine } from './helpers.js';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -275,11 +275,7 @@ describe('codemode serve --stdio (the built bin), both eras', () => {
     expect(control.structuredContent).toMatchObject({ result: 'added control' });
     // The catalog refresh after list_changed is debounced: wait until it shows the control; a listing that
     // has the control has everything added before it.
-    let names: string[] = [];
-    for (const until = Date.now() + 10_000; !names.includes('changing__control') && Date.now() < until; ) {
-      names = (await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name);
-      if (!names.includes('changing__control')) await new Promise((r) => setTimeout(r, 100));
-    }
+    const names = await listUntil(client, 'changing__control');
     expect(names).toContain('changing__control');
     expect(names).not.toContain('changing__late');
   });

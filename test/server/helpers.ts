@@ -60,3 +60,18 @@ export async function execute(client: Client, code: string, meta?: Record<string
     { timeout: 60_000 },
   )) as CallToolResult;
 }
+
+/**
+ * Lists `client`'s tools (bypassing any cache) until `name` shows up or `ms` pass, and returns the last
+ * listing's names. A server's catalog refresh after `list_changed` is debounced, so a listing that has
+ * `name` has every tool added before it.
+ */
+export async function listUntil(client: { listTools(params?: undefined, options?: { cacheMode: 'bypass' }): Promise<{ tools: Array<{ name: string }> }> }, name: string, ms = 10_000): Promise<string[]> {
+  let names: string[] = [];
+  for (const until = Date.now() + ms; !names.includes(name) && Date.now() < until; ) {
+    names = (await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name);
+    if (!names.includes(name)) await new Promise((r) => setTimeout(r, 100));
+  }
+  return names;
+}
+
