@@ -48,6 +48,15 @@ const SERVER_INFO_META_KEY = 'io.modelcontextprotocol/serverInfo';
 const MODERN_PROTOCOL_VERSION = '2026-07-28';
 /** The 2025-era versions a host may ask for when the bridge translates; the newest is the default. */
 const LEGACY_PROTOCOL_VERSIONS: readonly string[] = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'];
+const SUBSCRIPTION_ID_META_KEY = 'io.modelcontextprotocol/subscriptionId';
+/** The list methods whose 2026-07-28 results carry `ttlMs` and `cacheScope`. */
+const LIST_METHODS: ReadonlySet<string> = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
+/**
+ * Error codes with which a 2026-07-28 server refuses a request (unsupported version, missing client
+ * capability, header mismatch, bad params/envelope): such a refusal is passed on, never taken as a sign
+ * that the remote speaks only 2025.
+ */
+const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([-32020, -32021, -32022, -32602, -32601]);
 /** Ids of the bridge's own requests to the remote; their answers never reach the host. */
 const INTERNAL_ID_PREFIX = 'codemode-remote-';
 
@@ -88,6 +97,14 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
    * `logging/setLevel` answered here, list changes from a `subscriptions/listen` stream).
    */
   let translation: { envelope: Record<string, unknown>; capabilities: Record<string, unknown>; logLevel?: string } | undefined;
+  /**
+   * Set when a 2026-07-28 host meets a remote that speaks only 2025: the bridge initialized one session with
+   * the host's identity and translates back (`server/discover` from the initialize answer, `resultType` on
+   * answers, `subscriptions/listen` served from the session's list_changed notifications).
+   */
+  let backwards: { version: string; initialize: Record<string, unknown>; listens: Set<JsonRpcId>; lists: Set<JsonRpcId> } | undefined;
+  /** A 2026-07-28 host's first request, while the bridge learns which era the remote speaks; later ones wait. */
+  let modernFirst: Promise<void> | undefined;
   let queued: JsonRpcMessage[] = [];
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
@@ -108,6 +125,27 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     if ((state === 'modern' || translation !== undefined) && isAnswer) {
       modernInflight.delete(message.id!);
       if (message.error === undefined) modernAnswered = true;
+    }
+    if (backwards !== undefined) {
+      if (isAnswer && typeof message.id === 'string' && message.id.startsWith(INTERNAL_ID_PREFIX)) return;
+      if (message.method !== undefined && message.id !== undefined && message.id !== null) {
+        // A server-to-client request (sampling, elicitation, roots): a 2026-07-28 host is asked through
+        // input_required, which the bridge does not build yet. The remote gets a clear refusal.
+        const refusal = errorResponse(message.id, -32601, `codemode-remote: ${message.method} cannot reach this host, which speaks MCP 2026-07-28 (input_required translation is not built)`);
+        void upstream?.send(refusal).catch(() => undefined);
+        log.warn(`refused the remote's ${message.method}: the 2026-07-28 host cannot be asked through codemode-remote`);
+        return;
+      }
+      if (typeof message.method === 'string' && message.method.endsWith('/list_changed')) {
+        for (const id of backwards.listens) write({ ...message, params: { ...message.params, _meta: { [SUBSCRIPTION_ID_META_KEY]: id } } });
+        return;
+      }
+      if (isAnswer && message.result !== undefined) {
+        // 2026-07-28 list results carry a cache hint; the bridge knows nothing of the remote's lists, so:
+        // do not cache (the host hears changes on its listen stream).
+        const hint = backwards.lists.delete(message.id!) && !('ttlMs' in message.result) ? { ttlMs: 0, cacheScope: 'private' } : {};
+        message = { ...message, result: { resultType: 'complete', ...hint, ...message.result } };
+      }
     }
     if (translation !== undefined) {
       // The bridge's own requests (the listen stream) and the revision's own notifications stay here.
@@ -246,6 +284,96 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     };
   };
 
+  /** The answer to `server/discover` for a 2026-07-28 host, from the remote's 2025 initialize answer. */
+  const discoverFromInitialize = (id: JsonRpcId, b: NonNullable<typeof backwards>): JsonRpcMessage => {
+    const init = b.initialize as { capabilities?: unknown; serverInfo?: unknown; instructions?: unknown };
+    return {
+      jsonrpc: '2.0',
+      id,
+      result: {
+        supportedVersions: [b.version],
+        capabilities: init.capabilities ?? {},
+        ...(typeof init.instructions === 'string' ? { instructions: init.instructions } : {}),
+        _meta: { [SERVER_INFO_META_KEY]: init.serverInfo ?? { name: 'unknown', version: '' } },
+        resultType: 'complete',
+      },
+    };
+  };
+
+  /** A 2026-07-28 host's message, over the one 2025 session with the remote. */
+  const forwardBackwards = (message: JsonRpcMessage, b: NonNullable<typeof backwards>): void => {
+    if (isRequest(message) && message.method === 'server/discover') {
+      write(discoverFromInitialize(message.id, b));
+      return;
+    }
+    if (isRequest(message) && message.method === 'subscriptions/listen') {
+      // Served here, from the session's list_changed notifications: acknowledged now, answered never (the
+      // host closes it by cancelling).
+      b.listens.add(message.id);
+      write({ jsonrpc: '2.0', method: 'notifications/subscriptions/acknowledged', params: { notifications: message.params?.notifications ?? {}, _meta: { [SUBSCRIPTION_ID_META_KEY]: message.id } } });
+      return;
+    }
+    if (message.method === 'notifications/cancelled') {
+      const id = message.params?.requestId;
+      if ((typeof id === 'string' || typeof id === 'number') && b.listens.delete(id)) return;
+    }
+    if (isRequest(message) && LIST_METHODS.has(message.method)) b.lists.add(message.id);
+    const params = message.params as Record<string, unknown> | undefined;
+    const meta = params?._meta as Record<string, unknown> | undefined;
+    if (params === undefined || meta === undefined) {
+      forward(message);
+      return;
+    }
+    // The envelope is 2026-07-28's; the 2025 session already knows the host. Other `_meta` (progressToken,
+    // traceparent) passes on.
+    const rest = Object.fromEntries(Object.entries(meta).filter(([k]) => !k.startsWith('io.modelcontextprotocol/')));
+    forward({ ...message, params: { ...params, _meta: rest } });
+  };
+
+  /**
+   * The first request of a 2026-07-28 host: sent as one, and if the remote refuses it in a way a 2026-07-28
+   * server would not (a 2025 server's "no session"), the bridge initializes a 2025 session with the host's
+   * identity instead and translates from then on. Either way the host gets one answer.
+   */
+  const firstModern = async (message: JsonRpcMessage & { id: JsonRpcId }, version: string): Promise<void> => {
+    const internal = typeof message.id === 'string' && message.id.startsWith(INTERNAL_ID_PREFIX);
+    const up = await modernUpstream!;
+    let answer: JsonRpcMessage;
+    try {
+      answer = await up.request(message, config.connectTimeoutMs, shutdown.signal, version);
+    } catch (err) {
+      if (state === 'closed') return;
+      const code = err instanceof CodemodeError ? err.code : 'UPSTREAM_UNAVAILABLE';
+      if (internal) log.error(`the remote did not answer server/discover: ${describeError(err)}`);
+      else write(errorResponse(message.id, err instanceof UpstreamError ? err.rpcCode : RpcCode.InternalError, `codemode-remote: ${describeError(err)}`, { reason: code, url: config.url.href }));
+      return;
+    }
+    const refusedCode = answer.error?.code;
+    if (refusedCode === undefined || MODERN_ERROR_CODES.has(refusedCode)) {
+      if (answer.error === undefined) modernAnswered = true;
+      if (!internal) fromUpstream(answer);
+      return;
+    }
+    const meta = (message.params?._meta ?? {}) as Record<string, unknown>;
+    const init = {
+      jsonrpc: '2.0' as const,
+      id: `${INTERNAL_ID_PREFIX}initialize`,
+      method: 'initialize',
+      params: { protocolVersion: LEGACY_PROTOCOL_VERSIONS.at(-1)!, capabilities: meta[CLIENT_CAPABILITIES_META_KEY] ?? {}, clientInfo: meta[CLIENT_INFO_META_KEY] ?? { name: 'codemode-remote', version: '0' } },
+    };
+    const initialized = await connect(init).catch(() => undefined);
+    if (initialized?.result === undefined) {
+      if (!internal) fromUpstream(answer); // not a 2025 server either: the host gets the remote's first refusal
+      return;
+    }
+    log.info('the remote speaks MCP 2025 only; translating for this 2026-07-28 host');
+    backwards = { version, initialize: initialized.result, listens: new Set(), lists: new Set() };
+    state = 'ready';
+    modernUpstream = undefined;
+    forward({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    if (!internal) forwardBackwards(message, backwards);
+  };
+
   const forward = (message: JsonRpcMessage): void => {
     if (translation !== undefined) {
       forwardTranslated(message, translation);
@@ -294,7 +422,21 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       upstream = makeUpstream('http');
       return upstream;
     })();
-    postModern(message, version);
+    if (modernFirst === undefined) {
+      // The first request tells the bridge which era the remote speaks. A listen request never answers, and a
+      // notification has nothing to learn from: the bridge asks `server/discover` itself first, with the same
+      // envelope, and keeps the answer to itself.
+      const probe = isRequest(message) && message.method !== 'subscriptions/listen';
+      const first = probe ? message : { jsonrpc: '2.0' as const, id: `${INTERNAL_ID_PREFIX}probe`, method: 'server/discover', params: { _meta: message.params?._meta } };
+      modernFirst = firstModern(first, version).catch((err: unknown) => log.error('the first request failed', { error: describeError(err) }));
+      if (probe) return;
+    }
+    const after = modernFirst ?? Promise.resolve();
+    void after.then(() => {
+      if (state === 'closed') return;
+      if (backwards !== undefined) forwardBackwards(message, backwards);
+      else postModern(message, version);
+    });
   };
 
   /** Sends one 2026-07-28 message on `modernUpstream`; cancellations abort the request they name. */
@@ -341,6 +483,10 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
 
   const handle = (message: JsonRpcMessage): void => {
     if (state === 'closed') return;
+    if (backwards !== undefined) {
+      forwardBackwards(message, backwards);
+      return;
+    }
     const version = modernVersionOf(message);
     if (version !== undefined && (state === 'idle' || state === 'modern')) {
       forwardModern(message, version);

@@ -36,6 +36,7 @@ const dir = mkdtempSync(join(tmpdir(), 'cm-remote-eras-'));
 let modernUrl = '';
 let legacyUrl = '';
 let modernOnlyUrl = '';
+let changingLegacyUrl = '';
 const MODERN_ONLY = fileURLToPath(new URL('../fixtures/modern-upstream.ts', import.meta.url));
 
 /** Starts a server that prints "listening on <url>" on stderr (a codemode bin, or the 2026-only fixture). */
@@ -53,6 +54,7 @@ beforeAll(async () => {
     listening(['--no-node-snapshot', CLI, 'proxy', '--http', '--port', '0', '--', process.execPath, INVENTORY]),
     listening(['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--port', '0']),
   ]);
+  changingLegacyUrl = await listening(['--no-node-snapshot', CLI, 'proxy', '--http', '--port', '0', '--', process.execPath, CHANGING]);
 }, 60_000);
 
 afterEach(async () => {
@@ -121,12 +123,6 @@ describe('codemode-remote and a 2026-07-28 host', () => {
     expect(names).not.toContain('changing__late');
   });
 
-  it('a 2025-only remote: an auto host falls back to 2025-11-25 and works; a pinned host is refused by name', async () => {
-    const auto = await throughBridge(legacyUrl, 'auto');
-    expect(auto.client.getNegotiatedProtocolVersion()).toBe('2025-11-25');
-    expect((await auto.client.listTools()).tools.map((t) => t.name)).toContain('get_product');
-    await expect(throughBridge(legacyUrl, { pin: MODERN })).rejects.toThrow(/did not offer pinned protocol version 2026-07-28/);
-  });
 
   it("the remote's own JSON-RPC errors reach the host intact, under the host's id; a request without its version after 2026 messages is refused by the bridge", async () => {
     const host: BridgeHost = spawnBridge([modernUrl]);
@@ -183,6 +179,45 @@ describe('codemode-remote translates for a 2025 host in front of a 2026-07-28-on
     expect(listed.result).not.toHaveProperty('ttlMs');
     expect(listed.result).not.toHaveProperty('cacheScope');
     expect(host.stdout.filter((m) => typeof m.id === 'string' && m.id.startsWith('codemode-remote-'))).toEqual([]);
+  });
+});
+
+describe('codemode-remote translates for a 2026-07-28 host in front of a 2025-only remote', () => {
+  for (const mode of [{ pin: MODERN }, 'auto'] as const) {
+    it(`${typeof mode === 'string' ? mode : 'pinned'} host: discovery from initialize, list with cache hints, calls, errors, list_changed on subscriptions/listen`, async () => {
+      const { client, changes } = await throughBridge(changingLegacyUrl, mode);
+      expect(client.getNegotiatedProtocolVersion()).toBe(MODERN);
+      expect(client.getServerVersion()).toMatchObject({ name: 'changing' });
+      expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['add_tool', 'crash']));
+      const name = `back_${typeof mode === 'string' ? mode : 'pinned'}`;
+      const added = (await client.callTool({ name: 'add_tool', arguments: { name } })) as CallToolResult & { content: Array<{ text: string }> };
+      expect(added.content[0]!.text).toBe(`added ${name}`);
+      const deadline = Date.now() + 15_000;
+      while (changes() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      expect(changes()).toBeGreaterThan(0);
+      expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toContain(name);
+      // The 2025 server reports an unknown tool as a tool error; it arrives as one.
+      const unknown = (await client.callTool({ name: 'nope', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> };
+      expect(unknown.isError).toBe(true);
+      expect(unknown.content[0]!.text).toMatch(/nope/);
+    });
+  }
+
+  it('the answers a raw 2026-07-28 host sees: server/discover, resultType and the list cache hint; a legacy host still gets 2025 directly', async () => {
+    const host: BridgeHost = spawnBridge([legacyUrl]);
+    cleanups.push(() => host.kill());
+    const discovered = await host.request('server/discover', { _meta: ENVELOPE }, 15_000);
+    expect(discovered.result).toMatchObject({ supportedVersions: [MODERN], resultType: 'complete', capabilities: { tools: {} }, _meta: { 'io.modelcontextprotocol/serverInfo': { name: expect.any(String) } } });
+    const listed = await host.request('tools/list', { _meta: ENVELOPE }, 15_000);
+    expect(listed.result).toMatchObject({ resultType: 'complete', ttlMs: 0, cacheScope: 'private' });
+    expect((listed.result!.tools as Array<{ name: string }>).map((t) => t.name)).toContain('get_product');
+    const called = await host.request('tools/call', { name: 'get_product', arguments: { sku: 'KB-101' }, _meta: ENVELOPE }, 15_000);
+    expect(called.result).toMatchObject({ resultType: 'complete' });
+    expect(called.result).not.toHaveProperty('ttlMs');
+
+    const legacy = await throughBridge(legacyUrl, 'legacy');
+    expect(legacy.client.getNegotiatedProtocolVersion()).toBe('2025-11-25');
+    expect((await legacy.client.listTools()).tools.map((t) => t.name)).toContain('get_product');
   });
 });
 
