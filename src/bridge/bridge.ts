@@ -349,7 +349,9 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       return;
     }
     const refusedCode = answer.error?.code;
-    if (refusedCode === undefined || MODERN_ERROR_CODES.has(refusedCode)) {
+    // A stateless 2025 server answers server/discover itself, with "method not found": that one is a 2025 sign.
+    const legacySign = refusedCode !== undefined && (!MODERN_ERROR_CODES.has(refusedCode) || (refusedCode === -32601 && message.method === 'server/discover'));
+    if (!legacySign) {
       if (answer.error === undefined) modernAnswered = true;
       if (!internal) fromUpstream(answer);
       return;

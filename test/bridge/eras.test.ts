@@ -11,6 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/client';
 import type { CallToolResult } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawnBridge } from '../fixtures/bridge-host.js';
 import { spawnServer } from '../proxy/helpers.js';
@@ -202,6 +206,23 @@ describe('codemode-remote translates for a 2026-07-28 host in front of a 2025-on
       expect(unknown.content[0]!.text).toMatch(/nope/);
     });
   }
+
+  it('a stateless 2025 server (it answers server/discover itself, with method not found) is translated too', async () => {
+    // The v1 SDK's stateless mode: a server and transport per POST, no session.
+    const http = createServer((req, res) => {
+      const server = new McpServer({ name: 'stateless-2025', version: '1.0.0' });
+      server.registerTool('ping_me', { description: 'Answers pong' }, () => ({ content: [{ type: 'text', text: 'pong' }] }));
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+      res.once('close', () => void server.close());
+      void server.connect(transport).then(() => transport.handleRequest(req, res));
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => http.close(resolve)));
+    const { client } = await throughBridge(`http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`, { pin: MODERN });
+    expect(client.getNegotiatedProtocolVersion()).toBe(MODERN);
+    const pong = (await client.callTool({ name: 'ping_me', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> };
+    expect(pong.content[0]!.text).toBe('pong');
+  });
 
   it('the answers a raw 2026-07-28 host sees: server/discover, resultType and the list cache hint; a legacy host still gets 2025 directly', async () => {
     const host: BridgeHost = spawnBridge([legacyUrl]);
