@@ -17,7 +17,9 @@ describe('the first isolate of a process', () => {
     expect(run.status, run.stderr).toBe(0);
     const { turns, ms } = JSON.parse(run.stdout.trim()) as { turns: number; ms: number };
     expect(ms).toBeGreaterThan(0);
-    // A synchronous compile gives 0 or 1 turn; the loop turns many times while the isolate's thread works.
-    expect(turns).toBeGreaterThanOrEqual(3);
+    // A synchronous compile gives 0 or 1 turn; the loop turns many times while the isolate's thread works,
+    // and at least twice on a machine whose CPUs are busy with other work (a CI run beside other jobs
+    // measured 2).
+    expect(turns).toBeGreaterThanOrEqual(2);
   });
 });
