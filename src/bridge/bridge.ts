@@ -56,7 +56,7 @@ const LIST_METHODS: ReadonlySet<string> = new Set(['tools/list', 'prompts/list',
  * capability, header mismatch, bad params/envelope): such a refusal is passed on, never taken as a sign
  * that the remote speaks only 2025.
  */
-const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([-32020, -32021, -32022, -32602, -32601]);
+const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([-32020, -32021, -32022, -32602]);
 /** Ids of the bridge's own requests to the remote; their answers never reach the host. */
 const INTERNAL_ID_PREFIX = 'codemode-remote-';
 
@@ -140,10 +140,11 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
         for (const id of backwards.listens) write({ ...message, params: { ...message.params, _meta: { [SUBSCRIPTION_ID_META_KEY]: id } } });
         return;
       }
+      const listed = isAnswer && backwards.lists.delete(message.id!);
       if (isAnswer && message.result !== undefined) {
         // 2026-07-28 list results carry a cache hint; the bridge knows nothing of the remote's lists, so:
         // do not cache (the host hears changes on its listen stream).
-        const hint = backwards.lists.delete(message.id!) && !('ttlMs' in message.result) ? { ttlMs: 0, cacheScope: 'private' } : {};
+        const hint = listed && !('ttlMs' in message.result) ? { ttlMs: 0, cacheScope: 'private' } : {};
         message = { ...message, result: { resultType: 'complete', ...hint, ...message.result } };
       }
     }
@@ -331,9 +332,10 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
   };
 
   /**
-   * The first request of a 2026-07-28 host: sent as one, and if the remote refuses it in a way a 2026-07-28
-   * server would not (a 2025 server's "no session"), the bridge initializes a 2025 session with the host's
-   * identity instead and translates from then on. Either way the host gets one answer.
+   * A 2026-07-28 host's `server/discover` (its own, or the bridge's probe): sent as one, and if the remote
+   * refuses it in a way a 2026-07-28 server would not (a 2025 server's "no session" or "method not found"),
+   * the bridge initializes a 2025 session with the host's identity instead and translates from then on.
+   * Either way the host gets one answer.
    */
   const firstModern = async (message: JsonRpcMessage & { id: JsonRpcId }, version: string): Promise<void> => {
     const internal = typeof message.id === 'string' && message.id.startsWith(INTERNAL_ID_PREFIX);
@@ -349,9 +351,8 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       return;
     }
     const refusedCode = answer.error?.code;
-    // A stateless 2025 server answers server/discover itself, with "method not found": that one is a 2025 sign.
-    const legacySign = refusedCode !== undefined && (!MODERN_ERROR_CODES.has(refusedCode) || (refusedCode === -32601 && message.method === 'server/discover'));
-    if (!legacySign) {
+    // A 2025 server refuses server/discover for want of a session, or (stateless) with "method not found".
+    if (refusedCode === undefined || MODERN_ERROR_CODES.has(refusedCode)) {
       if (answer.error === undefined) modernAnswered = true;
       if (!internal) fromUpstream(answer);
       return;
@@ -425,10 +426,10 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       return upstream;
     })();
     if (modernFirst === undefined) {
-      // The first request tells the bridge which era the remote speaks. A listen request never answers, and a
-      // notification has nothing to learn from: the bridge asks `server/discover` itself first, with the same
-      // envelope, and keeps the answer to itself.
-      const probe = isRequest(message) && message.method !== 'subscriptions/listen';
+      // `server/discover` tells the bridge which era the remote speaks. When the host starts with anything
+      // else (a listen request never answers; a long tools/call would be held to the connect timeout), the
+      // bridge asks it itself first, with the same envelope, and keeps the answer to itself.
+      const probe = isRequest(message) && message.method === 'server/discover';
       const first = probe ? message : { jsonrpc: '2.0' as const, id: `${INTERNAL_ID_PREFIX}probe`, method: 'server/discover', params: { _meta: message.params?._meta } };
       modernFirst = firstModern(first, version).catch((err: unknown) => log.error('the first request failed', { error: describeError(err) }));
       if (probe) return;
