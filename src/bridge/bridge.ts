@@ -14,6 +14,20 @@ import type { Readable, Writable } from 'node:stream';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { LineReader } from '../wire/line-reader.js';
+import {
+  CLIENT_CAPABILITIES_META_KEY,
+  CLIENT_INFO_META_KEY,
+  LEGACY_PROTOCOL_VERSIONS,
+  LIST_METHODS,
+  LOG_LEVEL_META_KEY,
+  MODERN_ERROR_CODES,
+  MODERN_PROTOCOL_VERSION,
+  PROTOCOL_VERSION_META_KEY,
+  SERVER_INFO_META_KEY,
+  SUBSCRIPTION_ID_META_KEY,
+  modernVersionOf,
+  withoutEnvelope,
+} from '../wire/eras.js';
 import { compileToolGlobs } from '../wire/globs.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse, isRequest, isResponse } from '../wire/jsonrpc.js';
@@ -39,33 +53,8 @@ export interface Bridge {
   close(exitCode?: number): Promise<number>;
 }
 
-/** The `_meta` keys of a 2026-07-28 request's envelope, and of a result's server identity. */
-const PROTOCOL_VERSION_META_KEY = 'io.modelcontextprotocol/protocolVersion';
-const CLIENT_INFO_META_KEY = 'io.modelcontextprotocol/clientInfo';
-const CLIENT_CAPABILITIES_META_KEY = 'io.modelcontextprotocol/clientCapabilities';
-const LOG_LEVEL_META_KEY = 'io.modelcontextprotocol/logLevel';
-const SERVER_INFO_META_KEY = 'io.modelcontextprotocol/serverInfo';
-const MODERN_PROTOCOL_VERSION = '2026-07-28';
-/** The 2025-era versions a host may ask for when the bridge translates; the newest is the default. */
-const LEGACY_PROTOCOL_VERSIONS: readonly string[] = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'];
-const SUBSCRIPTION_ID_META_KEY = 'io.modelcontextprotocol/subscriptionId';
-/** The list methods whose 2026-07-28 results carry `ttlMs` and `cacheScope`. */
-const LIST_METHODS: ReadonlySet<string> = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
-/**
- * Error codes with which a 2026-07-28 server refuses a request (unsupported version, missing client
- * capability, header mismatch, bad params/envelope): such a refusal is passed on, never taken as a sign
- * that the remote speaks only 2025.
- */
-const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([-32020, -32021, -32022, -32602]);
 /** Ids of the bridge's own requests to the remote; their answers never reach the host. */
 const INTERNAL_ID_PREFIX = 'codemode-remote-';
-
-/** A message's 2026-07-28 (or later) protocol version, from its `_meta`; undefined for a 2025 message. */
-function modernVersionOf(message: JsonRpcMessage): string | undefined {
-  const meta = message.params?._meta;
-  const version = typeof meta === 'object' && meta !== null ? (meta as Record<string, unknown>)[PROTOCOL_VERSION_META_KEY] : undefined;
-  return typeof version === 'string' && version >= '2026-07-28' ? version : undefined;
-}
 
 /**
  * Starts a bridge on `io` (the process's stdin/stdout in the CLI). Nothing touches the upstream
@@ -319,16 +308,9 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       if ((typeof id === 'string' || typeof id === 'number') && b.listens.delete(id)) return;
     }
     if (isRequest(message) && LIST_METHODS.has(message.method)) b.lists.add(message.id);
-    const params = message.params as Record<string, unknown> | undefined;
-    const meta = params?._meta as Record<string, unknown> | undefined;
-    if (params === undefined || meta === undefined) {
-      forward(message);
-      return;
-    }
     // The envelope is 2026-07-28's; the 2025 session already knows the host. Other `_meta` (progressToken,
     // traceparent) passes on.
-    const rest = Object.fromEntries(Object.entries(meta).filter(([k]) => !k.startsWith('io.modelcontextprotocol/')));
-    forward({ ...message, params: { ...params, _meta: rest } });
+    forward(message.params === undefined ? message : { ...message, params: withoutEnvelope(message.params) });
   };
 
   /**

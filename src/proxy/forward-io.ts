@@ -12,6 +12,7 @@ import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { CodemodeError } from '../errors.js';
 import type { JsonRpcId } from '../wire/jsonrpc.js';
 import { wireErrorMessage } from '../wire/jsonrpc.js';
+import { writeJsonRpcError } from '../wire/http-guard.js';
 import { SseParser } from '../wire/sse.js';
 
 /** Downstream request headers that are part of the protocol and therefore forwarded; nothing else is. */
@@ -30,6 +31,34 @@ export function readAll(stream: IncomingMessage): Promise<Buffer> {
     stream.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
     stream.once('error', reject);
     stream.once('aborted', () => reject(Object.assign(new Error('the connection closed mid-answer'), { code: 'ECONNRESET' })));
+  });
+}
+
+/** The body of `req`, or undefined (after answering 413) when it is larger than `limit` bytes. */
+export function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const declared = Number(req.headers['content-length']);
+    const tooLarge = () => {
+      writeJsonRpcError(res, 413, -32600, `Request body too large: the limit is ${limit} bytes.`);
+      req.resume();
+      resolve(undefined);
+    };
+    if (Number.isFinite(declared) && declared > limit) return tooLarge();
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeListener('data', onData);
+        chunks.length = 0;
+        tooLarge();
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
+    req.once('error', reject);
   });
 }
 

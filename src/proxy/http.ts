@@ -24,9 +24,14 @@ import { createLogger } from '../log.js';
 import { createStaticBearerAuth } from '../wire/bearer.js';
 import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, jsonBodyErrorHandler, writeJsonRpcError } from '../wire/http-guard.js';
 import type { HttpServerLimits } from '../wire/http-guard.js';
+import { isModernVersionHeader } from '../wire/eras.js';
 import { compileToolGlobs } from '../wire/globs.js';
 import { httpTransportOf, isStdioConfig } from './config.js';
 import { HttpForwarder } from './forward.js';
+import { ModernHttpFront } from './modern-http.js';
+import type { ModernHttpFrontOptions } from './modern-http.js';
+import type { TranslatorStats } from './modern.js';
+import { readBody } from './forward-io.js';
 import { DEFAULT_IDLE_TIMEOUT_MS } from './proxy.js';
 import type { Proxy, ProxySession } from './proxy.js';
 
@@ -63,12 +68,16 @@ export interface ServeProxyHttpOptions extends HttpServerLimits {
    * terminates MCP on both sides with the SDK's transports.
    */
   forward?: boolean;
+  /** Bounds of the 2026-07-28 -> 2025 translation (held `input_required` calls, sessions). */
+  translation?: ModernHttpFrontOptions['translator'];
 }
 
 export interface ProxyHttpServer {
   /** The endpoint URL, e.g. `http://127.0.0.1:41234/mcp`. */
   readonly url: string;
   readonly port: number;
+  /** What the 2026-07-28 -> 2025 translation holds and has released (see modern.ts). */
+  readonly translation: TranslatorStats;
   /** Stops listening and closes every session. Idempotent. */
   close(): Promise<void>;
 }
@@ -99,34 +108,6 @@ function canForward(proxy: Proxy): boolean {
 
 function reply(res: ServerResponse, status: number, code: number, message: string): void {
   writeJsonRpcError(res, status, code, message);
-}
-
-/** The body of `req`, or undefined (after answering 413) when it is larger than `limit` bytes. */
-function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const declared = Number(req.headers['content-length']);
-    const tooLarge = () => {
-      reply(res, 413, -32600, `Request body too large: the limit is ${limit} bytes.`);
-      req.resume();
-      resolve(undefined);
-    };
-    if (Number.isFinite(declared) && declared > limit) return tooLarge();
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        req.removeListener('data', onData);
-        chunks.length = 0;
-        tooLarge();
-        return;
-      }
-      chunks.push(c);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
-    req.once('error', reject);
-  });
 }
 
 /**
@@ -229,6 +210,15 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
     });
   }
   const detach = forwarder !== undefined ? proxy.attach(forwarder) : undefined;
+  // 2026-07-28 clients: no sessions; see modern-http.ts.
+  const modern = new ModernHttpFront({
+    target: proxy.target,
+    options: proxy.options,
+    isHidden: compileToolGlobs(proxy.options.ignoreTools ?? []),
+    maxBodyBytes: maxBody,
+    ...(options.translation !== undefined ? { translator: options.translation } : {}),
+  });
+  const detachModern = proxy.attach({ sessionCount: 0, close: () => modern.close() });
 
   /** The forward path's share of the traffic: new sessions, and requests of its sessions. */
   const forward = async (fwd: HttpForwarder, req: IncomingMessage, res: ServerResponse, sid: string | undefined): Promise<void> => {
@@ -283,6 +273,14 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
       }
       principals.set(req, principal);
     }
+    if (onPath && isModernVersionHeader(req.headers['mcp-protocol-version'])) {
+      modern.handle(req, res, principals.get(req)).catch((error: unknown) => {
+        log.error('proxy HTTP request failed', { error: describeError(error) });
+        if (!res.headersSent) reply(res, 500, -32603, 'Internal error in the proxy');
+        else res.destroy();
+      });
+      return;
+    }
     if (forwarder !== undefined && onPath && (id !== undefined ? forwarder.owns(id) : req.method === 'POST')) {
       forward(forwarder, req, res, id).catch((error: unknown) => {
         log.error('proxy HTTP request failed', { error: describeError(error) });
@@ -307,6 +305,8 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
   }).catch((error: unknown) => {
     clearInterval(ownerSweep);
     detach?.();
+    detachModern();
+    void modern.close();
     throw new CodemodeError('INVALID_ARGUMENT', `Cannot listen on ${host}:${options.port ?? 0}: ${describeError(error)}`, { cause: error });
   });
   const port = (server.address() as AddressInfo).port;
@@ -315,6 +315,9 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
   return {
     url: `http://${displayHost}:${port}${path}`,
     port,
+    get translation() {
+      return modern.stats;
+    },
     close() {
       closing ??= (async () => {
         clearInterval(ownerSweep);
@@ -322,6 +325,7 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
           await proxy.close();
         } finally {
           detach?.();
+          detachModern();
           server.closeAllConnections();
           await new Promise<void>((resolve) => server.close(() => resolve()));
         }

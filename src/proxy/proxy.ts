@@ -130,7 +130,7 @@ export interface Proxy {
  * "MCP error <code>: "; re-throwing an upstream `McpError` would send the prefix and the downstream client
  * would add its own, doubling it.
  */
-class WireError extends Error {
+export class WireError extends Error {
   readonly code: number;
   readonly data: unknown;
   constructor(code: number, message: string, data?: unknown) {
@@ -477,7 +477,7 @@ class Session implements ProxySession {
   }
 }
 
-function pickHeaders(headers: Record<string, string | string[] | undefined> | undefined, allow: readonly string[]): Record<string, string> {
+export function pickHeaders(headers: Record<string, string | string[] | undefined> | undefined, allow: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   if (headers === undefined || allow.length === 0) return out;
   const wanted = new Set(allow.map((h) => h.toLowerCase()));
@@ -489,7 +489,7 @@ function pickHeaders(headers: Record<string, string | string[] | undefined> | un
 }
 
 /** Maps anything thrown while forwarding to the error the downstream receives. */
-function toWireError(error: unknown, method: string, label = 'the upstream'): WireError {
+export function toWireError(error: unknown, method: string, label = 'the upstream'): WireError {
   if (error instanceof WireError) return error;
   if (error instanceof McpError) {
     if (error.code === ErrorCode.ConnectionClosed && wireErrorMessage(error) === 'Connection closed') {

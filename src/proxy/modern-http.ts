@@ -1,0 +1,310 @@
+/**
+ * `serveProxyHttp`'s door for 2026-07-28 clients: requests whose `Mcp-Protocol-Version` header names
+ * 2026-07-28. They carry no session; each POST is one request, answered with JSON or an event stream.
+ *
+ * Which era the upstream speaks decides the path, learned once (per proxy) from a `server/discover` with the
+ * first request's envelope:
+ * - a 2026-07-28 Streamable HTTP upstream gets each request as it came (body, the `Mcp-*` headers), and its
+ *   answer goes down as it arrives: pure forwarding, with `ignoreTools` applied;
+ * - any other upstream (a stdio command, legacy SSE, a 2025 Streamable HTTP server) is reached through a
+ *   2025 session per client identity, translated by `LegacyTranslator`.
+ *
+ * Every refusal is a JSON-RPC error in the 2026-07-28 shapes: a header that disagrees with the body is
+ * `-32020` on HTTP 400, an unsupported version `-32022`.
+ *
+ * @module
+ */
+
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { createLogger } from '../log.js';
+import { MODERN_ERROR_CODES, MODERN_PROTOCOL_VERSION, ModernCode, PROTOCOL_VERSION_META_KEY } from '../wire/eras.js';
+import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
+import { RpcCode, errorResponse, isRequest } from '../wire/jsonrpc.js';
+import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
+import { describeUpstream, httpTransportOf, isStdioConfig } from './config.js';
+import { pipeFilteredLists, readAnswer, readBody, sendJson } from './forward-io.js';
+import { LegacyTranslator } from './modern.js';
+import type { LegacyTranslatorOptions, TranslatorStats } from './modern.js';
+import type { ProxyOptions } from './proxy.js';
+import { pickHeaders, toWireError } from './proxy.js';
+import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from './upstream.js';
+
+const log = createLogger('proxy');
+
+export interface ModernHttpFrontOptions {
+  target: UpstreamConfig;
+  options: ProxyOptions;
+  isHidden: (name: string) => string | undefined;
+  maxBodyBytes: number;
+  /** Overrides of the translator's bounds (held calls, sessions), for tests and operators. */
+  translator?: Pick<LegacyTranslatorOptions, 'heldTtlMs' | 'maxHeld' | 'maxHeldPerTenant' | 'maxSessions'>;
+}
+
+type Era = 'modern' | 'legacy';
+
+export class ModernHttpFront {
+  readonly #target: UpstreamConfig;
+  readonly #options: ProxyOptions;
+  readonly #isHidden: (name: string) => string | undefined;
+  readonly #maxBody: number;
+  readonly #translator: LegacyTranslator;
+  readonly #label: string;
+  /** The upstream's era, once learned (only HTTP upstreams that the message-level path can reach are asked). */
+  #era: Promise<Era> | undefined;
+  readonly #url: URL | undefined;
+  readonly #agent: HttpAgent | undefined;
+  readonly #inflight = new Set<ClientRequest>();
+
+  constructor(front: ModernHttpFrontOptions) {
+    this.#target = front.target;
+    this.#options = front.options;
+    this.#isHidden = front.isHidden;
+    this.#maxBody = front.maxBodyBytes;
+    this.#label = describeUpstream(front.target);
+    const opts = front.options;
+    this.#translator = new LegacyTranslator({
+      ...front.translator,
+      label: this.#label,
+      isHidden: front.isHidden,
+      connect: (init, headers, configure) =>
+        connectUpstream(this.#target, {
+          ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+          ...(opts.authProvider !== undefined ? { authProvider: opts.authProvider } : {}),
+          ...(opts.fetch !== undefined ? { fetch: opts.fetch } : {}),
+          ...(opts.inheritEnv !== undefined ? { inheritEnv: opts.inheritEnv } : {}),
+          ...(opts.onStderr !== undefined ? { onStderr: opts.onStderr } : {}),
+          ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
+          headers: { ...(opts.headers ?? {}), ...headers },
+          initialize: init,
+          holdInitialized: true,
+          configure,
+        }),
+    });
+    if (this.#messageLevel()) {
+      const target = this.#target as HttpUpstreamConfig;
+      this.#url = new URL(target.url);
+      this.#agent = this.#url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    } else {
+      this.#era = Promise.resolve('legacy');
+    }
+  }
+
+  get stats(): TranslatorStats {
+    return this.#translator.stats;
+  }
+
+  /** Whether a 2026-07-28 upstream can be reached by forwarding messages (no OAuth, no custom fetch, not SSE). */
+  #messageLevel(): boolean {
+    const target = this.#target;
+    if (isStdioConfig(target) || httpTransportOf(target) === 'sse') return false;
+    return this.#options.authProvider === undefined && this.#options.fetch === undefined;
+  }
+
+  async close(): Promise<void> {
+    for (const req of this.#inflight) req.destroy();
+    this.#agent?.destroy();
+    await this.#translator.close();
+  }
+
+  /** Serves one 2026-07-28 HTTP request. `principal` is the bearer token's principal, when auth is on. */
+  async handle(req: IncomingMessage, res: ServerResponse, principal: string | undefined): Promise<void> {
+    if (req.method !== 'POST') {
+      sendJson(
+        res,
+        405,
+        errorResponse(null, RpcCode.InvalidRequest, `MCP ${MODERN_PROTOCOL_VERSION} over HTTP is POST only: it has no sessions and no standalone stream (use subscriptions/listen for notifications).`),
+        { allow: 'POST' },
+      );
+      return;
+    }
+    const raw = await readBody(req, res, this.#maxBody);
+    if (raw === undefined) return;
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      sendJson(res, 400, errorResponse(null, RpcCode.ParseError, 'Parse error: the request body is not JSON'));
+      return;
+    }
+    if (typeof body !== 'object' || body === null || Array.isArray(body) || (body as JsonRpcMessage).jsonrpc !== '2.0') {
+      sendJson(res, 400, errorResponse(null, RpcCode.InvalidRequest, `Invalid request: MCP ${MODERN_PROTOCOL_VERSION} takes one JSON-RPC 2.0 message per POST (no batches).`));
+      return;
+    }
+    const message = body as JsonRpcMessage;
+    if (!isRequest(message)) {
+      // Notifications need no answer here (cancellation over HTTP is closing the stream); a client sends no responses.
+      if (typeof message.method === 'string' && (message.id === undefined || message.id === null)) res.writeHead(202).end();
+      else sendJson(res, 400, errorResponse(null, RpcCode.InvalidRequest, `Invalid request: a ${MODERN_PROTOCOL_VERSION} client sends requests and notifications only.`));
+      return;
+    }
+    const mismatch = headerMismatch(req, message);
+    if (mismatch !== undefined) {
+      sendJson(res, 400, errorResponse(message.id, ModernCode.HeaderMismatch, mismatch));
+      return;
+    }
+    if (message.method === 'tools/call') {
+      const name = message.params?.name;
+      const hiddenBy = typeof name === 'string' ? this.#isHidden(name) : undefined;
+      if (hiddenBy !== undefined) {
+        sendJson(res, 200, errorResponse(message.id, RpcCode.InvalidParams, `Tool "${name as string}" is not available through this proxy (hidden by ignoreTools pattern "${hiddenBy}").`));
+        return;
+      }
+    }
+    const headers = pickHeaders(req.headers, this.#options.forwardHeaders ?? []);
+    let era: Era;
+    try {
+      era = await this.#learnEra(message, headers);
+    } catch (error) {
+      const wire = toWireError(error, 'server/discover', this.#label);
+      sendJson(res, 200, errorResponse(message.id, wire.code, `The proxy could not reach the upstream to learn its protocol era: ${wire.message}`, wire.data));
+      return;
+    }
+    if (era === 'modern') await this.#forward(req, res, message, raw, headers);
+    else await this.#translate(req, res, message, principal, headers);
+  }
+
+  /**
+   * The upstream's era: asks `server/discover` once with this request's envelope. An answer, or a refusal
+   * only a 2026-07-28 server gives, means modern; any other refusal (no session, method not found, HTTP 4xx)
+   * means a 2025 server. A failure to reach it is not remembered.
+   */
+  #learnEra(message: JsonRpcMessage, headers: Record<string, string>): Promise<Era> {
+    this.#era ??= this.#probe(message, headers).catch((error: unknown) => {
+      this.#era = undefined;
+      throw error;
+    });
+    return this.#era;
+  }
+
+  async #probe(message: JsonRpcMessage, headers: Record<string, string>): Promise<Era> {
+    const probe = { jsonrpc: '2.0', id: 'codemode-proxy-discover', method: 'server/discover', params: { _meta: message.params?._meta ?? {} } };
+    const timeoutMs = this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const { res, req } = await this.#post(
+      { ...this.#upstreamHeaders(headers), 'mcp-protocol-version': MODERN_PROTOCOL_VERSION, 'mcp-method': 'server/discover' },
+      Buffer.from(JSON.stringify(probe)),
+      AbortSignal.timeout(timeoutMs),
+    );
+    try {
+      const status = res.statusCode ?? 0;
+      const type = String(res.headers['content-type'] ?? '');
+      if (!type.includes('json') && !type.includes('event-stream')) {
+        res.resume();
+        if (status >= 500) throw new Error(`HTTP ${status} from ${this.#label}`);
+        log.info('the upstream refused server/discover; speaking MCP 2025 to it', { status });
+        return 'legacy';
+      }
+      const answer = (await readAnswer(res, probe.id)).message as JsonRpcMessage;
+      const versions = (answer.result as { supportedVersions?: unknown } | undefined)?.supportedVersions;
+      if ((Array.isArray(versions) && versions.includes(MODERN_PROTOCOL_VERSION)) || (answer.error !== undefined && MODERN_ERROR_CODES.has(answer.error.code))) {
+        log.info('the upstream speaks MCP 2026-07-28; forwarding 2026-07-28 requests as they are');
+        return 'modern';
+      }
+      if (status >= 500) throw new Error(`HTTP ${status} from ${this.#label}: ${answer.error?.message ?? 'no answer'}`);
+      log.info('the upstream does not speak MCP 2026-07-28; translating onto 2025 sessions', { status, code: answer.error?.code });
+      return 'legacy';
+    } finally {
+      req.destroy();
+    }
+  }
+
+  #upstreamHeaders(forwarded: Record<string, string>): OutgoingHttpHeaders {
+    const target = this.#target as HttpUpstreamConfig;
+    return { ...(target.headers ?? {}), ...(this.#options.headers ?? {}), ...forwarded, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  }
+
+  #post(headers: OutgoingHttpHeaders, body: Buffer, signal: AbortSignal): Promise<{ res: IncomingMessage; req: ClientRequest }> {
+    const url = this.#url!;
+    const send = url.protocol === 'https:' ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(url, { method: 'POST', headers: { ...headers, 'content-length': body.length }, agent: this.#agent, signal });
+      this.#inflight.add(req);
+      req.once('close', () => this.#inflight.delete(req));
+      req.once('response', (res) => resolve({ res, req }));
+      req.once('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** Same era on both sides: the request goes up as it came, the answer down as it arrives. */
+  async #forward(req: IncomingMessage, res: ServerResponse, message: JsonRpcMessage & { id: JsonRpcId; method: string }, raw: Buffer, forwarded: Record<string, string>): Promise<void> {
+    const headers = this.#upstreamHeaders(forwarded);
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (name.startsWith('mcp-') && name !== 'mcp-session-id' && value !== undefined) headers[name] = value;
+    }
+    const gone = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    let answer: { res: IncomingMessage; req: ClientRequest };
+    try {
+      answer = await this.#post(headers, raw, gone.signal);
+    } catch (error) {
+      if (gone.signal.aborted) return;
+      const wire = toWireError(error, message.method, this.#label);
+      sendJson(res, 200, errorResponse(message.id, wire.code, wire.message, wire.data));
+      return;
+    }
+    const up = answer.res;
+    const down: OutgoingHttpHeaders = {};
+    for (const name of ['content-type', 'cache-control', 'mcp-protocol-version']) {
+      const v = up.headers[name];
+      if (v !== undefined) down[name] = v;
+    }
+    res.writeHead(up.statusCode ?? 502, down);
+    up.once('error', () => res.destroy());
+    if (message.method === 'tools/list' && up.statusCode === 200) pipeFilteredLists(up, res, new Set([message.id]), this.#isHidden);
+    else up.pipe(res);
+  }
+
+  /** A 2025 upstream: the translator answers, with notifications on an event stream when the client takes one. */
+  async #translate(req: IncomingMessage, res: ServerResponse, message: JsonRpcMessage & { id: JsonRpcId; method: string }, principal: string | undefined, headers: Record<string, string>): Promise<void> {
+    const streams = String(req.headers.accept ?? '').includes('text/event-stream');
+    if (message.method === 'subscriptions/listen' && !streams) {
+      sendJson(res, 400, errorResponse(message.id, RpcCode.InvalidRequest, 'subscriptions/listen answers with an event stream: send Accept: text/event-stream.'));
+      return;
+    }
+    const gone = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    let streaming = false;
+    const event = (m: JsonRpcMessage): string => `event: message\ndata: ${JSON.stringify(m)}\n\n`;
+    const notify = (m: JsonRpcMessage): void => {
+      if (!streams || res.writableEnded || res.destroyed) return;
+      if (!streaming) {
+        streaming = true;
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'mcp-protocol-version': MODERN_PROTOCOL_VERSION });
+        res.flushHeaders();
+      }
+      res.write(event(m));
+    };
+    const tenant = JSON.stringify([principal ?? '', headers]);
+    const answer = await this.#translator.answer({ request: message, tenant, headers, notify, signal: gone.signal });
+    if (res.writableEnded || res.destroyed) return;
+    if (answer === undefined) {
+      res.end();
+      return;
+    }
+    if (streaming) res.end(event(answer));
+    else sendJson(res, 200, answer, { 'mcp-protocol-version': MODERN_PROTOCOL_VERSION });
+  }
+}
+
+/**
+ * Where the request's headers disagree with its body (2026-07-28 requires `Mcp-Protocol-Version` to match the
+ * envelope and `Mcp-Method` the method), the reason; undefined when they agree.
+ */
+function headerMismatch(req: IncomingMessage, message: JsonRpcMessage & { method: string }): string | undefined {
+  const header = req.headers['mcp-protocol-version'];
+  const version = (message.params?._meta as Record<string, unknown> | undefined)?.[PROTOCOL_VERSION_META_KEY];
+  if (version !== header) {
+    return `The Mcp-Protocol-Version header (${String(header)}) does not match _meta["${PROTOCOL_VERSION_META_KEY}"] (${JSON.stringify(version ?? null)}).`;
+  }
+  const method = req.headers['mcp-method'];
+  if (method !== message.method) {
+    return method === undefined ? `The Mcp-Method header is missing: it must be ${message.method}.` : `The Mcp-Method header (${String(method)}) does not match the method in the body (${message.method}).`;
+  }
+  return undefined;
+}

@@ -1,0 +1,78 @@
+/**
+ * The two protocol eras as SDK-free constants and helpers, shared by the bridge and the proxy where they
+ * translate between a 2025 session and 2026-07-28's stateless requests.
+ *
+ * In 2026-07-28 every request carries its protocol version and the client's identity in `params._meta` (the
+ * envelope), list results carry a cache hint (`ttlMs`, `cacheScope`), every result says what it is
+ * (`resultType`), and a server that needs the client's input answers `input_required` instead of sending a
+ * request of its own.
+ *
+ * @module
+ */
+
+import type { JsonRpcMessage } from './jsonrpc.js';
+
+/** The `_meta` keys of a 2026-07-28 request's envelope, and of a result's server identity. */
+export const PROTOCOL_VERSION_META_KEY = 'io.modelcontextprotocol/protocolVersion';
+export const CLIENT_INFO_META_KEY = 'io.modelcontextprotocol/clientInfo';
+export const CLIENT_CAPABILITIES_META_KEY = 'io.modelcontextprotocol/clientCapabilities';
+export const LOG_LEVEL_META_KEY = 'io.modelcontextprotocol/logLevel';
+export const SERVER_INFO_META_KEY = 'io.modelcontextprotocol/serverInfo';
+export const SUBSCRIPTION_ID_META_KEY = 'io.modelcontextprotocol/subscriptionId';
+/** The prefix every key of the envelope shares: a 2025 session is told none of them. */
+export const ENVELOPE_KEY_PREFIX = 'io.modelcontextprotocol/';
+
+export const MODERN_PROTOCOL_VERSION = '2026-07-28';
+/** The 2025-era versions, oldest first; the newest is what a translator asks a 2025 server for. */
+export const LEGACY_PROTOCOL_VERSIONS: readonly string[] = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25'];
+
+/** The list methods whose 2026-07-28 results carry `ttlMs` and `cacheScope`. */
+export const LIST_METHODS: ReadonlySet<string> = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
+
+/** The 2026-07-28 error codes: header/body mismatch, a missing client capability, an unsupported version. */
+export const ModernCode = {
+  HeaderMismatch: -32020,
+  MissingRequiredClientCapability: -32021,
+  UnsupportedProtocolVersion: -32022,
+} as const;
+
+/**
+ * Error codes with which a 2026-07-28 server refuses a request (unsupported version, missing client
+ * capability, header mismatch, bad params/envelope): such a refusal is passed on, never taken as a sign
+ * that the server speaks only 2025.
+ */
+export const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([-32020, -32021, -32022, -32602]);
+
+/** A message's 2026-07-28 (or later) protocol version, from its `_meta`; undefined for a 2025 message. */
+export function modernVersionOf(message: JsonRpcMessage): string | undefined {
+  const meta = message.params?._meta;
+  const version = typeof meta === 'object' && meta !== null ? (meta as Record<string, unknown>)[PROTOCOL_VERSION_META_KEY] : undefined;
+  return typeof version === 'string' && version >= MODERN_PROTOCOL_VERSION ? version : undefined;
+}
+
+/** Whether an `Mcp-Protocol-Version` header value names 2026-07-28 or later. */
+export function isModernVersionHeader(value: string | string[] | undefined): boolean {
+  return typeof value === 'string' && value >= MODERN_PROTOCOL_VERSION && /^\d{4}-\d{2}-\d{2}$/.test(value);
+}
+
+/**
+ * `params` without the envelope's keys in `_meta` (a 2025 session already knows the client); other `_meta`
+ * (progressToken, traceparent) stays. `_meta` is dropped when nothing else is in it.
+ */
+export function withoutEnvelope(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (params === undefined) return undefined;
+  const meta = params._meta;
+  if (typeof meta !== 'object' || meta === null) return params;
+  const rest = Object.fromEntries(Object.entries(meta).filter(([k]) => !k.startsWith(ENVELOPE_KEY_PREFIX)));
+  const { _meta: _dropped, ...others } = params;
+  return Object.keys(rest).length > 0 ? { ...others, _meta: rest } : others;
+}
+
+/**
+ * A 2025 result as a 2026-07-28 one: `resultType: 'complete'`, and on list results a cache hint that says
+ * "do not cache" (the translator learns of changes only through list_changed, which reaches listeners).
+ */
+export function asModernResult(method: string, result: Record<string, unknown>): Record<string, unknown> {
+  const hint = LIST_METHODS.has(method) && !('ttlMs' in result) ? { ttlMs: 0, cacheScope: 'private' } : {};
+  return { resultType: 'complete', ...hint, ...result };
+}

@@ -1,0 +1,259 @@
+/**
+ * `codemode proxy --http` serves 2026-07-28 clients (issue 14): in front of a 2025 upstream it translates
+ * (server/discover from initialize, resultType and cache hints, progress, list changes on
+ * subscriptions/listen, an upstream elicitation as input_required with a sealed requestState); in front of a
+ * 2026-07-28 upstream it forwards. Real processes upstream (server-everything over stdio, the changing
+ * fixture, the v2 2026-only fixture over HTTP); the proxy in this process; the v2 SDK client pinned to
+ * 2026-07-28, and raw HTTP for the wire rules and the requestState faults.
+ */
+import { fileURLToPath } from 'node:url';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import type { CallToolResult } from '@modelcontextprotocol/client';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createProxy } from '../../src/proxy/proxy.js';
+import { serveProxyHttp } from '../../src/proxy/http.js';
+import type { ProxyHttpServer, ServeProxyHttpOptions } from '../../src/proxy/http.js';
+import { EVERYTHING, NODE, spawnServer } from './helpers.js';
+import type { ChildServer } from './helpers.js';
+
+const MODERN = '2026-07-28';
+const CHANGING = fileURLToPath(new URL('../server/fixtures/changing-server.mjs', import.meta.url));
+const MODERN_ONLY = fileURLToPath(new URL('../fixtures/modern-upstream.ts', import.meta.url));
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
+});
+
+let modernUpstream: ChildServer;
+beforeAll(async () => {
+  modernUpstream = await spawnServer(['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--port', '0'], /listening on (http:\/\/\S+?\/mcp)/, {}, 30_000);
+}, 40_000);
+afterAll(async () => {
+  await modernUpstream?.stop();
+});
+
+async function proxyTo(target: unknown, options: Parameters<typeof createProxy>[1] = {}, http: ServeProxyHttpOptions = {}): Promise<ProxyHttpServer> {
+  const server = await serveProxyHttp(createProxy(target, options), http);
+  cleanups.push(() => server.close());
+  return server;
+}
+
+function modernClient(capabilities: Record<string, unknown> = {}): Client {
+  const client = new Client({ name: 'proxy-eras', version: '1.0.0' }, { versionNegotiation: { mode: { pin: MODERN } }, capabilities });
+  cleanups.push(() => client.close());
+  return client;
+}
+
+const ENVELOPE = (capabilities: Record<string, unknown> = {}) => ({
+  'io.modelcontextprotocol/protocolVersion': MODERN,
+  'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1.0.0' },
+  'io.modelcontextprotocol/clientCapabilities': capabilities,
+});
+
+/** A JSON-RPC answer as these tests read it. */
+interface Answer {
+  result: {
+    resultType?: string;
+    requestState?: string;
+    inputRequests?: Record<string, { method: string }>;
+    content?: unknown;
+    _meta?: Record<string, { name?: string }>;
+    [key: string]: unknown;
+  };
+  error: { code: number; message: string; data?: unknown };
+}
+
+let nextId = 1;
+/** One raw 2026-07-28 request; the JSON answer (or the last message of an event stream). */
+async function post(url: string, method: string, params: Record<string, unknown>, headers: Record<string, string> = {}): Promise<{ status: number; body: Answer }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': MODERN, 'mcp-method': method, ...headers },
+    body: JSON.stringify({ jsonrpc: '2.0', id: nextId++, method, params }),
+  });
+  const text = await res.text();
+  if ((res.headers.get('content-type') ?? '').includes('event-stream')) {
+    const data = text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)) as unknown);
+    return { status: res.status, body: data.at(-1) as Answer };
+  }
+  return { status: res.status, body: (text === '' ? {} : JSON.parse(text)) as Answer };
+}
+
+const ELICIT = { name: 'trigger-elicitation-request', arguments: {} };
+const everything = { command: NODE, args: [EVERYTHING, 'stdio'] };
+
+describe('codemode proxy: a 2026-07-28 client in front of a 2025 upstream', () => {
+  it('discovers, lists (with ignoreTools and the cache hint), calls with progress, gets tool errors, and is asked for input as input_required', async () => {
+    const proxy = await proxyTo(everything, { ignoreTools: ['get-env'] });
+    const client = modernClient({ elicitation: { form: {} } });
+    let asked: unknown;
+    client.setRequestHandler('elicitation/create', (request) => {
+      asked = request.params;
+      return { action: 'accept', content: { name: 'Ada' } };
+    });
+    await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+    expect(client.getNegotiatedProtocolVersion()).toBe(MODERN);
+    expect(client.getServerVersion()?.name).toMatch(/everything/i);
+    expect(client.getServerCapabilities()?.tools).toBeDefined();
+
+    const names = (await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name);
+    expect(names).toEqual(expect.arrayContaining(['echo', 'get-sum', 'trigger-long-running-operation', 'trigger-elicitation-request']));
+    expect(names).not.toContain('get-env');
+    await expect(client.callTool({ name: 'get-env', arguments: {} })).rejects.toThrow(/hidden by ignoreTools/);
+
+    const sum = (await client.callTool({ name: 'get-sum', arguments: { a: 2, b: 40 } })) as CallToolResult;
+    expect(JSON.stringify(sum.content)).toContain('42');
+
+    const steps: number[] = [];
+    const long = (await client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 0.3, steps: 3 } }, { onprogress: (p) => steps.push(p.progress) })) as CallToolResult;
+    expect(long.isError ?? false).toBe(false);
+    expect(steps).toEqual([1, 2, 3]);
+
+    // Bad arguments: the upstream's tool error comes through as a result with isError.
+    const bad = (await client.callTool({ name: 'get-sum', arguments: { a: 'x' } })) as CallToolResult;
+    expect(bad.isError).toBe(true);
+
+    // The upstream's elicitation/create during the call: input_required, answered by the client's handler, retried.
+    const elicited = (await client.callTool(ELICIT)) as CallToolResult;
+    expect(asked).toMatchObject({ message: expect.stringContaining('Please provide'), requestedSchema: { type: 'object' } });
+    expect(JSON.stringify(elicited.content)).toContain('Name: Ada');
+  }, 60_000);
+
+  it('raw wire: resultType and cache hints; header mismatches are -32020 on 400; an unknown version is -32022; GET is 405', async () => {
+    const proxy = await proxyTo(everything);
+    const listed = await post(proxy.url, 'tools/list', { _meta: ENVELOPE() });
+    expect(listed.status).toBe(200);
+    expect(listed.body.result).toMatchObject({ resultType: 'complete', ttlMs: 0, cacheScope: 'private' });
+    const discovered = await post(proxy.url, 'server/discover', { _meta: ENVELOPE() });
+    expect(discovered.body.result).toMatchObject({ resultType: 'complete', supportedVersions: [MODERN], capabilities: { tools: expect.any(Object) } });
+    expect(discovered.body.result._meta?.['io.modelcontextprotocol/serverInfo']?.name).toMatch(/everything/i);
+
+    const wrongMethod = await post(proxy.url, 'tools/list', { _meta: ENVELOPE() }, { 'mcp-method': 'tools/call' });
+    expect(wrongMethod.status).toBe(400);
+    expect(wrongMethod.body.error).toMatchObject({ code: -32020, message: expect.stringContaining('Mcp-Method') });
+    const wrongVersion = await post(proxy.url, 'tools/list', { _meta: { ...ENVELOPE(), 'io.modelcontextprotocol/protocolVersion': '2026-01-01' } });
+    expect(wrongVersion.status).toBe(400);
+    expect(wrongVersion.body.error.code).toBe(-32020);
+    const future = await post(proxy.url, 'tools/list', { _meta: { ...ENVELOPE(), 'io.modelcontextprotocol/protocolVersion': '2027-01-01' } }, { 'mcp-protocol-version': '2027-01-01' });
+    expect(future.body.error).toMatchObject({ code: -32022, data: { supported: [MODERN] } });
+    const get = await fetch(proxy.url, { headers: { 'mcp-protocol-version': MODERN } });
+    expect(get.status).toBe(405);
+    expect(((await get.json()) as { error: { message: string } }).error.message).toMatch(/POST only/);
+  }, 60_000);
+
+  it('requestState: the retry answers the held call; tampered, replayed, foreign and expired ones are refused by name; an unanswered call is released and counted', async () => {
+    const proxy = await proxyTo(everything, {}, { translation: { heldTtlMs: 1500 } });
+    const caps = { elicitation: { form: {} } };
+    const first = await post(proxy.url, 'tools/call', { ...ELICIT, _meta: ENVELOPE(caps) }, { 'mcp-name': ELICIT.name });
+    expect(first.body.result).toMatchObject({ resultType: 'input_required', requestState: expect.any(String) });
+    expect(proxy.translation).toMatchObject({ held: 1, inflight: 1, expired: 0 });
+    const [key, request] = Object.entries(first.body.result.inputRequests ?? {})[0]!;
+    expect(request.method).toBe('elicitation/create');
+    const state = first.body.result.requestState!;
+    const retry = (requestState: string, envelope = ENVELOPE(caps)) =>
+      post(proxy.url, 'tools/call', { ...ELICIT, _meta: envelope, requestState, inputResponses: { [key]: { action: 'accept', content: { name: 'Grace' } } } });
+
+    const tampered = state.slice(0, 5) + (state[5] === 'A' ? 'B' : 'A') + state.slice(6);
+    expect((await retry(tampered)).body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/altered|not issued/) });
+    const done = await retry(state);
+    expect(done.body.result).toMatchObject({ resultType: 'complete' });
+    expect(JSON.stringify(done.body.result.content)).toContain('Name: Grace');
+    expect((await retry(state)).body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/already used/) });
+
+    // A client that never retries: released after heldTtlMs, counted; its late retry is refused as expired.
+    const abandoned = await post(proxy.url, 'tools/call', { ...ELICIT, _meta: ENVELOPE(caps) });
+    expect(abandoned.body.result.resultType).toBe('input_required');
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(proxy.translation).toMatchObject({ held: 0, expired: 1 });
+    const late = await retry(abandoned.body.result.requestState!);
+    expect(late.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/expired/) });
+    expect(proxy.translation.inflight).toBe(0);
+  }, 60_000);
+
+  it('a bearer-authenticated tenant cannot use another tenant\'s requestState', async () => {
+    const proxy = await proxyTo(everything, {}, { authTokens: ['token-a', 'token-b'] });
+    const caps = { elicitation: { form: {} } };
+    const first = await post(proxy.url, 'tools/call', { ...ELICIT, _meta: ENVELOPE(caps) }, { authorization: 'Bearer token-a' });
+    expect(first.body.result.resultType).toBe('input_required');
+    const [key] = Object.keys(first.body.result.inputRequests ?? {});
+    const stolen = await post(
+      proxy.url,
+      'tools/call',
+      { ...ELICIT, _meta: ENVELOPE(caps), requestState: first.body.result.requestState, inputResponses: { [key!]: { action: 'decline' } } },
+      { authorization: 'Bearer token-b' },
+    );
+    expect(stolen.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/another client/) });
+  }, 60_000);
+
+  it('upstream list changes reach subscriptions/listen', async () => {
+    const proxy = await proxyTo({ command: NODE, args: [CHANGING] });
+    let changes = 0;
+    const client = new Client(
+      { name: 'proxy-eras', version: '1.0.0' },
+      { versionNegotiation: { mode: { pin: MODERN } }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changes++ } } },
+    );
+    cleanups.push(() => client.close());
+    await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+    const added = (await client.callTool({ name: 'add_tool', arguments: { name: 'fresh' } })) as CallToolResult;
+    expect(JSON.stringify(added.content)).toContain('added fresh');
+    const deadline = Date.now() + 10_000;
+    while (changes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(changes).toBeGreaterThan(0);
+    expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toContain('fresh');
+  }, 60_000);
+
+  it('cancelling a call (closing its request) cancels it upstream; the next call is served', async () => {
+    const proxy = await proxyTo(everything);
+    const client = modernClient();
+    await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+    const controller = new AbortController();
+    const started = Date.now();
+    const pending = client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 20, steps: 20 } }, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 300);
+    await expect(pending).rejects.toThrow();
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // The upstream call was given up (notifications/cancelled), not left running for its 20 s.
+    const deadline = Date.now() + 5000;
+    while (proxy.translation.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(proxy.translation.inflight).toBe(0);
+    const sum = (await client.callTool({ name: 'get-sum', arguments: { a: 1, b: 2 } })) as CallToolResult;
+    expect(JSON.stringify(sum.content)).toContain('3');
+  }, 60_000);
+});
+
+describe('codemode proxy: a 2026-07-28 client in front of a 2026-07-28 upstream', () => {
+  it('forwards as it is: discover, list (ignoreTools applied), call with the envelope intact, errors, list changes', async () => {
+    const proxy = await proxyTo({ url: modernUpstream.url }, { ignoreTools: ['whoami'] });
+    let changes = 0;
+    const client = new Client(
+      { name: 'proxy-eras-modern', version: '2.0.0' },
+      { versionNegotiation: { mode: { pin: MODERN } }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changes++ } } },
+    );
+    cleanups.push(() => client.close());
+    await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+    expect(client.getServerVersion()?.name).toBe('modern-upstream');
+    const names = (await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name);
+    expect(names).toEqual(expect.arrayContaining(['echo', 'add_tool']));
+    expect(names).not.toContain('whoami');
+    await expect(client.callTool({ name: 'whoami', arguments: {} })).rejects.toThrow(/hidden by ignoreTools/);
+    const echoed = (await client.callTool({ name: 'echo', arguments: { text: 'hi' } })) as CallToolResult;
+    expect(echoed.structuredContent).toMatchObject({ text: 'hi' });
+    await expect(client.callTool({ name: 'nope', arguments: {} })).rejects.toThrow(/Unknown tool: nope/);
+    await client.callTool({ name: 'add_tool', arguments: { name: 'via_proxy' } });
+    const deadline = Date.now() + 10_000;
+    while (changes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(changes).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a 2025 client of the same proxy still gets its session (the upstream refuses initialize loudly)', async () => {
+    const proxy = await proxyTo({ url: modernUpstream.url });
+    const raw = await fetch(proxy.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'old', version: '1' } } }),
+    });
+    const answer = (await raw.json()) as { error?: { message: string } };
+    expect(answer.error?.message).toMatch(/-32022|Unsupported protocol version/);
+  }, 60_000);
+});
