@@ -34,7 +34,7 @@ import type { Json } from './forward-io.js';
 import { ForwardSession } from './forward-session.js';
 import type { ForwardSessionOwner } from './forward-session.js';
 import { RawHttpPool } from './raw-http.js';
-import { classifyConnectError, classifyRequestError, DEFAULT_CONNECT_TIMEOUT_MS, isSessionExpiredError } from './upstream.js';
+import { classifyConnectError, classifyRequestError, DEFAULT_CONNECT_TIMEOUT_MS, isModernOnlyRefusal, isSessionExpiredError } from './upstream.js';
 
 const log = createLogger('proxy');
 
@@ -53,6 +53,8 @@ export interface ForwarderOptions {
    * the SDK path takes the request over (it tries legacy SSE and classifies both answers).
    */
   fallback?: (req: IncomingMessage, res: ServerResponse, body: unknown) => void;
+  /** Called with a downstream `initialize` that a 2026-07-28-only upstream refused: the SDK path translates. */
+  modernFallback?: (req: IncomingMessage, res: ServerResponse, body: unknown) => void;
 }
 
 interface UpstreamAnswer {
@@ -197,6 +199,11 @@ export class HttpForwarder implements ForwardSessionOwner {
       if ((status === 404 || status === 405) && this.#options.fallback !== undefined) {
         // `auto`: the SDK path retries as legacy SSE and classifies both answers.
         this.#options.fallback(req, res, body);
+        return;
+      }
+      if (isModernOnlyRefusal(error) && this.#options.modernFallback !== undefined) {
+        // A 2026-07-28-only upstream: the SDK path connects it with the v2 client and translates.
+        this.#options.modernFallback(req, res, body);
         return;
       }
       if (error instanceof McpError && error.code !== ErrorCode.RequestTimeout) {

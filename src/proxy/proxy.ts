@@ -34,8 +34,10 @@ import { wireErrorMessage } from '../wire/jsonrpc.js';
 import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
 import { describeUpstream, parseUpstreamConfig } from './config.js';
 import type { UpstreamConfig } from './config.js';
-import { classifyRequestError, connectUpstream, isSessionExpiredError } from './upstream.js';
+import { classifyRequestError, connectUpstream, isModernOnlyRefusal, isSessionExpiredError } from './upstream.js';
 import type { ConnectUpstreamOptions, UpstreamConnection } from './upstream.js';
+import type { NegotiatedClient, UpstreamClient } from './negotiated-client.js';
+import { LEGACY_PROTOCOL_VERSIONS, LOG_LEVEL_META_KEY } from '../wire/eras.js';
 
 const log = createLogger('proxy');
 
@@ -79,7 +81,7 @@ export interface ProxySession {
   /** The MCP server facing the downstream client. */
   readonly server: Server;
   /** The upstream connection, once the downstream initialized (and while it is alive). */
-  readonly upstream: UpstreamConnection | undefined;
+  readonly upstream: UpstreamConnection<UpstreamClient> | undefined;
   /** Closes both sides. Idempotent. */
   close(): Promise<void>;
   /** Resolves when the session closed, for whatever reason. */
@@ -151,8 +153,15 @@ class Session implements ProxySession {
   readonly server: ForwardingServer;
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
-  #upstream: UpstreamConnection | undefined;
-  #connecting: Promise<UpstreamConnection> | undefined;
+  #upstream: UpstreamConnection<UpstreamClient> | undefined;
+  #connecting: Promise<UpstreamConnection<UpstreamClient>> | undefined;
+  /**
+   * Set when the upstream speaks only 2026-07-28: the session reaches it with the v2 client (which retries
+   * `input_required` after asking this downstream through server-to-client requests).
+   */
+  #modern = false;
+  /** The level a 2025 downstream set with `logging/setLevel`, sent in each request's envelope to a 2026-07-28 upstream. */
+  #modernLogLevel: string | undefined;
   #initParams: InitializeRequest['params'] | undefined;
   #headers: Record<string, string> = {};
   #closing: Promise<void> | undefined;
@@ -189,7 +198,11 @@ class Session implements ProxySession {
       this.#headers = pickHeaders(extra.requestInfo?.headers, this.#proxy.options.forwardHeaders ?? []);
       try {
         const upstream = await this.#ensureUpstream();
-        return upstream.initializeResult as InitializeResult & Record<string, unknown>;
+        if (!this.#modern) return upstream.initializeResult as InitializeResult & Record<string, unknown>;
+        // A 2026-07-28 upstream: the downstream gets the 2025 version it asked for (or the newest one).
+        const asked = request.params.protocolVersion;
+        const protocolVersion = LEGACY_PROTOCOL_VERSIONS.includes(asked) ? asked : LEGACY_PROTOCOL_VERSIONS.at(-1)!;
+        return { ...upstream.initializeResult, protocolVersion } as InitializeResult & Record<string, unknown>;
       } catch (error) {
         // Failed: the client may try initialize again on this connection once the upstream is fixed.
         this.#initParams = undefined;
@@ -198,7 +211,13 @@ class Session implements ProxySession {
     });
     server.fallbackRequestHandler = async (request, extra) => {
       this.#touch();
-      if (request.method === 'ping' && this.#upstream === undefined) return {};
+      if (request.method === 'ping' && (this.#upstream === undefined || this.#modern)) return {};
+      if (request.method === 'logging/setLevel' && this.#modern) {
+        // 2026-07-28 has no setLevel: the v2 client sends the level with every request from now on.
+        const level = (request.params as { level?: unknown } | undefined)?.level;
+        if (typeof level === 'string') this.#modernLogLevel = level;
+        return {};
+      }
       if (this.#initParams === undefined) {
         throw new McpError(ErrorCode.InvalidRequest, `Received ${request.method} before initialize`);
       }
@@ -218,8 +237,9 @@ class Session implements ProxySession {
     server.fallbackNotificationHandler = async (notification) => {
       this.#touch();
       const upstream = this.#upstream;
-      if (upstream === undefined) return;
-      await upstream.client.notification(notification as Notification).catch((error: unknown) => {
+      // A 2026-07-28 upstream takes no notifications: cancellation aborts the request itself.
+      if (upstream === undefined || this.#modern) return;
+      await (upstream.client as Client).notification(notification as Notification).catch((error: unknown) => {
         log.debug('could not forward notification upstream', { method: notification.method, error: describeError(error) });
       });
     };
@@ -235,12 +255,12 @@ class Session implements ProxySession {
     };
   }
 
-  get upstream(): UpstreamConnection | undefined {
+  get upstream(): UpstreamConnection<UpstreamClient> | undefined {
     return this.#upstream;
   }
 
   /** Connects (or reconnects) the upstream once, however many requests wait for it. */
-  #ensureUpstream(): Promise<UpstreamConnection> {
+  #ensureUpstream(): Promise<UpstreamConnection<UpstreamClient>> {
     if (this.#upstream !== undefined) return Promise.resolve(this.#upstream);
     if (this.#closing !== undefined) return Promise.reject(new WireError(ErrorCode.ConnectionClosed, 'The proxy session is closed'));
     this.#connecting ??= this.#connect().finally(() => {
@@ -249,9 +269,9 @@ class Session implements ProxySession {
     return this.#connecting;
   }
 
-  async #connect(): Promise<UpstreamConnection> {
+  async #connect(): Promise<UpstreamConnection<UpstreamClient>> {
     const { options, target } = this.#proxy;
-    let connection: UpstreamConnection;
+    let connection: UpstreamConnection<UpstreamClient>;
     try {
       connection = await connectUpstream(target, {
         ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
@@ -266,11 +286,16 @@ class Session implements ProxySession {
         configure: (client) => this.#wireUpstream(client),
       });
     } catch (error) {
-      if (error instanceof CodemodeError && error.cause instanceof McpError && error.code === 'UPSTREAM_PROTOCOL') {
-        // The upstream answered initialize with a JSON-RPC error: pass it on as it was.
-        throw new WireError(error.cause.code, wireErrorMessage(error.cause), error.cause.data);
+      if (isModernOnlyRefusal(error) && this.#closing === undefined) {
+        // The upstream refused a 2025 initialize for its version: it may speak only 2026-07-28.
+        connection = await this.#connectModern(error);
+      } else {
+        if (error instanceof CodemodeError && error.cause instanceof McpError && error.code === 'UPSTREAM_PROTOCOL') {
+          // The upstream answered initialize with a JSON-RPC error: pass it on as it was.
+          throw new WireError(error.cause.code, wireErrorMessage(error.cause), error.cause.data);
+        }
+        throw toWireError(error, 'initialize');
       }
-      throw toWireError(error, 'initialize');
     }
     if (this.#closing !== undefined) {
       await connection.close();
@@ -288,6 +313,79 @@ class Session implements ProxySession {
       }
     };
     return connection;
+  }
+
+  /**
+   * Connects a 2026-07-28 upstream with the v2 client, presenting the downstream's identity and capabilities
+   * (sent in every request's envelope). `initialize` is answered only after its `server/discover` succeeded;
+   * if the upstream speaks neither era, the downstream hears both refusals.
+   */
+  async #connectModern(legacyRefusal: unknown): Promise<UpstreamConnection<UpstreamClient>> {
+    const { options, target } = this.#proxy;
+    const init = this.#initParams;
+    let connection: UpstreamConnection<UpstreamClient>;
+    try {
+      connection = await connectUpstream(target, {
+        protocol: 'auto',
+        ...(init !== undefined ? { clientInfo: init.clientInfo, capabilities: init.capabilities } : {}),
+        ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+        ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
+        ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+        ...(options.inheritEnv !== undefined ? { inheritEnv: options.inheritEnv } : {}),
+        ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
+        ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
+        headers: { ...(options.headers ?? {}), ...this.#headers },
+        configure: (client) => this.#wireModern(client as NegotiatedClient),
+      });
+    } catch (error) {
+      const first = describeError(legacyRefusal);
+      throw new WireError(
+        ErrorCode.InternalError,
+        `Upstream ${describeUpstream(target)} speaks neither MCP era this proxy can reach: it refused a 2025 initialize (${first}), and a 2026-07-28 connection failed too (${describeError(error)}).`,
+        { reason: 'UPSTREAM_PROTOCOL' },
+      );
+    }
+    const version = (connection.client as NegotiatedClient).protocolVersion;
+    log.info('the upstream speaks MCP 2026-07-28 only; translating for this 2025 session', { upstream: describeUpstream(target), version });
+    this.#modern = true;
+    return connection;
+  }
+
+  /**
+   * Routing for a 2026-07-28 upstream: its `input_required` rounds reach the downstream as server-to-client
+   * requests (the v2 client asks its handlers, then retries the call with the answers); notifications that
+   * come with a request (log messages) go down as they are.
+   */
+  #wireModern(client: NegotiatedClient): void {
+    const inner = client.inner;
+    // Only what the downstream declared: the v2 client refuses a handler for a capability it lacks.
+    const caps = (this.#initParams?.capabilities ?? {}) as Record<string, unknown>;
+    const methods = (['elicitation/create', 'sampling/createMessage', 'roots/list'] as const).filter((m) => caps[m.slice(0, m.indexOf('/'))] !== undefined);
+    for (const method of methods) {
+      inner.setRequestHandler(method, (async (request: { method: string; params?: unknown }, ctx: { mcpReq?: { signal?: AbortSignal } }) => {
+        const related = await this.#route();
+        try {
+          return await this.server.request({ method: request.method, params: request.params } as ServerRequest, AnyResult, {
+            ...(ctx.mcpReq?.signal !== undefined ? { signal: ctx.mcpReq.signal } : {}),
+            timeout: MAX_TIMER_DELAY_MS,
+            ...(related !== undefined ? { relatedRequestId: related } : {}),
+          });
+        } catch (error) {
+          throw toWireError(error, request.method);
+        }
+      }) as never);
+    }
+    inner.fallbackNotificationHandler = async (notification) => {
+      const related = await this.#route();
+      await this.server
+        .notification(notification as ServerNotification, related !== undefined ? { relatedRequestId: related } : undefined)
+        .catch((error: unknown) => log.debug('could not forward notification downstream', { method: notification.method, error: describeError(error) }));
+    };
+    for (const method of ['notifications/tools/list_changed', 'notifications/prompts/list_changed', 'notifications/resources/list_changed'] as const) {
+      inner.setNotificationHandler(method, (() => {
+        void this.server.notification({ method } as ServerNotification).catch(() => undefined);
+      }) as never);
+    }
   }
 
   /** Installs the upstream-to-downstream forwarding on a fresh upstream client, before it connects. */
@@ -407,7 +505,9 @@ class Session implements ProxySession {
           }
         : {}),
     };
-    const message = { method: request.method, params: request.params } as ServerRequest;
+    const level = this.#modern ? this.#modernLogLevel : undefined;
+    const params = level === undefined ? request.params : { ...request.params, _meta: { ...request.params?._meta, [LOG_LEVEL_META_KEY]: level } };
+    const message = { method: request.method, params } as ServerRequest;
     this.#inflight.push(requestId);
     this.#flushPending(requestId);
     try {

@@ -438,6 +438,21 @@ export function classifyRequestError(error: unknown, label: string, method: stri
   return err('UPSTREAM_UNAVAILABLE', `Forwarding ${method} to upstream ${label} failed: ${describeError(error)}`, error);
 }
 
+/** The 2026-07-28 error code for an unsupported protocol version. */
+const UNSUPPORTED_PROTOCOL_VERSION = -32022;
+
+/**
+ * Whether a failed 2025 `initialize` is a 2026-07-28-only server's refusal: the unsupported-version error
+ * (-32022), as a JSON-RPC answer or in the body of an HTTP 400.
+ */
+export function isModernOnlyRefusal(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof McpError && e.code === UNSUPPORTED_PROTOCOL_VERSION) return true;
+    if (e.message.includes(`"code":${UNSUPPORTED_PROTOCOL_VERSION}`)) return true;
+  }
+  return false;
+}
+
 /**
  * True for an error that says the upstream's HTTP session is gone (404, or 400 from servers that say so),
  * after which a client should connect again; the request was refused, not run, so retrying it is safe.

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createProxy } from '../../src/proxy/proxy.js';
 import { serveProxyHttp } from '../../src/proxy/http.js';
 import type { ProxyHttpServer, ServeProxyHttpOptions } from '../../src/proxy/http.js';
-import { EVERYTHING, NODE, spawnServer } from './helpers.js';
+import { EVERYTHING, NODE, spawnServer, startHttp } from './helpers.js';
 import type { ChildServer } from './helpers.js';
 
 const MODERN = '2026-07-28';
@@ -245,15 +245,67 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2026-07-28 upstream'
     while (changes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
     expect(changes).toBeGreaterThan(0);
   }, 60_000);
+});
 
-  it('a 2025 client of the same proxy still gets its session (the upstream refuses initialize loudly)', async () => {
-    const proxy = await proxyTo({ url: modernUpstream.url });
-    const raw = await fetch(proxy.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'old', version: '1' } } }),
+describe('codemode proxy: a 2025 client in front of a 2026-07-28-only upstream', () => {
+  const cells: Array<[string, () => unknown, ServeProxyHttpOptions]> = [
+    ['HTTP upstream, message-level forward path', () => ({ url: modernUpstream.url }), {}],
+    ['HTTP upstream, SDK path', () => ({ url: modernUpstream.url }), { forward: false }],
+    ['stdio upstream', () => ({ command: NODE, args: ['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--stdio'] }), {}],
+  ];
+  for (const [name, target, http] of cells) {
+    it(`${name}: initialize after server/discover, list, call, tool error with structuredContent, ping, setLevel, input_required as elicitation/create, list_changed`, async () => {
+      const proxy = await proxyTo(target(), {}, http);
+      let changes = 0;
+      const client = new Client(
+        { name: 'old-host', version: '3.0.0' },
+        { versionNegotiation: { mode: 'legacy' }, capabilities: { elicitation: { form: {} } }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changes++ } } },
+      );
+      cleanups.push(() => client.close());
+      let asked: unknown;
+      client.setRequestHandler('elicitation/create', (request) => {
+        asked = request.params;
+        return { action: 'accept', content: { name: 'Lin' } };
+      });
+      await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+      expect(client.getNegotiatedProtocolVersion()).toBe('2025-11-25');
+      expect(client.getServerVersion()?.name).toBe('modern-upstream');
+
+      const names = (await client.listTools()).tools.map((t) => t.name);
+      expect(names).toEqual(expect.arrayContaining(['echo', 'ask', 'fail', 'whoami']));
+      const failed = (await client.callTool({ name: 'fail', arguments: {} })) as CallToolResult;
+      expect(failed).toMatchObject({ isError: true, structuredContent: { reason: 'on purpose', code: 7 } });
+      await expect(client.ping()).resolves.toBeDefined();
+      await expect(client.setLoggingLevel('debug')).resolves.toBeDefined();
+      // The upstream sees the downstream's own identity in its envelope, and the level set with setLevel.
+      const who = (await client.callTool({ name: 'whoami', arguments: {} })) as CallToolResult;
+      const envelope = (who.content[0] as { text: string }).text;
+      expect(envelope).toContain('old-host');
+      expect(envelope).toContain('"debug"');
+
+      const greeted = (await client.callTool({ name: 'ask', arguments: {} })) as CallToolResult;
+      expect(asked).toMatchObject({ message: 'Your name?' });
+      expect(greeted.content).toEqual([{ type: 'text', text: 'hello Lin' }]);
+
+      await client.callTool({ name: 'add_tool', arguments: { name: `old_${changes}_${Date.now()}` } });
+      const deadline = Date.now() + 10_000;
+      while (changes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      expect(changes).toBeGreaterThan(0);
+    }, 60_000);
+  }
+
+  it('an upstream that speaks neither era: initialize fails, naming both refusals', async () => {
+    // A server that answers every POST with the unsupported-version error of 2026-07-28, but no server/discover either.
+    const broken = await startHttp((req, res) => {
+      req.resume();
+      req.once('end', () => {
+        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32022, message: 'Unsupported protocol version' } }));
+      });
     });
-    const answer = (await raw.json()) as { error?: { message: string } };
-    expect(answer.error?.message).toMatch(/-32022|Unsupported protocol version/);
+    cleanups.push(() => broken.close());
+    const proxy = await proxyTo({ url: `${broken.url}/mcp` });
+    const client = new Client({ name: 'old-host', version: '3.0.0' }, { versionNegotiation: { mode: 'legacy' } });
+    cleanups.push(() => client.close());
+    await expect(client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)))).rejects.toThrow(/speaks neither MCP era/);
   }, 60_000);
 });
