@@ -9,6 +9,7 @@
  * @module
  */
 
+import { mcpNameHeader } from '../wire/eras.js';
 import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
@@ -267,11 +268,9 @@ export class Upstream {
   sendModern(message: JsonRpcMessage, version: string, signal: AbortSignal): Promise<void> {
     const headers: Record<string, string> = { 'mcp-protocol-version': version };
     if (typeof message.method === 'string') headers['mcp-method'] = message.method;
-    const params = message.params as { name?: unknown; uri?: unknown } | undefined;
-    const name = message.method === 'resources/read' ? params?.uri : message.method === 'tools/call' || message.method === 'prompts/get' ? params?.name : undefined;
-    // Header values must be plain visible ASCII; a name that is not is left to the body (the server
-    // answers the mismatch itself).
-    if (typeof name === 'string' && /^[\x20-\x7e]*$/.test(name)) headers['mcp-name'] = name;
+    // Names that are not plain visible ASCII go in the revision's Base64 form.
+    const name = typeof message.method === 'string' ? mcpNameHeader(message.method, message.params) : undefined;
+    if (name !== undefined) headers['mcp-name'] = name;
     return this.send(message, signal, false, { headers, passErrors: true });
   }
 

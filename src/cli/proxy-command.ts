@@ -10,6 +10,7 @@
 import { parseArgs } from 'node:util';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { compileToolGlobs } from '../wire/globs.js';
 import { parseUpstreamConfig } from '../proxy/config.js';
 import type { UpstreamConfig } from '../proxy/config.js';
 import type { ProxyOptions } from '../proxy/proxy.js';
@@ -272,7 +273,10 @@ export async function runProxyCommand(argv: string[], env: NodeJS.ProcessEnv = p
   try {
     if (parsed.mode === 'stdio') {
       const { StdioServerTransport } = await import('@modelcontextprotocol/sdk/server/stdio.js');
-      const session = await proxy.connect(new StdioServerTransport());
+      const { EraSwitchingTransport } = await import('../proxy/modern-stdio.js');
+      // A 2026-07-28 host (a first request with the version in its _meta) is served by the modern front.
+      const transport = new EraSwitchingTransport(new StdioServerTransport(), { target: proxy.target, options: proxy.options, isHidden: compileToolGlobs(proxy.options.ignoreTools ?? []) });
+      const session = await proxy.connect(transport);
       // The SDK's stdio server transport does not notice stdin EOF; the host closing stdin means "exit".
       process.stdin.once('end', () => shutdown(0, 'stdin closed'));
       process.stdin.once('close', () => shutdown(0, 'stdin closed'));

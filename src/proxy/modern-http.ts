@@ -42,69 +42,155 @@ export interface ModernHttpFrontOptions {
   translator?: Pick<LegacyTranslatorOptions, 'heldTtlMs' | 'maxHeld' | 'maxHeldPerTenant' | 'maxSessions'>;
 }
 
-type Era = 'modern' | 'legacy';
+export type Era = 'modern' | 'legacy';
+
+/** A `LegacyTranslator` whose sessions are `connectUpstream` connections to `target`, with the proxy's options. */
+export function createTranslator(
+  target: UpstreamConfig,
+  opts: ProxyOptions,
+  isHidden: (name: string) => string | undefined,
+  bounds: ModernHttpFrontOptions['translator'] = {},
+): LegacyTranslator {
+  return new LegacyTranslator({
+    ...bounds,
+    label: describeUpstream(target),
+    isHidden,
+    connect: (init, headers, configure) =>
+      connectUpstream(target, {
+        ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+        ...(opts.authProvider !== undefined ? { authProvider: opts.authProvider } : {}),
+        ...(opts.fetch !== undefined ? { fetch: opts.fetch } : {}),
+        ...(opts.inheritEnv !== undefined ? { inheritEnv: opts.inheritEnv } : {}),
+        ...(opts.onStderr !== undefined ? { onStderr: opts.onStderr } : {}),
+        ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
+        headers: { ...(opts.headers ?? {}), ...headers },
+        initialize: init,
+        holdInitialized: true,
+        configure,
+      }),
+  });
+}
+
+/** Whether a 2026-07-28 upstream can be reached by forwarding messages (Streamable HTTP, no OAuth, no custom fetch). */
+export function reachableByMessages(target: UpstreamConfig, options: ProxyOptions): target is HttpUpstreamConfig {
+  if (isStdioConfig(target) || httpTransportOf(target) === 'sse') return false;
+  return options.authProvider === undefined && options.fetch === undefined;
+}
+
+/**
+ * A Streamable HTTP upstream as 2026-07-28 sees it: one POST per message, and its era learned once from a
+ * `server/discover` with the first request's envelope.
+ */
+export class ModernHttpUpstream {
+  readonly #target: HttpUpstreamConfig;
+  readonly #options: ProxyOptions;
+  readonly #label: string;
+  readonly #url: URL;
+  readonly #agent: HttpAgent;
+  readonly #inflight = new Set<ClientRequest>();
+  #era: Promise<Era> | undefined;
+
+  constructor(target: HttpUpstreamConfig, options: ProxyOptions) {
+    this.#target = target;
+    this.#options = options;
+    this.#label = describeUpstream(target);
+    this.#url = new URL(target.url);
+    this.#agent = this.#url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+  }
+
+  close(): void {
+    for (const req of this.#inflight) req.destroy();
+    this.#agent.destroy();
+  }
+
+  /**
+   * The upstream's era: asks `server/discover` once with this request's envelope. An answer, or a refusal
+   * only a 2026-07-28 server gives, means modern; any other refusal (no session, method not found, HTTP 4xx)
+   * means a 2025 server. A failure to reach it is not remembered.
+   */
+  learnEra(message: JsonRpcMessage, headers: Record<string, string>): Promise<Era> {
+    this.#era ??= this.#probe(message, headers).catch((error: unknown) => {
+      this.#era = undefined;
+      throw error;
+    });
+    return this.#era;
+  }
+
+  async #probe(message: JsonRpcMessage, headers: Record<string, string>): Promise<Era> {
+    const probe = { jsonrpc: '2.0', id: 'codemode-proxy-discover', method: 'server/discover', params: { _meta: message.params?._meta ?? {} } };
+    const timeoutMs = this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const { res, req } = await this.post(
+      { ...this.headers(headers), 'mcp-protocol-version': MODERN_PROTOCOL_VERSION, 'mcp-method': 'server/discover' },
+      Buffer.from(JSON.stringify(probe)),
+      AbortSignal.timeout(timeoutMs),
+    );
+    try {
+      const status = res.statusCode ?? 0;
+      const type = String(res.headers['content-type'] ?? '');
+      if (!type.includes('json') && !type.includes('event-stream')) {
+        res.resume();
+        if (status >= 500) throw new Error(`HTTP ${status} from ${this.#label}`);
+        log.info('the upstream refused server/discover; speaking MCP 2025 to it', { status });
+        return 'legacy';
+      }
+      const answer = (await readAnswer(res, probe.id)).message as JsonRpcMessage;
+      const versions = (answer.result as { supportedVersions?: unknown } | undefined)?.supportedVersions;
+      if ((Array.isArray(versions) && versions.includes(MODERN_PROTOCOL_VERSION)) || (answer.error !== undefined && MODERN_ERROR_CODES.has(answer.error.code))) {
+        log.info('the upstream speaks MCP 2026-07-28; forwarding 2026-07-28 requests as they are');
+        return 'modern';
+      }
+      if (status >= 500) throw new Error(`HTTP ${status} from ${this.#label}: ${answer.error?.message ?? 'no answer'}`);
+      log.info('the upstream does not speak MCP 2026-07-28; translating onto 2025 sessions', { status, code: answer.error?.code });
+      return 'legacy';
+    } finally {
+      req.destroy();
+    }
+  }
+
+  /** The headers of a POST upstream: the config's, the proxy's, the forwarded ones, and the content types. */
+  headers(forwarded: Record<string, string>): OutgoingHttpHeaders {
+    return { ...(this.#target.headers ?? {}), ...(this.#options.headers ?? {}), ...forwarded, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  }
+
+  /** POSTs `body`; resolves with the response head (the body is the caller's to read). */
+  post(headers: OutgoingHttpHeaders, body: Buffer, signal: AbortSignal): Promise<{ res: IncomingMessage; req: ClientRequest }> {
+    const url = this.#url;
+    const send = url.protocol === 'https:' ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(url, { method: 'POST', headers: { ...headers, 'content-length': body.length }, agent: this.#agent, signal });
+      this.#inflight.add(req);
+      req.once('close', () => this.#inflight.delete(req));
+      req.once('response', (res) => resolve({ res, req }));
+      req.once('error', reject);
+      req.end(body);
+    });
+  }
+}
 
 export class ModernHttpFront {
-  readonly #target: UpstreamConfig;
   readonly #options: ProxyOptions;
   readonly #isHidden: (name: string) => string | undefined;
   readonly #maxBody: number;
   readonly #translator: LegacyTranslator;
   readonly #label: string;
-  /** The upstream's era, once learned (only HTTP upstreams that the message-level path can reach are asked). */
-  #era: Promise<Era> | undefined;
-  readonly #url: URL | undefined;
-  readonly #agent: HttpAgent | undefined;
-  readonly #inflight = new Set<ClientRequest>();
+  /** The upstream, when a 2026-07-28 one could be reached by forwarding messages. */
+  readonly #upstream: ModernHttpUpstream | undefined;
 
   constructor(front: ModernHttpFrontOptions) {
-    this.#target = front.target;
     this.#options = front.options;
     this.#isHidden = front.isHidden;
     this.#maxBody = front.maxBodyBytes;
     this.#label = describeUpstream(front.target);
-    const opts = front.options;
-    this.#translator = new LegacyTranslator({
-      ...front.translator,
-      label: this.#label,
-      isHidden: front.isHidden,
-      connect: (init, headers, configure) =>
-        connectUpstream(this.#target, {
-          ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
-          ...(opts.authProvider !== undefined ? { authProvider: opts.authProvider } : {}),
-          ...(opts.fetch !== undefined ? { fetch: opts.fetch } : {}),
-          ...(opts.inheritEnv !== undefined ? { inheritEnv: opts.inheritEnv } : {}),
-          ...(opts.onStderr !== undefined ? { onStderr: opts.onStderr } : {}),
-          ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
-          headers: { ...(opts.headers ?? {}), ...headers },
-          initialize: init,
-          holdInitialized: true,
-          configure,
-        }),
-    });
-    if (this.#messageLevel()) {
-      const target = this.#target as HttpUpstreamConfig;
-      this.#url = new URL(target.url);
-      this.#agent = this.#url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
-    } else {
-      this.#era = Promise.resolve('legacy');
-    }
+    this.#translator = createTranslator(front.target, front.options, front.isHidden, front.translator);
+    this.#upstream = reachableByMessages(front.target, front.options) ? new ModernHttpUpstream(front.target, front.options) : undefined;
   }
 
   get stats(): TranslatorStats {
     return this.#translator.stats;
   }
 
-  /** Whether a 2026-07-28 upstream can be reached by forwarding messages (no OAuth, no custom fetch, not SSE). */
-  #messageLevel(): boolean {
-    const target = this.#target;
-    if (isStdioConfig(target) || httpTransportOf(target) === 'sse') return false;
-    return this.#options.authProvider === undefined && this.#options.fetch === undefined;
-  }
-
   async close(): Promise<void> {
-    for (const req of this.#inflight) req.destroy();
-    this.#agent?.destroy();
+    this.#upstream?.close();
     await this.#translator.close();
   }
 
@@ -155,81 +241,19 @@ export class ModernHttpFront {
     const headers = pickHeaders(req.headers, this.#options.forwardHeaders ?? []);
     let era: Era;
     try {
-      era = await this.#learnEra(message, headers);
+      era = this.#upstream === undefined ? 'legacy' : await this.#upstream.learnEra(message, headers);
     } catch (error) {
       const wire = toWireError(error, 'server/discover', this.#label);
       sendJson(res, 200, errorResponse(message.id, wire.code, `The proxy could not reach the upstream to learn its protocol era: ${wire.message}`, wire.data));
       return;
     }
-    if (era === 'modern') await this.#forward(req, res, message, raw, headers);
+    if (era === 'modern' && this.#upstream !== undefined) await this.#forward(this.#upstream, req, res, message, raw, headers);
     else await this.#translate(req, res, message, principal, headers);
   }
 
-  /**
-   * The upstream's era: asks `server/discover` once with this request's envelope. An answer, or a refusal
-   * only a 2026-07-28 server gives, means modern; any other refusal (no session, method not found, HTTP 4xx)
-   * means a 2025 server. A failure to reach it is not remembered.
-   */
-  #learnEra(message: JsonRpcMessage, headers: Record<string, string>): Promise<Era> {
-    this.#era ??= this.#probe(message, headers).catch((error: unknown) => {
-      this.#era = undefined;
-      throw error;
-    });
-    return this.#era;
-  }
-
-  async #probe(message: JsonRpcMessage, headers: Record<string, string>): Promise<Era> {
-    const probe = { jsonrpc: '2.0', id: 'codemode-proxy-discover', method: 'server/discover', params: { _meta: message.params?._meta ?? {} } };
-    const timeoutMs = this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    const { res, req } = await this.#post(
-      { ...this.#upstreamHeaders(headers), 'mcp-protocol-version': MODERN_PROTOCOL_VERSION, 'mcp-method': 'server/discover' },
-      Buffer.from(JSON.stringify(probe)),
-      AbortSignal.timeout(timeoutMs),
-    );
-    try {
-      const status = res.statusCode ?? 0;
-      const type = String(res.headers['content-type'] ?? '');
-      if (!type.includes('json') && !type.includes('event-stream')) {
-        res.resume();
-        if (status >= 500) throw new Error(`HTTP ${status} from ${this.#label}`);
-        log.info('the upstream refused server/discover; speaking MCP 2025 to it', { status });
-        return 'legacy';
-      }
-      const answer = (await readAnswer(res, probe.id)).message as JsonRpcMessage;
-      const versions = (answer.result as { supportedVersions?: unknown } | undefined)?.supportedVersions;
-      if ((Array.isArray(versions) && versions.includes(MODERN_PROTOCOL_VERSION)) || (answer.error !== undefined && MODERN_ERROR_CODES.has(answer.error.code))) {
-        log.info('the upstream speaks MCP 2026-07-28; forwarding 2026-07-28 requests as they are');
-        return 'modern';
-      }
-      if (status >= 500) throw new Error(`HTTP ${status} from ${this.#label}: ${answer.error?.message ?? 'no answer'}`);
-      log.info('the upstream does not speak MCP 2026-07-28; translating onto 2025 sessions', { status, code: answer.error?.code });
-      return 'legacy';
-    } finally {
-      req.destroy();
-    }
-  }
-
-  #upstreamHeaders(forwarded: Record<string, string>): OutgoingHttpHeaders {
-    const target = this.#target as HttpUpstreamConfig;
-    return { ...(target.headers ?? {}), ...(this.#options.headers ?? {}), ...forwarded, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
-  }
-
-  #post(headers: OutgoingHttpHeaders, body: Buffer, signal: AbortSignal): Promise<{ res: IncomingMessage; req: ClientRequest }> {
-    const url = this.#url!;
-    const send = url.protocol === 'https:' ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
-    return new Promise((resolve, reject) => {
-      const req = send(url, { method: 'POST', headers: { ...headers, 'content-length': body.length }, agent: this.#agent, signal });
-      this.#inflight.add(req);
-      req.once('close', () => this.#inflight.delete(req));
-      req.once('response', (res) => resolve({ res, req }));
-      req.once('error', reject);
-      req.end(body);
-    });
-  }
-
   /** Same era on both sides: the request goes up as it came, the answer down as it arrives. */
-  async #forward(req: IncomingMessage, res: ServerResponse, message: JsonRpcMessage & { id: JsonRpcId; method: string }, raw: Buffer, forwarded: Record<string, string>): Promise<void> {
-    const headers = this.#upstreamHeaders(forwarded);
+  async #forward(upstream: ModernHttpUpstream, req: IncomingMessage, res: ServerResponse, message: JsonRpcMessage & { id: JsonRpcId; method: string }, raw: Buffer, forwarded: Record<string, string>): Promise<void> {
+    const headers = upstream.headers(forwarded);
     for (const [name, value] of Object.entries(req.headers)) {
       if (name.startsWith('mcp-') && name !== 'mcp-session-id' && value !== undefined) headers[name] = value;
     }
@@ -239,7 +263,7 @@ export class ModernHttpFront {
     });
     let answer: { res: IncomingMessage; req: ClientRequest };
     try {
-      answer = await this.#post(headers, raw, gone.signal);
+      answer = await upstream.post(headers, raw, gone.signal);
     } catch (error) {
       if (gone.signal.aborted) return;
       const wire = toWireError(error, message.method, this.#label);

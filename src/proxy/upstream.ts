@@ -242,7 +242,7 @@ async function loadDefaultEnvironment(): Promise<() => Record<string, string>> {
   return defaultEnvironment;
 }
 
-async function stdioEnv(config: StdioUpstreamConfig, inheritEnv: boolean): Promise<Record<string, string>> {
+export async function stdioEnv(config: StdioUpstreamConfig, inheritEnv: boolean): Promise<Record<string, string>> {
   const base: Record<string, string> = {};
   const source = inheritEnv ? process.env : (await loadDefaultEnvironment())();
   for (const [k, v] of Object.entries(source)) if (v !== undefined) base[k] = v;

@@ -76,3 +76,31 @@ export function asModernResult(method: string, result: Record<string, unknown>):
   const hint = LIST_METHODS.has(method) && !('ttlMs' in result) ? { ttlMs: 0, cacheScope: 'private' } : {};
   return { resultType: 'complete', ...hint, ...result };
 }
+
+/** The request param each method's `Mcp-Name` header repeats (2026-07-28 HTTP). */
+const MCP_NAME_SOURCE: Readonly<Record<string, string>> = {
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+  'tasks/get': 'taskId',
+  'tasks/update': 'taskId',
+  'tasks/cancel': 'taskId',
+};
+
+/**
+ * A header value as 2026-07-28 HTTP carries it: as is when it is visible ASCII (tabs allowed) with no
+ * surrounding space, else `=?base64?<UTF-8 in Base64>?=` (also for the empty string, and for a value that
+ * itself looks like that form).
+ */
+export function encodeHeaderValue(value: string): string {
+  const plain =
+    value.length > 0 && value === value.trim() && !(value.startsWith('=?base64?') && value.endsWith('?=')) && /^[\t\x20-\x7e]*$/.test(value);
+  return plain ? value : `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
+}
+
+/** The `Mcp-Name` header of a request, or undefined when its method has none (or the param is not a string). */
+export function mcpNameHeader(method: string, params: Record<string, unknown> | undefined): string | undefined {
+  const field = MCP_NAME_SOURCE[method];
+  const value = field === undefined ? undefined : params?.[field];
+  return typeof value === 'string' ? encodeHeaderValue(value) : undefined;
+}
