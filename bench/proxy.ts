@@ -17,6 +17,12 @@
  * (from /proc, over the proxied rounds), and the same comparison through a minimal keep-alive `node:http`
  * pipe with no MCP logic at all (what any Node HTTP hop costs on this machine: the floor for a forwarder).
  *
+ * `--eras` measures only the protocol-era cells (issue 14): the v2 SDK client, in 2025 (`legacy`) or 2026-07-28
+ * mode, through a `codemode proxy --http` process to a 2025 upstream (the conformance fixture) and to a
+ * 2026-07-28-only upstream (test/fixtures/modern-upstream.ts), each proxied row against the same client
+ * calling that upstream directly in the upstream's own era. Translation's cost is a cross-era row's added
+ * latency minus the same-era row's in front of the same upstream.
+ *
  * BASELINE_DIR=<checkout of an earlier commit> adds that commit's proxy process to the two separate-process
  * rows, measured in the same run against the same fixture (before and after a change).
  */
@@ -31,7 +37,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-const { values } = parseArgs({ options: { calls: { type: 'string' }, rounds: { type: 'string' } } });
+const { values } = parseArgs({ options: { calls: { type: 'string' }, rounds: { type: 'string' }, eras: { type: 'boolean' } } });
 const CALLS = Number(values.calls ?? '2000');
 const ROUNDS = Number(values.rounds ?? '20');
 const WARMUP = 200;
@@ -144,7 +150,83 @@ async function compare(direct: Client, rows: Array<{ name: string; client: Clien
   }
 }
 
+/** The v2 SDK client in one era, over Streamable HTTP. */
+async function v2Client(url: string, era: 'legacy' | 'modern'): Promise<{ callTool: Client['callTool']; close(): Promise<void> }> {
+  const sdk = await import('@modelcontextprotocol/client');
+  const c = new sdk.Client({ name: 'bench', version: '1' }, { versionNegotiation: { mode: era === 'legacy' ? 'legacy' : { pin: '2026-07-28' } } });
+  await c.connect(new sdk.StreamableHTTPClientTransport(new URL(url)));
+  return c as unknown as { callTool: Client['callTool']; close(): Promise<void> };
+}
+
+/** The era cells: each proxied row against the same client calling the upstream directly, in its era. */
+async function eras(): Promise<void> {
+  const MODERN_UPSTREAM = fileURLToPath(new URL('../test/fixtures/modern-upstream.ts', import.meta.url));
+  const legacyUrl = await startHttp([...TS, FIXTURE, '--port', '0']);
+  const modernUrl = await startHttp([...TS, MODERN_UPSTREAM, '--port', '0']);
+  const toLegacy = await startHttp([...TS, '--import', LOADER, ENTRY, legacyUrl, '--http', '--port', '0']);
+  const toModern = await startHttp([...TS, '--import', LOADER, ENTRY, modernUrl, '--http', '--port', '0']);
+  const directLegacy = await v2Client(legacyUrl, 'legacy');
+  const directModern = await v2Client(modernUrl, 'modern');
+  await timeCalls(directLegacy as Client, 2000, []);
+  await timeCalls(directModern as Client, 2000, []);
+  const row = async (name: string, url: string, era: 'legacy' | 'modern', proxy: string, upstream: string) => ({
+    name,
+    client: (await v2Client(url, era)) as Client,
+    cpu: { proxy: pids.get(proxy), upstream: pids.get(upstream) },
+  });
+  process.stdout.write('in front of a 2025 upstream (direct: the client in 2025 mode):\n');
+  const legacyRows = [
+    await row('2025 client -> 2025 upstream (forward)', toLegacy, 'legacy', toLegacy, legacyUrl),
+    await row('2026 client -> 2025 upstream (translate)', toLegacy, 'modern', toLegacy, legacyUrl),
+  ];
+  await compare(directLegacy as Client, legacyRows);
+  process.stdout.write('in front of a 2026-07-28 upstream (direct: the client in 2026-07-28 mode):\n');
+  const modernRows = [
+    await row('2026 client -> 2026 upstream (forward)', toModern, 'modern', toModern, modernUrl),
+    await row('2025 client -> 2026 upstream (translate)', toModern, 'legacy', toModern, modernUrl),
+  ];
+  await compare(directModern as Client, modernRows);
+  for (const r of [...legacyRows, ...modernRows]) await r.client.close();
+  await directLegacy.close();
+  await directModern.close();
+
+  // stdio -> stdio: the proxy process started by each client, as a host starts it.
+  const legacyCmd = [NODE, ...TS, FIXTURE, '--stdio'];
+  const modernCmd = [NODE, ...TS, MODERN_UPSTREAM, '--stdio'];
+  const stdioClient = async (command: string[], era: 'legacy' | 'modern'): Promise<Client> => {
+    const sdk = await import('@modelcontextprotocol/client');
+    const stdio = await import('@modelcontextprotocol/client/stdio');
+    const c = new sdk.Client({ name: 'bench', version: '1' }, { versionNegotiation: { mode: era === 'legacy' ? 'legacy' : { pin: '2026-07-28' } } });
+    await c.connect(new stdio.StdioClientTransport({ command: command[0]!, args: command.slice(1), env: ENV as Record<string, string>, stderr: 'ignore' }));
+    return c as unknown as Client;
+  };
+  const viaProxy = (upstream: string[]): string[] => [NODE, ...TS, '--import', LOADER, ENTRY, '--stdio', '--', ...upstream];
+  const stdioLegacy = await stdioClient(legacyCmd, 'legacy');
+  const stdioModern = await stdioClient(modernCmd, 'modern');
+  process.stdout.write('stdio, in front of a 2025 upstream:\n');
+  const sl = [
+    { name: 'stdio 2025 -> 2025 (forward)', client: await stdioClient(viaProxy(legacyCmd), 'legacy'), cpu: {} },
+    { name: 'stdio 2026 -> 2025 (translate)', client: await stdioClient(viaProxy(legacyCmd), 'modern'), cpu: {} },
+  ];
+  await compare(stdioLegacy, sl);
+  process.stdout.write('stdio, in front of a 2026-07-28 upstream:\n');
+  const sm = [
+    { name: 'stdio 2026 -> 2026 (forward)', client: await stdioClient(viaProxy(modernCmd), 'modern'), cpu: {} },
+    { name: 'stdio 2025 -> 2026 (translate)', client: await stdioClient(viaProxy(modernCmd), 'legacy'), cpu: {} },
+  ];
+  await compare(stdioModern, sm);
+  for (const r of [...sl, ...sm]) await r.client.close();
+  await stdioLegacy.close();
+  await stdioModern.close();
+}
+
 try {
+  if (values.eras === true) {
+    process.stdout.write(`proxy era bench: node ${process.version}, ${CALLS} calls per side in ${ROUNDS} alternating rounds, ${WARMUP} warm-up calls; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${availableParallelism()} CPUs\n`);
+    await eras();
+    for (const c of children) c.kill('SIGTERM');
+    process.exit(0);
+  }
   process.stdout.write(`proxy bench: node ${process.version}, ${CALLS} calls per side in ${ROUNDS} alternating rounds, ${WARMUP} warm-up calls; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${availableParallelism()} CPUs\n`);
   // Streamable HTTP -> Streamable HTTP
   const fixtureUrl = await startHttp([...TS, FIXTURE, '--port', '0']);

@@ -29,7 +29,8 @@ import { LegacyTranslator } from './modern.js';
 import type { LegacyTranslatorOptions, TranslatorStats } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
 import { pickHeaders, toWireError } from './proxy.js';
-import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from './upstream.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS } from './upstream.js';
+import { rawHttpLink, sdkLink } from './legacy-link.js';
 
 const log = createLogger('proxy');
 
@@ -39,35 +40,37 @@ export interface ModernHttpFrontOptions {
   isHidden: (name: string) => string | undefined;
   maxBodyBytes: number;
   /** Overrides of the translator's bounds (held calls, sessions), for tests and operators. */
-  translator?: Pick<LegacyTranslatorOptions, 'heldTtlMs' | 'maxHeld' | 'maxHeldPerTenant' | 'maxSessions'>;
+  translator?: Pick<LegacyTranslatorOptions, 'heldTtlMs' | 'maxHeld' | 'maxHeldPerTenant' | 'maxSessions' | 'maxSessionsPerTenant'>;
 }
 
 export type Era = 'modern' | 'legacy';
 
-/** A `LegacyTranslator` whose sessions are `connectUpstream` connections to `target`, with the proxy's options. */
+/**
+ * A `LegacyTranslator` whose sessions reach `target` with the proxy's options: at the message level for a
+ * plain Streamable HTTP upstream (falling back to the SDK client when an `auto` upstream turns out to be
+ * legacy SSE), through the v1 SDK client otherwise.
+ */
 export function createTranslator(
   target: UpstreamConfig,
   opts: ProxyOptions,
   isHidden: (name: string) => string | undefined,
   bounds: ModernHttpFrontOptions['translator'] = {},
 ): LegacyTranslator {
+  const raw = reachableByMessages(target, opts) && process.env.CODEMODE_PROXY_RAW_HTTP !== '0';
   return new LegacyTranslator({
     ...bounds,
     label: describeUpstream(target),
     isHidden,
-    connect: (init, headers, configure) =>
-      connectUpstream(target, {
-        ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
-        ...(opts.authProvider !== undefined ? { authProvider: opts.authProvider } : {}),
-        ...(opts.fetch !== undefined ? { fetch: opts.fetch } : {}),
-        ...(opts.inheritEnv !== undefined ? { inheritEnv: opts.inheritEnv } : {}),
-        ...(opts.onStderr !== undefined ? { onStderr: opts.onStderr } : {}),
-        ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
-        headers: { ...(opts.headers ?? {}), ...headers },
-        initialize: init,
-        holdInitialized: true,
-        configure,
-      }),
+    connect: async (init, headers, handlers) => {
+      if (!raw) return sdkLink(target, opts, init, headers, handlers);
+      try {
+        return await rawHttpLink(target as HttpUpstreamConfig, opts, init, headers, handlers);
+      } catch (error) {
+        const status = (error as { code?: unknown }).code;
+        if (httpTransportOf(target as HttpUpstreamConfig) !== 'auto' || (status !== 404 && status !== 405)) throw error;
+        return sdkLink(target, opts, init, headers, handlers);
+      }
+    },
   });
 }
 

@@ -21,10 +21,8 @@
  */
 
 import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { CancelledNotificationSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
-import type { InitializeRequest, Progress, RequestId } from '@modelcontextprotocol/sdk/types.js';
-import { z } from 'zod';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { InitializeRequest, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import {
@@ -42,14 +40,10 @@ import {
 } from '../wire/eras.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse } from '../wire/jsonrpc.js';
-import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
 import { toWireError } from './proxy.js';
 import { isSessionExpiredError } from './upstream.js';
-import type { UpstreamConnection } from './upstream.js';
 
 const log = createLogger('proxy');
-
-const AnyResult = z.looseObject({});
 
 /** How long a call held for `input_required` waits for the client's retry: 5 minutes (a human may be answering). */
 export const DEFAULT_HELD_TTL_MS = 5 * 60_000;
@@ -57,8 +51,13 @@ export const DEFAULT_HELD_TTL_MS = 5 * 60_000;
 export const DEFAULT_MAX_HELD = 256;
 /** At most this many of them belong to one tenant. */
 export const DEFAULT_MAX_HELD_PER_TENANT = 32;
-/** At most this many upstream sessions (distinct downstream identities) are open at once. */
-export const DEFAULT_MAX_SESSIONS = 64;
+/**
+ * At most this many upstream sessions (distinct downstream identities) are open at once. Each may be a child
+ * process (a stdio upstream), so the bound is small; idle ones make room for new identities.
+ */
+export const DEFAULT_MAX_SESSIONS = 16;
+/** At most this many of them belong to one tenant, so one caller cannot take them all. */
+export const DEFAULT_MAX_SESSIONS_PER_TENANT = 8;
 /** Input requests one held call may collect before the client answers; more are refused upstream. */
 const MAX_PENDING_INPUTS = 16;
 
@@ -78,9 +77,27 @@ export interface ModernExchange {
   readonly signal: AbortSignal;
 }
 
+/** One initialized 2025 upstream session, as the translator uses it (legacy-link.ts makes them). */
+export interface LegacyLink {
+  /** The upstream's `initialize` answer, as received. */
+  readonly initializeResult: Record<string, unknown>;
+  /** One request on the session; rejects with a v1 `McpError` for a JSON-RPC error answer. */
+  request(method: string, params: Record<string, unknown>, options: { signal?: AbortSignal; onprogress?: (progress: Progress) => void }): Promise<Record<string, unknown>>;
+  /** Ends the session (HTTP DELETE, or the child process). Never throws. */
+  close(): Promise<void>;
+  /** Set by the translator: called when the upstream ends the session on its own. */
+  onclose?: (() => void) | undefined;
+}
+
+/** Where a link delivers what the upstream sends on its own: server-to-client requests and notifications. */
+export interface LegacyLinkHandlers {
+  request(method: string, params: unknown, signal: AbortSignal): Promise<Record<string, unknown>>;
+  notification(method: string, params: Record<string, unknown> | undefined): void;
+}
+
 export interface LegacyTranslatorOptions {
-  /** Connects one upstream session with these `initialize` params and headers; `configure` runs before it connects. */
-  connect(init: InitializeRequest['params'], headers: Record<string, string>, configure: (client: Client) => void): Promise<UpstreamConnection>;
+  /** Connects one upstream session with these `initialize` params and headers, delivering to `handlers`. */
+  connect(init: InitializeRequest['params'], headers: Record<string, string>, handlers: LegacyLinkHandlers): Promise<LegacyLink>;
   /** The `ignoreTools` matcher: the glob hiding `name`, or undefined. */
   isHidden(name: string): string | undefined;
   /** Upstream label for error messages. */
@@ -89,6 +106,7 @@ export interface LegacyTranslatorOptions {
   maxHeld?: number;
   maxHeldPerTenant?: number;
   maxSessions?: number;
+  maxSessionsPerTenant?: number;
 }
 
 /** What the translator has done, for tests and operators. */
@@ -191,8 +209,8 @@ class Call {
 class LegacySession {
   readonly key: string;
   readonly tenant: string;
-  connection: Promise<UpstreamConnection>;
-  live: UpstreamConnection | undefined;
+  connection: Promise<LegacyLink>;
+  live: LegacyLink | undefined;
   /** Calls in flight, oldest first: an upstream request or notification is taken to belong to the newest. */
   readonly calls: Call[] = [];
   readonly listeners = new Set<{ id: JsonRpcId; wants: Set<string>; exchange: ModernExchange }>();
@@ -200,7 +218,7 @@ class LegacySession {
   lastUsed = Date.now();
   closed = false;
 
-  constructor(key: string, tenant: string, connection: Promise<UpstreamConnection>) {
+  constructor(key: string, tenant: string, connection: Promise<LegacyLink>) {
     this.key = key;
     this.tenant = tenant;
     this.connection = connection;
@@ -306,19 +324,21 @@ export class LegacyTranslator {
       existing.lastUsed = Date.now();
       return existing;
     }
+    const perTenant = this.#options.maxSessionsPerTenant ?? DEFAULT_MAX_SESSIONS_PER_TENANT;
+    const mine = [...this.#sessions.values()].filter((s) => s.tenant === exchange.tenant);
+    if (mine.length >= perTenant) this.#evictIdle(mine, perTenant, 'for this client');
     const max = this.#options.maxSessions ?? DEFAULT_MAX_SESSIONS;
-    if (this.#sessions.size >= max) this.#evictIdle(max);
+    if (this.#sessions.size >= max) this.#evictIdle([...this.#sessions.values()], max, 'in all');
     const init = { protocolVersion: LEGACY_PROTOCOL_VERSIONS.at(-1)!, capabilities, clientInfo } as InitializeRequest['params'];
     const session: LegacySession = new LegacySession(key, exchange.tenant, Promise.resolve(undefined as never));
-    session.connection = this.#options.connect(init, exchange.headers, (client) => this.#wire(client, session)).then(
+    session.connection = this.#options.connect(init, exchange.headers, this.#handlers(session)).then(
       async (connection) => {
-        await connection.releaseInitialized();
         if (session.closed) {
           await connection.close();
           throw new McpError(ErrorCode.ConnectionClosed, 'The upstream session was closed while it connected');
         }
         session.live = connection;
-        connection.client.onclose = () => this.#dropSession(session, 'the upstream closed the session');
+        connection.onclose = () => this.#dropSession(session, 'the upstream closed the session');
         return connection;
       },
       (error: unknown) => {
@@ -330,16 +350,17 @@ export class LegacyTranslator {
     return session;
   }
 
-  /** Makes room for one more session: the least recently used idle one goes; when none is idle, refuse. */
-  #evictIdle(max: number): void {
-    const idle = [...this.#sessions.values()].filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed);
-    const victim = idle[0];
+  /** Makes room for one more session among `pool`: the least recently used idle one goes; when none is idle, refuse. */
+  #evictIdle(pool: LegacySession[], max: number, scope: string): void {
+    const victim = pool.filter((s) => !s.busy).sort((a, b) => a.lastUsed - b.lastUsed)[0];
     if (victim === undefined) {
-      throw new McpError(ErrorCode.InternalError, `The proxy has ${max} upstream sessions in use (one per distinct client identity) and none is idle; try again later.`, {
-        reason: 'UPSTREAM_SESSIONS_FULL',
-      });
+      throw new McpError(
+        ErrorCode.InternalError,
+        `The proxy has ${max} upstream sessions in use ${scope} (one per distinct client identity: client info and capabilities) and none is idle; try again when a call has finished.`,
+        { reason: 'UPSTREAM_SESSIONS_FULL' },
+      );
     }
-    this.#dropSession(victim, 'evicted to make room for another client');
+    this.#dropSession(victim, 'evicted to make room for another client identity');
     void victim.connection.then((c) => c.close()).catch(() => undefined);
   }
 
@@ -350,38 +371,24 @@ export class LegacyTranslator {
     log.debug('upstream session for a 2026-07-28 client ended', { why });
   }
 
-  /** Installs the upstream-to-downstream routing on a fresh client. */
-  #wire(client: Client, session: LegacySession): void {
-    client.removeRequestHandler('ping');
-    const cancellers = new Map<RequestId, AbortController>();
-    client.setNotificationHandler(CancelledNotificationSchema, (notification) => {
-      const id = notification.params.requestId;
-      if (id !== undefined) cancellers.get(id)?.abort(notification.params.reason ?? 'cancelled by the upstream');
-    });
-    client.fallbackRequestHandler = async (request, extra) => {
-      const cancel = new AbortController();
-      cancellers.set(extra.requestId, cancel);
-      try {
-        return await this.#ask(session, request.method, request.params, AbortSignal.any([extra.signal, cancel.signal]));
-      } finally {
-        cancellers.delete(extra.requestId);
-      }
-    };
-    client.fallbackNotificationHandler = async (notification) => {
-      const method = notification.method;
-      if (method.endsWith('/list_changed')) {
-        for (const listener of session.listeners) {
-          if (!listener.wants.has(method)) continue;
-          listener.exchange.notify({ jsonrpc: '2.0', method, params: { ...notification.params, _meta: { [SUBSCRIPTION_ID_META_KEY]: listener.id } } });
+  /** The upstream-to-downstream routing of one session. */
+  #handlers(session: LegacySession): LegacyLinkHandlers {
+    return {
+      request: (method, params, signal) => this.#ask(session, method, params, signal),
+      notification: (method, params) => {
+        if (method.endsWith('/list_changed')) {
+          for (const listener of session.listeners) {
+            if (!listener.wants.has(method)) continue;
+            listener.exchange.notify({ jsonrpc: '2.0', method, params: { ...params, _meta: { [SUBSCRIPTION_ID_META_KEY]: listener.id } } });
+          }
+          return;
         }
-        return;
-      }
-      // A log message or a resource update: the newest call being waited on hears it.
-      const call = [...session.calls].reverse().find((c) => c.waiter !== undefined);
-      if (call?.waiter !== undefined) call.waiter.exchange.notify({ jsonrpc: '2.0', method, ...(notification.params !== undefined ? { params: notification.params } : {}) });
-      else log.debug('dropped an upstream notification no 2026-07-28 request can carry', { method });
+        // A log message or a resource update: the newest call being waited on hears it.
+        const call = [...session.calls].reverse().find((c) => c.waiter !== undefined);
+        if (call?.waiter !== undefined) call.waiter.exchange.notify({ jsonrpc: '2.0', method, ...(params !== undefined ? { params } : {}) });
+        else log.debug('dropped an upstream notification no 2026-07-28 request can carry', { method });
+      },
     };
-    client.onerror = (error) => log.debug('upstream transport error', { error: describeError(error) });
   }
 
   async #discover(id: JsonRpcId, session: LegacySession): Promise<JsonRpcMessage> {
@@ -434,12 +441,7 @@ export class LegacyTranslator {
       if (waiter === undefined || (typeof token !== 'string' && typeof token !== 'number')) return;
       waiter.exchange.notify({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...progress, progressToken: token } });
     };
-    const send = (c: UpstreamConnection) =>
-      c.client.request({ method: request.method, params: upstreamParams } as never, AnyResult, {
-        signal: call.abort.signal,
-        timeout: MAX_TIMER_DELAY_MS,
-        onprogress,
-      });
+    const send = (link: LegacyLink) => link.request(request.method, upstreamParams, { signal: call.abort.signal, onprogress });
     session.calls.push(call);
     const waiting = this.#wait(call, exchange);
     void (async () => {
@@ -478,12 +480,12 @@ export class LegacyTranslator {
   }
 
   /** The 2026-07-28 per-request log level, as the 2025 session's `logging/setLevel` when it changes. */
-  async #applyLogLevel(exchange: ModernExchange, session: LegacySession, connection: UpstreamConnection): Promise<void> {
+  async #applyLogLevel(exchange: ModernExchange, session: LegacySession, connection: LegacyLink): Promise<void> {
     const level = (exchange.request.params?._meta as Record<string, unknown> | undefined)?.[LOG_LEVEL_META_KEY];
     if (typeof level !== 'string' || level === session.logLevel) return;
     if ((connection.initializeResult.capabilities as { logging?: unknown } | undefined)?.logging === undefined) return;
     session.logLevel = level;
-    await connection.client.request({ method: 'logging/setLevel', params: { level } } as never, AnyResult).catch((error: unknown) => {
+    await connection.request('logging/setLevel', { level }, {}).catch((error: unknown) => {
       log.debug('the upstream refused logging/setLevel', { level, error: describeError(error) });
     });
   }

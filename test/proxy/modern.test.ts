@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createProxy } from '../../src/proxy/proxy.js';
 import { serveProxyHttp } from '../../src/proxy/http.js';
 import type { ProxyHttpServer, ServeProxyHttpOptions } from '../../src/proxy/http.js';
-import { EVERYTHING, NODE, spawnServer, startHttp } from './helpers.js';
+import { EVERYTHING, NODE, spawnServer, startFixtureHttp, startHttp } from './helpers.js';
 import type { ChildServer } from './helpers.js';
 
 const MODERN = '2026-07-28';
@@ -171,6 +171,21 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2025 upstream', () =
     expect(proxy.translation.inflight).toBe(0);
   }, 60_000);
 
+  it('held calls and upstream sessions are bounded: past the cap the upstream is refused (counted), and a busy identity is not evicted', async () => {
+    const proxy = await proxyTo(everything, {}, { translation: { maxHeldPerTenant: 1, maxSessionsPerTenant: 1 } });
+    const caps = { elicitation: { form: {} } };
+    const first = await post(proxy.url, 'tools/call', { ...ELICIT, _meta: ENVELOPE(caps) });
+    expect(first.body.result.resultType).toBe('input_required');
+    // Same identity, second held call: the upstream's elicitation is refused; the tool reports the failure.
+    const second = await post(proxy.url, 'tools/call', { ...ELICIT, _meta: ENVELOPE(caps) });
+    expect(JSON.stringify(second.body)).toMatch(/too many calls waiting for client input/);
+    expect(proxy.translation).toMatchObject({ held: 1, refused: 1 });
+    // Another identity of the same tenant while the only session is busy holding a call: refused by name.
+    const other = await post(proxy.url, 'tools/list', { _meta: { ...ENVELOPE(caps), 'io.modelcontextprotocol/clientInfo': { name: 'other', version: '1' } } });
+    expect(other.body.error).toMatchObject({ data: { reason: 'UPSTREAM_SESSIONS_FULL' } });
+    expect(proxy.translation.sessions).toBe(1);
+  }, 60_000);
+
   it('a bearer-authenticated tenant cannot use another tenant\'s requestState', async () => {
     const proxy = await proxyTo(everything, {}, { authTokens: ['token-a', 'token-b'] });
     const caps = { elicitation: { form: {} } };
@@ -219,6 +234,48 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2025 upstream', () =
     expect(proxy.translation.inflight).toBe(0);
     const sum = (await client.callTool({ name: 'get-sum', arguments: { a: 1, b: 2 } })) as CallToolResult;
     expect(JSON.stringify(sum.content)).toContain('3');
+  }, 60_000);
+});
+
+describe('codemode proxy: a 2026-07-28 client in front of a 2025 Streamable HTTP upstream (message-level session)', () => {
+  it('progress, structured tool errors, JSON-RPC errors, elicitation as input_required, list changes, and cancellation that reaches the upstream', async () => {
+    const fixture = await startFixtureHttp();
+    cleanups.push(() => fixture.stop());
+    const proxy = await proxyTo({ url: fixture.url });
+    let changes = 0;
+    const client = new Client(
+      { name: 'raw-link', version: '1.0.0' },
+      { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} } }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changes++ } } },
+    );
+    cleanups.push(() => client.close());
+    client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { username: 'ada', email: 'ada@example.com' } }));
+    await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+    expect(client.getServerVersion()?.name).toBe('codemode-conformance-fixture');
+
+    const steps: number[] = [];
+    await client.callTool({ name: 'test_tool_with_progress', arguments: {} }, { onprogress: (p) => steps.push(p.progress) });
+    expect(steps).toEqual([0, 50, 100]);
+    expect(await client.callTool({ name: 'structured', arguments: { isError: true } })).toMatchObject({ isError: true, structuredContent: { count: expect.any(Number) } });
+    await expect(client.callTool({ name: 'protocol_error', arguments: {} })).rejects.toThrow(/fixture says: bad params/);
+    const elicited = (await client.callTool({ name: 'test_elicitation', arguments: { message: 'who?' } })) as CallToolResult;
+    expect(JSON.stringify(elicited.content)).toContain('ada');
+
+    await client.callTool({ name: 'notify', arguments: {} });
+    const deadline = Date.now() + 10_000;
+    while (changes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    expect(changes).toBeGreaterThan(0);
+
+    const controller = new AbortController();
+    const slow = client.callTool({ name: 'slow_progress', arguments: { durationMs: 20_000, intervalMs: 100 } }, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 300);
+    await expect(slow).rejects.toThrow();
+    let seen = '[]';
+    const until = Date.now() + 10_000;
+    while (seen === '[]' && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 100));
+      seen = ((await client.callTool({ name: 'cancelled_calls', arguments: {} })) as CallToolResult).content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+    }
+    expect(seen).toContain('slow_progress');
   }, 60_000);
 });
 

@@ -1,0 +1,376 @@
+/**
+ * 2025 upstream sessions for the translator (modern.ts), two ways:
+ * - `sdkLink`: the v1 SDK client over any transport (`connectUpstream`: a stdio command, legacy SSE, OAuth, a
+ *   custom fetch);
+ * - `rawHttpLink`: a Streamable HTTP session driven at the message level, one `node:http` POST per message,
+ *   with no SDK transport. The SDK's client transport (fetch, web streams) costs about 1 ms of CPU per call,
+ *   most of a translated call's cost; this path is what keeps translation near plain forwarding.
+ *
+ * @module
+ */
+
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { CancelledNotificationSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { InitializeRequest, Progress, RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { describeError } from '../errors.js';
+import { createLogger } from '../log.js';
+import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
+import { SseParser } from '../wire/sse.js';
+import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
+import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
+import type { LegacyLink, LegacyLinkHandlers } from './modern.js';
+import type { ProxyOptions } from './proxy.js';
+import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES } from './stdio-transport.js';
+import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from './upstream.js';
+
+const log = createLogger('proxy');
+
+const AnyResult = z.looseObject({});
+
+/** A 2025 session through `connectUpstream` (the v1 SDK client). */
+export async function sdkLink(target: UpstreamConfig, opts: ProxyOptions, init: InitializeRequest['params'], headers: Record<string, string>, handlers: LegacyLinkHandlers): Promise<LegacyLink> {
+  const connection = await connectUpstream(target, {
+    ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+    ...(opts.authProvider !== undefined ? { authProvider: opts.authProvider } : {}),
+    ...(opts.fetch !== undefined ? { fetch: opts.fetch } : {}),
+    ...(opts.inheritEnv !== undefined ? { inheritEnv: opts.inheritEnv } : {}),
+    ...(opts.onStderr !== undefined ? { onStderr: opts.onStderr } : {}),
+    ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
+    headers: { ...(opts.headers ?? {}), ...headers },
+    initialize: init,
+    holdInitialized: true,
+    configure: (client) => wireSdkClient(client, handlers),
+  });
+  await connection.releaseInitialized();
+  const link: LegacyLink = {
+    initializeResult: connection.initializeResult as Record<string, unknown>,
+    request: (method, params, options) =>
+      connection.client.request({ method, params } as never, AnyResult, {
+        ...(options.signal !== undefined ? { signal: options.signal } : {}),
+        timeout: MAX_TIMER_DELAY_MS,
+        ...(options.onprogress !== undefined ? { onprogress: options.onprogress } : {}),
+      }),
+    close: () => connection.close(),
+  };
+  connection.client.onclose = () => link.onclose?.();
+  return link;
+}
+
+function wireSdkClient(client: Client, handlers: LegacyLinkHandlers): void {
+  client.removeRequestHandler('ping');
+  // The SDK's own cancellation handler ignores `requestId: 0` (a falsy check); this one looks it up properly.
+  const cancellers = new Map<RequestId, AbortController>();
+  client.setNotificationHandler(CancelledNotificationSchema, (notification) => {
+    const id = notification.params.requestId;
+    if (id !== undefined) cancellers.get(id)?.abort(notification.params.reason ?? 'cancelled by the upstream');
+  });
+  client.fallbackRequestHandler = async (request, extra) => {
+    const cancel = new AbortController();
+    cancellers.set(extra.requestId, cancel);
+    try {
+      return await handlers.request(request.method, request.params, AbortSignal.any([extra.signal, cancel.signal]));
+    } finally {
+      cancellers.delete(extra.requestId);
+    }
+  };
+  client.fallbackNotificationHandler = async (notification) => handlers.notification(notification.method, notification.params as Record<string, unknown> | undefined);
+  client.onerror = (error) => log.debug('upstream transport error', { error: describeError(error) });
+}
+
+/** How long a GET stream that ended waits before it is opened again. */
+const GET_RETRY_MS = 1000;
+
+/**
+ * A 2025 Streamable HTTP session at the message level. Resolves once `initialize` was answered and
+ * `notifications/initialized` sent; rejects with what `classifyConnectError` understands (an HTTP status as
+ * `StreamableHTTPError`, a JSON-RPC error as `McpError`).
+ */
+export async function rawHttpLink(target: HttpUpstreamConfig, opts: ProxyOptions, init: InitializeRequest['params'], forwarded: Record<string, string>, handlers: LegacyLinkHandlers): Promise<LegacyLink> {
+  const link = new RawHttpLink(target, opts, forwarded, handlers);
+  try {
+    await link.initialize(init);
+  } catch (error) {
+    await link.close();
+    throw error;
+  }
+  return link;
+}
+
+class RawHttpLink implements LegacyLink {
+  initializeResult: Record<string, unknown> = {};
+  onclose?: (() => void) | undefined;
+  readonly #url: URL;
+  readonly #send: typeof httpRequest;
+  readonly #agent: HttpAgent;
+  readonly #headers: OutgoingHttpHeaders;
+  readonly #handlers: LegacyLinkHandlers;
+  readonly #timeoutMs: number;
+  readonly #maxBytes: number;
+  readonly #requests = new Set<ClientRequest>();
+  #sessionId: string | undefined;
+  #version = '2025-11-25';
+  #nextId = 1;
+  #closed = false;
+
+  constructor(target: HttpUpstreamConfig, opts: ProxyOptions, forwarded: Record<string, string>, handlers: LegacyLinkHandlers) {
+    this.#url = new URL(target.url);
+    const https = this.#url.protocol === 'https:';
+    this.#send = https ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
+    this.#agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    this.#headers = { ...(target.headers ?? {}), ...(opts.headers ?? {}), ...forwarded };
+    this.#handlers = handlers;
+    this.#timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.#maxBytes = opts.maxMessageBytes ?? DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES;
+  }
+
+  async initialize(init: InitializeRequest['params']): Promise<void> {
+    const signal = AbortSignal.timeout(this.#timeoutMs);
+    const answer = await this.#exchange({ jsonrpc: '2.0', id: 0, method: 'initialize', params: init as unknown as Record<string, unknown> }, signal, undefined, true);
+    this.initializeResult = answer;
+    if (typeof answer.protocolVersion === 'string') this.#version = answer.protocolVersion;
+    await this.#post({ jsonrpc: '2.0', method: 'notifications/initialized' }, AbortSignal.timeout(this.#timeoutMs)).then(({ res }) => res.resume());
+    this.#openGet();
+  }
+
+  request(method: string, params: Record<string, unknown>, options: { signal?: AbortSignal; onprogress?: (progress: Progress) => void }): Promise<Record<string, unknown>> {
+    const id = this.#nextId++;
+    const withToken = options.onprogress === undefined ? params : { ...params, _meta: { ...(params._meta as Record<string, unknown> | undefined), progressToken: id } };
+    return this.#exchange({ jsonrpc: '2.0', id, method, params: withToken }, options.signal, options.onprogress);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const req of this.#requests) req.destroy();
+    if (this.#sessionId !== undefined) {
+      await new Promise<void>((resolve) => {
+        const req = this.#send(this.#url, { method: 'DELETE', headers: { ...this.#headers, 'mcp-session-id': this.#sessionId!, 'mcp-protocol-version': this.#version }, agent: this.#agent, signal: AbortSignal.timeout(2000) });
+        req.once('response', (res) => {
+          res.resume();
+          resolve();
+        });
+        req.once('error', () => resolve());
+        req.end();
+      });
+    }
+    this.#agent.destroy();
+  }
+
+  #post(message: JsonRpcMessage, signal: AbortSignal | undefined): Promise<{ res: IncomingMessage; req: ClientRequest }> {
+    const body = Buffer.from(JSON.stringify(message));
+    const headers: OutgoingHttpHeaders = { ...this.#headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': body.length };
+    if (this.#sessionId !== undefined) {
+      headers['mcp-session-id'] = this.#sessionId;
+      headers['mcp-protocol-version'] = this.#version;
+    }
+    return new Promise((resolve, reject) => {
+      if (this.#closed) {
+        reject(new McpError(ErrorCode.ConnectionClosed, 'Connection closed'));
+        return;
+      }
+      const req = this.#send(this.#url, { method: 'POST', headers, agent: this.#agent, ...(signal !== undefined ? { signal } : {}) });
+      this.#requests.add(req);
+      req.once('close', () => this.#requests.delete(req));
+      req.once('response', (res) => resolve({ res, req }));
+      req.once('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** One request and its answer; the messages before the answer on its stream go where they belong. */
+  async #exchange(message: JsonRpcMessage & { id: JsonRpcId }, signal: AbortSignal | undefined, onprogress: ((p: Progress) => void) | undefined, initializing = false): Promise<Record<string, unknown>> {
+    const onAbort = (): void => {
+      // 2025 cancellation: tell the upstream (the stream is closed too).
+      void this.#post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: message.id, reason: 'cancelled by the client' } }, AbortSignal.timeout(2000))
+        .then(({ res }) => res.resume())
+        .catch(() => undefined);
+    };
+    if (signal?.aborted) throw new McpError(ErrorCode.RequestTimeout, 'The request was cancelled');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const { res } = await this.#post(message, signal);
+      const status = res.statusCode ?? 0;
+      if (initializing) {
+        const sid = res.headers['mcp-session-id'];
+        if (typeof sid === 'string') this.#sessionId = sid;
+      }
+      const type = String(res.headers['content-type'] ?? '');
+      if (status < 200 || status >= 300) {
+        const text = (await this.#readBounded(res)).toString('utf8').slice(0, 1000);
+        throw new StreamableHTTPError(status, `Error POSTing to endpoint: ${text}`);
+      }
+      let answer: JsonRpcMessage | undefined;
+      if (type.includes('text/event-stream')) {
+        answer = await this.#readStream(res, message.id, onprogress);
+      } else if (type.includes('application/json')) {
+        answer = JSON.parse((await this.#readBounded(res)).toString('utf8')) as JsonRpcMessage;
+      } else {
+        res.resume();
+        throw new StreamableHTTPError(-1, `Unexpected content type: ${type === '' ? '(none)' : type}`);
+      }
+      if (answer === undefined) throw new McpError(ErrorCode.ConnectionClosed, `The upstream's stream ended without answering ${message.method}`);
+      if (answer.error !== undefined) throw new McpError(answer.error.code, answer.error.message, answer.error.data);
+      if (answer.result === undefined) throw new McpError(ErrorCode.InternalError, `The upstream answered ${message.method} with neither a result nor an error`);
+      return answer.result;
+    } catch (error) {
+      if (signal?.aborted) throw new McpError(ErrorCode.RequestTimeout, 'The request was cancelled');
+      throw error;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** A body, refused past the message cap. */
+  #readBounded(res: IncomingMessage): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > this.#maxBytes) {
+          res.destroy();
+          reject(new McpError(ErrorCode.InternalError, `The upstream's answer is over the ${this.#maxBytes}-byte message limit`));
+          return;
+        }
+        chunks.push(c);
+      });
+      res.once('end', () => resolve(Buffer.concat(chunks)));
+      res.once('error', reject);
+      res.once('aborted', () => reject(new McpError(ErrorCode.ConnectionClosed, 'Connection closed')));
+    });
+  }
+
+  /** Reads an event stream up to the answer to `id`, dispatching what comes before it. */
+  async #readStream(res: IncomingMessage, id: JsonRpcId | undefined, onprogress: ((p: Progress) => void) | undefined): Promise<JsonRpcMessage | undefined> {
+    let answer: JsonRpcMessage | undefined;
+    // Bytes since the last whole event: one event may not grow past the message cap.
+    let pending = 0;
+    const parser = new SseParser({
+      onEvent: (event) => {
+        pending = 0;
+        if (event.data === '' || answer !== undefined) return;
+        let m: JsonRpcMessage;
+        try {
+          m = JSON.parse(event.data) as JsonRpcMessage;
+        } catch {
+          log.debug('dropped an upstream event that is not JSON');
+          return;
+        }
+        if (id !== undefined && m.id === id && m.method === undefined) {
+          answer = m;
+          return;
+        }
+        if (m.method === 'notifications/progress' && onprogress !== undefined && m.params?.progressToken === id) {
+          const { progressToken: _t, ...progress } = m.params as Record<string, unknown>;
+          onprogress(progress as Progress);
+          return;
+        }
+        this.#dispatch(m);
+      },
+    });
+    res.setEncoding('utf8');
+    for await (const chunk of res as AsyncIterable<string>) {
+      pending += chunk.length;
+      if (pending > this.#maxBytes) {
+        res.destroy();
+        throw new McpError(ErrorCode.InternalError, `The upstream sent an event over the ${this.#maxBytes}-byte message limit`);
+      }
+      parser.feed(chunk);
+      if (answer !== undefined) {
+        res.destroy();
+        break;
+      }
+    }
+    return answer;
+  }
+
+  /** A message the upstream sent on its own: a request to answer, or a notification. */
+  #dispatch(m: JsonRpcMessage): void {
+    if (m.method === undefined) return;
+    if (m.id === undefined || m.id === null) {
+      this.#handlers.notification(m.method, m.params);
+      return;
+    }
+    const requestId = m.id;
+    const abort = new AbortController();
+    void this.#handlers.request(m.method, m.params, abort.signal).then(
+      (result) => this.#reply({ jsonrpc: '2.0', id: requestId, result }),
+      (error: unknown) => {
+        const e = error instanceof McpError ? error : undefined;
+        const code = e?.code ?? ErrorCode.InternalError;
+        const message = e !== undefined ? e.message.replace(`MCP error ${e.code}: `, '') : describeError(error);
+        this.#reply({ jsonrpc: '2.0', id: requestId, error: { code, message, ...(e?.data !== undefined ? { data: e.data } : {}) } });
+      },
+    );
+  }
+
+  #reply(message: JsonRpcMessage): void {
+    this.#post(message, AbortSignal.timeout(this.#timeoutMs))
+      .then(({ res }) => res.resume())
+      .catch((error: unknown) => log.debug('could not answer the upstream', { error: describeError(error) }));
+  }
+
+  /** The standalone GET stream: list changes and requests outside any call. Reopened while the session lives. */
+  #openGet(): void {
+    if (this.#closed || this.#sessionId === undefined) return;
+    const req = this.#send(this.#url, {
+      method: 'GET',
+      headers: { ...this.#headers, accept: 'text/event-stream', 'mcp-session-id': this.#sessionId, 'mcp-protocol-version': this.#version },
+      agent: this.#agent,
+    });
+    this.#requests.add(req);
+    const started = Date.now();
+    const again = (): void => {
+      this.#requests.delete(req);
+      if (this.#closed) return;
+      setTimeout(() => this.#openGet(), Math.max(0, GET_RETRY_MS - (Date.now() - started))).unref();
+    };
+    req.once('response', (res) => {
+      const status = res.statusCode ?? 0;
+      if (status === 404) {
+        res.resume();
+        this.#requests.delete(req);
+        log.info('the upstream forgot the session');
+        this.onclose?.();
+        return;
+      }
+      if (status === 405 || status < 200 || status >= 300) {
+        // No standalone stream (allowed): list changes then arrive only on request streams.
+        res.resume();
+        this.#requests.delete(req);
+        return;
+      }
+      let pending = 0;
+      const parser = new SseParser({
+        onEvent: (event) => {
+          pending = 0;
+          if (event.data === '') return;
+          try {
+            this.#dispatch(JSON.parse(event.data) as JsonRpcMessage);
+          } catch {
+            log.debug('dropped an upstream event that is not JSON');
+          }
+        },
+      });
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        pending += chunk.length;
+        if (pending > this.#maxBytes) {
+          log.warn(`the upstream sent an event over the ${this.#maxBytes}-byte message limit on its stream; reopening it`);
+          res.destroy();
+          return;
+        }
+        parser.feed(chunk);
+      });
+      res.once('end', again);
+      res.once('error', again);
+    });
+    req.once('error', again);
+    req.end();
+  }
+}
