@@ -12,6 +12,7 @@
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { StringDecoder } from 'node:string_decoder';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CancelledNotificationSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
@@ -25,6 +26,7 @@ import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
 import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
 import type { LegacyLink, LegacyLinkHandlers } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
+import { RawHttpPool } from './raw-http.js';
 import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES } from './stdio-transport.js';
 import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from './upstream.js';
 
@@ -112,6 +114,8 @@ class RawHttpLink implements LegacyLink {
   readonly #timeoutMs: number;
   readonly #maxBytes: number;
   readonly #requests = new Set<ClientRequest>();
+  /** undici's pool for the requests of plain `http:` upstreams (see raw-http.ts for why); TLS uses node:http. */
+  readonly #pool: RawHttpPool | undefined;
   #sessionId: string | undefined;
   #version = '2025-11-25';
   #nextId = 1;
@@ -126,6 +130,7 @@ class RawHttpLink implements LegacyLink {
     this.#handlers = handlers;
     this.#timeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#maxBytes = opts.maxMessageBytes ?? DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES;
+    this.#pool = https || process.env.CODEMODE_PROXY_RAW_HTTP === '0' ? undefined : new RawHttpPool(this.#url);
   }
 
   async initialize(init: InitializeRequest['params']): Promise<void> {
@@ -140,13 +145,16 @@ class RawHttpLink implements LegacyLink {
   request(method: string, params: Record<string, unknown>, options: { signal?: AbortSignal; onprogress?: (progress: Progress) => void }): Promise<Record<string, unknown>> {
     const id = this.#nextId++;
     const withToken = options.onprogress === undefined ? params : { ...params, _meta: { ...(params._meta as Record<string, unknown> | undefined), progressToken: id } };
-    return this.#exchange({ jsonrpc: '2.0', id, method, params: withToken }, options.signal, options.onprogress);
+    const message = { jsonrpc: '2.0' as const, id, method, params: withToken };
+    if (this.#pool !== undefined) return this.#pooled(this.#pool, message, options.signal, options.onprogress);
+    return this.#exchange(message, options.signal, options.onprogress);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     for (const req of this.#requests) req.destroy();
+    await this.#pool?.close();
     if (this.#sessionId !== undefined) {
       await new Promise<void>((resolve) => {
         const req = this.#send(this.#url, { method: 'DELETE', headers: { ...this.#headers, 'mcp-session-id': this.#sessionId!, 'mcp-protocol-version': this.#version }, agent: this.#agent, signal: AbortSignal.timeout(2000) });
@@ -223,6 +231,112 @@ class RawHttpLink implements LegacyLink {
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /** `#exchange` on undici's pool: the same answer handling, with callbacks instead of streams. */
+  #pooled(pool: RawHttpPool, message: JsonRpcMessage & { id: JsonRpcId; method: string }, signal: AbortSignal | undefined, onprogress: ((p: Progress) => void) | undefined): Promise<Record<string, unknown>> {
+    if (this.#closed) return Promise.reject(new McpError(ErrorCode.ConnectionClosed, 'Connection closed'));
+    if (signal?.aborted) return Promise.reject(new McpError(ErrorCode.RequestTimeout, 'The request was cancelled'));
+    const body = Buffer.from(JSON.stringify(message));
+    const headers: Record<string, string | number> = { ...(this.#headers as Record<string, string>), 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': body.length };
+    if (this.#sessionId !== undefined) {
+      headers['mcp-session-id'] = this.#sessionId;
+      headers['mcp-protocol-version'] = this.#version;
+    }
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      let status = 0;
+      let stream: SseParser | undefined;
+      let decoder: StringDecoder | undefined;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let settled = false;
+      let abort: () => void = () => undefined;
+      const settle = (answer: JsonRpcMessage | undefined, error?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        if (error !== undefined) reject(error);
+        else if (answer === undefined) reject(new McpError(ErrorCode.ConnectionClosed, `The upstream's stream ended without answering ${message.method}`));
+        else if (answer.error !== undefined) reject(new McpError(answer.error.code, answer.error.message, answer.error.data));
+        else if (answer.result === undefined) reject(new McpError(ErrorCode.InternalError, `The upstream answered ${message.method} with neither a result nor an error`));
+        else resolve(answer.result);
+      };
+      const onAbort = (): void => {
+        abort();
+        settle(undefined, new McpError(ErrorCode.RequestTimeout, 'The request was cancelled'));
+        void this.#post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: message.id, reason: 'cancelled by the client' } }, AbortSignal.timeout(2000))
+          .then(({ res }) => res.resume())
+          .catch(() => undefined);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      abort = pool.post(headers, body, {
+        head: (s, h) => {
+          status = s;
+          const type = h['content-type'] ?? '';
+          if (s >= 200 && s < 300 && type.includes('text/event-stream')) {
+            decoder = new StringDecoder('utf8');
+            stream = new SseParser({
+              onEvent: (event) => {
+                size = 0;
+                if (event.data === '' || settled) return;
+                let m: JsonRpcMessage;
+                try {
+                  m = JSON.parse(event.data) as JsonRpcMessage;
+                } catch {
+                  return;
+                }
+                if (m.id === message.id && m.method === undefined) {
+                  settle(m);
+                  // The upstream ends the stream after the answer; aborting would cost the keep-alive connection
+                  // (undici closes the socket). One that keeps it open is cut off after a grace period.
+                  setTimeout(abort, 5000).unref();
+                  return;
+                }
+                if (m.method === 'notifications/progress' && onprogress !== undefined && m.params?.progressToken === message.id) {
+                  const { progressToken: _t, ...progress } = m.params as Record<string, unknown>;
+                  onprogress(progress as Progress);
+                  return;
+                }
+                this.#dispatch(m);
+              },
+            });
+          } else if (s >= 200 && s < 300 && !type.includes('application/json')) {
+            settle(undefined, new StreamableHTTPError(-1, `Unexpected content type: ${type === '' ? '(none)' : type}`));
+            abort();
+          }
+        },
+        data: (chunk) => {
+          size += chunk.length;
+          if (size > this.#maxBytes) {
+            settle(undefined, new McpError(ErrorCode.InternalError, `The upstream's answer is over the ${this.#maxBytes}-byte message limit`));
+            abort();
+            return true;
+          }
+          if (stream !== undefined) stream.feed(decoder!.write(chunk));
+          else chunks.push(chunk);
+          return true;
+        },
+        waitDrain: () => undefined,
+        end: () => {
+          if (settled) return;
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (status < 200 || status >= 300) {
+            settle(undefined, new StreamableHTTPError(status, `Error POSTing to endpoint: ${text.slice(0, 1000)}`));
+            return;
+          }
+          if (stream !== undefined) {
+            settle(undefined);
+            return;
+          }
+          try {
+            settle(JSON.parse(text) as JsonRpcMessage);
+          } catch (error) {
+            settle(undefined, error);
+          }
+        },
+        error: (error) => settle(undefined, error),
+      });
+    });
   }
 
   /** A body, refused past the message cap. */

@@ -441,7 +441,9 @@ export class LegacyTranslator {
       if (waiter === undefined || (typeof token !== 'string' && typeof token !== 'number')) return;
       waiter.exchange.notify({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...progress, progressToken: token } });
     };
-    const send = (link: LegacyLink) => link.request(request.method, upstreamParams, { signal: call.abort.signal, onprogress });
+    // Progress is asked of the upstream only when the client asked for it.
+    const wantsProgress = (request.params?._meta as { progressToken?: unknown } | undefined)?.progressToken !== undefined;
+    const send = (link: LegacyLink) => link.request(request.method, upstreamParams, { signal: call.abort.signal, ...(wantsProgress ? { onprogress } : {}) });
     session.calls.push(call);
     const waiting = this.#wait(call, exchange);
     void (async () => {
