@@ -24,7 +24,7 @@ import { createLogger } from '../log.js';
 import { createStaticBearerAuth } from '../wire/bearer.js';
 import { createHostOriginGuard, createLimitedHttpServer, isLoopbackHost, jsonBodyErrorHandler, writeJsonRpcError } from '../wire/http-guard.js';
 import type { HttpServerLimits } from '../wire/http-guard.js';
-import { isModernVersionHeader } from '../wire/eras.js';
+import { LEGACY_PROTOCOL_VERSIONS, isModernVersionHeader } from '../wire/eras.js';
 import { compileToolGlobs } from '../wire/globs.js';
 import { httpTransportOf, isStdioConfig } from './config.js';
 import { HttpForwarder } from './forward.js';
@@ -104,6 +104,16 @@ function canForward(proxy: Proxy): boolean {
   const env = process.env;
   if (env.NODE_USE_ENV_PROXY === '1' && (env.HTTP_PROXY ?? env.HTTPS_PROXY ?? env.http_proxy ?? env.https_proxy) !== undefined) return false;
   return true;
+}
+
+/**
+ * Whether a request is for the 2026-07-28 door: a version header of 2026-07-28 or later, or, without a session,
+ * any version header that is not a 2025 one (a client asking for a version this proxy does not speak is
+ * answered in 2026-07-28's terms, with the supported versions).
+ */
+function isModernRequest(header: string | string[] | undefined, sessionId: string | undefined): boolean {
+  if (isModernVersionHeader(header)) return true;
+  return sessionId === undefined && typeof header === 'string' && !LEGACY_PROTOCOL_VERSIONS.includes(header);
 }
 
 function reply(res: ServerResponse, status: number, code: number, message: string): void {
@@ -274,7 +284,7 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
       }
       principals.set(req, principal);
     }
-    if (onPath && isModernVersionHeader(req.headers['mcp-protocol-version'])) {
+    if (onPath && isModernRequest(req.headers['mcp-protocol-version'], id)) {
       modern.handle(req, res, principals.get(req)).catch((error: unknown) => {
         log.error('proxy HTTP request failed', { error: describeError(error) });
         if (!res.headersSent) reply(res, 500, -32603, 'Internal error in the proxy');

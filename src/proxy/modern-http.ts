@@ -228,9 +228,23 @@ export class ModernHttpFront {
       else sendJson(res, 400, errorResponse(null, RpcCode.InvalidRequest, `Invalid request: a ${MODERN_PROTOCOL_VERSION} client sends requests and notifications only.`));
       return;
     }
+    if (message.method === 'initialize') {
+      // Not a 2026-07-28 method. A 2026-07-28 upstream answers it itself (pure forwarding); otherwise this proxy
+      // answers as a 2026-07-28 server that does not implement it.
+      if (this.#upstream !== undefined && (await this.#upstream.learnEra(message, {}).catch(() => 'legacy' as const)) === 'modern') {
+        await this.#forward(this.#upstream, req, res, message, raw, pickHeaders(req.headers, this.#options.forwardHeaders ?? []));
+        return;
+      }
+      sendJson(
+        res,
+        404,
+        errorResponse(message.id, -32601, `Method not found: initialize is not part of MCP ${MODERN_PROTOCOL_VERSION}. A 2025 client sends it without a 2026-07-28 Mcp-Protocol-Version header.`),
+      );
+      return;
+    }
     const mismatch = headerMismatch(req, message);
     if (mismatch !== undefined) {
-      sendJson(res, 400, errorResponse(message.id, ModernCode.HeaderMismatch, mismatch));
+      sendJson(res, 400, errorResponse(message.id, mismatch.code, mismatch.message));
       return;
     }
     if (message.method === 'tools/call') {
@@ -315,23 +329,34 @@ export class ModernHttpFront {
       return;
     }
     if (streaming) res.end(event(answer));
-    else sendJson(res, 200, answer, { 'mcp-protocol-version': MODERN_PROTOCOL_VERSION });
+    // An unsupported version is refused with HTTP 400, as the revision requires.
+    else sendJson(res, answer.error?.code === ModernCode.UnsupportedProtocolVersion ? 400 : 200, answer, { 'mcp-protocol-version': MODERN_PROTOCOL_VERSION });
   }
 }
 
 /**
- * Where the request's headers disagree with its body (2026-07-28 requires `Mcp-Protocol-Version` to match the
- * envelope and `Mcp-Method` the method), the reason; undefined when they agree.
+ * Where the request's headers disagree with its body, the error: a missing envelope version is invalid params
+ * (-32602), a header that disagrees with the body a header mismatch (-32020), as 2026-07-28 says.
  */
-function headerMismatch(req: IncomingMessage, message: JsonRpcMessage & { method: string }): string | undefined {
+function headerMismatch(req: IncomingMessage, message: JsonRpcMessage & { method: string }): { code: number; message: string } | undefined {
   const header = req.headers['mcp-protocol-version'];
-  const version = (message.params?._meta as Record<string, unknown> | undefined)?.[PROTOCOL_VERSION_META_KEY];
+  const meta = message.params?._meta;
+  const version = typeof meta === 'object' && meta !== null ? (meta as Record<string, unknown>)[PROTOCOL_VERSION_META_KEY] : undefined;
+  if (typeof version !== 'string') {
+    return {
+      code: RpcCode.InvalidParams,
+      message: `Invalid params: a ${MODERN_PROTOCOL_VERSION} request carries its protocol version in _meta["${PROTOCOL_VERSION_META_KEY}"], and this one has ${meta === undefined ? 'no _meta' : 'none'}.`,
+    };
+  }
   if (version !== header) {
-    return `The Mcp-Protocol-Version header (${String(header)}) does not match _meta["${PROTOCOL_VERSION_META_KEY}"] (${JSON.stringify(version ?? null)}).`;
+    return { code: ModernCode.HeaderMismatch, message: `The Mcp-Protocol-Version header (${String(header)}) does not match _meta["${PROTOCOL_VERSION_META_KEY}"] (${JSON.stringify(version)}).` };
   }
   const method = req.headers['mcp-method'];
   if (method !== message.method) {
-    return method === undefined ? `The Mcp-Method header is missing: it must be ${message.method}.` : `The Mcp-Method header (${String(method)}) does not match the method in the body (${message.method}).`;
+    return {
+      code: ModernCode.HeaderMismatch,
+      message: method === undefined ? `The Mcp-Method header is missing: it must be ${message.method}.` : `The Mcp-Method header (${String(method)}) does not match the method in the body (${message.method}).`,
+    };
   }
   return undefined;
 }

@@ -136,7 +136,15 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2025 upstream', () =
     expect(wrongVersion.status).toBe(400);
     expect(wrongVersion.body.error.code).toBe(-32020);
     const future = await post(proxy.url, 'tools/list', { _meta: { ...ENVELOPE(), 'io.modelcontextprotocol/protocolVersion': '2027-01-01' } }, { 'mcp-protocol-version': '2027-01-01' });
-    expect(future.body.error).toMatchObject({ code: -32022, data: { supported: [MODERN] } });
+    expect(future.status).toBe(400);
+    expect(future.body.error).toMatchObject({ code: -32022, data: { supported: [MODERN], requested: '2027-01-01' } });
+    // Not a date at all: still this door (not the 2025 "initialize first"), and the error carries the request's id.
+    const odd = await post(proxy.url, 'server/discover', { _meta: { ...ENVELOPE(), 'io.modelcontextprotocol/protocolVersion': 'v999.0.0' } }, { 'mcp-protocol-version': 'v999.0.0' });
+    expect(odd.status).toBe(400);
+    expect(odd.body).toMatchObject({ id: expect.any(Number), error: { code: -32022, data: { requested: 'v999.0.0' } } });
+    const bare = await post(proxy.url, 'tools/list', {});
+    expect(bare.status).toBe(400);
+    expect(bare.body).toMatchObject({ id: expect.any(Number), error: { code: -32602, message: expect.stringContaining('no _meta') } });
     const get = await fetch(proxy.url, { headers: { 'mcp-protocol-version': MODERN } });
     expect(get.status).toBe(405);
     expect(((await get.json()) as { error: { message: string } }).error.message).toMatch(/POST only/);
