@@ -25,7 +25,7 @@ import { RpcCode, errorResponse, isRequest } from '../wire/jsonrpc.js';
 import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
 import { describeUpstream, httpTransportOf, isStdioConfig } from './config.js';
 import { pipeFilteredLists, readAnswer, readBody, sendJson } from './forward-io.js';
-import { LegacyTranslator } from './modern.js';
+import { ERA_CHANGED, LegacyTranslator } from './modern.js';
 import type { LegacyTranslatorOptions, TranslatorStats } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
 import { pickHeaders, toWireError } from './proxy.js';
@@ -104,6 +104,11 @@ export class ModernHttpUpstream {
   close(): void {
     for (const req of this.#inflight) req.destroy();
     this.#agent.destroy();
+  }
+
+  /** Forgets the learned era (the upstream answered in the other era's terms): the next request asks again. */
+  forgetEra(): void {
+    this.#era = undefined;
   }
 
   /**
@@ -264,12 +269,43 @@ export class ModernHttpFront {
       sendJson(res, 200, errorResponse(message.id, wire.code, `The proxy could not reach the upstream to learn its protocol era: ${wire.message}`, wire.data));
       return;
     }
-    if (era === 'modern' && this.#upstream !== undefined) await this.#forward(this.#upstream, req, res, message, raw, headers);
-    else await this.#translate(req, res, message, principal, headers);
+    const upstream = this.#upstream;
+    if (era === 'modern' && upstream !== undefined) {
+      if (await this.#forward(upstream, req, res, message, raw, headers)) return;
+    } else if (await this.#translate(req, res, message, principal, headers)) {
+      return;
+    }
+    // The upstream answered in the other era's terms: it changed era (a restart, a deploy). Learn it again,
+    // once, and serve this request on the path that fits.
+    if (upstream === undefined) return;
+    log.warn(`the upstream no longer speaks the era it spoke (${era === 'modern' ? '2026-07-28' : '2025'}); asking it again`, { upstream: this.#label });
+    upstream.forgetEra();
+    let again: Era;
+    try {
+      again = await upstream.learnEra(message, headers);
+    } catch (error) {
+      const wire = toWireError(error, 'server/discover', this.#label);
+      sendJson(res, 200, errorResponse(message.id, wire.code, `The proxy could not reach the upstream to learn its protocol era: ${wire.message}`, wire.data));
+      return;
+    }
+    if (again === 'modern') await this.#forward(upstream, req, res, message, raw, headers, true);
+    else await this.#translate(req, res, message, principal, headers, true);
   }
 
-  /** Same era on both sides: the request goes up as it came, the answer down as it arrives. */
-  async #forward(upstream: ModernHttpUpstream, req: IncomingMessage, res: ServerResponse, message: JsonRpcMessage & { id: JsonRpcId; method: string }, raw: Buffer, forwarded: Record<string, string>): Promise<void> {
+  /**
+   * Same era on both sides: the request goes up as it came, the answer down as it arrives. Returns false,
+   * having answered nothing, when the upstream refused the request the way a 2025 server refuses a request
+   * without a session (it changed era); `final` passes such a refusal on instead.
+   */
+  async #forward(
+    upstream: ModernHttpUpstream,
+    req: IncomingMessage,
+    res: ServerResponse,
+    message: JsonRpcMessage & { id: JsonRpcId; method: string },
+    raw: Buffer,
+    forwarded: Record<string, string>,
+    final = false,
+  ): Promise<boolean> {
     const headers = upstream.headers(forwarded);
     for (const [name, value] of Object.entries(req.headers)) {
       if (name.startsWith('mcp-') && name !== 'mcp-session-id' && value !== undefined) headers[name] = value;
@@ -282,12 +318,20 @@ export class ModernHttpFront {
     try {
       answer = await upstream.post(headers, raw, gone.signal);
     } catch (error) {
-      if (gone.signal.aborted) return;
+      if (gone.signal.aborted) return true;
       const wire = toWireError(error, message.method, this.#label);
       sendJson(res, 200, errorResponse(message.id, wire.code, wire.message, wire.data));
-      return;
+      return true;
     }
     const up = answer.res;
+    if (!final && (up.statusCode === 400 || up.statusCode === 404) && String(up.headers['content-type'] ?? '').includes('application/json')) {
+      // A refusal: read it (bounded) to tell a 2026-07-28 refusal, passed on, from a 2025 "no session".
+      const body = await readCapped(up, 64 * 1024);
+      const code = (parseJson(body) as JsonRpcMessage | undefined)?.error?.code;
+      if (code === undefined || !MODERN_ERROR_CODES.has(code)) return false;
+      sendJson(res, up.statusCode, parseJson(body));
+      return true;
+    }
     const down: OutgoingHttpHeaders = {};
     for (const name of ['content-type', 'cache-control', 'mcp-protocol-version']) {
       const v = up.headers[name];
@@ -297,14 +341,25 @@ export class ModernHttpFront {
     up.once('error', () => res.destroy());
     if (message.method === 'tools/list' && up.statusCode === 200) pipeFilteredLists(up, res, new Set([message.id]), this.#isHidden);
     else up.pipe(res);
+    return true;
   }
 
-  /** A 2025 upstream: the translator answers, with notifications on an event stream when the client takes one. */
-  async #translate(req: IncomingMessage, res: ServerResponse, message: JsonRpcMessage & { id: JsonRpcId; method: string }, principal: string | undefined, headers: Record<string, string>): Promise<void> {
+  /**
+   * A 2025 upstream: the translator answers, with notifications on an event stream when the client takes one.
+   * Returns false, having answered nothing, when the upstream turned out to speak only 2026-07-28 now.
+   */
+  async #translate(
+    req: IncomingMessage,
+    res: ServerResponse,
+    message: JsonRpcMessage & { id: JsonRpcId; method: string },
+    principal: string | undefined,
+    headers: Record<string, string>,
+    final = false,
+  ): Promise<boolean> {
     const streams = String(req.headers.accept ?? '').includes('text/event-stream');
     if (message.method === 'subscriptions/listen' && !streams) {
       sendJson(res, 400, errorResponse(message.id, RpcCode.InvalidRequest, 'subscriptions/listen answers with an event stream: send Accept: text/event-stream.'));
-      return;
+      return true;
     }
     const gone = new AbortController();
     res.once('close', () => {
@@ -322,15 +377,17 @@ export class ModernHttpFront {
       res.write(event(m));
     };
     const tenant = JSON.stringify([principal ?? '', headers]);
-    const answer = await this.#translator.answer({ request: message, tenant, headers, notify, signal: gone.signal });
-    if (res.writableEnded || res.destroyed) return;
+    const answer = await this.#translator.answer({ request: message, tenant, headers, notify, signal: gone.signal }, !final);
+    if (answer === ERA_CHANGED) return false;
+    if (res.writableEnded || res.destroyed) return true;
     if (answer === undefined) {
       res.end();
-      return;
+      return true;
     }
     if (streaming) res.end(event(answer));
     // An unsupported version is refused with HTTP 400, as the revision requires.
     else sendJson(res, answer.error?.code === ModernCode.UnsupportedProtocolVersion ? 400 : 200, answer, { 'mcp-protocol-version': MODERN_PROTOCOL_VERSION });
+    return true;
   }
 }
 
@@ -359,4 +416,26 @@ function headerMismatch(req: IncomingMessage, message: JsonRpcMessage & { method
     };
   }
   return undefined;
+}
+
+/** A body of at most `max` bytes (the rest is discarded). */
+function readCapped(res: IncomingMessage, max: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      if (size < max) chunks.push(c.subarray(0, max - size));
+      size += c.length;
+    });
+    res.once('end', () => resolve(Buffer.concat(chunks)));
+    res.once('error', () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+function parseJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8')) as unknown;
+  } catch {
+    return undefined;
+  }
 }

@@ -41,7 +41,7 @@ import {
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse } from '../wire/jsonrpc.js';
 import { toWireError } from './proxy.js';
-import { isSessionExpiredError } from './upstream.js';
+import { isModernOnlyRefusal, isSessionExpiredError } from './upstream.js';
 
 const log = createLogger('proxy');
 
@@ -60,6 +60,9 @@ export const DEFAULT_MAX_SESSIONS = 16;
 export const DEFAULT_MAX_SESSIONS_PER_TENANT = 8;
 /** Input requests one held call may collect before the client answers; more are refused upstream. */
 const MAX_PENDING_INPUTS = 16;
+
+/** What `answer` returns when the upstream refused as a 2026-07-28-only server does: it changed era. */
+export const ERA_CHANGED: unique symbol = Symbol('era changed');
 
 /** One 2026-07-28 request from the downstream, and how to reach the downstream while it runs. */
 export interface ModernExchange {
@@ -188,6 +191,8 @@ class Call {
   readonly abort = new AbortController();
   round = 0;
   outcome: Outcome | undefined;
+  /** The upstream refused the call as a 2026-07-28-only server: it changed era since the session began. */
+  eraChanged = false;
   /** The exchange waiting for this call's next step, and how to answer it. */
   waiter: { exchange: ModernExchange; answer: (message: JsonRpcMessage) => void; detach: () => void } | undefined;
   readonly pending: PendingInput[] = [];
@@ -261,7 +266,9 @@ export class LegacyTranslator {
    * The answer to one 2026-07-28 request: a result, an error, or `undefined` for a listen request, which is
    * never answered (it ends when the downstream gives it up). Never rejects.
    */
-  async answer(exchange: ModernExchange): Promise<JsonRpcMessage | undefined> {
+  async answer(exchange: ModernExchange, detectEraChange?: false): Promise<JsonRpcMessage | undefined>;
+  async answer(exchange: ModernExchange, detectEraChange: boolean): Promise<JsonRpcMessage | typeof ERA_CHANGED | undefined>;
+  async answer(exchange: ModernExchange, detectEraChange = false): Promise<JsonRpcMessage | typeof ERA_CHANGED | undefined> {
     const { request } = exchange;
     try {
       const refusal = this.#checkEnvelope(request);
@@ -278,8 +285,10 @@ export class LegacyTranslator {
       const session = this.#session(exchange);
       if (request.method === 'server/discover') return await this.#discover(request.id, session);
       if (request.method === 'subscriptions/listen') return await this.#listen(exchange, session);
-      return await this.#call(exchange, session);
+      const { answer, eraChanged } = await this.#call(exchange, session);
+      return detectEraChange && eraChanged ? ERA_CHANGED : answer;
     } catch (error) {
+      if (detectEraChange && isModernOnlyRefusal(error)) return ERA_CHANGED;
       const wire = toWireError(error, request.method, this.#options.label);
       return errorResponse(request.id, wire.code, wire.message, wire.data);
     }
@@ -428,7 +437,7 @@ export class LegacyTranslator {
   }
 
   /** A request forwarded on the session as a new call. */
-  async #call(exchange: ModernExchange, session: LegacySession): Promise<JsonRpcMessage> {
+  async #call(exchange: ModernExchange, session: LegacySession): Promise<{ answer: JsonRpcMessage; eraChanged: boolean }> {
     const { request } = exchange;
     let connection = await session.connection;
     await this.#applyLogLevel(exchange, session, connection);
@@ -462,6 +471,7 @@ export class LegacyTranslator {
         }
         this.#settle(call, { result: this.#shape(request.method, result) });
       } catch (error) {
+        if (isModernOnlyRefusal(error)) call.eraChanged = true;
         const wire = toWireError(error, request.method, this.#options.label);
         this.#settle(call, { error: { code: wire.code, message: wire.message, ...(wire.data !== undefined ? { data: wire.data } : {}) } });
       } finally {
@@ -470,7 +480,8 @@ export class LegacyTranslator {
         session.lastUsed = Date.now();
       }
     })();
-    return waiting;
+    const answer = await waiting;
+    return { answer, eraChanged: call.eraChanged };
   }
 
   #shape(method: string, result: Record<string, unknown>): Record<string, unknown> {

@@ -124,13 +124,33 @@ function sampleArgs(schema: { properties?: Record<string, { type?: string }> } |
   return out;
 }
 
+// A 2026-07-28 host (BRIDGE_DRIVER_ERA=2026, or a scenario only that revision has): no initialize; every
+// request carries the envelope in _meta, and the bridge sends it on as a stateless request.
+const modern = process.env.BRIDGE_DRIVER_ERA === '2026' || scenario === 'request-metadata';
+const envelope = {
+  'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+  'io.modelcontextprotocol/clientInfo': { name: 'codemode-remote-conformance-driver', version: '1.0.0' },
+  'io.modelcontextprotocol/clientCapabilities': { sampling: {}, elicitation: {} },
+};
+const withEnvelope = (params: Record<string, unknown>): Record<string, unknown> => (modern ? { ...params, _meta: envelope } : params);
+
 let exitCode = 0;
 try {
-  await request('initialize', { protocolVersion: '2025-11-25', capabilities: { sampling: {}, elicitation: {} }, clientInfo: { name: 'codemode-remote-conformance-driver', version: '1.0.0' } });
-  child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
-  const listed = (await request('tools/list', {})) as { tools?: Array<{ name: string; inputSchema?: { properties?: Record<string, { type?: string }> } }> };
+  if (modern) {
+    // A host negotiates: a -32022 lists the versions the server supports, and the host retries with one.
+    await request('server/discover', withEnvelope({})).catch(async (err: Error) => {
+      const refusal = /"code":-32022.*"supported":\[("[^"]+")/.exec(err.message);
+      if (refusal?.[1] === undefined) throw err;
+      envelope['io.modelcontextprotocol/protocolVersion'] = JSON.parse(refusal[1]) as string;
+      await request('server/discover', withEnvelope({}));
+    });
+  } else {
+    await request('initialize', { protocolVersion: '2025-11-25', capabilities: { sampling: {}, elicitation: {} }, clientInfo: { name: 'codemode-remote-conformance-driver', version: '1.0.0' } });
+    child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
+  }
+  const listed = (await request('tools/list', withEnvelope({}))) as { tools?: Array<{ name: string; inputSchema?: { properties?: Record<string, { type?: string }> } }> };
   const tool = listed.tools?.[0];
-  if (tool !== undefined) await request('tools/call', { name: tool.name, arguments: sampleArgs(tool.inputSchema) });
+  if (tool !== undefined) await request('tools/call', withEnvelope({ name: tool.name, arguments: sampleArgs(tool.inputSchema) }));
 } catch (err) {
   process.stderr.write(`bridge-driver: ${(err as Error).message}\n`);
   exitCode = 1;

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createProxy } from '../../src/proxy/proxy.js';
 import { serveProxyHttp } from '../../src/proxy/http.js';
 import type { ProxyHttpServer, ServeProxyHttpOptions } from '../../src/proxy/http.js';
-import { EVERYTHING, NODE, spawnServer, startFixtureHttp, startHttp } from './helpers.js';
+import { CONFORMANCE_SERVER, EVERYTHING, NODE, freePort, spawnServer, startFixtureHttp, startHttp } from './helpers.js';
 import type { ChildServer } from './helpers.js';
 
 const MODERN = '2026-07-28';
@@ -373,4 +373,31 @@ describe('codemode proxy: a 2025 client in front of a 2026-07-28-only upstream',
     cleanups.push(() => client.close());
     await expect(client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)))).rejects.toThrow(/speaks neither MCP era/);
   }, 60_000);
+});
+
+describe('codemode proxy: an upstream that changes era after a restart', () => {
+  const fixture2025 = (port: number) => spawnServer(['--experimental-strip-types', '--no-warnings', CONFORMANCE_SERVER, '--port', String(port)], /listening on (http:\S+)/, {}, 30_000);
+  const fixture2026 = (port: number) => spawnServer(['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--port', String(port)], /listening on (http:\S+)/, {}, 30_000);
+
+  for (const [name, first, second, before, after] of [
+    ['2025, then 2026-07-28 only', fixture2025, fixture2026, 'codemode-conformance-fixture', 'modern-upstream'],
+    ['2026-07-28 only, then 2025', fixture2026, fixture2025, 'modern-upstream', 'codemode-conformance-fixture'],
+  ] as const) {
+    it(`${name}: the 2026-07-28 client's next request is served on the new era's path, with no error`, async () => {
+      const port = await freePort();
+      let upstream = await first(port);
+      cleanups.push(() => upstream.stop());
+      const proxy = await proxyTo({ url: `http://127.0.0.1:${port}/mcp` });
+      const discover = async (): Promise<string | undefined> => (await post(proxy.url, 'server/discover', { _meta: ENVELOPE() })).body.result?._meta?.['io.modelcontextprotocol/serverInfo']?.name;
+      const echo = async (): Promise<Answer> => (await post(proxy.url, 'tools/call', { name: 'echo', arguments: { text: 'again' }, _meta: ENVELOPE() }, { 'mcp-name': 'echo' })).body;
+      expect(await discover()).toBe(before);
+      expect(JSON.stringify((await echo()).result)).toContain('again');
+      await upstream.stop();
+      upstream = await second(port);
+      const answered = await echo();
+      expect(answered.error).toBeUndefined();
+      expect(JSON.stringify(answered.result)).toContain('again');
+      expect(await discover()).toBe(after);
+    }, 60_000);
+  }
 });
