@@ -32,6 +32,7 @@ import { compileToolGlobs } from '../wire/globs.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse, isRequest, isResponse } from '../wire/jsonrpc.js';
 import type { BridgeConfig } from './config.js';
+import { InputRelay } from './input-relay.js';
 import { UpstreamError } from './upstream-error.js';
 import type { AuthHooks } from './upstream.js';
 import { GET_STREAM_WAIT_MS, Upstream } from './upstream.js';
@@ -91,7 +92,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
    * the host's identity and translates back (`server/discover` from the initialize answer, `resultType` on
    * answers, `subscriptions/listen` served from the session's list_changed notifications).
    */
-  let backwards: { version: string; initialize: Record<string, unknown>; listens: Set<JsonRpcId>; lists: Set<JsonRpcId> } | undefined;
+  let backwards: { version: string; initialize: Record<string, unknown>; listens: Set<JsonRpcId>; lists: Set<JsonRpcId>; relay: InputRelay } | undefined;
   /** A 2026-07-28 host's first request, while the bridge learns which era the remote speaks; later ones wait. */
   let modernFirst: Promise<void> | undefined;
   let queued: JsonRpcMessage[] = [];
@@ -118,11 +119,9 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     if (backwards !== undefined) {
       if (isAnswer && typeof message.id === 'string' && message.id.startsWith(INTERNAL_ID_PREFIX)) return;
       if (message.method !== undefined && message.id !== undefined && message.id !== null) {
-        // A server-to-client request (sampling, elicitation, roots): a 2026-07-28 host is asked through
-        // input_required, which the bridge does not build yet. The remote gets a clear refusal.
-        const refusal = errorResponse(message.id, -32601, `codemode-remote: ${message.method} cannot reach this host, which speaks MCP 2026-07-28 (input_required translation is not built)`);
-        void upstream?.send(refusal).catch(() => undefined);
-        log.warn(`refused the remote's ${message.method}: the 2026-07-28 host cannot be asked through codemode-remote`);
+        // A server-to-client request (sampling, elicitation, roots): the 2026-07-28 host is asked through
+        // input_required on the call in flight (input-relay.ts).
+        backwards.relay.fromRemote(message);
         return;
       }
       if (typeof message.method === 'string' && message.method.endsWith('/list_changed')) {
@@ -135,6 +134,12 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
         // do not cache (the host hears changes on its listen stream).
         const hint = listed && !('ttlMs' in message.result) ? { ttlMs: 0, cacheScope: 'private' } : {};
         message = { ...message, result: { resultType: 'complete', ...hint, ...message.result } };
+      }
+      if (isAnswer) {
+        // The answer to a call that was held for input goes under the host's latest id (or waits for it).
+        const relayed = backwards.relay.fromRemote(message);
+        if (relayed === undefined) return;
+        message = relayed;
       }
     }
     if (translation !== undefined) {
@@ -162,6 +167,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
   const close = (exitCode = 0): Promise<number> => {
     closing ??= (async () => {
       state = 'closed';
+      backwards?.relay.close();
       shutdown.abort();
       try {
         await upstream?.close();
@@ -291,7 +297,8 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
   };
 
   /** A 2026-07-28 host's message, over the one 2025 session with the remote. */
-  const forwardBackwards = (message: JsonRpcMessage, b: NonNullable<typeof backwards>): void => {
+  const forwardBackwards = (incoming: JsonRpcMessage, b: NonNullable<typeof backwards>): void => {
+    let message = incoming;
     if (isRequest(message) && message.method === 'server/discover') {
       write(discoverFromInitialize(message.id, b));
       return;
@@ -307,6 +314,9 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       const id = message.params?.requestId;
       if ((typeof id === 'string' || typeof id === 'number') && b.listens.delete(id)) return;
     }
+    const relayed = b.relay.fromHost(message);
+    if (relayed === undefined) return; // a retry answering input_required: the relay took it
+    message = relayed;
     if (isRequest(message) && LIST_METHODS.has(message.method)) b.lists.add(message.id);
     // The envelope is 2026-07-28's; the 2025 session already knows the host. Other `_meta` (progressToken,
     // traceparent) passes on.
@@ -352,7 +362,8 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       return;
     }
     log.info('the remote speaks MCP 2025 only; translating for this 2026-07-28 host');
-    backwards = { version, initialize: initialized.result, listens: new Set(), lists: new Set() };
+    const relay = new InputRelay({ toHost: write, toRemote: (m) => void upstream?.send(m).catch(() => undefined) });
+    backwards = { version, initialize: initialized.result, listens: new Set(), lists: new Set(), relay };
     state = 'ready';
     modernUpstream = undefined;
     forward({ jsonrpc: '2.0', method: 'notifications/initialized' });

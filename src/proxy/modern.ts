@@ -20,7 +20,7 @@
  * @module
  */
 
-import { createHash, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { InitializeRequest, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { describeError } from '../errors.js';
@@ -40,6 +40,7 @@ import {
 } from '../wire/eras.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse } from '../wire/jsonrpc.js';
+import { RequestStateSeal, subjectOf } from '../wire/request-state.js';
 import { toWireError } from './proxy.js';
 import { isModernOnlyRefusal, isSessionExpiredError } from './upstream.js';
 
@@ -137,52 +138,6 @@ interface PendingInput {
   reject(error: Error): void;
 }
 
-/** Seals and opens `requestState` values: an HMAC over what the value claims, under a key made at start-up. */
-class StateSeal {
-  readonly #key = randomBytes(32);
-
-  seal(claims: { call: string; round: number; tenant: string; method: string; expires: number }): string {
-    const body = Buffer.from(JSON.stringify({ c: claims.call, r: claims.round, t: tenantTag(claims.tenant), m: claims.method, x: claims.expires })).toString('base64url');
-    return `${body}.${this.#mac(body)}`;
-  }
-
-  /** The claims, or a reason the value is refused. */
-  open(value: string, tenant: string, method: string): { call: string; round: number } | { refused: string } {
-    const dot = value.indexOf('.');
-    if (dot <= 0 || value.length > 1024) return { refused: 'requestState was not issued by this proxy (malformed)' };
-    const body = value.slice(0, dot);
-    const mac = Buffer.from(value.slice(dot + 1), 'base64url');
-    const expected = Buffer.from(this.#mac(body), 'base64url');
-    if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) return { refused: 'requestState was altered or not issued by this proxy (its seal does not match)' };
-    let claims: { c?: unknown; r?: unknown; t?: unknown; m?: unknown; x?: unknown };
-    try {
-      claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as typeof claims;
-    } catch {
-      return { refused: 'requestState was not issued by this proxy (malformed)' };
-    }
-    if (claims.t !== tenantTag(tenant)) return { refused: 'requestState was issued to another client' };
-    if (claims.m !== method) return { refused: `requestState was issued for ${String(claims.m)}, not ${method}` };
-    if (typeof claims.x !== 'number' || claims.x < Date.now()) return { refused: 'requestState expired: the held call was released' };
-    if (typeof claims.c !== 'string' || typeof claims.r !== 'number') return { refused: 'requestState was not issued by this proxy (malformed)' };
-    return { call: claims.c, round: claims.r };
-  }
-
-  #mac(body: string): string {
-    return createHmac('sha256', this.#key).update(body).digest('base64url');
-  }
-}
-
-function tenantTag(tenant: string): string {
-  return createHash('sha256').update(tenant).digest('base64url').slice(0, 16);
-}
-
-/** The method and the name a retry must repeat (the tool, the prompt or the resource it is about). */
-function subjectOf(request: ModernExchange['request']): string {
-  const p = request.params ?? {};
-  const name = typeof p.name === 'string' ? p.name : typeof p.uri === 'string' ? p.uri : '';
-  return `${request.method} ${name}`;
-}
-
 /** A downstream call on its upstream session: one upstream request, possibly over several exchanges. */
 class Call {
   readonly id = randomUUID();
@@ -243,7 +198,7 @@ const LISTEN_FLAGS: Record<string, string> = {
 
 export class LegacyTranslator {
   readonly #options: LegacyTranslatorOptions;
-  readonly #seal = new StateSeal();
+  readonly #seal = new RequestStateSeal('this proxy');
   readonly #sessions = new Map<string, LegacySession>();
   /** Calls held for `input_required`, by id. */
   readonly #held = new Map<string, Call>();
@@ -441,7 +396,7 @@ export class LegacyTranslator {
     const { request } = exchange;
     let connection = await session.connection;
     await this.#applyLogLevel(exchange, session, connection);
-    const call = new Call(exchange.tenant, subjectOf(request));
+    const call = new Call(exchange.tenant, subjectOf(request.method, request.params));
     const params = withoutEnvelope(request.params) ?? {};
     const { requestState: _s, inputResponses: _r, ...upstreamParams } = params;
     const onprogress = (progress: Progress): void => {
@@ -647,7 +602,7 @@ export class LegacyTranslator {
   /** A retry that carries `requestState`: answers the held call's input requests and waits on it. */
   async #resume(exchange: ModernExchange, state: unknown): Promise<JsonRpcMessage> {
     const { request } = exchange;
-    const opened = this.#seal.open(state as string, exchange.tenant, subjectOf(request));
+    const opened = this.#seal.open(state as string, exchange.tenant, subjectOf(request.method, request.params));
     if ('refused' in opened) return errorResponse(request.id, RpcCode.InvalidParams, `${opened.refused}. Send the request again without requestState to start over.`);
     const call = this.#held.get(opened.call);
     if (call === undefined || call.round !== opened.round || call.waiter !== undefined) {

@@ -1,8 +1,8 @@
 /**
  * codemode-remote carries a 2026-07-28 host (issue 14, the bridge's same-era cell, and the fallback of an
  * `auto` host to a 2025-only remote). Real processes: the v2 SDK client over stdio to the built bridge,
- * which talks Streamable HTTP to `codemode serve --http` (both eras) or to `codemode proxy --http` in
- * front of the example inventory server (2025 only). Needs the built bins (`npm run build`).
+ * which talks Streamable HTTP to `codemode serve --http` (both eras), to the v2 2026-only fixture, or to the
+ * conformance fixture (the v1 SDK: 2025 only). Needs the built bins (`npm run build`).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawnBridge } from '../fixtures/bridge-host.js';
-import { spawnServer } from '../proxy/helpers.js';
+import { spawnServer, startFixtureHttp } from '../proxy/helpers.js';
 import type { ChildServer } from '../proxy/helpers.js';
 import { listUntil } from '../server/helpers.js';
 import type { BridgeHost } from '../fixtures/bridge-host.js';
@@ -26,7 +26,6 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/cli/codemode.js');
 const REMOTE = join(ROOT, 'dist/cli/codemode-remote.js');
 const CHANGING = fileURLToPath(new URL('../server/fixtures/changing-server.mjs', import.meta.url));
-const INVENTORY = join(ROOT, 'examples/inventory-server.mjs');
 const MODERN = '2026-07-28';
 const ENVELOPE = {
   'io.modelcontextprotocol/protocolVersion': MODERN,
@@ -38,9 +37,8 @@ const servers: ChildServer[] = [];
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 const dir = mkdtempSync(join(tmpdir(), 'cm-remote-eras-'));
 let modernUrl = '';
-let legacyUrl = '';
 let modernOnlyUrl = '';
-let changingLegacyUrl = '';
+let fixtureUrl = '';
 const MODERN_ONLY = fileURLToPath(new URL('../fixtures/modern-upstream.ts', import.meta.url));
 
 /** Starts a server that prints "listening on <url>" on stderr (a codemode bin, or the 2026-only fixture). */
@@ -53,12 +51,14 @@ async function listening(args: string[]): Promise<string> {
 beforeAll(async () => {
   const config = join(dir, 'mcp.json');
   writeFileSync(config, JSON.stringify({ mcpServers: { changing: { command: process.execPath, args: [CHANGING] } } }));
-  [modernUrl, legacyUrl, modernOnlyUrl] = await Promise.all([
+  [modernUrl, modernOnlyUrl] = await Promise.all([
     listening(['--no-node-snapshot', CLI, 'serve', '--http', '--port', '0', '--expose-tools', '--config', config, '--log-level', 'warn']),
-    listening(['--no-node-snapshot', CLI, 'proxy', '--http', '--port', '0', '--', process.execPath, INVENTORY]),
     listening(['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--port', '0']),
   ]);
-  changingLegacyUrl = await listening(['--no-node-snapshot', CLI, 'proxy', '--http', '--port', '0', '--', process.execPath, CHANGING]);
+  // A server of the 2025 era only (the v1 SDK): `codemode proxy` speaks 2026-07-28 too now, so it no longer is one.
+  const fixture = await startFixtureHttp();
+  servers.push(fixture);
+  fixtureUrl = fixture.url;
 }, 60_000);
 
 afterEach(async () => {
@@ -188,24 +188,60 @@ describe('codemode-remote translates for a 2025 host in front of a 2026-07-28-on
 
 describe('codemode-remote translates for a 2026-07-28 host in front of a 2025-only remote', () => {
   for (const mode of [{ pin: MODERN }, 'auto'] as const) {
-    it(`${typeof mode === 'string' ? mode : 'pinned'} host: discovery from initialize, list with cache hints, calls, errors, list_changed on subscriptions/listen`, async () => {
-      const { client, changes } = await throughBridge(changingLegacyUrl, mode);
+    it(`${typeof mode === 'string' ? mode : 'pinned'} host: discovery from initialize, list, calls, errors, an elicitation as input_required, list_changed on subscriptions/listen`, async () => {
+      let changes = 0;
+      const asked: unknown[] = [];
+      const client = new Client(
+        { name: 'bridge-eras', version: '1.0.0' },
+        { versionNegotiation: { mode }, capabilities: { elicitation: { form: {} } }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changes++ } } },
+      );
+      client.setRequestHandler('elicitation/create', (request) => {
+        asked.push(request.params);
+        return { action: 'accept', content: { username: 'grace', email: 'grace@example.com' } };
+      });
+      cleanups.push(() => client.close());
+      await client.connect(new StdioClientTransport({ command: process.execPath, args: [REMOTE, fixtureUrl], stderr: 'ignore' }));
       expect(client.getNegotiatedProtocolVersion()).toBe(MODERN);
-      expect(client.getServerVersion()).toMatchObject({ name: 'changing' });
-      expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['add_tool', 'crash']));
-      const name = `back_${typeof mode === 'string' ? mode : 'pinned'}`;
-      const added = (await client.callTool({ name: 'add_tool', arguments: { name } })) as CallToolResult & { content: Array<{ text: string }> };
-      expect(added.content[0]!.text).toBe(`added ${name}`);
+      expect(client.getServerVersion()).toMatchObject({ name: 'codemode-conformance-fixture' });
+      expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toEqual(expect.arrayContaining(['echo', 'notify', 'test_elicitation']));
+      // A 2025 session exists upstream: the fixture sees its id.
+      const who = (await client.callTool({ name: 'whoami', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> };
+      expect(JSON.parse(who.content[0]!.text)).toMatchObject({ sessionId: expect.any(String) });
+      expect(await client.callTool({ name: 'structured', arguments: { isError: true } })).toMatchObject({ isError: true, structuredContent: { count: expect.any(Number) } });
+      await expect(client.callTool({ name: 'nope', arguments: {} })).rejects.toThrow(/Unknown tool: nope/);
+
+      // The remote's elicitation/create during the call reaches the host as input_required; its retry answers it.
+      const elicited = (await client.callTool({ name: 'test_elicitation', arguments: { message: 'who are you?' } })) as CallToolResult & { content: Array<{ text: string }> };
+      expect(asked).toMatchObject([{ message: 'who are you?' }]);
+      expect(JSON.stringify(elicited.content)).toContain('grace');
+
+      await client.callTool({ name: 'notify', arguments: {} });
       const deadline = Date.now() + 15_000;
-      while (changes() === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-      expect(changes()).toBeGreaterThan(0);
-      expect((await client.listTools(undefined, { cacheMode: 'bypass' })).tools.map((t) => t.name)).toContain(name);
-      // The 2025 server reports an unknown tool as a tool error; it arrives as one.
-      const unknown = (await client.callTool({ name: 'nope', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> };
-      expect(unknown.isError).toBe(true);
-      expect(unknown.content[0]!.text).toMatch(/nope/);
+      while (changes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      expect(changes).toBeGreaterThan(0);
     });
   }
+
+  it('requestState through the bridge: a retry answers the held request; an altered or replayed one is refused by name', async () => {
+    const host: BridgeHost = spawnBridge([fixtureUrl]);
+    cleanups.push(() => host.kill());
+    const envelope = { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } };
+    const params = { name: 'test_elicitation', arguments: { message: 'name?' }, _meta: envelope };
+    const first = await host.request('tools/call', params, 15_000);
+    const result = first.result as { resultType: string; requestState: string; inputRequests: Record<string, { method: string }> };
+    expect(result.resultType).toBe('input_required');
+    const [key, asked] = Object.entries(result.inputRequests)[0]!;
+    expect(asked.method).toBe('elicitation/create');
+    const answer = { [key]: { action: 'accept', content: { username: 'lin', email: 'lin@example.com' } } };
+    const altered = `${result.requestState.slice(0, -2)}${result.requestState.endsWith('AA') ? 'BB' : 'AA'}`;
+    const refused = await host.request('tools/call', { ...params, requestState: altered, inputResponses: answer }, 15_000);
+    expect(refused.error).toMatchObject({ code: -32602, message: expect.stringMatching(/altered|not issued/) });
+    const done = await host.request('tools/call', { ...params, requestState: result.requestState, inputResponses: answer }, 15_000);
+    expect(done.result).toMatchObject({ resultType: 'complete' });
+    expect(JSON.stringify(done.result)).toContain('lin');
+    const replay = await host.request('tools/call', { ...params, requestState: result.requestState, inputResponses: answer }, 15_000);
+    expect(replay.error).toMatchObject({ code: -32602, message: expect.stringMatching(/already used/) });
+  });
 
   it('a stateless 2025 server (it answers server/discover itself, with method not found) is translated too', async () => {
     // The v1 SDK's stateless mode: a server and transport per POST, no session.
@@ -225,20 +261,20 @@ describe('codemode-remote translates for a 2026-07-28 host in front of a 2025-on
   });
 
   it('the answers a raw 2026-07-28 host sees: server/discover, resultType and the list cache hint; a legacy host still gets 2025 directly', async () => {
-    const host: BridgeHost = spawnBridge([legacyUrl]);
+    const host: BridgeHost = spawnBridge([fixtureUrl]);
     cleanups.push(() => host.kill());
     const discovered = await host.request('server/discover', { _meta: ENVELOPE }, 15_000);
     expect(discovered.result).toMatchObject({ supportedVersions: [MODERN], resultType: 'complete', capabilities: { tools: {} }, _meta: { 'io.modelcontextprotocol/serverInfo': { name: expect.any(String) } } });
     const listed = await host.request('tools/list', { _meta: ENVELOPE }, 15_000);
     expect(listed.result).toMatchObject({ resultType: 'complete', ttlMs: 0, cacheScope: 'private' });
-    expect((listed.result!.tools as Array<{ name: string }>).map((t) => t.name)).toContain('get_product');
-    const called = await host.request('tools/call', { name: 'get_product', arguments: { sku: 'KB-101' }, _meta: ENVELOPE }, 15_000);
+    expect((listed.result!.tools as Array<{ name: string }>).map((t) => t.name)).toContain('echo');
+    const called = await host.request('tools/call', { name: 'echo', arguments: { text: 'hi' }, _meta: ENVELOPE }, 15_000);
     expect(called.result).toMatchObject({ resultType: 'complete' });
     expect(called.result).not.toHaveProperty('ttlMs');
 
-    const legacy = await throughBridge(legacyUrl, 'legacy');
+    const legacy = await throughBridge(fixtureUrl, 'legacy');
     expect(legacy.client.getNegotiatedProtocolVersion()).toBe('2025-11-25');
-    expect((await legacy.client.listTools()).tools.map((t) => t.name)).toContain('get_product');
+    expect((await legacy.client.listTools()).tools.map((t) => t.name)).toContain('echo');
   });
 });
 
