@@ -224,6 +224,17 @@ class BridgeOAuthProvider implements OAuthClientProvider {
   }
 
   saveDiscoveryState(state: OAuthDiscoveryState): void {
+    // RFC 8414 section 3.3: the metadata must name the issuer whose well-known URL it was fetched from. The
+    // SDK saves discovery before it uses any endpoint, so refusing here keeps a mix-up's endpoints unused.
+    // Only for an issuer the resource named (RFC 9728): the 2025-03-26 fallback without resource metadata
+    // uses the server's origin, which is not an issuer identifier, and servers of that era name another.
+    const issuer = (state.authorizationServerMetadata as { issuer?: unknown } | undefined)?.issuer;
+    if (state.resourceMetadata !== undefined && typeof issuer === 'string' && !sameIssuer(issuer, state.authorizationServerUrl)) {
+      throw new CodemodeError(
+        'AUTH_FAILED',
+        `the authorization server metadata fetched for ${state.authorizationServerUrl} names another issuer (${issuer}); RFC 8414 requires them to be identical, so its endpoints are not used. Check the server's OAuth configuration.`,
+      );
+    }
     this.save({ discoveryState: state as unknown as Record<string, unknown> });
   }
 
@@ -441,4 +452,9 @@ export async function refresh(ctx: FlowContext, current: StoredState, signal: Ab
   } finally {
     release();
   }
+}
+
+/** Issuer identifiers compared as RFC 8414 asks (identical), allowing only a trailing slash on either. */
+function sameIssuer(a: string, b: string): boolean {
+  return a.replace(/\/$/, '') === b.replace(/\/$/, '');
 }

@@ -171,6 +171,18 @@ describe('OAuth login and token storage', () => {
     }
   });
 
+  it('RFC 8414: metadata naming another issuer than the one it was fetched for is refused before any endpoint is used', async () => {
+    const f = await fixture();
+    f.metadataIssuer = 'https://elsewhere.example';
+    const h = bridge(f.url, configDir());
+    const init = await h.request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } }, 15_000);
+    expect(init.error?.message).toMatch(/names another issuer \(https:\/\/elsewhere\.example\)/);
+    expect((init.error?.data as { reason?: string }).reason).toBe('AUTH_FAILED');
+    expect(f.registrationBodies).toEqual([]);
+    expect(f.stats).toMatchObject({ authorizations: 0, codeExchanges: 0 });
+    expect((await h.exited).code).toBe(1);
+  });
+
   it('a 401 from a server without OAuth metadata is an initialize error that suggests a header', async () => {
     const f = await fixture();
     f.upstream.fault = { kind: 'status', status: 401, headers: { 'www-authenticate': 'Bearer' }, body: 'nope' };
