@@ -3,6 +3,12 @@
  * HTTP on 127.0.0.1. Needs the built bridge (`npm run build`).
  *
  *   node --no-node-snapshot --experimental-strip-types bench/bridge.ts [runs=9] [calls=200]
+ *   node --no-node-snapshot --experimental-strip-types bench/bridge.ts --eras [calls=2000]
+ *
+ * `--eras` measures only the protocol-era cells (issue 14): codemode-remote with a 2025 host and a
+ * 2026-07-28 host, in front of server-everything (2025) and of test/fixtures/modern-upstream.ts (2026-07-28
+ * only), in alternating rounds. Translation's cost is a cross-era cell's median minus the same-era cell's in
+ * front of the same remote.
  *
  * BASELINE_DIR=<checkout of an earlier commit, built> adds that commit's codemode-remote as a third column,
  * measured in the same run (before and after a change, on the same machine state).
@@ -22,8 +28,10 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const RUNS = Number(process.argv[2] ?? 9);
-const CALLS = Number(process.argv[3] ?? 200);
+const ERAS = process.argv.includes('--eras');
+const numbers = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const RUNS = ERAS ? 0 : Number(numbers[0] ?? 9);
+const CALLS = Number((ERAS ? numbers[0] : numbers[1]) ?? (ERAS ? 2000 : 200));
 const configDir = mkdtempSync(join(tmpdir(), 'bench-bridge-'));
 
 interface Bridge {
@@ -101,8 +109,8 @@ class Host {
     });
   }
 
-  async initialize(): Promise<Record<string, unknown>> {
-    const r = await this.request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench', version: '1' } });
+  async initialize(protocolVersion = '2025-06-18'): Promise<Record<string, unknown>> {
+    const r = await this.request('initialize', { protocolVersion, capabilities: {}, clientInfo: { name: 'bench', version: '1' } });
     if (r.result !== undefined) this.child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
     return r;
   }
@@ -138,6 +146,77 @@ class Host {
   }
 }
 
+const MODERN = '2026-07-28';
+const ENVELOPE = {
+  'io.modelcontextprotocol/protocolVersion': MODERN,
+  'io.modelcontextprotocol/clientInfo': { name: 'bench', version: '1' },
+  'io.modelcontextprotocol/clientCapabilities': {},
+};
+
+/** The era cells: each host kept open, the cells' calls in alternating rounds. */
+async function eras(everythingUrl: string): Promise<void> {
+  const modern = spawn(process.execPath, ['--experimental-strip-types', '--no-warnings', join(root, 'test/fixtures/modern-upstream.ts'), '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  try {
+    const modernUrl = await new Promise<string>((r) => {
+      let err = '';
+      modern.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        const m = /listening on (http:\S+)/.exec(err);
+        if (m?.[1] !== undefined) r(m[1]);
+      });
+    });
+    const bridge = (url: string) => [join(root, 'dist/cli/codemode-remote.js'), url];
+    const cells = [
+      { name: '2025 host -> 2025 remote (forward)', url: everythingUrl, host: 'legacy', args: { message: 'hello' } },
+      { name: '2026 host -> 2025 remote (translate)', url: everythingUrl, host: 'modern', args: { message: 'hello' } },
+      { name: '2026 host -> 2026 remote (forward)', url: modernUrl, host: 'modern', args: { text: 'hello' } },
+      { name: '2025 host -> 2026 remote (translate)', url: modernUrl, host: 'legacy', args: { text: 'hello' } },
+    ] as const;
+    const hosts: Host[] = [];
+    for (const c of cells) {
+      const h = new Host(bridge(c.url));
+      // The 2025 host asks for 2025-11-25, the version the bridge's translation asks of a 2025 remote:
+      // server-everything answers a 2025-11-25 session about 1.9 ms slower per call than a 2025-06-18 one,
+      // which would otherwise be counted as translation's cost.
+      const ok = c.host === 'legacy' ? await h.initialize('2025-11-25') : await h.request('server/discover', { _meta: ENVELOPE });
+      if (ok.result === undefined) throw new Error(`${c.name}: ${JSON.stringify(ok)}\n${h.stderr}`);
+      hosts.push(h);
+    }
+    const call = (i: number) => {
+      const c = cells[i]!;
+      return hosts[i]!.request('tools/call', { name: 'echo', arguments: c.args, ...(c.host === 'modern' ? { _meta: ENVELOPE } : {}) });
+    };
+    for (let i = 0; i < cells.length; i++) for (let k = 0; k < 200; k++) await call(i);
+    const samples = cells.map(() => [] as number[]);
+    const rounds = 20;
+    for (let round = 0; round < rounds; round++) {
+      for (let i = 0; i < cells.length; i++) {
+        for (let k = 0; k < Math.ceil(CALLS / rounds); k++) {
+          const t = performance.now();
+          const r = await call(i);
+          if (r.result === undefined) throw new Error(`${cells[i]!.name}: ${JSON.stringify(r)}`);
+          samples[i]!.push(performance.now() - t);
+        }
+      }
+    }
+    for (const h of hosts) await h.stop();
+    const m = samples.map(median);
+    const lines = [
+      `codemode-remote era cells: ${CALLS} tools/call (echo) per cell in ${rounds} alternating rounds, 200 warm-up calls each`,
+      '',
+      '| cell | tools/call median through the bridge |',
+      '|---|---|',
+      ...cells.map((c, i) => `| ${c.name} | ${m[i]!.toFixed(3)} ms |`),
+      '',
+      `translation's cost, 2026 host in front of a 2025 remote: ${(m[1]! - m[0]!).toFixed(3)} ms per call`,
+      `translation's cost, 2025 host in front of a 2026-07-28 remote: ${(m[3]! - m[2]!).toFixed(3)} ms per call`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    modern.kill();
+  }
+}
+
 async function main(): Promise<void> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}/mcp`;
@@ -148,6 +227,10 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => everything.stderr.on('data', (d: Buffer) => d.toString().includes('listening') && r()));
 
   try {
+    if (ERAS) {
+      await eras(url);
+      return;
+    }
     // Warm-up: fills each tool's compile cache, as a host's second launch would find it.
     for (const b of BRIDGES) {
       const h = new Host(b.args(url));
