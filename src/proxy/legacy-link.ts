@@ -86,6 +86,8 @@ function wireSdkClient(client: Client, handlers: LegacyLinkHandlers): void {
 
 /** How long a GET stream that ended waits before it is opened again. */
 const GET_RETRY_MS = 1000;
+/** GET streams that fail within `GET_RETRY_MS` of opening, in a row, before the session is given up. */
+const MAX_GET_FAILURES = 5;
 
 /**
  * A 2025 Streamable HTTP session at the message level. Resolves once `initialize` was answered and
@@ -120,6 +122,7 @@ class RawHttpLink implements LegacyLink {
   #version = '2025-11-25';
   #nextId = 1;
   #closed = false;
+  #getFailures = 0;
 
   constructor(target: HttpUpstreamConfig, opts: ProxyOptions, forwarded: Record<string, string>, handlers: LegacyLinkHandlers) {
     this.#url = new URL(target.url);
@@ -442,6 +445,14 @@ class RawHttpLink implements LegacyLink {
     const again = (): void => {
       this.#requests.delete(req);
       if (this.#closed) return;
+      // A stream that keeps failing at once means the upstream is gone: the session ends (the translator
+      // starts a new one on the next request) instead of retrying forever.
+      this.#getFailures = Date.now() - started < GET_RETRY_MS ? this.#getFailures + 1 : 0;
+      if (this.#getFailures >= MAX_GET_FAILURES) {
+        log.info('the upstream\'s stream keeps failing; ending the session');
+        this.onclose?.();
+        return;
+      }
       setTimeout(() => this.#openGet(), Math.max(0, GET_RETRY_MS - (Date.now() - started))).unref();
     };
     req.once('response', (res) => {
