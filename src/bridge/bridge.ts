@@ -25,9 +25,12 @@ import {
   PROTOCOL_VERSION_META_KEY,
   SERVER_INFO_META_KEY,
   SUBSCRIPTION_ID_META_KEY,
+  mcpParamDeclarations,
+  mcpParamHeaders,
   modernVersionOf,
   withoutEnvelope,
 } from '../wire/eras.js';
+import type { McpParamDeclaration } from '../wire/eras.js';
 import { compileToolGlobs } from '../wire/globs.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse, isRequest, isResponse } from '../wire/jsonrpc.js';
@@ -38,6 +41,9 @@ import type { AuthHooks } from './upstream.js';
 import { GET_STREAM_WAIT_MS, Upstream } from './upstream.js';
 
 const log = createLogger('remote');
+
+/** Tools whose `x-mcp-header` declarations are remembered; past this many the memory is emptied. */
+const MAX_PARAM_TOOLS = 10_000;
 
 /** Largest line accepted from the host, in UTF-8 bytes; anything longer is a broken host, not a message. */
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
@@ -159,9 +165,28 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       }
     }
     if (message.id !== undefined && message.id !== null && toolsListIds.delete(message.id) && Array.isArray(message.result?.tools)) {
+      if (state === 'modern') rememberParamHeaders(message.result.tools as Array<{ name?: unknown; inputSchema?: unknown }>);
       message.result.tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || ignoredBy(t.name) === undefined);
     }
     write(message);
+  };
+
+  /**
+   * The `x-mcp-header` parameters of the remote's tools, from the tools/list answers the host received: a
+   * 2026-07-28 call mirrors them into `Mcp-Param-*` headers. Bounded: emptied past `MAX_PARAM_TOOLS` tools.
+   */
+  const paramHeaders = new Map<string, McpParamDeclaration[]>();
+  const rememberParamHeaders = (tools: Array<{ name?: unknown; inputSchema?: unknown }>): void => {
+    for (const tool of tools) {
+      if (typeof tool.name !== 'string') continue;
+      const declarations = mcpParamDeclarations(tool.inputSchema);
+      if (declarations.length === 0) {
+        paramHeaders.delete(tool.name);
+        continue;
+      }
+      if (paramHeaders.size >= MAX_PARAM_TOOLS) paramHeaders.clear();
+      paramHeaders.set(tool.name, declarations);
+    }
   };
 
   const close = (exitCode = 0): Promise<number> => {
@@ -435,6 +460,12 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     });
   };
 
+  /** A tools/call's `Mcp-Param-*` headers, from the tool's declarations (none before the host listed it). */
+  const toolParamHeaders = (message: JsonRpcMessage): Record<string, string> => {
+    if (message.method !== 'tools/call' || typeof message.params?.name !== 'string') return {};
+    return mcpParamHeaders(paramHeaders.get(message.params.name), message.params.arguments);
+  };
+
   /** Sends one 2026-07-28 message on `modernUpstream`; cancellations abort the request they name. */
   const postModern = (message: JsonRpcMessage, version: string): void => {
     if (modernUpstream === undefined) return;
@@ -459,7 +490,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     const cancel = new AbortController();
     if (request !== undefined) modernInflight.set(request.id, cancel);
     modernUpstream
-      .then((up) => up.sendModern(message, version, AbortSignal.any([cancel.signal, shutdown.signal])))
+      .then((up) => up.sendModern(message, version, AbortSignal.any([cancel.signal, shutdown.signal]), toolParamHeaders(message)))
       .then(
         () => undefined,
         (err: unknown) => {

@@ -263,10 +263,10 @@ export class Upstream {
    * on HTTP (`Mcp-Protocol-Version` from the message's own `_meta`, `Mcp-Method`, and `Mcp-Name` for the
    * calls that name a tool, prompt or resource). An error answer with a JSON-RPC body (a 400 with -32022,
    * say) reaches the host as that JSON-RPC error, intact. `signal` aborts the request: over HTTP, closing
-   * a 2026-07-28 request is how it is cancelled.
+   * a 2026-07-28 request is how it is cancelled. `extraHeaders`: the call's `Mcp-Param-*` headers.
    */
-  sendModern(message: JsonRpcMessage, version: string, signal: AbortSignal): Promise<void> {
-    const headers: Record<string, string> = { 'mcp-protocol-version': version };
+  sendModern(message: JsonRpcMessage, version: string, signal: AbortSignal, extraHeaders: Record<string, string> = {}): Promise<void> {
+    const headers: Record<string, string> = { ...extraHeaders, 'mcp-protocol-version': version };
     if (typeof message.method === 'string') headers['mcp-method'] = message.method;
     // Names that are not plain visible ASCII go in the revision's Base64 form.
     const name = typeof message.method === 'string' ? mcpNameHeader(message.method, message.params) : undefined;

@@ -104,3 +104,55 @@ export function mcpNameHeader(method: string, params: Record<string, unknown> | 
   const value = field === undefined ? undefined : params?.[field];
   return typeof value === 'string' ? encodeHeaderValue(value) : undefined;
 }
+
+/** A tool parameter that 2026-07-28 HTTP mirrors into an `Mcp-Param-{header}` header (SEP-2243 `x-mcp-header`). */
+export interface McpParamDeclaration {
+  /** The property names from the arguments object down to the value. */
+  readonly path: readonly string[];
+  readonly header: string;
+}
+
+const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const HEADER_TYPES: ReadonlySet<string> = new Set(['string', 'integer', 'boolean', 'number']);
+/** Bounds on what one tool's schema may declare: the scan is over untrusted input. */
+const MAX_PARAM_DEPTH = 16;
+const MAX_PARAM_HEADERS = 32;
+
+/**
+ * The `x-mcp-header` declarations of a tool's input schema: on primitive properties reachable through a chain
+ * of `properties` keys only (the revision's rule; declarations anywhere else are ignored), with valid,
+ * case-insensitively unique header names. Bounded in depth and count.
+ */
+export function mcpParamDeclarations(inputSchema: unknown): McpParamDeclaration[] {
+  const out: McpParamDeclaration[] = [];
+  const seen = new Set<string>();
+  const visit = (node: unknown, path: string[]): void => {
+    if (typeof node !== 'object' || node === null || path.length > MAX_PARAM_DEPTH || out.length >= MAX_PARAM_HEADERS) return;
+    const schema = node as Record<string, unknown>;
+    const header = schema['x-mcp-header'];
+    if (path.length > 0 && typeof header === 'string' && HEADER_TOKEN.test(header) && typeof schema.type === 'string' && HEADER_TYPES.has(schema.type) && !seen.has(header.toLowerCase())) {
+      seen.add(header.toLowerCase());
+      out.push({ path, header });
+    }
+    const properties = schema.properties;
+    if (typeof properties !== 'object' || properties === null) return;
+    for (const [key, child] of Object.entries(properties)) visit(child, [...path, key]);
+  };
+  visit(inputSchema, []);
+  return out;
+}
+
+/** The `Mcp-Param-*` headers of one call: each declared parameter present in `args` as a primitive, encoded. */
+export function mcpParamHeaders(declarations: readonly McpParamDeclaration[] | undefined, args: unknown): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const decl of declarations ?? []) {
+    let value: unknown = args;
+    for (const key of decl.path) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;
+    let text: string | undefined;
+    if (typeof value === 'string') text = value;
+    else if (typeof value === 'boolean') text = value ? 'true' : 'false';
+    else if (typeof value === 'number' && Number.isFinite(value) && (!Number.isInteger(value) || Number.isSafeInteger(value))) text = String(value);
+    if (text !== undefined) headers[`mcp-param-${decl.header.toLowerCase()}`] = encodeHeaderValue(text);
+  }
+  return headers;
+}

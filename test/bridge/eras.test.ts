@@ -111,6 +111,14 @@ describe('codemode-remote and a 2026-07-28 host', () => {
     });
   }
 
+  it('a tool parameter declared with x-mcp-header is mirrored into its Mcp-Param header, in Base64 form when not plain ASCII', async () => {
+    const { client } = await throughBridge(modernOnlyUrl, { pin: MODERN });
+    await client.listTools(undefined, { cacheMode: 'bypass' });
+    const text = async (region: string): Promise<string> => ((await client.callTool({ name: 'regional', arguments: { region } })) as CallToolResult & { content: Array<{ text: string }> }).content[0]!.text;
+    expect(await text('eu-west1')).toBe('region eu-west1, header eu-west1');
+    expect(await text('Zürich')).toBe(`region Zürich, header =?base64?${Buffer.from('Zürich').toString('base64')}?=`);
+  });
+
   it('cancelling a 2026-07-28 call through the bridge stops the execute before its next tool call', async () => {
     const { client } = await throughBridge(modernUrl, { pin: MODERN });
     const controller = new AbortController();

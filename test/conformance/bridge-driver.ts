@@ -37,6 +37,8 @@ const context = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT ?? '{}') as {
   idp_client_id?: string;
   idp_id_token?: string;
   idp_token_endpoint?: string;
+  /** Calls the scenario wants made, with these arguments (the SEP-2243 header scenarios). */
+  toolCalls?: Array<{ name: string; arguments: Record<string, unknown> }>;
 };
 const bin = process.env.CODEMODE_REMOTE_BIN ?? resolve(here, '../../dist/cli/codemode-remote.js');
 const configDir = mkdtempSync(join(tmpdir(), 'codemode-remote-conf-'));
@@ -149,8 +151,12 @@ try {
     child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
   }
   const listed = (await request('tools/list', withEnvelope({}))) as { tools?: Array<{ name: string; inputSchema?: { properties?: Record<string, { type?: string }> } }> };
-  const tool = listed.tools?.[0];
-  if (tool !== undefined) await request('tools/call', withEnvelope({ name: tool.name, arguments: sampleArgs(tool.inputSchema) }));
+  if (context.toolCalls !== undefined) {
+    for (const call of context.toolCalls) await request('tools/call', withEnvelope({ name: call.name, arguments: call.arguments }));
+  } else {
+    const tool = listed.tools?.[0];
+    if (tool !== undefined) await request('tools/call', withEnvelope({ name: tool.name, arguments: sampleArgs(tool.inputSchema) }));
+  }
 } catch (err) {
   process.stderr.write(`bridge-driver: ${(err as Error).message}\n`);
   exitCode = 1;

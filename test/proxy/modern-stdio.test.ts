@@ -96,6 +96,10 @@ describe('codemode proxy --stdio: a 2026-07-28 host', () => {
       const greeted = (await client.callTool({ name: 'ask', arguments: {} })) as CallToolResult;
       expect(asked).toMatchObject([{ message: 'Your name?' }]);
       expect(greeted.content).toEqual([{ type: 'text', text: 'hello Kim' }]);
+      // An x-mcp-header parameter reaches an HTTP upstream as its Mcp-Param header (stdio carries no headers).
+      const regional = (await client.callTool({ name: 'regional', arguments: { region: 'Zürich' } })) as CallToolResult;
+      const mirrored = name.includes('HTTP') ? `=?base64?${Buffer.from('Zürich').toString('base64')}?=` : 'none';
+      expect(regional.content).toEqual([{ type: 'text', text: `region Zürich, header ${mirrored}` }]);
       await client.callTool({ name: 'add_tool', arguments: { name: `stdio_${Date.now()}` } });
       await heard(changes);
     }, 60_000);
