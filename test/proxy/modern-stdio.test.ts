@@ -83,7 +83,7 @@ describe('codemode proxy --stdio: a 2026-07-28 host', () => {
     ['a 2026-07-28 HTTP upstream (one POST per request)', () => [modernHttp.url, '--ignore-tool', 'whoami']],
   ];
   for (const [name, args] of modernCells) {
-    it(`in front of ${name}: list, call, tool error with structuredContent, input_required passed through, list_changed`, async () => {
+    it(`in front of ${name}: list, call, tool error with structuredContent, input_required passed through, progress, cancellation, list_changed`, async () => {
       const { client, asked, changes } = await throughProxy(args());
       expect(client.getNegotiatedProtocolVersion()).toBe(MODERN);
       expect(client.getServerVersion()?.name).toBe('modern-upstream');
@@ -100,6 +100,17 @@ describe('codemode proxy --stdio: a 2026-07-28 host', () => {
       const regional = (await client.callTool({ name: 'regional', arguments: { region: 'Zürich' } })) as CallToolResult;
       const mirrored = name.includes('HTTP') ? `=?base64?${Buffer.from('Zürich').toString('base64')}?=` : 'none';
       expect(regional.content).toEqual([{ type: 'text', text: `region Zürich, header ${mirrored}` }]);
+      const steps: number[] = [];
+      await client.callTool({ name: 'slow', arguments: { durationMs: 300, intervalMs: 100 } }, { onprogress: (p) => steps.push(p.progress) });
+      expect(steps.length).toBeGreaterThanOrEqual(2);
+      const controller = new AbortController();
+      const pending = client.callTool({ name: 'slow', arguments: { durationMs: 20_000, intervalMs: 50 } }, { signal: controller.signal });
+      setTimeout(() => controller.abort(), 300);
+      await expect(pending).rejects.toThrow();
+      const cancelledRuns = async (): Promise<string[]> => JSON.parse(((await client.callTool({ name: 'cancelled', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> }).content[0]!.text) as string[];
+      const deadline = Date.now() + 10_000;
+      while ((await cancelledRuns()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(await cancelledRuns()).toHaveLength(1);
       await client.callTool({ name: 'add_tool', arguments: { name: `stdio_${Date.now()}` } });
       await heard(changes);
     }, 60_000);

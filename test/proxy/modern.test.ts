@@ -80,6 +80,28 @@ async function post(url: string, method: string, params: Record<string, unknown>
   return { status: res.status, body: (text === '' ? {} : JSON.parse(text)) as Answer };
 }
 
+
+/** Against the 2026 fixture: progress arrives, and a cancelled call is cancelled at the upstream too. */
+async function progressAndCancel(client: Client): Promise<void> {
+  const steps: number[] = [];
+  const ran = (await client.callTool({ name: 'slow', arguments: { durationMs: 300, intervalMs: 100 } }, { onprogress: (p) => steps.push(p.progress) })) as CallToolResult;
+  expect(ran.content).toEqual([{ type: 'text', text: expect.stringMatching(/^ran \d steps$/) }]);
+  expect(steps.length).toBeGreaterThanOrEqual(2);
+  expect(steps).toEqual([...steps].sort((a, b) => a - b));
+  const before = JSON.parse(((await client.callTool({ name: 'cancelled', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> }).content[0]!.text) as string[];
+  const controller = new AbortController();
+  const pending = client.callTool({ name: 'slow', arguments: { durationMs: 20_000, intervalMs: 50 } }, { signal: controller.signal });
+  setTimeout(() => controller.abort(), 300);
+  await expect(pending).rejects.toThrow();
+  const deadline = Date.now() + 10_000;
+  let after = before;
+  while (after.length === before.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    after = JSON.parse(((await client.callTool({ name: 'cancelled', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> }).content[0]!.text) as string[];
+  }
+  expect(after.length).toBe(before.length + 1);
+}
+
 const ELICIT = { name: 'trigger-elicitation-request', arguments: {} };
 const everything = { command: NODE, args: [EVERYTHING, 'stdio'] };
 
@@ -289,13 +311,14 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2025 Streamable HTTP
 });
 
 describe('codemode proxy: a 2026-07-28 client in front of a 2026-07-28 upstream', () => {
-  it('forwards as it is: discover, list (ignoreTools applied), call with the envelope intact, errors, list changes', async () => {
+  it('forwards as it is: discover, list (ignoreTools applied), calls, errors, input_required, progress, cancellation, list changes', async () => {
     const proxy = await proxyTo({ url: modernUpstream.url }, { ignoreTools: ['whoami'] });
     let changes = 0;
     const client = new Client(
       { name: 'proxy-eras-modern', version: '2.0.0' },
-      { versionNegotiation: { mode: { pin: MODERN } }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changes++ } } },
+      { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} } }, listChanged: { tools: { autoRefresh: false, onChanged: () => void changes++ } } },
     );
+    client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { name: 'Ada' } }));
     cleanups.push(() => client.close());
     await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
     expect(client.getServerVersion()?.name).toBe('modern-upstream');
@@ -306,6 +329,10 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2026-07-28 upstream'
     const echoed = (await client.callTool({ name: 'echo', arguments: { text: 'hi' } })) as CallToolResult;
     expect(echoed.structuredContent).toMatchObject({ text: 'hi' });
     await expect(client.callTool({ name: 'nope', arguments: {} })).rejects.toThrow(/Unknown tool: nope/);
+    expect(await client.callTool({ name: 'fail', arguments: {} })).toMatchObject({ isError: true, structuredContent: { reason: 'on purpose', code: 7 } });
+    // input_required passes through untouched: the client answers it, the upstream sees the retry.
+    expect(((await client.callTool({ name: 'ask', arguments: {} })) as CallToolResult).content).toEqual([{ type: 'text', text: 'hello Ada' }]);
+    await progressAndCancel(client);
     await client.callTool({ name: 'add_tool', arguments: { name: 'via_proxy' } });
     const deadline = Date.now() + 10_000;
     while (changes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
@@ -320,7 +347,7 @@ describe('codemode proxy: a 2025 client in front of a 2026-07-28-only upstream',
     ['stdio upstream', () => ({ command: NODE, args: ['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--stdio'] }), {}],
   ];
   for (const [name, target, http] of cells) {
-    it(`${name}: initialize after server/discover, list, call, tool error with structuredContent, ping, setLevel, input_required as elicitation/create, list_changed`, async () => {
+    it(`${name}: initialize after server/discover, list, call, tool error with structuredContent, ping, setLevel, input_required as elicitation/create, progress, cancellation, list_changed`, async () => {
       const proxy = await proxyTo(target(), {}, http);
       let changes = 0;
       const client = new Client(
@@ -352,6 +379,7 @@ describe('codemode proxy: a 2025 client in front of a 2026-07-28-only upstream',
       const greeted = (await client.callTool({ name: 'ask', arguments: {} })) as CallToolResult;
       expect(asked).toMatchObject({ message: 'Your name?' });
       expect(greeted.content).toEqual([{ type: 'text', text: 'hello Lin' }]);
+      await progressAndCancel(client);
 
       await client.callTool({ name: 'add_tool', arguments: { name: `old_${changes}_${Date.now()}` } });
       const deadline = Date.now() + 10_000;
