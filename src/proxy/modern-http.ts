@@ -26,6 +26,7 @@ import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
 import { describeUpstream, httpTransportOf, isStdioConfig } from './config.js';
 import { pipeFilteredLists, readAnswer, readBody, sendJson } from './forward-io.js';
 import { ERA_CHANGED, LegacyTranslator } from './modern.js';
+import { RawHttpPool } from './raw-http.js';
 import type { LegacyTranslatorOptions, TranslatorStats } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
 import { pickHeaders, toWireError } from './proxy.js';
@@ -92,18 +93,23 @@ export class ModernHttpUpstream {
   readonly #agent: HttpAgent;
   readonly #inflight = new Set<ClientRequest>();
   #era: Promise<Era> | undefined;
+  /** undici's pool for forwarding to a plain `http:` upstream (raw-http.ts says why); TLS uses node:http. */
+  readonly pool: RawHttpPool | undefined;
 
   constructor(target: HttpUpstreamConfig, options: ProxyOptions) {
     this.#target = target;
     this.#options = options;
     this.#label = describeUpstream(target);
     this.#url = new URL(target.url);
-    this.#agent = this.#url.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    const https = this.#url.protocol === 'https:';
+    this.#agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
+    this.pool = https || process.env.CODEMODE_PROXY_RAW_HTTP === '0' ? undefined : new RawHttpPool(this.#url);
   }
 
   close(): void {
     for (const req of this.#inflight) req.destroy();
     this.#agent.destroy();
+    void this.pool?.close();
   }
 
   /** Forgets the learned era (the upstream answered in the other era's terms): the next request asks again. */
@@ -183,8 +189,10 @@ export class ModernHttpFront {
   readonly #label: string;
   /** The upstream, when a 2026-07-28 one could be reached by forwarding messages. */
   readonly #upstream: ModernHttpUpstream | undefined;
+  readonly #hasHidden: boolean;
 
   constructor(front: ModernHttpFrontOptions) {
+    this.#hasHidden = (front.options.ignoreTools ?? []).length > 0;
     this.#options = front.options;
     this.#isHidden = front.isHidden;
     this.#maxBody = front.maxBodyBytes;
@@ -310,6 +318,8 @@ export class ModernHttpFront {
     for (const [name, value] of Object.entries(req.headers)) {
       if (name.startsWith('mcp-') && name !== 'mcp-session-id' && value !== undefined) headers[name] = value;
     }
+    // tools/list answers are filtered by ignoreTools, which the streaming path below does not do.
+    if (upstream.pool !== undefined && !(message.method === 'tools/list' && this.#hasHidden)) return this.#forwardPooled(upstream.pool, res, message, raw, headers, final);
     const gone = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) gone.abort();
@@ -342,6 +352,66 @@ export class ModernHttpFront {
     if (message.method === 'tools/list' && up.statusCode === 200) pipeFilteredLists(up, res, new Set([message.id]), this.#isHidden);
     else up.pipe(res);
     return true;
+  }
+
+  /** `#forward` on undici's pool: the answer streamed down chunk by chunk, with backpressure. */
+  #forwardPooled(pool: RawHttpPool, res: ServerResponse, message: JsonRpcMessage & { id: JsonRpcId; method: string }, raw: Buffer, headers: OutgoingHttpHeaders, final: boolean): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      let status = 0;
+      let refusal: Buffer[] | undefined;
+      let size = 0;
+      let gone = false;
+      const abort = pool.post(headers as Record<string, string | string[] | number | undefined>, raw, {
+        head: (s, h) => {
+          status = s;
+          if (!final && (s === 400 || s === 404) && (h['content-type'] ?? '').includes('application/json')) {
+            // A refusal: read it (bounded) to tell a 2026-07-28 refusal, passed on, from a 2025 "no session".
+            refusal = [];
+            return;
+          }
+          const down: OutgoingHttpHeaders = {};
+          for (const name of ['content-type', 'cache-control', 'mcp-protocol-version']) if (h[name] !== undefined) down[name] = h[name];
+          res.writeHead(s, down);
+        },
+        data: (chunk) => {
+          if (refusal === undefined) return res.write(chunk);
+          if (size < 64 * 1024) refusal.push(chunk);
+          size += chunk.length;
+          return true;
+        },
+        waitDrain: (resume) => res.once('drain', resume),
+        end: () => {
+          if (refusal === undefined) {
+            res.end();
+            resolve(true);
+            return;
+          }
+          const body = parseJson(Buffer.concat(refusal).subarray(0, 64 * 1024));
+          const code = (body as JsonRpcMessage | undefined)?.error?.code;
+          if (code === undefined || !MODERN_ERROR_CODES.has(code)) {
+            resolve(false);
+            return;
+          }
+          sendJson(res, status, body);
+          resolve(true);
+        },
+        error: (error) => {
+          if (!gone && res.headersSent) res.destroy();
+          else if (!gone) {
+            const wire = toWireError(error, message.method, this.#label);
+            sendJson(res, 200, errorResponse(message.id, wire.code, wire.message, wire.data));
+          }
+          resolve(true);
+        },
+      });
+      res.once('close', () => {
+        if (res.writableFinished) return;
+        // The client closed its request: over HTTP that is how 2026-07-28 cancels, so the upstream's goes too.
+        gone = true;
+        abort();
+        resolve(true);
+      });
+    });
   }
 
   /**
