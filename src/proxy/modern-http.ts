@@ -245,7 +245,8 @@ export class ModernHttpFront {
       // Not a 2026-07-28 method. A 2026-07-28 upstream answers it itself (pure forwarding); otherwise this proxy
       // answers as a 2026-07-28 server that does not implement it.
       if (this.#upstream !== undefined && (await this.#upstream.learnEra(message, {}).catch(() => 'legacy' as const)) === 'modern') {
-        await this.#forward(this.#upstream, req, res, message, raw, pickHeaders(req.headers, this.#options.forwardHeaders ?? []));
+        // Final: the upstream's 404 with -32601 is its answer to pass on, not a sign it changed era.
+        await this.#forward(this.#upstream, req, res, message, raw, pickHeaders(req.headers, this.#options.forwardHeaders ?? []), true);
         return;
       }
       sendJson(

@@ -333,6 +333,10 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2026-07-28 upstream'
     // input_required passes through untouched: the client answers it, the upstream sees the retry.
     expect(((await client.callTool({ name: 'ask', arguments: {} })) as CallToolResult).content).toEqual([{ type: 'text', text: 'hello Ada' }]);
     await progressAndCancel(client);
+    // initialize is not a 2026-07-28 method: the upstream's own refusal (404, -32601) reaches the client.
+    const init = await post(proxy.url, 'initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' }, _meta: ENVELOPE() });
+    expect(init.status).toBe(404);
+    expect(init.body.error.code).toBe(-32601);
     await client.callTool({ name: 'add_tool', arguments: { name: 'via_proxy' } });
     const deadline = Date.now() + 10_000;
     while (changes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
