@@ -14,9 +14,8 @@ import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:h
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { StringDecoder } from 'node:string_decoder';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { CancelledNotificationSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
-import type { InitializeRequest, Progress, RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { InitializeRequest, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { describeError } from '../errors.js';
 import { createLogger } from '../log.js';
@@ -26,6 +25,7 @@ import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
 import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
 import type { LegacyLink, LegacyLinkHandlers } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
+import { handleServerRequests, upstreamConnectOptions } from './proxy.js';
 import { RawHttpPool } from './raw-http.js';
 import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES } from './stdio-transport.js';
 import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from './upstream.js';
@@ -37,16 +37,14 @@ const AnyResult = z.looseObject({});
 /** A 2025 session through `connectUpstream` (the v1 SDK client). */
 export async function sdkLink(target: UpstreamConfig, opts: ProxyOptions, init: InitializeRequest['params'], headers: Record<string, string>, handlers: LegacyLinkHandlers): Promise<LegacyLink> {
   const connection = await connectUpstream(target, {
-    ...(opts.connectTimeoutMs !== undefined ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
-    ...(opts.authProvider !== undefined ? { authProvider: opts.authProvider } : {}),
-    ...(opts.fetch !== undefined ? { fetch: opts.fetch } : {}),
-    ...(opts.inheritEnv !== undefined ? { inheritEnv: opts.inheritEnv } : {}),
-    ...(opts.onStderr !== undefined ? { onStderr: opts.onStderr } : {}),
-    ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
-    headers: { ...(opts.headers ?? {}), ...headers },
+    ...upstreamConnectOptions(opts, headers),
     initialize: init,
     holdInitialized: true,
-    configure: (client) => wireSdkClient(client, handlers),
+    configure: (client) => {
+      handleServerRequests(client, (request, signal) => handlers.request(request.method, request.params, signal));
+      client.fallbackNotificationHandler = async (notification) => handlers.notification(notification.method, notification.params as Record<string, unknown> | undefined);
+      client.onerror = (error) => log.debug('upstream transport error', { error: describeError(error) });
+    },
   });
   await connection.releaseInitialized();
   const link: LegacyLink = {
@@ -61,27 +59,6 @@ export async function sdkLink(target: UpstreamConfig, opts: ProxyOptions, init: 
   };
   connection.client.onclose = () => link.onclose?.();
   return link;
-}
-
-function wireSdkClient(client: Client, handlers: LegacyLinkHandlers): void {
-  client.removeRequestHandler('ping');
-  // The SDK's own cancellation handler ignores `requestId: 0` (a falsy check); this one looks it up properly.
-  const cancellers = new Map<RequestId, AbortController>();
-  client.setNotificationHandler(CancelledNotificationSchema, (notification) => {
-    const id = notification.params.requestId;
-    if (id !== undefined) cancellers.get(id)?.abort(notification.params.reason ?? 'cancelled by the upstream');
-  });
-  client.fallbackRequestHandler = async (request, extra) => {
-    const cancel = new AbortController();
-    cancellers.set(extra.requestId, cancel);
-    try {
-      return await handlers.request(request.method, request.params, AbortSignal.any([extra.signal, cancel.signal]));
-    } finally {
-      cancellers.delete(extra.requestId);
-    }
-  };
-  client.fallbackNotificationHandler = async (notification) => handlers.notification(notification.method, notification.params as Record<string, unknown> | undefined);
-  client.onerror = (error) => log.debug('upstream transport error', { error: describeError(error) });
 }
 
 /** How long a GET stream that ended waits before it is opened again. */

@@ -274,13 +274,7 @@ class Session implements ProxySession {
     let connection: UpstreamConnection<UpstreamClient>;
     try {
       connection = await connectUpstream(target, {
-        ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
-        ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
-        ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
-        ...(options.inheritEnv !== undefined ? { inheritEnv: options.inheritEnv } : {}),
-        ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
-        ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
-        headers: { ...(options.headers ?? {}), ...this.#headers },
+        ...upstreamConnectOptions(options, this.#headers),
         ...(this.#initParams !== undefined ? { initialize: this.#initParams } : {}),
         holdInitialized: true,
         configure: (client) => this.#wireUpstream(client),
@@ -328,13 +322,7 @@ class Session implements ProxySession {
       connection = await connectUpstream(target, {
         protocol: 'auto',
         ...(init !== undefined ? { clientInfo: init.clientInfo, capabilities: init.capabilities } : {}),
-        ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
-        ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
-        ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
-        ...(options.inheritEnv !== undefined ? { inheritEnv: options.inheritEnv } : {}),
-        ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
-        ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
-        headers: { ...(options.headers ?? {}), ...this.#headers },
+        ...upstreamConnectOptions(options, this.#headers),
         configure: (client) => this.#wireModern(client as NegotiatedClient),
       });
     } catch (error) {
@@ -390,18 +378,7 @@ class Session implements ProxySession {
 
   /** Installs the upstream-to-downstream forwarding on a fresh upstream client, before it connects. */
   #wireUpstream(client: Client): void {
-    client.removeRequestHandler('ping');
-    // The SDK's own cancellation handler ignores `requestId: 0` (a falsy check), and the first request an
-    // upstream sends has id 0; this one looks the id up properly.
-    const cancellers = new Map<RequestId, AbortController>();
-    client.setNotificationHandler(CancelledNotificationSchema, (notification) => {
-      const id = notification.params.requestId;
-      if (id !== undefined) cancellers.get(id)?.abort(notification.params.reason ?? 'cancelled by the upstream');
-    });
-    client.fallbackRequestHandler = async (request, extra) => {
-      const cancel = new AbortController();
-      cancellers.set(extra.requestId, cancel);
-      const signal = AbortSignal.any([extra.signal, cancel.signal]);
+    handleServerRequests(client, async (request, signal) => {
       const related = await this.#route();
       try {
         return await this.server.request({ method: request.method, params: request.params } as ServerRequest, AnyResult, {
@@ -413,10 +390,8 @@ class Session implements ProxySession {
       } catch (error) {
         if (error instanceof McpError || error instanceof WireError) throw toWireError(error, request.method);
         throw new WireError(ErrorCode.InternalError, `The proxy could not forward ${request.method} to the downstream client: ${describeError(error)}`);
-      } finally {
-        cancellers.delete(extra.requestId);
       }
-    };
+    });
     client.fallbackNotificationHandler = async (notification) => {
       const related = await this.#route();
       try {
@@ -575,6 +550,45 @@ class Session implements ProxySession {
   start(): void {
     this.#touch();
   }
+}
+
+/** The `connectUpstream` options every upstream session of the proxy shares, with `headers` added. */
+export function upstreamConnectOptions(
+  options: ProxyOptions,
+  headers: Record<string, string>,
+): Pick<ConnectUpstreamOptions, 'connectTimeoutMs' | 'authProvider' | 'fetch' | 'inheritEnv' | 'onStderr' | 'maxMessageBytes' | 'headers'> {
+  return {
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+    ...(options.authProvider !== undefined ? { authProvider: options.authProvider } : {}),
+    ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+    ...(options.inheritEnv !== undefined ? { inheritEnv: options.inheritEnv } : {}),
+    ...(options.onStderr !== undefined ? { onStderr: options.onStderr } : {}),
+    ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
+    headers: { ...(options.headers ?? {}), ...headers },
+  };
+}
+
+/**
+ * Routes an upstream v1 client's server-to-client requests to `handle`, with a signal that aborts when the
+ * upstream cancels one. The SDK's own cancellation handler ignores `requestId: 0` (a falsy check), and the
+ * first request an upstream sends has id 0; this one looks the id up properly. `ping` is answered by the SDK.
+ */
+export function handleServerRequests(client: Client, handle: (request: { method: string; params?: unknown }, signal: AbortSignal) => Promise<Record<string, unknown>>): void {
+  client.removeRequestHandler('ping');
+  const cancellers = new Map<RequestId, AbortController>();
+  client.setNotificationHandler(CancelledNotificationSchema, (notification) => {
+    const id = notification.params.requestId;
+    if (id !== undefined) cancellers.get(id)?.abort(notification.params.reason ?? 'cancelled by the upstream');
+  });
+  client.fallbackRequestHandler = async (request, extra) => {
+    const cancel = new AbortController();
+    cancellers.set(extra.requestId, cancel);
+    try {
+      return await handle(request, AbortSignal.any([extra.signal, cancel.signal]));
+    } finally {
+      cancellers.delete(extra.requestId);
+    }
+  };
 }
 
 export function pickHeaders(headers: Record<string, string | string[] | undefined> | undefined, allow: readonly string[]): Record<string, string> {
