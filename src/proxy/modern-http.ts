@@ -335,11 +335,11 @@ export class ModernHttpFront {
       return true;
     }
     const up = answer.res;
-    if (!final && (up.statusCode === 400 || up.statusCode === 404) && String(up.headers['content-type'] ?? '').includes('application/json')) {
+    if (!final && up.statusCode === 400 && String(up.headers['content-type'] ?? '').includes('application/json')) {
       // A refusal: read it (bounded) to tell a 2026-07-28 refusal, passed on, from a 2025 "no session".
       const body = await readCapped(up, 64 * 1024);
       const code = (parseJson(body) as JsonRpcMessage | undefined)?.error?.code;
-      if (code === undefined || !MODERN_ERROR_CODES.has(code)) return false;
+      if (isEraChangeRefusal(code)) return false;
       sendJson(res, up.statusCode, parseJson(body));
       return true;
     }
@@ -365,7 +365,7 @@ export class ModernHttpFront {
       const abort = pool.post(headers as Record<string, string | string[] | number | undefined>, raw, {
         head: (s, h) => {
           status = s;
-          if (!final && (s === 400 || s === 404) && (h['content-type'] ?? '').includes('application/json')) {
+          if (!final && s === 400 && (h['content-type'] ?? '').includes('application/json')) {
             // A refusal: read it (bounded) to tell a 2026-07-28 refusal, passed on, from a 2025 "no session".
             refusal = [];
             return;
@@ -389,7 +389,7 @@ export class ModernHttpFront {
           }
           const body = parseJson(Buffer.concat(refusal).subarray(0, 64 * 1024));
           const code = (body as JsonRpcMessage | undefined)?.error?.code;
-          if (code === undefined || !MODERN_ERROR_CODES.has(code)) {
+          if (isEraChangeRefusal(code)) {
             resolve(false);
             return;
           }
@@ -509,4 +509,13 @@ function parseJson(body: Buffer): unknown {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether a forwarded request's HTTP 400 says the upstream became a 2025 server (one refusing a request
+ * without a session): not one of 2026-07-28's own refusals, and not "method not found" (which a 2026-07-28
+ * server answers for a method it lacks, and which is passed on).
+ */
+function isEraChangeRefusal(code: number | undefined): boolean {
+  return code === undefined || (!MODERN_ERROR_CODES.has(code) && code !== -32601);
 }
