@@ -42,6 +42,15 @@ import { GET_STREAM_WAIT_MS, Upstream } from './upstream.js';
 
 const log = createLogger('remote');
 
+/** A 2025 host's requests to a 2026-07-28 remote remembered for an input_required retry; the oldest goes past this. */
+const MAX_TRANSLATED_REQUESTS = 10_000;
+/** input_required rounds one request may take before it fails. */
+const MAX_INPUT_ROUNDS = 8;
+/** Input requests of one round that are relayed to the host. */
+const MAX_INPUT_REQUESTS = 16;
+/** How long the host may take to answer one input request: 10 minutes (a person may be answering). */
+const INPUT_TIMEOUT_MS = 10 * 60_000;
+
 /** Tools whose `x-mcp-header` declarations are remembered; past this many the memory is emptied. */
 const MAX_PARAM_TOOLS = 10_000;
 
@@ -154,15 +163,14 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       if (message.method === 'notifications/subscriptions/acknowledged') return;
       if (isAnswer && message.result !== undefined) {
         const { resultType, ttlMs: _ttl, cacheScope: _scope, ...rest } = message.result as Record<string, unknown>;
-        message =
-          resultType === 'input_required'
-            ? errorResponse(
-                message.id!,
-                RpcCode.InternalError,
-                'codemode-remote: the remote (MCP 2026-07-28) asked for more input during this request (input_required); codemode-remote cannot relay that to a 2025 host yet. Use a host that speaks 2026-07-28.',
-              )
-            : { ...message, result: rest };
+        if (resultType === 'input_required') {
+          // The 2025 host is asked with server-to-client requests, and the request is sent again with the answers.
+          void askHostForInput(message.id!, rest);
+          return;
+        }
+        message = { ...message, result: rest };
       }
+      if (isAnswer) translatedRequests.delete(message.id!);
     }
     if (message.id !== undefined && message.id !== null && toolsListIds.delete(message.id) && Array.isArray(message.result?.tools)) {
       if (state === 'modern') rememberParamHeaders(message.result.tools as Array<{ name?: unknown; inputSchema?: unknown }>);
@@ -267,10 +275,70 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       write({ jsonrpc: '2.0', id: message.id, result: {} });
       return;
     }
-    if (message.method === undefined) return; // an answer: the 2026-07-28 remote sends the host no requests
+    if (message.method === undefined) {
+      // An answer: to one of the bridge's own input requests (the remote itself sends the host no requests).
+      const waiter = typeof message.id === 'string' ? inputWaiters.get(message.id) : undefined;
+      if (waiter !== undefined) waiter(message);
+      return;
+    }
     const params = (message.params ?? {}) as Record<string, unknown>;
     const meta = { ...(params._meta as Record<string, unknown> | undefined), ...t.envelope, ...(t.logLevel !== undefined ? { [LOG_LEVEL_META_KEY]: t.logLevel } : {}) };
-    postModern({ ...message, params: { ...params, _meta: meta } }, MODERN_PROTOCOL_VERSION);
+    const outgoing = { ...message, params: { ...params, _meta: meta } };
+    if (isRequest(outgoing)) {
+      if (translatedRequests.size >= MAX_TRANSLATED_REQUESTS) translatedRequests.delete(translatedRequests.keys().next().value as JsonRpcId);
+      translatedRequests.set(outgoing.id, { message: outgoing, rounds: 0 });
+    }
+    postModern(outgoing, MODERN_PROTOCOL_VERSION);
+  };
+
+  /** A 2025 host's requests in flight to a 2026-07-28 remote, kept to be sent again after input_required. */
+  const translatedRequests = new Map<JsonRpcId, { message: JsonRpcMessage; rounds: number }>();
+  /** The bridge's own requests to the host (an input request of the remote), by id. */
+  const inputWaiters = new Map<string, (answer: JsonRpcMessage) => void>();
+  let inputIds = 0;
+
+  /**
+   * A 2026-07-28 remote answered a 2025 host's request with input_required: each input request goes to the
+   * host as a server-to-client request, and the request goes to the remote again with the answers and the
+   * remote's requestState. Bounded in rounds and in how long the host may take.
+   */
+  const askHostForInput = async (id: JsonRpcId, result: Record<string, unknown>): Promise<void> => {
+    const pending = translatedRequests.get(id);
+    const fail = (why: string): void => {
+      translatedRequests.delete(id);
+      write(errorResponse(id, RpcCode.InternalError, `codemode-remote: the remote asked for more input (input_required), and ${why}`));
+    };
+    if (pending === undefined) return fail('the request it belongs to is no longer known');
+    if (++pending.rounds > MAX_INPUT_ROUNDS) return fail(`it did so more than ${MAX_INPUT_ROUNDS} times`);
+    const requests = typeof result.inputRequests === 'object' && result.inputRequests !== null ? (result.inputRequests as Record<string, { method?: unknown; params?: unknown }>) : {};
+    const entries = Object.entries(requests).slice(0, MAX_INPUT_REQUESTS);
+    const answers = await Promise.all(
+      entries.map(
+        ([key, request]) =>
+          new Promise<[string, JsonRpcMessage]>((resolve) => {
+            const inputId = `${INTERNAL_ID_PREFIX}input-${++inputIds}`;
+            const timer = setTimeout(() => settle(errorResponse(inputId, RpcCode.RequestTimeout, 'the host did not answer in time')), INPUT_TIMEOUT_MS);
+            timer.unref();
+            const settle = (answer: JsonRpcMessage): void => {
+              clearTimeout(timer);
+              inputWaiters.delete(inputId);
+              resolve([key, answer]);
+            };
+            inputWaiters.set(inputId, settle);
+            write({ jsonrpc: '2.0', id: inputId, method: String(request.method), ...(request.params !== undefined ? { params: request.params as Record<string, unknown> } : {}) });
+          }),
+      ),
+    );
+    if (state === 'closed') return;
+    const refused = answers.find(([, answer]) => answer.error !== undefined);
+    if (refused !== undefined) return fail(`the host refused ${String(requests[refused[0]]?.method)}: ${refused[1].error!.message}`);
+    const inputResponses = Object.fromEntries(answers.map(([key, answer]) => [key, answer.result ?? {}]));
+    const original = pending.message;
+    const retry = {
+      ...original,
+      params: { ...original.params, inputResponses, ...(typeof result.requestState === 'string' ? { requestState: result.requestState } : {}) },
+    };
+    postModern(retry, MODERN_PROTOCOL_VERSION);
   };
 
   /**

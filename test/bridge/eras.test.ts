@@ -192,6 +192,24 @@ describe('codemode-remote translates for a 2025 host in front of a 2026-07-28-on
     expect(listed.result).not.toHaveProperty('cacheScope');
     expect(host.stdout.filter((m) => typeof m.id === 'string' && m.id.startsWith('codemode-remote-'))).toEqual([]);
   });
+  it("the remote's input_required reaches the 2025 host as elicitation/create, and the request is sent again with the answer", async () => {
+    const asked: unknown[] = [];
+    const client = new Client({ name: 'old-host', version: '1.0.0' }, { versionNegotiation: { mode: 'legacy' }, capabilities: { elicitation: { form: {} } } });
+    client.setRequestHandler('elicitation/create', (request) => {
+      asked.push(request.params);
+      return { action: 'accept', content: { name: 'Noor' } };
+    });
+    cleanups.push(() => client.close());
+    await client.connect(new StdioClientTransport({ command: process.execPath, args: [REMOTE, modernOnlyUrl], stderr: 'ignore' }));
+    expect(client.getNegotiatedProtocolVersion()).toBe('2025-11-25');
+    const greeted = (await client.callTool({ name: 'ask', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> };
+    expect(asked).toMatchObject([{ message: 'Your name?' }]);
+    expect(greeted.content).toEqual([{ type: 'text', text: 'hello Noor' }]);
+    // A host that declines gets the tool's own answer to that.
+    client.removeRequestHandler('elicitation/create');
+    client.setRequestHandler('elicitation/create', () => ({ action: 'decline' }));
+    expect(((await client.callTool({ name: 'ask', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> }).content[0]!.text).toBe('no name (decline)');
+  });
 });
 
 describe('codemode-remote translates for a 2026-07-28 host in front of a 2025-only remote', () => {
