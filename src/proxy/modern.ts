@@ -421,6 +421,11 @@ export class LegacyTranslator {
           log.info('upstream session expired; re-initializing and retrying once', { method: request.method });
           this.#dropSession(session, 'the upstream session expired');
           const again = this.#session(exchange);
+          // The call moves with it: the new session's requests for input must find it.
+          const i = session.calls.indexOf(call);
+          if (i >= 0) session.calls.splice(i, 1);
+          session = again;
+          session.calls.push(call);
           connection = await again.connection;
           result = await send(connection);
         }

@@ -310,6 +310,24 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2025 Streamable HTTP
   }, 60_000);
 });
 
+describe('codemode proxy: the translator across an upstream restart', () => {
+  it('a 2025 upstream that forgot the session (restarted) gets a fresh one, and a call that asks for input there still reaches the client', async () => {
+    const port = await freePort();
+    let fixture = await startFixtureHttp(port);
+    cleanups.push(() => fixture.stop());
+    const proxy = await proxyTo({ url: fixture.url });
+    const client = modernClient({ elicitation: { form: {} } });
+    client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { username: 'kay', email: 'kay@example.com' } }));
+    await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+    expect(JSON.stringify((await client.callTool({ name: 'echo', arguments: { text: 'before' } })).content)).toContain('before');
+    await fixture.stop();
+    fixture = await startFixtureHttp(port);
+    const elicited = (await client.callTool({ name: 'test_elicitation', arguments: { message: 'again?' } })) as CallToolResult;
+    expect(JSON.stringify(elicited.content)).toContain('kay');
+    expect(proxy.translation.sessions).toBe(1);
+  }, 60_000);
+});
+
 describe('codemode proxy: a 2026-07-28 client in front of a 2026-07-28 upstream', () => {
   it('forwards as it is: discover, list (ignoreTools applied), calls, errors, input_required, progress, cancellation, list changes', async () => {
     const proxy = await proxyTo({ url: modernUpstream.url }, { ignoreTools: ['whoami'] });
