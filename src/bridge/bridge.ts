@@ -46,7 +46,7 @@ const log = createLogger('remote');
 const MAX_TRANSLATED_REQUESTS = 10_000;
 /** input_required rounds one request may take before it fails. */
 const MAX_INPUT_ROUNDS = 8;
-/** Input requests of one round that are relayed to the host. */
+/** Input requests of one round that are relayed to the host; a round asking more fails the request. */
 const MAX_INPUT_REQUESTS = 16;
 /** How long the host may take to answer one input request: 10 minutes (a person may be answering). */
 const INPUT_TIMEOUT_MS = 10 * 60_000;
@@ -311,7 +311,8 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     if (pending === undefined) return fail('the request it belongs to is no longer known');
     if (++pending.rounds > MAX_INPUT_ROUNDS) return fail(`it did so more than ${MAX_INPUT_ROUNDS} times`);
     const requests = typeof result.inputRequests === 'object' && result.inputRequests !== null ? (result.inputRequests as Record<string, { method?: unknown; params?: unknown }>) : {};
-    const entries = Object.entries(requests).slice(0, MAX_INPUT_REQUESTS);
+    const entries = Object.entries(requests);
+    if (entries.length > MAX_INPUT_REQUESTS) return fail(`it asked for ${entries.length} inputs at once, more than the ${MAX_INPUT_REQUESTS} codemode-remote relays`);
     const answers = await Promise.all(
       entries.map(
         ([key, request]) =>

@@ -24,10 +24,25 @@ export const ACCEPT_BOTH = 'application/json, text/event-stream';
 export type Json = Record<string, unknown>;
 
 /** Reads a request or response body fully. */
-export function readAll(stream: IncomingMessage): Promise<Buffer> {
+export function readAll(stream: IncomingMessage): Promise<Buffer>;
+/** Reads a body of at most `maxBytes`; a longer one is cut off (the stream destroyed) and gives `undefined`. */
+export function readAll(stream: IncomingMessage, maxBytes: number): Promise<Buffer | undefined>;
+export function readAll(stream: IncomingMessage, maxBytes = Number.POSITIVE_INFINITY): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    stream.on('data', (c: Buffer) => chunks.push(c));
+    let size = 0;
+    const onData = (c: Buffer): void => {
+      size += c.length;
+      if (size > maxBytes) {
+        stream.removeListener('data', onData);
+        chunks.length = 0;
+        stream.destroy();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(c);
+    };
+    stream.on('data', onData);
     stream.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
     stream.once('error', reject);
     stream.once('aborted', () => reject(Object.assign(new Error('the connection closed mid-answer'), { code: 'ECONNRESET' })));

@@ -26,6 +26,7 @@ import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
 import type { LegacyLink, LegacyLinkHandlers } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
 import { handleServerRequests, upstreamConnectOptions } from './proxy.js';
+import { readAll } from './forward-io.js';
 import { RawHttpPool } from './raw-http.js';
 import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES } from './stdio-transport.js';
 import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from './upstream.js';
@@ -320,23 +321,10 @@ class RawHttpLink implements LegacyLink {
   }
 
   /** A body, refused past the message cap. */
-  #readBounded(res: IncomingMessage): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > this.#maxBytes) {
-          res.destroy();
-          reject(new McpError(ErrorCode.InternalError, `The upstream's answer is over the ${this.#maxBytes}-byte message limit`));
-          return;
-        }
-        chunks.push(c);
-      });
-      res.once('end', () => resolve(Buffer.concat(chunks)));
-      res.once('error', reject);
-      res.once('aborted', () => reject(new McpError(ErrorCode.ConnectionClosed, 'Connection closed')));
-    });
+  async #readBounded(res: IncomingMessage): Promise<Buffer> {
+    const body = await readAll(res, this.#maxBytes);
+    if (body === undefined) throw new McpError(ErrorCode.InternalError, `The upstream's answer is over the ${this.#maxBytes}-byte message limit`);
+    return body;
   }
 
   /** Reads an event stream up to the answer to `id`, dispatching what comes before it. */

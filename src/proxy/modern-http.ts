@@ -24,8 +24,8 @@ import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse, isRequest } from '../wire/jsonrpc.js';
 import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
 import { describeUpstream, httpTransportOf, isStdioConfig } from './config.js';
-import { pipeFilteredLists, readAnswer, readBody, sendJson } from './forward-io.js';
-import { ERA_CHANGED, LegacyTranslator } from './modern.js';
+import { pipeFilteredLists, readAll, readAnswer, readBody, sendJson } from './forward-io.js';
+import { ERA_CHANGED, LegacyTranslator, hiddenToolRefusal } from './modern.js';
 import { RawHttpPool } from './raw-http.js';
 import type { LegacyTranslatorOptions, TranslatorStats } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
@@ -45,6 +45,9 @@ export interface ModernHttpFrontOptions {
 }
 
 export type Era = 'modern' | 'legacy';
+
+/** Largest refusal body read to tell a 2026-07-28 refusal from a 2025 one; a larger one is neither. */
+const MAX_REFUSAL_BYTES = 64 * 1024;
 
 /**
  * A `LegacyTranslator` whose sessions reach `target` with the proxy's options: at the message level for a
@@ -261,24 +264,15 @@ export class ModernHttpFront {
       sendJson(res, 400, errorResponse(message.id, mismatch.code, mismatch.message));
       return;
     }
-    if (message.method === 'tools/call') {
-      const name = message.params?.name;
-      const hiddenBy = typeof name === 'string' ? this.#isHidden(name) : undefined;
-      if (hiddenBy !== undefined) {
-        sendJson(res, 200, errorResponse(message.id, RpcCode.InvalidParams, `Tool "${name as string}" is not available through this proxy (hidden by ignoreTools pattern "${hiddenBy}").`));
-        return;
-      }
-    }
-    const headers = pickHeaders(req.headers, this.#options.forwardHeaders ?? []);
-    let era: Era;
-    try {
-      era = this.#upstream === undefined ? 'legacy' : await this.#upstream.learnEra(message, headers);
-    } catch (error) {
-      const wire = toWireError(error, 'server/discover', this.#label);
-      sendJson(res, 200, errorResponse(message.id, wire.code, `The proxy could not reach the upstream to learn its protocol era: ${wire.message}`, wire.data));
+    const hidden = hiddenToolRefusal(message, this.#isHidden);
+    if (hidden !== undefined) {
+      sendJson(res, 200, hidden);
       return;
     }
+    const headers = pickHeaders(req.headers, this.#options.forwardHeaders ?? []);
     const upstream = this.#upstream;
+    const era = upstream === undefined ? 'legacy' : await this.#learnEra(upstream, res, message, headers);
+    if (era === undefined) return;
     if (era === 'modern' && upstream !== undefined) {
       if (await this.#forward(upstream, req, res, message, raw, headers)) return;
     } else if (await this.#translate(req, res, message, principal, headers)) {
@@ -289,16 +283,21 @@ export class ModernHttpFront {
     if (upstream === undefined) return;
     log.warn(`the upstream no longer speaks the era it spoke (${era === 'modern' ? '2026-07-28' : '2025'}); asking it again`, { upstream: this.#label });
     upstream.forgetEra();
-    let again: Era;
+    const again = await this.#learnEra(upstream, res, message, headers);
+    if (again === undefined) return;
+    if (again === 'modern') await this.#forward(upstream, req, res, message, raw, headers, true);
+    else await this.#translate(req, res, message, principal, headers, true);
+  }
+
+  /** The upstream's era, or undefined after answering the client that it could not be learned. */
+  async #learnEra(upstream: ModernHttpUpstream, res: ServerResponse, message: JsonRpcMessage & { id: JsonRpcId }, headers: Record<string, string>): Promise<Era | undefined> {
     try {
-      again = await upstream.learnEra(message, headers);
+      return await upstream.learnEra(message, headers);
     } catch (error) {
       const wire = toWireError(error, 'server/discover', this.#label);
       sendJson(res, 200, errorResponse(message.id, wire.code, `The proxy could not reach the upstream to learn its protocol era: ${wire.message}`, wire.data));
-      return;
+      return undefined;
     }
-    if (again === 'modern') await this.#forward(upstream, req, res, message, raw, headers, true);
-    else await this.#translate(req, res, message, principal, headers, true);
   }
 
   /**
@@ -337,10 +336,10 @@ export class ModernHttpFront {
     const up = answer.res;
     if (!final && up.statusCode === 400 && String(up.headers['content-type'] ?? '').includes('application/json')) {
       // A refusal: read it (bounded) to tell a 2026-07-28 refusal, passed on, from a 2025 "no session".
-      const body = await readCapped(up, 64 * 1024);
-      const code = (parseJson(body) as JsonRpcMessage | undefined)?.error?.code;
-      if (isEraChangeRefusal(code)) return false;
-      sendJson(res, up.statusCode, parseJson(body));
+      const body = await readAll(up, MAX_REFUSAL_BYTES);
+      const refusal = body === undefined ? undefined : parseJson(body);
+      if (isEraChangeRefusal((refusal as JsonRpcMessage | undefined)?.error?.code)) return false;
+      sendJson(res, up.statusCode, refusal);
       return true;
     }
     const down: OutgoingHttpHeaders = {};
@@ -376,8 +375,8 @@ export class ModernHttpFront {
         },
         data: (chunk) => {
           if (refusal === undefined) return res.write(chunk);
-          if (size < 64 * 1024) refusal.push(chunk);
           size += chunk.length;
+          if (size <= MAX_REFUSAL_BYTES) refusal.push(chunk);
           return true;
         },
         waitDrain: (resume) => res.once('drain', resume),
@@ -387,7 +386,7 @@ export class ModernHttpFront {
             resolve(true);
             return;
           }
-          const body = parseJson(Buffer.concat(refusal).subarray(0, 64 * 1024));
+          const body = size > MAX_REFUSAL_BYTES ? undefined : parseJson(Buffer.concat(refusal));
           const code = (body as JsonRpcMessage | undefined)?.error?.code;
           if (isEraChangeRefusal(code)) {
             resolve(false);
@@ -487,20 +486,6 @@ function headerMismatch(req: IncomingMessage, message: JsonRpcMessage & { method
     };
   }
   return undefined;
-}
-
-/** A body of at most `max` bytes (the rest is discarded). */
-function readCapped(res: IncomingMessage, max: number): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (c: Buffer) => {
-      if (size < max) chunks.push(c.subarray(0, max - size));
-      size += c.length;
-    });
-    res.once('end', () => resolve(Buffer.concat(chunks)));
-    res.once('error', () => resolve(Buffer.concat(chunks)));
-  });
 }
 
 function parseJson(body: Buffer): unknown {

@@ -26,10 +26,11 @@ import { describeUpstream, isStdioConfig } from './config.js';
 import { readAll } from './forward-io.js';
 import type { Era } from './modern-http.js';
 import { ModernHttpUpstream, createTranslator, reachableByMessages } from './modern-http.js';
+import { hiddenToolRefusal } from './modern.js';
 import type { LegacyTranslator } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
 import { toWireError } from './proxy.js';
-import { StdioUpstreamTransport } from './stdio-transport.js';
+import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES, StdioUpstreamTransport } from './stdio-transport.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, stdioEnv } from './upstream.js';
 
 const log = createLogger('proxy');
@@ -156,13 +157,10 @@ export class ModernStdioFront {
       );
       return;
     }
-    if (message.method === 'tools/call') {
-      const name = message.params?.name;
-      const hiddenBy = typeof name === 'string' ? this.#isHidden(name) : undefined;
-      if (hiddenBy !== undefined) {
-        this.#write(errorResponse(message.id, RpcCode.InvalidParams, `Tool "${name as string}" is not available through this proxy (hidden by ignoreTools pattern "${hiddenBy}").`));
-        return;
-      }
+    const hidden = hiddenToolRefusal(message, this.#isHidden);
+    if (hidden !== undefined) {
+      this.#write(hidden);
+      return;
     }
     const controller = new AbortController();
     this.#inflight.set(message.id, controller);
@@ -317,10 +315,15 @@ export class ModernStdioFront {
     }
     const { res } = await http.post(headers, Buffer.from(JSON.stringify(message)), signal);
     const type = String(res.headers['content-type'] ?? '');
+    // No single message from the upstream is held whole past the cap the stdio transport keeps too.
+    const maxBytes = this.#options.maxMessageBytes ?? DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES;
+    const tooLarge = (): Error => new Error(`the upstream sent a message over the ${maxBytes}-byte limit (maxMessageBytes)`);
     if (type.includes('text/event-stream')) {
       let answered = false;
+      let pending = 0;
       const parser = new SseParser({
         onEvent: (event) => {
+          pending = 0;
           if (event.data === '') return;
           let m: JsonRpcMessage;
           try {
@@ -334,11 +337,25 @@ export class ModernStdioFront {
         },
       });
       res.setEncoding('utf8');
-      for await (const chunk of res as AsyncIterable<string>) parser.feed(chunk);
+      for await (const chunk of res as AsyncIterable<string>) {
+        pending += (chunk as string).length;
+        if (pending > maxBytes) {
+          res.destroy();
+          throw tooLarge();
+        }
+        parser.feed(chunk);
+      }
       if (!answered && !signal.aborted) throw new Error(`the upstream's event stream ended without answering ${message.method}`);
       return;
     }
-    const text = (await readAll(res)).toString('utf8');
+    const declared = Number(res.headers['content-length']);
+    if (Number.isFinite(declared) && declared > maxBytes) {
+      res.destroy();
+      throw tooLarge();
+    }
+    const body = await readAll(res, maxBytes);
+    if (body === undefined) throw tooLarge();
+    const text = body.toString('utf8');
     let reply: unknown;
     try {
       reply = JSON.parse(text);

@@ -62,6 +62,18 @@ export const DEFAULT_MAX_SESSIONS_PER_TENANT = 8;
 /** Input requests one held call may collect before the client answers; more are refused upstream. */
 const MAX_PENDING_INPUTS = 16;
 
+/**
+ * The refusal of a `tools/call` to a tool `ignoreTools` hides, or undefined. The fronts (HTTP and stdio) check
+ * before they choose a path, so it holds for forwarding and translation alike.
+ */
+export function hiddenToolRefusal(request: JsonRpcMessage & { id: JsonRpcId; method: string }, isHidden: (name: string) => string | undefined): JsonRpcMessage | undefined {
+  if (request.method !== 'tools/call') return undefined;
+  const name = request.params?.name;
+  const hiddenBy = typeof name === 'string' ? isHidden(name) : undefined;
+  if (hiddenBy === undefined) return undefined;
+  return errorResponse(request.id, RpcCode.InvalidParams, `Tool "${String(name)}" is not available through this proxy (hidden by ignoreTools pattern "${hiddenBy}").`);
+}
+
 /** What `answer` returns when the upstream refused as a 2026-07-28-only server does: it changed era. */
 export const ERA_CHANGED: unique symbol = Symbol('era changed');
 
@@ -149,7 +161,7 @@ class Call {
   /** The upstream refused the call as a 2026-07-28-only server: it changed era since the session began. */
   eraChanged = false;
   /** The exchange waiting for this call's next step, and how to answer it. */
-  waiter: { exchange: ModernExchange; answer: (message: JsonRpcMessage) => void; detach: () => void } | undefined;
+  waiter: { exchange: ModernExchange; answer: (message: JsonRpcMessage) => void } | undefined;
   readonly pending: PendingInput[] = [];
   #inputs = 0;
   expiry: NodeJS.Timeout | undefined;
@@ -170,13 +182,14 @@ class LegacySession {
   readonly key: string;
   readonly tenant: string;
   connection: Promise<LegacyLink>;
-  live: LegacyLink | undefined;
   /** Calls in flight, oldest first: an upstream request or notification is taken to belong to the newest. */
   readonly calls: Call[] = [];
   readonly listeners = new Set<{ id: JsonRpcId; wants: Set<string>; exchange: ModernExchange }>();
   logLevel: string | undefined;
   lastUsed = Date.now();
   closed = false;
+  /** Whether the link was closed (after the session was dropped and its last call ended). */
+  linkClosed = false;
 
   constructor(key: string, tenant: string, connection: Promise<LegacyLink>) {
     this.key = key;
@@ -230,13 +243,6 @@ export class LegacyTranslator {
       if (refusal !== undefined) return refusal;
       const state = request.params?.requestState;
       if (state !== undefined) return await this.#resume(exchange, state);
-      if (request.method === 'tools/call') {
-        const name = request.params?.name;
-        const hiddenBy = typeof name === 'string' ? this.#options.isHidden(name) : undefined;
-        if (hiddenBy !== undefined) {
-          return errorResponse(request.id, RpcCode.InvalidParams, `Tool "${String(name)}" is not available through this proxy (hidden by ignoreTools pattern "${hiddenBy}").`);
-        }
-      }
       const session = this.#session(exchange);
       if (request.method === 'server/discover') return await this.#discover(request.id, session);
       if (request.method === 'subscriptions/listen') return await this.#listen(exchange, session);
@@ -301,7 +307,6 @@ export class LegacyTranslator {
           await connection.close();
           throw new McpError(ErrorCode.ConnectionClosed, 'The upstream session was closed while it connected');
         }
-        session.live = connection;
         connection.onclose = () => this.#dropSession(session, 'the upstream closed the session');
         return connection;
       },
@@ -325,14 +330,24 @@ export class LegacyTranslator {
       );
     }
     this.#dropSession(victim, 'evicted to make room for another client identity');
-    void victim.connection.then((c) => c.close()).catch(() => undefined);
   }
 
+  /**
+   * Forgets a session; its link is closed once no call runs on it (an expired or failed one too, so its pool
+   * and streams do not outlive it, while calls still running on it may end as they would have).
+   */
   #dropSession(session: LegacySession, why: string): void {
     if (session.closed) return;
     session.closed = true;
     if (this.#sessions.get(session.key) === session) this.#sessions.delete(session.key);
     log.debug('upstream session for a 2026-07-28 client ended', { why });
+    this.#closeIfDone(session);
+  }
+
+  #closeIfDone(session: LegacySession): void {
+    if (!session.closed || session.linkClosed || session.calls.length > 0) return;
+    session.linkClosed = true;
+    void session.connection.then((link) => link.close()).catch(() => undefined);
   }
 
   /** The upstream-to-downstream routing of one session. */
@@ -424,6 +439,7 @@ export class LegacyTranslator {
           // The call moves with it: the new session's requests for input must find it.
           const i = session.calls.indexOf(call);
           if (i >= 0) session.calls.splice(i, 1);
+          this.#closeIfDone(session);
           session = again;
           session.calls.push(call);
           connection = await again.connection;
@@ -438,6 +454,7 @@ export class LegacyTranslator {
         const i = session.calls.indexOf(call);
         if (i >= 0) session.calls.splice(i, 1);
         session.lastUsed = Date.now();
+        this.#closeIfDone(session);
       }
     })();
     const answer = await waiting;
@@ -473,7 +490,6 @@ export class LegacyTranslator {
         this.#cancel(call, 'the downstream client gave the request up');
         resolve(errorResponse(id, RpcCode.RequestTimeout, 'The request was cancelled by the client.'));
       };
-      const detach = (): void => exchange.signal.removeEventListener('abort', onAbort);
       if (call.outcome !== undefined) {
         resolve(this.#final(id, call.outcome));
         return;
@@ -485,9 +501,8 @@ export class LegacyTranslator {
       exchange.signal.addEventListener('abort', onAbort, { once: true });
       call.waiter = {
         exchange,
-        detach,
         answer: (message) => {
-          detach();
+          exchange.signal.removeEventListener('abort', onAbort);
           call.waiter = undefined;
           resolve(message);
         },
@@ -554,16 +569,14 @@ export class LegacyTranslator {
   #requestInput(call: Call): void {
     const waiter = call.waiter;
     if (waiter === undefined) return;
-    const fresh = call.pending.filter((p) => !p.sent);
-    if (fresh.length === 0) return;
-    for (const p of fresh) p.sent = true;
-    // Asked again in this round: inputs the client left unanswered last time.
-    const asked = call.pending;
+    if (!call.pending.some((p) => !p.sent)) return;
+    // Every pending input is asked in this round, those the client left unanswered last time included.
+    for (const p of call.pending) p.sent = true;
     call.round += 1;
     const ttl = this.#options.heldTtlMs ?? DEFAULT_HELD_TTL_MS;
     const requestState = this.#seal.seal({ call: call.id, round: call.round, tenant: call.tenant, method: call.subject, expires: Date.now() + ttl });
     this.#hold(call, ttl);
-    const inputRequests = Object.fromEntries(asked.map((p) => [p.key, { method: p.method, ...(p.params !== undefined ? { params: p.params } : {}) }]));
+    const inputRequests = Object.fromEntries(call.pending.map((p) => [p.key, { method: p.method, ...(p.params !== undefined ? { params: p.params } : {}) }]));
     waiter.answer({ jsonrpc: '2.0', id: waiter.exchange.request.id, result: { resultType: 'input_required', inputRequests, requestState } });
   }
 

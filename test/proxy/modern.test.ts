@@ -174,7 +174,8 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2025 upstream', () =
   }, 60_000);
 
   it('requestState: the retry answers the held call; tampered, replayed, foreign and expired ones are refused by name; an unanswered call is released and counted', async () => {
-    const proxy = await proxyTo(everything, {}, { translation: { heldTtlMs: 1500 } });
+    // Long enough for the retries below on a loaded machine; the abandoned call is then waited for.
+    const proxy = await proxyTo(everything, {}, { translation: { heldTtlMs: 4000 } });
     const caps = { elicitation: { form: {} } };
     const first = await post(proxy.url, 'tools/call', { ...ELICIT, _meta: ENVELOPE(caps) }, { 'mcp-name': ELICIT.name });
     expect(first.body.result).toMatchObject({ resultType: 'input_required', requestState: expect.any(String) });
@@ -195,10 +196,16 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2025 upstream', () =
     // A client that never retries: released after heldTtlMs, counted; its late retry is refused as expired.
     const abandoned = await post(proxy.url, 'tools/call', { ...ELICIT, _meta: ENVELOPE(caps) });
     expect(abandoned.body.result.resultType).toBe('input_required');
-    await new Promise((r) => setTimeout(r, 2500));
+    // Polled, not slept: the release must come, but a loaded machine may run its timer late.
+    const until = async (done: () => boolean): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    };
+    await until(() => proxy.translation.expired === 1);
     expect(proxy.translation).toMatchObject({ held: 0, expired: 1 });
     const late = await retry(abandoned.body.result.requestState!);
     expect(late.body.error).toMatchObject({ code: -32602, message: expect.stringMatching(/expired/) });
+    await until(() => proxy.translation.inflight === 0);
     expect(proxy.translation.inflight).toBe(0);
   }, 60_000);
 
