@@ -26,11 +26,12 @@ import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamable
 import { ErrorCode, InitializeResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import { CodemodeError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import type { JsonRpcId as Id } from '../wire/jsonrpc.js';
+import type { JsonRpcId as Id, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { errorResponse, isRequest, wireErrorMessage } from '../wire/jsonrpc.js';
 import type { HttpUpstreamConfig } from './config.js';
 import { ACCEPT_BOTH, PROTOCOL_HEADERS, RESPONSE_HEADERS, pipeFilteredLists, readAll, readAnswer, sendJson, wireErrorOf } from './forward-io.js';
 import type { Json } from './forward-io.js';
+import { TranslatedSessions } from './forward-modern.js';
 import { ForwardSession } from './forward-session.js';
 import type { ForwardSessionOwner } from './forward-session.js';
 import { RawHttpPool } from './raw-http.js';
@@ -53,8 +54,8 @@ export interface ForwarderOptions {
    * the SDK path takes the request over (it tries legacy SSE and classifies both answers).
    */
   fallback?: (req: IncomingMessage, res: ServerResponse, body: unknown) => void;
-  /** Called with a downstream `initialize` that a 2026-07-28-only upstream refused: the SDK path translates. */
-  modernFallback?: (req: IncomingMessage, res: ServerResponse, body: unknown) => void;
+  /** The cap on one upstream message of a translated (2026-07-28 upstream) session. */
+  maxMessageBytes?: number | undefined;
 }
 
 interface UpstreamAnswer {
@@ -76,6 +77,8 @@ export class HttpForwarder implements ForwardSessionOwner {
   readonly #raw: RawHttpPool | undefined;
   readonly #request: typeof httpRequest;
   readonly #sessions = new Map<string, ForwardSession>();
+  /** Sessions whose upstream speaks only 2026-07-28, translated message by message (forward-modern.ts). */
+  readonly #translated: TranslatedSessions;
   #closed = false;
 
   constructor(config: HttpUpstreamConfig, options: ForwarderOptions) {
@@ -89,20 +92,33 @@ export class HttpForwarder implements ForwardSessionOwner {
     this.#agent = https ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
     this.#request = https ? (httpsRequest as unknown as typeof httpRequest) : httpRequest;
     this.#raw = https || process.env.CODEMODE_PROXY_RAW_HTTP === '0' ? undefined : new RawHttpPool(this.#url);
+    this.#translated = new TranslatedSessions({
+      target: config,
+      headers: options.headers,
+      isHidden: options.isHidden,
+      hasHiddenTools: options.hasHiddenTools,
+      connectTimeoutMs: options.connectTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs,
+      maxMessageBytes: options.maxMessageBytes,
+    });
   }
 
   get sessionCount(): number {
-    return this.#sessions.size;
+    return this.#sessions.size + this.#translated.sessionCount;
   }
 
   owns(sessionId: string): boolean {
-    return this.#sessions.has(sessionId);
+    return this.#sessions.has(sessionId) || this.#translated.owns(sessionId);
   }
 
   /** Serves `req` if it belongs here: a session of ours, or (with `body`) a new initialize. */
   async handle(req: IncomingMessage, res: ServerResponse, sessionId: string | undefined, body: unknown, raw: Buffer | undefined): Promise<void> {
     if (sessionId === undefined) {
       await this.#initialize(req, res, body);
+      return;
+    }
+    if (this.#translated.owns(sessionId)) {
+      await this.#translated.handle(req, res, sessionId, body);
       return;
     }
     const session = this.#sessions.get(sessionId);
@@ -201,9 +217,9 @@ export class HttpForwarder implements ForwardSessionOwner {
         this.#options.fallback(req, res, body);
         return;
       }
-      if (isModernOnlyRefusal(error) && this.#options.modernFallback !== undefined) {
-        // A 2026-07-28-only upstream: the SDK path connects it with the v2 client and translates.
-        this.#options.modernFallback(req, res, body);
+      if (isModernOnlyRefusal(error)) {
+        // A 2026-07-28-only upstream: this session is translated message by message (forward-modern.ts).
+        await this.#translated.initialize(res, message as unknown as JsonRpcMessage & { id: Id }, forward, error);
         return;
       }
       if (error instanceof McpError && error.code !== ErrorCode.RequestTimeout) {
@@ -507,6 +523,7 @@ export class HttpForwarder implements ForwardSessionOwner {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.all([...this.#sessions.values()].map((s) => s.close()));
+    await this.#translated.close();
     this.#agent.destroy();
     await this.#raw?.close();
   }

@@ -217,7 +217,7 @@ export async function serveProxyHttp(proxy: Proxy, options: ServeProxyHttpOption
       connectTimeoutMs: opts.connectTimeoutMs,
       idleTimeoutMs: opts.idleTimeoutMs === undefined ? DEFAULT_IDLE_TIMEOUT_MS : opts.idleTimeoutMs,
       ...(httpTransportOf(target) === 'auto' ? { fallback: (req: IncomingMessage, res: ServerResponse, body: unknown) => void sdkHandle(req, res, body) } : {}),
-      modernFallback: (req: IncomingMessage, res: ServerResponse, body: unknown) => void sdkHandle(req, res, body),
+      maxMessageBytes: opts.maxMessageBytes,
     });
   }
   const detach = forwarder !== undefined ? proxy.attach(forwarder) : undefined;

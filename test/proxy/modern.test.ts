@@ -417,6 +417,52 @@ describe('codemode proxy: a 2025 client in front of a 2026-07-28-only upstream',
     }, 60_000);
   }
 
+  it('message-level path: ignoreTools, Mcp-Param headers, one message per POST, and an upstream restarted as 2025 ends the session (a new one works)', async () => {
+    const port = await freePort();
+    let upstream = await spawnServer(['--experimental-strip-types', '--no-warnings', MODERN_ONLY, '--port', String(port)], /listening on (http:\S+)/, {}, 30_000);
+    cleanups.push(() => upstream.stop());
+    const proxy = await proxyTo({ url: `http://127.0.0.1:${port}/mcp` }, { ignoreTools: ['fail'] });
+    const connect = async (): Promise<Client> => {
+      const client = new Client({ name: 'old-host', version: '3.0.0' }, { versionNegotiation: { mode: 'legacy' } });
+      cleanups.push(() => client.close());
+      await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+      return client;
+    };
+    const client = await connect();
+    expect(client.getServerVersion()?.name).toBe('modern-upstream');
+    const names = (await client.listTools()).tools.map((t) => t.name);
+    expect(names).toContain('regional');
+    expect(names).not.toContain('fail');
+    await expect(client.callTool({ name: 'fail', arguments: {} })).rejects.toThrow(/hidden by ignoreTools pattern "fail"/);
+    // The tool declares `region` as an x-mcp-header parameter: the 2026-07-28 request carries Mcp-Param-Region.
+    const regional = (await client.callTool({ name: 'regional', arguments: { region: 'eu-west' } })) as CallToolResult;
+    expect(regional.content).toEqual([{ type: 'text', text: 'region eu-west, header eu-west' }]);
+
+    // Raw: a batch is refused by name (2026-07-28 has none), with the session id the client was given.
+    const sessionId = (client.transport as StreamableHTTPClientTransport).sessionId!;
+    const batch = await fetch(proxy.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' },
+      body: JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'tools/list' }, { jsonrpc: '2.0', id: 2, method: 'tools/list' }]),
+    });
+    expect(batch.status).toBe(400);
+    expect(((await batch.json()) as Answer).error.message).toMatch(/one JSON-RPC message per POST/);
+
+    await upstream.stop();
+    upstream = await spawnServer(['--experimental-strip-types', '--no-warnings', CONFORMANCE_SERVER, '--port', String(port)], /listening on (http:\S+)/, {}, 30_000);
+    await expect(client.callTool({ name: 'echo', arguments: { text: 'x' } })).rejects.toThrow(/no longer speaks MCP 2026-07-28.*initialize again/);
+    // The session is gone (404), and a new one reaches the restarted upstream on the 2025 path.
+    const gone = await fetch(proxy.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }),
+    });
+    expect(gone.status).toBe(404);
+    const again = await connect();
+    expect(again.getServerVersion()?.name).toBe('codemode-conformance-fixture');
+    expect(JSON.stringify(await again.callTool({ name: 'echo', arguments: { text: 'again' } }))).toContain('again');
+  }, 90_000);
+
   it('an upstream that speaks neither era: initialize fails, naming both refusals', async () => {
     // A server that answers every POST with the unsupported-version error of 2026-07-28, but no server/discover either.
     const broken = await startHttp((req, res) => {
