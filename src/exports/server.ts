@@ -20,6 +20,7 @@ export {
   FileOAuthStorage,
   RedisOAuthStorage,
   UpstreamGrantRevokedError,
+  ClientMetadataDocumentError,
   DEFAULT_ACCESS_TOKEN_EXPIRY_SECONDS,
   DEFAULT_REFRESH_TOKEN_EXPIRY_SECONDS,
   SIGNING_KEY_ENV as OAUTH_SIGNING_KEY_ENV,
@@ -34,6 +35,8 @@ export type {
   UpstreamConfig as OAuthUpstreamConfig,
   OidcUpstreamConfig,
   GitHubUpstreamConfig,
+  ClientIdMetadataDocumentOptions,
+  ClientMetadataFailure,
 } from '../server/auth/index.js';
 
 // server: the engine as an MCP server (execute / search / get_schema) over stdio or Streamable HTTP.

@@ -25,9 +25,28 @@ const log = createLogger('oauth');
 const TRANSACTION_TTL_MS = 10 * 60_000;
 /** Authorization codes are single-use and short-lived (RFC 6749 §4.1.2 recommends at most 10 minutes). */
 const AUTHORIZATION_CODE_TTL_MS = 5 * 60_000;
+/** `res.locals` key set on a redirect that forwards the browser to the upstream IdP (not an answer to the client). */
+const UPSTREAM_REDIRECT = 'codemodeUpstreamRedirect';
+
+/**
+ * RFC 9207: an authorization response (a code or an error, sent to the client's redirect URI) names its
+ * issuer, exactly as the `issuer` of the metadata, so a client talking to several servers can tell whose
+ * response it got (mix-up attacks).
+ */
+export function withIss(redirectUrl: string, issuer: string): string {
+  if (!URL.canParse(redirectUrl)) return redirectUrl;
+  const url = new URL(redirectUrl);
+  url.searchParams.set('iss', issuer);
+  return url.href;
+}
+
+/** True when this response's redirect goes to the upstream IdP, which must not get the client's `iss`. */
+export function isUpstreamRedirect(res: Response): boolean {
+  return res.locals[UPSTREAM_REDIRECT] === true;
+}
 
 export interface BrowserLoginOptions {
-  /** The issuer's href: an `https:` issuer gets `Secure` cookies. */
+  /** The issuer's href, exactly as in the metadata: sent as `iss` with every authorization response; an `https:` issuer gets `Secure` cookies. */
   issuer: string;
   /** The redirect URI registered at the upstream IdP. */
   callbackUrl: string;
@@ -77,7 +96,9 @@ export class BrowserLogin {
     };
     await this.#records.write(`txn:${txnId}`, txn, TRANSACTION_TTL_MS);
     if (nonce === undefined) {
-      res.redirect(302, await this.#upstreamUrl(txnId, txn));
+      const upstreamUrl = await this.#upstreamUrl(txnId, txn);
+      res.locals[UPSTREAM_REDIRECT] = true;
+      res.redirect(302, upstreamUrl);
       return;
     }
     res.append('Set-Cookie', this.#bindingCookie(txnId, nonce, TRANSACTION_TTL_MS / 1000));
@@ -136,7 +157,7 @@ export class BrowserLogin {
       back.searchParams.set('error', 'access_denied');
       back.searchParams.set('error_description', 'The user denied access');
       if (txn.state !== undefined) back.searchParams.set('state', txn.state);
-      res.redirect(302, back.href);
+      res.redirect(302, withIss(back.href, this.#issuer));
       return;
     }
     await this.#records.write(`txn:${txnId}`, { ...txn, approved: true }, TRANSACTION_TTL_MS);
@@ -163,7 +184,7 @@ export class BrowserLogin {
     const fail = (error: string, description: string): void => {
       back.searchParams.set('error', error);
       back.searchParams.set('error_description', description);
-      res.redirect(302, back.href);
+      res.redirect(302, withIss(back.href, this.#issuer));
     };
     if (typeof q.error === 'string') {
       fail(q.error === 'access_denied' ? 'access_denied' : 'server_error', `The upstream identity provider refused the login (${q.error})`);
@@ -209,6 +230,6 @@ export class BrowserLogin {
     };
     await this.#records.write(`code:${sha256(code)}`, record, AUTHORIZATION_CODE_TTL_MS);
     back.searchParams.set('code', code);
-    res.redirect(302, back.href);
+    res.redirect(302, withIss(back.href, this.#issuer));
   }
 }

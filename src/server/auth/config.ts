@@ -69,6 +69,20 @@ export const OAuthConfigSchema = z.strictObject({
    * and limit at the balancer.
    */
   rateLimit: z.literal(false).optional(),
+  /**
+   * Client ID Metadata Documents (a URL as client_id, no registration). On by default; `false` turns them
+   * off. The object form loosens the fetch's guards, for tests and local development only.
+   */
+  clientIdMetadataDocuments: z
+    .union([
+      z.boolean(),
+      z.strictObject({
+        allowPrivateNetworks: z.boolean().optional(),
+        allowHttp: z.boolean().optional(),
+        fetchTimeoutMs: z.number().int().positive().max(60_000, 'must be at most 60000 (one minute)').optional(),
+      }),
+    ], { error: 'must be true, false, or an object with allowPrivateNetworks, allowHttp and fetchTimeoutMs' })
+    .optional(),
 });
 
 export type OAuthConfig = z.infer<typeof OAuthConfigSchema>;

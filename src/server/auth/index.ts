@@ -13,5 +13,7 @@ export type { RedisOAuthStorageOptions } from './redis-storage.js';
 export { UpstreamGrantRevokedError } from './upstream.js';
 export type { UpstreamConfig, OidcUpstreamConfig, GitHubUpstreamConfig } from './upstream.js';
 export { SIGNING_KEY_ENV } from './keys.js';
+export { ClientMetadataDocumentError } from './client-metadata.js';
+export type { ClientIdMetadataDocumentOptions, ClientMetadataFailure } from './client-metadata.js';
 export { OAuthConfigSchema, parseOAuthConfig, createOAuthProxyFromConfig } from './config.js';
 export type { OAuthConfig } from './config.js';

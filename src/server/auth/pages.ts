@@ -6,6 +6,7 @@
  */
 import type { Response } from 'express';
 import type { OAuthClientInformationFull } from '@modelcontextprotocol/sdk/shared/auth.js';
+import { clientIdMetadataHost } from './client-metadata.js';
 import type { TransactionRecord } from './records.js';
 
 function escapeHtml(text: string): string {
@@ -35,10 +36,18 @@ export function consentPage(client: OAuthClientInformationFull, txn: Transaction
   // client_name is chosen by whoever registered the client: show it, but lead with where the tokens go.
   const name = typeof client.client_name === 'string' && client.client_name !== '' ? client.client_name : client.client_id;
   const scopes = txn.scopes.length > 0 ? `<p>Scopes: <code>${escapeHtml(txn.scopes.join(' '))}</code></p>` : '';
+  // A Client ID Metadata Document client: its name is whatever the document's host wrote, but the host is
+  // vouched for by https. Lead with the host.
+  const host = clientIdMetadataHost(client.client_id);
+  const who =
+    host === undefined
+      ? `<p>An application calling itself <strong>${escapeHtml(name)}</strong> wants to use this codemode server as you.</p>`
+      : `<p>An application from <strong class="client-host">${escapeHtml(host)}</strong>, calling itself <strong>${escapeHtml(name)}</strong>, wants to use this codemode server as you.</p>` +
+        `<p>It is described by <code>${escapeHtml(client.client_id)}</code>. Approve only if you trust ${escapeHtml(host)}.</p>`;
   return page(
     'Authorize MCP client',
     '<h1>Authorize MCP client?</h1>' +
-      `<p>An application calling itself <strong>${escapeHtml(name)}</strong> wants to use this codemode server as you.</p>` +
+      who +
       `<p>Tokens will be sent to <code>${escapeHtml(txn.redirectUri)}</code>. Approve only if you started this sign-in from that application.</p>` +
       scopes +
       `<form method="post" action="${escapeHtml(action)}"><input type="hidden" name="txn" value="${escapeHtml(txnId)}">` +

@@ -20,6 +20,7 @@ import type { OAuthRegisteredClientsStore } from '@modelcontextprotocol/sdk/serv
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
 import type { OAuthClientInformationFull, OAuthTokenRevocationRequest, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import {
+  InvalidClientMetadataError,
   InvalidGrantError,
   InvalidScopeError,
   InvalidTargetError,
@@ -29,7 +30,9 @@ import {
 } from '@modelcontextprotocol/sdk/server/auth/errors.js';
 import { CodemodeError, describeError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { BrowserLogin } from './browser-login.js';
+import { BrowserLogin, isUpstreamRedirect, withIss } from './browser-login.js';
+import { ClientMetadataDocumentError, ClientMetadataDocuments, isUrlClientId } from './client-metadata.js';
+import type { ClientIdMetadataDocumentOptions } from './client-metadata.js';
 import { loadSigningKeys } from './keys.js';
 import type { SigningKeys } from './keys.js';
 import { messagePage, sendPage } from './pages.js';
@@ -92,6 +95,12 @@ export interface OAuthProxyOptions {
   consent?: boolean;
   /** Put the upstream access token into `AuthInfo.extra.upstreamAccessToken` for tools that call the IdP's API. Default true. */
   exposeUpstreamToken?: boolean;
+  /**
+   * Client ID Metadata Documents: a client may use an `https` URL as its `client_id` without registering,
+   * and the server fetches the document at that URL (bounded, cached, public addresses only). On by
+   * default (`true` or `{}`); `false` turns it off, and URL client_ids are then refused.
+   */
+  clientIdMetadataDocuments?: boolean | ClientIdMetadataDocumentOptions;
 }
 
 /** What {@link createOAuthProxy} returns. */
@@ -146,9 +155,13 @@ class OAuthProxyProvider implements OAuthServerProvider {
   readonly #refreshTtlS: number;
   readonly #scopesSupported: string[] | undefined;
   readonly #exposeUpstream: boolean;
+  /** Undefined when Client ID Metadata Documents are turned off. */
+  readonly #documents: ClientMetadataDocuments | undefined;
   #closed = false;
 
   constructor(options: OAuthProxyOptions, storage: OAuthStorage, keys: SigningKeys, upstream: UpstreamClient, callbackUrl: string, consentPath: string) {
+    const cimd = options.clientIdMetadataDocuments;
+    this.#documents = cimd === false ? undefined : new ClientMetadataDocuments(cimd === true || cimd === undefined ? {} : cimd);
     this.#keys = keys;
     this.#previousKeys = (options.previousSigningKeys ?? []).map((k) => loadSigningKeys(k));
     this.#records = new SealedRecords(storage, keys, this.#previousKeys);
@@ -165,9 +178,20 @@ class OAuthProxyProvider implements OAuthServerProvider {
     this.#login = new BrowserLogin(this.#records, this.#sessions, upstream, { issuer: this.#issuer, callbackUrl, consentPath, consent: options.consent !== false });
   }
 
-  close(): void {
+  /** True when URL client_ids (Client ID Metadata Documents) are accepted. */
+  get acceptsClientIdMetadataDocuments(): boolean {
+    return this.#documents !== undefined;
+  }
+
+  /** Fetches made for Client ID Metadata Documents so far (tests check the cache with it). */
+  get clientMetadataFetches(): number {
+    return this.#documents?.fetches ?? 0;
+  }
+
+  async close(): Promise<void> {
     this.#closed = true;
     this.#sessions.close();
+    await this.#documents?.close();
   }
 
   /** Verifies with the current key, then with each previous one; the algorithm is pinned per key. */
@@ -204,9 +228,21 @@ class OAuthProxyProvider implements OAuthServerProvider {
   }
 
   readonly clientsStore: OAuthRegisteredClientsStore = {
-    getClient: async (clientId: string) => this.#records.read<OAuthClientInformationFull>(`client:${clientId}`),
+    // A URL client_id is a metadata document, never a registered client: registration hands out opaque
+    // ids (UUIDs), and the document's client is never written to the store, so one cannot pass for the other.
+    getClient: async (clientId: string) => {
+      if (!isUrlClientId(clientId)) return this.#records.read<OAuthClientInformationFull>(`client:${clientId}`);
+      if (this.#documents === undefined) {
+        throw new ClientMetadataDocumentError(
+          'disabled',
+          'This server does not accept a URL as client_id (Client ID Metadata Documents are turned off); register the client at the registration endpoint instead',
+        );
+      }
+      return this.#documents.resolve(clientId);
+    },
     registerClient: async (client) => {
       const full = client as OAuthClientInformationFull;
+      if (isUrlClientId(full.client_id)) throw new InvalidClientMetadataError('A registered client cannot have a URL as client_id');
       await this.#records.write(`client:${full.client_id}`, full, this.#clientTtlMs());
       return full;
     },
@@ -328,7 +364,7 @@ class OAuthProxyProvider implements OAuthServerProvider {
           retainUntil = Math.max(retainUntil, now + refreshTtlS * 1000);
         }
       }
-      const registered = await this.#records.read<OAuthClientInformationFull>(`client:${clientId}`);
+      const registered = isUrlClientId(clientId) ? undefined : await this.#records.read<OAuthClientInformationFull>(`client:${clientId}`);
       if (registered !== undefined) await this.#records.write(`client:${clientId}`, registered, this.#clientTtlMs());
       // The upstream token must outlive every codemode token that references it.
       retainUntil += SESSION_RETENTION_GRACE_MS;
@@ -426,7 +462,7 @@ export function createOAuthProxy(options: OAuthProxyOptions): OAuthProxy {
 
   const rateLimit = options.rateLimit === false ? ({ rateLimit: false } as const) : {};
   let sdkRouter: RequestHandler;
-  let metadata: ReturnType<typeof createOAuthMetadata>;
+  let metadata: ReturnType<typeof createOAuthMetadata> & Record<string, unknown>;
   try {
     const routerOptions = {
       provider,
@@ -440,7 +476,12 @@ export function createOAuthProxy(options: OAuthProxyOptions): OAuthProxy {
       revocationOptions: rateLimit,
     };
     sdkRouter = mcpAuthRouter(routerOptions);
-    metadata = createOAuthMetadata(routerOptions);
+    metadata = {
+      ...createOAuthMetadata(routerOptions),
+      // RFC 9207: every authorization response carries `iss` (see the /authorize wrapper below and BrowserLogin).
+      authorization_response_iss_parameter_supported: true,
+      ...(provider.acceptsClientIdMetadataDocuments && { client_id_metadata_document_supported: true }),
+    };
   } catch (err) {
     throw new CodemodeError(
       'INVALID_CONFIG',
@@ -451,22 +492,46 @@ export function createOAuthProxy(options: OAuthProxyOptions): OAuthProxy {
   }
 
   const router = express.Router();
-  router.use(sdkRouter);
   const sendMetadata: RequestHandler = (_req, res) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.json(metadata);
   };
+  // Our metadata goes before the SDK's router: the SDK serves its own copy (without the fields added above)
+  // at /.well-known/oauth-authorization-server and every path under it. OPTIONS (CORS preflight) and
+  // other methods still reach the SDK's handler there.
   // RFC 8414 §3 inserts the well-known segment before the issuer's path; OIDC Discovery appends it.
   // Serve every spelling clients try, for both the OAuth and the OpenID names.
+  router.get(/^\/\.well-known\/oauth-authorization-server(?:\/.*)?$/, sendMetadata);
   const issuerPath = issuer.pathname.replace(/\/$/, '');
   const metadataPaths = new Set(['/.well-known/openid-configuration']);
   if (issuerPath !== '') {
-    metadataPaths.add(`/.well-known/oauth-authorization-server${issuerPath}`);
     metadataPaths.add(`/.well-known/openid-configuration${issuerPath}`);
     metadataPaths.add(`${issuerPath}/.well-known/openid-configuration`);
     metadataPaths.add(`${issuerPath}/.well-known/oauth-authorization-server`);
   }
   for (const path of metadataPaths) router.get(path, sendMetadata);
+  // RFC 9207: the SDK's /authorize handler redirects errors (invalid_scope, a bad PKCE parameter, ...) to the
+  // client without `iss`. Add it to every redirect from /authorize except the one that forwards the
+  // browser to the upstream IdP (BrowserLogin marks that one). The SDK also drops `state` from an error
+  // about a malformed parameter; RFC 6749 §4.1.2.1 requires it back, so put it back.
+  router.use(new URL(metadata.authorization_endpoint).pathname, (req, res, next) => {
+    const redirect = res.redirect.bind(res) as (status: number, url: string) => void;
+    res.redirect = ((statusOrUrl: number | string, maybeUrl?: string | number) => {
+      const [status, url] = typeof statusOrUrl === 'number' ? [statusOrUrl, String(maybeUrl)] : [typeof maybeUrl === 'number' ? maybeUrl : 302, statusOrUrl];
+      if (isUpstreamRedirect(res) || !URL.canParse(url)) {
+        redirect(status, url);
+        return;
+      }
+      const back = new URL(url);
+      const params = (req.method === 'POST' ? req.body : req.query) as Record<string, unknown> | undefined;
+      if (back.searchParams.has('error') && !back.searchParams.has('state') && typeof params?.state === 'string' && params.state !== '') {
+        back.searchParams.set('state', params.state);
+      }
+      redirect(status, withIss(back.href, metadata.issuer));
+    }) as Response['redirect'];
+    next();
+  });
+  router.use(sdkRouter);
   // A browser is on the other end of these two: answer failures (storage down, IdP discovery failing)
   // with a readable page rather than express's default error output.
   const browserFailure = (res: Response) => (err: unknown) => {
@@ -495,7 +560,7 @@ export function createOAuthProxy(options: OAuthProxyOptions): OAuthProxy {
     async close() {
       if (closed) return;
       closed = true;
-      provider.close();
+      await provider.close();
       if (ownsStorage) await storage.close();
     },
   };
