@@ -155,24 +155,27 @@ class ForbiddenAddressError extends Error {
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
 /**
- * A `lookup` for `net.connect` that resolves the host and fails when any of its addresses is not public.
- * The socket connects to the addresses returned here and nothing else, so the address that was checked
- * is the address that is used: a second, rebound DNS answer is never asked for.
+ * A `lookup` for `net.connect` that resolves the host and fails when any of its addresses is not
+ * `allowed` (by default: not public). The socket connects to the addresses returned here and nothing
+ * else, so the address that was checked is the address that is used: a second, rebound DNS answer is
+ * never asked for.
  */
-function vettedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
-  dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
-    if (err) {
-      callback(err, []);
-      return;
-    }
-    const bad = addresses.find((a) => !isPublicAddress(a.address));
-    if (bad !== undefined || addresses.length === 0) {
-      callback(new ForbiddenAddressError(hostname, bad?.address ?? 'nothing') as NodeJS.ErrnoException, []);
-      return;
-    }
-    if (options.all === true) callback(null, addresses);
-    else callback(null, addresses[0]!.address, addresses[0]!.family);
-  });
+export function createVettedLookup(allowed: (address: string) => boolean = isPublicAddress) {
+  return function vettedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) {
+        callback(err, []);
+        return;
+      }
+      const bad = addresses.find((a) => !allowed(a.address));
+      if (bad !== undefined || addresses.length === 0) {
+        callback(new ForbiddenAddressError(hostname, bad?.address ?? 'nothing') as NodeJS.ErrnoException, []);
+        return;
+      }
+      if (options.all === true) callback(null, addresses);
+      else callback(null, addresses[0]!.address, addresses[0]!.family);
+    });
+  };
 }
 
 function findInChain<T>(err: unknown, type: abstract new (...args: never[]) => T): T | undefined {
@@ -285,8 +288,6 @@ export class ClientMetadataDocuments {
   readonly #cache = new Map<string, CacheEntry>();
   readonly #inFlight = new Map<string, Promise<OAuthClientInformationFull>>();
   #closed = false;
-  /** Fetches actually made (for tests and logs). */
-  fetches = 0;
 
   constructor(options: ClientIdMetadataDocumentOptions = {}) {
     const timeout = options.fetchTimeoutMs ?? DEFAULT_CLIENT_METADATA_TIMEOUT_MS;
@@ -297,7 +298,7 @@ export class ClientMetadataDocuments {
     this.#allowHttp = options.allowHttp === true;
     this.#timeoutMs = timeout;
     this.#agent = new Agent({
-      connect: { timeout, ...(!this.#allowPrivate && { lookup: vettedLookup }) },
+      connect: { timeout, ...(!this.#allowPrivate && { lookup: createVettedLookup() }) },
       headersTimeout: timeout,
       bodyTimeout: timeout,
       // A little over the cap: the read below refuses anything larger with a clear message first.
@@ -361,7 +362,6 @@ export class ClientMetadataDocuments {
     if (!this.#allowPrivate && isIP(literal) !== 0 && !isPublicAddress(literal)) {
       fail('forbidden_address', 'is on a loopback, private or otherwise non-public address, which this server does not fetch from; host the document on a public https URL');
     }
-    this.fetches++;
     const signal = AbortSignal.timeout(this.#timeoutMs);
     let res: Awaited<ReturnType<typeof request>>;
     try {
@@ -370,6 +370,8 @@ export class ClientMetadataDocuments {
       if (findInChain(err, ForbiddenAddressError) !== undefined) {
         fail('forbidden_address', 'is on a host that resolves to a loopback, private or otherwise non-public address, which this server does not fetch from; host the document on a public https URL');
       }
+      // undici refuses a declared Content-Length far over the cap before we see the headers.
+      if ((err as { code?: string }).code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') fail('too_large', `is larger than ${MAX_CLIENT_METADATA_BYTES} bytes; keep it small`);
       if (signal.aborted || (err as { code?: string }).code?.includes('TIMEOUT') === true) {
         fail('timeout', `did not answer within ${this.#timeoutMs} ms; serve it faster or try again`);
       }

@@ -183,11 +183,6 @@ class OAuthProxyProvider implements OAuthServerProvider {
     return this.#documents !== undefined;
   }
 
-  /** Fetches made for Client ID Metadata Documents so far (tests check the cache with it). */
-  get clientMetadataFetches(): number {
-    return this.#documents?.fetches ?? 0;
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
     this.#sessions.close();

@@ -12,7 +12,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { isCodemodeError } from '../../../src/errors.js';
-import { isPublicAddress } from '../../../src/server/auth/client-metadata.js';
+import { Agent, request } from 'undici';
+import { createVettedLookup, isPublicAddress } from '../../../src/server/auth/client-metadata.js';
 import { createOAuthProxyFromConfig, parseOAuthConfig } from '../../../src/server/auth/index.js';
 import { startIdp } from '../../fixtures/idp-server.js';
 import type { IdpFixture } from '../../fixtures/idp-server.js';
@@ -71,6 +72,15 @@ async function startDocumentServer(): Promise<DocumentServer> {
       }
       res.end('}');
     },
+    // Declares its size: far over the cap (undici refuses it at the headers) and a little over it.
+    '/declared-huge.json': (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '50000' });
+      res.end(' '.repeat(50_000));
+    },
+    '/declared-big.json': (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '8000' });
+      res.end(' '.repeat(8_000));
+    },
     '/html': (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/html' });
       res.end('<html>not a document</html>');
@@ -96,7 +106,7 @@ async function startDocumentServer(): Promise<DocumentServer> {
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     hits.set(path, (hits.get(path) ?? 0) + 1);
-    const route = routes[path] ?? routes['/missing.json']!;
+    const route = routes[path] ?? (path.startsWith('/slow') ? routes['/slow.json']! : routes['/missing.json']!);
     void Promise.resolve(route(req, res, `${base}${path}`)).catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -220,7 +230,12 @@ describe('OAuth proxy: Client ID Metadata Documents', () => {
     // Another client cannot redeem this client's refresh token.
     const stolen = await postForm(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: refreshed.body.refresh_token as string, client_id: `${docs.url}/no-auth-method.json` });
     expect(stolen.body.error).toBe('invalid_grant');
-    // One fetch for /authorize, /token twice, and the refresh: the cache answered the rest.
+    // Revocation authenticates the client through its document too.
+    const revoke = await fetch(`${server.url}/revoke`, { method: 'POST', body: new URLSearchParams({ token: refreshed.body.refresh_token as string, client_id: clientId }) });
+    expect(revoke.status).toBe(200);
+    const afterRevoke = await postForm(`${server.url}/token`, { grant_type: 'refresh_token', refresh_token: refreshed.body.refresh_token as string, client_id: clientId });
+    expect(afterRevoke.body.error).toBe('invalid_grant');
+    // One fetch for /authorize, /token, the refreshes and /revoke: the cache answered the rest.
     expect(docs.hitsOf('/client.json')).toBe(1);
   });
 
@@ -254,6 +269,9 @@ describe('OAuth proxy: Client ID Metadata Documents', () => {
     expect(huge).toMatchObject({ status: 400, error: 'invalid_client' });
     expect(huge.description).toMatch(/larger than 5120 bytes/);
     expect(huge.description.length).toBeLessThan(400); // never echoes the body
+    for (const path of ['/declared-huge.json', '/declared-big.json']) {
+      expect((await authorizeError(server, `${docs.url}${path}`)).description, path).toMatch(/larger than 5120 bytes/);
+    }
     expect((await authorizeError(server, `${docs.url}/html`)).description).toMatch(/content type "text\/html"; it must be served as application\/json/);
     expect((await authorizeError(server, `${docs.url}/not-json.json`)).description).toMatch(/is not valid JSON/);
     const moved = await authorizeError(server, `${docs.url}/moved.json`);
@@ -323,6 +341,34 @@ describe('OAuth proxy: Client ID Metadata Documents', () => {
     for (const ip of ['127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', 'not-an-ip']) {
       expect(isPublicAddress(ip), ip).toBe(false);
     }
+  });
+
+  it('the vetted lookup connects to addresses it allows, and refuses a name with any address it does not', async () => {
+    const docs = await startDocumentServer();
+    cleanups.push(() => docs.close());
+    const port = new URL(docs.url).port;
+    const get = async (lookup: ReturnType<typeof createVettedLookup>): Promise<number> => {
+      const agent = new Agent({ connect: { lookup } });
+      try {
+        const res = await request(`http://localhost:${port}/client.json`, { dispatcher: agent });
+        await res.body.text();
+        return res.statusCode;
+      } finally {
+        await agent.close();
+      }
+    };
+    expect(await get(createVettedLookup((address) => address === '127.0.0.1' || address === '::1'))).toBe(200);
+    await expect(get(createVettedLookup())).rejects.toThrow();
+    await expect(get(createVettedLookup((address) => address === '::1'))).rejects.toThrow(); // localhost's 127.0.0.1 is not allowed
+    expect(docs.hitsOf('/client.json')).toBe(1);
+  });
+
+  it('fetches at most 8 documents at once; the next request gets temporarily_unavailable', async () => {
+    // The documents never answer in time (3 s against 2 s): the first 8 are still being fetched when the 9th arrives.
+    const { server, docs } = await setup({ clientIdMetadataDocuments: { ...LOCAL, fetchTimeoutMs: 2_000 } });
+    const results = await Promise.all(Array.from({ length: 9 }, (_v, i) => authorizeError(server, `${docs.url}/slow-${i}.json`)));
+    expect(results.filter((r) => r.error === 'temporarily_unavailable')).toHaveLength(1);
+    expect(results.filter((r) => r.error === 'invalid_client' && /did not answer within 2000 ms/.test(r.description))).toHaveLength(8);
   });
 
   it('turned off: a URL client_id is refused, nothing is fetched, and the metadata does not advertise it', async () => {
