@@ -199,9 +199,10 @@ function checkClientIdUrl(clientId: string, allowHttp: boolean): URL {
   if (url.username !== '' || url.password !== '') fail('it must not contain a user name or password');
   if (clientId.includes('#')) fail('it must not contain a fragment');
   if (url.pathname === '/' || url.pathname === '') fail('it must have a path, e.g. https://client.example.com/oauth/client.json');
-  // `new URL` resolves dot segments away, so look at the path as written (also percent-encoded dots).
-  const rawPath = clientId.slice(clientId.indexOf('//') + 2).replace(/^[^/?]*/, '').split('?')[0]!;
-  if (rawPath.split('/').some((segment) => /^(\.|%2e){1,2}$/i.test(segment))) fail('its path must not contain "." or ".." segments');
+  // `new URL` resolves dot segments away, so look at the path as written (also percent-encoded dots, and
+  // backslashes, which the URL parser treats as slashes).
+  const rawPath = clientId.slice(clientId.indexOf('//') + 2).replace(/^[^/\\?]*/, '').split('?')[0]!;
+  if (rawPath.split(/[/\\]/).some((segment) => /^(\.|%2e){1,2}$/i.test(segment))) fail('its path must not contain "." or ".." segments');
   return url;
 }
 

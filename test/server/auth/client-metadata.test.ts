@@ -295,6 +295,7 @@ describe('OAuth proxy: Client ID Metadata Documents', () => {
       [`${docs.url}/`, /must have a path/],
       [`${docs.url}/a/../client.json`, /"\." or "\.\." segments/],
       [`${docs.url}/a/%2E%2E/client.json`, /"\." or "\.\." segments/],
+      [`${docs.url}/a\\..\\client.json`, /"\." or "\.\." segments/],
       [`${docs.url}/client.json#frag`, /must not contain a fragment/],
       [docs.url.replace('http://', 'http://user:pw@') + '/client.json', /user name or password/],
       [`${docs.url}/${'a'.repeat(3000)}`, /longer than 2048/],
