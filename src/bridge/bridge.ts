@@ -22,6 +22,7 @@ import {
   LOG_LEVEL_META_KEY,
   MODERN_ERROR_CODES,
   MODERN_PROTOCOL_VERSION,
+  ModernCode,
   PROTOCOL_VERSION_META_KEY,
   SERVER_INFO_META_KEY,
   SUBSCRIPTION_ID_META_KEY,
@@ -158,6 +159,12 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       }
     }
     if (translation !== undefined) {
+      // The answer to a retry after input_required goes back under the id the host used.
+      const host = isAnswer ? retryIds.get(message.id!) : undefined;
+      if (host !== undefined) {
+        retryIds.delete(message.id!);
+        message = { ...message, id: host };
+      }
       // The bridge's own requests (the listen stream) and the revision's own notifications stay here.
       if (isAnswer && typeof message.id === 'string' && message.id.startsWith(INTERNAL_ID_PREFIX)) return;
       if (message.method === 'notifications/subscriptions/acknowledged') return;
@@ -225,7 +232,15 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     if (config.transport !== 'sse') {
       upstream = makeUpstream('http');
       try {
-        return await upstream.request(init, deadline, signal);
+        const answer = await upstream.request(init, deadline, signal);
+        const code = answer.error?.code;
+        if ((code === RpcCode.MethodNotFound || code === ModernCode.UnsupportedProtocolVersion) && !signal.aborted) {
+          // Answered in JSON-RPC, not HTTP: "no such method" is no 2025 server's answer to initialize, and an
+          // unsupported version may mean a 2026-07-28-only one. Either may speak 2026-07-28: ask it.
+          const translated = await discoverInstead(upstream, init, deadline, signal).catch(() => undefined);
+          if (translated !== undefined) return translated;
+        }
+        return answer;
       } catch (err) {
         const status = err instanceof UpstreamError ? err.status : undefined;
         if (status === 400 && !signal.aborted) {
@@ -281,6 +296,16 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       if (waiter !== undefined) waiter(message);
       return;
     }
+    if (message.method === 'notifications/cancelled') {
+      // A request retried after input_required runs under the bridge's retry id: that is the one to cancel.
+      const id = message.params?.requestId;
+      const current = typeof id === 'string' || typeof id === 'number' ? translatedRequests.get(id)?.current : undefined;
+      if (current !== undefined) {
+        retryIds.delete(current);
+        postModern({ ...message, params: { ...message.params, requestId: current } }, MODERN_PROTOCOL_VERSION);
+        return;
+      }
+    }
     const params = (message.params ?? {}) as Record<string, unknown>;
     const meta = { ...(params._meta as Record<string, unknown> | undefined), ...t.envelope, ...(t.logLevel !== undefined ? { [LOG_LEVEL_META_KEY]: t.logLevel } : {}) };
     const outgoing = { ...message, params: { ...params, _meta: meta } };
@@ -292,7 +317,13 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
   };
 
   /** A 2025 host's requests in flight to a 2026-07-28 remote, kept to be sent again after input_required. */
-  const translatedRequests = new Map<JsonRpcId, { message: JsonRpcMessage; rounds: number }>();
+  const translatedRequests = new Map<JsonRpcId, { message: JsonRpcMessage; rounds: number; current?: string }>();
+  /**
+   * Retries in flight: the bridge's id for each, and the host's id it answers. 2026-07-28 wants a retry under a
+   * new JSON-RPC id. Bounded like `translatedRequests`.
+   */
+  const retryIds = new Map<JsonRpcId, JsonRpcId>();
+  let retries = 0;
   /** The bridge's own requests to the host (an input request of the remote), by id. */
   const inputWaiters = new Map<string, (answer: JsonRpcMessage) => void>();
   let inputIds = 0;
@@ -339,7 +370,12 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       ...original,
       params: { ...original.params, inputResponses, ...(typeof result.requestState === 'string' ? { requestState: result.requestState } : {}) },
     };
-    postModern(retry, MODERN_PROTOCOL_VERSION);
+    const retryId = `${INTERNAL_ID_PREFIX}retry-${++retries}`;
+    if (pending.current !== undefined) retryIds.delete(pending.current);
+    pending.current = retryId;
+    if (retryIds.size >= MAX_TRANSLATED_REQUESTS) retryIds.delete(retryIds.keys().next().value as JsonRpcId);
+    retryIds.set(retryId, id);
+    postModern({ ...retry, id: retryId }, MODERN_PROTOCOL_VERSION);
   };
 
   /**
@@ -570,9 +606,12 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
           }
           modernInflight.delete(request.id);
           toolsListIds.delete(request.id);
+          const hostId = retryIds.get(request.id) ?? request.id;
+          retryIds.delete(request.id);
+          translatedRequests.delete(hostId);
           const rpcCode = err instanceof UpstreamError ? err.rpcCode : RpcCode.InternalError;
           const code = err instanceof CodemodeError ? err.code : 'UPSTREAM_UNAVAILABLE';
-          write(errorResponse(request.id, rpcCode, `codemode-remote: ${describeError(err)}`, { reason: code, url: config.url.href }));
+          write(errorResponse(hostId, rpcCode, `codemode-remote: ${describeError(err)}`, { reason: code, url: config.url.href }));
         },
       );
   };

@@ -179,6 +179,7 @@ export class TranslatedSessions {
   readonly #sessions = new Map<string, TranslatedSession>();
   #upstream: ModernHttpUpstream | undefined;
   #inputIds = 0;
+  #retries = 0;
   #closed = false;
 
   constructor(options: TranslatedSessionsOptions) {
@@ -303,7 +304,11 @@ export class TranslatedSessions {
     if (message.method === 'logging/setLevel') {
       // 2026-07-28 has no setLevel: the level rides in each later request's envelope.
       const level = message.params?.level;
-      if (typeof level === 'string') session.logLevel = level;
+      if (typeof level !== 'string') {
+        sendJson(res, 200, errorResponse(message.id, RpcCode.InvalidParams, 'Invalid params: logging/setLevel takes a level (a string such as "info").'));
+        return;
+      }
+      session.logLevel = level;
       sendJson(res, 200, { jsonrpc: '2.0', id: message.id, result: {} });
       return;
     }
@@ -398,6 +403,8 @@ export class TranslatedSessions {
       if (refused !== undefined) return fail(`the client refused ${String(requests.find(([k]) => k === refused[0])?.[1].method)}: ${refused[1].error!.message}`);
       outgoing = {
         ...outgoing,
+        // 2026-07-28: a retry is a new request, under a new JSON-RPC id.
+        id: `codemode-proxy-retry-${++this.#retries}`,
         params: {
           ...(outgoing.params as Json),
           inputResponses: Object.fromEntries(answers.map(([key, a]) => [key, a.result ?? {}])),
@@ -519,7 +526,7 @@ export class TranslatedSessions {
               const code = rpc?.error?.code;
               // A 2025 server refuses a session-less request (400/404, "no session", "not initialized"); a
               // 2026-07-28 server's own refusals and "method not found" are answers to pass on.
-              if ((status === 400 || status === 404) && (code === undefined || (!MODERN_ERROR_CODES.has(code) && code !== -32601))) {
+              if ((status === 400 || status === 404) && (code === undefined || (!MODERN_ERROR_CODES.has(code) && code !== RpcCode.MethodNotFound))) {
                 fail(new EraChanged(`HTTP ${status}`));
                 return;
               }
@@ -632,7 +639,8 @@ export class TranslatedSessions {
     if (idleMs === null) return;
     const check = (): void => {
       const quiet = Date.now() - session.last;
-      if (session.inflight.size > 0 || session.stream !== undefined || quiet < idleMs) {
+      // An open GET stream alone does not keep a session: as on the 2025 forward path, only traffic does.
+      if (session.inflight.size > 0 || quiet < idleMs) {
         session.timer = setTimeout(check, Math.max(50, idleMs - quiet));
         session.timer.unref();
         return;

@@ -35,7 +35,7 @@ import { TranslatedSessions } from './forward-modern.js';
 import { ForwardSession } from './forward-session.js';
 import type { ForwardSessionOwner } from './forward-session.js';
 import { RawHttpPool } from './raw-http.js';
-import { classifyConnectError, classifyRequestError, DEFAULT_CONNECT_TIMEOUT_MS, isModernOnlyRefusal, isSessionExpiredError } from './upstream.js';
+import { classifyConnectError, classifyRequestError, DEFAULT_CONNECT_TIMEOUT_MS, mayBeModernOnly, isSessionExpiredError } from './upstream.js';
 
 const log = createLogger('proxy');
 
@@ -217,7 +217,7 @@ export class HttpForwarder implements ForwardSessionOwner {
         this.#options.fallback(req, res, body);
         return;
       }
-      if (isModernOnlyRefusal(error)) {
+      if (mayBeModernOnly(error)) {
         // A 2026-07-28-only upstream: this session is translated message by message (forward-modern.ts).
         await this.#translated.initialize(res, message as unknown as JsonRpcMessage & { id: Id }, forward, error);
         return;

@@ -34,7 +34,7 @@ import { wireErrorMessage } from '../wire/jsonrpc.js';
 import { MAX_TIMER_DELAY_MS } from '../wire/timers.js';
 import { describeUpstream, parseUpstreamConfig } from './config.js';
 import type { UpstreamConfig } from './config.js';
-import { classifyRequestError, connectUpstream, isModernOnlyRefusal, isSessionExpiredError } from './upstream.js';
+import { classifyRequestError, connectUpstream, mayBeModernOnly, isSessionExpiredError } from './upstream.js';
 import type { ConnectUpstreamOptions, UpstreamConnection } from './upstream.js';
 import type { NegotiatedClient, UpstreamClient } from './negotiated-client.js';
 import { LEGACY_PROTOCOL_VERSIONS, LOG_LEVEL_META_KEY } from '../wire/eras.js';
@@ -280,7 +280,7 @@ class Session implements ProxySession {
         configure: (client) => this.#wireUpstream(client),
       });
     } catch (error) {
-      if (isModernOnlyRefusal(error) && this.#closing === undefined) {
+      if (mayBeModernOnly(error) && this.#closing === undefined) {
         // The upstream refused a 2025 initialize for its version: it may speak only 2026-07-28.
         connection = await this.#connectModern(error);
       } else {

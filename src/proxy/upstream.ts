@@ -454,6 +454,19 @@ export function isModernOnlyRefusal(error: unknown): boolean {
 }
 
 /**
+ * Whether a failed 2025 `initialize` may come from a 2026-07-28-only server: its unsupported-version refusal
+ * (`isModernOnlyRefusal`), or "method not found" as the JSON-RPC answer, which no 2025 server gives to
+ * `initialize` and some 2026-07-28-only servers do. Either way the caller asks `server/discover` next.
+ */
+export function mayBeModernOnly(error: unknown): boolean {
+  if (isModernOnlyRefusal(error)) return true;
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof McpError && e.code === ErrorCode.MethodNotFound) return true;
+  }
+  return false;
+}
+
+/**
  * True for an error that says the upstream's HTTP session is gone (404, or 400 from servers that say so),
  * after which a client should connect again; the request was refused, not run, so retrying it is safe.
  *

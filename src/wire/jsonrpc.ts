@@ -25,6 +25,7 @@ export const RpcCode = {
   RequestTimeout: -32001,
   ParseError: -32700,
   InvalidRequest: -32600,
+  MethodNotFound: -32601,
   InvalidParams: -32602,
   InternalError: -32603,
 } as const;

@@ -287,7 +287,9 @@ describe('lifecycle', () => {
     const h = bridge([up.url]);
     const { code, ms } = await h.endInput();
     expect(code).toBe(0);
-    expect(ms).toBeLessThan(500);
+    // Prompt, not held by a timer (the connect timeout is 30 s); wide enough for a loaded machine (it took
+    // 615 ms once with both CPUs busy). bench/bridge.ts measures start-up itself.
+    expect(ms).toBeLessThan(5_000);
     expect(up.stats.methods).toEqual([]);
   });
 

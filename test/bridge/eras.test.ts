@@ -21,6 +21,8 @@ import { spawnServer, startFixtureHttp } from '../proxy/helpers.js';
 import type { ChildServer } from '../proxy/helpers.js';
 import { listUntil } from '../server/helpers.js';
 import type { BridgeHost } from '../fixtures/bridge-host.js';
+import { startMrtrUpstream } from '../fixtures/mrtr-upstream.js';
+import { expectSep2322 } from '../fixtures/mrtr-checks.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/cli/codemode.js');
@@ -209,6 +211,17 @@ describe('codemode-remote translates for a 2025 host in front of a 2026-07-28-on
     client.removeRequestHandler('elicitation/create');
     client.setRequestHandler('elicitation/create', () => ({ action: 'decline' }));
     expect(((await client.callTool({ name: 'ask', arguments: {} })) as CallToolResult & { content: Array<{ text: string }> }).content[0]!.text).toBe('no name (decline)');
+  });
+
+  it('SEP-2322 rules: a remote that answers initialize with "method not found" is discovered; the retry goes under a new id with requestState unchanged; an unrelated call carries neither', async () => {
+    const remote = await startMrtrUpstream();
+    cleanups.push(() => remote.close());
+    const client = new Client({ name: 'old-host', version: '1.0.0' }, { versionNegotiation: { mode: 'legacy' }, capabilities: { elicitation: { form: {} } } });
+    client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { confirmed: true } }));
+    cleanups.push(() => client.close());
+    await client.connect(new StdioClientTransport({ command: process.execPath, args: [REMOTE, remote.url], stderr: 'ignore' }));
+    expect(client.getServerVersion()?.name).toBe('mrtr-upstream');
+    await expectSep2322(client, remote);
   });
 });
 

@@ -92,16 +92,24 @@ child.stdout.on('data', (chunk: string) => {
     const id = message.id as number | undefined;
     if (message.method !== undefined && id !== undefined) {
       // A server-to-client request (sampling, elicitation, roots): answer so nothing hangs.
-      // Elicitation: accept with the schema's defaults, as a host's form would be pre-filled.
-      const params = message.params as { requestedSchema?: { properties?: Record<string, { default?: unknown }> } } | undefined;
-      const defaults = Object.fromEntries(
-        Object.entries(params?.requestedSchema?.properties ?? {}).flatMap(([k, p]) => (p.default === undefined ? [] : [[k, p.default]])),
-      );
-      const result = message.method === 'elicitation/create' ? { action: 'accept', content: defaults } : message.method === 'roots/list' ? { roots: [] } : {};
-      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id, result })}\n`);
+      child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id, result: answerInput(String(message.method), message.params) })}\n`);
     } else if (id !== undefined) waiters.get(id)?.(message);
   }
 });
+
+/**
+ * What this host answers an input request with (a server-to-client request on 2025, an entry of
+ * `inputRequests` on 2026-07-28). Elicitation: accept with the schema's defaults, as a host's form would
+ * be pre-filled.
+ */
+function answerInput(method: string, params: unknown): Record<string, unknown> {
+  const schema = (params as { requestedSchema?: { properties?: Record<string, { default?: unknown }> } } | undefined)?.requestedSchema;
+  const defaults = Object.fromEntries(Object.entries(schema?.properties ?? {}).flatMap(([k, p]) => (p.default === undefined ? [] : [[k, p.default]])));
+  if (method === 'elicitation/create') return { action: 'accept', content: defaults };
+  if (method === 'roots/list') return { roots: [] };
+  if (method === 'sampling/createMessage') return { role: 'assistant', content: { type: 'text', text: 'ok' }, model: 'conformance-driver' };
+  return {};
+}
 
 let nextId = 1;
 function request(method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -136,6 +144,22 @@ const envelope = {
 };
 const withEnvelope = (params: Record<string, unknown>): Record<string, unknown> => (modern ? { ...params, _meta: envelope } : params);
 
+/**
+ * tools/call as a 2026-07-28 host makes it: an `input_required` answer is answered (each input request as
+ * above) and the call is made again under a new id with `inputResponses` and the server's `requestState`,
+ * unchanged. A 2025 host never sees input_required: codemode-remote runs those rounds itself.
+ */
+async function callTool(params: Record<string, unknown>): Promise<Record<string, unknown>> {
+  let result = await request('tools/call', withEnvelope(params));
+  for (let round = 0; result.resultType === 'input_required'; round++) {
+    if (round >= 8) throw new Error('tools/call: more than 8 input_required rounds');
+    const asked = (result.inputRequests ?? {}) as Record<string, { method?: string; params?: unknown }>;
+    const inputResponses = Object.fromEntries(Object.entries(asked).map(([key, r]) => [key, answerInput(String(r.method), r.params)]));
+    result = await request('tools/call', withEnvelope({ ...params, inputResponses, ...(typeof result.requestState === 'string' ? { requestState: result.requestState } : {}) }));
+  }
+  return result;
+}
+
 let exitCode = 0;
 try {
   if (modern) {
@@ -152,10 +176,17 @@ try {
   }
   const listed = (await request('tools/list', withEnvelope({}))) as { tools?: Array<{ name: string; inputSchema?: { properties?: Record<string, { type?: string }> } }> };
   if (context.toolCalls !== undefined) {
-    for (const call of context.toolCalls) await request('tools/call', withEnvelope({ name: call.name, arguments: call.arguments }));
+    for (const call of context.toolCalls) await callTool({ name: call.name, arguments: call.arguments });
+  } else if (scenario === 'sep-2322-client-request-state') {
+    // The scenario's tools each test one rule of input_required rounds: every one is called, in order.
+    for (const tool of listed.tools ?? []) await callTool({ name: tool.name, arguments: {} });
+  } else if (scenario === 'json-schema-2020-12-preservation') {
+    // The host round-trips the schema it received, so the scenario can see what the bridge preserved.
+    const focal = listed.tools?.find((t) => t.name === 'json_schema_2020_12_tool');
+    await callTool({ name: 'json_schema_echo', arguments: { schema: focal?.inputSchema ?? {} } });
   } else {
     const tool = listed.tools?.[0];
-    if (tool !== undefined) await request('tools/call', withEnvelope({ name: tool.name, arguments: sampleArgs(tool.inputSchema) }));
+    if (tool !== undefined) await callTool({ name: tool.name, arguments: sampleArgs(tool.inputSchema) });
   }
 } catch (err) {
   process.stderr.write(`bridge-driver: ${(err as Error).message}\n`);

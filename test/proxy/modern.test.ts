@@ -15,6 +15,8 @@ import { serveProxyHttp } from '../../src/proxy/http.js';
 import type { ProxyHttpServer, ServeProxyHttpOptions } from '../../src/proxy/http.js';
 import { CONFORMANCE_SERVER, EVERYTHING, NODE, freePort, spawnServer, startFixtureHttp, startHttp } from './helpers.js';
 import type { ChildServer } from './helpers.js';
+import { startMrtrUpstream } from '../fixtures/mrtr-upstream.js';
+import { expectSep2322 } from '../fixtures/mrtr-checks.js';
 
 const MODERN = '2026-07-28';
 const CHANGING = fileURLToPath(new URL('../server/fixtures/changing-server.mjs', import.meta.url));
@@ -462,6 +464,23 @@ describe('codemode proxy: a 2025 client in front of a 2026-07-28-only upstream',
     expect(again.getServerVersion()?.name).toBe('codemode-conformance-fixture');
     expect(JSON.stringify(await again.callTool({ name: 'echo', arguments: { text: 'again' } }))).toContain('again');
   }, 90_000);
+
+  for (const [name, http] of [
+    ['message-level forward path', {}],
+    ['SDK path', { forward: false }],
+  ] as const) {
+    it(`${name}, SEP-2322 rules: an upstream that answers initialize with "method not found" is discovered; the retry goes under a new id with requestState unchanged; an unrelated call carries neither`, async () => {
+      const upstream = await startMrtrUpstream();
+      cleanups.push(() => upstream.close());
+      const proxy = await proxyTo({ url: upstream.url }, {}, http);
+      const client = new Client({ name: 'old-host', version: '3.0.0' }, { versionNegotiation: { mode: 'legacy' }, capabilities: { elicitation: { form: {} } } });
+      client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: { confirmed: true } }));
+      cleanups.push(() => client.close());
+      await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+      expect(client.getServerVersion()?.name).toBe('mrtr-upstream');
+      await expectSep2322(client, upstream);
+    }, 60_000);
+  }
 
   it('an upstream that speaks neither era: initialize fails, naming both refusals', async () => {
     // A server that answers every POST with the unsupported-version error of 2026-07-28, but no server/discover either.
