@@ -164,7 +164,8 @@ async function connectWithLogin(mode: 'legacy' | { pin: string }, provider: V2OA
     const code = provider.pendingCode;
     provider.pendingCode = undefined;
     if (code === undefined) throw new Error('login produced no code', { cause: err });
-    await transport.finishAuth(code);
+    // The server advertises RFC 9207, so the v2 client requires the response's iss, as a real redirect would carry it.
+    await transport.finishAuth(code, provider.pendingIss);
   }
   const client = make();
   await client.connect(new StreamableHTTPClientTransport(new URL(`${publicUrl}/mcp`), { authProvider: provider }));

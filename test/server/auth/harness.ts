@@ -107,6 +107,8 @@ export class TestOAuthProvider implements OAuthClientProvider {
   readonly redirectUrl = 'http://127.0.0.1:1/callback';
   logins = 0;
   pendingCode: string | undefined;
+  /** The `iss` of the authorization response (RFC 9207), for clients that check it (the v2 SDK's `finishAuth(code, iss)`). */
+  pendingIss: string | undefined;
   #client: OAuthClientInformationMixed | undefined;
   #tokens: OAuthTokens | undefined;
   #verifier = '';
@@ -153,6 +155,7 @@ export class TestOAuthProvider implements OAuthClientProvider {
         const error = back.searchParams.get('error');
         if (error !== null) throw new Error(`authorization failed: ${error} ${back.searchParams.get('error_description') ?? ''}`);
         this.pendingCode = back.searchParams.get('code') ?? undefined;
+        this.pendingIss = back.searchParams.get('iss') ?? undefined;
         return;
       }
       const headers = new Headers(init.headers);
