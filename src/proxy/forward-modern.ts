@@ -84,6 +84,31 @@ export interface TranslatedSessionsOptions {
   maxMessageBytes: number | undefined;
 }
 
+/** Where an exchange's other messages go, and whether that place can take more now (backpressure). */
+interface MessageSink {
+  (m: JsonRpcMessage): void;
+  /** True while the client's side has more buffered than it should: the upstream is not read meanwhile. */
+  blocked?: () => boolean;
+  /** Calls `resume` once the client's side drained (or went away). */
+  wait?: (resume: () => void) => void;
+}
+
+/** Write pressure of one downstream response, for a `MessageSink`. */
+function pressureOf(res: ServerResponse): Pick<MessageSink, 'blocked' | 'wait'> {
+  return {
+    blocked: () => res.writableNeedDrain && !res.destroyed,
+    wait: (resume) => {
+      const go = (): void => {
+        res.removeListener('drain', go);
+        res.removeListener('close', go);
+        resume();
+      };
+      res.once('drain', go);
+      res.once('close', go);
+    },
+  };
+}
+
 /** Thrown inside an exchange when the upstream answered in 2025's terms: the session must end. */
 class EraChanged extends Error {}
 
@@ -149,6 +174,10 @@ class DownstreamAnswer {
 
   get gone(): boolean {
     return this.#res.writableEnded || this.#res.destroyed;
+  }
+
+  get res(): ServerResponse {
+    return this.#res;
   }
 
   /** Sends a message ahead of the answer; dropped when the client takes no event stream. */
@@ -312,6 +341,10 @@ export class TranslatedSessions {
       sendJson(res, 200, { jsonrpc: '2.0', id: message.id, result: {} });
       return;
     }
+    if (message.params !== undefined && (typeof message.params !== 'object' || message.params === null || Array.isArray(message.params))) {
+      sendJson(res, 200, errorResponse(message.id, RpcCode.InvalidParams, `Invalid params: the params of ${message.method} must be an object.`));
+      return;
+    }
     const name = message.params?.name;
     const hiddenBy = message.method === 'tools/call' && typeof name === 'string' && this.#options.hasHiddenTools ? this.#options.isHidden(name) : undefined;
     if (hiddenBy !== undefined) {
@@ -376,10 +409,11 @@ export class TranslatedSessions {
     const params = (message.params ?? {}) as Json;
     let outgoing: JsonRpcMessage & { id: JsonRpcId; method: string } = { ...message, params: { ...params, _meta: session.meta(params._meta) } };
     for (let round = 0; ; round++) {
-      const answer = await this.#exchange(session, outgoing, signal, (m) => {
+      const sink: MessageSink = Object.assign((m: JsonRpcMessage) => {
         if (m.method === 'notifications/subscriptions/acknowledged') return;
         if (m.method !== undefined && m.id === undefined) down.event(m);
-      });
+      }, pressureOf(down.res));
+      const answer = await this.#exchange(session, outgoing, signal, sink);
       const fail = (why: string): JsonRpcMessage =>
         errorResponse(message.id, ErrorCode.InternalError, `The upstream asked for more input (input_required) during ${message.method}, and ${why}`);
       if (answer.error !== undefined) return { jsonrpc: '2.0', id: message.id, error: answer.error };
@@ -452,7 +486,7 @@ export class TranslatedSessions {
     return this.#send(this.#headers(undefined, forwarded, message), message, signal, () => undefined);
   }
 
-  #exchange(session: TranslatedSession, message: JsonRpcMessage & { id: JsonRpcId; method: string }, signal: AbortSignal, onMessage: (m: JsonRpcMessage) => void): Promise<JsonRpcMessage> {
+  #exchange(session: TranslatedSession, message: JsonRpcMessage & { id: JsonRpcId; method: string }, signal: AbortSignal, onMessage: MessageSink): Promise<JsonRpcMessage> {
     return this.#send(this.#headers(session, session.forwarded, message), message, signal, onMessage);
   }
 
@@ -461,7 +495,7 @@ export class TranslatedSessions {
    * Every message is held to the cap. A JSON-RPC error on an HTTP error is the answer; an HTTP error in 2025's
    * terms throws `EraChanged`; any other failure throws what `classifyRequestError` understands.
    */
-  #send(headers: Record<string, string | number | string[] | undefined>, message: JsonRpcMessage & { id: JsonRpcId }, signal: AbortSignal, onMessage: (m: JsonRpcMessage) => void): Promise<JsonRpcMessage> {
+  #send(headers: Record<string, string | number | string[] | undefined>, message: JsonRpcMessage & { id: JsonRpcId }, signal: AbortSignal, onMessage: MessageSink): Promise<JsonRpcMessage> {
     const maxBytes = this.#options.maxMessageBytes ?? DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES;
     const body = Buffer.from(JSON.stringify(message));
     return new Promise<JsonRpcMessage>((resolve, reject) => {
@@ -563,9 +597,10 @@ export class TranslatedSessions {
           head: (s, h) => sink.head(s, h['content-type'] ?? ''),
           data: (chunk) => {
             sink.data(chunk);
-            return true;
+            // A client that reads slowly holds the upstream's stream back, instead of its messages piling up here.
+            return onMessage.blocked?.() !== true;
           },
-          waitDrain: (resume) => resume(),
+          waitDrain: (resume) => (onMessage.wait !== undefined ? onMessage.wait(resume) : resume()),
           end: () => sink.end(),
           error: (error) => sink.error(error),
         });
@@ -576,7 +611,13 @@ export class TranslatedSessions {
       up.post(headers as Record<string, string>, body, local.signal).then(
         ({ res }) => {
           sink.head(res.statusCode ?? 0, String(res.headers['content-type'] ?? ''));
-          res.on('data', (chunk: Buffer) => sink.data(chunk));
+          res.on('data', (chunk: Buffer) => {
+            sink.data(chunk);
+            if (onMessage.blocked?.() === true && onMessage.wait !== undefined) {
+              res.pause();
+              onMessage.wait(() => res.resume());
+            }
+          });
           res.once('end', () => sink.end());
           res.once('error', (error) => sink.error(error));
           res.once('aborted', () => sink.error(Object.assign(new Error('the connection closed mid-answer'), { code: 'ECONNRESET' })));
@@ -613,10 +654,11 @@ export class TranslatedSessions {
       const started = Date.now();
       const request: JsonRpcMessage & { id: JsonRpcId; method: string } = { jsonrpc: '2.0', id: `codemode-proxy-listen-${++n}`, method: 'subscriptions/listen', params: { notifications: session.listens, _meta: session.meta(undefined) } };
       try {
-        await this.#exchange(session, request, abort.signal, (m) => {
+        const sink: MessageSink = Object.assign((m: JsonRpcMessage) => {
           if (typeof m.method !== 'string' || !m.method.endsWith('/list_changed') || stream.writableEnded) return;
           stream.write(`event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: m.method })}\n\n`);
-        });
+        }, pressureOf(stream));
+        await this.#exchange(session, request, abort.signal, sink);
       } catch (error) {
         if (abort.signal.aborted || session.closed) return;
         if (error instanceof EraChanged) {
