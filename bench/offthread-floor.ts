@@ -10,12 +10,26 @@
  *   isolated-vm's bridge. The main thread makes the same `client.callTool`.
  * What the relay adds is the cost of the two extra thread handoffs per call, and nothing else. If it already
  * exceeds 20%, no design that keeps guest code off the main thread can meet that goal on this machine.
+ *
+ * Two more sides in the same alternating rounds (issue 16's row: code mode at or under 1.15x the floor, and
+ * faster than @utcp/code-mode making the same calls through its MCP support):
+ * - codemode: one `execute` making the 50 calls through `mcpClientSource` on the same client;
+ * - @utcp/code-mode: one `callToolChain` making the 50 calls through `@utcp/mcp`, which starts its own copy of
+ *   the same fixture server. Its per-call console logging is silenced while it runs (less work for the peer).
  */
 import { fileURLToPath } from 'node:url';
 import { availableParallelism, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+
+// Resolves the sources' './x.js' imports to './x.ts' under type stripping (no build needed).
+import '../test/fixtures/ts-loader.mjs';
+
+const { CodeMode } = await import('../src/codemode/codemode.js');
+const { mcpClientSource } = await import('../src/codemode/sources.js');
+await import('@utcp/mcp');
+const { CodeModeUtcpClient } = await import('@utcp/code-mode');
 
 const RUNS = Math.max(5, Number(process.argv[2] ?? 30));
 const WARMUP = 3;
@@ -29,14 +43,30 @@ const median = (values: number[]): number => {
 };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const FIXTURE = fileURLToPath(new URL('../test/fixtures/codemode-server.ts', import.meta.url));
 const client = new Client({ name: 'offthread-floor', version: '1.0.0' });
-await client.connect(
-  new StdioClientTransport({
-    command: process.execPath,
-    args: [fileURLToPath(new URL('../test/fixtures/codemode-server.ts', import.meta.url))],
-    stderr: 'inherit',
+await client.connect(new StdioClientTransport({ command: process.execPath, args: [FIXTURE], stderr: 'inherit' }));
+const codeMode = await CodeMode.create({ sources: [mcpClientSource('fx', client, { transport: 'pipe' })] });
+const codeModeCode = `let last; for (let i = 0; i < ${CALLS}; i++) last = await tools.fx.echo({ text: 'x' + i }); return last;`;
+const utcp = await CodeModeUtcpClient.create(process.cwd(), null);
+const quiet = async <T>(fn: () => Promise<T>): Promise<T> => {
+  const saved = { log: console.log, info: console.info, debug: console.debug, warn: console.warn, error: console.error };
+  const noop = (): void => undefined;
+  Object.assign(console, { log: noop, info: noop, debug: noop, warn: noop, error: noop });
+  try {
+    return await fn();
+  } finally {
+    Object.assign(console, saved);
+  }
+};
+await quiet(() =>
+  (utcp as unknown as { registerManual(t: unknown): Promise<unknown> }).registerManual({
+    name: 'fx',
+    call_template_type: 'mcp',
+    config: { mcpServers: { fx: { transport: 'stdio', command: process.execPath, args: [FIXTURE] } } },
   }),
 );
+const utcpCode = `let last; for (let i = 0; i < ${CALLS}; i++) last = fx.fx_echo({ text: 'x' + i }); return last;`;
 
 // The "guest": on 'go', makes CALLS sequential requests and reports 'done'. Each request waits for its answer.
 const worker = new Worker(
@@ -69,6 +99,20 @@ async function direct(): Promise<number> {
   return performance.now() - start;
 }
 
+async function viaCodeMode(): Promise<number> {
+  const start = performance.now();
+  const outcome = await codeMode.execute(codeModeCode);
+  if (!outcome.ok) throw new Error(`codemode execute failed: ${JSON.stringify(outcome)}`);
+  return performance.now() - start;
+}
+
+async function viaUtcp(): Promise<number> {
+  const start = performance.now();
+  const result = await quiet(() => utcp.callToolChain(utcpCode));
+  if ((result as { result?: unknown }).result !== `x${CALLS - 1}`) throw new Error(`@utcp/code-mode failed: ${JSON.stringify(result).slice(0, 300)}`);
+  return performance.now() - start;
+}
+
 async function relayed(): Promise<number> {
   const start = performance.now();
   await new Promise<void>((resolve) => {
@@ -80,18 +124,28 @@ async function relayed(): Promise<number> {
 
 const directMs: number[] = [];
 const relayedMs: number[] = [];
+const codeModeMs: number[] = [];
+const utcpMs: number[] = [];
+const sides: Array<[() => Promise<number>, number[]]> = [
+  [direct, directMs],
+  [relayed, relayedMs],
+  [viaCodeMode, codeModeMs],
+  [viaUtcp, utcpMs],
+];
 try {
   for (let i = 0; i < WARMUP + RUNS; i++) {
-    // Alternate the order so drift in machine load does not favour one side.
-    const order = i % 2 === 0 ? [direct, relayed] : [relayed, direct];
-    for (const fn of order) {
+    // Rotate the order so drift in machine load does not favour one side.
+    for (let k = 0; k < sides.length; k++) {
+      const [fn, samples] = sides[(i + k) % sides.length]!;
       await sleep(PAUSE_MS);
       const ms = await fn();
-      if (i >= WARMUP) (fn === direct ? directMs : relayedMs).push(ms);
+      if (i >= WARMUP) samples.push(ms);
     }
   }
 } finally {
   await worker.terminate();
+  await codeMode.close();
+  await quiet(() => (utcp as unknown as { close(): Promise<void> }).close?.() ?? Promise.resolve());
   await client.close();
 }
 
@@ -102,5 +156,11 @@ process.stdout.write(
     `  direct client.callTool from the main thread   median ${median(directMs).toFixed(2)} ms  (${((median(directMs) / CALLS) * 1000).toFixed(0)} µs per call)`,
     `  relayed from a worker thread (no isolate)     median ${median(relayedMs).toFixed(2)} ms  (${((median(relayedMs) / CALLS) * 1000).toFixed(0)} µs per call)`,
     `  relayed / direct                              ${ratio.toFixed(3)}  (${((ratio - 1) * 100).toFixed(1)}% from thread handoffs alone; issue 3's budget is 20%)`,
+    `  codemode execute (isolate, same client)      median ${median(codeModeMs).toFixed(2)} ms  (${((median(codeModeMs) / CALLS) * 1000).toFixed(0)} µs per call)`,
+    `  @utcp/code-mode callToolChain (@utcp/mcp)    median ${median(utcpMs).toFixed(2)} ms  (${((median(utcpMs) / CALLS) * 1000).toFixed(0)} µs per call)`,
+    `  codemode / floor                              ${(median(codeModeMs) / median(relayedMs)).toFixed(3)}  (goal <= 1.15: ${median(codeModeMs) / median(relayedMs) <= 1.15 ? 'met' : 'NOT met'})`,
+    `  codemode / @utcp/code-mode                    ${(median(codeModeMs) / median(utcpMs)).toFixed(3)}  (goal < 1: ${median(codeModeMs) < median(utcpMs) ? 'met' : 'NOT met'})`,
+    `  codemode / direct                             ${(median(codeModeMs) / median(directMs)).toFixed(3)}`,
   ].join('\n') + '\n',
 );
+process.exit(0);
