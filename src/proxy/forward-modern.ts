@@ -316,6 +316,10 @@ export class TranslatedSessions {
       sendJson(res, 400, errorResponse(null, RpcCode.InvalidRequest, `This upstream speaks MCP ${MODERN_PROTOCOL_VERSION} only, which has no batches: send one JSON-RPC message per POST.`));
       return;
     }
+    if (typeof body !== 'object' || body === null) {
+      sendJson(res, 400, errorResponse(null, RpcCode.InvalidRequest, 'Invalid request: the body is not a JSON-RPC message.'));
+      return;
+    }
     const message = body as JsonRpcMessage;
     if (!isRequest(message)) {
       this.#notificationOrAnswer(session, message);

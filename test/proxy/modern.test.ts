@@ -449,6 +449,13 @@ describe('codemode proxy: a 2025 client in front of a 2026-07-28-only upstream',
     });
     expect(batch.status).toBe(400);
     expect(((await batch.json()) as Answer).error.message).toMatch(/one JSON-RPC message per POST/);
+    const notMessage = await fetch(proxy.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' },
+      body: 'null',
+    });
+    expect(notMessage.status).toBe(400);
+    expect(((await notMessage.json()) as Answer).error.message).toMatch(/not a JSON-RPC message/);
 
     await upstream.stop();
     upstream = await spawnServer(['--experimental-strip-types', '--no-warnings', CONFORMANCE_SERVER, '--port', String(port)], /listening on (http:\S+)/, {}, 30_000);
