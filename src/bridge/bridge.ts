@@ -299,10 +299,20 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     if (message.method === 'notifications/cancelled') {
       // A request retried after input_required runs under the bridge's retry id: that is the one to cancel.
       const id = message.params?.requestId;
-      const current = typeof id === 'string' || typeof id === 'number' ? translatedRequests.get(id)?.current : undefined;
-      if (current !== undefined) {
-        retryIds.delete(current);
-        postModern({ ...message, params: { ...message.params, requestId: current } }, MODERN_PROTOCOL_VERSION);
+      const pending = typeof id === 'string' || typeof id === 'number' ? translatedRequests.get(id) : undefined;
+      if (pending !== undefined && pending.asking.length > 0) {
+        // Cancelled while the host is being asked for input: nothing runs upstream, so nothing is retried.
+        // The host's own input requests are withdrawn too (it may be showing a form).
+        translatedRequests.delete(id as JsonRpcId);
+        for (const inputId of pending.asking.splice(0)) {
+          write({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: inputId, reason: 'the request it belonged to was cancelled' } });
+          inputWaiters.get(inputId)?.(errorResponse(inputId, RpcCode.InternalError, 'cancelled'));
+        }
+        return;
+      }
+      if (pending?.current !== undefined) {
+        retryIds.delete(pending.current);
+        postModern({ ...message, params: { ...message.params, requestId: pending.current } }, MODERN_PROTOCOL_VERSION);
         return;
       }
     }
@@ -311,13 +321,14 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     const outgoing = { ...message, params: { ...params, _meta: meta } };
     if (isRequest(outgoing)) {
       if (translatedRequests.size >= MAX_TRANSLATED_REQUESTS) translatedRequests.delete(translatedRequests.keys().next().value as JsonRpcId);
-      translatedRequests.set(outgoing.id, { message: outgoing, rounds: 0 });
+      translatedRequests.set(outgoing.id, { message: outgoing, rounds: 0, asking: [] });
     }
     postModern(outgoing, MODERN_PROTOCOL_VERSION);
   };
 
   /** A 2025 host's requests in flight to a 2026-07-28 remote, kept to be sent again after input_required. */
-  const translatedRequests = new Map<JsonRpcId, { message: JsonRpcMessage; rounds: number; current?: string }>();
+  /** `current`: the retry in flight upstream; `asking`: the host's input requests being waited for. */
+  const translatedRequests = new Map<JsonRpcId, { message: JsonRpcMessage; rounds: number; current?: string; asking: string[] }>();
   /**
    * Retries in flight: the bridge's id for each, and the host's id it answers. 2026-07-28 wants a retry under a
    * new JSON-RPC id. Bounded like `translatedRequests`.
@@ -354,14 +365,18 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
             const settle = (answer: JsonRpcMessage): void => {
               clearTimeout(timer);
               inputWaiters.delete(inputId);
+              const at = pending.asking.indexOf(inputId);
+              if (at !== -1) pending.asking.splice(at, 1);
               resolve([key, answer]);
             };
             inputWaiters.set(inputId, settle);
+            pending.asking.push(inputId);
             write({ jsonrpc: '2.0', id: inputId, method: String(request.method), ...(request.params !== undefined ? { params: request.params as Record<string, unknown> } : {}) });
           }),
       ),
     );
-    if (state === 'closed') return;
+    // Closed, or the host cancelled the request meanwhile (its entry is gone): no retry, and no answer.
+    if (state === 'closed' || translatedRequests.get(id) !== pending) return;
     const refused = answers.find(([, answer]) => answer.error !== undefined);
     if (refused !== undefined) return fail(`the host refused ${String(requests[refused[0]]?.method)}: ${refused[1].error!.message}`);
     const inputResponses = Object.fromEntries(answers.map(([key, answer]) => [key, answer.result ?? {}]));

@@ -7,7 +7,9 @@
  * - `initialize` is answered from the upstream's `server/discover`, asked with the client's own identity, and
  *   only once that succeeded (the proxy's fail-loud rule);
  * - each request carries the envelope built from that `initialize` (version, client info and capabilities,
- *   plus the level from `logging/setLevel`) in `_meta`, and the `Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` headers;
+ *   plus the level from `logging/setLevel`) in `_meta`, and the `Mcp-Method`/`Mcp-Name`/`Mcp-Param-*` headers
+ *   (the `Mcp-Param-*` ones from the `x-mcp-header` parameters of the tools this session listed: a client that
+ *   calls a tool it listed in an earlier session sends none until it lists again);
  * - answers lose `resultType` and the cache hints; notifications the upstream sends with a request (progress,
  *   log messages) go down on that request's event stream;
  * - an `input_required` answer becomes server-to-client requests on the request's event stream, and the
@@ -24,6 +26,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import { StringDecoder } from 'node:string_decoder';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ErrorCode } from '@modelcontextprotocol/sdk/types.js';
@@ -111,6 +114,22 @@ function pressureOf(res: ServerResponse): Pick<MessageSink, 'blocked' | 'wait'> 
 
 /** Thrown inside an exchange when the upstream answered in 2025's terms: the session must end. */
 class EraChanged extends Error {}
+
+/** Why a session's requests were cut off by the proxy (not by the client): they get a named error. */
+class SessionEnded extends Error {}
+
+/**
+ * Whether an HTTP error answer is a 2025 server refusing a request without a session: 400 or 404 with the
+ * JSON-RPC error such servers give ("no valid session", "not initialized", "session not found": -32000 or
+ * -32001). A 2026-07-28 server's own refusals (-32020..-32022, -32602, method not found) are answers, and a
+ * body that is not JSON-RPC (a reverse proxy's page) is a failure of this request only.
+ */
+function isSessionRefusal(status: number, rpc: JsonRpcMessage | undefined): boolean {
+  if ((status !== 400 && status !== 404) || rpc?.error === undefined) return false;
+  const { code, message } = rpc.error;
+  if (MODERN_ERROR_CODES.has(code) || code === RpcCode.MethodNotFound) return false;
+  return code === RpcCode.ConnectionClosed || code === RpcCode.RequestTimeout || /session|initiali[sz]/i.test(message);
+}
 
 /** One 2025 downstream session, translated onto 2026-07-28 requests. */
 class TranslatedSession {
@@ -234,6 +253,10 @@ export class TranslatedSessions {
    * with the client's identity, and answers `initialize` from it, or fails naming both refusals.
    */
   async initialize(res: ServerResponse, message: JsonRpcMessage & { id: JsonRpcId }, forwarded: Record<string, string>, legacyRefusal: unknown): Promise<void> {
+    if (this.#closed) {
+      sendJson(res, 503, errorResponse(message.id, ErrorCode.ConnectionClosed, 'The proxy is closing'));
+      return;
+    }
     const params = (message.params ?? {}) as { protocolVersion?: unknown; capabilities?: unknown; clientInfo?: unknown };
     const envelope: Json = {
       [PROTOCOL_VERSION_META_KEY]: MODERN_PROTOCOL_VERSION,
@@ -305,7 +328,7 @@ export class TranslatedSessions {
     session.last = Date.now();
     if (req.method === 'GET') this.#openStream(session, req, res);
     else if (req.method === 'DELETE') {
-      this.#end(session);
+      this.#end(session, 'The session was ended (HTTP DELETE) while this request was in flight.');
       res.writeHead(200).end();
     } else if (req.method === 'POST') await this.#post(session, req, res, body);
     else sendJson(res, 405, errorResponse(null, -32000, 'Method not allowed.'), { allow: 'GET, POST, DELETE' });
@@ -371,12 +394,20 @@ export class TranslatedSessions {
     } catch (error) {
       if (error instanceof EraChanged) {
         log.warn('the upstream answered in MCP 2025 terms: it no longer speaks 2026-07-28; ending this session so the client initializes again', { upstream: this.#label });
-        down.final(errorResponse(message.id, ErrorCode.ConnectionClosed, `Upstream ${this.#label} no longer speaks MCP ${MODERN_PROTOCOL_VERSION} (it restarted as a 2025 server). This session is closed: initialize again.`));
-        this.#end(session);
+        const why = `Upstream ${this.#label} no longer speaks MCP ${MODERN_PROTOCOL_VERSION} (it restarted as a 2025 server). This session is closed: initialize again.`;
+        down.final(errorResponse(message.id, ErrorCode.ConnectionClosed, why));
+        this.#end(session, why);
         return;
       }
       if (abort.signal.aborted) {
-        if (!down.gone) res.destroy();
+        const reason: unknown = abort.signal.reason;
+        if (reason instanceof SessionEnded) down.final(errorResponse(message.id, ErrorCode.ConnectionClosed, reason.message));
+        // The client cancelled or went away: nothing to answer. An open event stream is ended (what was
+        // written, such as withdrawn input requests, still arrives); anything else is cut off.
+        else if (!down.gone) {
+          if (res.headersSent) res.end();
+          else res.destroy();
+        }
         return;
       }
       const local = classifyRequestError(error, this.#label, message.method);
@@ -411,7 +442,8 @@ export class TranslatedSessions {
    */
   async #request(session: TranslatedSession, message: JsonRpcMessage & { id: JsonRpcId; method: string }, down: DownstreamAnswer, signal: AbortSignal): Promise<JsonRpcMessage> {
     const params = (message.params ?? {}) as Json;
-    let outgoing: JsonRpcMessage & { id: JsonRpcId; method: string } = { ...message, params: { ...params, _meta: session.meta(params._meta) } };
+    const first: JsonRpcMessage & { id: JsonRpcId; method: string } = { ...message, params: { ...params, _meta: session.meta(params._meta) } };
+    let outgoing = first;
     for (let round = 0; ; round++) {
       const sink: MessageSink = Object.assign((m: JsonRpcMessage) => {
         if (m.method === 'notifications/subscriptions/acknowledged') return;
@@ -440,11 +472,11 @@ export class TranslatedSessions {
       const refused = answers.find(([, a]) => a.error !== undefined);
       if (refused !== undefined) return fail(`the client refused ${String(requests.find(([k]) => k === refused[0])?.[1].method)}: ${refused[1].error!.message}`);
       outgoing = {
-        ...outgoing,
-        // 2026-07-28: a retry is a new request, under a new JSON-RPC id.
+        ...first,
+        // 2026-07-28: a retry is a new request, under a new JSON-RPC id, with this round's answers and state only.
         id: `codemode-proxy-retry-${++this.#retries}`,
         params: {
-          ...(outgoing.params as Json),
+          ...(first.params as Json),
           inputResponses: Object.fromEntries(answers.map(([key, a]) => [key, a.result ?? {}])),
           ...(typeof result.requestState === 'string' ? { requestState: result.requestState } : {}),
         },
@@ -462,7 +494,11 @@ export class TranslatedSessions {
         session.waiters.delete(id);
         resolve(answer);
       };
-      const onAbort = (): void => settle(errorResponse(id, RpcCode.InternalError, 'the request was cancelled'));
+      const onAbort = (): void => {
+        // The client may be showing a form for it: withdraw the input request, as a 2025 server cancels its own.
+        down.event({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: 'the request it belonged to ended' } });
+        settle(errorResponse(id, RpcCode.InternalError, 'the request was cancelled'));
+      };
       const timer = setTimeout(() => settle(errorResponse(id, RpcCode.RequestTimeout, `no answer within ${INPUT_TIMEOUT_MS / 1000} s`)), INPUT_TIMEOUT_MS);
       timer.unref();
       signal.addEventListener('abort', onAbort, { once: true });
@@ -505,6 +541,8 @@ export class TranslatedSessions {
     return new Promise<JsonRpcMessage>((resolve, reject) => {
       let status = 0;
       let sse: SseParser | undefined;
+      // One decoder per exchange: a multi-byte character split across two chunks must not become U+FFFD.
+      const decoder = new StringDecoder('utf8');
       let answer: JsonRpcMessage | undefined;
       let failed = false;
       const chunks: Buffer[] = [];
@@ -513,6 +551,10 @@ export class TranslatedSessions {
       const fail = (error: unknown): void => {
         if (failed) return;
         failed = true;
+        // A long-lived signal (a listen loop's) must not keep this exchange's buffers alive.
+        signal.removeEventListener('abort', onAbort);
+        sse = undefined;
+        chunks.length = 0;
         abortExchange();
         reject(error);
       };
@@ -546,7 +588,7 @@ export class TranslatedSessions {
             fail(status >= 200 && status < 300 ? tooLarge() : new StreamableHTTPError(status, `Error POSTing to endpoint: HTTP ${status} with a body over ${limit} bytes`));
             return;
           }
-          if (sse !== undefined) sse.feed(chunk.toString('utf8'));
+          if (sse !== undefined) sse.feed(decoder.write(chunk));
           else chunks.push(chunk);
         },
         end: (): void => {
@@ -561,10 +603,7 @@ export class TranslatedSessions {
             }
             const rpc = typeof parsed === 'object' && parsed !== null && (parsed.result !== undefined || parsed.error !== undefined) ? parsed : undefined;
             if (status < 200 || status >= 300) {
-              const code = rpc?.error?.code;
-              // A 2025 server refuses a session-less request (400/404, "no session", "not initialized"); a
-              // 2026-07-28 server's own refusals and "method not found" are answers to pass on.
-              if ((status === 400 || status === 404) && (code === undefined || (!MODERN_ERROR_CODES.has(code) && code !== RpcCode.MethodNotFound))) {
+              if (isSessionRefusal(status, rpc)) {
                 fail(new EraChanged(`HTTP ${status}`));
                 return;
               }
@@ -666,14 +705,16 @@ export class TranslatedSessions {
       } catch (error) {
         if (abort.signal.aborted || session.closed) return;
         if (error instanceof EraChanged) {
-          stream.end();
+          this.#end(session, `Upstream ${this.#label} no longer speaks MCP ${MODERN_PROTOCOL_VERSION} (it restarted as a 2025 server). This session is closed: initialize again.`);
           return;
         }
         log.debug('the upstream listen stream failed', { error: describeError(error) });
       }
       failures = Date.now() - started < LISTEN_QUICK_MS ? failures + 1 : 0;
       if (failures >= MAX_LISTEN_FAILURES) {
-        log.warn(`the upstream's subscriptions/listen stream ended ${MAX_LISTEN_FAILURES} times in a row; list changes are no longer relayed to this session`, { upstream: this.#label });
+        // Ending the GET stream tells the client: it may open it again, which starts a new listen loop.
+        log.warn(`the upstream's subscriptions/listen stream ended ${MAX_LISTEN_FAILURES} times in a row; ending the client's event stream`, { upstream: this.#label });
+        stream.end();
         return;
       }
       await new Promise((r) => setTimeout(r, LISTEN_RETRY_MS).unref());
@@ -692,26 +733,28 @@ export class TranslatedSessions {
         return;
       }
       log.info('closing idle proxy session', { idleMs });
-      this.#end(session);
+      this.#end(session, 'The session was closed after being idle.');
     };
     session.timer = setTimeout(check, idleMs);
     session.timer.unref();
   }
 
   /** Ends a session: its requests' exchanges, its listen stream, its GET stream, and the waiting inputs. */
-  #end(session: TranslatedSession): void {
+  #end(session: TranslatedSession, why: string): void {
     if (session.closed) return;
     session.closed = true;
     this.#sessions.delete(session.id);
     if (session.timer !== undefined) clearTimeout(session.timer);
-    for (const abort of session.inflight.values()) abort.abort();
+    // Requests still in flight are answered with `why` (see #post), not cut off.
+    const ended = new SessionEnded(why);
+    for (const abort of session.inflight.values()) abort.abort(ended);
     session.listen?.abort();
     session.stream?.end();
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const session of [...this.#sessions.values()]) this.#end(session);
+    for (const session of [...this.#sessions.values()]) this.#end(session, 'The proxy is closing.');
     this.#upstream?.close();
     await Promise.resolve();
   }

@@ -22,7 +22,7 @@ import type { ChildServer } from '../proxy/helpers.js';
 import { listUntil } from '../server/helpers.js';
 import type { BridgeHost } from '../fixtures/bridge-host.js';
 import { startMrtrUpstream } from '../fixtures/mrtr-upstream.js';
-import { expectSep2322 } from '../fixtures/mrtr-checks.js';
+import { expectCancelWhileAsked, expectSep2322, expectStreamFidelity } from '../fixtures/mrtr-checks.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/cli/codemode.js');
@@ -222,6 +222,19 @@ describe('codemode-remote translates for a 2025 host in front of a 2026-07-28-on
     await client.connect(new StdioClientTransport({ command: process.execPath, args: [REMOTE, remote.url], stderr: 'ignore' }));
     expect(client.getServerVersion()?.name).toBe('mrtr-upstream');
     await expectSep2322(client, remote);
+    await expectStreamFidelity(client);
+  });
+
+  it('a host that cancels a call while it is asked for input: the input request is withdrawn, nothing is retried', async () => {
+    const remote = await startMrtrUpstream();
+    cleanups.push(() => remote.close());
+    await expectCancelWhileAsked(async (elicit) => {
+      const client = new Client({ name: 'old-host', version: '1.0.0' }, { versionNegotiation: { mode: 'legacy' }, capabilities: { elicitation: { form: {} } } });
+      client.setRequestHandler('elicitation/create', elicit as never);
+      cleanups.push(() => client.close());
+      await client.connect(new StdioClientTransport({ command: process.execPath, args: [REMOTE, remote.url], stderr: 'ignore' }));
+      return client;
+    }, remote);
   });
 });
 

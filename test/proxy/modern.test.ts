@@ -16,7 +16,7 @@ import type { ProxyHttpServer, ServeProxyHttpOptions } from '../../src/proxy/htt
 import { CONFORMANCE_SERVER, EVERYTHING, NODE, freePort, spawnServer, startFixtureHttp, startHttp } from './helpers.js';
 import type { ChildServer } from './helpers.js';
 import { startMrtrUpstream } from '../fixtures/mrtr-upstream.js';
-import { expectSep2322 } from '../fixtures/mrtr-checks.js';
+import { expectCancelWhileAsked, expectSep2322, expectStreamFidelity } from '../fixtures/mrtr-checks.js';
 
 const MODERN = '2026-07-28';
 const CHANGING = fileURLToPath(new URL('../server/fixtures/changing-server.mjs', import.meta.url));
@@ -486,8 +486,22 @@ describe('codemode proxy: a 2025 client in front of a 2026-07-28-only upstream',
       await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
       expect(client.getServerVersion()?.name).toBe('mrtr-upstream');
       await expectSep2322(client, upstream);
+      await expectStreamFidelity(client);
     }, 60_000);
   }
+
+  it('message-level path: a client that cancels a call while it is asked for input gets the input request withdrawn, and nothing is retried', async () => {
+    const upstream = await startMrtrUpstream();
+    cleanups.push(() => upstream.close());
+    const proxy = await proxyTo({ url: upstream.url });
+    await expectCancelWhileAsked(async (elicit) => {
+      const client = new Client({ name: 'old-host', version: '3.0.0' }, { versionNegotiation: { mode: 'legacy' }, capabilities: { elicitation: { form: {} } } });
+      client.setRequestHandler('elicitation/create', elicit as never);
+      cleanups.push(() => client.close());
+      await client.connect(new StreamableHTTPClientTransport(new URL(proxy.url)));
+      return client;
+    }, upstream);
+  }, 60_000);
 
   it('an upstream that speaks neither era: initialize fails, naming both refusals', async () => {
     // A server that answers every POST with the unsupported-version error of 2026-07-28, but no server/discover either.

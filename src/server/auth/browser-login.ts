@@ -161,6 +161,9 @@ export class BrowserLogin {
       return;
     }
     await this.#records.write(`txn:${txnId}`, { ...txn, approved: true }, TRANSACTION_TTL_MS);
+    // Marked like the one in authorize: a consent path under the authorization endpoint's (callbackPath
+    // '/authorize/cb') would otherwise get the client-facing `iss` added to the IdP's URL.
+    res.locals[UPSTREAM_REDIRECT] = true;
     res.redirect(302, await this.#upstreamUrl(txnId, txn));
   }
 

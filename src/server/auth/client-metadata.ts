@@ -127,6 +127,9 @@ for (const [net, prefix] of [
   ['::1', 128],
   ['::', 96], // IPv4-compatible (deprecated)
   ['64:ff9b::', 96], // NAT64: embeds an IPv4 address we would have to check again
+  ['64:ff9b:1::', 48], // local-use NAT64 (RFC 8215)
+  ['2001::', 32], // Teredo: embeds an IPv4 address
+  ['fec0::', 10], // site-local (deprecated, still routed on some networks)
   ['100::', 64], // discard
   ['2001:db8::', 32], // documentation
   ['2002::', 16], // 6to4: embeds an IPv4 address
@@ -137,6 +140,9 @@ for (const [net, prefix] of [
   forbidden.addSubnet(net, prefix, 'ipv6');
 }
 // IPv4-mapped IPv6 addresses (::ffff:127.0.0.1) are matched against the IPv4 rules by BlockList itself.
+
+/** URL schemes a redirect URI may not have (as the SDK's registration schema refuses them). */
+const UNSAFE_SCHEMES: ReadonlySet<string> = new Set(['javascript:', 'data:', 'vbscript:']);
 
 /** True when `address` (an IP literal) is one a metadata document may be fetched from by default. */
 export function isPublicAddress(address: string): boolean {
@@ -225,6 +231,10 @@ function clientFromDocument(clientId: string, doc: unknown): OAuthClientInformat
   for (const uri of uris as unknown[]) {
     if (typeof uri !== 'string' || !URL.canParse(uri) || uri.includes('#')) {
       fail('invalid_redirect_uris', `has a "redirect_uris" entry that is not an absolute URL without a fragment: ${typeof uri === 'string' ? shown(uri) : typeof uri}`);
+    }
+    // The schemes dynamic registration refuses too (the SDK's SafeUrlSchema): never a redirect target.
+    if (UNSAFE_SCHEMES.has(new URL(uri as string).protocol)) {
+      fail('invalid_redirect_uris', `has a "redirect_uris" entry with a scheme no redirect may use (${new URL(uri as string).protocol}): ${shown(uri as string)}`);
     }
   }
   const method = d.token_endpoint_auth_method ?? 'none';

@@ -60,6 +60,7 @@ async function startDocumentServer(): Promise<DocumentServer> {
     },
     '/mismatch.json': (_req, res) => json(res, doc('https://someone-else.example/client.json')),
     '/no-redirects.json': (_req, res, url) => json(res, doc(url, { redirect_uris: [] })),
+    '/script-redirect.json': (_req, res, url) => json(res, doc(url, { redirect_uris: ['javascript:alert(1)//'] })),
     '/secret.json': (_req, res, url) => json(res, doc(url, { token_endpoint_auth_method: 'client_secret_post' })),
     '/private-key-jwt.json': (_req, res, url) => json(res, doc(url, { token_endpoint_auth_method: 'private_key_jwt' })),
     // Chunked, no content-length: the cap must stop the read itself.
@@ -251,6 +252,8 @@ describe('OAuth proxy: Client ID Metadata Documents', () => {
     expect(mismatch).toMatchObject({ status: 400, error: 'invalid_client' });
     expect(mismatch.description).toMatch(/must contain "client_id" equal to the URL it is served from, exactly; it is "https:\/\/someone-else\.example\/client\.json"/);
     expect((await authorizeError(server, `${docs.url}/no-redirects.json`)).description).toMatch(/redirect_uris.*non-empty array/);
+    // Schemes registration refuses (the SDK's SafeUrlSchema) are refused in a document too.
+    expect((await authorizeError(server, `${docs.url}/script-redirect.json`)).description).toMatch(/scheme no redirect may use \(javascript:\)/);
     const secret = await authorizeError(server, `${docs.url}/secret.json`);
     expect(secret.error).toBe('invalid_client');
     expect(secret.description).toMatch(/"client_secret_post".*no shared secret.*set it to "none"/);
@@ -339,7 +342,7 @@ describe('OAuth proxy: Client ID Metadata Documents', () => {
 
   it('classifies addresses: public ones pass, loopback, private, link-local, unique-local, CGNAT, mapped and unspecified do not', () => {
     for (const ip of ['93.184.215.14', '8.8.8.8', '2606:4700:4700::1111']) expect(isPublicAddress(ip), ip).toBe(true);
-    for (const ip of ['127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', 'not-an-ip']) {
+    for (const ip of ['127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', '64:ff9b:1::a00:1', '2001:0:4136:e378:8000:63bf:3fff:fdd2', 'fec0::1', 'not-an-ip']) {
       expect(isPublicAddress(ip), ip).toBe(false);
     }
   });
