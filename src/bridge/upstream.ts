@@ -14,7 +14,9 @@ import type { Logger } from '../log.js';
 import { describeError } from '../errors.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse } from '../wire/jsonrpc.js';
-import { readSse } from '../wire/sse.js';
+import { readSse, readSseNode } from '../wire/sse.js';
+import type { IncomingMessage } from 'node:http';
+import { nativePost, nativePostAllowed, readText, toWebResponse } from './native-post.js';
 import type { SseEvent } from '../wire/sse.js';
 import { UpstreamError, bodySnippet, classifyFetchError } from './upstream-error.js';
 
@@ -110,6 +112,7 @@ export class Upstream {
   /** Request ids the host cancelled (bounded: oldest forgotten first). */
   private readonly cancelled = new Set<JsonRpcId>();
   private closed = false;
+  private nativeAllowed: boolean | undefined;
 
   constructor(private readonly opts: UpstreamOptions) {}
 
@@ -292,12 +295,17 @@ export class Upstream {
       const url = this.opts.url;
       let res: Response;
       try {
-        res = await fetch(url, {
-          method: 'POST',
-          headers: await this.headers({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...modern?.headers }, signal),
-          body: JSON.stringify(message),
-          signal: AbortSignal.any([signal, this.signal]),
-        });
+        const headers = await this.headers({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...modern?.headers }, signal);
+        const both = AbortSignal.any([signal, this.signal]);
+        if (!isInit && this.native) {
+          // The hot path (native-post.ts): a 2xx JSON or event-stream answer is read here; anything else
+          // becomes a web Response and goes through the same checks as fetch's.
+          const answer = await nativePost(url, headers, JSON.stringify(message), both);
+          if (await this.takeNativeAnswer(answer, message, url)) return;
+          res = toWebResponse(answer);
+        } else {
+          res = await fetch(url, { method: 'POST', headers, body: JSON.stringify(message), signal: both });
+        }
       } catch (err) {
         if (err instanceof UpstreamError) throw err;
         throw classifyFetchError(err, url, isInit ? 'cannot connect' : `${message.method ?? 'message'} failed`);
@@ -334,6 +342,37 @@ export class Upstream {
       }
       return this.handlePostResponse(res, message, url, modern?.passErrors ?? false);
     }
+  }
+
+  /**
+   * A native answer that needs none of `handlePostResponse`'s checks (2xx, JSON or an event stream, not
+   * initialize): dispatched here; true when taken. Anything else is left for the caller to convert.
+   */
+  private async takeNativeAnswer(res: IncomingMessage, message: JsonRpcMessage, url: URL): Promise<boolean> {
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) return false;
+    if (status === 202 || status === 204) {
+      res.resume();
+      return true;
+    }
+    const contentType = String(res.headers['content-type'] ?? '');
+    if (isJson(contentType)) {
+      const text = await readText(res);
+      if (text.trim() !== '') this.dispatchText(text, url);
+      return true;
+    }
+    if (/^text\/event-stream/i.test(contentType)) {
+      const requestId = message.method !== undefined && message.id !== undefined && message.id !== null ? message.id : undefined;
+      void this.consumeStream(res, url, requestId);
+      return true;
+    }
+    return false;
+  }
+
+  /** Whether POSTs take the native path (native-post.ts): Streamable HTTP to an http(s) URL, no env proxy. */
+  private get native(): boolean {
+    this.nativeAllowed ??= this.opts.mode === 'http' && nativePostAllowed(this.opts.url);
+    return this.nativeAllowed;
   }
 
   private async handlePostResponse(res: Response, message: JsonRpcMessage, url: URL, passErrors = false): Promise<void> {
@@ -393,7 +432,7 @@ export class Upstream {
    * Last-Event-ID after the server's retry interval (SEP-1699); without an event id the request
    * fails with a clear error instead of hanging.
    */
-  private async consumeStream(body: ReadableStream<Uint8Array>, url: URL, requestId: JsonRpcId | undefined): Promise<void> {
+  private async consumeStream(body: ReadableStream<Uint8Array> | IncomingMessage, url: URL, requestId: JsonRpcId | undefined): Promise<void> {
     let lastEventId: string | undefined;
     let retryMs = DEFAULT_RECONNECT_MS;
     let answered = false;
@@ -404,10 +443,11 @@ export class Upstream {
         if (requestId !== undefined && m.id === requestId && m.method === undefined) answered = true;
       });
     };
-    let stream: ReadableStream<Uint8Array> | undefined = body;
+    let stream: ReadableStream<Uint8Array> | IncomingMessage | undefined = body;
     for (let attempt = 0; stream !== undefined && attempt <= MAX_STREAM_RECONNECTS; attempt++) {
       try {
-        await readSse(stream, onEvent, this.signal);
+        if (stream instanceof ReadableStream) await readSse(stream, onEvent, this.signal);
+        else await readSseNode(stream, onEvent, this.signal);
       } catch (err) {
         if (this.closed) return;
         this.opts.log.debug('upstream event stream broke', { error: describeError(err) });

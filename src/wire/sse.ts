@@ -12,6 +12,8 @@
  * @module
  */
 
+import { StringDecoder } from 'node:string_decoder';
+
 /** One dispatched event. */
 export interface SseEvent {
   /** The `event` field, `message` when the block had none. */
@@ -166,4 +168,42 @@ export async function readSse(body: ReadableStream<Uint8Array>, onEvent: (event:
     signal?.removeEventListener('abort', onAbort);
     reader.releaseLock();
   }
+}
+
+/**
+ * `readSse` for a Node stream (a `node:http` response): decodes with one `StringDecoder`, so a multi-byte
+ * character cut across chunks stays whole. Resolves when the stream ends; rejects when it breaks. `signal`
+ * destroys the stream (the read then resolves).
+ *
+ * @example
+ * ```ts
+ * await readSseNode(res, (e) => console.error(e.data), signal);
+ * ```
+ */
+export function readSseNode(body: NodeJS.ReadableStream & { destroy(error?: Error): void }, onEvent: (event: SseEvent) => void, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const decoder = new StringDecoder('utf8');
+    const parser = new SseParser({ onEvent });
+    const onAbort = (): void => {
+      body.destroy();
+      resolve();
+    };
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const done = (error?: Error): void => {
+      signal?.removeEventListener('abort', onAbort);
+      if (error !== undefined && signal?.aborted !== true) reject(error);
+      else resolve();
+    };
+    body.on('data', (chunk: Buffer) => parser.feed(decoder.write(chunk)));
+    body.once('end', () => {
+      parser.feed(decoder.end());
+      done();
+    });
+    body.once('error', (error: Error) => done(error));
+    body.once('aborted', () => done(Object.assign(new Error('the connection closed mid-stream'), { code: 'ECONNRESET' })));
+  });
 }
