@@ -20,6 +20,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -286,6 +287,29 @@ async function main(): Promise<void> {
       if (!body.includes('hello')) throw new Error(`raw call failed: ${body}`);
       if (i >= 20) raw.push(performance.now() - t);
     }
+    // Direct baseline 3: raw node:http with a keep-alive agent, no SDK (the fastest plain client here; since
+    // codemode-remote posts with node:http itself, "added" is fairest against this one).
+    const agent = new HttpAgent({ keepAlive: true });
+    const target = new URL(url);
+    const postRaw = (body: string): Promise<string> =>
+      new Promise((done, fail) => {
+        const payload = Buffer.from(body);
+        const req = httpRequest({ hostname: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent, headers: { ...headers, 'content-length': payload.length } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.once('end', () => done(Buffer.concat(chunks).toString('utf8')));
+        });
+        req.once('error', fail);
+        req.end(payload);
+      });
+    const rawHttp: number[] = [];
+    for (let i = 0; i < CALLS + 20; i++) {
+      const t = performance.now();
+      const body = await postRaw(JSON.stringify({ jsonrpc: '2.0', id: 10_000 + i, method: 'tools/call', params: call }));
+      if (!body.includes('hello')) throw new Error(`raw node:http call failed: ${body}`);
+      if (i >= 20) rawHttp.push(performance.now() - t);
+    }
+    agent.destroy();
     await fetch(url, { method: 'DELETE', headers }).then((r) => r.text());
 
     const perCall: Record<string, number[]> = {};
@@ -336,6 +360,7 @@ async function main(): Promise<void> {
       row('tools/call median through the bridge', (n) => `${median(perCall[n]!).toFixed(2)} ms`),
       row(`added vs direct SDK HTTP client (${d.toFixed(2)} ms)`, (n) => `${(median(perCall[n]!) - d).toFixed(2)} ms`),
       row(`added vs raw fetch, no SDK (${median(raw).toFixed(2)} ms)`, (n) => `${(median(perCall[n]!) - median(raw)).toFixed(2)} ms`),
+      row(`added vs raw node:http keep-alive, no SDK (${median(rawHttp).toFixed(2)} ms)`, (n) => `${(median(perCall[n]!) - median(rawHttp)).toFixed(2)} ms`),
       row(`RSS after ${CALLS + 20} calls`, (n) => `${rss[n]!.toFixed(0)} MiB`),
       '',
       '| failure | bridge | host waited | exit | what the host saw |',

@@ -6,9 +6,12 @@
  * budget. Why not undici's npm package, as the proxy uses: importing it costs about 140 ms and 30 MiB, and
  * the bridge's start-up time and memory are goals; `node:http` is part of Node.
  *
- * `fetch` stays for everything off the hot path (initialize, the GET stream, DELETE, OAuth), and for a
- * host whose environment routes HTTP through a proxy (`NODE_USE_ENV_PROXY` with `HTTP(S)_PROXY`), which
- * Node's fetch honours.
+ * A session of Streamable HTTP without OAuth never loads fetch at all (Node loads its fetch lazily, and that
+ * costs about 50 ms of start-up and 12 MiB here): `initialize`, the messages, the standalone GET stream and
+ * the `DELETE` all go this way. `fetch` stays for what is off that path: an answer that needs the checks
+ * written for web responses (`toWebResponse`), Last-Event-ID resumption, the legacy SSE transport, OAuth;
+ * and for everything when the environment names a proxy (`HTTP(S)_PROXY`), which the CLI makes fetch honour
+ * (with `NO_PROXY`).
  *
  * @module
  */
@@ -28,32 +31,35 @@ let modules: { http: typeof Http; https: typeof Https } | undefined;
 export function nativePostAllowed(url: URL): boolean {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
   if (process.env.CODEMODE_REMOTE_FETCH === '1') return false;
+  // Any proxy variable: the CLI makes fetch proxy-aware (http.setGlobalProxyFromEnv, or NODE_USE_ENV_PROXY),
+  // and NO_PROXY is its to apply; our own agents would go around the proxy.
   const env = process.env;
-  const proxied = env.NODE_USE_ENV_PROXY === '1' && (env.HTTP_PROXY ?? env.HTTPS_PROXY ?? env.http_proxy ?? env.https_proxy) !== undefined;
-  return !proxied;
+  return !['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].some((k) => (env[k] ?? '') !== '');
 }
 
 /**
  * POSTs `body` to `url` with `headers`; resolves with the response head (the body is the caller's to read or
  * destroy). Rejects like fetch: with `signal.reason` when aborted, with the socket's error otherwise.
  */
-export function nativePost(url: URL, headers: Headers, body: string, signal: AbortSignal): Promise<IncomingMessage> {
+export function nativePost(url: URL, headers: Record<string, string>, body: string, signal: AbortSignal): Promise<IncomingMessage> {
+  return nativeRequest('POST', url, headers, body, signal);
+}
+
+/** `nativePost` for any method; `body` undefined sends none (GET, DELETE). */
+export function nativeRequest(method: string, url: URL, headers: Record<string, string>, body: string | undefined, signal: AbortSignal): Promise<IncomingMessage> {
   // Required on first use, not imported: the bridge's start-up loads neither (its initialize goes by fetch).
   modules ??= { http: require('node:http') as typeof Http, https: require('node:https') as typeof Https };
   agents ??= { http: new modules.http.Agent({ keepAlive: true }), https: new modules.https.Agent({ keepAlive: true }) };
   const secure = url.protocol === 'https:';
-  const payload = Buffer.from(body, 'utf8');
-  const out: Record<string, string | number> = {};
-  headers.forEach((value, name) => {
-    out[name] = value;
-  });
-  out['content-length'] = payload.length;
+  const payload = body === undefined ? undefined : Buffer.from(body, 'utf8');
+  const out: Record<string, string | number> = { ...headers };
+  if (payload !== undefined) out['content-length'] = payload.length;
   return new Promise<IncomingMessage>((resolve, reject) => {
     if (signal.aborted) {
       reject(signal.reason);
       return;
     }
-    const request = (secure ? modules!.https : modules!.http).request(url, { method: 'POST', headers: out, agent: secure ? agents!.https : agents!.http });
+    const request = (secure ? modules!.https : modules!.http).request(url, { method, headers: out, agent: secure ? agents!.https : agents!.http });
     const onAbort = (): void => {
       request.destroy();
       reject(signal.reason);

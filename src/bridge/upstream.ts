@@ -16,7 +16,7 @@ import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse } from '../wire/jsonrpc.js';
 import { readSse, readSseNode } from '../wire/sse.js';
 import type { IncomingMessage } from 'node:http';
-import { nativePost, nativePostAllowed, readText, toWebResponse } from './native-post.js';
+import { nativePost, nativePostAllowed, nativeRequest, readText, toWebResponse } from './native-post.js';
 import type { SseEvent } from '../wire/sse.js';
 import { UpstreamError, bodySnippet, classifyFetchError } from './upstream-error.js';
 
@@ -47,6 +47,14 @@ const DELETE_TIMEOUT_MS = 300;
 const REINIT_TIMEOUT_MS = 15_000;
 /** How long requests wait for the standalone GET stream to open before going out anyway. */
 export const GET_STREAM_WAIT_MS = 2_000;
+
+/**
+ * Whether a response is `node:http`'s (native-post.ts) rather than fetch's. Told apart by shape: `instanceof
+ * Response` would touch the global, which loads Node's fetch.
+ */
+function isNodeResponse<T>(res: T | IncomingMessage): res is IncomingMessage {
+  return typeof (res as { statusCode?: unknown }).statusCode === 'number' || typeof (res as { pipe?: unknown }).pipe === 'function';
+}
 
 function isJson(contentType: string): boolean {
   return /^application\/(?:[\w.+-]*\+)?json\b/i.test(contentType);
@@ -124,14 +132,19 @@ export class Upstream {
     return this.controller.signal;
   }
 
-  private async headers(extra: Record<string, string>, signal: AbortSignal): Promise<Headers> {
-    const h = new Headers(this.opts.headers);
-    for (const [k, v] of Object.entries(extra)) h.set(k, v);
-    if (this.sessionId !== undefined) h.set('mcp-session-id', this.sessionId);
-    if (this.protocolVersion !== undefined) h.set('mcp-protocol-version', this.protocolVersion);
+  /**
+   * The request headers, names lower-cased (later ones win, as `Headers.set` does). A plain record, not
+   * `Headers`: touching that global loads Node's fetch, which a plain session never needs (native-post.ts).
+   */
+  private async headers(extra: Record<string, string>, signal: AbortSignal): Promise<Record<string, string>> {
+    const h: Record<string, string> = {};
+    for (const [k, v] of Object.entries(this.opts.headers)) h[k.toLowerCase()] = v;
+    for (const [k, v] of Object.entries(extra)) h[k.toLowerCase()] = v;
+    if (this.sessionId !== undefined) h['mcp-session-id'] = this.sessionId;
+    if (this.protocolVersion !== undefined) h['mcp-protocol-version'] = this.protocolVersion;
     if (this.opts.auth !== undefined) {
       const auth = await this.opts.auth.header(signal);
-      if (auth !== undefined) h.set('authorization', auth);
+      if (auth !== undefined) h.authorization = auth;
     }
     return h;
   }
@@ -297,7 +310,7 @@ export class Upstream {
       try {
         const headers = await this.headers({ 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...modern?.headers }, signal);
         const both = AbortSignal.any([signal, this.signal]);
-        if (!isInit && this.native) {
+        if (this.native) {
           // The hot path (native-post.ts): a 2xx JSON or event-stream answer is read here; anything else
           // becomes a web Response and goes through the same checks as fetch's.
           const answer = await nativePost(url, headers, JSON.stringify(message), both);
@@ -345,12 +358,16 @@ export class Upstream {
   }
 
   /**
-   * A native answer that needs none of `handlePostResponse`'s checks (2xx, JSON or an event stream, not
-   * initialize): dispatched here; true when taken. Anything else is left for the caller to convert.
+   * A native answer that needs none of `handlePostResponse`'s checks (2xx, JSON or an event stream):
+   * dispatched here; true when taken. Anything else is left for the caller to convert.
    */
   private async takeNativeAnswer(res: IncomingMessage, message: JsonRpcMessage, url: URL): Promise<boolean> {
     const status = res.statusCode ?? 0;
     if (status < 200 || status >= 300) return false;
+    if (message.method === 'initialize') {
+      const sid = res.headers['mcp-session-id'];
+      if (typeof sid === 'string') this.sessionId = sid;
+    }
     if (status === 202 || status === 204) {
       res.resume();
       return true;
@@ -446,8 +463,8 @@ export class Upstream {
     let stream: ReadableStream<Uint8Array> | IncomingMessage | undefined = body;
     for (let attempt = 0; stream !== undefined && attempt <= MAX_STREAM_RECONNECTS; attempt++) {
       try {
-        if (stream instanceof ReadableStream) await readSse(stream, onEvent, this.signal);
-        else await readSseNode(stream, onEvent, this.signal);
+        if (isNodeResponse(stream)) await readSseNode(stream, onEvent, this.signal);
+        else await readSse(stream, onEvent, this.signal);
       } catch (err) {
         if (this.closed) return;
         this.opts.log.debug('upstream event stream broke', { error: describeError(err) });
@@ -512,11 +529,12 @@ export class Upstream {
       try {
         while (!this.closed && failures <= MAX_STREAM_RECONNECTS) {
           const session = this.sessionId;
-          let res: Response;
+          let res: Response | IncomingMessage;
           try {
             const extra: Record<string, string> = { accept: 'text/event-stream' };
             if (lastEventId !== undefined) extra['last-event-id'] = lastEventId;
-            res = await fetch(this.opts.url, { method: 'GET', headers: await this.headers(extra, this.signal), signal: this.signal });
+            const headers = await this.headers(extra, this.signal);
+            res = this.native ? await nativeRequest('GET', this.opts.url, headers, undefined, this.signal) : await fetch(this.opts.url, { method: 'GET', headers, signal: this.signal });
           } catch (err) {
             markReady();
             if (this.closed) return;
@@ -527,44 +545,47 @@ export class Upstream {
           }
           // 405: the server offers no standalone stream. 404 without a session: a stateless server with none.
           markReady();
-          if (res.status === 405 || res.status === 501 || (res.status === 404 && session === undefined)) {
-            await res.body?.cancel();
+          const status = isNodeResponse(res) ? (res.statusCode ?? 0) : res.status;
+          const discard = async (): Promise<void> => {
+            if (isNodeResponse(res)) res.resume();
+            else await res.body?.cancel();
+          };
+          if (status === 405 || status === 501 || (status === 404 && session === undefined)) {
+            await discard();
             return;
           }
-          if ((res.status === 404 || res.status === 400) && session !== undefined) {
-            await res.body?.cancel();
+          if ((status === 404 || status === 400) && session !== undefined) {
+            await discard();
             this.getStreamRunning = false;
             await this.recoverSession(session, this.signal).catch((err: unknown) => this.opts.log.warn('could not recover the upstream session', { error: describeError(err) }));
             return;
           }
-          if (res.status === 401 && this.opts.auth !== undefined && failures < MAX_STREAM_RECONNECTS) {
+          if (status === 401 && this.opts.auth !== undefined && failures < MAX_STREAM_RECONNECTS) {
             failures++;
             try {
-              await this.authorize(res, this.signal);
+              await this.authorize(isNodeResponse(res) ? toWebResponse(res) : res, this.signal);
             } catch (err) {
               this.opts.log.warn('the event stream needs authorization and it failed; no server-initiated messages until restart', { error: describeError(err) });
               return;
             }
             continue;
           }
-          if (!res.ok || res.body === null) {
-            await res.body?.cancel();
+          if (status < 200 || status >= 300 || (!isNodeResponse(res) && res.body === null)) {
+            await discard();
             failures++;
-            this.opts.log.debug('GET stream refused', { status: res.status });
+            this.opts.log.debug('GET stream refused', { status });
             await new Promise((r) => setTimeout(r, retryMs * failures));
             continue;
           }
           failures = 0;
           try {
-            await readSse(
-              res.body,
-              (ev) => {
-                if (ev.id !== undefined) lastEventId = ev.id;
-                if (ev.retry !== undefined) retryMs = ev.retry;
-                this.dispatchEvent(ev);
-              },
-              this.signal,
-            );
+            const onEvent = (ev: SseEvent): void => {
+              if (ev.id !== undefined) lastEventId = ev.id;
+              if (ev.retry !== undefined) retryMs = ev.retry;
+              this.dispatchEvent(ev);
+            };
+            if (isNodeResponse(res)) await readSseNode(res, onEvent, this.signal);
+            else await readSse(res.body!, onEvent, this.signal);
           } catch (err) {
             if (this.closed) return;
             this.opts.log.debug('GET stream broke', { error: describeError(err) });
@@ -667,15 +688,23 @@ export class Upstream {
     const session = this.sessionId;
     try {
       if (session !== undefined && this.opts.mode === 'http') {
-        const headers = new Headers(this.opts.headers);
-        headers.set('mcp-session-id', session);
-        if (this.protocolVersion !== undefined) headers.set('mcp-protocol-version', this.protocolVersion);
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(this.opts.headers)) headers[k.toLowerCase()] = v;
+        headers['mcp-session-id'] = session;
+        if (this.protocolVersion !== undefined) headers['mcp-protocol-version'] = this.protocolVersion;
         // No token refresh here: closing must not start network work it cannot finish.
         const auth = this.opts.auth?.currentHeader();
-        if (auth !== undefined) headers.set('authorization', auth);
-        const res = await fetch(this.opts.url, { method: 'DELETE', headers, signal: AbortSignal.timeout(DELETE_TIMEOUT_MS) });
-        await res.body?.cancel();
-        this.opts.log.debug('upstream session deleted', { status: res.status });
+        if (auth !== undefined) headers.authorization = auth;
+        const signal = AbortSignal.timeout(DELETE_TIMEOUT_MS);
+        if (this.native) {
+          const res = await nativeRequest('DELETE', this.opts.url, headers, undefined, signal);
+          res.resume();
+          this.opts.log.debug('upstream session deleted', { status: res.statusCode });
+        } else {
+          const res = await fetch(this.opts.url, { method: 'DELETE', headers, signal });
+          await res.body?.cancel();
+          this.opts.log.debug('upstream session deleted', { status: res.status });
+        }
       }
     } catch (err) {
       this.opts.log.debug('DELETE of the upstream session failed', { error: describeError(err) });
