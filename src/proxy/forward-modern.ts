@@ -37,10 +37,10 @@ import {
   CLIENT_INFO_META_KEY,
   LEGACY_PROTOCOL_VERSIONS,
   LOG_LEVEL_META_KEY,
-  MODERN_ERROR_CODES,
   MODERN_PROTOCOL_VERSION,
   PROTOCOL_VERSION_META_KEY,
   SERVER_INFO_META_KEY,
+  isSessionRefusal,
   mcpNameHeader,
   mcpParamDeclarations,
   mcpParamHeaders,
@@ -52,6 +52,7 @@ import { SseParser } from '../wire/sse.js';
 import type { HttpUpstreamConfig } from './config.js';
 import { sendJson } from './forward-io.js';
 import { ModernHttpUpstream } from './modern-http.js';
+import { hiddenToolRefusal } from './modern.js';
 import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES } from './stdio-transport.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, classifyRequestError } from './upstream.js';
 
@@ -118,18 +119,6 @@ class EraChanged extends Error {}
 /** Why a session's requests were cut off by the proxy (not by the client): they get a named error. */
 class SessionEnded extends Error {}
 
-/**
- * Whether an HTTP error answer is a 2025 server refusing a request without a session: 400 or 404 with the
- * JSON-RPC error such servers give ("no valid session", "not initialized", "session not found": -32000 or
- * -32001). A 2026-07-28 server's own refusals (-32020..-32022, -32602, method not found) are answers, and a
- * body that is not JSON-RPC (a reverse proxy's page) is a failure of this request only.
- */
-function isSessionRefusal(status: number, rpc: JsonRpcMessage | undefined): boolean {
-  if ((status !== 400 && status !== 404) || rpc?.error === undefined) return false;
-  const { code, message } = rpc.error;
-  if (MODERN_ERROR_CODES.has(code) || code === RpcCode.MethodNotFound) return false;
-  return code === RpcCode.ConnectionClosed || code === RpcCode.RequestTimeout || /session|initiali[sz]/i.test(message);
-}
 
 /** One 2025 downstream session, translated onto 2026-07-28 requests. */
 class TranslatedSession {
@@ -372,10 +361,9 @@ export class TranslatedSessions {
       sendJson(res, 200, errorResponse(message.id, RpcCode.InvalidParams, `Invalid params: the params of ${message.method} must be an object.`));
       return;
     }
-    const name = message.params?.name;
-    const hiddenBy = message.method === 'tools/call' && typeof name === 'string' && this.#options.hasHiddenTools ? this.#options.isHidden(name) : undefined;
-    if (hiddenBy !== undefined) {
-      sendJson(res, 200, errorResponse(message.id, ErrorCode.InvalidParams, `Tool "${name as string}" is not available through this proxy (hidden by ignoreTools pattern "${hiddenBy}").`));
+    const hidden = this.#options.hasHiddenTools ? hiddenToolRefusal(message, this.#options.isHidden) : undefined;
+    if (hidden !== undefined) {
+      sendJson(res, 200, hidden);
       return;
     }
     const abort = new AbortController();

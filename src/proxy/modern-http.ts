@@ -19,12 +19,12 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { createLogger } from '../log.js';
-import { MODERN_ERROR_CODES, MODERN_PROTOCOL_VERSION, ModernCode, PROTOCOL_VERSION_META_KEY } from '../wire/eras.js';
+import { MODERN_ERROR_CODES, MODERN_PROTOCOL_VERSION, ModernCode, PROTOCOL_VERSION_META_KEY, isSessionRefusal } from '../wire/eras.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse, isRequest } from '../wire/jsonrpc.js';
 import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
 import { describeUpstream, httpTransportOf, isStdioConfig } from './config.js';
-import { pipeFilteredLists, readAll, readAnswer, readBody, sendJson } from './forward-io.js';
+import { ACCEPT_BOTH, RESPONSE_HEADERS, pipeFilteredLists, readAll, readAnswer, readBody, sendJson } from './forward-io.js';
 import { ERA_CHANGED, LegacyTranslator, hiddenToolRefusal } from './modern.js';
 import { RawHttpPool } from './raw-http.js';
 import type { LegacyTranslatorOptions, TranslatorStats } from './modern.js';
@@ -166,7 +166,7 @@ export class ModernHttpUpstream {
 
   /** The headers of a POST upstream: the config's, the proxy's, the forwarded ones, and the content types. */
   headers(forwarded: Record<string, string>): OutgoingHttpHeaders {
-    return { ...(this.#target.headers ?? {}), ...(this.#options.headers ?? {}), ...forwarded, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    return { ...(this.#target.headers ?? {}), ...(this.#options.headers ?? {}), ...forwarded, 'content-type': 'application/json', accept: ACCEPT_BOTH };
   }
 
   /** POSTs `body`; resolves with the response head (the body is the caller's to read). */
@@ -255,7 +255,7 @@ export class ModernHttpFront {
       sendJson(
         res,
         404,
-        errorResponse(message.id, -32601, `Method not found: initialize is not part of MCP ${MODERN_PROTOCOL_VERSION}. A 2025 client sends it without a 2026-07-28 Mcp-Protocol-Version header.`),
+        errorResponse(message.id, RpcCode.MethodNotFound, `Method not found: initialize is not part of MCP ${MODERN_PROTOCOL_VERSION}. A 2025 client sends it without a 2026-07-28 Mcp-Protocol-Version header.`),
       );
       return;
     }
@@ -337,15 +337,15 @@ export class ModernHttpFront {
     if (!final && up.statusCode === 400 && String(up.headers['content-type'] ?? '').includes('application/json')) {
       // A refusal: read it (bounded) to tell a 2026-07-28 refusal, passed on, from a 2025 "no session".
       const body = await readAll(up, MAX_REFUSAL_BYTES);
-      const refusal = body === undefined ? undefined : parseJson(body);
-      if (isEraChangeRefusal((refusal as JsonRpcMessage | undefined)?.error?.code)) return false;
-      sendJson(res, up.statusCode, refusal);
+      if (isSessionRefusal(400, body === undefined ? undefined : (parseJson(body) as JsonRpcMessage | undefined))) return false;
+      // Anything else is the upstream's answer, passed on as it came (cut at the cap).
+      res.writeHead(400, { 'content-type': String(up.headers['content-type']) }).end(body ?? '');
       return true;
     }
     const down: OutgoingHttpHeaders = {};
-    for (const name of ['content-type', 'cache-control', 'mcp-protocol-version']) {
-      const v = up.headers[name];
-      if (v !== undefined) down[name] = v;
+    for (const name of RESPONSE_HEADERS) {
+      const v: string | string[] | undefined = up.headers[name];
+      if (v !== undefined) (down as Record<string, string | string[]>)[name] = v;
     }
     res.writeHead(up.statusCode ?? 502, down);
     up.once('error', () => res.destroy());
@@ -370,7 +370,7 @@ export class ModernHttpFront {
             return;
           }
           const down: OutgoingHttpHeaders = {};
-          for (const name of ['content-type', 'cache-control', 'mcp-protocol-version']) if (h[name] !== undefined) down[name] = h[name];
+          for (const name of RESPONSE_HEADERS) if (h[name] !== undefined) down[name] = h[name];
           res.writeHead(s, down);
         },
         data: (chunk) => {
@@ -386,13 +386,13 @@ export class ModernHttpFront {
             resolve(true);
             return;
           }
-          const body = size > MAX_REFUSAL_BYTES ? undefined : parseJson(Buffer.concat(refusal));
-          const code = (body as JsonRpcMessage | undefined)?.error?.code;
-          if (isEraChangeRefusal(code)) {
+          const raw = Buffer.concat(refusal);
+          if (isSessionRefusal(status, size > MAX_REFUSAL_BYTES ? undefined : (parseJson(raw) as JsonRpcMessage | undefined))) {
             resolve(false);
             return;
           }
-          sendJson(res, status, body);
+          // Anything else is the upstream's answer, passed on as it came (cut at the cap).
+          res.writeHead(status, { 'content-type': 'application/json' }).end(raw);
           resolve(true);
         },
         error: (error) => {
@@ -494,13 +494,4 @@ function parseJson(body: Buffer): unknown {
   } catch {
     return undefined;
   }
-}
-
-/**
- * Whether a forwarded request's HTTP 400 says the upstream became a 2025 server (one refusing a request
- * without a session): not one of 2026-07-28's own refusals, and not "method not found" (which a 2026-07-28
- * server answers for a method it lacks, and which is passed on).
- */
-function isEraChangeRefusal(code: number | undefined): boolean {
-  return code === undefined || (!MODERN_ERROR_CODES.has(code) && code !== -32601);
 }

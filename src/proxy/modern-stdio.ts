@@ -63,11 +63,6 @@ export class EraSwitchingTransport implements Transport {
     this.#options = options;
   }
 
-  /** The 2026-07-28 side, once the host chose it. */
-  get front(): ModernStdioFront | undefined {
-    return this.#front;
-  }
-
   start(): Promise<void> {
     this.#inner.onmessage = (message, extra) => this.#route(message, extra);
     this.#inner.onclose = () => {

@@ -43,6 +43,20 @@ export const ModernCode = {
  */
 export const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([-32020, -32021, -32022, -32602]);
 
+/**
+ * Whether an HTTP error answer is a 2025 server refusing a request without a session (the sign that an upstream
+ * which spoke 2026-07-28 now speaks only 2025): 400 or 404 with the JSON-RPC error such servers give ("no valid
+ * session", "not initialized", "session not found": -32000 or -32001, or a message saying so). A 2026-07-28
+ * server's own refusals (-32020..-32022, -32602, -32601, -32600 ...) are answers, and a body that is not
+ * JSON-RPC (a reverse proxy's page) is a failure of that request only.
+ */
+export function isSessionRefusal(status: number, answer: JsonRpcMessage | undefined): boolean {
+  if ((status !== 400 && status !== 404) || answer?.error === undefined) return false;
+  const { code, message } = answer.error;
+  if (MODERN_ERROR_CODES.has(code) || code === -32601) return false;
+  return code === -32000 || code === -32001 || /session|initiali[sz]/i.test(String(message));
+}
+
 /** A message's 2026-07-28 (or later) protocol version, from its `_meta`; undefined for a 2025 message. */
 export function modernVersionOf(message: JsonRpcMessage): string | undefined {
   const meta = message.params?._meta;

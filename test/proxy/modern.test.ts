@@ -371,6 +371,33 @@ describe('codemode proxy: a 2026-07-28 client in front of a 2026-07-28 upstream'
   }, 60_000);
 });
 
+describe('codemode proxy: a 2026-07-28 refusal from a 2026-07-28 upstream', () => {
+  for (const [name, env] of [
+    ['undici pool', undefined],
+    ['node:http', '0'],
+  ] as const) {
+    it(`${name}: a -32600 on HTTP 400 reaches the client as it came, and the proxy does not take it for an era change`, async () => {
+      const saved = process.env.CODEMODE_PROXY_RAW_HTTP;
+      if (env !== undefined) process.env.CODEMODE_PROXY_RAW_HTTP = env;
+      const upstream = await startMrtrUpstream();
+      cleanups.push(() => upstream.close());
+      const proxy = await proxyTo({ url: upstream.url });
+      if (env !== undefined) {
+        if (saved === undefined) delete process.env.CODEMODE_PROXY_RAW_HTTP;
+        else process.env.CODEMODE_PROXY_RAW_HTTP = saved;
+      }
+      const refused = await post(proxy.url, 'tools/call', { name: 'bad', arguments: {}, _meta: ENVELOPE() }, { 'mcp-name': 'bad' });
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toMatchObject({ code: -32600, message: 'Invalid request: bad is refused on purpose' });
+      const plain = await post(proxy.url, 'tools/call', { name: 'plain', arguments: {}, _meta: ENVELOPE() }, { 'mcp-name': 'plain' });
+      expect(JSON.stringify(plain.body.result)).toContain('plain');
+      // One discover (the first request's era probe): the refusal did not make the proxy learn the era again.
+      expect(upstream.seen.filter((s) => s.method === 'server/discover')).toHaveLength(1);
+      expect(upstream.seen.filter((s) => s.method === 'tools/call' && s.name === 'bad')).toHaveLength(1);
+    }, 60_000);
+  }
+});
+
 describe('codemode proxy: a 2025 client in front of a 2026-07-28-only upstream', () => {
   const cells: Array<[string, () => unknown, ServeProxyHttpOptions]> = [
     ['HTTP upstream, message-level forward path', () => ({ url: modernUpstream.url }), {}],
