@@ -180,7 +180,8 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       if (isAnswer) translatedRequests.delete(message.id!);
     }
     if (message.id !== undefined && message.id !== null && toolsListIds.delete(message.id) && Array.isArray(message.result?.tools)) {
-      if (state === 'modern') rememberParamHeaders(message.result.tools as Array<{ name?: unknown; inputSchema?: unknown }>);
+      // Whoever the host is, a 2026-07-28 remote gets the calls' Mcp-Param-* headers.
+      if (state === 'modern' || translation !== undefined) rememberParamHeaders(message.result.tools as Array<{ name?: unknown; inputSchema?: unknown }>);
       message.result.tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || ignoredBy(t.name) === undefined);
     }
     write(message);
@@ -312,9 +313,12 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
       }
       if (pending?.current !== undefined) {
         retryIds.delete(pending.current);
+        translatedRequests.delete(id as JsonRpcId);
         postModern({ ...message, params: { ...message.params, requestId: pending.current } }, MODERN_PROTOCOL_VERSION);
         return;
       }
+      // The first round in flight: a cancelled request gets no answer, so nothing would clear its entry.
+      if (pending !== undefined) translatedRequests.delete(id as JsonRpcId);
     }
     const params = (message.params ?? {}) as Record<string, unknown>;
     const meta = { ...(params._meta as Record<string, unknown> | undefined), ...t.envelope, ...(t.logLevel !== undefined ? { [LOG_LEVEL_META_KEY]: t.logLevel } : {}) };
@@ -515,6 +519,17 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     if (!internal) forwardBackwards(message, backwards);
   };
 
+  /**
+   * An answer the bridge makes itself for a host request. With a 2025 remote behind a 2026-07-28 host it goes
+   * through the input relay like the remote's own answers, so the relay forgets the call (and the answer
+   * carries the host's latest id); a call left tracked would be taken for the one a later input request
+   * belongs to.
+   */
+  const answerHost = (answer: JsonRpcMessage): void => {
+    const relayed = backwards !== undefined ? backwards.relay.fromRemote(answer) : answer;
+    if (relayed !== undefined) write(relayed);
+  };
+
   const forward = (message: JsonRpcMessage): void => {
     if (translation !== undefined) {
       forwardTranslated(message, translation);
@@ -524,7 +539,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     if (up === undefined) return;
     if (isRequest(message)) {
       if (message.method === 'tools/call' && typeof message.params?.name === 'string' && ignoredBy(message.params.name) !== undefined) {
-        write(errorResponse(message.id, RpcCode.InvalidParams, `Tool ${message.params.name} not found (hidden by --ignore-tool)`));
+        answerHost(errorResponse(message.id, RpcCode.InvalidParams, `Tool ${message.params.name} not found (hidden by --ignore-tool)`));
         return;
       }
       if (message.method === 'tools/list') toolsListIds.add(message.id);
@@ -547,7 +562,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
         if (isRequest(message)) {
           toolsListIds.delete(message.id);
           const rpcCode = err instanceof UpstreamError ? err.rpcCode : RpcCode.InternalError;
-          write(errorResponse(message.id, rpcCode, `codemode-remote: ${describeError(err)}`));
+          answerHost(errorResponse(message.id, rpcCode, `codemode-remote: ${describeError(err)}`));
         } else {
           log.warn(`could not forward ${message.method ?? (isResponse(message) ? 'a response' : 'a message')}`, { error: describeError(err) });
         }
@@ -602,6 +617,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     const request = isRequest(message) ? message : undefined;
     if (request !== undefined) {
       if (request.method === 'tools/call' && typeof request.params?.name === 'string' && ignoredBy(request.params.name) !== undefined) {
+        translatedRequests.delete(request.id);
         write(errorResponse(request.id, RpcCode.InvalidParams, `Tool ${request.params.name} not found (hidden by --ignore-tool)`));
         return;
       }

@@ -84,17 +84,6 @@ export function nativeRequest(method: string, url: URL, headers: Record<string, 
   });
 }
 
-/** Reads a body whole (the JSON answer of a POST). */
-export function readText(res: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    res.on('data', (chunk: Buffer) => chunks.push(chunk));
-    res.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    res.once('error', reject);
-    res.once('aborted', () => reject(Object.assign(new Error('the connection closed mid-answer'), { code: 'ECONNRESET' })));
-  });
-}
-
 /** A native response as a web `Response`, for the code paths that take one (errors, unusual answers). */
 export function toWebResponse(res: IncomingMessage): Response {
   const headers = new Headers();

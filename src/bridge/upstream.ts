@@ -16,7 +16,8 @@ import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse } from '../wire/jsonrpc.js';
 import { readSse, readSseNode } from '../wire/sse.js';
 import type { IncomingMessage } from 'node:http';
-import { nativePost, nativePostAllowed, nativeRequest, readText, toWebResponse } from './native-post.js';
+import { nativePost, nativePostAllowed, nativeRequest, toWebResponse } from './native-post.js';
+import { readAll } from '../wire/body.js';
 import type { SseEvent } from '../wire/sse.js';
 import { UpstreamError, bodySnippet, classifyFetchError } from './upstream-error.js';
 
@@ -45,6 +46,8 @@ const MAX_STREAM_RECONNECTS = 5;
 const DEFAULT_RECONNECT_MS = 1_000;
 const DELETE_TIMEOUT_MS = 300;
 const REINIT_TIMEOUT_MS = 15_000;
+/** Largest JSON answer read whole (64 MiB, the host side's line cap); a larger one fails that request. */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 /** How long requests wait for the standalone GET stream to open before going out anyway. */
 export const GET_STREAM_WAIT_MS = 2_000;
 
@@ -121,8 +124,12 @@ export class Upstream {
   private readonly cancelled = new Set<JsonRpcId>();
   private closed = false;
   private nativeAllowed: boolean | undefined;
+  /** The configured headers, names lower-cased once (later ones win, as `Headers.set` does). */
+  private readonly baseHeaders: Record<string, string>;
 
-  constructor(private readonly opts: UpstreamOptions) {}
+  constructor(private readonly opts: UpstreamOptions) {
+    this.baseHeaders = Object.fromEntries(Object.entries(opts.headers).map(([k, v]) => [k.toLowerCase(), v]));
+  }
 
   get mode(): 'http' | 'sse' {
     return this.opts.mode;
@@ -137,8 +144,7 @@ export class Upstream {
    * `Headers`: touching that global loads Node's fetch, which a plain session never needs (native-post.ts).
    */
   private async headers(extra: Record<string, string>, signal: AbortSignal): Promise<Record<string, string>> {
-    const h: Record<string, string> = {};
-    for (const [k, v] of Object.entries(this.opts.headers)) h[k.toLowerCase()] = v;
+    const h: Record<string, string> = { ...this.baseHeaders };
     for (const [k, v] of Object.entries(extra)) h[k.toLowerCase()] = v;
     if (this.sessionId !== undefined) h['mcp-session-id'] = this.sessionId;
     if (this.protocolVersion !== undefined) h['mcp-protocol-version'] = this.protocolVersion;
@@ -374,7 +380,9 @@ export class Upstream {
     }
     const contentType = String(res.headers['content-type'] ?? '');
     if (isJson(contentType)) {
-      const text = await readText(res);
+      const body = await readAll(res, MAX_ANSWER_BYTES);
+      if (body === undefined) throw new UpstreamError('UPSTREAM_PROTOCOL', `${url.href} answered ${message.method ?? 'a message'} with more than ${MAX_ANSWER_BYTES} bytes of JSON`);
+      const text = body.toString('utf8');
       if (text.trim() !== '') this.dispatchText(text, url);
       return true;
     }
@@ -688,9 +696,7 @@ export class Upstream {
     const session = this.sessionId;
     try {
       if (session !== undefined && this.opts.mode === 'http') {
-        const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(this.opts.headers)) headers[k.toLowerCase()] = v;
-        headers['mcp-session-id'] = session;
+        const headers: Record<string, string> = { ...this.baseHeaders, 'mcp-session-id': session };
         if (this.protocolVersion !== undefined) headers['mcp-protocol-version'] = this.protocolVersion;
         // No token refresh here: closing must not start network work it cannot finish.
         const auth = this.opts.auth?.currentHeader();

@@ -14,6 +14,9 @@ import type { JsonRpcId } from '../wire/jsonrpc.js';
 import { wireErrorMessage } from '../wire/jsonrpc.js';
 import { writeJsonRpcError } from '../wire/http-guard.js';
 import { SseParser } from '../wire/sse.js';
+import { readAll } from '../wire/body.js';
+
+export { readAll };
 
 /** Downstream request headers that are part of the protocol and therefore forwarded; nothing else is. */
 export const PROTOCOL_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id'] as const;
@@ -22,32 +25,6 @@ export const RESPONSE_HEADERS = ['content-type', 'cache-control', 'mcp-protocol-
 export const ACCEPT_BOTH = 'application/json, text/event-stream';
 
 export type Json = Record<string, unknown>;
-
-/** Reads a request or response body fully. */
-export function readAll(stream: IncomingMessage): Promise<Buffer>;
-/** Reads a body of at most `maxBytes`; a longer one is cut off (the stream destroyed) and gives `undefined`. */
-export function readAll(stream: IncomingMessage, maxBytes: number): Promise<Buffer | undefined>;
-export function readAll(stream: IncomingMessage, maxBytes = Number.POSITIVE_INFINITY): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (c: Buffer): void => {
-      size += c.length;
-      if (size > maxBytes) {
-        stream.removeListener('data', onData);
-        chunks.length = 0;
-        stream.destroy();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(c);
-    };
-    stream.on('data', onData);
-    stream.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
-    stream.once('error', reject);
-    stream.once('aborted', () => reject(Object.assign(new Error('the connection closed mid-answer'), { code: 'ECONNRESET' })));
-  });
-}
 
 /** The body of `req`, or undefined (after answering 413) when it is larger than `limit` bytes. */
 export function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer | undefined> {

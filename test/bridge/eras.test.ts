@@ -180,6 +180,9 @@ describe('codemode-remote translates for a 2025 host in front of a 2026-07-28-on
     expect(changes()).toBeGreaterThan(0);
     expect((await client.listTools()).tools.map((t) => t.name)).toContain('late_tool');
     await expect(client.callTool({ name: 'nope', arguments: {} })).rejects.toThrow(/Unknown tool: nope/);
+    // The x-mcp-header parameter of a listed tool goes in its Mcp-Param header for this host too.
+    const regional = (await client.callTool({ name: 'regional', arguments: { region: 'Zürich' } })) as CallToolResult & { content: Array<{ text: string }> };
+    expect(regional.content[0]!.text).toBe(`region Zürich, header =?base64?${Buffer.from('Zürich').toString('base64')}?=`);
   });
 
   it('answers carry no 2026-only fields (resultType, cache hints); the remote still creates no session', async () => {
