@@ -22,9 +22,9 @@ import { RpcCode, errorResponse, isRequest } from '../wire/jsonrpc.js';
 import { RequestStateSeal, subjectOf } from '../wire/request-state.js';
 
 /** How long a held call waits for the host's retry: 5 minutes (a person may be answering). */
-export const DEFAULT_RELAY_TTL_MS = 5 * 60_000;
+const HELD_TTL_MS = 5 * 60_000;
 /** At most this many calls are held at once; more input requests are refused. */
-export const DEFAULT_RELAY_MAX_HELD = 64;
+const MAX_HELD = 64;
 /** Calls in flight that are remembered (their answers are matched); the oldest is forgotten past this. */
 const MAX_TRACKED_CALLS = 10_000;
 /** Input requests one call may collect before the host answers. */
@@ -57,30 +57,20 @@ interface Call {
   timer: NodeJS.Timeout | undefined;
 }
 
-export interface RelayIo {
+interface RelayIo {
   toHost(message: JsonRpcMessage): void;
   toRemote(message: JsonRpcMessage): void;
 }
 
 export class InputRelay {
   readonly #io: RelayIo;
-  readonly #ttlMs: number;
-  readonly #maxHeld: number;
   #seal: RequestStateSeal | undefined;
   /** Calls in flight, by the id the remote knows, oldest first. */
   readonly #calls = new Map<JsonRpcId, Call>();
   readonly #held = new Map<string, Call>();
-  #expired = 0;
-  #refused = 0;
 
-  constructor(io: RelayIo, options: { ttlMs?: number; maxHeld?: number } = {}) {
+  constructor(io: RelayIo) {
     this.#io = io;
-    this.#ttlMs = options.ttlMs ?? DEFAULT_RELAY_TTL_MS;
-    this.#maxHeld = options.maxHeld ?? DEFAULT_RELAY_MAX_HELD;
-  }
-
-  get stats(): { held: number; expired: number; refused: number } {
-    return { held: this.#held.size, expired: this.#expired, refused: this.#refused };
   }
 
   /**
@@ -160,9 +150,8 @@ export class InputRelay {
       refuse(`${MAX_PENDING} input requests of this call already wait for the host`);
       return;
     }
-    if (!this.#held.has(call.id) && this.#held.size >= this.#maxHeld) {
-      this.#refused += 1;
-      refuse(`${this.#maxHeld} calls already wait for the host's input`);
+    if (!this.#held.has(call.id) && this.#held.size >= MAX_HELD) {
+      refuse(`${MAX_HELD} calls already wait for the host's input`);
       return;
     }
     call.inputs += 1;
@@ -177,14 +166,13 @@ export class InputRelay {
     call.round += 1;
     call.waiting = false;
     this.#seal ??= new RequestStateSeal('codemode-remote');
-    const requestState = this.#seal.seal({ call: call.id, round: call.round, tenant: TENANT, method: call.subject, expires: Date.now() + this.#ttlMs });
+    const requestState = this.#seal.seal({ call: call.id, round: call.round, tenant: TENANT, method: call.subject, expires: Date.now() + HELD_TTL_MS });
     const inputRequests = Object.fromEntries(call.pending.map((p) => [p.key, { method: p.method, ...(p.params !== undefined ? { params: p.params } : {}) }]));
     this.#held.set(call.id, call);
     if (call.timer !== undefined) clearTimeout(call.timer);
     call.timer = setTimeout(() => {
-      this.#expired += 1;
-      this.#release(call, `the host did not answer input_required within ${Math.round(this.#ttlMs / 1000)} s`);
-    }, this.#ttlMs);
+      this.#release(call, `the host did not answer input_required within ${Math.round(HELD_TTL_MS / 1000)} s`);
+    }, HELD_TTL_MS);
     call.timer.unref();
     this.#io.toHost({ jsonrpc: '2.0', id: call.hostId, result: { resultType: 'input_required', inputRequests, requestState } });
   }

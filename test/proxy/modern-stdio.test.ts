@@ -8,7 +8,7 @@ import { Client } from '@modelcontextprotocol/client';
 import type { CallToolResult } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EVERYTHING, NODE, spawnServer } from './helpers.js';
+import { EVERYTHING, NODE, fixtureStdioConfig, spawnServer } from './helpers.js';
 import type { ChildServer } from './helpers.js';
 
 const MODERN = '2026-07-28';
@@ -115,6 +115,23 @@ describe('codemode proxy --stdio: a 2026-07-28 host', () => {
       await heard(changes);
     }, 60_000);
   }
+
+  it('in front of a 2025 upstream (the conformance fixture): a cancelled call is cancelled upstream, and the next call is served', async () => {
+    const fixture = fixtureStdioConfig();
+    const { client } = await throughProxy(['--stdio', '--', fixture.command, ...fixture.args]);
+    const controller = new AbortController();
+    const slow = client.callTool({ name: 'slow_progress', arguments: { durationMs: 20_000, intervalMs: 100 } }, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 300);
+    await expect(slow).rejects.toThrow();
+    // The host's abort is not enough: the upstream itself must have seen the call cancelled.
+    let seen = '[]';
+    const until = Date.now() + 10_000;
+    while (!seen.includes('slow_progress') && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 100));
+      seen = ((await client.callTool({ name: 'cancelled_calls', arguments: {} })) as CallToolResult).content.map((c) => (c.type === 'text' ? c.text : '')).join('');
+    }
+    expect(seen).toContain('slow_progress');
+  }, 60_000);
 
   it('a 2025 host of the same command still gets its 2025 session', async () => {
     const { client } = await throughProxy(['--stdio', '--', NODE, EVERYTHING, 'stdio'], 'legacy');
