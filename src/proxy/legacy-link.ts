@@ -26,7 +26,7 @@ import type { HttpUpstreamConfig, UpstreamConfig } from './config.js';
 import type { LegacyLink, LegacyLinkHandlers } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
 import { handleServerRequests, upstreamConnectOptions } from './proxy.js';
-import { readAll } from './forward-io.js';
+import { ACCEPT_BOTH, readAll } from './forward-io.js';
 import { RawHttpPool } from './raw-http.js';
 import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES } from './stdio-transport.js';
 import { connectUpstream, DEFAULT_CONNECT_TIMEOUT_MS } from './upstream.js';
@@ -150,13 +150,19 @@ class RawHttpLink implements LegacyLink {
     this.#agent.destroy();
   }
 
-  #post(message: JsonRpcMessage, signal: AbortSignal | undefined): Promise<{ res: IncomingMessage; req: ClientRequest }> {
-    const body = Buffer.from(JSON.stringify(message));
-    const headers: OutgoingHttpHeaders = { ...this.#headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': body.length };
+  /** The headers of a POST in this session: the configured ones, the content types and the session's. */
+  #postHeaders(length: number): OutgoingHttpHeaders {
+    const headers: OutgoingHttpHeaders = { ...this.#headers, 'content-type': 'application/json', accept: ACCEPT_BOTH, 'content-length': length };
     if (this.#sessionId !== undefined) {
       headers['mcp-session-id'] = this.#sessionId;
       headers['mcp-protocol-version'] = this.#version;
     }
+    return headers;
+  }
+
+  #post(message: JsonRpcMessage, signal: AbortSignal | undefined): Promise<{ res: IncomingMessage; req: ClientRequest }> {
+    const body = Buffer.from(JSON.stringify(message));
+    const headers = this.#postHeaders(body.length);
     return new Promise((resolve, reject) => {
       if (this.#closed) {
         reject(new McpError(ErrorCode.ConnectionClosed, 'Connection closed'));
@@ -219,11 +225,7 @@ class RawHttpLink implements LegacyLink {
     if (this.#closed) return Promise.reject(new McpError(ErrorCode.ConnectionClosed, 'Connection closed'));
     if (signal?.aborted) return Promise.reject(new McpError(ErrorCode.RequestTimeout, 'The request was cancelled'));
     const body = Buffer.from(JSON.stringify(message));
-    const headers: Record<string, string | number> = { ...(this.#headers as Record<string, string>), 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': body.length };
-    if (this.#sessionId !== undefined) {
-      headers['mcp-session-id'] = this.#sessionId;
-      headers['mcp-protocol-version'] = this.#version;
-    }
+    const headers = this.#postHeaders(body.length) as Record<string, string | number>;
     return new Promise<Record<string, unknown>>((resolve, reject) => {
       let status = 0;
       let stream: SseParser | undefined;
@@ -356,7 +358,9 @@ class RawHttpLink implements LegacyLink {
       },
     });
     res.setEncoding('utf8');
-    for await (const chunk of res as AsyncIterable<string>) {
+    // Not destroyed on the early break below: the rest of an answered stream drains, so the keep-alive socket
+    // goes back to the agent (a destroyed one costs the next call a new connection, a TLS handshake on https).
+    for await (const chunk of res.iterator({ destroyOnReturn: false }) as AsyncIterable<string>) {
       pending += chunk.length;
       if (pending > this.#maxBytes) {
         res.destroy();
@@ -364,7 +368,7 @@ class RawHttpLink implements LegacyLink {
       }
       parser.feed(chunk);
       if (answer !== undefined) {
-        res.destroy();
+        res.resume();
         break;
       }
     }
