@@ -26,12 +26,10 @@ import {
   PROTOCOL_VERSION_META_KEY,
   SERVER_INFO_META_KEY,
   SUBSCRIPTION_ID_META_KEY,
-  mcpParamDeclarations,
-  mcpParamHeaders,
+  McpParamMemory,
   modernVersionOf,
   withoutEnvelope,
 } from '../wire/eras.js';
-import type { McpParamDeclaration } from '../wire/eras.js';
 import { compileToolGlobs } from '../wire/globs.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse, isRequest, isResponse } from '../wire/jsonrpc.js';
@@ -52,8 +50,6 @@ const MAX_INPUT_REQUESTS = 16;
 /** How long the host may take to answer one input request: 10 minutes (a person may be answering). */
 const INPUT_TIMEOUT_MS = 10 * 60_000;
 
-/** Tools whose `x-mcp-header` declarations are remembered; past this many the memory is emptied. */
-const MAX_PARAM_TOOLS = 10_000;
 
 /** Largest line accepted from the host, in UTF-8 bytes; anything longer is a broken host, not a message. */
 const MAX_LINE_BYTES = 64 * 1024 * 1024;
@@ -181,29 +177,14 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
     }
     if (message.id !== undefined && message.id !== null && toolsListIds.delete(message.id) && Array.isArray(message.result?.tools)) {
       // Whoever the host is, a 2026-07-28 remote gets the calls' Mcp-Param-* headers.
-      if (state === 'modern' || translation !== undefined) rememberParamHeaders(message.result.tools as Array<{ name?: unknown; inputSchema?: unknown }>);
+      if (state === 'modern' || translation !== undefined) paramHeaders.remember(message.result.tools as Array<{ name?: unknown; inputSchema?: unknown }>);
       message.result.tools = (message.result.tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || ignoredBy(t.name) === undefined);
     }
     write(message);
   };
 
-  /**
-   * The `x-mcp-header` parameters of the remote's tools, from the tools/list answers the host received: a
-   * 2026-07-28 call mirrors them into `Mcp-Param-*` headers. Bounded: emptied past `MAX_PARAM_TOOLS` tools.
-   */
-  const paramHeaders = new Map<string, McpParamDeclaration[]>();
-  const rememberParamHeaders = (tools: Array<{ name?: unknown; inputSchema?: unknown }>): void => {
-    for (const tool of tools) {
-      if (typeof tool.name !== 'string') continue;
-      const declarations = mcpParamDeclarations(tool.inputSchema);
-      if (declarations.length === 0) {
-        paramHeaders.delete(tool.name);
-        continue;
-      }
-      if (paramHeaders.size >= MAX_PARAM_TOOLS) paramHeaders.clear();
-      paramHeaders.set(tool.name, declarations);
-    }
-  };
+  /** The `x-mcp-header` parameters of the remote's tools, from the tools/list answers the host received. */
+  const paramHeaders = new McpParamMemory();
 
   const close = (exitCode = 0): Promise<number> => {
     closing ??= (async () => {
@@ -598,7 +579,7 @@ export function startBridge(config: BridgeConfig, io: BridgeIo, authFactory?: ()
   /** A tools/call's `Mcp-Param-*` headers, from the tool's declarations (none before the host listed it). */
   const toolParamHeaders = (message: JsonRpcMessage): Record<string, string> => {
     if (message.method !== 'tools/call' || typeof message.params?.name !== 'string') return {};
-    return mcpParamHeaders(paramHeaders.get(message.params.name), message.params.arguments);
+    return paramHeaders.headers(message.params.name, message.params.arguments);
   };
 
   /** Sends one 2026-07-28 message on `modernUpstream`; cancellations abort the request they name. */

@@ -42,10 +42,8 @@ import {
   SERVER_INFO_META_KEY,
   isSessionRefusal,
   mcpNameHeader,
-  mcpParamDeclarations,
-  mcpParamHeaders,
+  McpParamMemory,
 } from '../wire/eras.js';
-import type { McpParamDeclaration } from '../wire/eras.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse, isRequest } from '../wire/jsonrpc.js';
 import { SseParser } from '../wire/sse.js';
@@ -66,8 +64,6 @@ const MAX_INPUT_REQUESTS = 16;
 const MAX_WAITING_INPUTS = 64;
 /** How long the client may take to answer one input request. */
 const INPUT_TIMEOUT_MS = 5 * 60_000;
-/** Tools whose `x-mcp-header` declarations one session remembers; emptied past it. */
-const MAX_PARAM_TOOLS = 10_000;
 /** A listen stream that ends this many times in a row, each within `LISTEN_QUICK_MS`, is given up. */
 const MAX_LISTEN_FAILURES = 5;
 const LISTEN_QUICK_MS = 5_000;
@@ -135,7 +131,7 @@ class TranslatedSession {
   readonly inflight = new Map<JsonRpcId, AbortController>();
   /** The proxy's requests to the client (input requests), waiting for its answer. */
   readonly waiters = new Map<string, (answer: JsonRpcMessage) => void>();
-  readonly params = new Map<string, McpParamDeclaration[]>();
+  readonly params = new McpParamMemory();
   stream: ServerResponse | undefined;
   listen: AbortController | undefined;
   timer: NodeJS.Timeout | undefined;
@@ -152,18 +148,6 @@ class TranslatedSession {
     return { ...base, ...this.envelope, ...(this.logLevel !== undefined ? { [LOG_LEVEL_META_KEY]: this.logLevel } : {}) };
   }
 
-  rememberParams(tools: Array<{ name?: unknown; inputSchema?: unknown }>): void {
-    for (const tool of tools) {
-      if (typeof tool.name !== 'string') continue;
-      const declarations = mcpParamDeclarations(tool.inputSchema);
-      if (declarations.length === 0) {
-        this.params.delete(tool.name);
-        continue;
-      }
-      if (this.params.size >= MAX_PARAM_TOOLS) this.params.clear();
-      this.params.set(tool.name, declarations);
-    }
-  }
 }
 
 /**
@@ -445,7 +429,7 @@ export class TranslatedSessions {
       if (resultType !== 'input_required') {
         if (message.method === 'tools/list' && Array.isArray(result.tools)) {
           const tools = result.tools as Array<{ name?: unknown; inputSchema?: unknown }>;
-          session.rememberParams(tools);
+          session.params.remember(tools);
           if (this.#options.hasHiddenTools) result.tools = tools.filter((t) => typeof t.name !== 'string' || this.#options.isHidden(t.name) === undefined);
         }
         return { jsonrpc: '2.0', id: message.id, result };
@@ -504,7 +488,7 @@ export class TranslatedSessions {
     const name = mcpNameHeader(message.method, message.params);
     if (name !== undefined) headers['mcp-name'] = name;
     if (session !== undefined && message.method === 'tools/call' && typeof message.params?.name === 'string') {
-      Object.assign(headers, mcpParamHeaders(session.params.get(message.params.name), message.params.arguments));
+      Object.assign(headers, session.params.headers(message.params.name, message.params.arguments));
     }
     return headers;
   }

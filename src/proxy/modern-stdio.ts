@@ -16,8 +16,7 @@
 import type { Transport, TransportSendOptions } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage, MessageExtraInfo } from '@modelcontextprotocol/sdk/types.js';
 import { createLogger } from '../log.js';
-import { MODERN_ERROR_CODES, MODERN_PROTOCOL_VERSION, ModernCode, PROTOCOL_VERSION_META_KEY, mcpNameHeader, mcpParamDeclarations, mcpParamHeaders, modernVersionOf } from '../wire/eras.js';
-import type { McpParamDeclaration } from '../wire/eras.js';
+import { MODERN_ERROR_CODES, MODERN_PROTOCOL_VERSION, ModernCode, PROTOCOL_VERSION_META_KEY, McpParamMemory, mcpNameHeader, modernVersionOf } from '../wire/eras.js';
 import type { JsonRpcId, JsonRpcMessage } from '../wire/jsonrpc.js';
 import { RpcCode, errorResponse, isRequest } from '../wire/jsonrpc.js';
 import { SseParser } from '../wire/sse.js';
@@ -36,8 +35,6 @@ import { DEFAULT_CONNECT_TIMEOUT_MS, stdioEnv } from './upstream.js';
 const log = createLogger('proxy');
 
 const PROBE_ID = 'codemode-proxy-discover';
-/** Tools whose `x-mcp-header` declarations are remembered; past this many the memory is emptied. */
-const MAX_PARAM_TOOLS = 10_000;
 
 export interface ModernStdioOptions {
   target: UpstreamConfig;
@@ -115,7 +112,7 @@ export class ModernStdioFront {
   readonly #lists = new Set<JsonRpcId>();
   #closed = false;
   /** The `x-mcp-header` parameters of the upstream's tools, from the lists the host received (bounded). */
-  readonly #paramHeaders = new Map<string, McpParamDeclaration[]>();
+  readonly #paramHeaders = new McpParamMemory();
 
   constructor(options: ModernStdioOptions, write: (message: JsonRpcMessage) => void) {
     this.#target = options.target;
@@ -282,21 +279,8 @@ export class ModernStdioFront {
     if (message.id === undefined || message.id === null || message.method !== undefined || !this.#lists.delete(message.id)) return message;
     const tools = message.result?.tools;
     if (!Array.isArray(tools)) return message;
-    if (this.#http !== undefined) this.#rememberParamHeaders(tools as Array<{ name?: unknown; inputSchema?: unknown }>);
+    if (this.#http !== undefined) this.#paramHeaders.remember(tools as Array<{ name?: unknown; inputSchema?: unknown }>);
     return { ...message, result: { ...message.result, tools: (tools as Array<{ name?: unknown }>).filter((t) => typeof t.name !== 'string' || this.#isHidden(t.name) === undefined) } };
-  }
-
-  #rememberParamHeaders(tools: Array<{ name?: unknown; inputSchema?: unknown }>): void {
-    for (const tool of tools) {
-      if (typeof tool.name !== 'string') continue;
-      const declarations = mcpParamDeclarations(tool.inputSchema);
-      if (declarations.length === 0) {
-        this.#paramHeaders.delete(tool.name);
-        continue;
-      }
-      if (this.#paramHeaders.size >= MAX_PARAM_TOOLS) this.#paramHeaders.clear();
-      this.#paramHeaders.set(tool.name, declarations);
-    }
   }
 
   /** One request to a 2026-07-28 HTTP upstream; its answer, and the notifications before it, go to the host. */
@@ -306,7 +290,7 @@ export class ModernStdioFront {
     const name = mcpNameHeader(message.method, message.params);
     if (name !== undefined) (headers as Record<string, string>)['mcp-name'] = name;
     if (message.method === 'tools/call' && typeof message.params?.name === 'string') {
-      Object.assign(headers, mcpParamHeaders(this.#paramHeaders.get(message.params.name), message.params.arguments));
+      Object.assign(headers, this.#paramHeaders.headers(message.params.name, message.params.arguments));
     }
     const { res } = await http.post(headers, Buffer.from(JSON.stringify(message)), signal);
     const type = String(res.headers['content-type'] ?? '');

@@ -170,3 +170,41 @@ export function mcpParamHeaders(declarations: readonly McpParamDeclaration[] | u
   }
   return headers;
 }
+
+/** Tools one `McpParamMemory` remembers; it is emptied past this (a client lists again, or calls go without). */
+const MAX_PARAM_TOOLS = 10_000;
+
+/**
+ * The `x-mcp-header` declarations of the tools a client was shown, by tool name, so its later calls can carry
+ * their `Mcp-Param-*` headers. Bounded: emptied past 10,000 tools.
+ *
+ * @example
+ * ```ts
+ * const params = new McpParamMemory();
+ * params.remember(listResult.tools);
+ * const headers = params.headers('regional', { region: 'eu-west' }); // { 'mcp-param-region': 'eu-west' }
+ * ```
+ */
+export class McpParamMemory {
+  readonly #byTool = new Map<string, McpParamDeclaration[]>();
+
+  /** Notes the declarations of `tools` (a `tools/list` answer's); a tool without any is forgotten. */
+  remember(tools: ReadonlyArray<{ name?: unknown; inputSchema?: unknown }>): void {
+    for (const tool of tools) {
+      if (typeof tool.name !== 'string') continue;
+      const declarations = mcpParamDeclarations(tool.inputSchema);
+      if (declarations.length === 0) {
+        this.#byTool.delete(tool.name);
+        continue;
+      }
+      if (this.#byTool.size >= MAX_PARAM_TOOLS) this.#byTool.clear();
+      this.#byTool.set(tool.name, declarations);
+    }
+  }
+
+  /** The `Mcp-Param-*` headers of a call to `name` with `args` (none for a tool not remembered). */
+  headers(name: string, args: unknown): Record<string, string> {
+    return mcpParamHeaders(this.#byTool.get(name), args);
+  }
+}
+

@@ -3,7 +3,7 @@
  * declarations a 2026-07-28 HTTP client mirrors into `Mcp-Param-*` headers.
  */
 import { describe, expect, it } from 'vitest';
-import { encodeHeaderValue, mcpNameHeader, mcpParamDeclarations, mcpParamHeaders, withoutEnvelope } from '../../src/wire/eras.js';
+import { McpParamMemory, encodeHeaderValue, mcpNameHeader, mcpParamDeclarations, mcpParamHeaders, withoutEnvelope } from '../../src/wire/eras.js';
 
 describe('header values', () => {
   it('plain visible ASCII goes as is; anything else, and the sentinel form itself, in Base64', () => {
@@ -68,6 +68,27 @@ describe('x-mcp-header declarations', () => {
       'mcp-param-deep': '7',
     });
     expect(mcpParamHeaders(undefined, { region: 'x' })).toEqual({});
+  });
+});
+
+describe('the memory of listed tools (McpParamMemory)', () => {
+  const regional = { name: 'regional', inputSchema: { type: 'object', properties: { region: { type: 'string', 'x-mcp-header': 'Region' } } } };
+  it('gives the headers of a listed tool, none for others, and forgets a tool listed again without declarations', () => {
+    const memory = new McpParamMemory();
+    expect(memory.headers('regional', { region: 'eu' })).toEqual({});
+    memory.remember([regional, { name: 'plain', inputSchema: { type: 'object' } }, { inputSchema: {} }]);
+    expect(memory.headers('regional', { region: 'eu' })).toEqual({ 'mcp-param-region': 'eu' });
+    expect(memory.headers('plain', { region: 'eu' })).toEqual({});
+    memory.remember([{ name: 'regional', inputSchema: { type: 'object' } }]);
+    expect(memory.headers('regional', { region: 'eu' })).toEqual({});
+  });
+
+  it('is bounded: past 10,000 remembered tools it starts over', () => {
+    const memory = new McpParamMemory();
+    memory.remember([regional]);
+    memory.remember(Array.from({ length: 10_000 }, (_, i) => ({ ...regional, name: `t${i}` })));
+    expect(memory.headers('regional', { region: 'eu' })).toEqual({});
+    expect(memory.headers('t9999', { region: 'eu' })).toEqual({ 'mcp-param-region': 'eu' });
   });
 });
 
