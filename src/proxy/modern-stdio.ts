@@ -29,8 +29,9 @@ import { hiddenToolRefusal } from './modern.js';
 import type { LegacyTranslator } from './modern.js';
 import type { ProxyOptions } from './proxy.js';
 import { toWireError } from './proxy.js';
-import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES, StdioUpstreamTransport } from './stdio-transport.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, stdioEnv } from './upstream.js';
+import type { StdioUpstreamTransport } from './stdio-transport.js';
+import { DEFAULT_MAX_UPSTREAM_MESSAGE_BYTES } from './stdio-transport.js';
+import { DEFAULT_CONNECT_TIMEOUT_MS, stdioTransport } from './upstream.js';
 
 const log = createLogger('proxy');
 
@@ -214,14 +215,7 @@ export class ModernStdioFront {
   async #probeStdio(message: JsonRpcMessage): Promise<Era> {
     if (!isStdioConfig(this.#target)) return 'legacy';
     const cfg = this.#target;
-    const child = new StdioUpstreamTransport({
-      command: cfg.command,
-      args: cfg.args ?? [],
-      env: await stdioEnv(cfg, this.#options.inheritEnv ?? false),
-      cwd: cfg.cwd,
-      onStderr: this.#options.onStderr,
-      maxMessageBytes: this.#options.maxMessageBytes,
-    });
+    const child = await stdioTransport(cfg, this.#options);
     const timeoutMs = this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const answer = await new Promise<JsonRpcMessage | undefined>((resolve, reject) => {
       const timer = setTimeout(() => resolve(undefined), timeoutMs);

@@ -235,6 +235,21 @@ async function loadHttpSdk(): Promise<HttpClientSdk> {
   return httpSdk;
 }
 
+/** The (not yet started) transport of a stdio upstream, with its environment, cwd, stderr and message cap. */
+export async function stdioTransport(
+  cfg: StdioUpstreamConfig,
+  options: Pick<ConnectUpstreamOptions, 'inheritEnv' | 'onStderr' | 'maxMessageBytes'>,
+): Promise<StdioUpstreamTransport> {
+  return new StdioUpstreamTransport({
+    command: cfg.command,
+    args: cfg.args ?? [],
+    env: await stdioEnv(cfg, options.inheritEnv ?? false),
+    cwd: cfg.cwd,
+    onStderr: options.onStderr,
+    maxMessageBytes: options.maxMessageBytes,
+  });
+}
+
 /** The SDK's default child environment (PATH, HOME, ...), from its stdio client module, loaded when first needed (~20 ms). */
 let defaultEnvironment: (() => Record<string, string>) | undefined;
 async function loadDefaultEnvironment(): Promise<() => Record<string, string>> {
@@ -242,7 +257,7 @@ async function loadDefaultEnvironment(): Promise<() => Record<string, string>> {
   return defaultEnvironment;
 }
 
-export async function stdioEnv(config: StdioUpstreamConfig, inheritEnv: boolean): Promise<Record<string, string>> {
+async function stdioEnv(config: StdioUpstreamConfig, inheritEnv: boolean): Promise<Record<string, string>> {
   const base: Record<string, string> = {};
   const source = inheritEnv ? process.env : (await loadDefaultEnvironment())();
   for (const [k, v] of Object.entries(source)) if (v !== undefined) base[k] = v;
@@ -580,14 +595,7 @@ export async function connectUpstream(
   };
 
   if (isStdioConfig(cfg)) {
-    const stdio = new StdioUpstreamTransport({
-      command: cfg.command,
-      args: cfg.args ?? [],
-      env: await stdioEnv(cfg, options.inheritEnv ?? false),
-      cwd: cfg.cwd,
-      onStderr: options.onStderr,
-      maxMessageBytes: options.maxMessageBytes,
-    });
+    const stdio = await stdioTransport(cfg, options);
     return run({ kind: 'stdio', transport: stdio, stdio }, timeoutMs);
   }
 
