@@ -11,6 +11,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -287,4 +288,46 @@ export async function startRedis(): Promise<{ url: string; close(): Promise<void
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** `codemode` from source (type stripping with the test loader), as the serve tests run it. */
+const CODEMODE_CLI = ['--no-node-snapshot', '--experimental-strip-types', '--disable-warning=ExperimentalWarning', '--import', join(ROOT, 'test/fixtures/ts-loader.mjs'), join(ROOT, 'src/cli/codemode.ts')];
+
+export interface ServeProcess {
+  url: string;
+  child: ChildProcess;
+  stderr: () => string;
+}
+
+/** Spawns `codemode serve --http` and waits (bounded, 20 s) for its "listening on" line. */
+export async function spawnServe(args: string[], env: NodeJS.ProcessEnv): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [...CODEMODE_CLI, 'serve', '--http', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env });
+  let stderr = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`codemode serve did not start within 20 s:\n${stderr}`)), 20_000);
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const m = /listening on (http:\/\/\S+?)\/mcp\b/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`codemode serve exited with ${code}:\n${stderr}`));
+    });
+  });
+  return { url, child, stderr: () => stderr };
+}
+
+/** Stops a `spawnServe` process: SIGTERM, then SIGKILL if it has not exited within 10 s. */
+export async function stopServe(p: ServeProcess): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => p.child.once('exit', () => resolve()));
+  p.child.kill('SIGTERM');
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
 }

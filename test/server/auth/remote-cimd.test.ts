@@ -5,8 +5,7 @@
  * calls a tool. The document is served over https on 127.0.0.1 with a throw-away certificate that the
  * server trusts through NODE_EXTRA_CA_CERTS. Needs the built bridge (`npm run build`) and openssl.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -17,38 +16,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BRIDGE_BIN, spawnBridge } from '../../fixtures/bridge-host.js';
 import type { BridgeHost } from '../../fixtures/bridge-host.js';
 import { startIdp } from '../../fixtures/idp-server.js';
-import { SIGNING_KEY } from './harness.js';
+import { SIGNING_KEY, spawnServe, stopServe } from './harness.js';
 
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const BROWSER = fileURLToPath(new URL('./consent-browser.ts', import.meta.url));
-const CLI = ['--no-node-snapshot', '--experimental-strip-types', '--disable-warning=ExperimentalWarning', '--import', join(ROOT, 'test/fixtures/ts-loader.mjs'), join(ROOT, 'src/cli/codemode.ts')];
 const hasOpenssl = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
-
-/** Spawns `codemode serve --http` and waits (bounded) for its "listening on" line. */
-async function spawnServe(args: string[], env: NodeJS.ProcessEnv): Promise<{ url: string; child: ChildProcess; stderr: () => string }> {
-  const child = spawn(process.execPath, [...CLI, 'serve', '--http', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`codemode serve did not start within 20 s:\n${stderr}`)), 20_000);
-    const poll = setInterval(() => {
-      const m = /listening on (http:\/\/\S+?)\/mcp\b/.exec(stderr);
-      if (m) {
-        clearInterval(poll);
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    }, 20);
-    child.once('exit', (code) => {
-      clearInterval(poll);
-      clearTimeout(timer);
-      reject(new Error(`codemode serve exited with ${code}:\n${stderr}`));
-    });
-  });
-  return { url, child, stderr: () => stderr };
-}
 
 describe.skipIf(!existsSync(BRIDGE_BIN) || !hasOpenssl)('codemode-remote logs in to codemode serve with a Client ID Metadata Document', () => {
   const cleanups: Array<() => Promise<void> | void> = [];
@@ -107,12 +78,7 @@ describe.skipIf(!existsSync(BRIDGE_BIN) || !hasOpenssl)('codemode-remote logs in
       NODE_EXTRA_CA_CERTS: cert,
       CODEMODE_LOG_LEVEL: 'info',
     });
-    cleanups.push(async () => {
-      if (serve.child.exitCode !== null) return;
-      const exited = new Promise<void>((resolve) => serve.child.once('exit', () => resolve()));
-      serve.child.kill('SIGTERM');
-      await exited;
-    });
+    cleanups.push(() => stopServe(serve));
 
     const configDir = join(dir, 'remote');
     const bridge: BridgeHost = spawnBridge(

@@ -3,63 +3,14 @@
  * Redis, behind a round-robin load balancer: the SDK client logs in across both, each accepts the
  * other's tokens, and after idling past the upstream lifetime a burst refreshes upstream exactly once.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startIdp } from '../../fixtures/idp-server.js';
 import { SERVICES, skipWithout } from '../../setup/services.js';
-import { SIGNING_KEY, TestOAuthProvider, connectWithLogin, sleep, startLoadBalancer, startRedis } from './harness.js';
-
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const CLI = [
-  '--no-node-snapshot',
-  '--experimental-strip-types',
-  '--disable-warning=ExperimentalWarning',
-  '--import',
-  join(ROOT, 'test/fixtures/ts-loader.mjs'),
-  join(ROOT, 'src/cli/codemode.ts'),
-];
-
-interface ServeProcess {
-  url: string;
-  child: ChildProcess;
-  stderr: () => string;
-}
-
-/** Spawns `codemode serve --http` and waits (bounded) for its "listening on" line. */
-async function spawnServe(args: string[], env: NodeJS.ProcessEnv): Promise<ServeProcess> {
-  const child = spawn(process.execPath, [...CLI, 'serve', '--http', ...args], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env });
-  let stderr = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`codemode serve did not start within 20 s:\n${stderr}`)), 20_000);
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      const m = /listening on (http:\/\/\S+?)\/mcp\b/.exec(stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`codemode serve exited with ${code}:\n${stderr}`));
-    });
-  });
-  return { url, child, stderr: () => stderr };
-}
-
-async function stop(p: ServeProcess): Promise<void> {
-  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => p.child.once('exit', () => resolve()));
-  p.child.kill('SIGTERM');
-  const timer = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
+import { SIGNING_KEY, TestOAuthProvider, connectWithLogin, sleep, spawnServe, startLoadBalancer, startRedis, stopServe } from './harness.js';
+import type { ServeProcess } from './harness.js';
 
 let redis: { url: string; close(): Promise<void> } | undefined;
 const noRedis = skipWithout(SERVICES.redis);
@@ -100,7 +51,7 @@ describe.skipIf(noRedis)('codemode serve --http: two instances with OAuth on one
     const instances: ServeProcess[] = [];
     for (let i = 0; i < 2; i++) {
       const p = await spawnServe(['--stateless', '--port', '0', '--config', config], env);
-      cleanups.push(() => stop(p));
+      cleanups.push(() => stopServe(p));
       instances.push(p);
       lb.backends.push(p.url);
     }
